@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Local servers for tests, benchmarks and the demo, all on 127.0.0.1:
+#   MariaDB (Debian's mariadb-server, private datadir, binlog ROW), s3s-fs (S3), dynalite (DynamoDB).
+#
+#   scripts/services.sh install   install what is missing (apt, cargo install, npm); idempotent
+#   scripts/services.sh up        install, then start whatever is not running; waits until ready
+#   scripts/services.sh down      stop what `up` started
+#   scripts/services.sh status    one line per server
+#   scripts/services.sh env       print the exports tests and users source: eval "$(scripts/services.sh env)"
+#
+# Ports and the state folder are overridable: M2D_MYSQL_PORT (3307), M2D_S3_PORT (9014),
+# M2D_DDB_PORT (8014), M2D_STATE (./.state). PIDs, data and logs live under the state folder.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STATE=${M2D_STATE:-$ROOT/.state}
+MYSQL_PORT=${M2D_MYSQL_PORT:-3307}
+S3_PORT=${M2D_S3_PORT:-9014}
+DDB_PORT=${M2D_DDB_PORT:-8014}
+# Local-only credentials for the local servers; never used against real services.
+MYSQL_USER=m2d
+MYSQL_PASS=m2d-local-pass
+S3_ACCESS=m2dlocal
+S3_SECRET=m2dlocalsecret
+S3S_VERSION=0.14.1
+DYNALITE_VERSION=4.0.0
+
+log() { echo "services: $*" >&2; }
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "apt-get install ${missing[*]}"
+    # Keep Debian's packaging from starting a system-wide mariadb on 3306.
+    local made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ $made_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+
+cargo_bin() { echo "${CARGO_HOME:-$HOME/.cargo}/bin/$1"; }
+
+install() {
+    apt_install mariadb-server mariadb-client
+    command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+    if [ ! -x "$(cargo_bin s3s-fs)" ] || ! "$(cargo_bin s3s-fs)" --version 2>/dev/null | grep -q "$S3S_VERSION"; then
+        log "cargo install s3s-fs $S3S_VERSION (about 2 minutes, once)"
+        cargo install --quiet s3s-fs --version "$S3S_VERSION" --features binary
+    fi
+    if [ ! -f "$STATE/npm/node_modules/dynalite/package.json" ] ||
+        ! grep -q "\"version\": \"$DYNALITE_VERSION\"" "$STATE/npm/node_modules/dynalite/package.json"; then
+        log "npm install dynalite@$DYNALITE_VERSION"
+        mkdir -p "$STATE/npm"
+        npm install --silent --no-audit --no-fund --prefix "$STATE/npm" "dynalite@$DYNALITE_VERSION" >/dev/null
+    fi
+}
+
+mysql_admin() { mariadb --no-defaults --protocol=socket --socket="$STATE/mariadb/mysqld.sock" -uroot "$@"; }
+
+start_mariadb() {
+    local dir=$STATE/mariadb pid=$STATE/mariadb/mariadbd.pid
+    if alive "$pid"; then return 0; fi
+    mkdir -p "$dir/binlog"
+    if [ ! -d "$dir/data/mysql" ]; then
+        log "mariadb-install-db into the state folder"
+        rm -rf "$dir/data"
+        mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$dir/data" \
+            --auth-root-authentication-method=socket --skip-test-db >"$dir/install.log" 2>&1
+    fi
+    log "starting mariadbd on 127.0.0.1:$MYSQL_PORT"
+    mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" \
+        --socket="$dir/mysqld.sock" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
+        --pid-file="$dir/mariadbd.server.pid" --log-error="$dir/error.log" \
+        --log-bin="$dir/binlog/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL --server-id=1 \
+        --innodb-buffer-pool-size="${M2D_MYSQL_BUFFER_POOL:-512M}" --innodb-flush-log-at-trx-commit=2 \
+        --max-allowed-packet=256M --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        >/dev/null 2>&1 &
+    echo $! >"$pid"
+    for _ in $(seq 1 100); do
+        if mysql_admin -e 'SELECT 1' >/dev/null 2>&1; then break; fi
+        alive "$pid" || { log "mariadbd exited; see $dir/error.log"; tail -n 20 "$dir/error.log" >&2; exit 1; }
+        sleep 0.2
+    done
+    mysql_admin -e "CREATE USER IF NOT EXISTS '$MYSQL_USER'@'%' IDENTIFIED BY '$MYSQL_PASS';
+        GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'%' WITH GRANT OPTION;
+        CREATE USER IF NOT EXISTS '$MYSQL_USER'@'localhost' IDENTIFIED BY '$MYSQL_PASS';
+        GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'localhost' WITH GRANT OPTION;"
+}
+
+start_s3() {
+    local dir=$STATE/s3 pid=$STATE/s3/s3s-fs.pid
+    if alive "$pid"; then return 0; fi
+    mkdir -p "$dir/data"
+    log "starting s3s-fs on 127.0.0.1:$S3_PORT"
+    "$(cargo_bin s3s-fs)" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_ACCESS" \
+        --secret-key "$S3_SECRET" "$dir/data" >"$dir/s3s-fs.log" 2>&1 &
+    echo $! >"$pid"
+    wait_port "$S3_PORT" "$pid" s3s-fs
+}
+
+start_dynalite() {
+    local dir=$STATE/dynalite pid=$STATE/dynalite/dynalite.pid
+    if alive "$pid"; then return 0; fi
+    mkdir -p "$dir"
+    log "starting dynalite on 127.0.0.1:$DDB_PORT"
+    node "$STATE/npm/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$DDB_PORT" \
+        >"$dir/dynalite.log" 2>&1 &
+    echo $! >"$pid"
+    wait_port "$DDB_PORT" "$pid" dynalite
+}
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        alive "$2" || { log "$3 exited before listening"; exit 1; }
+        sleep 0.1
+    done
+    log "$3 did not listen on $1"
+    exit 1
+}
+
+stop() {
+    local pid=$1 name=$2
+    if alive "$pid"; then
+        log "stopping $name"
+        kill "$(cat "$pid")" 2>/dev/null || true
+        for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+    fi
+    rm -f "$pid"
+}
+
+print_env() {
+    cat <<EOF
+export M2D_MYSQL_URL='mysql://$MYSQL_USER:$MYSQL_PASS@127.0.0.1:$MYSQL_PORT'
+export M2D_MYSQL_SOCKET='$STATE/mariadb/mysqld.sock'
+export M2D_S3_ENDPOINT='http://127.0.0.1:$S3_PORT'
+export M2D_S3_DATA='$STATE/s3/data'
+export M2D_DDB_ENDPOINT='http://127.0.0.1:$DDB_PORT'
+export AWS_ENDPOINT_URL_S3='http://127.0.0.1:$S3_PORT'
+export AWS_ENDPOINT_URL_DYNAMODB='http://127.0.0.1:$DDB_PORT'
+export AWS_ACCESS_KEY_ID='$S3_ACCESS'
+export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
+export AWS_REGION='us-east-1'
+export M2D_S3_PATH_STYLE=1
+EOF
+}
+
+case "${1:-up}" in
+install) install ;;
+up)
+    install
+    start_mariadb
+    start_s3
+    start_dynalite
+    ;;
+down)
+    stop "$STATE/dynalite/dynalite.pid" dynalite
+    stop "$STATE/s3/s3s-fs.pid" s3s-fs
+    stop "$STATE/mariadb/mariadbd.pid" mariadbd
+    ;;
+status)
+    for s in mariadb/mariadbd s3/s3s-fs dynalite/dynalite; do
+        if alive "$STATE/$s.pid"; then echo "${s#*/}: running (pid $(cat "$STATE/$s.pid"))"; else echo "${s#*/}: stopped"; fi
+    done
+    ;;
+env) print_env ;;
+*)
+    echo "usage: $0 install|up|down|status|env" >&2
+    exit 2
+    ;;
+esac
