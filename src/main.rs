@@ -1,1 +1,68 @@
-fn main() {}
+//! The edge: parse the command line, set up logging, run the stage, map the outcome to an exit
+//! code (0 done, 1 failed, 2 bad usage, 3 done with rejected rows).
+
+use clap::Parser;
+use mysql2ddb::cli::{Cli, Command};
+use mysql2ddb::settings::{ExportSettings, SettingsError};
+use mysql2ddb::{export, ExitCode};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    let quiet = match &cli.command {
+        Command::Export(a) => a.quiet,
+    };
+    let default_level = if quiet { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("M2D_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let code = match cli.command {
+        Command::Export(args) => run_export(&args),
+    };
+    std::process::exit(code as i32);
+}
+
+fn run_export(args: &mysql2ddb::cli::ExportArgs) -> ExitCode {
+    let settings = match ExportSettings::resolve(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysql2ddb export: {e}");
+            return match e {
+                SettingsError::Source(_) => ExitCode::Failure,
+                _ => ExitCode::Usage,
+            };
+        }
+    };
+    match export::run(&settings) {
+        Ok(report) => {
+            eprintln!(
+                "export {}: {} rows, {:.1} MB in {} tables, {:.1}s ({} chunks written, {} kept from an earlier run); report: {}",
+                if report.complete { "complete" } else { "incomplete" },
+                report.rows,
+                report.bytes as f64 / 1e6,
+                report.tables.len(),
+                report.duration_seconds,
+                report.chunks_written,
+                report.chunks_kept,
+                settings.out.join(export::report::REPORT_FILE).display()
+            );
+            if report.rejected_rows > 0 {
+                eprintln!(
+                    "mysql2ddb export: {} rows could not be converted and were written to {}",
+                    report.rejected_rows,
+                    settings.out.join("rejects").display()
+                );
+                return ExitCode::Rejects;
+            }
+            ExitCode::Success
+        }
+        Err(e) => {
+            eprintln!("mysql2ddb export: {e}");
+            ExitCode::Failure
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! mysql2ddb: move a live MySQL/MariaDB database into Amazon DynamoDB.
+//!
+//! Stage one (`export`) lives in `source` (server side: connection, schema, snapshot, chunk
+//! planning) and `export` (chunk files, worker pool, resume); `manifest` is the contract every
+//! later stage reads. `settings` turns the command line and job file into what stages run from.
+
+pub mod cli;
+pub mod export;
+pub mod manifest;
+pub mod progress;
+pub mod settings;
+pub mod source;
+
+/// Process exit codes, documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    /// The run finished, but some rows went to rejects files.
+    Rejects = 3,
+}

@@ -1,0 +1,244 @@
+//! The run manifest (`manifest.json` in the run folder): the contract between stages. It says
+//! what was exported (tool version, source without password, options, snapshots and their binlog
+//! positions), and per table the schema, the key, and every chunk with its key range, rows,
+//! bytes, SHA-256, file and state. Written atomically (temporary file, fsync, rename) after
+//! every change, so a crash leaves the last consistent manifest. Format: docs/format.md.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::source::connect::Flavor;
+use crate::source::plan::{ChunkRange, Strategy};
+use crate::source::schema::TableSchema;
+use crate::source::snapshot::{BinlogPosition, Consistency, Snapshot};
+use crate::source::types::ZeroDatePolicy;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a mysql2ddb manifest: {source}")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} has manifest format {found}; this mysql2ddb reads format {FORMAT_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkFormat {
+    Parquet,
+    Csv,
+}
+
+impl ChunkFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ChunkFormat::Parquet => "parquet",
+            ChunkFormat::Csv => "csv",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Snappy,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub tool: ToolInfo,
+    pub created_at: String,
+    pub updated_at: String,
+    pub source: SourceInfo,
+    pub options: ExportOptions,
+    /// One per run that read rows: the first run, then one per resumed run.
+    pub snapshots: Vec<Snapshot>,
+    /// The earliest binlog position any complete chunk was read at: binlog catch-up starts here.
+    pub replay_from: Option<BinlogPosition>,
+    /// True once every chunk of every table is complete.
+    pub complete: bool,
+    pub tables: Vec<TableEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// Where the data came from. Never holds a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceInfo {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub server_version: String,
+    pub flavor: Flavor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportOptions {
+    pub format: ChunkFormat,
+    pub compression: Compression,
+    pub chunk_rows: u64,
+    pub consistency: Consistency,
+    pub zero_date: ZeroDatePolicy,
+    /// CSV only: how NULL is written and how a text that looks like it is escaped.
+    pub csv_null: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableEntry {
+    #[serde(flatten)]
+    pub schema: TableSchema,
+    /// Per column: the Arrow type of Parquet chunks and the text encoding of CSV chunks.
+    pub encodings: Vec<ColumnEncoding>,
+    pub strategy: Option<Strategy>,
+    /// Chunks are listed once the table is planned; a table is planned once, then reused.
+    pub chunks: Vec<ChunkEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnEncoding {
+    pub column: String,
+    pub arrow_type: String,
+    pub csv: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkState {
+    Pending,
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    pub id: u32,
+    #[serde(flatten)]
+    pub range: ChunkRange,
+    pub state: ChunkState,
+    /// Relative to the run folder, e.g. `data/shop/orders/00001.parquet`.
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: Option<String>,
+    /// The snapshot (by id) this chunk was read under.
+    pub snapshot: Option<u32>,
+    /// Rows sent to `rejects_file` instead of the chunk.
+    pub rejected_rows: u64,
+    pub rejects_file: Option<String>,
+    /// Values changed by a policy, per column (e.g. zero dates exported as NULL).
+    pub policy_counts: BTreeMap<String, u64>,
+}
+
+impl Manifest {
+    pub fn path(run: &Path) -> PathBuf {
+        run.join(MANIFEST_FILE)
+    }
+
+    pub fn load(run: &Path) -> Result<Option<Manifest>, ManifestError> {
+        let path = Self::path(run);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ManifestError::Read { path, source }),
+        };
+        let version: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|source| ManifestError::Parse { path: path.clone(), source })?;
+        let found = version.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        if found != FORMAT_VERSION {
+            return Err(ManifestError::Version { path, found });
+        }
+        serde_json::from_slice(&text).map(Some).map_err(|source| ManifestError::Parse { path, source })
+    }
+
+    /// Writes the manifest atomically: a reader sees the old one or the new one, never a mix.
+    pub fn store(&mut self, run: &Path) -> Result<(), ManifestError> {
+        self.updated_at = now_rfc3339();
+        self.complete = !self.tables.is_empty()
+            && self.tables.iter().all(|t| t.strategy.is_some() && t.chunks.iter().all(|c| c.state == ChunkState::Complete));
+        self.replay_from = self.earliest_position();
+        let path = Self::path(run);
+        let text = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        write_atomically(&path, &text).map_err(|source| ManifestError::Write { path, source })
+    }
+
+    fn earliest_position(&self) -> Option<BinlogPosition> {
+        let used: std::collections::HashSet<u32> =
+            self.tables.iter().flat_map(|t| t.chunks.iter().filter_map(|c| c.snapshot)).collect();
+        self.snapshots
+            .iter()
+            .filter(|s| used.contains(&s.id))
+            .filter_map(|s| s.binlog.clone())
+            .min_by_key(|p| p.sort_key())
+    }
+
+    pub fn table_mut(&mut self, database: &str, table: &str) -> Option<&mut TableEntry> {
+        self.tables.iter_mut().find(|t| t.schema.database == database && t.schema.table == table)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary sibling, fsyncs, renames, fsyncs the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// The current UTC time as RFC 3339, seconds precision.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_of_another_format_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), r#"{"format_version": 99}"#).unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("format 99"), "{err}");
+        assert!(err.to_string().contains(MANIFEST_FILE), "{err}");
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        write_atomically(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        assert!(!dir.path().join("m.json.tmp").exists());
+    }
+}

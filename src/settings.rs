@@ -1,0 +1,156 @@
+//! Validated settings: what the user typed (CLI flags, then the job file, then defaults) resolved
+//! once into the structs stages run from. Stages never read clap types. The job file is TOML
+//! with `deny_unknown_fields`, so a misspelt key is an error naming it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::ExportArgs;
+use crate::manifest::{ChunkFormat, Compression};
+use crate::source::schema::TableFilter;
+use crate::source::snapshot::Consistency;
+use crate::source::types::ZeroDatePolicy;
+use crate::source::SourceConfig;
+
+/// Rows per chunk when not given: big enough that per-chunk overhead is negligible, small
+/// enough that a resumed run redoes little and chunks spread across threads.
+pub const DEFAULT_CHUNK_ROWS: u64 = 500_000;
+pub const DEFAULT_THREADS: usize = 4;
+/// In-progress Parquet row group bound per worker, in MB (memory ≈ threads × this).
+pub const DEFAULT_ROW_GROUP_MB: usize = 32;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    #[serde(default)]
+    pub source: SourceSection,
+    #[serde(default)]
+    pub export: ExportSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    pub url: Option<String>,
+    pub option_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    pub out: Option<PathBuf>,
+    pub format: Option<ChunkFormat>,
+    pub compression: Option<Compression>,
+    pub threads: Option<usize>,
+    pub chunk_rows: Option<u64>,
+    pub databases: Option<Vec<String>>,
+    pub tables: Option<Vec<String>>,
+    pub consistency: Option<Consistency>,
+    pub zero_date: Option<ZeroDatePolicy>,
+    pub row_group_mb: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("job file {path}: {reason}")]
+    Job { path: String, reason: String },
+    #[error("{0}")]
+    Missing(String),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+}
+
+impl JobFile {
+    pub fn load(path: &Path) -> Result<JobFile, SettingsError> {
+        let err = |reason: String| SettingsError::Job { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    pub source: SourceConfig,
+    pub out: PathBuf,
+    pub format: ChunkFormat,
+    pub compression: Compression,
+    pub threads: usize,
+    pub chunk_rows: u64,
+    pub filter: TableFilter,
+    pub consistency: Consistency,
+    pub zero_date: ZeroDatePolicy,
+    pub row_group_bytes: usize,
+    pub restart: bool,
+    pub quiet: bool,
+}
+
+fn split_list(items: &[String]) -> Vec<String> {
+    items.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+impl ExportSettings {
+    /// Flags win over the job file, which wins over defaults.
+    pub fn resolve(args: &ExportArgs) -> Result<ExportSettings, SettingsError> {
+        let job = match &args.job {
+            Some(p) => JobFile::load(p)?,
+            None => JobFile::default(),
+        };
+        let (src, ex) = (job.source, job.export);
+        let url = args.source.clone().or(src.url).ok_or_else(|| {
+            SettingsError::Missing("no source: give --source mysql://user@host:port or [source] url in the job file".into())
+        })?;
+        let option_file = args.defaults_file.clone().or(src.option_file);
+        let source = SourceConfig::parse(&url, option_file.as_deref())?;
+        let out = args
+            .out
+            .clone()
+            .or(ex.out)
+            .ok_or_else(|| SettingsError::Missing("no output folder: give --out DIR or [export] out".into()))?;
+        if out.to_string_lossy().starts_with("s3://") {
+            return Err(SettingsError::Missing(
+                "--out s3://… is not supported by this build yet: export to a folder (S3 sync is the next stage)".into(),
+            ));
+        }
+        let databases = if args.databases.is_empty() { ex.databases.unwrap_or_default() } else { split_list(&args.databases) };
+        let tables = if args.tables.is_empty() { ex.tables.unwrap_or_default() } else { split_list(&args.tables) };
+        let chunk_rows = args.chunk_rows.or(ex.chunk_rows).unwrap_or(DEFAULT_CHUNK_ROWS);
+        if chunk_rows == 0 {
+            return Err(SettingsError::Missing("--chunk-rows must be at least 1".into()));
+        }
+        Ok(ExportSettings {
+            source,
+            out,
+            format: args.format.or(ex.format).unwrap_or(ChunkFormat::Parquet),
+            compression: args.compression.or(ex.compression).unwrap_or(Compression::Zstd),
+            threads: args.threads.or(ex.threads).unwrap_or(DEFAULT_THREADS).max(1),
+            chunk_rows,
+            filter: TableFilter { databases, tables },
+            consistency: args.consistency.or(ex.consistency).unwrap_or(Consistency::Lock),
+            zero_date: args.zero_date.or(ex.zero_date).unwrap_or(ZeroDatePolicy::Null),
+            row_group_bytes: args.row_group_mb.or(ex.row_group_mb).unwrap_or(DEFAULT_ROW_GROUP_MB).max(1) << 20,
+            restart: args.restart,
+            quiet: args.quiet,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_job_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("job.toml");
+        std::fs::write(&p, "[export]\nthreds = 4\n").unwrap();
+        let err = JobFile::load(&p).unwrap_err().to_string();
+        assert!(err.contains("threds"), "{err}");
+    }
+
+    #[test]
+    fn comma_lists_and_repeated_flags_both_work() {
+        let v = split_list(&["a.b,c.d".into(), " e.f ".into()]);
+        assert_eq!(v, vec!["a.b", "c.d", "e.f"]);
+    }
+}

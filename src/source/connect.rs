@@ -1,0 +1,199 @@
+//! Connection settings for the source server: parsed from a `mysql://user[:pass]@host[:port]`
+//! URL, with the password taken from the URL, `MYSQL_PWD`, or a MySQL option file (`[client]`
+//! section), in that order. The password is held only here and never formatted: `Display`
+//! shows `mysql://user@host:port`. Every session is set to utf8mb4 and UTC.
+
+use std::path::Path;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder, SslOpts};
+
+use super::SourceError;
+
+/// Where and how to connect. Debug and Display never show the password.
+#[derive(Clone)]
+pub struct SourceConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    password: Option<String>,
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceConfig({self})")
+    }
+}
+
+impl std::fmt::Display for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mysql://{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// Server flavour, detected from `SELECT VERSION()` (MariaDB reports 5.5.5 in the handshake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mysql,
+    Mariadb,
+}
+
+impl SourceConfig {
+    /// Parses the URL; fills a missing password from `MYSQL_PWD`, then from `option_file`
+    /// (or `~/.my.cnf` when it exists).
+    pub fn parse(url: &str, option_file: Option<&Path>) -> Result<SourceConfig, SourceError> {
+        let parsed = url::Url::parse(url).map_err(|e| SourceError::BadUrl(format!("{e}")))?;
+        if parsed.scheme() != "mysql" && parsed.scheme() != "mariadb" {
+            return Err(SourceError::BadUrl(format!(
+                "scheme {:?}: expected mysql://user@host:port",
+                parsed.scheme()
+            )));
+        }
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let mut cfg = SourceConfig {
+            host: parsed.host_str().unwrap_or("127.0.0.1").to_string(),
+            port: parsed.port().unwrap_or(3306),
+            user: decode(parsed.username()),
+            password: parsed.password().map(decode),
+            tls: false,
+        };
+        for (k, v) in parsed.query_pairs() {
+            match (k.as_ref(), v.to_ascii_lowercase().as_str()) {
+                ("ssl-mode" | "sslmode", "required" | "verify_ca" | "verify_identity") => cfg.tls = true,
+                ("ssl-mode" | "sslmode", "disabled" | "preferred") => cfg.tls = false,
+                (key, _) => return Err(SourceError::BadUrl(format!("unknown URL parameter {key:?}"))),
+            }
+        }
+        if cfg.password.is_none() {
+            cfg.password = std::env::var("MYSQL_PWD").ok().filter(|p| !p.is_empty());
+        }
+        let default_file = std::env::var_os("HOME").map(|h| Path::new(&h).join(".my.cnf"));
+        let file = option_file.map(Path::to_path_buf).or(default_file.filter(|p| p.exists()));
+        if let Some(file) = file {
+            let from_file = read_option_file(&file)?;
+            if cfg.user.is_empty() {
+                cfg.user = from_file.user.unwrap_or_default();
+            }
+            if cfg.password.is_none() {
+                cfg.password = from_file.password;
+            }
+        }
+        if cfg.user.is_empty() {
+            cfg.user = "root".into();
+        }
+        Ok(cfg)
+    }
+
+    /// Opens a session: utf8mb4, UTC, REPEATABLE READ, long network timeouts for big chunks.
+    pub fn connect(&self) -> Result<Conn, SourceError> {
+        let mut opts = OptsBuilder::new()
+            .ip_or_hostname(Some(self.host.clone()))
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.clone())
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .stmt_cache_size(Some(32));
+        if self.tls {
+            opts = opts.ssl_opts(Some(SslOpts::default()));
+        }
+        let mut conn = Conn::new(opts).map_err(|e| SourceError::Connect {
+            target: self.to_string(),
+            reason: connect_reason(&e),
+        })?;
+        conn.query_drop(
+            "SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600",
+        )
+        .and_then(|_| conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        .map_err(|e| SourceError::query("setting up the session", e))?;
+        Ok(conn)
+    }
+}
+
+/// Server version string and flavour of an open session.
+pub fn server_version(conn: &mut Conn) -> Result<(String, Flavor), SourceError> {
+    let version: Option<String> =
+        conn.query_first("SELECT VERSION()").map_err(|e| SourceError::query("SELECT VERSION()", e))?;
+    let version = version.unwrap_or_default();
+    let flavor = if version.to_ascii_lowercase().contains("mariadb") { Flavor::Mariadb } else { Flavor::Mysql };
+    Ok((version, flavor))
+}
+
+/// A connection failure in words: refused, access denied, unknown host; never the password.
+fn connect_reason(e: &mysql::Error) -> String {
+    match e {
+        mysql::Error::MySqlError(me) if me.code == 1045 => {
+            "access denied (check the user and the password from the URL, MYSQL_PWD or the option file)".into()
+        }
+        mysql::Error::MySqlError(me) => format!("server error {}: {}", me.code, me.message),
+        mysql::Error::IoError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running and listening on this port?)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct OptionFile {
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// Reads `user` and `password` from the `[client]` or `[mysql2ddb]` section of an option file.
+fn read_option_file(path: &Path) -> Result<OptionFile, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SourceError::OptionFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut out = OptionFile::default();
+    let mut in_section = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_section = matches!(line, "[client]" | "[mysql2ddb]");
+            continue;
+        }
+        if !in_section || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
+            match k.trim() {
+                "user" => out.user = Some(v),
+                "password" => out.password = Some(v),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_debug_never_show_the_password() {
+        let cfg = SourceConfig::parse("mysql://bob:s%40cret@db.example:3307", None).unwrap();
+        assert_eq!(cfg.to_string(), "mysql://bob@db.example:3307");
+        assert!(!format!("{cfg:?}").contains("cret"));
+        assert_eq!(cfg.password.as_deref(), Some("s@cret"));
+    }
+
+    #[test]
+    fn option_file_supplies_a_missing_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("my.cnf");
+        std::fs::write(&file, "[mysqld]\npassword=wrong\n[client]\nuser = alice\npassword = \"pw\"\n").unwrap();
+        let cfg = SourceConfig::parse("mysql://127.0.0.1:3307", Some(&file)).unwrap();
+        assert_eq!(cfg.user, "alice");
+        assert_eq!(cfg.password.as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn unknown_url_parameters_are_refused() {
+        let err = SourceConfig::parse("mysql://u@h/?colour=blue", None).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

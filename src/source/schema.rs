@@ -1,0 +1,291 @@
+//! Schema discovery from information_schema: which tables to export (filters with `%`/`*`
+//! wildcards), their columns with full types, the key used to split them into chunks (primary
+//! key, else a unique key over NOT NULL columns, else none), estimated rows and bytes.
+
+use std::collections::{BTreeMap, HashSet};
+
+use mysql::prelude::Queryable;
+use mysql::Conn;
+use serde::{Deserialize, Serialize};
+
+use super::types::ColumnKind;
+use super::SourceError;
+
+const SYSTEM_SCHEMAS: &str = "'mysql','information_schema','performance_schema','sys'";
+
+/// One column as discovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnSchema {
+    pub name: String,
+    pub ordinal: u32,
+    /// COLUMN_TYPE as the server shows it, e.g. `decimal(65,30) unsigned`, `enum('a','b')`.
+    pub mysql_type: String,
+    pub nullable: bool,
+    pub charset: Option<String>,
+    pub collation: Option<String>,
+    #[serde(flatten)]
+    pub kind: ColumnKind,
+}
+
+/// Which index splits the table into chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySchema {
+    /// `primary`, `unique` (a unique index over NOT NULL columns) or `none`.
+    pub source: String,
+    pub index: Option<String>,
+    pub columns: Vec<String>,
+}
+
+/// A table to export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    pub database: String,
+    pub table: String,
+    pub columns: Vec<ColumnSchema>,
+    pub key: KeySchema,
+    /// Every unique index (the primary key included), as column lists; later stages map keys.
+    pub unique_keys: Vec<Vec<String>>,
+    pub estimated_rows: u64,
+    pub estimated_bytes: u64,
+}
+
+impl TableSchema {
+    /// `db`.`table` as users read it (unquoted, for messages).
+    pub fn display_name(&self) -> String {
+        format!("{}.{}", self.database, self.table)
+    }
+
+    /// Positions of the key columns within `columns`.
+    pub fn key_positions(&self) -> Vec<usize> {
+        self.key
+            .columns
+            .iter()
+            .map(|k| self.columns.iter().position(|c| &c.name == k).expect("key column is a column"))
+            .collect()
+    }
+}
+
+/// Which tables the user asked for. Empty lists mean every non-system table.
+#[derive(Debug, Clone, Default)]
+pub struct TableFilter {
+    pub databases: Vec<String>,
+    pub tables: Vec<String>,
+}
+
+/// Lists the selected tables with columns and keys. A filter entry that matches nothing is an
+/// error naming it.
+pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema>, SourceError> {
+    let q = |e| SourceError::query("reading information_schema", e);
+    let rows: Vec<(String, String, Option<u64>, Option<u64>)> = conn
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
+             ORDER BY TABLE_SCHEMA, TABLE_NAME"
+        ))
+        .map_err(q)?;
+    let selected = select(&rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect::<Vec<_>>(), filter)?;
+    if selected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: HashSet<(String, String)> = selected.into_iter().collect();
+
+    type ColumnRow = (String, String, String, u32, String, String, String, Option<u64>, Option<u64>, Option<u64>, Option<String>, Option<String>);
+    let columns: Vec<ColumnRow> = conn
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, \
+             IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_SET_NAME, \
+             COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
+             ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
+        ))
+        .map_err(q)?;
+    let indexes: Vec<(String, String, String, u8, u32, String, Option<u64>)> = conn
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
+             ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
+        ))
+        .map_err(q)?;
+    let json_columns = json_check_columns(conn)?;
+
+    let mut out = Vec::new();
+    for (db, table, est_rows, est_bytes) in rows {
+        if !wanted.contains(&(db.clone(), table.clone())) {
+            continue;
+        }
+        let display = format!("{db}.{table}");
+        let mut cols = Vec::new();
+        for c in columns.iter().filter(|c| c.0 == db && c.1 == table) {
+            let is_json = json_columns.contains(&(db.clone(), table.clone(), c.2.clone()));
+            let kind = ColumnKind::from_information_schema(&c.4, &c.5, c.7, c.8, c.9, c.10.is_some(), is_json)
+                .ok_or_else(|| SourceError::Schema {
+                    table: display.clone(),
+                    column: c.2.clone(),
+                    reason: format!("type {} is not supported", c.5),
+                })?;
+            cols.push(ColumnSchema {
+                name: c.2.clone(),
+                ordinal: c.3,
+                mysql_type: c.5.clone(),
+                nullable: c.6 == "YES",
+                charset: c.10.clone(),
+                collation: c.11.clone(),
+                kind,
+            });
+        }
+        let mut by_index: BTreeMap<String, (bool, Vec<String>, bool)> = BTreeMap::new();
+        for ix in indexes.iter().filter(|i| i.0 == db && i.1 == table) {
+            let entry = by_index.entry(ix.2.clone()).or_insert((ix.3 == 0, Vec::new(), false));
+            entry.1.push(ix.5.clone());
+            entry.2 |= ix.6.is_some();
+        }
+        let nullable = |name: &String| cols.iter().any(|c| &c.name == name && c.nullable);
+        let unique_keys: Vec<Vec<String>> =
+            by_index.iter().filter(|(_, (unique, _, _))| *unique).map(|(_, (_, c, _))| c.clone()).collect();
+        let key = if let Some((_, columns, _)) = by_index.get("PRIMARY") {
+            KeySchema { source: "primary".into(), index: Some("PRIMARY".into()), columns: columns.clone() }
+        } else if let Some((name, (_, columns, _))) = by_index
+            .iter()
+            .find(|(_, (unique, columns, prefix))| *unique && !prefix && !columns.iter().any(nullable))
+        {
+            KeySchema { source: "unique".into(), index: Some(name.clone()), columns: columns.clone() }
+        } else {
+            KeySchema { source: "none".into(), index: None, columns: Vec::new() }
+        };
+        out.push(TableSchema {
+            database: db,
+            table,
+            columns: cols,
+            key,
+            unique_keys,
+            estimated_rows: est_rows.unwrap_or(0),
+            estimated_bytes: est_bytes.unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+/// MariaDB stores JSON as LONGTEXT with a `json_valid(`col`)` check constraint.
+fn json_check_columns(conn: &mut Conn) -> Result<HashSet<(String, String, String)>, SourceError> {
+    let rows: Vec<(String, String, String)> = match conn.query(
+        "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS",
+    ) {
+        Ok(rows) => rows,
+        // MySQL before 8.0.16 has no CHECK_CONSTRAINTS; its JSON type is reported directly.
+        Err(mysql::Error::MySqlError(e)) if e.code == 1109 => return Ok(HashSet::new()),
+        Err(e) => return Err(SourceError::query("reading information_schema.CHECK_CONSTRAINTS", e)),
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|(db, table, clause)| {
+            let inner = clause.trim().strip_prefix("json_valid(`")?.strip_suffix("`)")?;
+            Some((db, table, inner.replace("``", "`")))
+        })
+        .collect())
+}
+
+/// Applies the filters; every filter entry must match at least one table.
+fn select(all: &[(String, String)], filter: &TableFilter) -> Result<Vec<(String, String)>, SourceError> {
+    let mut selected: Vec<(String, String)> = all.to_vec();
+    if !filter.databases.is_empty() {
+        for pattern in &filter.databases {
+            if !all.iter().any(|(db, _)| wildcard_match(pattern, db)) {
+                return Err(SourceError::UnknownTable(pattern.clone()));
+            }
+        }
+        selected.retain(|(db, _)| filter.databases.iter().any(|p| wildcard_match(p, db)));
+    }
+    if !filter.tables.is_empty() {
+        let patterns: Vec<(String, String, String)> = filter
+            .tables
+            .iter()
+            .map(|t| split_qualified(t).map(|(d, n)| (t.clone(), d, n)))
+            .collect::<Result<_, _>>()?;
+        for (raw, d, n) in &patterns {
+            if !selected.iter().any(|(db, t)| wildcard_match(d, db) && wildcard_match(n, t)) {
+                return Err(SourceError::UnknownTable(raw.clone()));
+            }
+        }
+        selected.retain(|(db, t)| patterns.iter().any(|(_, d, n)| wildcard_match(d, db) && wildcard_match(n, t)));
+    }
+    Ok(selected)
+}
+
+/// Splits `db.table`; either part may be quoted with backticks to contain dots.
+pub fn split_qualified(s: &str) -> Result<(String, String), SourceError> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '`' if quoted && chars.peek() == Some(&'`') => {
+                chars.next();
+                cur.push('`');
+            }
+            '`' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    match parts.as_slice() {
+        [db, t] if !db.is_empty() && !t.is_empty() => Ok((db.clone(), t.clone())),
+        _ => Err(SourceError::BadUrl(format!("--tables entry {s:?}: expected database.table"))),
+    }
+}
+
+/// `%` and `*` match any run of characters, `_` and `?` one character (case-sensitive, like
+/// table names on Linux).
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '_' || p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && (p[pi] == '%' || p[pi] == '*') {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && (p[pi] == '%' || p[pi] == '*') {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("shop_%", "shop_eu"));
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match("ord?rs", "orders"));
+        assert!(!wildcard_match("shop", "shop2"));
+    }
+
+    #[test]
+    fn quoted_names_may_contain_dots_and_backticks() {
+        assert_eq!(split_qualified("`my.db`.`t``x`").unwrap(), ("my.db".into(), "t`x".into()));
+        assert!(split_qualified("nodot").is_err());
+    }
+
+    #[test]
+    fn a_filter_matching_nothing_names_itself() {
+        let all = vec![("shop".to_string(), "orders".to_string())];
+        let filter = TableFilter { databases: vec![], tables: vec!["shop.ordres".into()] };
+        let err = select(&all, &filter).unwrap_err();
+        assert!(err.to_string().contains("shop.ordres"), "{err}");
+    }
+}
