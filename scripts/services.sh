@@ -81,7 +81,7 @@ start_mariadb() {
         --log-bin="$dir/binlog/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL --server-id=1 \
         --innodb-buffer-pool-size="${M2D_MYSQL_BUFFER_POOL:-512M}" --innodb-flush-log-at-trx-commit=2 \
         --max-allowed-packet=256M --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-        >/dev/null 2>&1 &
+        >/dev/null 2>&1 9>&- &
     echo $! >"$pid"
     for _ in $(seq 1 100); do
         if mysql_admin -e 'SELECT 1' >/dev/null 2>&1; then break; fi
@@ -100,7 +100,7 @@ start_s3() {
     mkdir -p "$dir/data"
     log "starting s3s-fs on 127.0.0.1:$S3_PORT"
     "$(cargo_bin s3s-fs)" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_ACCESS" \
-        --secret-key "$S3_SECRET" "$dir/data" >"$dir/s3s-fs.log" 2>&1 &
+        --secret-key "$S3_SECRET" "$dir/data" >"$dir/s3s-fs.log" 2>&1 9>&- &
     echo $! >"$pid"
     wait_port "$S3_PORT" "$pid" s3s-fs
 }
@@ -111,7 +111,7 @@ start_dynalite() {
     mkdir -p "$dir"
     log "starting dynalite on 127.0.0.1:$DDB_PORT"
     node "$STATE/npm/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$DDB_PORT" \
-        >"$dir/dynalite.log" 2>&1 &
+        >"$dir/dynalite.log" 2>&1 9>&- &
     echo $! >"$pid"
     wait_port "$DDB_PORT" "$pid" dynalite
 }
@@ -152,15 +152,19 @@ export M2D_S3_PATH_STYLE=1
 EOF
 }
 
+lock() { mkdir -p "$STATE"; exec 9>"$STATE/.services.lock"; flock 9; }
+
 case "${1:-up}" in
-install) install ;;
+install) lock; install ;;
 up)
+    lock
     install
     start_mariadb
     start_s3
     start_dynalite
     ;;
 down)
+    lock
     stop "$STATE/dynalite/dynalite.pid" dynalite
     stop "$STATE/s3/s3s-fs.pid" s3s-fs
     stop "$STATE/mariadb/mariadbd.pid" mariadbd
