@@ -54,8 +54,11 @@ pub fn connect() -> Conn {
 /// A fresh, empty database for one test (dropped first if an earlier run left it).
 pub fn fresh_db(conn: &mut Conn, name: &str) -> String {
     let db = format!("it_{name}");
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{db}`")).unwrap();
-    conn.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();
+    let quoted = format!("`{}`", db.replace('`', "``"));
+    conn.query_drop(format!("DROP DATABASE IF EXISTS {quoted}")).unwrap();
+    conn.query_drop(format!("CREATE DATABASE {quoted}")).unwrap();
+    // The Sequence engine's seq_1_to_N tables resolve in the current database.
+    conn.query_drop(format!("USE {quoted}")).unwrap();
     db
 }
 
