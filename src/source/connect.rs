@@ -131,6 +131,10 @@ fn connect_reason(e: &mysql::Error) -> String {
         mysql::Error::IoError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             "connection refused (is the server running and listening on this port?)".into()
         }
+        // The driver wraps a refused TCP connect in DriverError::CouldNotConnect.
+        other if other.to_string().contains("Connection refused") => {
+            "connection refused (is the server running and listening on this port?)".into()
+        }
         other => other.to_string(),
     }
 }
