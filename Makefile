@@ -1,0 +1,41 @@
+# mysql2ddb — entry points. Every target installs what it needs (Debian, as root).
+JOB ?= job.toml
+CARGO ?= cargo
+RELEASE_BIN := target/release/mysql2ddb
+
+.PHONY: all build test demo export bench bench-export services services-down toolchain clean
+
+all: build
+
+toolchain:
+	@scripts/toolchain.sh
+
+build: toolchain
+	$(CARGO) build --release
+
+services:
+	scripts/services.sh up
+
+services-down:
+	scripts/services.sh down
+
+## make test: install and start the local servers, then run every test (unit + integration).
+test: toolchain services
+	$(CARGO) test --no-fail-fast
+
+## make demo: servers up, sample database loaded, the pipeline run as far as it exists.
+demo: build services
+	scripts/demo.sh
+
+## make export JOB=job.toml: run `mysql2ddb export` from a job file.
+export: build
+	$(RELEASE_BIN) export --job $(JOB)
+
+## make bench: every benchmark; results printed and written under bench-out/.
+bench: bench-export
+
+bench-export: build services
+	scripts/bench-export.sh
+
+clean:
+	rm -rf target bench-out demo-out
