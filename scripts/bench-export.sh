@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# make bench-export: export throughput of mysql2ddb against mydumper and ConnectorX, same
+# server, same tables, 4 threads each, in one run. Prints rows/s, the ratios and peak RSS, and
+# writes bench-out/export.md (paste it into docs/benchmarks.md).
+#
+#   BENCH_ROWS   rows per table (default 5000000)
+#   BENCH_THREADS threads / partitions for every tool (default 4)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+ROWS=${BENCH_ROWS:-5000000}
+THREADS=${BENCH_THREADS:-4}
+OUT=${BENCH_OUT:-$ROOT/bench-out}
+STATE=${M2D_STATE:-$ROOT/.state}
+BIN=$ROOT/target/release/mysql2ddb
+eval "$(scripts/services.sh env)"
+mkdir -p "$OUT"
+
+# --- peers: mydumper (Debian), ConnectorX + pyarrow (PyPI, in a venv), GNU time -----------------
+need=()
+command -v mydumper >/dev/null || need+=(mydumper)
+[ -x /usr/bin/time ] || need+=(time)
+python3 -c 'import venv' 2>/dev/null && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+VENV=$STATE/bench-venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import connectorx, pyarrow' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet connectorx==0.4.6 pyarrow
+fi
+
+SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
+USER_PASS=${M2D_MYSQL_URL#mysql://}; USER_PASS=${USER_PASS%@*}
+DB_USER=${USER_PASS%%:*}; DB_PASS=${USER_PASS#*:}
+PORT=${M2D_MYSQL_URL##*:}
+
+# --- data: the seed's purchase table (3-column string key) and a mixed-type orders table ---------
+have=$($SQL -N -e "SELECT COUNT(*) FROM bench.orders" 2>/dev/null || echo 0)
+if [ "$have" != "$ROWS" ]; then
+    echo "generating 2 × $ROWS rows in database bench (once)"
+    $SQL -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench;
+      CREATE TABLE bench.purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL,
+        productid VARCHAR(20) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid));
+      CREATE TABLE bench.orders (id BIGINT PRIMARY KEY, customer_id INT UNSIGNED NOT NULL,
+        status ENUM('new','paid','shipped','cancelled') NOT NULL, amount DECIMAL(12,2) NOT NULL,
+        tax DECIMAL(10,4), created_at DATETIME(6) NOT NULL, updated_at TIMESTAMP NULL, ship_date DATE,
+        weight FLOAT, score DOUBLE, note VARCHAR(64), flags SET('gift','express','fragile') NOT NULL,
+        is_test TINYINT(1) NOT NULL);"
+    step=1000000
+    for ((lo = 1; lo <= ROWS; lo += step)); do
+        hi=$((lo + step - 1)); [ $hi -gt "$ROWS" ] && hi=$ROWS
+        $SQL bench -e "SET SESSION sql_log_bin = 0;
+          INSERT INTO purchase SELECT CONCAT('c', seq DIV 100), CONCAT('o', seq DIV 5), CONCAT('p', seq), seq % 9 + 1
+            FROM seq_${lo}_to_${hi};
+          INSERT INTO orders SELECT seq, seq % 100000, ELT(1 + seq % 4, 'new','paid','shipped','cancelled'),
+            (seq % 100000) / 100, (seq % 10000) / 10000, TIMESTAMP('2020-01-01') + INTERVAL seq SECOND,
+            IF(seq % 3 = 0, NULL, TIMESTAMP('2021-01-01') + INTERVAL seq SECOND), DATE('2020-01-01') + INTERVAL seq % 2000 DAY,
+            seq / 7, seq / 13, IF(seq % 4 = 0, NULL, CONCAT('note for order ', seq)), ELT(1 + seq % 3, '', 'gift', 'express,fragile'),
+            seq % 2 FROM seq_${lo}_to_${hi};"
+    done
+    $SQL -e "ANALYZE TABLE bench.purchase, bench.orders" >/dev/null
+fi
+
+# --- runs -----------------------------------------------------------------------------------------
+# time_it NAME CMD…: runs CMD under GNU time; prints "seconds peak_kb".
+time_it() {
+    local name=$1; shift
+    sync
+    /usr/bin/time -f "%e %M" -o "$OUT/$name.time" "$@" >"$OUT/$name.log" 2>&1 || {
+        echo "$name failed:"; tail -n 20 "$OUT/$name.log"; exit 1; }
+    cat "$OUT/$name.time" | tail -n 1
+}
+
+results=()
+for table in purchase orders; do
+    rm -rf "$OUT/m2d-$table" "$OUT/mydumper-$table" "$OUT/cx-$table.parquet"
+    m2d=$(time_it "m2d-$table" "$BIN" export --quiet --source "$M2D_MYSQL_URL" --out "$OUT/m2d-$table" \
+        --tables "bench.$table" --threads "$THREADS" --restart)
+    mkdir -p "$OUT/mydumper-$table"
+    myd=$(time_it "mydumper-$table" mydumper -h 127.0.0.1 -P "$PORT" -u "$DB_USER" -p "$DB_PASS" \
+        -t "$THREADS" -r 500000 -B bench -T "bench.$table" -o "$OUT/mydumper-$table")
+    part=$([ "$table" = orders ] && echo id || echo quantity)
+    cx=$(time_it "cx-$table" "$VENV/bin/python" -c "
+import connectorx as cx, pyarrow.parquet as pq
+t = cx.read_sql('mysql://$DB_USER:$DB_PASS@127.0.0.1:$PORT/bench', 'SELECT * FROM $table',
+                partition_on='$part', partition_num=$THREADS, return_type='arrow')
+pq.write_table(t, '$OUT/cx-$table.parquet', compression='zstd')
+assert t.num_rows == $ROWS, t.num_rows
+")
+    results+=("$table $m2d $myd $cx")
+done
+
+# --- table ----------------------------------------------------------------------------------------
+{
+    echo "Export of $ROWS rows per table, $THREADS threads each, MariaDB $($SQL -N -e 'SELECT VERSION()') on loopback, $(nproc) cores."
+    echo "Command: \`BENCH_ROWS=$ROWS make bench-export\` ($(date -u +%Y-%m-%d))."
+    echo
+    echo "| table | tool | seconds | rows/s | peak RSS MB | mysql2ddb speed ÷ peer |"
+    echo "|---|---|---:|---:|---:|---:|"
+    for r in "${results[@]}"; do
+        read -r table ms mk ys yk cs ck <<<"$r"
+        awk -v t="$table" -v n="$ROWS" -v ms="$ms" -v mk="$mk" -v ys="$ys" -v yk="$yk" -v cs="$cs" -v ck="$ck" 'BEGIN {
+            printf "| %s | mysql2ddb (Parquet, zstd) | %.2f | %.0f | %.0f | 1.00 |\n", t, ms, n/ms, mk/1024;
+            printf "| %s | mydumper 0.10 (SQL files) | %.2f | %.0f | %.0f | %.2f |\n", t, ys, n/ys, yk/1024, ys/ms;
+            printf "| %s | ConnectorX 0.4.6 + pyarrow (Parquet, zstd) | %.2f | %.0f | %.0f | %.2f |\n", t, cs, n/cs, ck/1024, cs/ms;
+        }'
+    done
+} | tee "$OUT/export.md"
