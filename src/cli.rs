@@ -20,6 +20,43 @@ pub struct Cli {
 pub enum Command {
     /// Dump tables inside one consistent snapshot into typed Parquet/CSV chunks plus a manifest.
     Export(ExportArgs),
+    /// Copy a run folder to s3://bucket/prefix or back, deciding by SHA-256; resumes after a crash.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Source: a run folder or s3://bucket/prefix.
+    pub from: String,
+    /// Destination: s3://bucket/prefix or a run folder.
+    pub to: String,
+    /// Transfers (objects or parts) in flight at once.
+    #[arg(long, default_value_t = crate::sync::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Multipart part size in MiB (files larger than one part are sent in parts; minimum 5).
+    #[arg(long, default_value_t = 16)]
+    pub part_size_mb: u64,
+    /// Server-side encryption of uploaded objects.
+    #[arg(long, value_enum)]
+    pub sse: Option<crate::sync::SseMode>,
+    /// KMS key id for --sse kms.
+    #[arg(long)]
+    pub sse_kms_key_id: Option<String>,
+    /// Read back and hash objects that look up to date (catches objects altered at rest).
+    #[arg(long)]
+    pub verify_remote: bool,
+    /// Abort recorded multipart uploads older than this many hours.
+    #[arg(long, default_value_t = 24)]
+    pub stale_upload_hours: u64,
+    /// Path-style addressing (http://host/bucket/key), for local S3 servers; also M2D_S3_PATH_STYLE=1.
+    #[arg(long)]
+    pub path_style: bool,
+    /// AWS region (default: AWS_REGION / the profile's region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //!
 //! Stage one (`export`) lives in `source` (server side: connection, schema, snapshot, chunk
 //! planning) and `export` (chunk files, worker pool, resume); `manifest` is the contract every
-//! later stage reads. `settings` turns the command line and job file into what stages run from.
+//! later stage reads; `sync` copies run folders to and from S3. `settings` turns the command line and job file into what stages run from.
 
 pub mod cli;
 pub mod export;
@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod progress;
 pub mod settings;
 pub mod source;
+pub mod sync;
 
 /// Process exit codes, documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

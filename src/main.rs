@@ -11,6 +11,7 @@ fn main() {
     let cli = Cli::parse();
     let quiet = match &cli.command {
         Command::Export(a) => a.quiet,
+        Command::Sync(a) => a.quiet,
     };
     let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -22,6 +23,7 @@ fn main() {
 
     let code = match cli.command {
         Command::Export(args) => run_export(&args),
+        Command::Sync(args) => run_sync(&args),
     };
     std::process::exit(code as i32);
 }
@@ -62,6 +64,40 @@ fn run_export(args: &mysql2ddb::cli::ExportArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mysql2ddb export: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn run_sync(args: &mysql2ddb::cli::SyncArgs) -> ExitCode {
+    let opts = match mysql2ddb::settings::sync_options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mysql2ddb sync: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    match mysql2ddb::sync::run(&args.from, &args.to, &opts) {
+        Ok(r) => {
+            eprintln!(
+                "sync {}: {} files, {} transferred, {} replaced ({} corrupted), {} up to date, {:.1} MB in {:.1}s",
+                r.direction,
+                r.files,
+                r.transferred,
+                r.replaced,
+                r.corrupted,
+                r.skipped,
+                r.bytes as f64 / 1e6,
+                r.duration_seconds
+            );
+            ExitCode::Success
+        }
+        Err(mysql2ddb::sync::SyncError::Usage(m)) => {
+            eprintln!("mysql2ddb sync: {m}");
+            ExitCode::Usage
+        }
+        Err(e) => {
+            eprintln!("mysql2ddb sync: {e}");
             ExitCode::Failure
         }
     }

@@ -16,6 +16,8 @@ pub struct Progress {
 
 struct Inner {
     what: &'static str,
+    /// Counting bytes (sync) rather than rows (export).
+    bytes_mode: bool,
     mode: Mode,
     rows: AtomicU64,
     bytes: AtomicU64,
@@ -39,16 +41,29 @@ enum Mode {
 }
 
 impl Progress {
+    /// Progress counted in rows (and MB written alongside).
     pub fn new(what: &'static str, quiet: bool) -> Progress {
+        Self::build(what, quiet, false)
+    }
+
+    /// Progress counted in bytes: position and total are byte counts.
+    pub fn bytes(what: &'static str, quiet: bool) -> Progress {
+        Self::build(what, quiet, true)
+    }
+
+    fn build(what: &'static str, quiet: bool, bytes_mode: bool) -> Progress {
         let mode = if quiet {
             Mode::Quiet
         } else if std::io::stderr().is_terminal() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
             let overall = multi.add(ProgressBar::new(0));
+            let template = if bytes_mode {
+                "{prefix:>8} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  {msg}  ETA {eta}"
+            } else {
+                "{prefix:>8} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  {msg}  ETA {eta}"
+            };
             overall.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  {msg}  ETA {eta}",
-                )
+                ProgressStyle::with_template(template)
                 .expect("valid template")
                 .progress_chars("=> "),
             );
@@ -59,6 +74,7 @@ impl Progress {
         };
         let inner = Arc::new(Inner {
             what,
+            bytes_mode,
             mode,
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -101,6 +117,9 @@ impl Progress {
             overall.set_position(total_rows);
             overall.set_message(format!("{:.1} MB", total_bytes as f64 / 1e6));
             let mut tables = self.inner.tables.lock().expect("progress lock");
+            if self.inner.bytes_mode {
+                return;
+            }
             if let Some(t) = tables.get_mut(table) {
                 t.done += rows;
                 let bar = t.bar.get_or_insert_with(|| {
@@ -146,6 +165,18 @@ impl Inner {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = rows as f64 / secs;
         let eta = if rate > 0.0 { (total - rows) as f64 / rate } else { 0.0 };
+        if self.bytes_mode {
+            tracing::info!(
+                "{}: {:.1}/{:.1} MB ({:.0}%), {:.1} MB/s, ETA {:.0}s",
+                self.what,
+                rows as f64 / 1e6,
+                total as f64 / 1e6,
+                100.0 * rows as f64 / total.max(1) as f64,
+                rate / 1e6,
+                eta
+            );
+            return;
+        }
         tracing::info!(
             "{}: {rows}/{total} rows ({:.0}%), {:.0} rows/s, {:.1} MB, ETA {:.0}s",
             self.what,

@@ -154,3 +154,28 @@ mod tests {
         assert_eq!(v, vec!["a.b", "c.d", "e.f"]);
     }
 }
+
+/// Resolves `mysql2ddb sync` flags.
+pub fn sync_options(args: &crate::cli::SyncArgs) -> Result<crate::sync::SyncOptions, SettingsError> {
+    use crate::sync::{Sse, SseMode, SyncOptions, MIN_PART_SIZE};
+    let part_size = args.part_size_mb << 20;
+    if part_size < MIN_PART_SIZE {
+        return Err(SettingsError::Missing("--part-size-mb must be at least 5 (S3's minimum part size)".into()));
+    }
+    if args.sse_kms_key_id.is_some() && !matches!(args.sse, Some(SseMode::Kms)) {
+        return Err(SettingsError::Missing("--sse-kms-key-id needs --sse kms".into()));
+    }
+    Ok(SyncOptions {
+        concurrency: args.concurrency.max(1),
+        part_size,
+        sse: match args.sse {
+            None => None,
+            Some(SseMode::Aes256) => Some(Sse::S3),
+            Some(SseMode::Kms) => Some(Sse::Kms(args.sse_kms_key_id.clone())),
+        },
+        verify_remote: args.verify_remote,
+        stale_after: Some(std::time::Duration::from_secs(args.stale_upload_hours * 3600)),
+        s3: crate::sync::S3Options { path_style: args.path_style, region: args.region.clone() },
+        quiet: args.quiet,
+    })
+}

@@ -1,0 +1,242 @@
+//! Stage one, second half: `mysql2ddb sync` between a local run folder and `s3://bucket/prefix`,
+//! in either direction, deciding what to transfer by content (SHA-256), resuming multipart
+//! uploads after a crash, and writing `sync-report.json`. Hands a verified run folder (in S3 or
+//! on the import host) to the import stage.
+
+pub mod client;
+mod download;
+pub mod local;
+mod upload;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::progress::Progress;
+pub use client::S3Options;
+
+/// Smallest part S3 accepts (except the last): 5 MiB.
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    S3(String),
+    #[error("{path}: {source}")]
+    Local { path: PathBuf, source: std::io::Error },
+    #[error("{object} does not match the manifest: SHA-256 {got}, expected {expected}")]
+    Mismatch { object: String, expected: String, got: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl SyncError {
+    pub fn local(path: &Path, source: std::io::Error) -> SyncError {
+        SyncError::Local { path: path.to_path_buf(), source }
+    }
+}
+
+/// `s3://bucket/prefix`, prefix without leading or trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Location {
+    pub fn parse(s: &str) -> Option<S3Location> {
+        let rest = s.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return None;
+        }
+        Some(S3Location { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
+    }
+
+    /// The object key of a run-relative path.
+    pub fn key(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    pub fn with_key(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, clap::ValueEnum)]
+pub enum SseMode {
+    /// SSE-S3 (AES256).
+    Aes256,
+    /// SSE-KMS, with --sse-kms-key-id or the account's default key.
+    Kms,
+}
+
+#[derive(Debug, Clone)]
+pub enum Sse {
+    S3,
+    Kms(Option<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub concurrency: usize,
+    pub part_size: u64,
+    pub sse: Option<Sse>,
+    pub verify_remote: bool,
+    pub stale_after: Option<Duration>,
+    pub s3: S3Options,
+    pub quiet: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            concurrency: DEFAULT_CONCURRENCY,
+            part_size: DEFAULT_PART_SIZE,
+            sse: None,
+            verify_remote: false,
+            stale_after: None,
+            s3: S3Options::default(),
+            quiet: false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub uploaded: AtomicU64,
+    pub replaced: AtomicU64,
+    pub corrupted: AtomicU64,
+    pub skipped: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub parts_sent: AtomicU64,
+    pub parts_reused: AtomicU64,
+    pub stale_aborted: AtomicU64,
+}
+
+/// `sync-report.json`. For a download, `transferred` counts objects fetched.
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub direction: &'static str,
+    pub from: String,
+    pub to: String,
+    pub files: usize,
+    /// New objects sent (upload) or files fetched (download).
+    pub transferred: u64,
+    /// Objects that existed with other content and were replaced.
+    pub replaced: u64,
+    /// Of those, objects whose content no longer matched their recorded SHA-256.
+    pub corrupted: u64,
+    pub skipped: u64,
+    pub bytes: u64,
+    pub parts_sent: u64,
+    pub parts_reused: u64,
+    pub stale_uploads_aborted: u64,
+    pub duration_seconds: f64,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+/// `mysql2ddb sync FROM TO`: exactly one side is `s3://…`.
+pub fn run(from: &str, to: &str, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+    match (S3Location::parse(from), S3Location::parse(to)) {
+        (None, Some(dest)) => upload_dir(Path::new(from), &dest, opts),
+        (Some(src), None) => download_dir(&src, Path::new(to), opts),
+        _ => Err(SyncError::Usage("one side of sync must be a local folder and the other s3://bucket/prefix".into())),
+    }
+}
+
+pub fn upload_dir(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    if !run.join(crate::manifest::MANIFEST_FILE).exists() {
+        return Err(SyncError::Usage(format!("{} has no manifest.json: not a run folder", run.display())));
+    }
+    let files = local::scan(run).map_err(|e| SyncError::local(run, e))?;
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::bytes("upload", opts.quiet);
+    progress.add_table("upload".into(), files.iter().map(|f| f.size).sum(), 0);
+    let n = files.len();
+    runtime().block_on(async {
+        let client = client::build(&opts.s3).await;
+        upload::upload(client, run.to_path_buf(), files, dest.clone(), opts.clone(), counters.clone(), progress.clone()).await
+    })?;
+    progress.finish();
+    let report = report("upload", run.display().to_string(), dest.to_string(), n, &counters, started);
+    write_report(run, &report)?;
+    Ok(report)
+}
+
+pub fn download_dir(src: &S3Location, run: &Path, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(run).map_err(|e| SyncError::local(run, e))?;
+    let local = local::scan(run).map_err(|e| SyncError::local(run, e))?;
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::bytes("download", opts.quiet);
+    runtime().block_on(async {
+        let client = client::build(&opts.s3).await;
+        download::download(client, src.clone(), run, local, opts.clone(), counters.clone(), progress.clone()).await
+    })?;
+    progress.finish();
+    let files = (counters.uploaded.load(Ordering::Relaxed) + counters.skipped.load(Ordering::Relaxed)) as usize;
+    let report = report("download", src.to_string(), run.display().to_string(), files, &counters, started);
+    write_report(run, &report)?;
+    Ok(report)
+}
+
+fn report(direction: &'static str, from: String, to: String, files: usize, c: &Counters, started: Instant) -> SyncReport {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    SyncReport {
+        direction,
+        from,
+        to,
+        files,
+        transferred: get(&c.uploaded),
+        replaced: get(&c.replaced),
+        corrupted: get(&c.corrupted),
+        skipped: get(&c.skipped),
+        bytes: get(&c.bytes_sent),
+        parts_sent: get(&c.parts_sent),
+        parts_reused: get(&c.parts_reused),
+        stale_uploads_aborted: get(&c.stale_aborted),
+        duration_seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn write_report(run: &Path, report: &SyncReport) -> Result<(), SyncError> {
+    let path = run.join(local::SYNC_REPORT);
+    crate::manifest::write_atomically(&path, &serde_json::to_vec_pretty(report).expect("serializes"))
+        .map_err(|e| SyncError::local(&path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_locations_parse_with_and_without_prefix() {
+        let l = S3Location::parse("s3://b/migrations/run1/").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("b", "migrations/run1"));
+        assert_eq!(l.key("manifest.json"), "migrations/run1/manifest.json");
+        assert_eq!(S3Location::parse("s3://b").unwrap().key("x"), "x");
+        assert!(S3Location::parse("s3:///x").is_none());
+        assert!(S3Location::parse("./run1").is_none());
+    }
+}

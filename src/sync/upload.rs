@@ -1,0 +1,406 @@
+//! Upload of a run folder to `s3://bucket/prefix`, decided by content:
+//! - list the prefix; an object of the same size is HEADed for its recorded SHA-256 (object
+//!   metadata `sha256`, or S3's own `x-amz-checksum-sha256` of a single-part upload) and skipped
+//!   when it matches; `--verify-remote` also reads the object back and hashes it, which catches
+//!   an object altered at rest without its metadata;
+//! - single-part uploads send `x-amz-checksum-sha256`, so S3 rejects a corrupted body (BadDigest);
+//! - multipart uploads send a SHA-256 per part and record the whole-file SHA-256 in metadata.
+//!   Completed parts are recorded in `.sync/uploads.json` as they finish; after a crash the
+//!   rerun keeps the parts that ListParts still shows with the same size (and checksum, where
+//!   the server lists one) and whose local bytes hash the same, and sends only the rest.
+//!   Recorded uploads older than the stale threshold, or for content that changed, are aborted;
+//! - `manifest.json` goes last, so a reader never sees a manifest naming missing chunks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::Client;
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::local::{LocalFile, STATE_DIR};
+use super::{client::describe, Counters, S3Location, Sse, SyncError, SyncOptions};
+use crate::manifest::MANIFEST_FILE;
+use crate::progress::Progress;
+
+const UPLOADS_FILE: &str = "uploads.json";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn b64_to_hex(s: &str) -> Option<String> {
+    base64::engine::general_purpose::STANDARD.decode(s).ok().map(hex::encode)
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartRecord {
+    sha256_b64: String,
+    etag: String,
+    size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MultipartRecord {
+    upload_id: String,
+    sha256: String,
+    size: u64,
+    part_size: u64,
+    started_unix: u64,
+    parts: BTreeMap<i32, PartRecord>,
+}
+
+/// Durable record of multipart uploads in progress, rewritten atomically on every change.
+struct UploadBook {
+    path: PathBuf,
+    uploads: Mutex<BTreeMap<String, MultipartRecord>>,
+}
+
+impl UploadBook {
+    fn open(run: &std::path::Path) -> UploadBook {
+        let path = run.join(STATE_DIR).join(UPLOADS_FILE);
+        let uploads = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        UploadBook { path, uploads: Mutex::new(uploads) }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, MultipartRecord>)) -> Result<(), SyncError> {
+        let mut u = self.uploads.lock().expect("upload book lock");
+        f(&mut u);
+        let text = serde_json::to_vec_pretty(&*u).expect("serializes");
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| SyncError::local(&self.path, e))?;
+        }
+        crate::manifest::write_atomically(&self.path, &text).map_err(|e| SyncError::local(&self.path, e))
+    }
+
+    fn get(&self, key: &str) -> Option<MultipartRecord> {
+        self.uploads.lock().expect("upload book lock").get(key).cloned()
+    }
+}
+
+struct Ctx {
+    client: Client,
+    dest: S3Location,
+    opts: SyncOptions,
+    permits: Semaphore,
+    book: UploadBook,
+    counters: Arc<Counters>,
+    progress: Progress,
+}
+
+/// Uploads `files` (scanned from `run`) to `dest`, manifest last.
+pub async fn upload(
+    client: Client,
+    run: PathBuf,
+    files: Vec<LocalFile>,
+    dest: S3Location,
+    opts: SyncOptions,
+    counters: Arc<Counters>,
+    progress: Progress,
+) -> Result<(), SyncError> {
+    let remote = list_remote(&client, &dest).await?;
+    let ctx = Arc::new(Ctx {
+        client,
+        permits: Semaphore::new(opts.concurrency.max(1)),
+        book: UploadBook::open(&run),
+        dest,
+        opts,
+        counters,
+        progress,
+    });
+    abort_stale(&ctx, &files).await;
+    let (manifest, data): (Vec<LocalFile>, Vec<LocalFile>) = files.into_iter().partition(|f| f.rel == MANIFEST_FILE);
+    let remote = Arc::new(remote);
+    futures::stream::iter(data.into_iter().map(|f| {
+        let (ctx, remote) = (ctx.clone(), remote.clone());
+        async move { sync_one(&ctx, &remote, f).await }
+    }))
+    .buffer_unordered(ctx.opts.concurrency.max(1) * 2)
+    .try_collect::<Vec<()>>()
+    .await?;
+    for f in manifest {
+        sync_one(&ctx, &remote, f).await?;
+    }
+    Ok(())
+}
+
+/// Key → size of every object under the prefix.
+pub async fn list_remote(client: &Client, loc: &S3Location) -> Result<HashMap<String, u64>, SyncError> {
+    let mut out = HashMap::new();
+    let mut pages = client.list_objects_v2().bucket(&loc.bucket).prefix(loc.key("")).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| SyncError::S3(describe(&format!("listing {loc}"), &e)))?;
+        for o in page.contents() {
+            if let Some(k) = o.key() {
+                out.insert(k.to_string(), o.size().unwrap_or(0) as u64);
+            }
+        }
+    }
+    Ok(out)
+}
+
+enum Decision {
+    Skip,
+    Upload { replacing: bool, corrupted: bool },
+}
+
+async fn sync_one(ctx: &Ctx, remote: &HashMap<String, u64>, f: LocalFile) -> Result<(), SyncError> {
+    let key = ctx.dest.key(&f.rel);
+    let decision = decide(ctx, remote, &key, &f).await?;
+    match decision {
+        Decision::Skip => {
+            ctx.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            ctx.progress.advance(0, f.size, 0);
+        }
+        Decision::Upload { replacing, corrupted } => {
+            if corrupted {
+                tracing::warn!(object = %ctx.dest.with_key(&key), "object content does not match its recorded SHA-256: replacing it");
+                ctx.counters.corrupted.fetch_add(1, Ordering::Relaxed);
+            }
+            if f.size > ctx.opts.part_size {
+                upload_multipart(ctx, &key, &f).await?;
+            } else {
+                upload_single(ctx, &key, &f).await?;
+            }
+            let counter = if replacing { &ctx.counters.replaced } else { &ctx.counters.uploaded };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+async fn decide(ctx: &Ctx, remote: &HashMap<String, u64>, key: &str, f: &LocalFile) -> Result<Decision, SyncError> {
+    match remote.get(key) {
+        None => return Ok(Decision::Upload { replacing: false, corrupted: false }),
+        Some(&size) if size != f.size => return Ok(Decision::Upload { replacing: true, corrupted: false }),
+        Some(_) => {}
+    }
+    let head = {
+        let _permit = ctx.permits.acquire().await.expect("semaphore open");
+        ctx.client
+            .head_object()
+            .bucket(&ctx.dest.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| SyncError::S3(describe(&ctx.dest.with_key(key), &e)))?
+    };
+    let recorded = head
+        .metadata()
+        .and_then(|m| m.get("sha256").cloned())
+        .or_else(|| head.checksum_sha256().filter(|c| !c.contains('-')).and_then(b64_to_hex));
+    if recorded.as_deref() != Some(f.sha256.as_str()) {
+        return Ok(Decision::Upload { replacing: true, corrupted: false });
+    }
+    if ctx.opts.verify_remote && remote_sha256(ctx, key).await? != f.sha256 {
+        return Ok(Decision::Upload { replacing: true, corrupted: true });
+    }
+    Ok(Decision::Skip)
+}
+
+/// Reads an object back and hashes it, streaming.
+async fn remote_sha256(ctx: &Ctx, key: &str) -> Result<String, SyncError> {
+    let _permit = ctx.permits.acquire().await.expect("semaphore open");
+    let obj = ctx
+        .client
+        .get_object()
+        .bucket(&ctx.dest.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| SyncError::S3(describe(&ctx.dest.with_key(key), &e)))?;
+    let mut body = obj.body;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body.try_next().await.map_err(|e| SyncError::S3(format!("{}: {e}", ctx.dest.with_key(key))))? {
+        hasher.update(&chunk);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn sse_of(opts: &SyncOptions) -> (Option<ServerSideEncryption>, Option<String>) {
+    match &opts.sse {
+        None => (None, None),
+        Some(Sse::S3) => (Some(ServerSideEncryption::Aes256), None),
+        Some(Sse::Kms(key)) => (Some(ServerSideEncryption::AwsKms), key.clone()),
+    }
+}
+
+async fn upload_single(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), SyncError> {
+    let _permit = ctx.permits.acquire().await.expect("semaphore open");
+    let body = ByteStream::from_path(&f.path).await.map_err(|e| SyncError::S3(format!("{}: {e}", f.path.display())))?;
+    let sha = hex::decode(&f.sha256).expect("hex sha");
+    let (sse, kms) = sse_of(&ctx.opts);
+    ctx.client
+        .put_object()
+        .bucket(&ctx.dest.bucket)
+        .key(key)
+        .body(body)
+        .content_length(f.size as i64)
+        .checksum_sha256(b64(&sha))
+        .metadata("sha256", &f.sha256)
+        .set_server_side_encryption(sse)
+        .set_ssekms_key_id(kms)
+        .send()
+        .await
+        .map_err(|e| SyncError::S3(describe(&format!("uploading {} to {}", f.rel, ctx.dest.with_key(key)), &e)))?;
+    ctx.counters.bytes_sent.fetch_add(f.size, Ordering::Relaxed);
+    ctx.progress.advance(0, f.size, f.size);
+    Ok(())
+}
+
+fn read_part(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), SyncError> {
+    let part_size = ctx.opts.part_size;
+    let parts = f.size.div_ceil(part_size) as i32;
+    let object = ctx.dest.with_key(key);
+    // Reuse a recorded upload of the same content, keeping parts the server still holds.
+    let mut reusable: BTreeMap<i32, PartRecord> = BTreeMap::new();
+    let mut upload_id = None;
+    if let Some(rec) = ctx.book.get(key).filter(|r| r.sha256 == f.sha256 && r.part_size == part_size && r.size == f.size) {
+        match ctx.client.list_parts().bucket(&ctx.dest.bucket).key(key).upload_id(&rec.upload_id).send().await {
+            Ok(listed) => {
+                for p in listed.parts() {
+                    let (Some(n), Some(size)) = (p.part_number(), p.size()) else { continue };
+                    if let Some(r) = rec.parts.get(&n) {
+                        let checksum_ok = p.checksum_sha256().is_none_or(|c| c == r.sha256_b64);
+                        if r.size == size as u64 && checksum_ok {
+                            reusable.insert(n, r.clone());
+                        }
+                    }
+                }
+                upload_id = Some(rec.upload_id.clone());
+            }
+            Err(e) => tracing::info!(object = %object, error = %describe("ListParts", &e), "earlier upload is gone; starting a new one"),
+        }
+    }
+    let upload_id = match upload_id {
+        Some(id) => id,
+        None => {
+            let (sse, kms) = sse_of(&ctx.opts);
+            let created = ctx
+                .client
+                .create_multipart_upload()
+                .bucket(&ctx.dest.bucket)
+                .key(key)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .metadata("sha256", &f.sha256)
+                .set_server_side_encryption(sse)
+                .set_ssekms_key_id(kms)
+                .send()
+                .await
+                .map_err(|e| SyncError::S3(describe(&format!("starting the upload of {object}"), &e)))?;
+            let id = created.upload_id().unwrap_or_default().to_string();
+            let rec = MultipartRecord {
+                upload_id: id.clone(),
+                sha256: f.sha256.clone(),
+                size: f.size,
+                part_size,
+                started_unix: now_unix(),
+                parts: BTreeMap::new(),
+            };
+            ctx.book.update(|u| {
+                u.insert(key.to_string(), rec);
+            })?;
+            id
+        }
+    };
+
+    let completed: Vec<CompletedPart> = futures::stream::iter((1..=parts).map(|n| {
+        let (upload_id, reusable, object) = (&upload_id, &reusable, &object);
+        async move {
+            let offset = (n as u64 - 1) * part_size;
+            let len = part_size.min(f.size - offset);
+            let _permit = ctx.permits.acquire().await.expect("semaphore open");
+            let path = f.path.clone();
+            let bytes = tokio::task::spawn_blocking(move || read_part(&path, offset, len))
+                .await
+                .expect("reader thread")
+                .map_err(|e| SyncError::local(&f.path, e))?;
+            let sha = b64(&Sha256::digest(&bytes));
+            if let Some(r) = reusable.get(&n).filter(|r| r.sha256_b64 == sha) {
+                ctx.counters.parts_reused.fetch_add(1, Ordering::Relaxed);
+                ctx.progress.advance(0, len, 0);
+                return Ok(CompletedPart::builder().part_number(n).e_tag(&r.etag).checksum_sha256(sha).build());
+            }
+            let out = ctx
+                .client
+                .upload_part()
+                .bucket(&ctx.dest.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(n)
+                .content_length(len as i64)
+                .checksum_sha256(&sha)
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .map_err(|e| SyncError::S3(describe(&format!("uploading part {n} of {object}"), &e)))?;
+            let etag = out.e_tag().unwrap_or_default().to_string();
+            ctx.book.update(|u| {
+                if let Some(rec) = u.get_mut(key) {
+                    rec.parts.insert(n, PartRecord { sha256_b64: sha.clone(), etag: etag.clone(), size: len });
+                }
+            })?;
+            ctx.counters.parts_sent.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
+            ctx.progress.advance(0, len, len);
+            Ok::<_, SyncError>(CompletedPart::builder().part_number(n).e_tag(etag).checksum_sha256(sha).build())
+        }
+    }))
+    .buffered(ctx.opts.concurrency.max(1))
+    .try_collect()
+    .await?;
+
+    ctx.client
+        .complete_multipart_upload()
+        .bucket(&ctx.dest.bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .send()
+        .await
+        .map_err(|e| SyncError::S3(describe(&format!("completing the upload of {object}"), &e)))?;
+    ctx.book.update(|u| {
+        u.remove(key);
+    })
+}
+
+/// Aborts recorded multipart uploads that are older than the threshold or whose file changed.
+async fn abort_stale(ctx: &Ctx, files: &[LocalFile]) {
+    let stale_after = ctx.opts.stale_after.unwrap_or(Duration::from_secs(24 * 3600)).as_secs();
+    let records: Vec<(String, MultipartRecord)> =
+        ctx.book.uploads.lock().expect("upload book lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (key, rec) in records {
+        let current = files.iter().any(|f| ctx.dest.key(&f.rel) == key && f.sha256 == rec.sha256 && f.size == rec.size);
+        if current && now_unix().saturating_sub(rec.started_unix) < stale_after {
+            continue;
+        }
+        let _ = ctx.client.abort_multipart_upload().bucket(&ctx.dest.bucket).key(&key).upload_id(&rec.upload_id).send().await;
+        ctx.counters.stale_aborted.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(object = %ctx.dest.with_key(&key), "aborted a stale multipart upload");
+        let _ = ctx.book.update(|u| {
+            u.remove(&key);
+        });
+    }
+}
