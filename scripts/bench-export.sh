@@ -79,7 +79,8 @@ for table in purchase orders; do
         --tables "bench.$table" --threads "$THREADS" --restart)
     mkdir -p "$OUT/mydumper-$table"
     myd=$(time_it "mydumper-$table" mydumper -h 127.0.0.1 -P "$PORT" -u "$DB_USER" -p "$DB_PASS" \
-        -t "$THREADS" -r 500000 -B bench -T "bench.$table" -o "$OUT/mydumper-$table")
+        -t "$THREADS" -r 500000 -B bench -T "$table" -o "$OUT/mydumper-$table")
+    ls "$OUT/mydumper-$table"/bench.$table.*sql 2>/dev/null | grep -qv schema || { echo "mydumper wrote no data for $table"; exit 1; }
     part=$([ "$table" = orders ] && echo id || echo quantity)
     cx=$(time_it "cx-$table" "$VENV/bin/python" -c "
 import connectorx as cx, pyarrow.parquet as pq

@@ -70,9 +70,16 @@ pub struct ExportArgs {
     /// MySQL option file to read user/password from ([client] section); default ~/.my.cnf if present.
     #[arg(long)]
     pub defaults_file: Option<PathBuf>,
-    /// Run folder to write manifest.json and chunk files into.
+    /// Run folder to write manifest.json and chunk files into, or s3://bucket/prefix (spooled
+    /// locally, each chunk uploaded as soon as it is complete, the manifest last).
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub out: Option<String>,
+    /// Local spool folder for --out s3://… (default .mysql2ddb-spool/<bucket>/<prefix>).
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Path-style S3 addressing for --out s3://… (local S3 servers); also M2D_S3_PATH_STYLE=1.
+    #[arg(long)]
+    pub path_style: bool,
     /// Chunk file format.
     #[arg(long, value_enum)]
     pub format: Option<ChunkFormat>,

@@ -39,7 +39,8 @@ pub struct SourceSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportSection {
-    pub out: Option<PathBuf>,
+    pub out: Option<String>,
+    pub spool: Option<PathBuf>,
     pub format: Option<ChunkFormat>,
     pub compression: Option<Compression>,
     pub threads: Option<usize>,
@@ -83,6 +84,8 @@ pub struct ExportSettings {
     pub row_group_bytes: usize,
     pub restart: bool,
     pub quiet: bool,
+    /// With `--out s3://…`: where the spooled run folder goes, and how.
+    pub upload: Option<(crate::sync::S3Location, crate::sync::SyncOptions)>,
 }
 
 fn split_list(items: &[String]) -> Vec<String> {
@@ -102,16 +105,25 @@ impl ExportSettings {
         })?;
         let option_file = args.defaults_file.clone().or(src.option_file);
         let source = SourceConfig::parse(&url, option_file.as_deref())?;
-        let out = args
+        let out_arg = args
             .out
             .clone()
             .or(ex.out)
             .ok_or_else(|| SettingsError::Missing("no output folder: give --out DIR or [export] out".into()))?;
-        if out.to_string_lossy().starts_with("s3://") {
-            return Err(SettingsError::Missing(
-                "--out s3://… is not supported by this build yet: export to a folder (S3 sync is the next stage)".into(),
-            ));
-        }
+        let (out, upload) = match crate::sync::S3Location::parse(&out_arg) {
+            Some(loc) => {
+                let spool = args.spool.clone().or(ex.spool).unwrap_or_else(|| {
+                    PathBuf::from(".mysql2ddb-spool").join(&loc.bucket).join(loc.prefix.replace('/', "_"))
+                });
+                let mut opts = crate::sync::SyncOptions { quiet: args.quiet, ..Default::default() };
+                opts.s3.path_style = args.path_style;
+                (spool, Some((loc, opts)))
+            }
+            None if out_arg.contains("://") => {
+                return Err(SettingsError::Missing(format!("--out {out_arg}: expected a folder or s3://bucket/prefix")))
+            }
+            None => (PathBuf::from(out_arg), None),
+        };
         let databases = if args.databases.is_empty() { ex.databases.unwrap_or_default() } else { split_list(&args.databases) };
         let tables = if args.tables.is_empty() { ex.tables.unwrap_or_default() } else { split_list(&args.tables) };
         let chunk_rows = args.chunk_rows.or(ex.chunk_rows).unwrap_or(DEFAULT_CHUNK_ROWS);
@@ -131,6 +143,7 @@ impl ExportSettings {
             row_group_bytes: args.row_group_mb.or(ex.row_group_mb).unwrap_or(DEFAULT_ROW_GROUP_MB).max(1) << 20,
             restart: args.restart,
             quiet: args.quiet,
+            upload,
         })
     }
 }

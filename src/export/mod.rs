@@ -66,6 +66,8 @@ pub enum ExportError {
     OutDir { path: PathBuf, source: std::io::Error },
     #[error("stopped because another worker failed")]
     Cancelled,
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
     #[error("a worker thread panicked: {0}")]
     WorkerPanic(String),
 }
@@ -202,7 +204,14 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
         }
         manifest.snapshots.push(snap);
         manifest.store(&run)?;
-        execute(&mut manifest, tasks, conns, snapshot_id, settings, &progress)?;
+        let uploader = settings.upload.as_ref().map(|(dest, opts)| crate::sync::ChunkUploader::spawn(&run, dest, opts));
+        let result = execute(&mut manifest, tasks, conns, snapshot_id, settings, &progress, uploader.as_ref());
+        // Export errors come first; an upload error surfaces after a clean export.
+        let sent = uploader.map(|u| u.finish());
+        result?;
+        if let Some(sent) = sent {
+            info!(objects = sent?, "chunks uploaded while exporting");
+        }
     } else {
         manifest.store(&run)?;
         info!("every chunk is already complete; nothing to do");
@@ -211,6 +220,11 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
 
     let report = ExportReport::build(&manifest, &skipped, settings, &started_at, started.elapsed());
     report.write(&run).map_err(out_err)?;
+    if let Some((dest, opts)) = &settings.upload {
+        // Everything not yet sent (and a check of what was), then the manifest, last.
+        let r = crate::sync::upload_dir(&run, dest, opts)?;
+        info!(to = %dest, sent = r.transferred + r.replaced, up_to_date = r.skipped, "run folder synced");
+    }
     Ok(report)
 }
 
@@ -222,6 +236,7 @@ fn execute(
     snapshot_id: u32,
     settings: &ExportSettings,
     progress: &Progress,
+    uploader: Option<&crate::sync::ChunkUploader>,
 ) -> Result<(), ExportError> {
     let run = settings.out.clone();
     let queue = Arc::new(WorkQueue::default());
@@ -317,6 +332,12 @@ fn execute(
                 c.rejected_rows = outcome.rejected;
                 c.rejects_file = (outcome.rejected > 0).then(|| rejects_path(&entry.schema.database, &entry.schema.table, c.id));
                 c.policy_counts = outcome.policy_counts;
+                if let Some(u) = uploader {
+                    u.chunk_done(&c.file);
+                    if let Some(r) = &c.rejects_file {
+                        u.chunk_done(r);
+                    }
+                }
                 if entry.chunks.iter().all(|c| c.state == ChunkState::Complete) {
                     progress.table_done(table);
                 }

@@ -176,7 +176,10 @@ pub fn upload_dir(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Result<S
     let n = files.len();
     runtime().block_on(async {
         let client = client::build(&opts.s3).await;
-        upload::upload(client, run.to_path_buf(), files, dest.clone(), opts.clone(), counters.clone(), progress.clone()).await
+        let uploader =
+            upload::Uploader::new(client, run.to_path_buf(), dest.clone(), opts.clone(), counters.clone(), progress.clone())
+                .await?;
+        uploader.upload(files).await
     })?;
     progress.finish();
     let report = report("upload", run.display().to_string(), dest.to_string(), n, &counters, started);
@@ -199,6 +202,50 @@ pub fn download_dir(src: &S3Location, run: &Path, opts: &SyncOptions) -> Result<
     let report = report("download", src.to_string(), run.display().to_string(), files, &counters, started);
     write_report(run, &report)?;
     Ok(report)
+}
+
+/// Uploads chunk files of a running export as soon as each is complete, from its own thread.
+/// `finish` waits for what was queued; the export then syncs the whole folder, manifest last.
+pub struct ChunkUploader {
+    tx: Option<std::sync::mpsc::Sender<String>>,
+    handle: Option<std::thread::JoinHandle<Result<u64, SyncError>>>,
+}
+
+impl ChunkUploader {
+    pub fn spawn(run: &Path, dest: &S3Location, opts: &SyncOptions) -> ChunkUploader {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (run, dest, opts) = (run.to_path_buf(), dest.clone(), opts.clone());
+        let handle = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let client = client::build(&opts.s3).await;
+                let counters = Arc::new(Counters::default());
+                let uploader =
+                    upload::Uploader::new(client, run.clone(), dest, opts, counters.clone(), Progress::bytes("upload", true))
+                        .await?;
+                while let Ok(rel) = rx.recv() {
+                    let path = run.join(&rel);
+                    let hashed = crate::export::chunkfile::hash_file(&path).map_err(|e| SyncError::local(&path, e))?;
+                    let file = local::LocalFile { rel, path, size: hashed.bytes, sha256: hashed.sha256 };
+                    uploader.upload(vec![file]).await?;
+                }
+                Ok(counters.uploaded.load(Ordering::Relaxed))
+            })
+        });
+        ChunkUploader { tx: Some(tx), handle: Some(handle) }
+    }
+
+    /// Queues a run-relative file for upload.
+    pub fn chunk_done(&self, rel: &str) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(rel.to_string());
+        }
+    }
+
+    /// Waits for queued uploads; returns how many objects were sent.
+    pub fn finish(mut self) -> Result<u64, SyncError> {
+        drop(self.tx.take());
+        self.handle.take().expect("joined once").join().expect("uploader thread")
+    }
 }
 
 fn report(direction: &'static str, from: String, to: String, files: usize, c: &Counters, started: Instant) -> SyncReport {

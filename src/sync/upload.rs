@@ -101,40 +101,50 @@ struct Ctx {
     progress: Progress,
 }
 
-/// Uploads `files` (scanned from `run`) to `dest`, manifest last.
-pub async fn upload(
-    client: Client,
-    run: PathBuf,
-    files: Vec<LocalFile>,
-    dest: S3Location,
-    opts: SyncOptions,
-    counters: Arc<Counters>,
-    progress: Progress,
-) -> Result<(), SyncError> {
-    let remote = list_remote(&client, &dest).await?;
-    let ctx = Arc::new(Ctx {
-        client,
-        permits: Semaphore::new(opts.concurrency.max(1)),
-        book: UploadBook::open(&run),
-        dest,
-        opts,
-        counters,
-        progress,
-    });
-    abort_stale(&ctx, &files).await;
-    let (manifest, data): (Vec<LocalFile>, Vec<LocalFile>) = files.into_iter().partition(|f| f.rel == MANIFEST_FILE);
-    let remote = Arc::new(remote);
-    futures::stream::iter(data.into_iter().map(|f| {
-        let (ctx, remote) = (ctx.clone(), remote.clone());
-        async move { sync_one(&ctx, &remote, f).await }
-    }))
-    .buffer_unordered(ctx.opts.concurrency.max(1) * 2)
-    .try_collect::<Vec<()>>()
-    .await?;
-    for f in manifest {
-        sync_one(&ctx, &remote, f).await?;
+/// An upload session: the remote listing taken once, the upload book, the shared permits.
+pub struct Uploader {
+    ctx: Arc<Ctx>,
+    remote: Arc<HashMap<String, u64>>,
+}
+
+impl Uploader {
+    pub async fn new(
+        client: Client,
+        run: PathBuf,
+        dest: S3Location,
+        opts: SyncOptions,
+        counters: Arc<Counters>,
+        progress: Progress,
+    ) -> Result<Uploader, SyncError> {
+        let remote = list_remote(&client, &dest).await?;
+        let ctx = Arc::new(Ctx {
+            client,
+            permits: Semaphore::new(opts.concurrency.max(1)),
+            book: UploadBook::open(&run),
+            dest,
+            opts,
+            counters,
+            progress,
+        });
+        Ok(Uploader { ctx, remote: Arc::new(remote) })
     }
-    Ok(())
+
+    /// Uploads `files` that differ from what S3 holds, `manifest.json` last.
+    pub async fn upload(&self, files: Vec<LocalFile>) -> Result<(), SyncError> {
+        abort_stale(&self.ctx, &files).await;
+        let (manifest, data): (Vec<LocalFile>, Vec<LocalFile>) = files.into_iter().partition(|f| f.rel == MANIFEST_FILE);
+        futures::stream::iter(data.into_iter().map(|f| {
+            let (ctx, remote) = (self.ctx.clone(), self.remote.clone());
+            async move { sync_one(&ctx, &remote, f).await }
+        }))
+        .buffer_unordered(self.ctx.opts.concurrency.max(1) * 2)
+        .try_collect::<Vec<()>>()
+        .await?;
+        for f in manifest {
+            sync_one(&self.ctx, &self.remote, f).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Key → size of every object under the prefix.

@@ -1,0 +1,227 @@
+//! `mysql2ddb sync` and `export --out s3://…` against the real s3s-fs started by scripts/:
+//! a rerun sends nothing, a same-size content change is sent, an object altered inside the
+//! server's folder is found and replaced, kill -9 during a multipart upload resumes with earlier
+//! parts reused, downloads are verified against the manifest and a tampered object is named.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql::prelude::Queryable;
+use sha2::{Digest, Sha256};
+
+fn s3_env(cmd: &mut Command) -> &mut Command {
+    for (k, v) in services() {
+        if k.starts_with("AWS_") || k == "M2D_S3_PATH_STYLE" {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL")
+}
+
+fn sync(args: &[&str]) -> Output {
+    s3_env(Command::new(bin()).arg("sync").arg("--quiet").args(args)).output().unwrap()
+}
+
+/// A fresh bucket in s3s-fs (a bucket is a folder of its data directory).
+fn bucket(name: &str) -> (String, PathBuf) {
+    let dir = PathBuf::from(&services()["M2D_S3_DATA"]).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (name.to_string(), dir)
+}
+
+fn report(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("sync-report.json")).unwrap()).unwrap()
+}
+
+fn sha256_file(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// A small real run folder exported from MariaDB.
+fn run_folder(name: &str) -> tempfile::TempDir {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, name);
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(50))").unwrap();
+    conn.query_drop("INSERT INTO t SELECT seq, CONCAT('value ', seq) FROM seq_1_to_20000").unwrap();
+    conn.query_drop("ANALYZE TABLE t").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "4000", "--format", "csv"]));
+    run
+}
+
+fn chunk_files(run: &Path) -> Vec<String> {
+    manifest(run).tables.iter().flat_map(|t| t.chunks.iter().map(|c| c.file.clone())).collect()
+}
+
+#[test]
+fn rerun_sends_nothing_and_a_same_size_change_is_sent() {
+    let run = run_folder("sync_rerun");
+    let (b, data) = bucket("sync-rerun");
+    let dest = format!("s3://{b}/migrations/run1");
+    let out = sync(&[run.path().to_str().unwrap(), &dest]);
+    assert_ok(&out);
+    let files = chunk_files(run.path());
+    let r = report(run.path());
+    assert_eq!(r["transferred"].as_u64().unwrap() as usize, files.len() + 2, "chunks + manifest + export report");
+    for f in &files {
+        assert_eq!(sha256_file(&data.join("migrations/run1").join(f)), sha256_file(&run.path().join(f)), "{f}");
+    }
+
+    assert_ok(&sync(&[run.path().to_str().unwrap(), &dest]));
+    let r = report(run.path());
+    assert_eq!(r["transferred"], 0);
+    assert_eq!(r["replaced"], 0);
+    assert_eq!(r["bytes"], 0, "a rerun with nothing changed uploads zero bytes");
+
+    // Same size, different bytes.
+    let victim = run.path().join(&files[1]);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] = if bytes[n - 3] == b'9' { b'8' } else { b'9' };
+    std::thread::sleep(Duration::from_millis(10));
+    std::fs::write(&victim, &bytes).unwrap();
+    assert_ok(&sync(&[run.path().to_str().unwrap(), &dest]));
+    let r = report(run.path());
+    assert_eq!(r["replaced"], 1, "{r}");
+    assert_eq!(r["transferred"], 0);
+    assert_eq!(r["bytes"].as_u64().unwrap() as usize, n, "only that file was sent");
+    assert_eq!(sha256_file(&data.join("migrations/run1").join(&files[1])), sha256_file(&victim));
+}
+
+#[test]
+fn an_object_altered_on_the_server_is_found_and_replaced() {
+    let run = run_folder("sync_corrupt");
+    let (b, data) = bucket("sync-corrupt");
+    let dest = format!("s3://{b}/run");
+    assert_ok(&sync(&[run.path().to_str().unwrap(), &dest]));
+    let file = chunk_files(run.path())[0].clone();
+    let object = data.join("run").join(&file);
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[10] ^= 0x20;
+    std::fs::write(&object, &bytes).unwrap();
+
+    assert_ok(&sync(&["--verify-remote", run.path().to_str().unwrap(), &dest]));
+    let r = report(run.path());
+    assert_eq!(r["corrupted"], 1, "{r}");
+    assert_eq!(r["replaced"], 1);
+    assert_eq!(sha256_file(&object), sha256_file(&run.path().join(&file)), "object repaired");
+}
+
+#[test]
+fn kill_9_during_a_multipart_upload_resumes_with_earlier_parts() {
+    let run = tempfile::tempdir().unwrap();
+    std::fs::write(run.path().join("manifest.json"), b"{}").unwrap();
+    std::fs::create_dir_all(run.path().join("data")).unwrap();
+    // 120 MiB of varied bytes: 24 parts of 5 MiB.
+    let mut big = Vec::with_capacity(120 << 20);
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    while big.len() < 120 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(run.path().join("data/big.bin"), &big).unwrap();
+    let want = hex::encode(Sha256::digest(&big));
+    drop(big);
+    let (b, data) = bucket("sync-multipart");
+    let dest = format!("s3://{b}/run");
+    let args = ["--part-size-mb", "5", "--concurrency", "1"];
+
+    let mut child = s3_env(Command::new(bin()).arg("sync").arg("--quiet").args(args).arg(run.path()).arg(&dest))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let book = run.path().join(".sync/uploads.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let parts = std::fs::read(&book)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["run/data/big.bin"]["parts"].as_object().map(|p| p.len()))
+            .unwrap_or(0);
+        if parts >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "upload made no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!data.join("run/data/big.bin").exists(), "killed before completion");
+
+    assert_ok(&sync(&[args[0], args[1], args[2], args[3], run.path().to_str().unwrap(), &dest]));
+    let r = report(run.path());
+    assert!(r["parts_reused"].as_u64().unwrap() >= 4, "earlier parts reused: {r}");
+    assert_eq!(r["parts_reused"].as_u64().unwrap() + r["parts_sent"].as_u64().unwrap(), 24, "{r}");
+    assert_eq!(sha256_file(&data.join("run/data/big.bin")), want, "final object is the file");
+}
+
+#[test]
+fn download_verifies_every_file_and_names_a_tampered_object() {
+    let run = run_folder("sync_download");
+    let (b, data) = bucket("sync-download");
+    let dest = format!("s3://{b}/r1");
+    assert_ok(&sync(&[run.path().to_str().unwrap(), &dest]));
+
+    let fresh = tempfile::tempdir().unwrap();
+    let target = fresh.path().join("run1");
+    assert_ok(&sync(&[&dest, target.to_str().unwrap()]));
+    for f in chunk_files(run.path()) {
+        assert_eq!(sha256_file(&target.join(&f)), sha256_file(&run.path().join(&f)), "{f}");
+    }
+    assert_eq!(std::fs::read(target.join("manifest.json")).unwrap(), std::fs::read(run.path().join("manifest.json")).unwrap());
+
+    let file = chunk_files(run.path())[2].clone();
+    let object = data.join("r1").join(&file);
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[5] ^= 1;
+    std::fs::write(&object, bytes).unwrap();
+    let other = fresh.path().join("run2");
+    let out = sync(&[&dest, other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("s3://{b}/r1/{file} does not match the manifest")), "{err}");
+    assert!(!other.join(&file).exists(), "the bad file is not kept");
+    assert!(!other.join("manifest.json").exists(), "no manifest for an unverified folder");
+}
+
+#[test]
+fn a_missing_bucket_is_named() {
+    let run = run_folder("sync_nobucket");
+    let out = sync(&[run.path().to_str().unwrap(), "s3://no-such-bucket-here/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the bucket does not exist"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(&services()["AWS_SECRET_ACCESS_KEY"]), "secret never printed");
+}
+
+#[test]
+fn export_to_s3_uploads_every_chunk_and_the_manifest() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "export_s3");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v DOUBLE)").unwrap();
+    conn.query_drop("INSERT INTO t SELECT seq, seq / 3 FROM seq_1_to_30000").unwrap();
+    conn.query_drop("ANALYZE TABLE t").unwrap();
+    let (b, data) = bucket("export-s3");
+    let spool = tempfile::tempdir().unwrap();
+    let out = s3_env(Command::new(bin()).args(["export", "--quiet", "--source", &mysql_url()]))
+        .args(["--databases", &db, "--chunk-rows", "5000", "--out", &format!("s3://{b}/migrations/run1"), "--spool"])
+        .arg(spool.path())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let remote = data.join("migrations/run1");
+    let m = manifest(&remote);
+    assert!(m.complete);
+    let e = entry(&m, &db, "t");
+    assert!(e.chunks.len() >= 5);
+    for c in &e.chunks {
+        assert_eq!(Some(sha256_file(&remote.join(&c.file))), c.sha256, "chunk {} in the bucket matches", c.id);
+    }
+    assert_eq!(parquet_rows(&remote, e), mysql_rows(&mut conn, &db, "t", &kinds(e)));
+}
