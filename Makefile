@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build test demo export bench bench-export services services-down toolchain clean
+.PHONY: all build test demo export bench bench-export bench-sync services services-down toolchain clean
 
 all: build
 
@@ -32,10 +32,13 @@ export: build
 	$(RELEASE_BIN) export --job $(JOB)
 
 ## make bench: every benchmark; results printed and written under bench-out/.
-bench: bench-export
+bench: bench-export bench-sync
 
 bench-export: build services
 	scripts/bench-export.sh
+
+bench-sync: build services
+	scripts/bench-sync.sh
 
 clean:
 	rm -rf target bench-out demo-out

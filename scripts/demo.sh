@@ -31,4 +31,11 @@ for t in m["tables"]:
 print(f"manifest complete: {m['complete']}; report: {os.path.join(run, 'export-report.json')}")
 PY
 echo
-echo "Sync to S3, import into DynamoDB, binlog catch-up and verify are the next stages (see README)."
+echo "== mysql2ddb sync to the local S3 server, a rerun (nothing to send), and a verified download"
+mkdir -p "$M2D_S3_DATA/demo"   # s3s-fs: a bucket is a folder of its data directory
+"$BIN" sync --quiet "$OUT/run1" s3://demo/migrations/run1
+"$BIN" sync --quiet "$OUT/run1" s3://demo/migrations/run1
+rm -rf "$OUT/run1-downloaded"
+"$BIN" sync --quiet s3://demo/migrations/run1 "$OUT/run1-downloaded"
+echo
+echo "Import into DynamoDB, binlog catch-up and verify are the next stages (see README)."
