@@ -138,3 +138,40 @@ fn a_job_file_drives_the_export_and_flags_override_it() {
     assert_eq!(m.options.format, mysql2ddb::manifest::ChunkFormat::Csv);
     assert_eq!(m.tables.len(), 1);
 }
+
+#[test]
+fn disk_full_names_the_file_and_a_rerun_with_space_resumes() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "diskfull");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100))").unwrap();
+    conn.query_drop("INSERT INTO t SELECT seq, REPEAT('x', 100) FROM seq_1_to_20000").unwrap();
+    conn.query_drop("ANALYZE TABLE t").unwrap();
+    // A 512 KiB tmpfs holds the first chunks of the ~2 MB CSV export, then fills up.
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"]).arg(dir.path()).status();
+    assert!(mounted.is_ok_and(|s| s.success()), "mounting a small tmpfs needs root, as `make test` runs");
+    let run = dir.path().join("run");
+    let args = ["--databases", &db, "--format", "csv", "--chunk-rows", "2000", "--threads", "1"];
+    let out = export(&run, &args);
+    let m = manifest(&run);
+    // Keep what the full disk holds, as if space were freed, then resume from it.
+    let moved = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp").arg("-a").arg(&run).arg(moved.path()).status().unwrap();
+    let _ = Command::new("umount").arg(dir.path()).status();
+    assert!(copied.success());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("disk full writing"), "{err}");
+    assert!(err.contains(&format!("table {db}.t")), "{err}");
+    assert!(!m.complete, "nothing partial is taken for complete");
+    let kept = m.tables[0].chunks.iter().filter(|c| c.state == mysql2ddb::manifest::ChunkState::Complete).count();
+    assert!(kept >= 1, "some chunks fit before the disk filled");
+
+    let resumed = moved.path().join("run");
+    assert_ok(&export(&resumed, &args));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(resumed.join("export-report.json")).unwrap()).unwrap();
+    assert_eq!(r["chunks_kept"].as_u64().unwrap() as usize, kept);
+    let m = manifest(&resumed);
+    let e = entry(&m, &db, "t");
+    assert_eq!(csv_rows(&resumed, e), mysql_rows(&mut conn, &db, "t", &kinds(e)));
+}
