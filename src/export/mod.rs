@@ -103,7 +103,9 @@ pub struct ExportOptionsRef {
 }
 
 enum Event {
-    Planned { table: usize, strategy: Strategy, ranges: Vec<ChunkRange> },
+    /// One more range of a table being planned (the plan is complete at `PlanDone`).
+    ChunkPlanned { table: usize, range: ChunkRange },
+    PlanDone { table: usize, strategy: Strategy },
     ChunkDone { table: usize, index: usize, outcome: ChunkOutcome },
     Failed(ExportError),
 }
@@ -217,6 +219,16 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
         info!("every chunk is already complete; nothing to do");
     }
     progress.finish();
+    // Hand the chunk hashes computed while writing to sync, so it need not read the files again.
+    let known: Vec<(String, u64, String)> = manifest
+        .tables
+        .iter()
+        .flat_map(|t| t.chunks.iter())
+        .filter_map(|c| c.sha256.clone().map(|sha| (c.file.clone(), c.bytes, sha)))
+        .collect();
+    if let Err(e) = crate::sync::local::remember(&run, &known) {
+        warn!(error = %e, "could not record chunk hashes for sync; it will hash the files itself");
+    }
 
     let report = ExportReport::build(&manifest, &skipped, settings, &started_at, started.elapsed());
     report.write(&run).map_err(out_err)?;
@@ -262,10 +274,15 @@ fn execute(
         workers.push(std::thread::spawn(move || {
             while let Some(task) = queue.pop() {
                 let event = match task {
-                    Task::Plan { table } => match plan_table(&mut conn, &schemas[table], chunk_rows) {
-                        Ok((strategy, ranges)) => Event::Planned { table, strategy, ranges },
-                        Err(e) => Event::Failed(e.into()),
-                    },
+                    Task::Plan { table } => {
+                        let mut emit = |range| {
+                            let _ = tx.send(Event::ChunkPlanned { table, range });
+                        };
+                        match plan_table(&mut conn, &schemas[table], chunk_rows, &mut emit) {
+                            Ok(strategy) => Event::PlanDone { table, strategy },
+                            Err(e) => Event::Failed(e.into()),
+                        }
+                    }
                     Task::Chunk(job) => {
                         match export_chunk(&mut conn, &schemas[job.table], &job, &opts, &progress, &cancel) {
                             Ok(outcome) => Event::ChunkDone { table: job.table, index: job.index, outcome },
@@ -286,40 +303,38 @@ fn execute(
         queue.close(false);
     }
     while let Ok(event) = rx.recv() {
-        outstanding -= 1;
+        if !matches!(event, Event::ChunkPlanned { .. }) {
+            outstanding -= 1;
+        }
         match event {
-            Event::Planned { table, strategy, ranges } => {
+            Event::ChunkPlanned { table, range } => {
+                let entry = &mut manifest.tables[table];
+                let id = entry.chunks.len() as u32 + 1;
+                entry.chunks.push(ChunkEntry {
+                    id,
+                    range,
+                    state: ChunkState::Pending,
+                    file: chunk_path(&entry.schema.database, &entry.schema.table, id, settings.format.extension()),
+                    rows: 0,
+                    bytes: 0,
+                    sha256: None,
+                    snapshot: None,
+                    rejected_rows: 0,
+                    rejects_file: None,
+                    policy_counts: Default::default(),
+                });
+                if first_error.is_none() {
+                    outstanding += 1;
+                    queue.push_back(Task::Chunk(job_for(entry, table, entry.chunks.len() - 1, settings.format)));
+                }
+            }
+            Event::PlanDone { table, strategy } => {
                 let entry = &mut manifest.tables[table];
                 if strategy == Strategy::SingleStream {
                     warn!(table = %entry.schema.display_name(), "no primary key and no unique key over NOT NULL columns: read as one stream by one connection");
                 }
+                // Only now is the plan complete; a crash before this re-plans the table.
                 entry.strategy = Some(strategy);
-                entry.chunks = ranges
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, range)| {
-                        let id = i as u32 + 1;
-                        ChunkEntry {
-                            id,
-                            range,
-                            state: ChunkState::Pending,
-                            file: chunk_path(&entry.schema.database, &entry.schema.table, id, settings.format.extension()),
-                            rows: 0,
-                            bytes: 0,
-                            sha256: None,
-                            snapshot: None,
-                            rejected_rows: 0,
-                            rejects_file: None,
-                            policy_counts: Default::default(),
-                        }
-                    })
-                    .collect();
-                if first_error.is_none() {
-                    for index in 0..entry.chunks.len() {
-                        outstanding += 1;
-                        queue.push_back(Task::Chunk(job_for(entry, table, index, settings.format)));
-                    }
-                }
             }
             Event::ChunkDone { table, index, outcome } => {
                 let entry = &mut manifest.tables[table];
@@ -338,7 +353,7 @@ fn execute(
                         u.chunk_done(r);
                     }
                 }
-                if entry.chunks.iter().all(|c| c.state == ChunkState::Complete) {
+                if entry.strategy.is_some() && entry.chunks.iter().all(|c| c.state == ChunkState::Complete) {
                     progress.table_done(table);
                 }
             }
@@ -428,6 +443,10 @@ fn resume_manifest(mut m: Manifest, tables: &[TableSchema], settings: &ExportSet
             Some(_) => {}
             None => m.tables.push(new_entry(t, settings.zero_date)),
         }
+    }
+    for e in m.tables.iter_mut().filter(|e| e.strategy.is_none() && !e.chunks.is_empty()) {
+        warn!(table = %e.schema.display_name(), "planning of this table was interrupted: planning it again");
+        e.chunks.clear();
     }
     for e in &m.tables {
         let incomplete = e.strategy.is_none() || e.chunks.iter().any(|c| c.state != ChunkState::Complete);

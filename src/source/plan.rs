@@ -81,7 +81,26 @@ pub enum Strategy {
 const SPARSE_FACTOR: i128 = 20;
 
 /// Splits `table` into chunks of about `chunk_rows` rows, reading inside the caller's snapshot.
-pub fn plan_table(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -> Result<(Strategy, Vec<ChunkRange>), SourceError> {
+/// Each range is handed to `emit` as soon as it is known (a keyset walk over a big table takes
+/// a while; its first chunks can be exported meanwhile). Returns the strategy once all are out.
+pub fn plan_table(
+    conn: &mut Conn,
+    table: &TableSchema,
+    chunk_rows: u64,
+    emit: &mut dyn FnMut(ChunkRange),
+) -> Result<Strategy, SourceError> {
+    let (strategy, ranges) = plan_ranges(conn, table, chunk_rows, emit)?;
+    ranges.into_iter().for_each(&mut *emit);
+    Ok(strategy)
+}
+
+/// Returns the strategy and the ranges not yet emitted.
+fn plan_ranges(
+    conn: &mut Conn,
+    table: &TableSchema,
+    chunk_rows: u64,
+    emit: &mut dyn FnMut(ChunkRange),
+) -> Result<(Strategy, Vec<ChunkRange>), SourceError> {
     let whole = vec![ChunkRange { lower: None, upper: None }];
     if table.key.columns.is_empty() {
         return Ok((Strategy::SingleStream, whole));
@@ -116,6 +135,13 @@ pub fn plan_table(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -> Resu
     let cols = key_cols.join(", ");
     let mut bounds: Vec<Vec<KeyValue>> = Vec::new();
     loop {
+        if bounds.len() >= 2 {
+            // [b(n-2), b(n-1)) is final: hand it out while the walk goes on.
+            let n = bounds.len();
+            emit(ChunkRange { lower: Some(bounds[n - 2].clone()), upper: Some(bounds[n - 1].clone()) });
+        } else if bounds.len() == 1 {
+            emit(ChunkRange { lower: None, upper: Some(bounds[0].clone()) });
+        }
         let (filter, params) = match bounds.last() {
             None => (String::new(), Vec::new()),
             Some(b) => {
@@ -131,7 +157,9 @@ pub fn plan_table(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -> Resu
             None => break,
         }
     }
-    Ok((Strategy::Keyset, ranges_from_bounds(bounds)))
+    // Everything but the last range was emitted during the walk.
+    let last = ChunkRange { lower: bounds.last().cloned(), upper: None };
+    Ok((Strategy::Keyset, vec![last]))
 }
 
 fn ranges_from_bounds(bounds: Vec<Vec<KeyValue>>) -> Vec<ChunkRange> {
