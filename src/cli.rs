@@ -34,7 +34,7 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = crate::sync::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Multipart part size in MiB (files larger than one part are sent in parts; minimum 5).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 64)]
     pub part_size_mb: u64,
     /// Server-side encryption of uploaded objects.
     #[arg(long, value_enum)]

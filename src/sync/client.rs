@@ -72,7 +72,13 @@ where
         }
         "BadDigest" | "XAmzContentSHA256Mismatch" => "S3 rejected the body: its SHA-256 does not match (corrupted in transit)".into(),
         "" => match err {
-            SdkError::DispatchFailure(e) => format!("cannot reach the S3 endpoint ({e:?})"),
+            SdkError::DispatchFailure(e) if format!("{e:?}").contains("ProviderError") => {
+                "no usable AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance role is available)".into()
+            }
+            SdkError::DispatchFailure(_) => format!(
+                "cannot reach the S3 endpoint (check AWS_ENDPOINT_URL_S3 / the network): {}",
+                aws_sdk_s3::error::DisplayErrorContext(err)
+            ),
             SdkError::TimeoutError(_) => "timed out".into(),
             other => format!("{}", aws_sdk_s3::error::DisplayErrorContext(other)),
         },

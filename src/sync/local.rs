@@ -84,6 +84,23 @@ pub fn scan(root: &Path) -> std::io::Result<Vec<LocalFile>> {
     Ok(hashed.into_iter().map(|(f, _)| f).collect())
 }
 
+/// Records hashes computed elsewhere (the export hashes each chunk as it writes it) for files
+/// whose size still matches, so the next scan need not read them.
+pub fn remember(root: &Path, known: &[(String, u64, String)]) -> std::io::Result<()> {
+    let cache_path = root.join(STATE_DIR).join(HASH_CACHE);
+    let mut cache: BTreeMap<String, CachedHash> =
+        std::fs::read(&cache_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    for (rel, size, sha256) in known {
+        if let Ok(meta) = std::fs::metadata(root.join(rel)) {
+            if meta.len() == *size {
+                cache.insert(rel.clone(), CachedHash { size: *size, mtime_ns: mtime_ns(&meta), sha256: sha256.clone() });
+            }
+        }
+    }
+    std::fs::create_dir_all(root.join(STATE_DIR))?;
+    crate::manifest::write_atomically(&cache_path, &serde_json::to_vec(&cache).expect("serializes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,9 @@ pub use client::S3Options;
 
 /// Smallest part S3 accepts (except the last): 5 MiB.
 pub const MIN_PART_SIZE: u64 = 5 << 20;
-pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+/// Files larger than one part go multipart. Parts are streamed from the file, so memory does
+/// not grow with the part size.
+pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Error)]

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use base64::Engine;
@@ -264,6 +264,10 @@ async fn upload_single(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), SyncEr
         .metadata("sha256", &f.sha256)
         .set_server_side_encryption(sse)
         .set_ssekms_key_id(kms)
+        // The body is protected by x-amz-checksum-sha256, which S3 verifies; hashing it a
+        // second time for the signature would only cost CPU.
+        .customize()
+        .disable_payload_signing()
         .send()
         .await
         .map_err(|e| SyncError::S3(describe(&format!("uploading {} to {}", f.rel, ctx.dest.with_key(key)), &e)))?;
@@ -272,12 +276,23 @@ async fn upload_single(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), SyncEr
     Ok(())
 }
 
-fn read_part(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+/// SHA-256 (base64, as S3 wants it) of `len` bytes of a file from `offset`, streamed.
+fn hash_region(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact(&mut buf)?;
-    Ok(buf)
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while uploading"));
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(b64(&hasher.finalize()))
 }
 
 async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), SyncError> {
@@ -342,17 +357,24 @@ async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), Syn
             let offset = (n as u64 - 1) * part_size;
             let len = part_size.min(f.size - offset);
             let _permit = ctx.permits.acquire().await.expect("semaphore open");
+            // Hash the part, then stream it from the file: memory does not grow with part size.
             let path = f.path.clone();
-            let bytes = tokio::task::spawn_blocking(move || read_part(&path, offset, len))
+            let sha = tokio::task::spawn_blocking(move || hash_region(&path, offset, len))
                 .await
-                .expect("reader thread")
+                .expect("hasher thread")
                 .map_err(|e| SyncError::local(&f.path, e))?;
-            let sha = b64(&Sha256::digest(&bytes));
             if let Some(r) = reusable.get(&n).filter(|r| r.sha256_b64 == sha) {
                 ctx.counters.parts_reused.fetch_add(1, Ordering::Relaxed);
                 ctx.progress.advance(0, len, 0);
                 return Ok(CompletedPart::builder().part_number(n).e_tag(&r.etag).checksum_sha256(sha).build());
             }
+            let body = ByteStream::read_from()
+                .path(&f.path)
+                .offset(offset)
+                .length(Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| SyncError::S3(format!("{}: {e}", f.path.display())))?;
             let out = ctx
                 .client
                 .upload_part()
@@ -362,7 +384,9 @@ async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), Syn
                 .part_number(n)
                 .content_length(len as i64)
                 .checksum_sha256(&sha)
-                .body(ByteStream::from(bytes))
+                .body(body)
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|e| SyncError::S3(describe(&format!("uploading part {n} of {object}"), &e)))?;
