@@ -175,3 +175,31 @@ fn disk_full_names_the_file_and_a_rerun_with_space_resumes() {
     let e = entry(&m, &db, "t");
     assert_eq!(csv_rows(&resumed, e), mysql_rows(&mut conn, &db, "t", &kinds(e)));
 }
+
+#[test]
+fn the_password_can_come_from_mysql_pwd_and_is_not_written_anywhere() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "mysql_pwd");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    conn.query_drop("INSERT INTO t SELECT seq FROM seq_1_to_10").unwrap();
+    let url = mysql_url();
+    let (without_pw, pw) = {
+        let rest = url.strip_prefix("mysql://").unwrap();
+        let (cred, host) = rest.split_once('@').unwrap();
+        let (user, pw) = cred.split_once(':').unwrap();
+        (format!("mysql://{user}@{host}"), pw.to_string())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["export", "--source", &without_pw, "--databases", &db, "--out"])
+        .arg(dir.path())
+        .env("MYSQL_PWD", &pw)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(!stderr(&out).contains(&pw), "password in the log");
+    for f in ["manifest.json", "export-report.json"] {
+        assert!(!std::fs::read_to_string(dir.path().join(f)).unwrap().contains(&pw), "password in {f}");
+    }
+}

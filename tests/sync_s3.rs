@@ -225,3 +225,19 @@ fn export_to_s3_uploads_every_chunk_and_the_manifest() {
     }
     assert_eq!(parquet_rows(&remote, e), mysql_rows(&mut conn, &db, "t", &kinds(e)));
 }
+
+#[test]
+fn refused_credentials_are_said_plainly_and_never_printed() {
+    let run = run_folder("sync_badcreds");
+    bucket("sync-badcreds");
+    let out = s3_env(Command::new(bin()).arg("sync").arg("--quiet"))
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
+        .arg(run.path())
+        .arg("s3://sync-badcreds/x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("the credentials were refused"), "{err}");
+    assert!(!err.contains("wrong-secret-value"), "secret printed: {err}");
+}

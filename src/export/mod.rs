@@ -179,7 +179,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
         } else {
             for (index, c) in entry.chunks.iter().enumerate() {
                 if c.state != ChunkState::Complete {
-                    tasks.push(Task::Chunk(job_for(entry, t, index, settings.format)));
+                    tasks.push(Task::Chunk(job_for(entry, t, index)));
                 }
             }
         }
@@ -325,7 +325,7 @@ fn execute(
                 });
                 if first_error.is_none() {
                     outstanding += 1;
-                    queue.push_back(Task::Chunk(job_for(entry, table, entry.chunks.len() - 1, settings.format)));
+                    queue.push_back(Task::Chunk(job_for(entry, table, entry.chunks.len() - 1)));
                 }
             }
             Event::PlanDone { table, strategy } => {
@@ -387,9 +387,8 @@ fn execute(
     }
 }
 
-fn job_for(entry: &TableEntry, table: usize, index: usize, format: ChunkFormat) -> ChunkJob {
+fn job_for(entry: &TableEntry, table: usize, index: usize) -> ChunkJob {
     let c = &entry.chunks[index];
-    let _ = format;
     ChunkJob {
         table,
         index,
