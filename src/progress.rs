@@ -60,7 +60,7 @@ impl Progress {
             let template = if bytes_mode {
                 "{prefix:>8} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  {msg}  ETA {eta}"
             } else {
-                "{prefix:>8} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  {msg}  ETA {eta}"
+                "{prefix:>8} [{bar:30}] {human_pos}/{human_len} rows  {msg}  ETA {eta}"
             };
             overall.set_style(
                 ProgressStyle::with_template(template)
@@ -115,7 +115,10 @@ impl Progress {
         let total_bytes = self.inner.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if let Mode::Bars { multi, overall } = &self.inner.mode {
             overall.set_position(total_rows);
-            overall.set_message(format!("{:.1} MB", total_bytes as f64 / 1e6));
+            if !self.inner.bytes_mode {
+                let secs = self.inner.started.elapsed().as_secs_f64().max(0.001);
+                overall.set_message(format!("{:.0} rows/s  {:.1} MB", total_rows as f64 / secs, total_bytes as f64 / 1e6));
+            }
             let mut tables = self.inner.tables.lock().expect("progress lock");
             if self.inner.bytes_mode {
                 return;
@@ -125,7 +128,7 @@ impl Progress {
                 let bar = t.bar.get_or_insert_with(|| {
                     let bar = multi.add(ProgressBar::new(t.estimate.max(t.done)));
                     bar.set_style(
-                        ProgressStyle::with_template("  {prefix:30!} [{bar:20}] {human_pos}/{human_len}  {per_sec}")
+                        ProgressStyle::with_template("  {prefix:30!} [{bar:20}] {human_pos}/{human_len} rows")
                             .expect("valid template")
                             .progress_chars("=> "),
                     );
