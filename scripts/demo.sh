@@ -6,7 +6,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 eval "$(scripts/services.sh env)"
 BIN=${M2D_BIN:-$ROOT/target/release/mysql2ddb}
-OUT=${M2D_DEMO_OUT:-$ROOT/demo-out}
+OUT=${M2D_DEMO_OUT:-demo-out}
 
 echo "== loading the sample database demo_shop"
 mariadb --no-defaults --protocol=socket --socket="$M2D_MYSQL_SOCKET" -uroot < scripts/sample-db.sql >/dev/null
