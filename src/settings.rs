@@ -148,26 +148,6 @@ impl ExportSettings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_misspelt_job_key_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("job.toml");
-        std::fs::write(&p, "[export]\nthreds = 4\n").unwrap();
-        let err = JobFile::load(&p).unwrap_err().to_string();
-        assert!(err.contains("threds"), "{err}");
-    }
-
-    #[test]
-    fn comma_lists_and_repeated_flags_both_work() {
-        let v = split_list(&["a.b,c.d".into(), " e.f ".into()]);
-        assert_eq!(v, vec!["a.b", "c.d", "e.f"]);
-    }
-}
-
 /// Resolves `mysql2ddb sync` flags.
 pub fn sync_options(args: &crate::cli::SyncArgs) -> Result<crate::sync::SyncOptions, SettingsError> {
     use crate::sync::{Sse, SseMode, SyncOptions, MIN_PART_SIZE};
@@ -191,4 +171,24 @@ pub fn sync_options(args: &crate::cli::SyncArgs) -> Result<crate::sync::SyncOpti
         s3: crate::sync::S3Options { path_style: args.path_style, region: args.region.clone() },
         quiet: args.quiet,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_job_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("job.toml");
+        std::fs::write(&p, "[export]\nthreds = 4\n").unwrap();
+        let err = JobFile::load(&p).unwrap_err().to_string();
+        assert!(err.contains("threds"), "{err}");
+    }
+
+    #[test]
+    fn comma_lists_and_repeated_flags_both_work() {
+        let v = split_list(&["a.b,c.d".into(), " e.f ".into()]);
+        assert_eq!(v, vec!["a.b", "c.d", "e.f"]);
+    }
 }

@@ -99,7 +99,8 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema
              ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
         ))
         .map_err(q)?;
-    let indexes: Vec<(String, String, String, u8, u32, String, Option<u64>)> = conn
+    type IndexRow = (String, String, String, u8, u32, String, Option<u64>);
+    let indexes: Vec<IndexRow> = conn
         .query(format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART \
              FROM information_schema.STATISTICS WHERE TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \

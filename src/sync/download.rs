@@ -55,7 +55,7 @@ pub async fn download(
         }
     }
     let remote = list_remote(&client, &src).await?;
-    for (file, _) in &expected {
+    for file in expected.keys() {
         if !remote.contains_key(&src.key(file)) {
             return Err(SyncError::S3(format!("{} is named by the manifest but missing", src.with_key(&src.key(file)))));
         }
