@@ -348,9 +348,9 @@ fn execute(
                 c.rejects_file = (outcome.rejected > 0).then(|| rejects_path(&entry.schema.database, &entry.schema.table, c.id));
                 c.policy_counts = outcome.policy_counts;
                 if let Some(u) = uploader {
-                    u.chunk_done(&c.file);
+                    u.chunk_done(&c.file, c.sha256.clone().map(|sha| (c.bytes, sha)));
                     if let Some(r) = &c.rejects_file {
-                        u.chunk_done(r);
+                        u.chunk_done(r, None);
                     }
                 }
                 if entry.strategy.is_some() && entry.chunks.iter().all(|c| c.state == ChunkState::Complete) {
@@ -477,15 +477,13 @@ fn resume_manifest(mut m: Manifest, tables: &[TableSchema], settings: &ExportSet
         })
         .copied()
         .collect();
+    let kept = checks.len() - bad.len();
     for (t, i) in bad {
         let name = m.tables[t].schema.display_name();
         let c = &mut m.tables[t].chunks[i];
         warn!(table = %name, chunk = c.id, file = %c.file, "chunk file missing or altered since it was written: redoing it");
         c.state = ChunkState::Pending;
     }
-    info!(
-        kept = checks.len() - m.tables.iter().flat_map(|t| &t.chunks).filter(|c| c.state != ChunkState::Complete && c.sha256.is_some()).count(),
-        "resuming an earlier export"
-    );
+    info!(kept, "resuming an earlier export");
     Ok(m)
 }

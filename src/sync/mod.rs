@@ -206,16 +206,19 @@ pub fn download_dir(src: &S3Location, run: &Path, opts: &SyncOptions) -> Result<
     Ok(report)
 }
 
+/// A run-relative file to upload, with its size and SHA-256 when already known.
+type QueuedFile = (String, Option<(u64, String)>);
+
 /// Uploads chunk files of a running export as soon as each is complete, from its own thread.
 /// `finish` waits for what was queued; the export then syncs the whole folder, manifest last.
 pub struct ChunkUploader {
-    tx: Option<std::sync::mpsc::Sender<String>>,
+    tx: Option<std::sync::mpsc::Sender<QueuedFile>>,
     handle: Option<std::thread::JoinHandle<Result<u64, SyncError>>>,
 }
 
 impl ChunkUploader {
     pub fn spawn(run: &Path, dest: &S3Location, opts: &SyncOptions) -> ChunkUploader {
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (tx, rx) = std::sync::mpsc::channel::<QueuedFile>();
         let (run, dest, opts) = (run.to_path_buf(), dest.clone(), opts.clone());
         let handle = std::thread::spawn(move || {
             runtime().block_on(async move {
@@ -224,10 +227,16 @@ impl ChunkUploader {
                 let uploader =
                     upload::Uploader::new(client, run.clone(), dest, opts, counters.clone(), Progress::bytes("upload", true))
                         .await?;
-                while let Ok(rel) = rx.recv() {
+                while let Ok((rel, known)) = rx.recv() {
                     let path = run.join(&rel);
-                    let hashed = crate::export::chunkfile::hash_file(&path).map_err(|e| SyncError::local(&path, e))?;
-                    let file = local::LocalFile { rel, path, size: hashed.bytes, sha256: hashed.sha256 };
+                    let (size, sha256) = match known {
+                        Some(k) => k,
+                        None => {
+                            let h = crate::export::chunkfile::hash_file(&path).map_err(|e| SyncError::local(&path, e))?;
+                            (h.bytes, h.sha256)
+                        }
+                    };
+                    let file = local::LocalFile { rel, path, size, sha256 };
                     uploader.upload(vec![file]).await?;
                 }
                 Ok(counters.uploaded.load(Ordering::Relaxed))
@@ -236,10 +245,11 @@ impl ChunkUploader {
         ChunkUploader { tx: Some(tx), handle: Some(handle) }
     }
 
-    /// Queues a run-relative file for upload.
-    pub fn chunk_done(&self, rel: &str) {
+    /// Queues a run-relative file for upload, with its size and SHA-256 when the caller already
+    /// computed them (the export hashes each chunk as it writes it); otherwise it is hashed here.
+    pub fn chunk_done(&self, rel: &str, known: Option<(u64, String)>) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(rel.to_string());
+            let _ = tx.send((rel.to_string(), known));
         }
     }
 
