@@ -22,6 +22,88 @@ pub enum Command {
     Export(ExportArgs),
     /// Copy a run folder to s3://bucket/prefix or back, deciding by SHA-256; resumes after a crash.
     Sync(SyncArgs),
+    /// Map a run folder's rows to DynamoDB items (grouping by the new key) and write them at a
+    /// target write-capacity rate; resumes after a crash.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Job file (TOML) with an [import] section; flags override it.
+    #[arg(long)]
+    pub job: Option<PathBuf>,
+    /// The run folder written by export, or s3://bucket/prefix (downloaded and verified first).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix>).
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// DMS table-mapping JSON (plus group-records-to-item rules). Without it: automatic mode.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
+    #[arg(long)]
+    pub table_name_template: Option<String>,
+    /// Write rate per table in WCU/s; 0 writes unpaced.
+    #[arg(long)]
+    pub wcu: Option<f64>,
+    /// Without --wcu: this share of the table's provisioned WCU (on-demand tables: of 4,000).
+    #[arg(long)]
+    pub wcu_fraction: Option<f64>,
+    /// BatchWriteItem calls in flight per table.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Create missing tables with the mapping's key schema.
+    #[arg(long)]
+    pub create_tables: bool,
+    /// Billing mode of created tables.
+    #[arg(long, value_enum)]
+    pub billing: Option<crate::import::tables::Billing>,
+    /// Provisioned WCU of created tables (--billing provisioned).
+    #[arg(long)]
+    pub table_wcu: Option<i64>,
+    /// Provisioned RCU of created tables (--billing provisioned).
+    #[arg(long)]
+    pub table_rcu: Option<i64>,
+    /// What to do with an existing table before the first write.
+    #[arg(long, value_enum)]
+    pub table_prep: Option<crate::import::tables::TablePrep>,
+    /// Two rows mapping to one key: stop (error) or keep the last in source key order.
+    #[arg(long, value_enum)]
+    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
+    /// DATE/DATETIME/TIMESTAMP as ISO-8601 text or epoch seconds.
+    #[arg(long, value_enum)]
+    pub temporal: Option<crate::mapping::convert::TemporalAs>,
+    /// JSON columns as native maps/lists or as text.
+    #[arg(long, value_enum)]
+    pub json: Option<crate::mapping::convert::JsonAs>,
+    /// NULL columns: omit the attribute, or write the NULL type.
+    #[arg(long, value_enum)]
+    pub nulls: Option<crate::mapping::convert::NullAs>,
+    /// DECIMAL beyond 38 significant digits: as text, or reject the row.
+    #[arg(long, value_enum)]
+    pub wide_decimal: Option<crate::mapping::convert::WideDecimal>,
+    /// TINYINT(1) columns as BOOL.
+    #[arg(long)]
+    pub tinyint1_as_bool: bool,
+    /// Memory for grouping in MiB; buckets are sized to fit it.
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// AWS region (default: AWS_REGION / the profile's region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.
+    #[arg(long)]
+    pub path_style: bool,
+    /// Ignore the checkpoint and start over.
+    #[arg(long)]
+    pub restart: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod export;
 pub mod manifest;
+pub mod import;
 pub mod mapping;
 pub mod progress;
 pub mod settings;

@@ -12,6 +12,7 @@ fn main() {
     let quiet = match &cli.command {
         Command::Export(a) => a.quiet,
         Command::Sync(a) => a.quiet,
+        Command::Import(a) => a.quiet,
     };
     let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -24,6 +25,7 @@ fn main() {
     let code = match cli.command {
         Command::Export(args) => run_export(&args),
         Command::Sync(args) => run_sync(&args),
+        Command::Import(args) => run_import(&args),
     };
     std::process::exit(code as i32);
 }
@@ -98,6 +100,44 @@ fn run_sync(args: &mysql2ddb::cli::SyncArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mysql2ddb sync: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn run_import(args: &mysql2ddb::cli::ImportArgs) -> ExitCode {
+    let settings = match mysql2ddb::settings::import_settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysql2ddb import: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    match mysql2ddb::import::run(&settings) {
+        Ok(report) => {
+            for t in &report.tables {
+                eprintln!(
+                    "import {}: {} items ({} written now), {:.0} WCU consumed, {:.0} WCU/s{}, {} throttles, {} retries, {} rejected rows, {:.1}s",
+                    t.table,
+                    t.items,
+                    t.items_written,
+                    t.wcu_consumed,
+                    t.achieved_wcu_per_second,
+                    t.target_wcu_per_second.map(|w| format!(" (target {w:.0})")).unwrap_or_default(),
+                    t.throttles,
+                    t.retries,
+                    t.rejected_rows,
+                    t.duration_seconds
+                );
+            }
+            if report.rejected_rows > 0 {
+                eprintln!("mysql2ddb import: {} rows were rejected; see import/rejects/ in the run folder", report.rejected_rows);
+                return ExitCode::Rejects;
+            }
+            ExitCode::Success
+        }
+        Err(e) => {
+            eprintln!("mysql2ddb import: {e}");
             ExitCode::Failure
         }
     }

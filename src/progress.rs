@@ -18,6 +18,10 @@ struct Inner {
     what: &'static str,
     /// Counting bytes (sync) rather than rows (export).
     bytes_mode: bool,
+    /// What rows are called in bars and lines ("rows", "items").
+    unit: &'static str,
+    /// Extra text shown after the rate (e.g. WCU/s vs target, throttles).
+    status: Mutex<String>,
     mode: Mode,
     rows: AtomicU64,
     bytes: AtomicU64,
@@ -43,27 +47,37 @@ enum Mode {
 impl Progress {
     /// Progress counted in rows (and MB written alongside).
     pub fn new(what: &'static str, quiet: bool) -> Progress {
-        Self::build(what, quiet, false)
+        Self::build(what, quiet, false, "rows")
+    }
+
+    /// Progress counted in DynamoDB items, with a status text (WCU/s, throttles) beside it.
+    pub fn items(what: &'static str, quiet: bool) -> Progress {
+        Self::build(what, quiet, false, "items")
+    }
+
+    /// Sets the status text shown with the next update.
+    pub fn set_status(&self, status: String) {
+        *self.inner.status.lock().expect("progress lock") = status;
     }
 
     /// Progress counted in bytes: position and total are byte counts.
     pub fn bytes(what: &'static str, quiet: bool) -> Progress {
-        Self::build(what, quiet, true)
+        Self::build(what, quiet, true, "bytes")
     }
 
-    fn build(what: &'static str, quiet: bool, bytes_mode: bool) -> Progress {
+    fn build(what: &'static str, quiet: bool, bytes_mode: bool, unit: &'static str) -> Progress {
         let mode = if quiet {
             Mode::Quiet
         } else if std::io::stderr().is_terminal() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
             let overall = multi.add(ProgressBar::new(0));
             let template = if bytes_mode {
-                "{prefix:>8} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  {msg}  ETA {eta}"
+                "{prefix:>8} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  {msg}  ETA {eta}".to_string()
             } else {
-                "{prefix:>8} [{bar:30}] {human_pos}/{human_len} rows  {msg}  ETA {eta}"
+                format!("{{prefix:>8}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit}  {{msg}}  ETA {{eta}}")
             };
             overall.set_style(
-                ProgressStyle::with_template(template)
+                ProgressStyle::with_template(&template)
                 .expect("valid template")
                 .progress_chars("=> "),
             );
@@ -75,6 +89,8 @@ impl Progress {
         let inner = Arc::new(Inner {
             what,
             bytes_mode,
+            unit,
+            status: Mutex::new(String::new()),
             mode,
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -117,7 +133,9 @@ impl Progress {
             overall.set_position(total_rows);
             if !self.inner.bytes_mode {
                 let secs = self.inner.started.elapsed().as_secs_f64().max(0.001);
-                overall.set_message(format!("{:.0} rows/s  {:.1} MB", total_rows as f64 / secs, total_bytes as f64 / 1e6));
+                let status = self.inner.status.lock().expect("progress lock");
+                let unit = self.inner.unit;
+                overall.set_message(format!("{:.0} {unit}/s  {:.1} MB  {status}", total_rows as f64 / secs, total_bytes as f64 / 1e6));
             }
             let mut tables = self.inner.tables.lock().expect("progress lock");
             if self.inner.bytes_mode {
@@ -180,13 +198,15 @@ impl Inner {
             );
             return;
         }
+        let unit = self.unit;
         tracing::info!(
-            "{}: {rows}/{total} rows ({:.0}%), {:.0} rows/s, {:.1} MB, ETA {:.0}s",
+            "{}: {rows}/{total} {unit} ({:.0}%), {:.0} {unit}/s, {:.1} MB, ETA {:.0}s {}",
             self.what,
             100.0 * rows as f64 / total.max(1) as f64,
             rate,
             self.bytes.load(Ordering::Relaxed) as f64 / 1e6,
-            eta
+            eta,
+            self.status.lock().expect("progress lock")
         );
     }
 }

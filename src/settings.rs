@@ -27,6 +27,95 @@ pub struct JobFile {
     pub source: SourceSection,
     #[serde(default)]
     pub export: ExportSection,
+    #[serde(default)]
+    pub import: ImportSection,
+}
+
+/// `[import]` of a job file; keys as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSection {
+    pub from: Option<String>,
+    pub spool: Option<PathBuf>,
+    pub mapping: Option<PathBuf>,
+    pub table_name_template: Option<String>,
+    pub wcu: Option<f64>,
+    pub wcu_fraction: Option<f64>,
+    pub concurrency: Option<usize>,
+    pub create_tables: Option<bool>,
+    pub billing: Option<crate::import::tables::Billing>,
+    pub table_wcu: Option<i64>,
+    pub table_rcu: Option<i64>,
+    pub table_prep: Option<crate::import::tables::TablePrep>,
+    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
+    pub temporal: Option<crate::mapping::convert::TemporalAs>,
+    pub json: Option<crate::mapping::convert::JsonAs>,
+    pub nulls: Option<crate::mapping::convert::NullAs>,
+    pub wide_decimal: Option<crate::mapping::convert::WideDecimal>,
+    pub tinyint1_as_bool: Option<bool>,
+    pub memory_mb: Option<u64>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+pub const DEFAULT_IMPORT_CONCURRENCY: usize = 16;
+pub const DEFAULT_WCU_FRACTION: f64 = 0.8;
+pub const DEFAULT_MEMORY_MB: u64 = 1024;
+
+/// Resolves `mysql2ddb import` flags and the job file's [import] section.
+pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::ImportSettings, SettingsError> {
+    use crate::import::tables::TableOptions;
+    use crate::mapping::convert::ConvertOptions;
+    let job = match &args.job {
+        Some(p) => JobFile::load(p)?,
+        None => JobFile::default(),
+    };
+    let im = job.import;
+    let from = args.from.clone().or(im.from).ok_or_else(|| SettingsError::Missing("give --from <run folder or s3://bucket/prefix> (or [import] from in the job file)".into()))?;
+    let fraction = args.wcu_fraction.or(im.wcu_fraction).unwrap_or(DEFAULT_WCU_FRACTION);
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(SettingsError::Missing("--wcu-fraction must be in (0, 1]".into()));
+    }
+    let region = args.region.clone().or(im.region);
+    Ok(crate::import::ImportSettings {
+        from,
+        spool: args.spool.clone().or(im.spool),
+        sync: crate::sync::SyncOptions {
+            concurrency: crate::sync::DEFAULT_CONCURRENCY,
+            part_size: crate::sync::DEFAULT_PART_SIZE,
+            sse: None,
+            verify_remote: false,
+            stale_after: None,
+            s3: crate::sync::S3Options { path_style: args.path_style, region: region.clone() },
+            quiet: args.quiet,
+        },
+        mapping: args.mapping.clone().or(im.mapping),
+        convert: ConvertOptions {
+            temporal: args.temporal.or(im.temporal).unwrap_or_default(),
+            json: args.json.or(im.json).unwrap_or_default(),
+            nulls: args.nulls.or(im.nulls).unwrap_or_default(),
+            wide_decimal: args.wide_decimal.or(im.wide_decimal).unwrap_or_default(),
+            tinyint1_as_bool: args.tinyint1_as_bool || im.tinyint1_as_bool.unwrap_or(false),
+        },
+        auto: crate::mapping::compile::AutoOptions {
+            table_name_template: args.table_name_template.clone().or(im.table_name_template).unwrap_or_else(|| "{database}_{table}".into()),
+        },
+        on_duplicate: args.on_duplicate.or(im.on_duplicate).unwrap_or_default(),
+        memory_mb: args.memory_mb.or(im.memory_mb).unwrap_or(DEFAULT_MEMORY_MB),
+        wcu: args.wcu.or(im.wcu),
+        wcu_fraction: fraction,
+        concurrency: args.concurrency.or(im.concurrency).unwrap_or(DEFAULT_IMPORT_CONCURRENCY),
+        tables: TableOptions {
+            create: args.create_tables || im.create_tables.unwrap_or(false),
+            billing: args.billing.or(im.billing).unwrap_or_default(),
+            provisioned_wcu: args.table_wcu.or(im.table_wcu).unwrap_or(1000),
+            provisioned_rcu: args.table_rcu.or(im.table_rcu).unwrap_or(100),
+            prep: args.table_prep.or(im.table_prep).unwrap_or_default(),
+        },
+        dynamo: crate::import::client::DynamoOptions { region, endpoint: args.endpoint.clone().or(im.endpoint), sdk_retries: false },
+        restart: args.restart,
+        quiet: args.quiet,
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]

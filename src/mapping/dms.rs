@@ -18,6 +18,8 @@ pub enum MappingError {
     File(String),
     #[error("rule {rule}: {reason}")]
     Rule { rule: String, reason: String },
+    #[error("table {table}: {reason}")]
+    Table { table: String, reason: String },
     #[error("the mapping selects no table: add a selection rule with rule-action include")]
     NothingSelected,
 }
@@ -81,6 +83,8 @@ pub enum SelectionAction {
 pub enum ObjectAction {
     MapRecordToRecord,
     MapRecordToDocument,
+    /// This tool's extension: fold every row sharing the new key into one item.
+    GroupRecordsToItem,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -104,6 +108,36 @@ pub struct MappingParameters {
     pub exclude_columns: Vec<String>,
     #[serde(default)]
     pub attribute_mappings: Vec<AttributeMapping>,
+    /// `group-records-to-item`: one attribute per row, named by a template.
+    pub pivot: Option<Pivot>,
+    /// `group-records-to-item`: the rows' values collected into one attribute.
+    pub collect: Option<Collect>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Pivot {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CollectAs {
+    Map,
+    List,
+    StringSet,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Collect {
+    pub target_attribute_name: String,
+    #[serde(rename = "as")]
+    pub as_: CollectAs,
+    /// The map key (required for `map`).
+    pub key: Option<String>,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -165,6 +199,7 @@ impl TableMapping {
                     for m in &r.mapping_parameters.attribute_mappings {
                         templates_of(&m.value).map_err(|e| rule_err(&name, format!("{}: {e}", m.target_attribute_name)))?;
                     }
+                    check_grouping(&r).map_err(|e| rule_err(&name, e))?;
                     out.objects.push(r);
                 }
                 other => return Err(rule_err(&name, format!("rule-type {other:?} is not supported (selection, object-mapping)"))),
@@ -213,6 +248,45 @@ pub fn templates_of(v: &Value) -> Result<Vec<Template>, String> {
     }
 }
 
+/// Templates of the grouping parameters, with what they are for.
+pub fn grouping_templates(p: &MappingParameters) -> Vec<(&'static str, &str)> {
+    let mut out = Vec::new();
+    if let Some(pv) = &p.pivot {
+        out.push(("pivot name", pv.name.as_str()));
+        out.push(("pivot value", pv.value.as_str()));
+    }
+    if let Some(c) = &p.collect {
+        if let Some(k) = &c.key {
+            out.push(("collect key", k.as_str()));
+        }
+        out.push(("collect value", c.value.as_str()));
+    }
+    out
+}
+
+fn check_grouping(r: &ObjectMappingRule) -> Result<(), String> {
+    let p = &r.mapping_parameters;
+    let group = r.rule_action == ObjectAction::GroupRecordsToItem;
+    match (group, &p.pivot, &p.collect) {
+        (true, Some(_), Some(_)) | (true, None, None) => {
+            return Err("group-records-to-item needs exactly one of \"pivot\" or \"collect\"".into())
+        }
+        (false, Some(_), _) | (false, _, Some(_)) => {
+            return Err("\"pivot\" and \"collect\" belong to rule-action group-records-to-item".into())
+        }
+        _ => {}
+    }
+    if let Some(c) = &p.collect {
+        if (c.as_ == CollectAs::Map) != c.key.is_some() {
+            return Err("collect \"key\" is required for \"as\": \"map\" and only there".into());
+        }
+    }
+    for (what, t) in grouping_templates(p) {
+        Template::parse(t).map_err(|e| format!("{what}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn check_columns(r: &ObjectMappingRule, t: &TableSchema) -> Result<(), MappingError> {
     let name = r.rule_name.to_string();
     let has = |c: &str| t.columns.iter().any(|col| col.name == c);
@@ -230,6 +304,13 @@ fn check_columns(r: &ObjectMappingRule, t: &TableSchema) -> Result<(), MappingEr
             if let Some(c) = tpl.columns().find(|c| !has(c)) {
                 return Err(missing(c, &format!("attribute {:?}", m.target_attribute_name)));
             }
+        }
+    }
+    for (what, text) in grouping_templates(p) {
+        let tpl = Template::parse(text).map_err(|e| rule_err(&name, e.to_string()))?;
+        let absent = tpl.columns().find(|c| !has(c)).map(str::to_string);
+        if let Some(c) = absent {
+            return Err(missing(&c, what));
         }
     }
     let defined = |k: &str| has(k) || p.attribute_mappings.iter().any(|m| m.target_attribute_name == k);

@@ -1,0 +1,135 @@
+//! The DynamoDB client of a run, built from the standard AWS chain (AWS_PROFILE, AWS_REGION,
+//! AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB, credentials from env, profile, SSO, process or
+//! instance). The SDK's own retries are off: throttling and retries of writes are decided in
+//! `writer` and `pacing`, where they are counted. Also the DynamoDB error → message mapping.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::Client;
+
+#[derive(Debug, Clone, Default)]
+pub struct DynamoOptions {
+    pub region: Option<String>,
+    /// Overrides AWS_ENDPOINT_URL_DYNAMODB (e.g. the capacity proxy).
+    pub endpoint: Option<String>,
+    /// Let the SDK retry (standard mode) — for control-plane calls of other commands.
+    pub sdk_retries: bool,
+}
+
+pub async fn build(opts: &DynamoOptions) -> Client {
+    let retry = if opts.sdk_retries { RetryConfig::standard().with_max_attempts(5) } else { RetryConfig::disabled() };
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(region) = &opts.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(ep) = &opts.endpoint {
+        loader = loader.endpoint_url(ep);
+    }
+    let shared = loader.load().await;
+    let mut conf = aws_sdk_dynamodb::config::Builder::from(&shared);
+    if shared.region().is_none() {
+        conf = conf.region(aws_config::Region::new("us-east-1"));
+    }
+    Client::from_conf(conf.build())
+}
+
+/// Error codes DynamoDB uses for throttling.
+pub fn is_throttle(code: &str) -> bool {
+    matches!(code, "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" | "ThrottlingError")
+}
+
+/// Failures worth another attempt (besides throttling): server errors and transport trouble.
+pub fn is_transient<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(_) => matches!(err.code(), Some("InternalServerError" | "ServiceUnavailable" | "InternalFailure")),
+        _ => false,
+    }
+}
+
+/// A DynamoDB failure in words a user can act on. `what` names the table or call.
+pub fn describe<E, R>(what: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().unwrap_or("");
+    let hint = match code {
+        "ResourceNotFoundException" => "the table does not exist (pass --create-tables to create it)".to_string(),
+        "AccessDeniedException" => "access denied (check the IAM permissions of the credentials in use)".into(),
+        "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" => {
+            "the credentials were refused (check AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret; they are not shown here)".into()
+        }
+        "" => match err {
+            SdkError::DispatchFailure(e) if format!("{e:?}").contains("ProviderError") => {
+                "no usable AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into()
+            }
+            SdkError::DispatchFailure(_) => format!(
+                "cannot reach the DynamoDB endpoint (check AWS_ENDPOINT_URL_DYNAMODB / the network): {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(err)
+            ),
+            SdkError::TimeoutError(_) => "timed out".into(),
+            other => format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(other)),
+        },
+        other => format!("{other}: {}", err.message().unwrap_or("")),
+    };
+    format!("{what}: {hint}")
+}
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::mapping::attr::{Attr, Item};
+
+/// Our attribute value as the SDK's.
+pub fn to_sdk(a: &Attr) -> AttributeValue {
+    match a {
+        Attr::S(s) => AttributeValue::S(s.clone()),
+        Attr::N(n) => AttributeValue::N(n.clone()),
+        Attr::B(b) => AttributeValue::B(Blob::new(b.clone())),
+        Attr::Bool(b) => AttributeValue::Bool(*b),
+        Attr::Null => AttributeValue::Null(true),
+        Attr::SS(v) => AttributeValue::Ss(v.clone()),
+        Attr::M(m) => AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect()),
+        Attr::L(l) => AttributeValue::L(l.iter().map(to_sdk).collect()),
+    }
+}
+
+pub fn item_to_sdk(item: &Item) -> std::collections::HashMap<String, AttributeValue> {
+    item.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect()
+}
+
+/// The SDK's attribute value as ours (NS and BS become lists, as in `Attr::from_json`).
+pub fn from_sdk(a: &AttributeValue) -> Attr {
+    match a {
+        AttributeValue::S(s) => Attr::S(s.clone()),
+        AttributeValue::N(n) => Attr::N(n.clone()),
+        AttributeValue::B(b) => Attr::B(b.as_ref().to_vec()),
+        AttributeValue::Bool(b) => Attr::Bool(*b),
+        AttributeValue::Null(_) => Attr::Null,
+        AttributeValue::Ss(v) => Attr::SS(v.clone()),
+        AttributeValue::Ns(v) => Attr::L(v.iter().cloned().map(Attr::N).collect()),
+        AttributeValue::Bs(v) => Attr::L(v.iter().map(|b| Attr::B(b.as_ref().to_vec())).collect()),
+        AttributeValue::M(m) => Attr::M(m.iter().map(|(k, v)| (k.clone(), from_sdk(v))).collect()),
+        AttributeValue::L(l) => Attr::L(l.iter().map(from_sdk).collect()),
+        _ => Attr::Null,
+    }
+}
+
+pub fn item_from_sdk(item: &std::collections::HashMap<String, AttributeValue>) -> Item {
+    item.iter().map(|(k, v)| (k.clone(), from_sdk(v))).collect()
+}

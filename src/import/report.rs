@@ -1,0 +1,104 @@
+//! `import-report.json`: per target table the items written, WCU (DynamoDB's consumed figure and
+//! our own estimate), throttles, retries, rejected rows and batch latency; totals on top.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::state::{ImportState, TargetState};
+use super::writer::Writer;
+
+pub const REPORT_FILE: &str = "import-report.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub from: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    pub items: u64,
+    pub wcu_consumed: f64,
+    pub throttles: u64,
+    pub retries: u64,
+    pub rejected_rows: u64,
+    pub tables: Vec<TargetReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub table: String,
+    pub source_rows: u64,
+    /// Items of the table (all buckets, including those written by an earlier run).
+    pub items: u64,
+    /// Items written by this run.
+    pub items_written: u64,
+    pub wcu_estimated: u64,
+    pub wcu_consumed: f64,
+    pub target_wcu_per_second: Option<f64>,
+    pub achieved_wcu_per_second: f64,
+    pub throttles: u64,
+    pub retries: u64,
+    pub batches: u64,
+    pub batch_latency_ms_p50: u32,
+    pub batch_latency_ms_p99: u32,
+    pub rejected_rows: u64,
+    pub conflicts_resolved: u64,
+    pub duration_seconds: f64,
+}
+
+pub fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+impl TargetReport {
+    pub fn build(t: &TargetState, w: &Writer, target: Option<f64>, took: Duration) -> TargetReport {
+        let mut lat = w.stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        lat.sort_unstable();
+        let consumed = w.stats.consumed();
+        TargetReport {
+            table: t.table.name.clone(),
+            source_rows: t.source_rows,
+            items: t.items(),
+            items_written: w.stats.items.load(Ordering::Relaxed),
+            wcu_estimated: w.stats.estimated_wcu.load(Ordering::Relaxed),
+            wcu_consumed: consumed,
+            target_wcu_per_second: target,
+            achieved_wcu_per_second: consumed / took.as_secs_f64().max(1e-3),
+            throttles: w.stats.throttles.load(Ordering::Relaxed),
+            retries: w.stats.retries.load(Ordering::Relaxed),
+            batches: w.stats.batches.load(Ordering::Relaxed),
+            batch_latency_ms_p50: percentile(&lat, 0.5),
+            batch_latency_ms_p99: percentile(&lat, 0.99),
+            rejected_rows: t.rejected_rows,
+            conflicts_resolved: t.conflicts,
+            duration_seconds: took.as_secs_f64(),
+        }
+    }
+}
+
+impl ImportReport {
+    pub fn build(from: &str, started_at: &str, took: Duration, st: &ImportState, tables: Vec<TargetReport>) -> ImportReport {
+        ImportReport {
+            from: from.to_string(),
+            started_at: started_at.to_string(),
+            finished_at: crate::manifest::now_rfc3339(),
+            duration_seconds: took.as_secs_f64(),
+            items: tables.iter().map(|t| t.items_written).sum(),
+            wcu_consumed: tables.iter().map(|t| t.wcu_consumed).sum(),
+            throttles: tables.iter().map(|t| t.throttles).sum(),
+            retries: tables.iter().map(|t| t.retries).sum(),
+            rejected_rows: st.targets.iter().map(|t| t.rejected_rows).sum(),
+            tables,
+        }
+    }
+
+    pub fn write(&self, run: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).expect("report serializes");
+        crate::manifest::write_atomically(&run.join(REPORT_FILE), &bytes)
+    }
+}

@@ -1,0 +1,211 @@
+//! Target tables: checked against the mapping's key schema, created on request (on-demand or
+//! provisioned) and waited for until ACTIVE, and prepared by `--table-prep` (truncate: delete
+//! every item by key; drop-and-create). Returns the table's provisioned write capacity so
+//! `--wcu-fraction` can pace against it.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType as DdbKeyType, ProvisionedThroughput, ScalarAttributeType,
+    TableDescription, TableStatus, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+
+use super::client::describe;
+use super::pacing::backoff;
+use crate::mapping::compile::{KeyDef, KeyType, TargetTable};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TablePrep {
+    /// Write into the table as it is.
+    #[default]
+    DoNothing,
+    /// Delete every item first (keeps the table and its settings).
+    Truncate,
+    /// Delete the table and create it again from the mapping.
+    DropAndCreate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Billing {
+    #[default]
+    OnDemand,
+    Provisioned,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TableOptions {
+    pub create: bool,
+    pub billing: Billing,
+    pub provisioned_wcu: i64,
+    pub provisioned_rcu: i64,
+    pub prep: TablePrep,
+}
+
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn scalar(t: KeyType) -> ScalarAttributeType {
+    match t {
+        KeyType::S => ScalarAttributeType::S,
+        KeyType::N => ScalarAttributeType::N,
+        KeyType::B => ScalarAttributeType::B,
+    }
+}
+
+fn show_keys(pk: &KeyDef, sk: Option<&KeyDef>) -> String {
+    match sk {
+        Some(s) => format!("partition key {} ({:?}), sort key {} ({:?})", pk.name, pk.ty, s.name, s.ty),
+        None => format!("partition key {} ({:?}), no sort key", pk.name, pk.ty),
+    }
+}
+
+/// The key schema of an existing table, in our terms.
+fn keys_of(d: &TableDescription) -> (Option<KeyDef>, Option<KeyDef>) {
+    let ty_of = |name: &str| {
+        d.attribute_definitions().iter().find(|a| a.attribute_name() == name).map(|a| match a.attribute_type() {
+            ScalarAttributeType::N => KeyType::N,
+            ScalarAttributeType::B => KeyType::B,
+            _ => KeyType::S,
+        })
+    };
+    let find = |kt: DdbKeyType| {
+        d.key_schema().iter().find(|k| *k.key_type() == kt).map(|k| KeyDef { name: k.attribute_name().to_string(), ty: ty_of(k.attribute_name()).unwrap_or(KeyType::S) })
+    };
+    (find(DdbKeyType::Hash), find(DdbKeyType::Range))
+}
+
+async fn describe_table(client: &Client, name: &str) -> Result<Option<TableDescription>, String> {
+    match client.describe_table().table_name(name).send().await {
+        Ok(out) => Ok(out.table),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+        Err(e) => Err(describe(&format!("DescribeTable {name}"), &e)),
+    }
+}
+
+async fn create(client: &Client, t: &TargetTable, opts: &TableOptions) -> Result<(), String> {
+    let mut req = client
+        .create_table()
+        .table_name(&t.name)
+        .key_schema(KeySchemaElement::builder().attribute_name(&t.partition_key.name).key_type(DdbKeyType::Hash).build().map_err(|e| e.to_string())?)
+        .attribute_definitions(AttributeDefinition::builder().attribute_name(&t.partition_key.name).attribute_type(scalar(t.partition_key.ty)).build().map_err(|e| e.to_string())?);
+    if let Some(sk) = &t.sort_key {
+        req = req
+            .key_schema(KeySchemaElement::builder().attribute_name(&sk.name).key_type(DdbKeyType::Range).build().map_err(|e| e.to_string())?)
+            .attribute_definitions(AttributeDefinition::builder().attribute_name(&sk.name).attribute_type(scalar(sk.ty)).build().map_err(|e| e.to_string())?);
+    }
+    req = match opts.billing {
+        Billing::OnDemand => req.billing_mode(BillingMode::PayPerRequest),
+        Billing::Provisioned => req.billing_mode(BillingMode::Provisioned).provisioned_throughput(
+            ProvisionedThroughput::builder()
+                .write_capacity_units(opts.provisioned_wcu.max(1))
+                .read_capacity_units(opts.provisioned_rcu.max(1))
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    req.send().await.map_err(|e| describe(&format!("CreateTable {}", t.name), &e))?;
+    tracing::info!(table = %t.name, "created table ({})", show_keys(&t.partition_key, t.sort_key.as_ref()));
+    Ok(())
+}
+
+async fn wait(client: &Client, name: &str, gone: bool) -> Result<Option<TableDescription>, String> {
+    let start = Instant::now();
+    loop {
+        let d = describe_table(client, name).await?;
+        match &d {
+            None if gone => return Ok(None),
+            Some(t) if !gone && t.table_status() == Some(&TableStatus::Active) => return Ok(d),
+            _ => {}
+        }
+        if start.elapsed() > ACTIVE_TIMEOUT {
+            return Err(format!("table {name} did not become {} within {ACTIVE_TIMEOUT:?}", if gone { "deleted" } else { "ACTIVE" }));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Makes the target table ready. Returns its provisioned WCU (None: on-demand).
+pub async fn prepare(client: &Client, t: &TargetTable, opts: &TableOptions, prep: bool) -> Result<Option<i64>, String> {
+    let mut desc = describe_table(client, &t.name).await?;
+    if let Some(d) = &desc {
+        let (pk, sk) = keys_of(d);
+        if pk.as_ref() != Some(&t.partition_key) || sk != t.sort_key {
+            let have = pk.map(|p| show_keys(&p, sk.as_ref())).unwrap_or_else(|| "no key".into());
+            return Err(format!(
+                "table {} exists with {have}, but the mapping needs {} (choose another target-table-name, or --table-prep drop-and-create)",
+                t.name,
+                show_keys(&t.partition_key, t.sort_key.as_ref())
+            ));
+        }
+    }
+    if prep && desc.is_some() {
+        match opts.prep {
+            TablePrep::DoNothing => {}
+            TablePrep::Truncate => truncate(client, t).await?,
+            TablePrep::DropAndCreate => {
+                client.delete_table().table_name(&t.name).send().await.map_err(|e| describe(&format!("DeleteTable {}", t.name), &e))?;
+                wait(client, &t.name, true).await?;
+                create(client, t, opts).await?;
+                desc = wait(client, &t.name, false).await?;
+            }
+        }
+    }
+    let d = match desc {
+        Some(d) => d,
+        None if opts.create => {
+            create(client, t, opts).await?;
+            wait(client, &t.name, false).await?.expect("waited for ACTIVE")
+        }
+        None => return Err(format!("table {} does not exist (pass --create-tables to create it)", t.name)),
+    };
+    if d.table_status() != Some(&TableStatus::Active) {
+        wait(client, &t.name, false).await?;
+    }
+    let on_demand = d.billing_mode_summary().and_then(|b| b.billing_mode()) == Some(&BillingMode::PayPerRequest);
+    Ok(d.provisioned_throughput().and_then(|p| p.write_capacity_units()).filter(|w| *w > 0 && !on_demand))
+}
+
+/// Deletes every item, reading keys with a Scan and deleting them 25 at a time.
+async fn truncate(client: &Client, t: &TargetTable) -> Result<(), String> {
+    let mut names = vec![t.partition_key.name.clone()];
+    names.extend(t.sort_key.as_ref().map(|k| k.name.clone()));
+    let projection = (0..names.len()).map(|i| format!("#k{i}")).collect::<Vec<_>>().join(", ");
+    let mut start = None;
+    let mut deleted = 0u64;
+    loop {
+        let mut req = client.scan().table_name(&t.name).projection_expression(&projection).set_exclusive_start_key(start.take());
+        for (i, n) in names.iter().enumerate() {
+            req = req.expression_attribute_names(format!("#k{i}"), n);
+        }
+        let page = req.send().await.map_err(|e| describe(&format!("Scan {}", t.name), &e))?;
+        for batch in page.items().chunks(super::writer::MAX_BATCH_ITEMS) {
+            let mut pending: Vec<WriteRequest> = batch
+                .iter()
+                .map(|k| WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(k.clone())).build().expect("key set")).build())
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = client.batch_write_item().request_items(&t.name, pending.clone()).send().await;
+                match out {
+                    Ok(o) => pending = o.unprocessed_items().and_then(|u| u.get(&t.name)).cloned().unwrap_or_default(),
+                    Err(e) if attempt < 10 => tracing::debug!("truncate retry: {}", describe(&t.name, &e)),
+                    Err(e) => return Err(describe(&format!("BatchWriteItem (truncate) {}", t.name), &e)),
+                }
+                if !pending.is_empty() {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+            deleted += batch.len() as u64;
+        }
+        match page.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
+    tracing::info!(table = %t.name, "truncated: {deleted} items deleted");
+    Ok(())
+}

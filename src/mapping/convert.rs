@@ -1,0 +1,355 @@
+//! Column values to DynamoDB attribute values, typed by the manifest's column kinds: numbers stay
+//! exact text (N), temporals become ISO-8601 text (or epoch seconds), JSON becomes native maps and
+//! lists (numbers kept exact by a small parser of our own), SET becomes a string set. A value that
+//! cannot be represented is an error whose text ends up in the rejects file.
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use super::attr::Attr;
+use crate::import::reader::Cell;
+use crate::source::schema::ColumnSchema;
+use crate::source::types::ColumnKind;
+
+/// DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 … 9.99…E+125.
+pub const MAX_NUMBER_DIGITS: usize = 38;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemporalAs {
+    /// ISO-8601 text: `2024-01-02`, `2024-01-02T03:04:05.123456`, TIMESTAMP with `Z`.
+    #[default]
+    Iso,
+    /// Seconds since 1970-01-01 as N, with the column's fraction digits.
+    Epoch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonAs {
+    /// Native M / L / S / N / BOOL / NULL.
+    #[default]
+    Native,
+    /// The JSON text as S.
+    String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NullAs {
+    /// NULL columns become absent attributes.
+    #[default]
+    Omit,
+    /// NULL columns become `{"NULL": true}`.
+    Null,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WideDecimal {
+    /// DECIMAL values beyond 38 significant digits become S (exact text).
+    #[default]
+    String,
+    /// Rows holding such a value go to the rejects file.
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConvertOptions {
+    pub temporal: TemporalAs,
+    pub json: JsonAs,
+    pub nulls: NullAs,
+    pub wide_decimal: WideDecimal,
+    /// TINYINT(1) columns as BOOL.
+    pub tinyint1_as_bool: bool,
+}
+
+/// Checks DynamoDB's number limits; Ok(false) when there are too many significant digits.
+pub fn number_fits(text: &str) -> Result<bool, String> {
+    let body = text.trim_start_matches(['-', '+']);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return Err(format!("{text:?} is not a decimal number"));
+    }
+    let digits: String = int.chars().chain(frac.chars()).collect();
+    let lead = digits.len() - digits.trim_start_matches('0').len();
+    let sig = digits.trim_matches('0');
+    if sig.is_empty() {
+        return Ok(true);
+    }
+    let e = int.len() as i64 - 1 - lead as i64;
+    if !(-130..=125).contains(&e) {
+        return Err(format!("{text} is outside DynamoDB's number range (1E-130 to 1E+126)"));
+    }
+    Ok(sig.len() <= MAX_NUMBER_DIGITS)
+}
+
+fn is_zero_date(s: &str) -> bool {
+    s.starts_with("0000-") || s.get(5..7) == Some("00") || s.get(8..10) == Some("00")
+}
+
+/// Converts one column value. Ok(None): the attribute is absent (NULL, empty set).
+pub fn convert(col: &ColumnSchema, cell: &Cell, opts: &ConvertOptions) -> Result<Option<Attr>, String> {
+    let text = match cell {
+        Cell::Null => return Ok(match opts.nulls {
+            NullAs::Omit => None,
+            NullAs::Null => Some(Attr::Null),
+        }),
+        Cell::Bytes(b) => return Ok(Some(Attr::B(b.clone()))),
+        Cell::Set(v) if v.is_empty() => return Ok(None),
+        Cell::Set(v) => return Ok(Some(Attr::SS(v.clone()))),
+        Cell::Num(s) | Cell::Text(s) => s,
+    };
+    Ok(Some(match col.kind {
+        ColumnKind::Int { bits: 8, .. } if opts.tinyint1_as_bool && col.mysql_type.starts_with("tinyint(1)") => Attr::Bool(text != "0"),
+        ColumnKind::Int { .. } | ColumnKind::Year | ColumnKind::Bit { .. } | ColumnKind::Float | ColumnKind::Double => {
+            number_fits(text)?;
+            Attr::N(text.clone())
+        }
+        ColumnKind::Decimal { .. } => match (number_fits(text)?, opts.wide_decimal) {
+            (true, _) => Attr::N(text.clone()),
+            (false, WideDecimal::String) => Attr::S(text.clone()),
+            (false, WideDecimal::Reject) => {
+                return Err(format!("{text} has more than {MAX_NUMBER_DIGITS} significant digits (DynamoDB's N limit; --wide-decimal string keeps it as text)"))
+            }
+        },
+        ColumnKind::Date | ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. } => temporal(col, text, opts)?,
+        ColumnKind::Json => match opts.json {
+            JsonAs::String => Attr::S(text.clone()),
+            JsonAs::Native => json_to_attr(text)?,
+        },
+        ColumnKind::Set => Attr::SS(text.split(',').map(str::to_string).collect()),
+        _ => Attr::S(text.clone()),
+    }))
+}
+
+fn temporal(col: &ColumnSchema, text: &str, opts: &ConvertOptions) -> Result<Attr, String> {
+    if is_zero_date(text) {
+        return match opts.temporal {
+            TemporalAs::Iso => Ok(Attr::S(text.to_string())),
+            TemporalAs::Epoch => Err(format!("zero date {text:?} has no epoch value")),
+        };
+    }
+    Ok(match opts.temporal {
+        TemporalAs::Iso => {
+            let mut s = text.replacen(' ', "T", 1);
+            if matches!(col.kind, ColumnKind::Timestamp { .. }) {
+                s.push('Z');
+            }
+            Attr::S(s)
+        }
+        TemporalAs::Epoch => {
+            let p = crate::export::datum::parse_datetime(text).ok_or_else(|| format!("{text:?} is not a date/time"))?;
+            let micros = p.epoch_micros();
+            let secs = micros.div_euclid(1_000_000);
+            let frac = micros.rem_euclid(1_000_000);
+            let fsp = match col.kind {
+                ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } => fsp as usize,
+                _ => 0,
+            };
+            if fsp == 0 {
+                Attr::N(secs.to_string())
+            } else {
+                Attr::N(format!("{secs}.{}", &format!("{frac:06}")[..fsp]))
+            }
+        }
+    })
+}
+
+/// JSON text to a native attribute value, numbers kept as their exact text.
+pub fn json_to_attr(text: &str) -> Result<Attr, String> {
+    let mut p = JsonParser { s: text.as_bytes(), i: 0 };
+    let v = p.value().map_err(|e| format!("invalid JSON at byte {}: {e}", p.i))?;
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(format!("invalid JSON: trailing text at byte {}", p.i));
+    }
+    Ok(v)
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        if self.s[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Result<Attr, &'static str> {
+        self.ws();
+        match self.s.get(self.i) {
+            None => Err("unexpected end"),
+            Some(b'{') => {
+                self.i += 1;
+                let mut m = std::collections::BTreeMap::new();
+                self.ws();
+                if self.eat("}") {
+                    return Ok(Attr::M(m));
+                }
+                loop {
+                    self.ws();
+                    let k = self.string()?;
+                    self.ws();
+                    if !self.eat(":") {
+                        return Err("expected ':'");
+                    }
+                    m.insert(k, self.value()?);
+                    self.ws();
+                    if self.eat("}") {
+                        return Ok(Attr::M(m));
+                    }
+                    if !self.eat(",") {
+                        return Err("expected ',' or '}'");
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut l = Vec::new();
+                self.ws();
+                if self.eat("]") {
+                    return Ok(Attr::L(l));
+                }
+                loop {
+                    l.push(self.value()?);
+                    self.ws();
+                    if self.eat("]") {
+                        return Ok(Attr::L(l));
+                    }
+                    if !self.eat(",") {
+                        return Err("expected ',' or ']'");
+                    }
+                }
+            }
+            Some(b'"') => Ok(Attr::S(self.string()?)),
+            Some(_) if self.eat("true") => Ok(Attr::Bool(true)),
+            Some(_) if self.eat("false") => Ok(Attr::Bool(false)),
+            Some(_) if self.eat("null") => Ok(Attr::Null),
+            Some(_) => {
+                let start = self.i;
+                while self.i < self.s.len() && matches!(self.s[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    self.i += 1;
+                }
+                let t = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| "bad number")?;
+                if t.is_empty() {
+                    return Err("unexpected character");
+                }
+                Ok(Attr::N(normalize_json_number(t).ok_or("number out of DynamoDB's range")?))
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, &'static str> {
+        if !self.eat("\"") {
+            return Err("expected a string");
+        }
+        let mut out = Vec::new();
+        loop {
+            let b = *self.s.get(self.i).ok_or("unterminated string")?;
+            self.i += 1;
+            match b {
+                b'"' => return String::from_utf8(out).map_err(|_| "bad UTF-8"),
+                b'\\' => {
+                    let e = *self.s.get(self.i).ok_or("unterminated escape")?;
+                    self.i += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let mut cp = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&cp) && self.eat("\\u") {
+                                let lo = self.hex4()?;
+                                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3ff);
+                            }
+                            char::from_u32(cp).ok_or("bad \\u escape")?
+                        }
+                        _ => return Err("bad escape"),
+                    };
+                    let mut buf = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                _ => out.push(b),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, &'static str> {
+        let h = self.s.get(self.i..self.i + 4).ok_or("short \\u escape")?;
+        self.i += 4;
+        u32::from_str_radix(std::str::from_utf8(h).map_err(|_| "bad hex")?, 16).map_err(|_| "bad hex")
+    }
+}
+
+/// JSON numbers with an exponent are rewritten as plain decimals (DynamoDB accepts both, but
+/// exact text comparison in verify needs one form).
+fn normalize_json_number(t: &str) -> Option<String> {
+    let (mant, exp) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], t[i + 1..].parse::<i64>().ok()?),
+        None => (t, 0),
+    };
+    if exp == 0 {
+        return number_fits(mant).ok().map(|_| mant.to_string());
+    }
+    let neg = mant.starts_with('-');
+    let body = mant.trim_start_matches(['-', '+']);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits = format!("{int}{frac}");
+    let point = int.len() as i64 + exp;
+    if !(-140..=140).contains(&point) {
+        return None;
+    }
+    let s = if point <= 0 {
+        format!("0.{}{}", "0".repeat((-point) as usize), digits)
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+    };
+    let s = if neg { format!("-{s}") } else { s };
+    number_fits(&s).ok().map(|_| s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_checked_against_dynamodb_limits() {
+        assert_eq!(number_fits("-123.4500"), Ok(true));
+        assert_eq!(number_fits(&"9".repeat(38)), Ok(true));
+        assert_eq!(number_fits(&"9".repeat(39)), Ok(false));
+        assert_eq!(number_fits(&format!("1{}", "0".repeat(100))), Ok(true));
+        assert!(number_fits(&format!("1{}", "0".repeat(130))).is_err());
+        assert!(number_fits("12a").is_err());
+    }
+
+    #[test]
+    fn json_becomes_native_values_with_exact_numbers() {
+        let a = json_to_attr(r#"{"a": [1, 2.50, true, null, "x\u00e9"], "b": {"c": 12345678901234567890123}, "e": 1.5e3}"#).unwrap();
+        let Attr::M(m) = a else { panic!() };
+        assert_eq!(m["a"], Attr::L(vec![Attr::N("1".into()), Attr::N("2.50".into()), Attr::Bool(true), Attr::Null, Attr::S("xé".into())]));
+        assert_eq!(m["b"], Attr::M([("c".to_string(), Attr::N("12345678901234567890123".into()))].into()));
+        assert_eq!(m["e"], Attr::N("1500".into()));
+        assert!(json_to_attr("{\"a\": }").is_err());
+        assert!(json_to_attr("[1] x").is_err());
+    }
+}
