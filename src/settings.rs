@@ -54,6 +54,7 @@ pub struct ImportSection {
     pub wide_decimal: Option<crate::mapping::convert::WideDecimal>,
     pub tinyint1_as_bool: Option<bool>,
     pub memory_mb: Option<u64>,
+    pub bucket_rows: Option<u64>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
 }
@@ -102,6 +103,7 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
         },
         on_duplicate: args.on_duplicate.or(im.on_duplicate).unwrap_or_default(),
         memory_mb: args.memory_mb.or(im.memory_mb).unwrap_or(DEFAULT_MEMORY_MB),
+        bucket_rows: args.bucket_rows.or(im.bucket_rows).unwrap_or(crate::import::DEFAULT_BUCKET_ROWS),
         wcu: args.wcu.or(im.wcu),
         wcu_fraction: fraction,
         concurrency: args.concurrency.or(im.concurrency).unwrap_or(DEFAULT_IMPORT_CONCURRENCY),

@@ -38,8 +38,8 @@ use state::{fingerprint, target_dir, work_dir, ImportState, TargetState};
 pub const ON_DEMAND_DEFAULT_WCU: f64 = 4000.0;
 /// Upper bound on buckets per target table.
 const MAX_BUCKETS: u64 = 4096;
-/// Rows per bucket at most: also the most a resumed import rewrites.
-const ROWS_PER_BUCKET: u64 = 200_000;
+/// Rows per bucket at most (default of --bucket-rows): also the most a resumed import rewrites.
+pub const DEFAULT_BUCKET_ROWS: u64 = 200_000;
 /// In-memory size of grouped rows relative to their chunk files (measured on Parquet chunks).
 const MEMORY_EXPANSION: u64 = 8;
 
@@ -80,6 +80,8 @@ pub struct ImportSettings {
     pub on_duplicate: OnDuplicate,
     /// Memory for grouping, MiB (buckets are sized so that the threads' buckets fit).
     pub memory_mb: u64,
+    /// Source rows per bucket at most: the resume granularity.
+    pub bucket_rows: u64,
     /// WCU/s per table; 0 = unpaced.
     pub wcu: Option<f64>,
     pub wcu_fraction: f64,
@@ -122,7 +124,7 @@ pub fn load_plan(run: &Path, mapping: Option<&Path>, convert: &ConvertOptions, a
     Ok((manifest, plan, text))
 }
 
-fn bucket_count(manifest: &Manifest, plan: &MappingPlan, target: usize, memory_mb: u64) -> (u32, u64) {
+fn bucket_count(manifest: &Manifest, plan: &MappingPlan, target: usize, memory_mb: u64, bucket_rows: u64) -> (u32, u64) {
     let (mut bytes, mut rows) = (0u64, 0u64);
     for s in plan.sources.iter().filter(|s| s.mapper.target == target) {
         for c in &manifest.tables[s.table].chunks {
@@ -132,7 +134,7 @@ fn bucket_count(manifest: &Manifest, plan: &MappingPlan, target: usize, memory_m
     }
     let per_bucket = (memory_mb.max(16) << 20) / rayon::current_num_threads().max(1) as u64;
     let by_memory = (bytes * MEMORY_EXPANSION).div_ceil(per_bucket.max(1));
-    let by_rows = rows.div_ceil(ROWS_PER_BUCKET);
+    let by_rows = rows.div_ceil(bucket_rows.max(1));
     (by_memory.max(by_rows).clamp(1, MAX_BUCKETS) as u32, rows)
 }
 
@@ -145,7 +147,7 @@ fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &Impo
     let mut spills = Vec::new();
     state.targets.clear();
     for (i, t) in plan.targets.iter().enumerate() {
-        let (buckets, rows) = bucket_count(manifest, plan, i, s.memory_mb);
+        let (buckets, rows) = bucket_count(manifest, plan, i, s.memory_mb, s.bucket_rows);
         spills.push(Spill::create(target_dir(run, &t.name, "spill"), buckets).map_err(|e| io(&work, e))?);
         std::fs::create_dir_all(target_dir(run, &t.name, "items")).map_err(|e| io(&work, e))?;
         state.targets.push(TargetState { table: t.clone(), prepared: false, source_rows: rows, rejected_rows: 0, conflicts: 0, buckets: Vec::new() });
@@ -259,7 +261,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started_at = crate::manifest::now_rfc3339();
     let run = local_run(&s.from, s.spool.as_deref(), &s.sync)?;
     let (manifest, plan, mapping_text) = load_plan(&run, s.mapping.as_deref(), &s.convert, &s.auto)?;
-    let options = json!({"convert": s.convert, "auto": s.auto.table_name_template, "on_duplicate": s.on_duplicate});
+    let options = json!({"convert": s.convert, "auto": s.auto.table_name_template, "on_duplicate": s.on_duplicate, "bucket_rows": s.bucket_rows, "memory_mb": s.memory_mb});
     let fp = fingerprint(&manifest, &mapping_text, &options);
     let mut state = match ImportState::load(&run) {
         Some(st) if st.fingerprint == fp && !s.restart => st,

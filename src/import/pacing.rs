@@ -3,18 +3,19 @@
 //!
 //! Callers reserve the WCU of a batch before sending it; the bucket refills at the current rate
 //! and holds at most a twentieth of a second of burst, so the rate over any window stays within a
-//! few percent of the target. Throttling multiplies the rate by 0.7 (at most once per 200 ms);
-//! every second without throttling adds a tenth of the target back, up to the target.
+//! few percent of the target. Throttling multiplies the rate by 0.75 (at most once per second,
+//! however many calls were throttled in it); every second adds 5 % of the target back, up to the
+//! target: the classic additive-increase / multiplicative-decrease saw below the real capacity.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Burst the bucket may hold, in seconds of the current rate.
 const BURST_SECONDS: f64 = 0.05;
-const DECREASE_FACTOR: f64 = 0.7;
-const DECREASE_SPACING: Duration = Duration::from_millis(200);
-/// Share of the target regained per second without throttling.
-const RECOVERY_PER_SECOND: f64 = 0.1;
+const DECREASE_FACTOR: f64 = 0.75;
+const DECREASE_SPACING: Duration = Duration::from_secs(1);
+/// Share of the target regained per second.
+const RECOVERY_PER_SECOND: f64 = 0.05;
 /// The rate never drops below this share of the target.
 const MIN_SHARE: f64 = 0.02;
 
@@ -57,10 +58,8 @@ impl Pacer {
         let Some(target) = self.target else { return Duration::ZERO };
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if s.last_decrease.is_none_or(|d| now.duration_since(d) > Duration::from_secs(1)) {
-            let secs = now.duration_since(s.last_recovery).as_secs_f64();
-            s.rate = (s.rate + target * RECOVERY_PER_SECOND * secs).min(target);
-        }
+        let secs = now.duration_since(s.last_recovery).as_secs_f64();
+        s.rate = (s.rate + target * RECOVERY_PER_SECOND * secs).min(target);
         s.last_recovery = now;
         let elapsed = now.duration_since(s.last).as_secs_f64();
         s.last = now;
@@ -121,7 +120,7 @@ mod tests {
         let p = Pacer::new(Some(1000.0));
         p.throttled();
         p.throttled();
-        assert!((p.rate().unwrap() - 700.0).abs() < 1e-6);
+        assert!((p.rate().unwrap() - 750.0).abs() < 1.0);
         assert!(backoff(0) <= Duration::from_millis(50));
         assert!(backoff(30) <= Duration::from_secs(10));
     }

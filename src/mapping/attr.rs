@@ -47,7 +47,7 @@ pub fn number_size(text: &str) -> usize {
     // Exponent of the first significant digit (Big.js `e`).
     let e = int.len() as i64 - 1 - lead as i64 + exp;
     let n = sig.len();
-    1 + n.div_ceil(2) + usize::from(n % 2 == 0 && e % 2 == 0) + usize::from(neg)
+    1 + n.div_ceil(2) + usize::from(n.is_multiple_of(2) && e % 2 == 0) + usize::from(neg)
 }
 
 impl Attr {

@@ -20,6 +20,8 @@ use mysql2ddb::manifest::{ChunkState, Manifest, TableEntry};
 use mysql2ddb::source::types::ColumnKind;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+pub mod ddb;
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
