@@ -117,6 +117,7 @@ async fn wait(client: &Client, name: &str, gone: bool) -> Result<Option<TableDes
         let d = describe_table(client, name).await?;
         match &d {
             None if gone => return Ok(None),
+            None => return Err(format!("table {name} disappeared while waiting for it to become ACTIVE")),
             Some(t) if !gone && t.table_status() == Some(&TableStatus::Active) => return Ok(d),
             _ => {}
         }
@@ -130,6 +131,10 @@ async fn wait(client: &Client, name: &str, gone: bool) -> Result<Option<TableDes
 /// Makes the target table ready. Returns its provisioned WCU (None: on-demand).
 pub async fn prepare(client: &Client, t: &TargetTable, opts: &TableOptions, prep: bool) -> Result<Option<i64>, String> {
     let mut desc = describe_table(client, &t.name).await?;
+    if desc.as_ref().is_some_and(|d| d.table_status() == Some(&TableStatus::Deleting)) {
+        tracing::info!(table = %t.name, "the table is being deleted; waiting until it is gone");
+        desc = wait(client, &t.name, true).await?;
+    }
     if let Some(d) = &desc {
         let (pk, sk) = keys_of(d);
         if pk.as_ref() != Some(&t.partition_key) || sk != t.sort_key {

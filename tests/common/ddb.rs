@@ -71,9 +71,14 @@ pub fn table_exists(endpoint: &str, table: &str) -> bool {
     runtime().block_on(async { client(endpoint).describe_table().table_name(table).send().await.is_ok() })
 }
 
+/// Deletes a table (if it exists) and waits until it is gone.
 pub fn drop_table(endpoint: &str, table: &str) {
     runtime().block_on(async {
-        let _ = client(endpoint).delete_table().table_name(table).send().await;
+        let c = client(endpoint);
+        let _ = c.delete_table().table_name(table).send().await;
+        while c.describe_table().table_name(table).send().await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     })
 }
 

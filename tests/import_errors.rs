@@ -1,0 +1,98 @@
+//! Import failures that must be loud: two rows mapping to one DynamoDB key (reported with
+//! examples before anything is written, or resolved by --on-duplicate last-wins), an item over
+//! DynamoDB's 400 KB limit (rejected with its size), and an existing table with another key.
+
+mod common;
+
+use common::ddb::{drop_table, dynalite, import, scan, table_exists};
+use common::{assert_ok, connect, export, fresh_db, stderr};
+use mysql::prelude::Queryable;
+use mysql2ddb::mapping::attr::Attr;
+use serde_json::Value;
+
+fn mapping(dir: &std::path::Path, db: &str, target: &str, params: &str, action: &str) -> String {
+    let text = format!(
+        r#"{{"rules": [
+          {{"rule-type": "selection", "rule-id": "1", "rule-name": "1",
+           "object-locator": {{"schema-name": "{db}", "table-name": "%"}}, "rule-action": "include"}},
+          {{"rule-type": "object-mapping", "rule-id": "2", "rule-name": "ByCustomer", "rule-action": "{action}",
+           "object-locator": {{"schema-name": "{db}", "table-name": "%"}}, "target-table-name": "{target}",
+           "mapping-parameters": {params}}}]}}"#
+    );
+    let p = dir.join("mapping.json");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn duplicate_target_keys_stop_the_import_with_examples_or_last_wins() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "dupes");
+    conn.query_drop("CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(10) NOT NULL, total INT NOT NULL)").unwrap();
+    conn.query_drop("INSERT INTO orders SELECT seq, CONCAT('c', seq % 10), seq FROM seq_1_to_100").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "30"]));
+    let m = mapping(run.path(), &db, "it_dupes", r#"{"partition-key-name": "customer"}"#, "map-record-to-record");
+    drop_table(&dynalite(), "it_dupes");
+    let out = import(run.path(), &dynalite(), &["--mapping", &m, "--create-tables"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("90 rows map to a DynamoDB key") && err.contains("customer=c3") && err.contains("last-wins"), "{err}");
+    assert!(!table_exists(&dynalite(), "it_dupes"), "nothing was written, not even the table");
+
+    let out = import(run.path(), &dynalite(), &["--mapping", &m, "--create-tables", "--on-duplicate", "last-wins"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items = scan(&dynalite(), "it_dupes");
+    assert_eq!(items.len(), 10);
+    let c3 = items.iter().find(|i| i["customer"] == Attr::S("c3".into())).unwrap();
+    assert_eq!(c3["id"], Attr::N("93".into()), "the last row in source key order wins");
+}
+
+#[test]
+fn an_item_over_400_kb_is_rejected_with_its_size() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "big");
+    conn.query_drop("CREATE TABLE parts (doc INT, part INT, body LONGBLOB, PRIMARY KEY (doc, part))").unwrap();
+    // doc 1: two 250 KB parts fold into one 500 KB item; doc 2: two small parts.
+    conn.query_drop("INSERT INTO parts VALUES (1, 1, REPEAT('a', 256000)), (1, 2, REPEAT('b', 256000)), (2, 1, 'x'), (2, 2, 'y')").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let m = mapping(
+        run.path(),
+        &db,
+        "it_big",
+        r#"{"partition-key-name": "doc", "pivot": {"name": "part${part}", "value": "${body}"}}"#,
+        "group-records-to-item",
+    );
+    drop_table(&dynalite(), "it_big");
+    let out = import(run.path(), &dynalite(), &["--mapping", &m, "--create-tables"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let items = scan(&dynalite(), "it_big");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["part2"], Attr::B(b"y".to_vec()));
+    let text = std::fs::read_to_string(run.path().join("import/rejects/it_big.jsonl")).unwrap();
+    let rejects: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["key"], "doc=1");
+    let reason = rejects[0]["reason"].as_str().unwrap();
+    // "doc" + N(1) = 3 + 2 bytes, then "part1"/"part2" + 256,000 bytes each.
+    let size = 3 + 2 + 2 * (5 + 256_000);
+    assert!(reason.contains(&format!("{size} bytes")) && reason.contains("400 KB"), "{reason}");
+}
+
+#[test]
+fn an_existing_table_with_another_key_is_a_clear_error() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "keyclash");
+    conn.query_drop("CREATE TABLE a (id INT PRIMARY KEY)").unwrap();
+    conn.query_drop("INSERT INTO a VALUES (1)").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    drop_table(&dynalite(), "it_keyclash_a");
+    let m = mapping(run.path(), &db, "it_keyclash_a", r#"{"partition-key-name": "other", "attribute-mappings": [{"target-attribute-name": "other", "attribute-type": "scalar", "attribute-sub-type": "string", "value": "k${id}"}]}"#, "map-record-to-record");
+    assert!(import(run.path(), &dynalite(), &["--mapping", &m, "--create-tables"]).status.success());
+    let out = import(run.path(), &dynalite(), &["--create-tables"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("it_keyclash_a exists with partition key other (S)") && err.contains("partition key id (N)"), "{err}");
+}
