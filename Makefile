@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build test demo export bench bench-export bench-sync services services-down toolchain clean
+.PHONY: all build test demo export import bench bench-export bench-sync bench-import services services-down toolchain clean
 
 all: build
 
@@ -31,14 +31,21 @@ demo: build services
 export: build
 	$(RELEASE_BIN) export --job $(JOB)
 
+## make import JOB=job.toml: run `mysql2ddb import` from the job file's [import] section.
+import: build
+	$(RELEASE_BIN) import --job $(JOB)
+
 ## make bench: every benchmark; results printed and written under bench-out/.
-bench: bench-export bench-sync
+bench: bench-export bench-sync bench-import
 
 bench-export: build services
 	scripts/bench-export.sh
 
 bench-sync: build services
 	scripts/bench-sync.sh
+
+bench-import: build services
+	scripts/bench-import.sh
 
 clean:
 	rm -rf target bench-out demo-out

@@ -104,6 +104,9 @@ pub struct ImportArgs {
     /// Ignore the checkpoint and start over.
     #[arg(long)]
     pub restart: bool,
+    /// Map and group only: report items and WCU per table, write nothing to DynamoDB.
+    #[arg(long)]
+    pub dry_run: bool,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,

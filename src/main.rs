@@ -114,6 +114,12 @@ fn run_import(args: &mysql2ddb::cli::ImportArgs) -> ExitCode {
         }
     };
     match mysql2ddb::import::run(&settings) {
+        Ok(report) if settings.dry_run => {
+            for t in &report.tables {
+                eprintln!("dry run {}: {} source rows -> {} items, {} WCU to write, {} rejected rows", t.table, t.source_rows, t.items, t.wcu_estimated, t.rejected_rows);
+            }
+            ExitCode::Success
+        }
         Ok(report) => {
             for t in &report.tables {
                 eprintln!(

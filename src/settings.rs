@@ -117,6 +117,7 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
         dynamo: crate::import::client::DynamoOptions { region, endpoint: args.endpoint.clone().or(im.endpoint), sdk_retries: false },
         restart: args.restart,
         quiet: args.quiet,
+        dry_run: args.dry_run,
     })
 }
 

@@ -90,6 +90,8 @@ pub struct ImportSettings {
     pub dynamo: client::DynamoOptions,
     pub restart: bool,
     pub quiet: bool,
+    /// Map and group only: report items and WCU, write nothing to DynamoDB.
+    pub dry_run: bool,
 }
 
 /// Resolves `from` to a local run folder, downloading an s3:// run (verified) first.
@@ -278,6 +280,12 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
         tracing::info!("resuming: items are grouped already; {} of {} buckets written", state.targets.iter().flat_map(|t| &t.buckets).filter(|b| b.written).count(), state.targets.iter().map(|t| t.buckets.len()).sum::<usize>());
     }
 
+    if s.dry_run {
+        let tables = state.targets.iter().map(TargetReport::planned).collect();
+        let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &state, tables);
+        report.write(&run).map_err(|e| io(&run, e))?;
+        return Ok(report);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
     let mut reports = Vec::new();
     let state = Arc::new(Mutex::new(state));

@@ -56,6 +56,28 @@ pub fn percentile(sorted: &[u32], p: f64) -> u32 {
 }
 
 impl TargetReport {
+    /// A target's figures after mapping and grouping, before any write (--dry-run).
+    pub fn planned(t: &TargetState) -> TargetReport {
+        TargetReport {
+            table: t.table.name.clone(),
+            source_rows: t.source_rows,
+            items: t.items(),
+            items_written: 0,
+            wcu_estimated: t.wcu(),
+            wcu_consumed: 0.0,
+            target_wcu_per_second: None,
+            achieved_wcu_per_second: 0.0,
+            throttles: 0,
+            retries: 0,
+            batches: 0,
+            batch_latency_ms_p50: 0,
+            batch_latency_ms_p99: 0,
+            rejected_rows: t.rejected_rows,
+            conflicts_resolved: t.conflicts,
+            duration_seconds: 0.0,
+        }
+    }
+
     pub fn build(t: &TargetState, w: &Writer, target: Option<f64>, took: Duration) -> TargetReport {
         let mut lat = w.stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).clone();
         lat.sort_unstable();

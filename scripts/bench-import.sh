@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# make bench-import: the import stage against the local servers, in one run.
+#  1. Pacing: import at five WCU targets through the capacity proxy (capacity 2x the target, so
+#     only our pacer limits) and read the WCU the proxy let through per second: achieved/target
+#     overall and the highest 10-second window.
+#  2. Unpaced write speed vs a raw BatchWriteItem load generator (m2d-loadgen) and vs boto3
+#     batch_writer with 8 threads, same item count and size, straight into dynalite.
+#  3. Grouping: `import --dry-run` with a group-records-to-item rule over the seed's purchase table
+#     vs DuckDB GROUP BY over the same Parquet chunks; wall time and peak RSS.
+# Writes bench-out/import.md (paste it into docs/benchmarks.md).
+#
+#   BENCH_WCU            WCU targets (default "500 1000 2000 4000 8000")
+#   BENCH_SECONDS        seconds of writes per target (default 20)
+#   BENCH_UNPACED_ITEMS  items for the unpaced comparison (default 100000)
+#   BENCH_GROUP_ROWS     rows of the grouping comparison (default 10000000)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+TARGETS=${BENCH_WCU:-"500 1000 2000 4000 8000"}
+SECS=${BENCH_SECONDS:-20}
+UNPACED=${BENCH_UNPACED_ITEMS:-100000}
+GROUP_ROWS=${BENCH_GROUP_ROWS:-10000000}
+OUT=${BENCH_OUT:-$ROOT/bench-out}
+STATE=${M2D_STATE:-$ROOT/.state}
+BIN=$ROOT/target/release/mysql2ddb
+PROXY=$ROOT/target/release/m2d-capacity-proxy
+LOADGEN=$ROOT/target/release/m2d-loadgen
+eval "$(scripts/services.sh env)"
+export AWS_EC2_METADATA_DISABLED=true
+mkdir -p "$OUT"
+SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
+
+# --- peers: boto3 and DuckDB (PyPI, in the bench venv), GNU time --------------------------------
+need=()
+[ -x /usr/bin/time ] || need+=(time)
+python3 -c 'import venv' 2>/dev/null && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+VENV=$STATE/bench-venv
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c 'import boto3, duckdb' 2>/dev/null || "$VENV/bin/pip" install --quiet boto3 duckdb
+
+# --- data --------------------------------------------------------------------------------------
+echo "== generating bench_import (paced and unpaced tables) and bench_group.purchase ($GROUP_ROWS rows)"
+$SQL -e "DROP DATABASE IF EXISTS bench_import; CREATE DATABASE bench_import;"
+for w in $TARGETS; do
+    $SQL bench_import -e "SET SESSION sql_log_bin = 0; CREATE TABLE w$w (id INT PRIMARY KEY, v VARCHAR(60) NOT NULL);
+      INSERT INTO w$w SELECT seq, REPEAT('x', 60) FROM seq_1_to_$((w * SECS));"
+done
+$SQL bench_import -e "SET SESSION sql_log_bin = 0; CREATE TABLE unpaced (id INT PRIMARY KEY, v VARCHAR(60) NOT NULL);
+  INSERT INTO unpaced SELECT seq - 1, REPEAT('x', 60) FROM seq_1_to_$UNPACED;"
+have=$($SQL -N -e "SELECT COUNT(*) FROM bench_group.purchase" 2>/dev/null || echo 0)
+if [ "$have" != "$GROUP_ROWS" ]; then
+    $SQL -e "DROP DATABASE IF EXISTS bench_group; CREATE DATABASE bench_group;
+      CREATE TABLE bench_group.purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL,
+        productid VARCHAR(20) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid));"
+    for ((lo = 1; lo <= GROUP_ROWS; lo += 1000000)); do
+        hi=$((lo + 999999)); [ $hi -gt "$GROUP_ROWS" ] && hi=$GROUP_ROWS
+        $SQL bench_group -e "SET SESSION sql_log_bin = 0; INSERT INTO purchase
+          SELECT CONCAT('c', seq DIV 100), CONCAT('o', seq DIV 5), CONCAT('p', seq), seq % 9 + 1 FROM seq_${lo}_to_${hi};"
+    done
+fi
+rm -rf "$OUT/import-run" "$OUT/group-run"
+"$BIN" export --quiet --source "$M2D_MYSQL_URL" --out "$OUT/import-run" --databases bench_import
+"$BIN" export --quiet --source "$M2D_MYSQL_URL" --out "$OUT/group-run" --databases bench_group
+
+select_one() {  # a mapping that selects one table (automatic mode for it)
+    cat >"$OUT/select.json" <<JSON
+{"rules": [{"rule-type": "selection", "rule-id": "1", "rule-name": "one",
+  "object-locator": {"schema-name": "bench_import", "table-name": "$1"}, "rule-action": "include"}]}
+JSON
+}
+
+# --- 1. pacing -----------------------------------------------------------------------------------
+{
+echo "### Pacing: achieved WCU/s vs target (through m2d-capacity-proxy, capacity 2x target)"
+echo
+echo "\`BENCH_WCU=\"$TARGETS\" BENCH_SECONDS=$SECS make bench-import\`; items of ~70 bytes (1 WCU each), 16 calls in flight."
+echo
+echo "| target WCU/s | items | achieved (proxy, full seconds) | achieved / target | highest 10 s window / target | throttles |"
+echo "|---:|---:|---:|---:|---:|---:|"
+} >"$OUT/import.md"
+port=$((20000 + RANDOM % 20000))
+for w in $TARGETS; do
+    log=$OUT/proxy-$w.csv; rm -f "$log"
+    "$PROXY" --listen "127.0.0.1:$port" --upstream "${M2D_DDB_ENDPOINT#http://}" --wcu $((w * 2)) --log "$log" 2>/dev/null &
+    ppid=$!
+    sleep 0.3
+    select_one "w$w"
+    "$BIN" import --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" --restart --create-tables \
+        --table-prep drop-and-create --wcu "$w" --endpoint "http://127.0.0.1:$port"
+    kill $ppid; wait $ppid 2>/dev/null || true
+    python3 - "$log" "$w" "$OUT/import-run/import-report.json" >>"$OUT/import.md" <<'PY'
+import csv, json, sys
+log, w, rep = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3]))["tables"][0]
+per = {}
+for sec, table, wcu in csv.reader(open(log)):
+    per[int(sec)] = per.get(int(sec), 0) + int(wcu)
+secs = sorted(per)[1:]  # the first second is partial (the last one is never logged)
+full = [per[s] for s in secs]
+mean = sum(full) / max(len(full), 1)
+win = max((sum(full[i:i + 10]) / 10 for i in range(max(len(full) - 9, 1))), default=0)
+print(f"| {w} | {rep['items']} | {mean:.0f} | {100 * mean / w:.1f} % | {100 * win / w:.1f} % | {rep['throttles']} |")
+PY
+done
+tail -n +7 "$OUT/import.md"
+
+# --- 2. unpaced vs load generator and boto3 ---------------------------------------------------
+select_one unpaced
+"$BIN" import --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" --restart --create-tables \
+    --table-prep drop-and-create --wcu 0 --concurrency 16
+ours=$(python3 -c "import json; t=json.load(open('$OUT/import-run/import-report.json'))['tables'][0]; print(round(t['items_written']/t['duration_seconds']))")
+raw=$("$LOADGEN" --endpoint "$M2D_DDB_ENDPOINT" --items "$UNPACED" --value-bytes 60 --concurrency 16 | python3 -c "import json,sys; print(json.load(sys.stdin)['items_per_second'])")
+boto=$(AWS_ENDPOINT_URL="$M2D_DDB_ENDPOINT" "$VENV/bin/python" - "$UNPACED" <<'PY'
+import boto3, sys, time
+from concurrent.futures import ThreadPoolExecutor
+n = int(sys.argv[1]); table = "m2d_boto3"
+ddb = boto3.resource("dynamodb")
+try:
+    ddb.Table(table).delete(); ddb.Table(table).wait_until_not_exists()
+except Exception:
+    pass
+t = ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}], BillingMode="PAY_PER_REQUEST")
+t.wait_until_exists()
+def part(k):
+    tbl = boto3.resource("dynamodb").Table(table)
+    with tbl.batch_writer() as bw:
+        for i in range(k, n, 8):
+            bw.put_item(Item={"id": i, "v": "x" * 60})
+start = time.time()
+with ThreadPoolExecutor(8) as ex:
+    list(ex.map(part, range(8)))
+print(round(n / (time.time() - start)))
+PY
+)
+{
+echo
+echo "### Unpaced writes into dynalite, $UNPACED items of ~70 bytes"
+echo
+echo "| writer | items/s | mysql2ddb / writer |"
+echo "|---|---:|---:|"
+echo "| mysql2ddb import --wcu 0 (write phase, 16 in flight) | $ours | 1.00 |"
+echo "| m2d-loadgen (raw BatchWriteItem, 16 in flight) | $raw | $(python3 -c "print(f'{$ours/$raw:.2f}')") |"
+echo "| boto3 batch_writer, 8 threads | $boto | $(python3 -c "print(f'{$ours/$boto:.2f}')") |"
+} | tee -a "$OUT/import.md"
+
+# --- 3. grouping vs DuckDB ------------------------------------------------------------------------
+cat >"$OUT/group.json" <<'JSON'
+{"rules": [
+  {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
+   "object-locator": {"schema-name": "bench_group", "table-name": "purchase"}, "rule-action": "include"},
+  {"rule-type": "object-mapping", "rule-id": "2", "rule-name": "group", "rule-action": "group-records-to-item",
+   "object-locator": {"schema-name": "bench_group", "table-name": "purchase"}, "target-table-name": "bench_grouped",
+   "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid",
+     "pivot": {"name": "${productid}", "value": "${quantity}"}}}]}
+JSON
+measure() {  # prints "seconds peak_rss_mb"
+    /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" >/dev/null 2>"$OUT/cmd.err" || { cat "$OUT/cmd.err" >&2; exit 1; }
+    awk '{printf "%s %.0f\n", $1, $2 / 1024}' "$OUT/time.txt"
+}
+read -r g_s g_mb < <(measure "$BIN" import --quiet --from "$OUT/group-run" --mapping "$OUT/group.json" --restart --dry-run)
+rm -rf "$OUT/group-run/import"
+read -r d_s d_mb < <(measure "$VENV/bin/python" -c "
+import duckdb
+duckdb.sql(\"\"\"COPY (SELECT customerid, orderid, map(list(productid), list(quantity)) AS products
+  FROM read_parquet('$OUT/group-run/data/bench_group/purchase/*.parquet') GROUP BY customerid, orderid)
+  TO '$OUT/duckdb-grouped.parquet' (FORMAT parquet)\"\"\")")
+{
+echo
+echo "### Grouping $GROUP_ROWS purchase rows into one item per (customer, order)"
+echo
+echo "| tool | seconds | peak RSS | speed vs DuckDB |"
+echo "|---|---:|---:|---:|"
+echo "| mysql2ddb import --dry-run (read, map, spill, group, write item files) | $g_s | $g_mb MB | $(python3 -c "print(f'{$d_s/$g_s:.2f}')") |"
+echo "| DuckDB GROUP BY → Parquet | $d_s | $d_mb MB | 1.00 |"
+} | tee -a "$OUT/import.md"
