@@ -100,7 +100,8 @@ for sec, table, wcu in csv.reader(open(log)):
 secs = sorted(per)[1:]  # the first second is partial (the last one is never logged)
 full = [per[s] for s in secs]
 mean = sum(full) / max(len(full), 1)
-win = max((sum(full[i:i + 10]) / 10 for i in range(max(len(full) - 9, 1))), default=0)
+k = min(10, len(full))  # a run shorter than 10 full seconds is one window
+win = max((sum(full[i:i + k]) / k for i in range(len(full) - k + 1)), default=0)
 print(f"| {w} | {rep['items']} | {mean:.0f} | {100 * mean / w:.1f} % | {100 * win / w:.1f} % | {rep['throttles']} |")
 PY
 done

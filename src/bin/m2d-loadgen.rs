@@ -46,6 +46,13 @@ fn main() {
             .send()
             .await
             .expect("create table");
+        loop {
+            let d = client.describe_table().table_name(&a.table).send().await.expect("describe table");
+            if d.table().and_then(|t| t.table_status()) == Some(&aws_sdk_dynamodb::types::TableStatus::Active) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let pad = "x".repeat(a.value_bytes);
         let batches: Vec<Vec<WriteRequest>> = (0..a.items)
             .map(|i| {
