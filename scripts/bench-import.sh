@@ -76,7 +76,7 @@ JSON
 {
 echo "### Pacing: achieved WCU/s vs target (through m2d-capacity-proxy, capacity 2x target)"
 echo
-echo "\`BENCH_WCU=\"$TARGETS\" BENCH_SECONDS=$SECS make bench-import\`; items of ~70 bytes (1 WCU each), 16 calls in flight."
+echo "\`BENCH_WCU=\"$TARGETS\" BENCH_SECONDS=$SECS make bench-import\`; items of ~70 bytes (1 WCU each), 64 calls in flight."
 echo
 echo "| target WCU/s | items | achieved (proxy, full seconds) | achieved / target | highest 10 s window / target | throttles |"
 echo "|---:|---:|---:|---:|---:|---:|"
@@ -89,7 +89,7 @@ for w in $TARGETS; do
     sleep 0.3
     select_one "w$w"
     "$BIN" import --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" --restart --create-tables \
-        --table-prep drop-and-create --wcu "$w" --endpoint "http://127.0.0.1:$port"
+        --table-prep drop-and-create --wcu "$w" --concurrency 64 --endpoint "http://127.0.0.1:$port"
     kill $ppid; wait $ppid 2>/dev/null || true
     python3 - "$log" "$w" "$OUT/import-run/import-report.json" >>"$OUT/import.md" <<'PY'
 import csv, json, sys
@@ -113,7 +113,7 @@ select_one unpaced
     --table-prep drop-and-create --wcu 0 --concurrency 16
 ours=$(python3 -c "import json; t=json.load(open('$OUT/import-run/import-report.json'))['tables'][0]; print(round(t['items_written']/t['duration_seconds']))")
 raw=$("$LOADGEN" --endpoint "$M2D_DDB_ENDPOINT" --items "$UNPACED" --value-bytes 60 --concurrency 16 | python3 -c "import json,sys; print(json.load(sys.stdin)['items_per_second'])")
-boto=$(AWS_ENDPOINT_URL="$M2D_DDB_ENDPOINT" "$VENV/bin/python" - "$UNPACED" <<'PY'
+boto=$(AWS_ENDPOINT_URL="$M2D_DDB_ENDPOINT" AWS_DEFAULT_REGION="$AWS_REGION" "$VENV/bin/python" - "$UNPACED" <<'PY'
 import boto3, sys, time
 from concurrent.futures import ThreadPoolExecutor
 n = int(sys.argv[1]); table = "m2d_boto3"

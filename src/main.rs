@@ -7,6 +7,11 @@ use mysql2ddb::settings::{ExportSettings, SettingsError};
 use mysql2ddb::{export, ExitCode};
 use tracing_subscriber::EnvFilter;
 
+/// Grouping and decoding allocate many small values; glibc malloc spent up to 45 % of the CPU on
+/// them (perf, docs/benchmarks.md), mimalloc a fraction of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let quiet = match &cli.command {

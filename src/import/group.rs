@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::spill::{decode_record, Record, Spill};
+use super::spill::{decode_record, FnvBuild, Record, Spill};
 use crate::mapping::attr::{encode_attr, encode_item, item_size, item_wcu, put_bytes, Attr, CodecError, Decoder, Item, MAX_ITEM_BYTES};
 use crate::mapping::compile::{Body, TargetTable};
 use crate::mapping::dms::CollectAs;
@@ -90,7 +90,7 @@ pub fn group_bucket(
             out.examples.push(what);
         }
     };
-    let mut groups: HashMap<Vec<u8>, Acc> = HashMap::new();
+    let mut groups: HashMap<Vec<u8>, Acc, FnvBuild> = HashMap::default();
     let mut d = Decoder { buf: &data };
     let key_names: Vec<&str> = std::iter::once(target.partition_key.name.as_str()).chain(target.sort_key.as_ref().map(|k| k.name.as_str())).collect();
     while !d.buf.is_empty() {
@@ -110,9 +110,6 @@ pub fn group_bucket(
             collected: Vec::new(),
         });
         let first = acc.sources.is_empty();
-        if acc.sources.len() < 3 {
-            acc.sources.push(source_key.clone());
-        }
         match fragment.body {
             Body::Item(item) => {
                 if !first {
@@ -126,24 +123,32 @@ pub fn group_bucket(
                 acc.item = item;
             }
             Body::Pivot(name, value) => {
-                let k = key_text(target, &acc.pk, &acc.sk);
                 if key_names.contains(&name.as_str()) {
+                    let k = key_text(target, &acc.pk, &acc.sk);
                     conflict(&mut out, format!("{k}: pivoted name {name:?} (row {source_key}) collides with a key attribute"));
                     continue;
                 }
-                if let Some(&owner) = acc.owners.get(&name) {
+                if acc.item.contains_key(&name) {
+                    let k = key_text(target, &acc.pk, &acc.sk);
                     conflict(&mut out, format!("{k}: pivoted name {name:?} comes from more than one row (e.g. {source_key})"));
+                    let owner = acc.owners.get(&name).copied().unwrap_or(0);
                     if on_duplicate == OnDuplicate::Error || seq < owner {
                         continue;
                     }
                 }
-                acc.owners.insert(name.clone(), seq);
+                // Seqs are only needed to let the last row win.
+                if on_duplicate == OnDuplicate::LastWins {
+                    acc.owners.insert(name.clone(), seq);
+                }
                 acc.item.insert(name, value);
             }
             Body::Collect(k, v) => acc.collected.push((seq, k, v)),
         }
+        if acc.sources.len() < 3 {
+            acc.sources.push(source_key);
+        }
     }
-    let mut by_pk: HashMap<Vec<u8>, Vec<Item>> = HashMap::new();
+    let mut by_pk: HashMap<Vec<u8>, Vec<Item>, FnvBuild> = HashMap::default();
     for (_, mut acc) in groups {
         if target.grouped {
             if let Some((attr, as_)) = collect {

@@ -191,7 +191,7 @@ fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &Impo
             let seq = ((src.table as u64) << 48) | ((chunk.id as u64) << 28) | row;
             match src.mapper.map_row(&entry.schema, target, cells, &s.convert) {
                 Ok(fragment) => {
-                    let source_key = src.mapper.source_key(&entry.schema, cells).to_string();
+                    let source_key = src.mapper.source_key_text(&entry.schema, cells);
                     buf.push(&Record { seq, source_key, fragment }).map_err(|e| reader::ReadError { file: "spill".into(), reason: e.to_string() })
                 }
                 Err(reason) => {

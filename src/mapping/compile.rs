@@ -258,6 +258,20 @@ impl RowMapper {
         )
     }
 
+    /// The row's key as `col=value, …` for conflict messages (cheap: built for every row).
+    pub fn source_key_text(&self, t: &TableSchema, cells: &[Cell]) -> String {
+        let mut out = String::new();
+        for (n, &i) in self.key_columns.iter().enumerate() {
+            if n > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&t.columns[i].name);
+            out.push('=');
+            out.push_str(cells[i].text().as_deref().unwrap_or("NULL"));
+        }
+        out
+    }
+
     /// Maps one row; Err is the reason the row is rejected.
     pub fn map_row(&self, t: &TableSchema, target: &TargetTable, cells: &[Cell], opts: &ConvertOptions) -> Result<Fragment, String> {
         let kopts = key_opts(opts);
