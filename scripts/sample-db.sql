@@ -40,7 +40,7 @@ CREATE TABLE purchase (
   PRIMARY KEY (customerid, orderid, productid)
 );
 INSERT INTO purchase
-SELECT CONCAT('c', 1 + seq % 5000), CONCAT('o', 1 + seq DIV 3), CONCAT('p', LPAD(1 + seq * 13 % 500, 4, '0')), 1 + seq % 5
+SELECT CONCAT('c', 1 + (seq DIV 3) % 5000), CONCAT('o', 1 + seq DIV 3), CONCAT('p', LPAD(1 + seq * 13 % 500, 4, '0')), 1 + seq % 5
 FROM seq_1_to_30000;
 
 CREATE TABLE orders (
