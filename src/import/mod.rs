@@ -290,14 +290,16 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let mut reports = Vec::new();
     let state = Arc::new(Mutex::new(state));
     rt.block_on(async {
+        // Writes retry in `writer` (counted, paced); control-plane calls use the SDK's retries.
         let client = client::build(&s.dynamo).await;
+        let control = client::build(&client::DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }).await;
         let n_targets = state.lock().unwrap_or_else(|e| e.into_inner()).targets.len();
         for ti in 0..n_targets {
             let (target, prepared) = {
                 let st = state.lock().unwrap_or_else(|e| e.into_inner());
                 (st.targets[ti].table.clone(), st.targets[ti].prepared)
             };
-            let provisioned = tables::prepare(&client, &target, &s.tables, !prepared).await.map_err(|reason| ImportError::Table { table: target.name.clone(), reason })?;
+            let provisioned = tables::prepare(&control, &target, &s.tables, !prepared).await.map_err(|reason| ImportError::Table { table: target.name.clone(), reason })?;
             {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 st.targets[ti].prepared = true;
