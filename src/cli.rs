@@ -25,9 +25,55 @@ pub enum Command {
     /// Map a run folder's rows to DynamoDB items (grouping by the new key) and write them at a
     /// target write-capacity rate; resumes after a crash.
     Import(ImportArgs),
+    /// Without writing anything: items, sizes, WCU, load time and cost per target table, and the
+    /// hottest partition keys.
+    Estimate(EstimateArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct EstimateArgs {
+    /// The run folder written by export, or s3://bucket/prefix.
+    #[arg(long)]
+    pub from: String,
+    /// DMS table-mapping JSON (plus group-records-to-item rules). Without it: automatic mode.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Write rates to project, WCU/s, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000.0, 2000.0, 4000.0])]
+    pub wcu: Vec<f64>,
+    /// Region whose prices apply (default: AWS_REGION, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Price file (JSON, the shape of data/prices.json) instead of the built-in prices.
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
+    /// Partition keys to list, hottest first.
+    #[arg(long, default_value_t = 5)]
+    pub hot_keys: usize,
+    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
+    #[arg(long)]
+    pub table_name_template: Option<String>,
+    #[arg(long, value_enum)]
+    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
+    #[arg(long, value_enum)]
+    pub temporal: Option<crate::mapping::convert::TemporalAs>,
+    #[arg(long, value_enum)]
+    pub json: Option<crate::mapping::convert::JsonAs>,
+    #[arg(long, value_enum)]
+    pub nulls: Option<crate::mapping::convert::NullAs>,
+    #[arg(long)]
+    pub tinyint1_as_bool: bool,
+    /// Local copy of an s3:// run.
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    #[arg(long)]
+    pub path_style: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args, Default)]
 pub struct ImportArgs {
     /// Job file (TOML) with an [import] section; flags override it.
     #[arg(long)]

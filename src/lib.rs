@@ -5,6 +5,7 @@
 //! later stage reads; `sync` copies run folders to and from S3. `settings` turns the command line and job file into what stages run from.
 
 pub mod cli;
+pub mod estimate;
 pub mod export;
 pub mod manifest;
 pub mod import;

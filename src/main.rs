@@ -18,6 +18,7 @@ fn main() {
         Command::Export(a) => a.quiet,
         Command::Sync(a) => a.quiet,
         Command::Import(a) => a.quiet,
+        Command::Estimate(a) => a.quiet,
     };
     let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -31,6 +32,7 @@ fn main() {
         Command::Export(args) => run_export(&args),
         Command::Sync(args) => run_sync(&args),
         Command::Import(args) => run_import(&args),
+        Command::Estimate(args) => run_estimate(&args),
     };
     std::process::exit(code as i32);
 }
@@ -149,6 +151,36 @@ fn run_import(args: &mysql2ddb::cli::ImportArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mysql2ddb import: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn run_estimate(args: &mysql2ddb::cli::EstimateArgs) -> ExitCode {
+    let (settings, region) = match mysql2ddb::settings::estimate_settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysql2ddb estimate: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    let prices = match &args.prices {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("mysql2ddb estimate: {}: {e}", p.display());
+                return ExitCode::Usage;
+            }
+        },
+        None => None,
+    };
+    match mysql2ddb::estimate::run(&settings, &args.wcu, &region, prices.as_deref(), args.hot_keys) {
+        Ok(report) => {
+            print!("{}", mysql2ddb::estimate::render(&report));
+            ExitCode::Success
+        }
+        Err(e) => {
+            eprintln!("mysql2ddb estimate: {e}");
             ExitCode::Failure
         }
     }

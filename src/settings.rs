@@ -284,3 +284,25 @@ mod tests {
         assert_eq!(v, vec!["a.b", "c.d", "e.f"]);
     }
 }
+
+/// Resolves `mysql2ddb estimate` flags into import settings (for the dry run) and the region.
+pub fn estimate_settings(a: &crate::cli::EstimateArgs) -> Result<(crate::import::ImportSettings, String), SettingsError> {
+    let args = crate::cli::ImportArgs {
+        from: Some(a.from.clone()),
+        spool: a.spool.clone(),
+        mapping: a.mapping.clone(),
+        table_name_template: a.table_name_template.clone(),
+        on_duplicate: a.on_duplicate,
+        temporal: a.temporal,
+        json: a.json,
+        nulls: a.nulls,
+        tinyint1_as_bool: a.tinyint1_as_bool,
+        path_style: a.path_style,
+        region: a.region.clone(),
+        quiet: a.quiet,
+        dry_run: true,
+        ..Default::default()
+    };
+    let region = a.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).unwrap_or_else(|| "us-east-1".into());
+    Ok((import_settings(&args)?, region))
+}

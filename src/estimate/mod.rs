@@ -1,0 +1,249 @@
+//! `mysql2ddb estimate`: what a load will take and cost, before the first write. It maps and
+//! groups the run exactly as `import` does (`import --dry-run`, reusing its checkpoint), then
+//! reads the grouped item files in parallel: item count, the size distribution (DynamoDB's size
+//! rules, attribute names counted), total WCU, items near the 400 KB limit, the hottest partition
+//! keys (exact: a key lives in one bucket), load time at each rate, and the price of loading
+//! provisioned, on demand and through DynamoDB's own Import from S3, from a dated price file.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::import::group::read_items;
+use crate::import::state::{target_dir, ImportState};
+use crate::import::{ImportError, ImportSettings};
+use crate::mapping::attr::{encode_attr, item_size, item_wcu, MAX_ITEM_BYTES};
+
+/// Items at or above this size are reported as near DynamoDB's limit.
+pub const NEAR_LIMIT_BYTES: usize = 350 * 1024;
+/// DynamoDB's per-partition write ceiling.
+pub const PARTITION_WCU_LIMIT: f64 = 1000.0;
+/// The built-in prices (see the file for their source and date).
+pub const BUILTIN_PRICES: &str = include_str!("../../data/prices.json");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PriceFile {
+    pub source: String,
+    pub as_of: String,
+    pub currency: String,
+    pub regions: HashMap<String, Prices>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Prices {
+    pub provisioned_wcu_hour: f64,
+    pub on_demand_per_million_writes: f64,
+    pub import_from_s3_per_gb: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HotKey {
+    pub partition_key: String,
+    pub wcu: u64,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Load {
+    pub wcu_per_second: f64,
+    pub seconds: f64,
+    /// Provisioned at this rate for the load, billed in whole hours.
+    pub provisioned_cost: Option<f64>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableEstimate {
+    pub table: String,
+    pub source_rows: u64,
+    pub items: u64,
+    pub wcu: u64,
+    pub bytes: u64,
+    pub avg_item_bytes: f64,
+    pub p50_item_bytes: u64,
+    pub p99_item_bytes: u64,
+    pub max_item_bytes: u64,
+    pub items_near_limit: u64,
+    pub rejected_rows: u64,
+    pub hot_keys: Vec<HotKey>,
+    pub loads: Vec<Load>,
+    pub on_demand_cost: Option<f64>,
+    /// A lower bound: DynamoDB bills Import from S3 by the uncompressed source size, and its
+    /// input format (DynamoDB JSON) is larger than the items.
+    pub import_from_s3_cost: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EstimateReport {
+    pub region: String,
+    pub prices_as_of: Option<String>,
+    pub currency: String,
+    pub tables: Vec<TableEstimate>,
+}
+
+#[derive(Default)]
+struct BucketFigures {
+    sizes: HashMap<u32, u64>,
+    items: u64,
+    wcu: u64,
+    bytes: u64,
+    near: u64,
+    max: u64,
+    hot: Vec<(u64, String)>,
+}
+
+fn bucket_figures(dir: &Path, bucket: u32, hot_keys: usize, pk_name: &str) -> Result<BucketFigures, String> {
+    let mut f = BucketFigures::default();
+    let mut per_key: HashMap<Vec<u8>, (u64, String)> = HashMap::new();
+    for item in read_items(dir, bucket)? {
+        let size = item_size(&item);
+        let wcu = item_wcu(&item);
+        *f.sizes.entry(size as u32).or_default() += 1;
+        f.items += 1;
+        f.wcu += wcu;
+        f.bytes += size as u64;
+        f.max = f.max.max(size as u64);
+        if size >= NEAR_LIMIT_BYTES {
+            f.near += 1;
+        }
+        if let Some(pk) = item.get(pk_name) {
+            let mut k = Vec::new();
+            encode_attr(&mut k, pk);
+            per_key.entry(k).or_insert_with(|| (0, pk.display())).0 += wcu;
+        }
+    }
+    let mut keys: Vec<(u64, String)> = per_key.into_values().collect();
+    keys.sort_by(|a, b| b.0.cmp(&a.0));
+    keys.truncate(hot_keys);
+    f.hot = keys;
+    Ok(f)
+}
+
+fn percentile(hist: &[(u32, u64)], total: u64, p: f64) -> u64 {
+    let want = ((total as f64) * p).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for &(size, n) in hist {
+        seen += n;
+        if seen >= want {
+            return size as u64;
+        }
+    }
+    0
+}
+
+/// Runs the estimate. `prices`: the price file's text (None: built-in).
+pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>, hot_keys: usize) -> Result<EstimateReport, ImportError> {
+    let file: PriceFile = serde_json::from_str(prices.unwrap_or(BUILTIN_PRICES)).map_err(|e| ImportError::Input(format!("price file: {e}")))?;
+    let price = file.regions.get(region).copied();
+    if price.is_none() {
+        tracing::warn!("no prices for region {region} in the price file (as of {}): costs are left out; pass --prices", file.as_of);
+    }
+    let dry = ImportSettings { dry_run: true, ..s.clone() };
+    crate::import::run(&dry)?;
+    let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
+    let state = ImportState::load(&run).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
+    let mut tables = Vec::new();
+    for t in &state.targets {
+        let dir = target_dir(&run, &t.table.name, "items");
+        let figures: Vec<BucketFigures> = t
+            .buckets
+            .par_iter()
+            .map(|b| bucket_figures(&dir, b.id, hot_keys, &t.table.partition_key.name))
+            .collect::<Result<_, _>>()
+            .map_err(ImportError::Io)?;
+        let mut hist: HashMap<u32, u64> = HashMap::new();
+        let (mut items, mut wcu, mut bytes, mut near, mut max) = (0, 0, 0, 0, 0);
+        let mut hot: Vec<(u64, String)> = Vec::new();
+        for f in figures {
+            for (s, n) in f.sizes {
+                *hist.entry(s).or_default() += n;
+            }
+            items += f.items;
+            wcu += f.wcu;
+            bytes += f.bytes;
+            near += f.near;
+            max = max.max(f.max);
+            hot.extend(f.hot);
+        }
+        hot.sort_by(|a, b| b.0.cmp(&a.0));
+        hot.truncate(hot_keys);
+        let mut hist: Vec<(u32, u64)> = hist.into_iter().collect();
+        hist.sort_unstable();
+        let hot_keys_out: Vec<HotKey> = hot.iter().map(|(w, k)| HotKey { partition_key: k.clone(), wcu: *w, share: *w as f64 / wcu.max(1) as f64 }).collect();
+        let loads = rates
+            .iter()
+            .map(|&r| {
+                let seconds = wcu as f64 / r;
+                let mut warnings = Vec::new();
+                for h in &hot_keys_out {
+                    let need = h.share * r;
+                    if need > PARTITION_WCU_LIMIT {
+                        warnings.push(format!(
+                            "partition key {} takes {:.1} % of the writes: {need:.0} WCU/s at this rate, over DynamoDB's {PARTITION_WCU_LIMIT:.0} per partition",
+                            h.partition_key,
+                            100.0 * h.share
+                        ));
+                    }
+                }
+                Load { wcu_per_second: r, seconds, provisioned_cost: price.map(|p| r * (seconds / 3600.0).ceil().max(1.0) * p.provisioned_wcu_hour), warnings }
+            })
+            .collect();
+        tables.push(TableEstimate {
+            table: t.table.name.clone(),
+            source_rows: t.source_rows,
+            items,
+            wcu,
+            bytes,
+            avg_item_bytes: bytes as f64 / items.max(1) as f64,
+            p50_item_bytes: percentile(&hist, items, 0.5),
+            p99_item_bytes: percentile(&hist, items, 0.99),
+            max_item_bytes: max,
+            items_near_limit: near,
+            rejected_rows: t.rejected_rows,
+            hot_keys: hot_keys_out,
+            loads,
+            on_demand_cost: price.map(|p| wcu as f64 / 1e6 * p.on_demand_per_million_writes),
+            import_from_s3_cost: price.map(|p| bytes as f64 / 1e9 * p.import_from_s3_per_gb),
+        });
+    }
+    let report = EstimateReport { region: region.to_string(), prices_as_of: price.map(|_| file.as_of.clone()), currency: file.currency.clone(), tables };
+    let json = serde_json::to_vec_pretty(&report).expect("report serializes");
+    crate::manifest::write_atomically(&run.join("estimate-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
+    Ok(report)
+}
+
+fn duration(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7200.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
+
+/// The report as the table printed on stdout.
+pub fn render(r: &EstimateReport) -> String {
+    let mut out = String::new();
+    let money = |v: Option<f64>| v.map(|v| format!("{v:.2} {}", r.currency)).unwrap_or_else(|| "n/a".into());
+    for t in &r.tables {
+        out.push_str(&format!(
+            "table {}: {} source rows -> {} items, {} WCU, {:.1} MB; item bytes avg {:.0}, p50 {}, p99 {}, max {} (limit {}); {} near the limit, {} rows rejected\n",
+            t.table, t.source_rows, t.items, t.wcu, t.bytes as f64 / 1e6, t.avg_item_bytes, t.p50_item_bytes, t.p99_item_bytes, t.max_item_bytes, MAX_ITEM_BYTES, t.items_near_limit, t.rejected_rows
+        ));
+        out.push_str(&format!("  on demand: {}   Import from S3 (at least): {}   (prices {} as of {})\n", money(t.on_demand_cost), money(t.import_from_s3_cost), r.region, r.prices_as_of.as_deref().unwrap_or("n/a")));
+        out.push_str(&format!("  {:>12} {:>12} {:>16}\n", "WCU/s", "load time", "provisioned"));
+        for l in &t.loads {
+            out.push_str(&format!("  {:>12.0} {:>12} {:>16}\n", l.wcu_per_second, duration(l.seconds), money(l.provisioned_cost)));
+            for w in &l.warnings {
+                out.push_str(&format!("    warning: {w}\n"));
+            }
+        }
+        for h in &t.hot_keys {
+            out.push_str(&format!("  hot key {}: {} WCU ({:.2} % of the writes)\n", h.partition_key, h.wcu, 100.0 * h.share));
+        }
+    }
+    out
+}
