@@ -265,26 +265,6 @@ pub fn sync_options(args: &crate::cli::SyncArgs) -> Result<crate::sync::SyncOpti
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_misspelt_job_key_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("job.toml");
-        std::fs::write(&p, "[export]\nthreds = 4\n").unwrap();
-        let err = JobFile::load(&p).unwrap_err().to_string();
-        assert!(err.contains("threds"), "{err}");
-    }
-
-    #[test]
-    fn comma_lists_and_repeated_flags_both_work() {
-        let v = split_list(&["a.b,c.d".into(), " e.f ".into()]);
-        assert_eq!(v, vec!["a.b", "c.d", "e.f"]);
-    }
-}
-
 /// Resolves `mysql2ddb estimate` flags into import settings (for the dry run) and the region.
 pub fn estimate_settings(a: &crate::cli::EstimateArgs) -> Result<(crate::import::ImportSettings, String), SettingsError> {
     let args = crate::cli::ImportArgs {
@@ -305,4 +285,24 @@ pub fn estimate_settings(a: &crate::cli::EstimateArgs) -> Result<(crate::import:
     };
     let region = a.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).unwrap_or_else(|| "us-east-1".into());
     Ok((import_settings(&args)?, region))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_job_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("job.toml");
+        std::fs::write(&p, "[export]\nthreds = 4\n").unwrap();
+        let err = JobFile::load(&p).unwrap_err().to_string();
+        assert!(err.contains("threds"), "{err}");
+    }
+
+    #[test]
+    fn comma_lists_and_repeated_flags_both_work() {
+        let v = split_list(&["a.b,c.d".into(), " e.f ".into()]);
+        assert_eq!(v, vec!["a.b", "c.d", "e.f"]);
+    }
 }

@@ -115,7 +115,7 @@ fn bucket_figures(dir: &Path, bucket: u32, hot_keys: usize, pk_name: &str) -> Re
         }
     }
     let mut keys: Vec<(u64, String)> = per_key.into_values().collect();
-    keys.sort_by(|a, b| b.0.cmp(&a.0));
+    keys.sort_by_key(|k| std::cmp::Reverse(k.0));
     keys.truncate(hot_keys);
     f.hot = keys;
     Ok(f)
@@ -167,7 +167,7 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
             max = max.max(f.max);
             hot.extend(f.hot);
         }
-        hot.sort_by(|a, b| b.0.cmp(&a.0));
+        hot.sort_by_key(|k| std::cmp::Reverse(k.0));
         hot.truncate(hot_keys);
         let mut hist: Vec<(u32, u64)> = hist.into_iter().collect();
         hist.sort_unstable();
