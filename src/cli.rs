@@ -28,6 +28,45 @@ pub enum Command {
     /// Without writing anything: items, sizes, WCU, load time and cost per target table, and the
     /// hottest partition keys.
     Estimate(EstimateArgs),
+    /// Compare the DynamoDB tables with what the run maps to: missing, extra and differing items.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The run folder written by export, or s3://bucket/prefix.
+    #[arg(long)]
+    pub from: String,
+    /// The mapping the import used (without it: automatic mode).
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Differences listed per table (the rest are counted).
+    #[arg(long, default_value_t = 20)]
+    pub examples: usize,
+    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
+    #[arg(long)]
+    pub table_name_template: Option<String>,
+    #[arg(long, value_enum)]
+    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
+    #[arg(long, value_enum)]
+    pub temporal: Option<crate::mapping::convert::TemporalAs>,
+    #[arg(long, value_enum)]
+    pub json: Option<crate::mapping::convert::JsonAs>,
+    #[arg(long, value_enum)]
+    pub nulls: Option<crate::mapping::convert::NullAs>,
+    #[arg(long)]
+    pub tinyint1_as_bool: bool,
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    #[arg(long)]
+    pub path_style: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

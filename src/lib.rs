@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod settings;
 pub mod source;
 pub mod sync;
+pub mod verify;
 
 /// Process exit codes, documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,4 +25,6 @@ pub enum ExitCode {
     Usage = 2,
     /// The run finished, but some rows went to rejects files.
     Rejects = 3,
+    /// `verify` found differences between the source and the target.
+    Differences = 4,
 }

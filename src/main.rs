@@ -19,6 +19,7 @@ fn main() {
         Command::Sync(a) => a.quiet,
         Command::Import(a) => a.quiet,
         Command::Estimate(a) => a.quiet,
+        Command::Verify(a) => a.quiet,
     };
     let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -33,6 +34,7 @@ fn main() {
         Command::Sync(args) => run_sync(&args),
         Command::Import(args) => run_import(&args),
         Command::Estimate(args) => run_estimate(&args),
+        Command::Verify(args) => run_verify(&args),
     };
     std::process::exit(code as i32);
 }
@@ -181,6 +183,37 @@ fn run_estimate(args: &mysql2ddb::cli::EstimateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mysql2ddb estimate: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
+    let settings = match mysql2ddb::settings::verify_settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysql2ddb verify: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    match mysql2ddb::verify::run(&settings, args.examples) {
+        Ok(report) => {
+            for t in &report.tables {
+                println!(
+                    "table {}: {} items expected, {} found; {} missing, {} extra, {} differing",
+                    t.table, t.expected_items, t.actual_items, t.missing, t.extra, t.differing
+                );
+                for d in &t.examples {
+                    let attr = d.attribute.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+                    let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                    println!("  {} {}{attr}: expected {}, found {}", d.key, d.kind, show(&d.expected), show(&d.actual));
+                }
+            }
+            println!("{} differences", report.differences);
+            if report.differences == 0 { ExitCode::Success } else { ExitCode::Differences }
+        }
+        Err(e) => {
+            eprintln!("mysql2ddb verify: {e}");
             ExitCode::Failure
         }
     }

@@ -287,6 +287,28 @@ pub fn estimate_settings(a: &crate::cli::EstimateArgs) -> Result<(crate::import:
     Ok((import_settings(&args)?, region))
 }
 
+/// Resolves `mysql2ddb verify` flags into import settings (the dry run that derives the
+/// expected items).
+pub fn verify_settings(a: &crate::cli::VerifyArgs) -> Result<crate::import::ImportSettings, SettingsError> {
+    import_settings(&crate::cli::ImportArgs {
+        from: Some(a.from.clone()),
+        spool: a.spool.clone(),
+        mapping: a.mapping.clone(),
+        table_name_template: a.table_name_template.clone(),
+        on_duplicate: a.on_duplicate,
+        temporal: a.temporal,
+        json: a.json,
+        nulls: a.nulls,
+        tinyint1_as_bool: a.tinyint1_as_bool,
+        path_style: a.path_style,
+        region: a.region.clone(),
+        endpoint: a.endpoint.clone(),
+        quiet: a.quiet,
+        dry_run: true,
+        ..Default::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

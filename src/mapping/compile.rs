@@ -345,7 +345,12 @@ fn render_rule_text(rule: &ValueRule, t: &TableSchema, cells: &[Cell], opts: &Co
 }
 
 fn key_value(rule: &ValueRule, def: &KeyDef, max: usize, t: &TableSchema, cells: &[Cell], opts: &ConvertOptions) -> Result<Attr, String> {
-    let v = rule.eval(t, cells, opts)?.ok_or_else(|| format!("key attribute {:?} is NULL", def.name))?;
+    let v = match rule.eval(t, cells, opts)?.ok_or_else(|| format!("key attribute {:?} is NULL", def.name))? {
+        // DynamoDB stores numbers normalized (1.50 as 1.5); keys are kept in that form so that
+        // two spellings of one number are one key here too.
+        Attr::N(n) => Attr::N(super::convert::canonical_number(&n)),
+        other => other,
+    };
     let size = match (&v, def.ty) {
         (Attr::S(s), KeyType::S) => s.len(),
         (Attr::N(n), KeyType::N) => n.len(),

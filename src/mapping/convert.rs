@@ -84,6 +84,30 @@ pub fn number_fits(text: &str) -> Result<bool, String> {
     Ok(sig.len() <= MAX_NUMBER_DIGITS)
 }
 
+/// A decimal in canonical text: no leading or trailing zeros, no `-0`.
+pub fn canonical_number(n: &str) -> String {
+    let (neg, body) = match n.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, n.trim_start_matches('+')),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let mut out = String::new();
+    if int.is_empty() && frac.is_empty() {
+        return "0".into();
+    }
+    if neg {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    out
+}
+
 fn is_zero_date(s: &str) -> bool {
     s.starts_with("0000-") || s.get(5..7) == Some("00") || s.get(8..10) == Some("00")
 }

@@ -1,0 +1,91 @@
+//! `mysql2ddb verify` after a real import: a clean load has 0 differences; each injected fault
+//! (an item deleted, an extra item, an attribute changed, a pivoted attribute removed from a
+//! grouped item) is found and reported with its key.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::ddb::{client, drop_table, dynalite, import, runtime};
+use common::{assert_ok, bin, connect, export, fresh_db, services, stderr};
+use mysql::prelude::Queryable;
+use serde_json::Value;
+
+fn verify(run: &std::path::Path, mapping: &str) -> (Output, Value) {
+    let env = services();
+    let out = Command::new(bin())
+        .args(["verify", "--quiet", "--endpoint", &dynalite(), "--mapping", mapping, "--from"])
+        .arg(run)
+        .envs(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"].map(|k| (k, env[k].clone())))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&std::fs::read(run.join("verify-report.json")).unwrap_or_default()).unwrap_or(Value::Null);
+    (out, report)
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+#[test]
+fn verify_passes_a_clean_load_and_finds_every_injected_fault() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "verify");
+    conn.query_drop("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL, balance DECIMAL(10,2) NOT NULL)").unwrap();
+    conn.query_drop("INSERT INTO customers SELECT seq, CONCAT('n', seq), seq * 1.5 FROM seq_1_to_300").unwrap();
+    conn.query_drop("CREATE TABLE purchase (customerid VARCHAR(10), orderid VARCHAR(10), productid VARCHAR(10), quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid))").unwrap();
+    conn.query_drop("INSERT INTO purchase SELECT CONCAT('c', seq DIV 9), CONCAT('o', seq DIV 3), CONCAT('p', seq % 3), seq FROM seq_0_to_299").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let mapping = run.path().join("mapping.json");
+    std::fs::write(
+        &mapping,
+        r#"{"rules": [
+          {"rule-type": "selection", "rule-id": "1", "rule-name": "all",
+           "object-locator": {"schema-name": "it_verify", "table-name": "%"}, "rule-action": "include"},
+          {"rule-type": "object-mapping", "rule-id": "2", "rule-name": "orders", "rule-action": "group-records-to-item",
+           "object-locator": {"schema-name": "it_verify", "table-name": "purchase"}, "target-table-name": "it_verify_orders",
+           "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid",
+             "pivot": {"name": "${productid}", "value": "${quantity}"}}}]}"#,
+    )
+    .unwrap();
+    let mapping = mapping.to_str().unwrap();
+    for t in ["it_verify_customers", "it_verify_orders"] {
+        drop_table(&dynalite(), t);
+    }
+    let out = import(run.path(), &dynalite(), &["--mapping", mapping, "--create-tables", "--wcu", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (out, report) = verify(run.path(), mapping);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 differences"));
+    assert_eq!(report["tables"][0]["expected_items"], report["tables"][0]["actual_items"]);
+
+    runtime().block_on(async {
+        let c = client(&dynalite());
+        c.delete_item().table_name("it_verify_customers").key("id", AttributeValue::N("7".into())).send().await.unwrap();
+        let extra: HashMap<String, AttributeValue> = [("id".to_string(), AttributeValue::N("9999".into())), ("name".to_string(), s("ghost"))].into();
+        c.put_item().table_name("it_verify_customers").set_item(Some(extra)).send().await.unwrap();
+        c.update_item().table_name("it_verify_customers").key("id", AttributeValue::N("8".into()))
+            .update_expression("SET #n = :v").expression_attribute_names("#n", "name").expression_attribute_values(":v", s("changed"))
+            .send().await.unwrap();
+        c.update_item().table_name("it_verify_orders").key("customerid", s("c1")).key("orderid", s("o4"))
+            .update_expression("REMOVE p1").send().await.unwrap();
+    });
+    let (out, report) = verify(run.path(), mapping);
+    assert_eq!(out.status.code(), Some(4), "differences found: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let table = |name: &str| report["tables"].as_array().unwrap().iter().find(|t| t["table"] == name).unwrap().clone();
+    let customers = table("it_verify_customers");
+    assert_eq!((customers["missing"].as_u64(), customers["extra"].as_u64(), customers["differing"].as_u64()), (Some(1), Some(1), Some(1)), "{customers}");
+    let orders = table("it_verify_orders");
+    assert_eq!((orders["missing"].as_u64(), orders["extra"].as_u64(), orders["differing"].as_u64()), (Some(0), Some(0), Some(1)), "{orders}");
+    assert!(text.contains("id=7 missing"), "{text}");
+    assert!(text.contains("id=9999 extra"), "{text}");
+    assert!(text.contains(r#"id=8 attribute differs name: expected {"S":"n8"}, found {"S":"changed"}"#), "{text}");
+    assert!(text.contains(r#"customerid=c1 / orderid=o4 attribute missing p1: expected {"N":"13"}, found -"#), "{text}");
+    assert!(text.contains("4 differences"), "{text}");
+}
