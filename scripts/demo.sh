@@ -38,6 +38,10 @@ mkdir -p "$M2D_S3_DATA/demo"   # s3s-fs: a bucket is a folder of its data direct
 rm -rf "$OUT/run1-downloaded"
 "$BIN" sync --quiet s3://demo/migrations/run1 "$OUT/run1-downloaded"
 echo
+echo "== mysql2ddb estimate (nothing written): items, WCU, time and cost per rate"
+"$BIN" estimate --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" \
+    --mapping examples/mapping.json --wcu 1000,4000 --hot-keys 1
+echo
 echo "== mysql2ddb import into the local DynamoDB (dynalite): automatic mode for every table but"
 echo "   audit_log (no primary key), and purchase grouped into one item per (customer, order)"
 "$BIN" import --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" \
@@ -55,4 +59,7 @@ item = call("GetItem", {"TableName": "demo_orders", "Key": {"customerid": {"S": 
 print("one grouped item of demo_orders:", json.dumps(item, sort_keys=True))
 PY
 echo
-echo "Binlog catch-up, verify and estimate are the next stages (see README)."
+echo "== mysql2ddb verify: every table against what the run maps to"
+"$BIN" verify --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json --examples 3
+echo
+echo "Binlog catch-up and the benchmark chart are the next stages (see README)."
