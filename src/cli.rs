@@ -43,6 +43,10 @@ pub struct VerifyArgs {
     /// Differences listed per table (the rest are counted).
     #[arg(long, default_value_t = 20)]
     pub examples: usize,
+    /// Derive the expected items from the source server as it is now (the run's tables read
+    /// again in parallel ranges), not from the run's chunks: mysql://user[:password]@host:port.
+    #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
+    pub against_source: Option<String>,
     /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -232,7 +236,7 @@ pub struct SyncArgs {
     pub quiet: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct ExportArgs {
     /// Job file (TOML) with [source] and [export] sections; flags override it.
     #[arg(long)]

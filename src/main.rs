@@ -196,7 +196,7 @@ fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
             return ExitCode::Usage;
         }
     };
-    match mysql2ddb::verify::run(&settings, args.examples) {
+    match mysql2ddb::verify::run(&settings, args.examples, args.against_source.as_deref()) {
         Ok(report) => {
             for t in &report.tables {
                 println!(

@@ -14,10 +14,15 @@ use mysql::prelude::Queryable;
 use serde_json::Value;
 
 fn verify(run: &std::path::Path, mapping: &str) -> (Output, Value) {
+    verify_with(run, &["--mapping", mapping])
+}
+
+fn verify_with(run: &std::path::Path, args: &[&str]) -> (Output, Value) {
     let env = services();
     let out = Command::new(bin())
-        .args(["verify", "--quiet", "--endpoint", &dynalite(), "--mapping", mapping, "--from"])
+        .args(["verify", "--quiet", "--endpoint", &dynalite(), "--from"])
         .arg(run)
+        .args(args)
         .envs(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"].map(|k| (k, env[k].clone())))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
@@ -88,4 +93,33 @@ fn verify_passes_a_clean_load_and_finds_every_injected_fault() {
     assert!(text.contains(r#"id=8 attribute differs name: expected {"S":"n8"}, found {"S":"changed"}"#), "{text}");
     assert!(text.contains(r#"customerid=c1 / orderid=o4 attribute missing p1: expected {"N":"13"}, found -"#), "{text}");
     assert!(text.contains("4 differences"), "{text}");
+}
+
+#[test]
+fn against_source_compares_with_the_server_as_it_is_now() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "verify_src");
+    conn.query_drop("CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner VARCHAR(20) NOT NULL, balance DECIMAL(12,2) NOT NULL)").unwrap();
+    conn.query_drop("INSERT INTO accounts SELECT seq, CONCAT('o', seq), seq / 4 FROM seq_1_to_2000").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "300"]));
+    drop_table(&dynalite(), "it_verify_src_accounts");
+    let out = import(run.path(), &dynalite(), &["--create-tables", "--wcu", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let url = common::mysql_url();
+    let (out, _) = verify_with(run.path(), &["--against-source", &url]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+
+    // The source moves on after the export: the run still matches, the source no longer does.
+    conn.query_drop("UPDATE accounts SET balance = balance + 1 WHERE id = 1500").unwrap();
+    conn.query_drop("DELETE FROM accounts WHERE id = 3").unwrap();
+    let (out, _) = verify_with(run.path(), &[]);
+    assert!(out.status.success(), "against the run: {}", String::from_utf8_lossy(&out.stdout));
+    let (out, report) = verify_with(run.path(), &["--against-source", &url]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let t = &report["tables"][0];
+    assert_eq!((t["missing"].as_u64(), t["extra"].as_u64(), t["differing"].as_u64()), (Some(0), Some(1), Some(1)), "{t}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains(r#"id=1500 attribute differs balance: expected {"N":"376"}, found {"N":"375"}"#), "{text}");
+    assert!(text.contains("id=3 extra"), "{text}");
 }

@@ -177,8 +177,38 @@ fn compare_bucket(t: &TargetTable, expected_dir: &Path, actual_dir: &Path, bucke
     Ok(v)
 }
 
-/// Verifies every target table of the mapping. `keep`: examples kept per table.
-pub fn run(s: &ImportSettings, keep: usize) -> Result<VerifyReport, ImportError> {
+/// Reads the run's tables again from the source server, in parallel ranges, into
+/// `<run>/verify-source` (a run folder of its own), so the expected items reflect the source now.
+fn export_source(run: &Path, url: &str, quiet: bool) -> Result<std::path::PathBuf, ImportError> {
+    use crate::cli::ExportArgs;
+    let manifest = crate::manifest::Manifest::load(run)
+        .map_err(|e| ImportError::Input(e.to_string()))?
+        .ok_or_else(|| ImportError::Input(format!("{}: no manifest.json", run.display())))?;
+    let out = run.join("verify-source");
+    let args = ExportArgs {
+        source: Some(url.to_string()),
+        out: Some(out.to_string_lossy().into_owned()),
+        tables: manifest.tables.iter().map(|t| format!("{}.{}", t.schema.database, t.schema.table)).collect(),
+        consistency: Some(crate::source::snapshot::Consistency::None),
+        zero_date: Some(manifest.options.zero_date),
+        restart: true,
+        quiet,
+        ..Default::default()
+    };
+    let settings = crate::settings::ExportSettings::resolve(&args).map_err(|e| ImportError::Input(format!("--against-source: {e}")))?;
+    crate::export::run(&settings).map_err(|e| ImportError::Input(format!("--against-source: {e}")))?;
+    Ok(out)
+}
+
+/// Verifies every target table of the mapping. `keep`: examples kept per table. With
+/// `against_source`, the expected items come from the source server instead of the run's chunks.
+pub fn run(s: &ImportSettings, keep: usize, against_source: Option<&str>) -> Result<VerifyReport, ImportError> {
+    let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
+    let report_dir = run.clone();
+    let s = &match against_source {
+        Some(url) => ImportSettings { from: export_source(&run, url, s.quiet)?.to_string_lossy().into_owned(), ..s.clone() },
+        None => s.clone(),
+    };
     crate::import::run(&ImportSettings { dry_run: true, ..s.clone() })?;
     let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
     let state = ImportState::load(&run).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
@@ -214,7 +244,7 @@ pub fn run(s: &ImportSettings, keep: usize) -> Result<VerifyReport, ImportError>
     let differences = tables.iter().map(|t| t.missing + t.extra + t.differing).sum();
     let report = VerifyReport { from: s.from.clone(), differences, tables };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-    crate::manifest::write_atomically(&run.join("verify-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
+    crate::manifest::write_atomically(&report_dir.join("verify-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
     Ok(report)
 }
 
