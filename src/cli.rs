@@ -34,12 +34,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    #[command(flatten)]
+    pub map: MappingArgs,
     /// The run folder written by export, or s3://bucket/prefix.
     #[arg(long)]
     pub from: String,
-    /// The mapping the import used (without it: automatic mode).
-    #[arg(long)]
-    pub mapping: Option<PathBuf>,
     /// Differences listed per table (the rest are counted).
     #[arg(long, default_value_t = 20)]
     pub examples: usize,
@@ -52,35 +51,52 @@ pub struct VerifyArgs {
     pub endpoint: Option<String>,
     #[arg(long)]
     pub region: Option<String>,
-    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
-    #[arg(long)]
-    pub table_name_template: Option<String>,
-    #[arg(long, value_enum)]
-    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
-    #[arg(long, value_enum)]
-    pub temporal: Option<crate::mapping::convert::TemporalAs>,
-    #[arg(long, value_enum)]
-    pub json: Option<crate::mapping::convert::JsonAs>,
-    #[arg(long, value_enum)]
-    pub nulls: Option<crate::mapping::convert::NullAs>,
-    #[arg(long)]
-    pub tinyint1_as_bool: bool,
-    #[arg(long)]
-    pub spool: Option<PathBuf>,
-    #[arg(long)]
-    pub path_style: bool,
     #[arg(long, short)]
     pub quiet: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct EstimateArgs {
-    /// The run folder written by export, or s3://bucket/prefix.
-    #[arg(long)]
-    pub from: String,
+/// How rows become items, shared by import, estimate and verify (they must agree).
+#[derive(Debug, Args, Default, Clone)]
+pub struct MappingArgs {
     /// DMS table-mapping JSON (plus group-records-to-item rules). Without it: automatic mode.
     #[arg(long)]
     pub mapping: Option<PathBuf>,
+    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
+    #[arg(long)]
+    pub table_name_template: Option<String>,
+    /// Two rows mapping to one key: stop (error) or keep the last in source key order.
+    #[arg(long, value_enum)]
+    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
+    /// DATE/DATETIME/TIMESTAMP as ISO-8601 text or epoch seconds.
+    #[arg(long, value_enum)]
+    pub temporal: Option<crate::mapping::convert::TemporalAs>,
+    /// JSON columns as native maps/lists or as text.
+    #[arg(long, value_enum)]
+    pub json: Option<crate::mapping::convert::JsonAs>,
+    /// NULL columns: omit the attribute, or write the NULL type.
+    #[arg(long, value_enum)]
+    pub nulls: Option<crate::mapping::convert::NullAs>,
+    /// DECIMAL beyond 38 significant digits: as text, or reject the row.
+    #[arg(long, value_enum)]
+    pub wide_decimal: Option<crate::mapping::convert::WideDecimal>,
+    /// TINYINT(1) columns as BOOL.
+    #[arg(long)]
+    pub tinyint1_as_bool: bool,
+    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix>).
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.
+    #[arg(long)]
+    pub path_style: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EstimateArgs {
+    #[command(flatten)]
+    pub map: MappingArgs,
+    /// The run folder written by export, or s3://bucket/prefix.
+    #[arg(long)]
+    pub from: String,
     /// Write rates to project, WCU/s, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1000.0, 2000.0, 4000.0])]
     pub wcu: Vec<f64>,
@@ -93,24 +109,6 @@ pub struct EstimateArgs {
     /// Partition keys to list, hottest first.
     #[arg(long, default_value_t = 5)]
     pub hot_keys: usize,
-    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
-    #[arg(long)]
-    pub table_name_template: Option<String>,
-    #[arg(long, value_enum)]
-    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
-    #[arg(long, value_enum)]
-    pub temporal: Option<crate::mapping::convert::TemporalAs>,
-    #[arg(long, value_enum)]
-    pub json: Option<crate::mapping::convert::JsonAs>,
-    #[arg(long, value_enum)]
-    pub nulls: Option<crate::mapping::convert::NullAs>,
-    #[arg(long)]
-    pub tinyint1_as_bool: bool,
-    /// Local copy of an s3:// run.
-    #[arg(long)]
-    pub spool: Option<PathBuf>,
-    #[arg(long)]
-    pub path_style: bool,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -118,21 +116,14 @@ pub struct EstimateArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ImportArgs {
+    #[command(flatten)]
+    pub map: MappingArgs,
     /// Job file (TOML) with an [import] section; flags override it.
     #[arg(long)]
     pub job: Option<PathBuf>,
     /// The run folder written by export, or s3://bucket/prefix (downloaded and verified first).
     #[arg(long)]
     pub from: Option<String>,
-    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix>).
-    #[arg(long)]
-    pub spool: Option<PathBuf>,
-    /// DMS table-mapping JSON (plus group-records-to-item rules). Without it: automatic mode.
-    #[arg(long)]
-    pub mapping: Option<PathBuf>,
-    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
-    #[arg(long)]
-    pub table_name_template: Option<String>,
     /// Write rate per table in WCU/s; 0 writes unpaced.
     #[arg(long)]
     pub wcu: Option<f64>,
@@ -157,24 +148,6 @@ pub struct ImportArgs {
     /// What to do with an existing table before the first write.
     #[arg(long, value_enum)]
     pub table_prep: Option<crate::import::tables::TablePrep>,
-    /// Two rows mapping to one key: stop (error) or keep the last in source key order.
-    #[arg(long, value_enum)]
-    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
-    /// DATE/DATETIME/TIMESTAMP as ISO-8601 text or epoch seconds.
-    #[arg(long, value_enum)]
-    pub temporal: Option<crate::mapping::convert::TemporalAs>,
-    /// JSON columns as native maps/lists or as text.
-    #[arg(long, value_enum)]
-    pub json: Option<crate::mapping::convert::JsonAs>,
-    /// NULL columns: omit the attribute, or write the NULL type.
-    #[arg(long, value_enum)]
-    pub nulls: Option<crate::mapping::convert::NullAs>,
-    /// DECIMAL beyond 38 significant digits: as text, or reject the row.
-    #[arg(long, value_enum)]
-    pub wide_decimal: Option<crate::mapping::convert::WideDecimal>,
-    /// TINYINT(1) columns as BOOL.
-    #[arg(long)]
-    pub tinyint1_as_bool: bool,
     /// Memory for grouping in MiB; buckets are sized to fit it.
     #[arg(long)]
     pub memory_mb: Option<u64>,
@@ -187,9 +160,6 @@ pub struct ImportArgs {
     /// AWS region (default: AWS_REGION / the profile's region).
     #[arg(long)]
     pub region: Option<String>,
-    /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.
-    #[arg(long)]
-    pub path_style: bool,
     /// Ignore the checkpoint and start over.
     #[arg(long)]
     pub restart: bool,
