@@ -140,9 +140,9 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
     if price.is_none() {
         tracing::warn!("no prices for region {region} in the price file (as of {}): costs are left out; pass --prices", file.as_of);
     }
-    let dry = ImportSettings { dry_run: true, ..s.clone() };
-    crate::import::run(&dry)?;
+    // Resolve (download and verify) an s3:// run once; the dry run then reads the local folder.
     let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
+    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), ..s.clone() })?;
     let state = ImportState::load(&run).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
     let mut tables = Vec::new();
     for t in &state.targets {

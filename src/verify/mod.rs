@@ -203,14 +203,13 @@ fn export_source(run: &Path, url: &str, quiet: bool) -> Result<std::path::PathBu
 /// Verifies every target table of the mapping. `keep`: examples kept per table. With
 /// `against_source`, the expected items come from the source server instead of the run's chunks.
 pub fn run(s: &ImportSettings, keep: usize, against_source: Option<&str>) -> Result<VerifyReport, ImportError> {
-    let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
-    let report_dir = run.clone();
-    let s = &match against_source {
-        Some(url) => ImportSettings { from: export_source(&run, url, s.quiet)?.to_string_lossy().into_owned(), ..s.clone() },
-        None => s.clone(),
+    // Resolve (download and verify) an s3:// run once; everything after reads local folders.
+    let report_dir = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
+    let run = match against_source {
+        Some(url) => export_source(&report_dir, url, s.quiet)?,
+        None => report_dir.clone(),
     };
-    crate::import::run(&ImportSettings { dry_run: true, ..s.clone() })?;
-    let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
+    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), ..s.clone() })?;
     let state = ImportState::load(&run).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
     let client = rt.block_on(build(&DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }));
