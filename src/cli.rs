@@ -46,6 +46,10 @@ pub struct VerifyArgs {
     /// again in parallel ranges), not from the run's chunks: mysql://user[:password]@host:port.
     #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
     pub against_source: Option<String>,
+    /// Read a sample of the expected items by key (e.g. 1% or 0.01) instead of scanning whole
+    /// tables: finds missing and differing items, not extra ones.
+    #[arg(long)]
+    pub sample: Option<String>,
     /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
     #[arg(long)]
     pub endpoint: Option<String>,

@@ -196,7 +196,15 @@ fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
             return ExitCode::Usage;
         }
     };
-    match mysql2ddb::verify::run(&settings, args.examples, args.against_source.as_deref()) {
+    let sample = match args.sample.as_deref().map(mysql2ddb::verify::parse_sample).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysql2ddb verify: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    let options = mysql2ddb::verify::VerifyOptions { keep: args.examples, against_source: args.against_source.clone(), sample };
+    match mysql2ddb::verify::run(&settings, &options) {
         Ok(report) => {
             for t in &report.tables {
                 println!(
@@ -209,7 +217,10 @@ fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
                     println!("  {} {}{attr}: expected {}, found {}", d.key, d.kind, show(&d.expected), show(&d.actual));
                 }
             }
-            println!("{} differences", report.differences);
+            match report.sample {
+                Some(f) => println!("{} differences in a {:.2}% sample (read by key; extra items are not looked for)", report.differences, f * 100.0),
+                None => println!("{} differences", report.differences),
+            }
             if report.differences == 0 { ExitCode::Success } else { ExitCode::Differences }
         }
         Err(e) => {

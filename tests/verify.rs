@@ -93,6 +93,28 @@ fn verify_passes_a_clean_load_and_finds_every_injected_fault() {
     assert!(text.contains(r#"id=8 attribute differs name: expected {"S":"n8"}, found {"S":"changed"}"#), "{text}");
     assert!(text.contains(r#"customerid=c1 / orderid=o4 attribute missing p1: expected {"N":"13"}, found -"#), "{text}");
     assert!(text.contains("4 differences"), "{text}");
+
+    // Keyed reads: the whole set by key finds the missing and changed items (not the extra one);
+    // a 30% sample reads about 30% of the keys and the same keys every time.
+    let (out, report) = verify_with(run.path(), &["--mapping", mapping, "--sample", "100%"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let customers = table_of(&report, "it_verify_customers");
+    assert_eq!((customers["missing"].as_u64(), customers["extra"].as_u64(), customers["differing"].as_u64()), (Some(1), Some(0), Some(1)), "{customers}");
+    assert_eq!(customers["expected_items"].as_u64(), Some(300));
+    assert_eq!(table_of(&report, "it_verify_orders")["differing"].as_u64(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 differences in a 100.00% sample"));
+    let (_, first) = verify_with(run.path(), &["--mapping", mapping, "--sample", "0.3"]);
+    let (_, second) = verify_with(run.path(), &["--mapping", mapping, "--sample", "30%"]);
+    let n = table_of(&first, "it_verify_customers")["expected_items"].as_u64().unwrap();
+    assert!((60..=120).contains(&n), "a 30% sample of 300 items read {n}");
+    assert_eq!(first["tables"], second["tables"], "the sample is drawn by key hash, the same each run");
+    let (out, _) = verify_with(run.path(), &["--mapping", mapping, "--sample", "150%"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--sample 150%"), "{}", stderr(&out));
+}
+
+fn table_of(report: &Value, name: &str) -> Value {
+    report["tables"].as_array().unwrap().iter().find(|t| t["table"] == name).unwrap_or_else(|| panic!("no table {name} in {report}")).clone()
 }
 
 #[test]

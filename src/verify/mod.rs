@@ -23,6 +23,10 @@ pub use crate::mapping::convert::canonical_number;
 
 /// Scan segments per table.
 pub const SCAN_SEGMENTS: i32 = 8;
+/// BatchGetItem takes at most 100 keys per call (DynamoDB API limit).
+pub const BATCH_GET_KEYS: usize = 100;
+/// BatchGetItem calls in flight while sampling.
+const SAMPLE_CALLS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Difference {
@@ -47,6 +51,9 @@ pub struct TableVerdict {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub from: String,
+    /// The share of expected items read by key, when sampled (extra items are not looked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<f64>,
     pub differences: u64,
     pub tables: Vec<TableVerdict>,
 }
@@ -121,6 +128,39 @@ async fn scan_into(client: &aws_sdk_dynamodb::Client, table: &str, spill: &Spill
     Ok(total)
 }
 
+/// Compares one expected item with the item found under its key, noting each differing attribute.
+fn compare_item(want: &Item, actual: &Item, text: &str, v: &mut TableVerdict, keep: usize) {
+    let names: BTreeMap<&String, ()> = want.keys().chain(actual.keys()).map(|n| (n, ())).collect();
+    let mut differs = false;
+    for name in names.keys() {
+        let (w, a) = (want.get(*name).map(canonical), actual.get(*name).map(canonical));
+        if w != a {
+            differs = true;
+            let kind = match (&w, &a) {
+                (Some(_), None) => "attribute missing",
+                (None, Some(_)) => "attribute extra",
+                _ => "attribute differs",
+            };
+            let diff = Difference { key: text.to_string(), kind: kind.into(), attribute: Some(name.to_string()), expected: w.map(|x| x.to_json()), actual: a.map(|x| x.to_json()) };
+            note(v, diff, keep);
+        }
+    }
+    if differs {
+        v.differing += 1;
+    }
+}
+
+fn note(v: &mut TableVerdict, diff: Difference, keep: usize) {
+    if v.examples.len() < keep {
+        v.examples.push(diff);
+    }
+}
+
+fn missing(v: &mut TableVerdict, text: String, item: &Item, keep: usize) {
+    v.missing += 1;
+    note(v, Difference { key: text, kind: "missing".into(), attribute: None, expected: Some(item_to_json(item)), actual: None }, keep);
+}
+
 fn compare_bucket(t: &TargetTable, expected_dir: &Path, actual_dir: &Path, bucket: u32, keep: usize) -> Result<TableVerdict, String> {
     let mut v = TableVerdict::default();
     let mut expected: HashMap<Vec<u8>, (String, Item)> = HashMap::new();
@@ -131,50 +171,93 @@ fn compare_bucket(t: &TargetTable, expected_dir: &Path, actual_dir: &Path, bucke
     }
     let data = std::fs::read(Spill::path(actual_dir, bucket)).unwrap_or_default();
     let mut d = Decoder { buf: &data };
-    let note = |v: &mut TableVerdict, diff: Difference| {
-        if v.examples.len() < keep {
-            v.examples.push(diff);
-        }
-    };
     while !d.buf.is_empty() {
         let rec = decode_record(&mut d).map_err(|e| e.to_string())?;
         let Body::Item(actual) = rec.fragment.body else { continue };
         v.actual_items += 1;
         let Some((k, text)) = key_of(t, &actual) else { continue };
-        let Some((_, want)) = expected.remove(&k) else {
-            v.extra += 1;
-            note(&mut v, Difference { key: text, kind: "extra".into(), attribute: None, expected: None, actual: Some(item_to_json(&actual)) });
-            continue;
-        };
-        let names: BTreeMap<&String, ()> = want.keys().chain(actual.keys()).map(|n| (n, ())).collect();
-        let mut differs = false;
-        for name in names.keys() {
-            let (w, a) = (want.get(*name).map(canonical), actual.get(*name).map(canonical));
-            if w != a {
-                differs = true;
-                let diff = Difference {
-                    key: text.clone(),
-                    kind: match (&w, &a) {
-                        (Some(_), None) => "attribute missing".into(),
-                        (None, Some(_)) => "attribute extra".into(),
-                        _ => "attribute differs".into(),
-                    },
-                    attribute: Some(name.to_string()),
-                    expected: w.map(|x| x.to_json()),
-                    actual: a.map(|x| x.to_json()),
-                };
-                note(&mut v, diff);
+        match expected.remove(&k) {
+            Some((_, want)) => compare_item(&want, &actual, &text, &mut v, keep),
+            None => {
+                v.extra += 1;
+                note(&mut v, Difference { key: text, kind: "extra".into(), attribute: None, expected: None, actual: Some(item_to_json(&actual)) }, keep);
             }
-        }
-        if differs {
-            v.differing += 1;
         }
     }
     for (_, (text, item)) in expected {
-        v.missing += 1;
-        note(&mut v, Difference { key: text, kind: "missing".into(), attribute: None, expected: Some(item_to_json(&item)), actual: None });
+        missing(&mut v, text, &item, keep);
     }
     Ok(v)
+}
+
+/// Whether a key falls in the sample: a hash of its bytes below `fraction` of the range, so the
+/// same keys are drawn on every run.
+pub fn in_sample(key: &[u8], fraction: f64) -> bool {
+    let h = crate::import::spill::fnv1a(&[b"sample:".as_slice(), key].concat());
+    (h % 1_000_000) < (fraction * 1_000_000.0).round() as u64
+}
+
+/// Keyed reads of a sample of the expected items (BatchGetItem, strongly consistent, 100 keys a
+/// call, a bucket at a time). Finds missing and differing items; extra items need the full scan.
+async fn compare_sample(client: &aws_sdk_dynamodb::Client, t: &TargetTable, expected_dir: &Path, buckets: &[u32], fraction: f64, keep: usize) -> Result<TableVerdict, String> {
+    use futures::StreamExt;
+    let mut v = TableVerdict::default();
+    for &b in buckets {
+        let mut chosen: Vec<(Vec<u8>, String, Item)> = Vec::new();
+        for item in read_items(expected_dir, b)? {
+            let (k, text) = key_of(t, &item).ok_or("an expected item lacks its key")?;
+            if in_sample(&k, fraction) {
+                chosen.push((k, text, item));
+            }
+        }
+        v.expected_items += chosen.len() as u64;
+        let mut by_key: HashMap<Vec<u8>, Item> = HashMap::new();
+        {
+            let calls = chosen.chunks(BATCH_GET_KEYS).map(|group| batch_get(client, t, group.iter().map(|c| &c.2)));
+            let mut results = futures::stream::iter(calls).buffer_unordered(SAMPLE_CALLS_IN_FLIGHT);
+            while let Some(r) = results.next().await {
+                for item in r? {
+                    if let Some((k, _)) = key_of(t, &item) {
+                        by_key.insert(k, item);
+                    }
+                }
+            }
+        }
+        v.actual_items += by_key.len() as u64;
+        for (k, text, want) in chosen {
+            match by_key.remove(&k) {
+                Some(actual) => compare_item(&want, &actual, &text, &mut v, keep),
+                None => missing(&mut v, text, &want, keep),
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// One BatchGetItem for the keys of `items`, re-asking for unprocessed keys after a backoff.
+async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items: impl Iterator<Item = &'a Item>) -> Result<Vec<Item>, String> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let keys: Vec<_> = items
+        .map(|item| {
+            let names = std::iter::once(&t.partition_key.name).chain(t.sort_key.as_ref().map(|s| &s.name));
+            let key: Item = names.filter_map(|n| item.get(n).map(|a| (n.clone(), a.clone()))).collect();
+            crate::import::client::item_to_sdk(&key)
+        })
+        .collect();
+    let table = &t.name;
+    let mut request = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| e.to_string())?);
+    let mut found = Vec::new();
+    let mut attempt = 0;
+    while let Some(req) = request.take() {
+        let out = client.batch_get_item().request_items(table, req).send().await.map_err(|e| crate::import::client::describe(&format!("BatchGetItem {table}"), &e))?;
+        found.extend(out.responses().and_then(|r| r.get(table)).into_iter().flatten().map(item_from_sdk));
+        request = out.unprocessed_keys().and_then(|u| u.get(table)).filter(|k| !k.keys().is_empty()).cloned();
+        if request.is_some() {
+            attempt += 1;
+            tokio::time::sleep(crate::import::pacing::backoff(attempt)).await;
+        }
+    }
+    Ok(found)
 }
 
 /// Reads the run's tables again from the source server, in parallel ranges, into
@@ -200,12 +283,37 @@ fn export_source(run: &Path, url: &str, quiet: bool) -> Result<std::path::PathBu
     Ok(out)
 }
 
-/// Verifies every target table of the mapping. `keep`: examples kept per table. With
-/// `against_source`, the expected items come from the source server instead of the run's chunks.
-pub fn run(s: &ImportSettings, keep: usize, against_source: Option<&str>) -> Result<VerifyReport, ImportError> {
+/// What `verify` compares against and how much it keeps.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Differences kept as examples per table.
+    pub keep: usize,
+    /// Derive the expected items from this source server (mysql://…) instead of the run.
+    pub against_source: Option<String>,
+    /// Read this share (0…1] of the expected items by key instead of scanning the whole table.
+    pub sample: Option<f64>,
+}
+
+/// Parses `--sample`: `1%` or a fraction such as `0.01`.
+pub fn parse_sample(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("--sample {text}: expected a percentage such as 1% or a fraction such as 0.01"))?;
+    if !(v > 0.0 && v <= 1.0) {
+        return Err(format!("--sample {text}: must be above 0 and at most 100%"));
+    }
+    Ok(v)
+}
+
+/// Verifies every target table of the mapping; writes verify-report.json next to the run.
+pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, ImportError> {
+    let keep = o.keep;
     // Resolve (download and verify) an s3:// run once; everything after reads local folders.
     let report_dir = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
-    let run = match against_source {
+    let run = match &o.against_source {
         Some(url) => export_source(&report_dir, url, s.quiet)?,
         None => report_dir.clone(),
     };
@@ -215,12 +323,21 @@ pub fn run(s: &ImportSettings, keep: usize, against_source: Option<&str>) -> Res
     let client = rt.block_on(build(&DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }));
     let mut tables = Vec::new();
     for t in &state.targets {
+        let expected_dir = target_dir(&run, &t.table.name, "items");
+        if let Some(fraction) = o.sample {
+            let ids: Vec<u32> = t.buckets.iter().map(|b| b.id).collect();
+            let mut verdict = rt
+                .block_on(compare_sample(&client, &t.table, &expected_dir, &ids, fraction, keep))
+                .map_err(|reason| ImportError::Table { table: t.table.name.clone(), reason })?;
+            verdict.table = t.table.name.clone();
+            tables.push(verdict);
+            continue;
+        }
         let actual_dir = target_dir(&run, &t.table.name, "verify");
         let _ = std::fs::remove_dir_all(&actual_dir);
         let spill = Spill::create(actual_dir.clone(), t.buckets.len() as u32).map_err(|e| ImportError::Io(e.to_string()))?;
         rt.block_on(scan_into(&client, &t.table.name, &spill, &t.table.partition_key.name))
             .map_err(|reason| ImportError::Table { table: t.table.name.clone(), reason })?;
-        let expected_dir = target_dir(&run, &t.table.name, "items");
         let parts: Vec<TableVerdict> = t
             .buckets
             .par_iter()
@@ -241,7 +358,7 @@ pub fn run(s: &ImportSettings, keep: usize, against_source: Option<&str>) -> Res
         tables.push(verdict);
     }
     let differences = tables.iter().map(|t| t.missing + t.extra + t.differing).sum();
-    let report = VerifyReport { from: s.from.clone(), differences, tables };
+    let report = VerifyReport { from: s.from.clone(), sample: o.sample, differences, tables };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     crate::manifest::write_atomically(&report_dir.join("verify-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
     Ok(report)
