@@ -177,3 +177,23 @@ echo "|---|---:|---:|---:|"
 echo "| mysql2ddb import --dry-run (read, map, spill, group, write item files) | $g_s | $g_mb MB | $(python3 -c "print(f'{$d_s/$g_s:.2f}')") |"
 echo "| DuckDB GROUP BY → Parquet | $d_s | $d_mb MB | 1.00 |"
 } | tee -a "$OUT/import.md"
+
+# --- 4. mysql2ddb bench: the chart, capacity = target (no headroom), 64 calls in flight ----------
+select_one unpaced
+rm -rf "$OUT/wcu-chart"
+"$BIN" bench --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" --wcu "${TARGETS// /,}" \
+    --seconds "$SECS" --out "$OUT/wcu-chart" >/dev/null
+{
+echo
+echo "### \`mysql2ddb bench\`: each table's capacity equal to its target (in-process proxy)"
+echo
+echo "\`mysql2ddb bench --from bench-out/import-run --wcu ${TARGETS// /,} --seconds $SECS\` (run by \`make bench-import\`); chart: bench-out/wcu-chart/bench.png"
+echo
+echo "| target WCU/s | achieved | achieved / target | throttles | p50 ms | p99 ms | hours for 10⁹ rows |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
+python3 - "$OUT/wcu-chart/bench.json" <<'PY'
+import json, sys
+for s in json.load(open(sys.argv[1]))["settings"]:
+    print(f"| {s['target_wcu']:.0f} | {s['achieved_wcu_per_s']:.0f} | {100 * s['achieved_ratio']:.1f} % | {s['throttles']} | {s['latency_ms_p50']} | {s['latency_ms_p99']} | {s['projected_hours']:.1f} |")
+PY
+} | tee -a "$OUT/import.md"

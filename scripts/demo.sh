@@ -62,4 +62,8 @@ echo
 echo "== mysql2ddb verify: every table against what the run maps to"
 "$BIN" verify --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json --examples 3
 echo
-echo "Binlog catch-up and the benchmark chart are the next stages (see README)."
+echo "== mysql2ddb bench: the grouped table written at 250, 500 and 1,000 WCU/s for 4 s each,"
+echo "   through the capacity proxy, projected to 1,000,000,000 source rows"
+"$BIN" bench --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" \
+    --mapping examples/mapping.json --table demo_orders --wcu 250,500,1000 --seconds 4 --out "$OUT/bench"
+echo "chart: $OUT/bench/bench.png (and .svg)"

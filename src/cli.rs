@@ -30,6 +30,49 @@ pub enum Command {
     Estimate(EstimateArgs),
     /// Compare the DynamoDB tables with what the run maps to: missing, extra and differing items.
     Verify(VerifyArgs),
+    /// Measure the write rate at each WCU setting into fresh tables; JSON, CSV and a chart with
+    /// the projected time to load a given row count.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub map: MappingArgs,
+    /// The run folder written by export, or s3://bucket/prefix.
+    #[arg(long)]
+    pub from: String,
+    /// Write-capacity settings to measure, WCU/s, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [500.0, 1000.0, 2000.0, 4000.0, 8000.0])]
+    pub wcu: Vec<f64>,
+    /// Folder for bench.json, bench-summary.csv, bench-timeline.csv, bench.png and bench.svg.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Source rows the time to load is projected for.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub rows: u64,
+    /// Seconds of writing per setting (a smaller run is written again from the start).
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// The target table whose items are written (default: the one with the most WCU).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Write through the in-process capacity proxy: auto = when the endpoint is on loopback.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub proxy: crate::bench::ProxyMode,
+    /// BatchWriteItem calls in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Keep the benchmark tables (<table>-bench-<wcu>) instead of deleting them.
+    #[arg(long)]
+    pub keep_tables: bool,
+    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

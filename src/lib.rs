@@ -2,8 +2,12 @@
 //!
 //! Stage one (`export`) lives in `source` (server side: connection, schema, snapshot, chunk
 //! planning) and `export` (chunk files, worker pool, resume); `manifest` is the contract every
-//! later stage reads; `sync` copies run folders to and from S3. `settings` turns the command line and job file into what stages run from.
+//! later stage reads; `sync` copies run folders to and from S3. Stage two: `mapping` turns rows into
+//! items, `import` groups and writes them, `estimate` prices a load, `verify` proves it, `bench`
+//! measures the write rate per capacity setting. `settings` turns the command line and job file
+//! into what stages run from.
 
+pub mod bench;
 pub mod cli;
 pub mod estimate;
 pub mod export;

@@ -20,6 +20,7 @@ fn main() {
         Command::Import(a) => a.quiet,
         Command::Estimate(a) => a.quiet,
         Command::Verify(a) => a.quiet,
+        Command::Bench(a) => a.quiet,
     };
     let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -35,6 +36,7 @@ fn main() {
         Command::Import(args) => run_import(&args),
         Command::Estimate(args) => run_estimate(&args),
         Command::Verify(args) => run_verify(&args),
+        Command::Bench(args) => run_bench(&args),
     };
     std::process::exit(code as i32);
 }
@@ -225,6 +227,27 @@ fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mysql2ddb verify: {e}");
+            ExitCode::Failure
+        }
+    }
+}
+
+fn run_bench(args: &mysql2ddb::cli::BenchArgs) -> ExitCode {
+    let settings = match mysql2ddb::settings::bench_settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mysql2ddb bench: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    match mysql2ddb::bench::run(&settings) {
+        Ok(report) => {
+            print!("{}", mysql2ddb::bench::render(&report));
+            println!("wrote bench.json, bench-summary.csv, bench-timeline.csv, bench.png and bench.svg to {}", settings.out.display());
+            ExitCode::Success
+        }
+        Err(e) => {
+            eprintln!("mysql2ddb bench: {e}");
             ExitCode::Failure
         }
     }

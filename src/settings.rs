@@ -293,6 +293,32 @@ pub fn verify_settings(a: &crate::cli::VerifyArgs) -> Result<crate::import::Impo
     })
 }
 
+pub fn bench_settings(a: &crate::cli::BenchArgs) -> Result<crate::bench::BenchSettings, SettingsError> {
+    let import = import_settings(&crate::cli::ImportArgs {
+        from: Some(a.from.clone()),
+        map: a.map.clone(),
+        region: a.region.clone(),
+        endpoint: a.endpoint.clone(),
+        concurrency: Some(a.concurrency),
+        quiet: a.quiet,
+        dry_run: true,
+        ..Default::default()
+    })?;
+    if a.seconds.is_nan() || a.seconds <= 0.0 {
+        return Err(SettingsError::Missing("--seconds must be above 0".into()));
+    }
+    Ok(crate::bench::BenchSettings {
+        import,
+        wcu: a.wcu.clone(),
+        out: a.out.clone(),
+        rows: a.rows,
+        seconds: a.seconds,
+        table: a.table.clone(),
+        proxy: a.proxy,
+        keep_tables: a.keep_tables,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

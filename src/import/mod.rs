@@ -323,6 +323,8 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
                 pacer: Arc::new(pacing::Pacer::new(rate)),
                 stats: Arc::new(writer::WriteStats::default()),
                 concurrency: s.concurrency.max(1),
+                deadline: None,
+                cycle: false,
             };
             let t0 = Instant::now();
             tracing::info!(table = %target.name, "writing {} items in {} buckets at {}", total_items - done_items, pending.len(), rate.map(|r| format!("{r:.0} WCU/s")).unwrap_or_else(|| "no pacing".into()));

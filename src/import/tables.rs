@@ -151,8 +151,7 @@ pub async fn prepare(client: &Client, t: &TargetTable, opts: &TableOptions, prep
             TablePrep::DoNothing => {}
             TablePrep::Truncate => truncate(client, t).await?,
             TablePrep::DropAndCreate => {
-                client.delete_table().table_name(&t.name).send().await.map_err(|e| describe(&format!("DeleteTable {}", t.name), &e))?;
-                wait(client, &t.name, true).await?;
+                drop_table(client, &t.name).await?;
                 create(client, t, opts).await?;
                 desc = wait(client, &t.name, false).await?;
             }
@@ -171,6 +170,12 @@ pub async fn prepare(client: &Client, t: &TargetTable, opts: &TableOptions, prep
     }
     let on_demand = d.billing_mode_summary().and_then(|b| b.billing_mode()) == Some(&BillingMode::PayPerRequest);
     Ok(d.provisioned_throughput().and_then(|p| p.write_capacity_units()).filter(|w| *w > 0 && !on_demand))
+}
+
+/// Deletes the table and waits until it is gone.
+pub async fn drop_table(client: &Client, name: &str) -> Result<(), String> {
+    client.delete_table().table_name(name).send().await.map_err(|e| describe(&format!("DeleteTable {name}"), &e))?;
+    wait(client, name, true).await.map(|_| ())
 }
 
 /// Deletes every item, reading keys with a Scan and deleting them 25 at a time.

@@ -69,6 +69,10 @@ pub struct Writer {
     pub pacer: Arc<Pacer>,
     pub stats: Arc<WriteStats>,
     pub concurrency: usize,
+    /// Stop feeding batches at this moment (the benchmark's time limit); batches sent finish.
+    pub deadline: Option<Instant>,
+    /// Write the buckets again from the first until the deadline (the benchmark on a small run).
+    pub cycle: bool,
 }
 
 impl Writer {
@@ -85,8 +89,14 @@ impl Writer {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u32, Option<u32>)>();
         let table = self.table.clone();
         let feeder_done = done_tx.clone();
+        let (deadline, cycle) = (self.deadline, self.cycle && self.deadline.is_some());
+        let past = move || deadline.is_some_and(|d| Instant::now() >= d);
         let feeder = std::thread::spawn(move || -> Result<(), WriteError> {
-            for bucket in buckets {
+            let order: Box<dyn Iterator<Item = u32>> = if cycle { Box::new(buckets.into_iter().cycle()) } else { Box::new(buckets.into_iter()) };
+            for bucket in order {
+                if past() {
+                    return Ok(());
+                }
                 let items = read_items(&items_dir, bucket).map_err(|reason| WriteError { table: table.clone(), bucket, reason })?;
                 let mut batches: Vec<Vec<Item>> = Vec::new();
                 let (mut cur, mut bytes) = (Vec::new(), 0usize);
@@ -108,7 +118,7 @@ impl Writer {
                 }
                 for (i, items) in batches.into_iter().enumerate() {
                     let of = (i as u32 + 1 == n).then_some(n);
-                    if tx.blocking_send(Batch { bucket, items, of }).is_err() {
+                    if past() || tx.blocking_send(Batch { bucket, items, of }).is_err() {
                         return Ok(()); // the writers stopped on an error
                     }
                 }
@@ -128,9 +138,12 @@ impl Writer {
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some(batch) = next else { return };
+                    if past() {
+                        continue; // drain what was queued before the deadline
+                    }
                     let (bucket, of, n) = (batch.bucket, batch.of, batch.items.len() as u64);
                     let bytes: usize = batch.items.iter().map(item_size).sum();
-                    if let Err(reason) = send_batch(&client, &table, &pacer, &stats, batch.items).await {
+                    if let Err(reason) = send_batch(&client, &table, &pacer, &stats, batch.items, deadline).await {
                         failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(WriteError { table: table.clone(), bucket, reason });
                         rx.lock().await.close();
                         return;
@@ -187,8 +200,8 @@ impl Writer {
     }
 }
 
-/// Sends one batch until every item is written.
-async fn send_batch(client: &Client, table: &str, pacer: &Pacer, stats: &WriteStats, items: Vec<Item>) -> Result<(), String> {
+/// Sends one batch until every item is written (or, past the `deadline`, stops unsent).
+async fn send_batch(client: &Client, table: &str, pacer: &Pacer, stats: &WriteStats, items: Vec<Item>, deadline: Option<Instant>) -> Result<(), String> {
     let mut pending: Vec<(WriteRequest, u64)> = items
         .iter()
         .map(|it| (WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item_to_sdk(it))).build().expect("item set")).build(), item_wcu(it)))
@@ -197,7 +210,13 @@ async fn send_batch(client: &Client, table: &str, pacer: &Pacer, stats: &WriteSt
     let mut transient = 0u32;
     while !pending.is_empty() {
         let cost: u64 = pending.iter().map(|p| p.1).sum();
-        pacer.acquire(cost as f64).await;
+        let wait = pacer.reserve(cost as f64);
+        if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            return Ok(());
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         let t0 = Instant::now();
         let out = client
             .batch_write_item()
