@@ -8,6 +8,8 @@
 //! into what stages run from.
 
 pub mod bench;
+pub mod cdc;
+pub mod cdc_cli;
 pub mod cli;
 pub mod estimate;
 pub mod export;

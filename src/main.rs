@@ -21,6 +21,7 @@ fn main() {
         Command::Estimate(a) => a.quiet,
         Command::Verify(a) => a.quiet,
         Command::Bench(a) => a.quiet,
+        Command::Cdc(a) => a.quiet(),
     };
     let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -37,6 +38,7 @@ fn main() {
         Command::Estimate(args) => run_estimate(&args),
         Command::Verify(args) => run_verify(&args),
         Command::Bench(args) => run_bench(&args),
+        Command::Cdc(args) => run_cdc(&args),
     };
     std::process::exit(code as i32);
 }
@@ -249,6 +251,84 @@ fn run_bench(args: &mysql2ddb::cli::BenchArgs) -> ExitCode {
         Err(e) => {
             eprintln!("mysql2ddb bench: {e}");
             ExitCode::Failure
+        }
+    }
+}
+
+fn run_cdc(args: &mysql2ddb::cdc_cli::CdcArgs) -> ExitCode {
+    use mysql2ddb::cdc;
+    use mysql2ddb::cdc_cli::{local_run, parse_lag, CdcCommand};
+    use mysql2ddb::source::connect::SourceConfig;
+    let source = |url: &str| SourceConfig::parse(url, None).map_err(|e| e.to_string());
+    let fail = |what: &str, e: String, code: ExitCode| {
+        eprintln!("mysql2ddb cdc {what}: {e}");
+        code
+    };
+    match &args.command {
+        CdcCommand::Capture(a) => {
+            let (run, src) = match local_run(&a.run).and_then(|r| source(&a.source).map(|s| (r, s))) {
+                Ok(v) => v,
+                Err(e) => return fail("capture", e, ExitCode::Usage),
+            };
+            let server_id = a.server_id.unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000));
+            let s = cdc::capture::CaptureSettings { run, source: src, server_id, follow: a.follow, quiet: a.quiet };
+            match cdc::capture::run(&s) {
+                Ok(st) => {
+                    println!("captured to {}:{}: {} changes in {} segments", st.next.file, st.next.position, st.changes, st.segments.len());
+                    ExitCode::Success
+                }
+                Err(e) => fail("capture", e.to_string(), ExitCode::Failure),
+            }
+        }
+        CdcCommand::Apply(a) => {
+            let s = match mysql2ddb::cdc_cli::apply_settings(a) {
+                Ok(s) => s,
+                Err(e) => return fail("apply", e.to_string(), ExitCode::Usage),
+            };
+            match cdc::apply::run(&s) {
+                Ok(st) => {
+                    println!("applied {} changes ({} segments), last at {}; {} rejected", st.changes, st.segments, st.last_at.as_deref().unwrap_or("-"), st.rejected);
+                    if st.rejected > 0 { ExitCode::Rejects } else { ExitCode::Success }
+                }
+                Err(e) => fail("apply", e.to_string(), ExitCode::Failure),
+            }
+        }
+        CdcCommand::Status(a) => {
+            let src = match a.source.as_deref().map(source).transpose() {
+                Ok(s) => s,
+                Err(e) => return fail("status", e, ExitCode::Usage),
+            };
+            let status = local_run(&a.run).and_then(|r| cdc::status(&r, src.as_ref()).map_err(|e| e.to_string()));
+            match status {
+                Ok(st) if a.json => {
+                    println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
+                    ExitCode::Success
+                }
+                Ok(st) => {
+                    if let Some(s) = &st.source_at {
+                        println!("source binlog end:  {s}");
+                    }
+                    println!("captured to:        {} ({} changes, {} segments)", st.captured_to, st.captured_changes, st.segments);
+                    println!("applied to:         {} ({} changes, {} segments, {} rejected)", st.applied_to.as_deref().unwrap_or("-"), st.applied_changes, st.applied_segments, st.rejected);
+                    println!("behind:             {} changes, lag {} s", st.behind_changes, st.lag_seconds);
+                    ExitCode::Success
+                }
+                Err(e) => fail("status", e, ExitCode::Failure),
+            }
+        }
+        CdcCommand::Cutover(a) => {
+            let prepared = local_run(&a.run).and_then(|r| Ok((r, source(&a.source)?, parse_lag(&a.max_lag)?)));
+            let (run, src, lag) = match prepared {
+                Ok(v) => v,
+                Err(e) => return fail("cutover", e, ExitCode::Usage),
+            };
+            match cdc::cutover(&run, &src, lag, a.read_only, std::time::Duration::from_secs(a.timeout)) {
+                Ok(c) => {
+                    println!("caught up at {} after a {:.2} s write pause: switch the application to DynamoDB now", c.final_at, c.pause_seconds);
+                    ExitCode::Success
+                }
+                Err(e) => fail("cutover", e.to_string(), ExitCode::Failure),
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ pub enum Consistency {
 }
 
 /// A binlog coordinate: file name and byte offset, plus the GTID set at that point.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BinlogPosition {
     pub file: String,

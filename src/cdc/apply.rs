@@ -1,0 +1,362 @@
+//! `cdc apply`: the staged changes, segment by segment, through the import's mapping, written to
+//! DynamoDB. A record-to-record row becomes PutItem / DeleteItem (a key change deletes the old
+//! item and puts the new one). A grouped row (pivot) owns one attribute of its item: UpdateItem
+//! `SET` it, or `REMOVE` it and delete the item when only its key is left (conditional writes,
+//! no read-modify-write). Changes to one item keep their order (one queue per key hash); other
+//! items go in parallel at a WCU budget. The position is checkpointed after the writes it
+//! covers, and every write sets a value rather than adding to one, so a replay converges.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::Client;
+use sha2::{Digest, Sha256};
+
+use super::event::{Change, Op};
+use super::state::{segment_path, ApplyState, CaptureState};
+use super::CdcError;
+use crate::import::client::{describe, is_throttle, is_transient, item_to_sdk, to_sdk};
+use crate::import::pacing::{backoff, Pacer};
+use crate::import::writer::MAX_TRANSIENT_ATTEMPTS;
+use crate::import::ImportSettings;
+use crate::manifest::Manifest;
+use crate::mapping::attr::{encode_attr, item_wcu, Attr, Item};
+use crate::mapping::compile::{Body, Fragment, MappingPlan, TargetTable};
+
+/// How often apply looks for new segments when following.
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct ApplySettings {
+    pub import: ImportSettings,
+    /// Keep applying new segments as capture stages them (else stop when all are applied).
+    pub follow: bool,
+    /// Writes in flight (queues by key hash).
+    pub concurrency: usize,
+    /// WCU/s budget; None = unpaced.
+    pub wcu: Option<f64>,
+}
+
+/// One DynamoDB write derived from a change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// `key` is the item's key attributes (the item holds them too): writes route by it.
+    Put { table: String, key: Item, item: Item },
+    Delete { table: String, key: Item },
+    /// A grouped row's attribute set on its item.
+    Set { table: String, key: Item, attr: String, value: Attr },
+    /// A grouped row's attribute removed; the item goes when only its key is left.
+    Remove { table: String, key: Item, attr: String },
+}
+
+impl Write {
+    fn table(&self) -> &str {
+        match self {
+            Write::Put { table, .. } | Write::Delete { table, .. } | Write::Set { table, .. } | Write::Remove { table, .. } => table,
+        }
+    }
+
+    /// The queue of the item this write touches.
+    fn route(&self, queues: usize) -> usize {
+        let (Write::Put { key, .. } | Write::Delete { key, .. } | Write::Set { key, .. } | Write::Remove { key, .. }) = self;
+        let mut bytes = self.table().as_bytes().to_vec();
+        for (name, v) in key {
+            bytes.extend_from_slice(name.as_bytes());
+            encode_attr(&mut bytes, v);
+        }
+        (crate::import::spill::fnv1a(&bytes) % queues.max(1) as u64) as usize
+    }
+
+    fn cost(&self) -> f64 {
+        match self {
+            Write::Put { item, .. } => item_wcu(item) as f64,
+            _ => 1.0,
+        }
+    }
+}
+
+fn key_of(t: &TargetTable, f: &Fragment) -> Item {
+    let mut key = Item::new();
+    key.insert(t.partition_key.name.clone(), f.pk.clone());
+    if let (Some(def), Some(v)) = (&t.sort_key, &f.sk) {
+        key.insert(def.name.clone(), v.clone());
+    }
+    key
+}
+
+/// The writes one change makes, through every mapping rule of its table.
+pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::mapping::convert::ConvertOptions) -> Result<Vec<Write>, String> {
+    let schema = &manifest.tables[c.table].schema;
+    let mut out = Vec::new();
+    for src in plan.sources.iter().filter(|s| s.table == c.table) {
+        let t = &plan.targets[src.mapper.target];
+        let map = |img: &Option<Vec<super::event::StagedCell>>| -> Result<Option<Fragment>, String> {
+            match img {
+                Some(cells) => {
+                    let cells: Vec<_> = cells.iter().cloned().map(|c| c.into_cell()).collect();
+                    src.mapper.map_row(schema, t, &cells, convert).map(Some)
+                }
+                None => Ok(None),
+            }
+        };
+        let (before, after) = (map(&c.before)?, map(&c.after)?);
+        let table = t.name.clone();
+        let moved = |b: &Fragment, a: &Fragment| key_of(t, b) != key_of(t, a);
+        match (before, after) {
+            (None, None) => {}
+            (Some(b), None) => out.push(match &b.body {
+                Body::Item(_) => Write::Delete { table, key: key_of(t, &b) },
+                Body::Pivot(attr, _) => Write::Remove { table, key: key_of(t, &b), attr: attr.clone() },
+                Body::Collect(..) => return Err(collect_unsupported(t)),
+            }),
+            (b, Some(a)) => match (b, a.body.clone()) {
+                (b, Body::Item(item)) => {
+                    if let Some(b) = b.filter(|b| moved(b, &a)) {
+                        out.push(Write::Delete { table: table.clone(), key: key_of(t, &b) });
+                    }
+                    out.push(Write::Put { table, key: key_of(t, &a), item });
+                }
+                (b, Body::Pivot(attr, value)) => {
+                    if let Some(b) = b {
+                        if let Body::Pivot(old, _) = &b.body {
+                            if moved(&b, &a) || *old != attr {
+                                out.push(Write::Remove { table: table.clone(), key: key_of(t, &b), attr: old.clone() });
+                            }
+                        }
+                    }
+                    out.push(Write::Set { table, key: key_of(t, &a), attr, value });
+                }
+                (_, Body::Collect(..)) => return Err(collect_unsupported(t)),
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn collect_unsupported(t: &TargetTable) -> String {
+    format!("table {}: cdc apply does not handle `collect` grouping rules yet (pivot and record rules are applied)", t.name)
+}
+
+#[derive(Default)]
+struct Stats {
+    writes: AtomicU64,
+    throttles: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// Sends with our retries: throttling slows the pacer and waits; server errors retry a bounded
+/// number of times; anything else is returned.
+async fn with_retries<T, E, R, Fut>(pacer: &Pacer, stats: &Stats, cost: f64, mut send: impl FnMut() -> Fut) -> Result<T, SdkError<E, R>>
+where
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata,
+{
+    let (mut throttled, mut transient) = (0u32, 0u32);
+    loop {
+        pacer.acquire(cost).await;
+        match send().await {
+            Ok(v) => {
+                stats.writes.fetch_add(1, Ordering::Relaxed);
+                return Ok(v);
+            }
+            Err(e) if e.code().is_some_and(is_throttle) => {
+                throttled += 1;
+                stats.throttles.fetch_add(1, Ordering::Relaxed);
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                pacer.throttled();
+                tokio::time::sleep(backoff(throttled)).await;
+            }
+            Err(e) if is_transient(&e) && transient + 1 < MAX_TRANSIENT_ATTEMPTS => {
+                transient += 1;
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff(transient)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+
+async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Result<(), String> {
+    let cost = w.cost();
+    match w {
+        Write::Put { table, item, .. } => {
+            let sdk = item_to_sdk(item);
+            with_retries(pacer, stats, cost, || client.put_item().table_name(table).set_item(Some(sdk.clone())).send()).await.map_err(|e| describe(&format!("PutItem {table}"), &e))?;
+        }
+        Write::Delete { table, key } => {
+            let sdk = item_to_sdk(key);
+            with_retries(pacer, stats, cost, || client.delete_item().table_name(table).set_key(Some(sdk.clone())).send()).await.map_err(|e| describe(&format!("DeleteItem {table}"), &e))?;
+        }
+        Write::Set { table, key, attr, value } => {
+            let (sdk, v) = (item_to_sdk(key), to_sdk(value));
+            with_retries(pacer, stats, cost, || {
+                client.update_item().table_name(table).set_key(Some(sdk.clone())).update_expression("SET #a = :v").expression_attribute_names("#a", attr).expression_attribute_values(":v", v.clone()).send()
+            })
+            .await
+            .map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
+        }
+        Write::Remove { table, key, attr } => {
+            let sdk = item_to_sdk(key);
+            let pk = key.keys().next().cloned().unwrap_or_default();
+            let removed = with_retries(pacer, stats, cost, || {
+                client
+                    .update_item()
+                    .table_name(table)
+                    .set_key(Some(sdk.clone()))
+                    .update_expression("REMOVE #a")
+                    .condition_expression("attribute_exists(#k)")
+                    .expression_attribute_names("#a", attr)
+                    .expression_attribute_names("#k", &pk)
+                    .return_values(ReturnValue::AllNew)
+                    .send()
+            })
+            .await;
+            let left = match removed {
+                Ok(out) => out.attributes().map(|a| a.len()).unwrap_or(0),
+                Err(e) if e.code() == Some(CONDITION_FAILED) => return Ok(()), // no such item
+                Err(e) => return Err(describe(&format!("UpdateItem {table}"), &e)),
+            };
+            if left <= key.len() {
+                // Only the key is left: the item's last row went. Delete it unless a row came back.
+                let gone = with_retries(pacer, stats, 1.0, || {
+                    client.delete_item().table_name(table).set_key(Some(sdk.clone())).condition_expression("attribute_not_exists(#a)").expression_attribute_names("#a", attr).send()
+                })
+                .await;
+                match gone {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(CONDITION_FAILED) => {}
+                    Err(e) => return Err(describe(&format!("DeleteItem {table}"), &e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the writes: one queue per key hash, each in order, the queues in parallel.
+async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<Write>, queues: usize) -> Result<(), String> {
+    let mut qs: Vec<Vec<Write>> = vec![Vec::new(); queues.max(1)];
+    for w in writes {
+        let q = w.route(qs.len());
+        qs[q].push(w);
+    }
+    let runs = qs.into_iter().filter(|q| !q.is_empty()).map(|q| async move {
+        for w in &q {
+            send(client, pacer, stats, w).await?;
+        }
+        Ok::<(), String>(())
+    });
+    futures::future::join_all(runs).await.into_iter().collect()
+}
+
+/// Reads a staged segment, checking it against the SHA-256 capture recorded.
+pub fn read_segment(run: &Path, info: &super::state::SegmentInfo) -> Result<Vec<Change>, CdcError> {
+    let path = segment_path(run, info.index);
+    let bytes = std::fs::read(&path).map_err(|e| CdcError::Io(format!("{}: {e}", path.display())))?;
+    if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
+        return Err(CdcError::Io(format!("{}: the segment does not match its SHA-256 in capture.json (damaged); nothing after it was applied", path.display())));
+    }
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_slice(l).map_err(|e| CdcError::Io(format!("{}: line {}: {e}", path.display(), i + 1))))
+        .collect()
+}
+
+/// The import must be finished first: its snapshot rows would overwrite newer changes.
+fn check_import_done(run: &Path) -> Result<(), CdcError> {
+    let st = crate::import::state::ImportState::load(run).ok_or_else(|| CdcError::Input("no import of this run yet: run the import first (apply writes the changes made after its snapshot)".into()))?;
+    let buckets: Vec<_> = st.targets.iter().flat_map(|t| &t.buckets).collect();
+    let written = buckets.iter().filter(|b| b.written).count();
+    if !st.grouped || written < buckets.len() {
+        return Err(CdcError::Input(format!("the import of this run has not finished ({written} of {} buckets written): finish it first, or its rows would overwrite newer changes", buckets.len())));
+    }
+    Ok(())
+}
+
+/// Applies staged changes until all are applied (or forever with `follow`).
+pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
+    let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync).map_err(|e| CdcError::Input(e.to_string()))?;
+    check_import_done(&run)?;
+    let (manifest, plan, _) = crate::import::load_plan(&run, s.import.mapping.as_deref(), &s.import.convert, &s.import.auto).map_err(|e| CdcError::Input(e.to_string()))?;
+    let mut state = ApplyState::load(&run)?.unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| CdcError::Io(e.to_string()))?;
+    let client = rt.block_on(crate::import::client::build(&s.import.dynamo));
+    let pacer = Pacer::new(s.wcu);
+    let stats = Arc::new(Stats::default());
+    let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        let capture = CaptureState::load(&run)?.unwrap_or_default();
+        let Some(info) = capture.segments.get(state.segments as usize) else {
+            if !s.follow {
+                break;
+            }
+            std::thread::sleep(POLL);
+            continue;
+        };
+        let changes = read_segment(&run, info)?;
+        let skip = state.offset as usize;
+        let ddl = changes.iter().skip(skip).position(|c| c.op == Op::Ddl).map(|p| p + skip);
+        let upto = ddl.unwrap_or(changes.len());
+        let mut writes = Vec::new();
+        let mut rejects = Vec::new();
+        for c in &changes[skip..upto] {
+            match writes_for(&manifest, &plan, c, &s.import.convert) {
+                Ok(w) => writes.extend(w),
+                Err(reason) => rejects.push(serde_json::json!({"at": c.at, "table": manifest.tables[c.table].schema.display_name(), "op": c.op, "reason": reason})),
+            }
+        }
+        if !rejects.is_empty() {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&rejects_path).map_err(|e| CdcError::Io(format!("{}: {e}", rejects_path.display())))?;
+            for r in &rejects {
+                writeln!(f, "{r}").map_err(|e| CdcError::Io(e.to_string()))?;
+            }
+            state.rejected += rejects.len() as u64;
+        }
+        rt.block_on(execute(&client, &pacer, &stats, writes, s.concurrency)).map_err(CdcError::Write)?;
+        if let Some(last) = changes[skip..upto].last() {
+            state.last_at = Some(last.at.clone());
+            state.last_ts = Some(last.ts);
+        }
+        state.changes += (upto - skip) as u64;
+        state.updated_at = crate::manifest::now_rfc3339();
+        if let Some(d) = ddl {
+            state.offset = d as u64;
+            state.store(&run)?;
+            let c = &changes[d];
+            return Err(CdcError::Ddl {
+                table: manifest.tables[c.table].schema.display_name(),
+                at: c.at.clone(),
+                statement: c.query.clone().unwrap_or_default(),
+            });
+        }
+        state.segments += 1;
+        state.offset = 0;
+        state.store(&run)?;
+        if last_log.elapsed() > Duration::from_secs(5) && !s.import.quiet {
+            last_log = Instant::now();
+            let behind = capture.changes.saturating_sub(state.changes);
+            let lag = state.last_ts.map(|t| crate::cdc::now_unix().saturating_sub(t as u64)).unwrap_or(0);
+            tracing::info!(
+                "applied {} changes ({:.0}/s), {} behind, lag {lag} s, {} writes, {} throttles",
+                state.changes,
+                state.changes as f64 / started.elapsed().as_secs_f64().max(0.001),
+                behind,
+                stats.writes.load(Ordering::Relaxed),
+                stats.throttles.load(Ordering::Relaxed)
+            );
+        }
+    }
+    Ok(state)
+}

@@ -1,0 +1,273 @@
+//! `cdc capture`: a replication client that reads the source's binlog from the run's snapshot
+//! position (or from where the last capture stopped) and stages the row changes of the run's
+//! tables durably: whole transactions only, in numbered segment files (JSON lines) that are
+//! written, synced and renamed before `capture.json` names them with their SHA-256 and the
+//! binlog position after them. A crash loses nothing: the next capture starts at that position
+//! and writes the next segment again.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mysql::binlog::events::{EventData, RowsEventData};
+use mysql::binlog::value::BinlogValue;
+use mysql::prelude::Queryable;
+use mysql::{BinlogDumpFlags, BinlogRequest, Value};
+use sha2::{Digest, Sha256};
+
+use super::event::{row_of, Change, Op};
+use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
+use super::CdcError;
+use crate::manifest::Manifest;
+use crate::source::connect::SourceConfig;
+use crate::source::snapshot::BinlogPosition;
+
+/// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
+/// mysql crate does not decode); and the heartbeat, which is not in the binlog at all.
+const GTID_MYSQL: u8 = 33;
+const ANONYMOUS_GTID_MYSQL: u8 = 34;
+const GTID_MARIADB: u8 = 162;
+const HEARTBEAT: u8 = 27;
+
+/// Changes per segment file at most; a segment is also closed after `FLUSH_EVERY`.
+pub const SEGMENT_CHANGES: usize = 20_000;
+/// Staged changes are made durable at least this often (the server sends a heartbeat when idle).
+pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub run: PathBuf,
+    pub source: SourceConfig,
+    /// Replica server id: unique among the source's replicas.
+    pub server_id: u32,
+    /// Keep following the binlog (else stop at its current end).
+    pub follow: bool,
+    pub quiet: bool,
+}
+
+/// A binlog file name as announced by a ROTATE event: MariaDB's first, artificial one can carry
+/// trailing bytes after the `.NNNNNN` number, which are cut here.
+fn clean_file_name(name: &str) -> String {
+    let b = name.as_bytes();
+    if let Some(dot) = name.rfind('.') {
+        let digits = b[dot + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits >= 6 {
+            return name[..dot + 1 + digits].to_string();
+        }
+    }
+    name.chars().filter(|c| c.is_ascii_graphic()).collect()
+}
+
+/// Whether a statement changes one of the captured tables' definitions, and which.
+fn ddl_target(query: &str, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<usize> {
+    let q = query.trim_start().to_ascii_lowercase();
+    let first = q.split_whitespace().next().unwrap_or("");
+    if !matches!(first, "alter" | "drop" | "rename" | "truncate" | "create") {
+        return None;
+    }
+    let words: Vec<String> = q.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.' || c == '`')).map(|w| w.replace('`', "")).filter(|w| !w.is_empty()).collect();
+    for ((db, table), &i) in tables {
+        let (db, table) = (db.to_ascii_lowercase(), table.to_ascii_lowercase());
+        let qualified = format!("{db}.{table}");
+        if words.iter().any(|w| *w == qualified || (*w == table && default_db.eq_ignore_ascii_case(&db))) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+struct Stager<'a> {
+    run: &'a Path,
+    state: CaptureState,
+    /// Changes of committed transactions not yet in a segment.
+    ready: Vec<Change>,
+    /// Position after the last committed transaction seen.
+    committed: Option<BinlogPosition>,
+    last_flush: Instant,
+}
+
+impl Stager<'_> {
+    /// Writes the ready changes as the next segment, then records it (and the position) in
+    /// capture.json.
+    fn flush(&mut self) -> Result<(), CdcError> {
+        let Some(pos) = self.committed.clone() else { return Ok(()) };
+        self.last_flush = Instant::now();
+        if self.ready.is_empty() && pos == self.state.next {
+            return Ok(());
+        }
+        if !self.ready.is_empty() {
+            let index = self.state.segments.len() as u64 + 1;
+            let path = segment_path(self.run, index);
+            let mut bytes = Vec::new();
+            for c in &self.ready {
+                serde_json::to_writer(&mut bytes, c).expect("changes serialize");
+                bytes.push(b'\n');
+            }
+            let tmp = path.with_extension("jsonl.tmp");
+            let io = |e: std::io::Error| CdcError::Io(format!("{}: {e}", path.display()));
+            {
+                let mut f = std::fs::File::create(&tmp).map_err(io)?;
+                f.write_all(&bytes).map_err(io)?;
+                f.sync_all().map_err(io)?;
+            }
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            self.state.segments.push(SegmentInfo {
+                index,
+                changes: self.ready.len() as u64,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                first_at: self.ready[0].at.clone(),
+                last_at: self.ready[self.ready.len() - 1].at.clone(),
+                last_ts: self.ready[self.ready.len() - 1].ts,
+            });
+            self.state.changes += self.ready.len() as u64;
+            self.ready.clear();
+        }
+        self.state.next = pos;
+        self.state.updated_at = crate::manifest::now_rfc3339();
+        self.state.store(self.run)
+    }
+}
+
+fn value_of(v: BinlogValue<'static>, table: &str) -> Result<Value, CdcError> {
+    match v {
+        BinlogValue::Value(v) => Ok(v),
+        other => Value::try_from(other).map_err(|e| CdcError::Source(format!("table {table}: a JSON value in the binlog cannot be read ({e}); partial JSON updates need binlog_row_value_options=''"))),
+    }
+}
+
+/// Runs the capture until the binlog's end (`follow` off) or forever.
+pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
+    let manifest = Manifest::load(&s.run)
+        .map_err(|e| CdcError::Input(e.to_string()))?
+        .ok_or_else(|| CdcError::Input(format!("{}: no manifest.json (is this a run folder written by export?)", s.run.display())))?;
+    let start = match CaptureState::load(&s.run)? {
+        Some(st) => st,
+        None => {
+            let pos = manifest.replay_from.clone().ok_or_else(|| {
+                CdcError::Input("the export recorded no binlog position (binlog off, or --consistency none); capture needs one: enable the binlog and export again".into())
+            })?;
+            CaptureState { next: pos, ..Default::default() }
+        }
+    };
+    std::fs::create_dir_all(cdc_dir(&s.run).join("segments")).map_err(|e| CdcError::Io(e.to_string()))?;
+    // Segments written after the last recorded one were never acknowledged: drop them.
+    let mut extra = start.segments.len() as u64 + 1;
+    while segment_path(&s.run, extra).exists() {
+        let _ = std::fs::remove_file(segment_path(&s.run, extra));
+        extra += 1;
+    }
+    let tables: HashMap<(String, String), usize> = manifest.tables.iter().enumerate().map(|(i, t)| ((t.schema.database.clone(), t.schema.table.clone()), i)).collect();
+
+    let mut conn = s.source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
+    super::check::check_server(&mut conn, &start.next)?;
+    for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
+        conn.query_drop(q).map_err(|e| CdcError::Source(format!("{q}: {e}")))?;
+    }
+    tracing::info!("capturing from {}:{} (server id {})", start.next.file, start.next.position, s.server_id);
+    let mut req = BinlogRequest::new(s.server_id).with_filename(start.next.file.as_bytes().to_vec()).with_pos(start.next.position);
+    if !s.follow {
+        req = req.with_flags(BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
+    }
+    let mut file = start.next.file.clone();
+    let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::Source(format!("binlog dump from {}:{}: {e}", start.next.file, start.next.position)))?;
+    let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), committed: None, last_flush: Instant::now() };
+    let mut tx: Vec<Change> = Vec::new();
+    // Inside a transaction (from its GTID or BEGIN to its XID or COMMIT) the position must not
+    // advance: a capture resumes only at a transaction boundary.
+    let mut in_tx = false;
+    while let Some(ev) = stream.next() {
+        let ev = ev.map_err(|e| CdcError::Source(format!("reading the binlog after {file}: {e}")))?;
+        let (log_pos, ts) = (ev.header().log_pos() as u64, ev.header().timestamp());
+        let raw_type = ev.header().event_type_raw();
+        if matches!(raw_type, GTID_MYSQL | ANONYMOUS_GTID_MYSQL | GTID_MARIADB) {
+            in_tx = true;
+        }
+        let data = ev.read_data().map_err(|e| CdcError::Source(format!("decoding a binlog event at {file}:{log_pos}: {e}")))?;
+        let mut commit = false;
+        match data {
+            Some(EventData::RotateEvent(r)) => file = clean_file_name(&r.name()),
+            Some(EventData::XidEvent(_)) => commit = true,
+            Some(EventData::QueryEvent(q)) => {
+                let query = q.query();
+                let word = query.trim().to_ascii_uppercase();
+                if word == "BEGIN" {
+                    in_tx = true;
+                } else if word == "COMMIT" {
+                    commit = true;
+                } else if !word.starts_with("XA ") && !word.starts_with("SAVEPOINT") {
+                    // DDL: its own transaction; stop apply at it if it touches a captured table.
+                    if let Some(i) = ddl_target(&query, &q.schema(), &tables) {
+                        tx.push(Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) });
+                    }
+                    commit = true;
+                }
+            }
+            Some(EventData::TableMapEvent(_)) => in_tx = true,
+            Some(EventData::RowsEvent(rows)) => {
+                let Some(tme) = stream.get_tme(rows.table_id()) else {
+                    return Err(CdcError::Source(format!("a rows event at {file}:{log_pos} has no table map")));
+                };
+                let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
+                if let Some(&ti) = tables.get(&key) {
+                    let schema = &manifest.tables[ti].schema;
+                    let op = match &rows {
+                        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
+                        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
+                        _ => Op::Update,
+                    };
+                    let name = schema.display_name();
+                    for row in rows.rows(tme) {
+                        let (before, after) = row.map_err(|e| CdcError::Source(format!("table {name}: a row at {file}:{log_pos}: {e}")))?;
+                        let image = |r: Option<mysql::binlog::row::BinlogRow>| -> Result<Option<Vec<_>>, CdcError> {
+                            let Some(r) = r else { return Ok(None) };
+                            let values = r.unwrap().into_iter().map(|v| value_of(v, &name).map(Some)).collect::<Result<Vec<_>, _>>()?;
+                            row_of(schema, values).map(Some).map_err(|e| CdcError::Source(format!("{e} (at {file}:{log_pos})")))
+                        };
+                        tx.push(Change { at: String::new(), ts, table: ti, op, before: image(before)?, after: image(after)?, query: None });
+                    }
+                }
+            }
+            _ => {}
+        }
+        if commit && log_pos > 0 {
+            let at = format!("{file}:{log_pos}");
+            for mut c in tx.drain(..) {
+                c.at = at.clone();
+                st.ready.push(c);
+            }
+            in_tx = false;
+        }
+        // Between transactions every real event (not artificial, not a heartbeat) moves the
+        // position, so a quiet source's position still reaches its binlog end.
+        if !in_tx && log_pos > 0 && raw_type != HEARTBEAT {
+            st.committed = Some(BinlogPosition { file: file.clone(), position: log_pos, gtid: None });
+        }
+        if st.ready.len() >= SEGMENT_CHANGES || st.last_flush.elapsed() >= FLUSH_EVERY {
+            st.flush()?;
+        }
+    }
+    st.flush()?;
+    Ok(st.state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate_names_lose_trailing_bytes() {
+        assert_eq!(clean_file_name("mariadb-bin.000002\u{1}\u{2}ab"), "mariadb-bin.000002");
+        assert_eq!(clean_file_name("binlog.000017"), "binlog.000017");
+    }
+
+    #[test]
+    fn ddl_on_a_captured_table_is_recognized() {
+        let tables: HashMap<(String, String), usize> = [(("shop".to_string(), "purchase".to_string()), 3)].into();
+        assert_eq!(ddl_target("ALTER TABLE `purchase` ADD COLUMN x INT", "shop", &tables), Some(3));
+        assert_eq!(ddl_target("alter table shop.purchase drop column y", "other", &tables), Some(3));
+        assert_eq!(ddl_target("ALTER TABLE purchase ADD x INT", "other", &tables), None);
+        assert_eq!(ddl_target("CREATE TABLE purchase_log (id INT)", "shop", &tables), None);
+        assert_eq!(ddl_target("DROP TABLE IF EXISTS `shop`.`purchase`", "", &tables), Some(3));
+    }
+}

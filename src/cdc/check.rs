@@ -1,0 +1,84 @@
+//! The source's replication settings, checked before capture starts, each failure explained with
+//! what to change: the binlog on, ROW format, full row images, and the run's start file still on
+//! the server (not purged). A short retention is a warning: capture must keep up with it.
+
+use mysql::prelude::Queryable;
+use mysql::Conn;
+
+use super::CdcError;
+use crate::source::snapshot::BinlogPosition;
+
+/// Retention below this many seconds is warned about.
+const SHORT_RETENTION_SECS: u64 = 24 * 3600;
+
+fn var(conn: &mut Conn, name: &str) -> Option<String> {
+    conn.query_first::<Option<String>, _>(format!("SELECT @@GLOBAL.{name}")).ok().flatten().flatten()
+}
+
+/// What is wrong with these settings, one explanation per problem (empty when all is well).
+pub fn problems(log_bin: Option<&str>, format: Option<&str>, row_image: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if !matches!(log_bin, Some("1" | "ON")) {
+        out.push("the binary log is off: start the server with log_bin (e.g. log-bin=mysql-bin in my.cnf) and a server_id".to_string());
+    }
+    match format.map(str::to_ascii_uppercase).as_deref() {
+        Some("ROW") => {}
+        Some(other) => out.push(format!(
+            "binlog_format is {other}: change data capture needs ROW (SET GLOBAL binlog_format = 'ROW', and binlog_format=ROW in my.cnf; sessions already open keep their format), then export again"
+        )),
+        None => out.push("binlog_format could not be read".into()),
+    }
+    if let Some(img) = row_image {
+        if !img.eq_ignore_ascii_case("FULL") {
+            out.push(format!("binlog_row_image is {img}: apply needs whole rows (SET GLOBAL binlog_row_image = 'FULL', and in my.cnf)"));
+        }
+    }
+    out
+}
+
+/// Checks the server, and that `start` is still in its binary logs.
+pub fn check_server(conn: &mut Conn, start: &BinlogPosition) -> Result<(), CdcError> {
+    let log_bin = var(conn, "log_bin");
+    let format = var(conn, "binlog_format");
+    let row_image = var(conn, "binlog_row_image");
+    let found = problems(log_bin.as_deref(), format.as_deref(), row_image.as_deref());
+    if !found.is_empty() {
+        return Err(CdcError::Settings(found.join("\n  ")));
+    }
+    let retention = var(conn, "binlog_expire_logs_seconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .or_else(|| var(conn, "expire_logs_days").and_then(|d| d.parse::<f64>().ok()).filter(|d| *d > 0.0).map(|d| (d * 86400.0) as u64));
+    match retention {
+        Some(secs) if secs < SHORT_RETENTION_SECS => tracing::warn!(
+            "binary logs are kept {:.1} h: if capture falls further behind, the server purges what it has not read (raise binlog_expire_logs_seconds)",
+            secs as f64 / 3600.0
+        ),
+        _ => {}
+    }
+    let logs: Vec<String> = conn
+        .query_map("SHOW BINARY LOGS", |row: mysql::Row| row.get::<String, _>(0).unwrap_or_default())
+        .map_err(|e| CdcError::Source(format!("SHOW BINARY LOGS: {e} (the capture user needs REPLICATION CLIENT and REPLICATION SLAVE)")))?;
+    if !logs.iter().any(|l| *l == start.file) {
+        return Err(CdcError::Settings(format!(
+            "binlog file {} (where capture starts) is no longer on the server (it has {}): it was purged; export again, and start capture before the server purges it",
+            start.file,
+            logs.first().map(|f| format!("{f} …")).unwrap_or_else(|| "none".into())
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_and_mixed_formats_are_refused_with_the_fix() {
+        assert!(problems(Some("ON"), Some("ROW"), Some("FULL")).is_empty());
+        let p = problems(Some("ON"), Some("STATEMENT"), Some("FULL"));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("binlog_format is STATEMENT") && p[0].contains("SET GLOBAL binlog_format = 'ROW'"), "{p:?}");
+        assert!(problems(Some("OFF"), Some("ROW"), Some("MINIMAL")).len() == 2);
+    }
+}

@@ -1,0 +1,148 @@
+//! Change data capture: the changes the application makes while the migration runs, from the
+//! source's binlog to DynamoDB. `capture` reads the binlog from the export's snapshot position
+//! and stages whole transactions durably in the run folder (`state` names the files); `apply`
+//! maps them with the import's mapping and writes them; `check` vets the server's settings;
+//! `event` is the staged form of a change. `status` and `cutover` below read the two
+//! checkpoints: how far behind apply is, and when the source can be switched off.
+
+pub mod apply;
+pub mod capture;
+pub mod check;
+pub mod event;
+pub mod state;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use serde::Serialize;
+
+use crate::source::connect::SourceConfig;
+use crate::source::snapshot::BinlogPosition;
+use state::{ApplyState, CaptureState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CdcError {
+    #[error("{0}")]
+    Input(String),
+    #[error("the source's settings do not allow change capture:\n  {0}")]
+    Settings(String),
+    #[error("source: {0}")]
+    Source(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("writing to DynamoDB: {0}")]
+    Write(String),
+    #[error("apply stopped at {at}: table {table} was changed by `{statement}`. The run's schema no longer describes its rows: export that table again (a new run), import it, and capture from the new run's position")]
+    Ddl { table: String, at: String, statement: String },
+    #[error("cutover: {0}")]
+    Cutover(String),
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Where capture and apply stand.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The source's current binlog end, when the source was asked.
+    pub source_at: Option<String>,
+    pub captured_to: String,
+    pub captured_changes: u64,
+    pub segments: u64,
+    pub applied_changes: u64,
+    pub applied_segments: u64,
+    pub applied_to: Option<String>,
+    /// Changes staged and not yet applied.
+    pub behind_changes: u64,
+    /// Seconds between the newest staged change's commit and the last applied one's (0 when
+    /// nothing is waiting).
+    pub lag_seconds: u64,
+    pub rejected: u64,
+}
+
+fn at(p: &BinlogPosition) -> String {
+    format!("{}:{}", p.file, p.position)
+}
+
+/// The source's current binlog end (SHOW MASTER STATUS).
+pub fn source_position(source: &SourceConfig) -> Result<BinlogPosition, CdcError> {
+    let mut conn = source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
+    let row: Option<mysql::Row> = conn.query_first("SHOW MASTER STATUS").map_err(|e| CdcError::Source(format!("SHOW MASTER STATUS: {e}")))?;
+    let row = row.ok_or_else(|| CdcError::Settings("SHOW MASTER STATUS is empty: the binary log is off".into()))?;
+    Ok(BinlogPosition { file: row.get::<String, _>(0).unwrap_or_default(), position: row.get::<u64, _>(1).unwrap_or(0), gtid: None })
+}
+
+pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcError> {
+    let cap = CaptureState::load(run)?.ok_or_else(|| CdcError::Input(format!("{}: no capture yet (run `mysql2ddb cdc capture`)", run.display())))?;
+    let ap = ApplyState::load(run)?.unwrap_or_default();
+    let newest = cap.segments.last().map(|s| s.last_ts as u64);
+    let behind = cap.changes.saturating_sub(ap.changes);
+    let lag = match (behind, newest, ap.last_ts) {
+        (0, _, _) => 0,
+        (_, Some(n), Some(a)) => n.saturating_sub(a as u64),
+        (_, Some(n), None) => now_unix().saturating_sub(n).max(1),
+        _ => 0,
+    };
+    Ok(Status {
+        source_at: source.map(source_position).transpose()?.map(|p| at(&p)),
+        captured_to: at(&cap.next),
+        captured_changes: cap.changes,
+        segments: cap.segments.len() as u64,
+        applied_changes: ap.changes,
+        applied_segments: ap.segments,
+        applied_to: ap.last_at,
+        behind_changes: behind,
+        lag_seconds: lag,
+        rejected: ap.rejected,
+    })
+}
+
+/// What cutover measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cutover {
+    /// The source position when writes stopped (or were to stop): everything up to it is applied.
+    pub final_at: String,
+    /// Seconds from that moment until apply had caught up: the write pause the switch needs.
+    pub pause_seconds: f64,
+}
+
+/// Waits until apply is within `max_lag`, then takes the source's position as final (after
+/// `SET GLOBAL read_only = ON` when `set_read_only`), and waits until everything up to it is
+/// captured and applied. Capture and apply must be running (following).
+pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, set_read_only: bool, timeout: Duration) -> Result<Cutover, CdcError> {
+    let deadline = Instant::now() + timeout;
+    let wait = |what: &str| -> Result<(), CdcError> {
+        if Instant::now() > deadline {
+            return Err(CdcError::Cutover(format!("gave up after {} s waiting for {what}; are `cdc capture --follow` and `cdc apply --follow` running?", timeout.as_secs())));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    };
+    loop {
+        let s = status(run, None)?;
+        if s.lag_seconds <= max_lag.as_secs() && s.behind_changes < 10_000 {
+            break;
+        }
+        wait("the lag to drop")?;
+    }
+    if set_read_only {
+        let mut conn = source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
+        conn.query_drop("SET GLOBAL read_only = ON").map_err(|e| CdcError::Source(format!("SET GLOBAL read_only = ON: {e} (needs the SUPER or READ_ONLY ADMIN privilege)")))?;
+        tracing::info!("the source is read-only now");
+    } else {
+        println!("lag is under {} s: stop the application's writes to the source now", max_lag.as_secs_f64());
+    }
+    let t0 = Instant::now();
+    let fin = source_position(source)?;
+    loop {
+        let cap = CaptureState::load(run)?.unwrap_or_default();
+        let ap = ApplyState::load(run)?.unwrap_or_default();
+        if cap.next.sort_key() >= fin.sort_key() && ap.segments as usize >= cap.segments.len() && ap.offset == 0 {
+            break;
+        }
+        wait("capture and apply to reach the final position")?;
+    }
+    Ok(Cutover { final_at: at(&fin), pause_seconds: t0.elapsed().as_secs_f64() })
+}

@@ -1,0 +1,173 @@
+//! The `mysql2ddb cdc …` command line: capture, apply, status, cutover. Kept apart from `cli`
+//! so each file reads in one sitting; `settings`-like resolution is at the bottom.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::MappingArgs;
+
+#[derive(Debug, Args)]
+pub struct CdcArgs {
+    #[command(subcommand)]
+    pub command: CdcCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdcCommand {
+    /// Read the source's binlog from the run's snapshot position (or where the last capture
+    /// stopped) and stage the run's tables' changes in <run>/cdc/.
+    Capture(CaptureArgs),
+    /// Apply the staged changes to DynamoDB through the import's mapping.
+    Apply(ApplyArgs),
+    /// Where capture and apply stand: positions, changes behind, lag.
+    Status(StatusArgs),
+    /// Wait until apply is nearly caught up, take the source's position as final (optionally
+    /// making the source read-only), wait until it is applied, and say when to switch.
+    Cutover(CutoverArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// The run folder written by export, or s3://bucket/prefix (staged changes go to its local copy).
+    #[arg(long)]
+    pub from: String,
+    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix>).
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.
+    #[arg(long)]
+    pub path_style: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// mysql://user[:password]@host:port of the source (the user needs REPLICATION SLAVE and
+    /// REPLICATION CLIENT).
+    #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
+    pub source: String,
+    /// Replica server id, unique among the source's replicas (default: random).
+    #[arg(long)]
+    pub server_id: Option<u32>,
+    /// Keep following the binlog; without it, capture stops at the binlog's current end.
+    #[arg(long)]
+    pub follow: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub map: MappingArgs,
+    /// The run folder written by export, or s3://bucket/prefix.
+    #[arg(long)]
+    pub from: String,
+    /// Keep applying as capture stages more; without it, apply stops when all staged changes are applied.
+    #[arg(long)]
+    pub follow: bool,
+    /// Writes in flight (changes to one item always go in order).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Write budget in WCU/s (default: unpaced).
+    #[arg(long)]
+    pub wcu: Option<f64>,
+    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Also ask the source for its binlog end (mysql://…).
+    #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
+    pub source: String,
+    /// Lag at which to stop writes: seconds, e.g. 1 or 1s.
+    #[arg(long, default_value = "1s")]
+    pub max_lag: String,
+    /// Make the source read-only (SET GLOBAL read_only = ON) instead of asking you to stop writes.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+impl CdcArgs {
+    pub fn quiet(&self) -> bool {
+        match &self.command {
+            CdcCommand::Capture(a) => a.quiet,
+            CdcCommand::Apply(a) => a.quiet,
+            CdcCommand::Status(_) | CdcCommand::Cutover(_) => false,
+        }
+    }
+}
+
+/// `1`, `1s`, `500ms` → a duration.
+pub fn parse_lag(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") { (n, 0.001) } else if let Some(n) = t.strip_suffix('s') { (n, 1.0) } else { (t, 1.0) };
+    let v: f64 = num.trim().parse().map_err(|_| format!("--max-lag {text}: expected seconds such as 1s or 500ms"))?;
+    if v.is_nan() || v < 0.0 {
+        return Err(format!("--max-lag {text}: must not be negative"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v * scale))
+}
+
+/// The run folder a cdc command works in (an s3:// run is downloaded and verified first).
+pub fn local_run(r: &RunArgs) -> Result<PathBuf, String> {
+    let sync = crate::sync::SyncOptions {
+        concurrency: crate::sync::DEFAULT_CONCURRENCY,
+        part_size: crate::sync::DEFAULT_PART_SIZE,
+        sse: None,
+        verify_remote: false,
+        stale_after: None,
+        s3: crate::sync::S3Options { path_style: r.path_style, region: None },
+        quiet: true,
+    };
+    crate::import::local_run(&r.from, r.spool.as_deref(), &sync).map_err(|e| e.to_string())
+}
+
+pub fn apply_settings(a: &ApplyArgs) -> Result<crate::cdc::apply::ApplySettings, crate::settings::SettingsError> {
+    let import = crate::settings::import_settings(&crate::cli::ImportArgs {
+        from: Some(a.from.clone()),
+        map: a.map.clone(),
+        region: a.region.clone(),
+        endpoint: a.endpoint.clone(),
+        quiet: a.quiet,
+        ..Default::default()
+    })?;
+    Ok(crate::cdc::apply::ApplySettings { import, follow: a.follow, concurrency: a.concurrency.max(1), wcu: a.wcu.filter(|w| *w > 0.0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lags_parse_in_seconds_or_milliseconds() {
+        assert_eq!(parse_lag("1s").unwrap(), std::time::Duration::from_secs(1));
+        assert_eq!(parse_lag("2").unwrap(), std::time::Duration::from_secs(2));
+        assert_eq!(parse_lag("500ms").unwrap(), std::time::Duration::from_millis(500));
+        assert!(parse_lag("soon").is_err());
+    }
+}
