@@ -176,6 +176,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     // Inside a transaction (from its GTID or BEGIN to its XID or COMMIT) the position must not
     // advance: a capture resumes only at a transaction boundary.
     let mut in_tx = false;
+    // A captured table's definition changed: stage the statement (apply stops there) and stop.
+    let mut ddl: Option<(usize, String)> = None;
     while let Some(ev) = stream.next() {
         let ev = ev.map_err(|e| CdcError::Source(format!("reading the binlog after {file}: {e}")))?;
         let (log_pos, ts) = (ev.header().log_pos() as u64, ev.header().timestamp());
@@ -198,6 +200,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                 } else if !word.starts_with("XA ") && !word.starts_with("SAVEPOINT") {
                     // DDL: its own transaction; stop apply at it if it touches a captured table.
                     if let Some(i) = ddl_target(&query, &q.schema(), &tables) {
+                        ddl = Some((i, query.clone().into_owned()));
                         tx.push(Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) });
                     }
                     commit = true;
@@ -242,6 +245,10 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         // position, so a quiet source's position still reaches its binlog end.
         if !in_tx && log_pos > 0 && raw_type != HEARTBEAT {
             st.committed = Some(BinlogPosition { file: file.clone(), position: log_pos, gtid: None });
+        }
+        if let Some((i, statement)) = ddl.take().filter(|_| commit) {
+            st.flush()?;
+            return Err(CdcError::Ddl { table: manifest.tables[i].schema.display_name(), at: format!("{file}:{log_pos}"), statement });
         }
         if st.ready.len() >= SEGMENT_CHANGES || st.last_flush.elapsed() >= FLUSH_EVERY {
             st.flush()?;

@@ -59,7 +59,7 @@ pub fn check_server(conn: &mut Conn, start: &BinlogPosition) -> Result<(), CdcEr
     let logs: Vec<String> = conn
         .query_map("SHOW BINARY LOGS", |row: mysql::Row| row.get::<String, _>(0).unwrap_or_default())
         .map_err(|e| CdcError::Source(format!("SHOW BINARY LOGS: {e} (the capture user needs REPLICATION CLIENT and REPLICATION SLAVE)")))?;
-    if !logs.iter().any(|l| *l == start.file) {
+    if !logs.contains(&start.file) {
         return Err(CdcError::Settings(format!(
             "binlog file {} (where capture starts) is no longer on the server (it has {}): it was purged; export again, and start capture before the server purges it",
             start.file,

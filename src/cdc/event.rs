@@ -123,8 +123,11 @@ pub fn members(mysql_type: &str) -> Vec<String> {
     out
 }
 
-fn datetime(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32, kind: &ColumnKind) -> String {
-    format_datetime(&DateTimeParts { year: y, month: mo, day: d, hour: h, minute: mi, second: s, micro: us }, kind)
+/// (year, month, day, hour, minute, second, microsecond) as the binlog gives them.
+type Civil = (u16, u8, u8, u8, u8, u8, u32);
+
+fn datetime((year, month, day, hour, minute, second, micro): Civil, kind: &ColumnKind) -> String {
+    format_datetime(&DateTimeParts { year, month, day, hour, minute, second, micro }, kind)
 }
 
 /// One binlog value of column `c` as the cell a chunk file would have given.
@@ -147,11 +150,11 @@ pub fn cell_of(c: &ColumnSchema, v: Value) -> Result<Cell, String> {
         (ColumnKind::Float, Value::Double(f)) => Cell::Num((f as f32).to_string()),
         (ColumnKind::Double, Value::Double(f)) => Cell::Num(f.to_string()),
         (ColumnKind::Double, Value::Float(f)) => Cell::Num((f as f64).to_string()),
-        (k @ (ColumnKind::Date | ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }), Value::Date(y, mo, d, h, mi, s, us)) => Cell::Text(datetime(y, mo, d, h, mi, s, us, k)),
+        (k @ (ColumnKind::Date | ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }), Value::Date(y, mo, d, h, mi, s, us)) => Cell::Text(datetime((y, mo, d, h, mi, s, us), k)),
         (k @ ColumnKind::Timestamp { .. }, Value::Int(secs)) => {
             let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
             let t = secs.rem_euclid(86_400);
-            Cell::Text(datetime(y as u16, mo as u8, d as u8, (t / 3600) as u8, (t / 60 % 60) as u8, (t % 60) as u8, 0, k))
+            Cell::Text(datetime((y as u16, mo as u8, d as u8, (t / 3600) as u8, (t / 60 % 60) as u8, (t % 60) as u8, 0), k))
         }
         (ColumnKind::Time { fsp }, Value::Time(neg, days, h, m, s, us)) => {
             let micros = ((days as i64 * 24 + h as i64) * 3600 + m as i64 * 60 + s as i64) * 1_000_000 + us as i64;

@@ -33,7 +33,7 @@ pub enum CdcError {
     Io(String),
     #[error("writing to DynamoDB: {0}")]
     Write(String),
-    #[error("apply stopped at {at}: table {table} was changed by `{statement}`. The run's schema no longer describes its rows: export that table again (a new run), import it, and capture from the new run's position")]
+    #[error("stopped at {at}: table {table} was changed by `{statement}`. The run's schema no longer describes its rows: export that table again (a new run), import it, and capture from the new run's position")]
     Ddl { table: String, at: String, statement: String },
     #[error("cutover: {0}")]
     Cutover(String),
