@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build test demo export import bench bench-export bench-sync bench-import services services-down toolchain clean
+.PHONY: all build test demo export import bench bench-export bench-sync bench-import bench-cdc services services-down toolchain clean
 
 all: build
 
@@ -36,7 +36,7 @@ import: build
 	$(RELEASE_BIN) import --job $(JOB)
 
 ## make bench: every benchmark; results printed and written under bench-out/.
-bench: bench-export bench-sync bench-import
+bench: bench-export bench-sync bench-import bench-cdc
 
 bench-export: build services
 	scripts/bench-export.sh
@@ -46,6 +46,9 @@ bench-sync: build services
 
 bench-import: build services
 	scripts/bench-import.sh
+
+bench-cdc: build services
+	scripts/bench-cdc.sh
 
 clean:
 	rm -rf target bench-out demo-out

@@ -161,6 +161,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
 
     let mut conn = s.source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
     super::check::check_server(&mut conn, &start.next)?;
+    start.store(&s.run)?; // status can report from the first moment
     for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
         conn.query_drop(q).map_err(|e| CdcError::Source(format!("{q}: {e}")))?;
     }
