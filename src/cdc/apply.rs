@@ -1,8 +1,9 @@
 //! `cdc apply`: the staged changes, segment by segment, through the import's mapping, written to
 //! DynamoDB. A record-to-record row becomes PutItem / DeleteItem (a key change deletes the old
-//! item and puts the new one). A grouped row (pivot) owns one attribute of its item: UpdateItem
-//! `SET` it, or `REMOVE` it and delete the item when only its key is left (conditional writes,
-//! no read-modify-write). Changes to one item keep their order (one queue per key hash); other
+//! item and puts the new one). A grouped row owns one part of its item (a pivoted attribute, an
+//! entry of a collected map, a member of a collected string set): UpdateItem sets it, or removes
+//! it and deletes the item when only its key is left (conditional writes, no read-modify-write).
+//! A collected list has no stable place for a row, so it is refused. Changes to one item keep their order (one queue per key hash); other
 //! items go in parallel at a WCU budget. The position is checkpointed after the writes it
 //! covers, and every write sets a value rather than adding to one, so a replay converges.
 
@@ -27,6 +28,7 @@ use crate::import::ImportSettings;
 use crate::manifest::Manifest;
 use crate::mapping::attr::{encode_attr, item_wcu, Attr, Item};
 use crate::mapping::compile::{Body, Fragment, MappingPlan, TargetTable};
+use crate::mapping::dms::CollectAs;
 
 /// How often apply looks for new segments when following.
 const POLL: Duration = Duration::from_millis(100);
@@ -42,16 +44,27 @@ pub struct ApplySettings {
     pub wcu: Option<f64>,
 }
 
+/// What one grouped row owns in its item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owned {
+    /// A pivoted attribute.
+    Attr(String),
+    /// One entry of a collected map.
+    Entry { map: String, entry: String },
+    /// One member of a collected string set.
+    Member { set: String, member: String },
+}
+
 /// One DynamoDB write derived from a change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     /// `key` is the item's key attributes (the item holds them too): writes route by it.
     Put { table: String, key: Item, item: Item },
     Delete { table: String, key: Item },
-    /// A grouped row's attribute set on its item.
-    Set { table: String, key: Item, attr: String, value: Attr },
-    /// A grouped row's attribute removed; the item goes when only its key is left.
-    Remove { table: String, key: Item, attr: String },
+    /// A grouped row's part of its item set.
+    Set { table: String, key: Item, owned: Owned, value: Attr },
+    /// A grouped row's part removed; the item goes when nothing but its key is left.
+    Remove { table: String, key: Item, owned: Owned },
 }
 
 impl Write {
@@ -89,12 +102,26 @@ fn key_of(t: &TargetTable, f: &Fragment) -> Item {
     key
 }
 
+/// The part of its item a grouped row's fragment owns, and its value.
+fn owned(t: &TargetTable, body: &Body, collect: Option<(&str, CollectAs)>) -> Result<(Owned, Attr), String> {
+    match (body, collect) {
+        (Body::Pivot(name, v), _) => Ok((Owned::Attr(name.clone()), v.clone())),
+        (Body::Collect(k, v), Some((attr, CollectAs::Map))) => Ok((Owned::Entry { map: attr.to_string(), entry: k.clone().unwrap_or_default() }, v.clone())),
+        (Body::Collect(_, v), Some((attr, CollectAs::StringSet))) => Ok((Owned::Member { set: attr.to_string(), member: v.display() }, v.clone())),
+        _ => Err(format!(
+            "table {}: cdc apply cannot keep a collected list in order without reading it first; use \"as\": \"map\" or \"string-set\" for tables that change",
+            t.name
+        )),
+    }
+}
+
 /// The writes one change makes, through every mapping rule of its table.
 pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::mapping::convert::ConvertOptions) -> Result<Vec<Write>, String> {
     let schema = &manifest.tables[c.table].schema;
     let mut out = Vec::new();
     for src in plan.sources.iter().filter(|s| s.table == c.table) {
         let t = &plan.targets[src.mapper.target];
+        let collect = src.mapper.collect_target();
         let map = |img: &Option<Vec<super::event::StagedCell>>| -> Result<Option<Fragment>, String> {
             match img {
                 Some(cells) => {
@@ -106,40 +133,33 @@ pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: 
         };
         let (before, after) = (map(&c.before)?, map(&c.after)?);
         let table = t.name.clone();
-        let moved = |b: &Fragment, a: &Fragment| key_of(t, b) != key_of(t, a);
         match (before, after) {
             (None, None) => {}
             (Some(b), None) => out.push(match &b.body {
                 Body::Item(_) => Write::Delete { table, key: key_of(t, &b) },
-                Body::Pivot(attr, _) => Write::Remove { table, key: key_of(t, &b), attr: attr.clone() },
-                Body::Collect(..) => return Err(collect_unsupported(t)),
+                body => Write::Remove { table, key: key_of(t, &b), owned: owned(t, body, collect)?.0 },
             }),
-            (b, Some(a)) => match (b, a.body.clone()) {
-                (b, Body::Item(item)) => {
-                    if let Some(b) = b.filter(|b| moved(b, &a)) {
+            (b, Some(a)) => match a.body.clone() {
+                Body::Item(item) => {
+                    if let Some(b) = b.filter(|b| key_of(t, b) != key_of(t, &a)) {
                         out.push(Write::Delete { table: table.clone(), key: key_of(t, &b) });
                     }
                     out.push(Write::Put { table, key: key_of(t, &a), item });
                 }
-                (b, Body::Pivot(attr, value)) => {
+                body => {
+                    let (part, value) = owned(t, &body, collect)?;
                     if let Some(b) = b {
-                        if let Body::Pivot(old, _) = &b.body {
-                            if moved(&b, &a) || *old != attr {
-                                out.push(Write::Remove { table: table.clone(), key: key_of(t, &b), attr: old.clone() });
-                            }
+                        let (old, _) = owned(t, &b.body, collect)?;
+                        if key_of(t, &b) != key_of(t, &a) || old != part {
+                            out.push(Write::Remove { table: table.clone(), key: key_of(t, &b), owned: old });
                         }
                     }
-                    out.push(Write::Set { table, key: key_of(t, &a), attr, value });
+                    out.push(Write::Set { table, key: key_of(t, &a), owned: part, value });
                 }
-                (_, Body::Collect(..)) => return Err(collect_unsupported(t)),
             },
         }
     }
     Ok(out)
-}
-
-fn collect_unsupported(t: &TargetTable) -> String {
-    format!("table {}: cdc apply does not handle `collect` grouping rules yet (pivot and record rules are applied)", t.name)
 }
 
 #[derive(Default)]
@@ -194,39 +214,75 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
             let sdk = item_to_sdk(key);
             with_retries(pacer, stats, cost, || client.delete_item().table_name(table).set_key(Some(sdk.clone())).send()).await.map_err(|e| describe(&format!("DeleteItem {table}"), &e))?;
         }
-        Write::Set { table, key, attr, value } => {
-            let (sdk, v) = (item_to_sdk(key), to_sdk(value));
-            with_retries(pacer, stats, cost, || {
-                client.update_item().table_name(table).set_key(Some(sdk.clone())).update_expression("SET #a = :v").expression_attribute_names("#a", attr).expression_attribute_values(":v", v.clone()).send()
-            })
-            .await
-            .map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
+        Write::Set { table, key, owned, value } => {
+            let sdk = item_to_sdk(key);
+            let update = |expr: &str, names: &[(&str, &str)], values: Vec<(&str, aws_sdk_dynamodb::types::AttributeValue)>| {
+                let mut u = client.update_item().table_name(table).set_key(Some(sdk.clone())).update_expression(expr);
+                for (n, v) in names {
+                    u = u.expression_attribute_names(*n, *v);
+                }
+                for (n, v) in values {
+                    u = u.expression_attribute_values(n, v);
+                }
+                u
+            };
+            let (expr, names, values) = match owned {
+                Owned::Attr(a) => ("SET #a = :v", vec![("#a", a.as_str())], vec![(":v", to_sdk(value))]),
+                Owned::Entry { map, entry } => {
+                    // The map must exist before an entry can be set in it: two idempotent writes.
+                    let empty = aws_sdk_dynamodb::types::AttributeValue::M(Default::default());
+                    with_retries(pacer, stats, cost, || update("SET #m = if_not_exists(#m, :e)", &[("#m", map)], vec![(":e", empty.clone())]).send())
+                        .await
+                        .map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
+                    ("SET #m.#e = :v", vec![("#m", map.as_str()), ("#e", entry.as_str())], vec![(":v", to_sdk(value))])
+                }
+                Owned::Member { set, member } => ("ADD #s :v", vec![("#s", set.as_str())], vec![(":v", aws_sdk_dynamodb::types::AttributeValue::Ss(vec![member.clone()]))]),
+            };
+            with_retries(pacer, stats, cost, || update(expr, &names, values.clone()).send()).await.map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
         }
-        Write::Remove { table, key, attr } => {
+        Write::Remove { table, key, owned } => {
             let sdk = item_to_sdk(key);
             let pk = key.keys().next().cloned().unwrap_or_default();
+            let (expr, top, mut names, values) = match owned {
+                Owned::Attr(a) => ("REMOVE #a", a, vec![("#a", a.as_str())], vec![]),
+                Owned::Entry { map, entry } => ("REMOVE #a.#e", map, vec![("#a", map.as_str()), ("#e", entry.as_str())], vec![]),
+                Owned::Member { set, member } => ("DELETE #a :v", set, vec![("#a", set.as_str())], vec![(":v", aws_sdk_dynamodb::types::AttributeValue::Ss(vec![member.clone()]))]),
+            };
+            names.push(("#k", pk.as_str()));
             let removed = with_retries(pacer, stats, cost, || {
-                client
-                    .update_item()
-                    .table_name(table)
-                    .set_key(Some(sdk.clone()))
-                    .update_expression("REMOVE #a")
-                    .condition_expression("attribute_exists(#k)")
-                    .expression_attribute_names("#a", attr)
-                    .expression_attribute_names("#k", &pk)
-                    .return_values(ReturnValue::AllNew)
-                    .send()
+                let mut u = client.update_item().table_name(table).set_key(Some(sdk.clone())).update_expression(expr).condition_expression("attribute_exists(#k)").return_values(ReturnValue::AllNew);
+                for (n, v) in &names {
+                    u = u.expression_attribute_names(*n, *v);
+                }
+                for (n, v) in &values {
+                    u = u.expression_attribute_values(*n, v.clone());
+                }
+                u.send()
             })
             .await;
-            let left = match removed {
-                Ok(out) => out.attributes().map(|a| a.len()).unwrap_or(0),
+            let attrs = match removed {
+                Ok(out) => out.attributes.unwrap_or_default(),
                 Err(e) if e.code() == Some(CONDITION_FAILED) => return Ok(()), // no such item
                 Err(e) => return Err(describe(&format!("UpdateItem {table}"), &e)),
             };
-            if left <= key.len() {
+            // What is left of the part's attribute: an empty map counts as gone.
+            let part_left = match attrs.get(top.as_str()) {
+                Some(aws_sdk_dynamodb::types::AttributeValue::M(m)) => !m.is_empty(),
+                Some(_) => true,
+                None => false,
+            };
+            let others = attrs.len() - key.len().min(attrs.len()) - usize::from(attrs.contains_key(top.as_str()));
+            if !part_left && others == 0 {
                 // Only the key is left: the item's last row went. Delete it unless a row came back.
                 let gone = with_retries(pacer, stats, 1.0, || {
-                    client.delete_item().table_name(table).set_key(Some(sdk.clone())).condition_expression("attribute_not_exists(#a)").expression_attribute_names("#a", attr).send()
+                    client
+                        .delete_item()
+                        .table_name(table)
+                        .set_key(Some(sdk.clone()))
+                        .condition_expression("attribute_not_exists(#a) OR size(#a) = :zero")
+                        .expression_attribute_names("#a", top)
+                        .expression_attribute_values(":zero", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+                        .send()
                 })
                 .await;
                 match gone {
