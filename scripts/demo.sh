@@ -62,6 +62,22 @@ echo
 echo "== mysql2ddb verify: every table against what the run maps to"
 "$BIN" verify --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json --examples 3
 echo
+echo "== the application keeps writing: an order changes, one is added, one goes, a customer moves"
+mariadb --no-defaults --protocol=socket --socket="$M2D_MYSQL_SOCKET" -uroot demo_shop -e "
+  UPDATE purchase SET quantity = quantity + 10 WHERE customerid = 'c2' AND orderid = 'o2';
+  INSERT INTO purchase SELECT 'c2', 'o2', 'p0999', 7;
+  DELETE FROM purchase WHERE customerid = 'c3' AND orderid = 'o3';
+  UPDATE customers SET id = 900001 WHERE id = 42;"
+echo "== mysql2ddb cdc capture (binlog from the export's position), apply, status"
+rm -rf "$OUT/run1-import/cdc"   # changes staged by an earlier demo belong to its export
+"$BIN" cdc capture --quiet --source "$M2D_MYSQL_URL" --from s3://demo/migrations/run1 --spool "$OUT/run1-import"
+"$BIN" cdc apply --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json
+"$BIN" cdc status --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --source "$M2D_MYSQL_URL"
+echo
+echo "== mysql2ddb verify --against-source: DynamoDB against the source as it is now"
+"$BIN" verify --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json \
+    --against-source "$M2D_MYSQL_URL" --examples 3
+echo
 echo "== mysql2ddb bench: the grouped table written at 250, 500 and 1,000 WCU/s for 4 s each,"
 echo "   through the capacity proxy, projected to 1,000,000,000 source rows"
 "$BIN" bench --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" \

@@ -1,6 +1,7 @@
-//! The server-settings check before capture, against the real MariaDB: with the binlog in
-//! STATEMENT format, capture refuses to start and says what to change. (A file of its own: it
-//! changes a global setting, and test binaries run one at a time.)
+//! Server settings and capture, against the real MariaDB: with the binlog in STATEMENT format,
+//! capture refuses to start and says what to change; with binlog checksums off, capture reads
+//! the events as it does with CRC32. (A file of its own: it changes global settings, and test
+//! binaries run one at a time; a lock keeps this file's tests apart.)
 
 mod common;
 
@@ -9,12 +10,14 @@ use std::process::Command;
 use common::{assert_ok, bin, connect, export, fresh_db, mysql_url, stderr};
 use mysql::prelude::Queryable;
 
-/// Puts ROW back even when the test fails.
-struct RowFormatAgain;
+static GLOBALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-impl Drop for RowFormatAgain {
+/// Puts a global setting back even when the test fails.
+struct Restore(&'static str);
+
+impl Drop for Restore {
     fn drop(&mut self) {
-        connect().query_drop("SET GLOBAL binlog_format = 'ROW'").unwrap();
+        connect().query_drop(self.0).unwrap();
     }
 }
 
@@ -26,7 +29,8 @@ fn statement_format_is_refused_with_the_fix() {
     let run = tempfile::tempdir().unwrap();
     assert_ok(&export(run.path(), &["--databases", &db]));
 
-    let _restore = RowFormatAgain;
+    let _one_at_a_time = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
+    let _restore = Restore("SET GLOBAL binlog_format = 'ROW'");
     conn.query_drop("SET GLOBAL binlog_format = 'STATEMENT'").unwrap();
     let out = Command::new(bin()).args(["cdc", "capture", "--quiet", "--source", &mysql_url(), "--from"]).arg(run.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -35,4 +39,27 @@ fn statement_format_is_refused_with_the_fix() {
     assert!(err.contains("SET GLOBAL binlog_format = 'ROW'"), "the message says what to change: {err}");
     assert!(!err.contains("m2d-local-pass"), "no password in messages: {err}");
     assert!(!run.path().join("cdc/capture.json").exists(), "nothing was captured");
+}
+
+#[test]
+fn capture_reads_the_binlog_with_checksums_off() {
+    let _one_at_a_time = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "cdc_checksum");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let _restore = Restore("SET GLOBAL binlog_checksum = 'CRC32'");
+    // Changing the checksum rotates the binlog: the run starts in a file written without them.
+    conn.query_drop("SET GLOBAL binlog_checksum = 'NONE'").unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    conn.query_drop("INSERT INTO t VALUES (1, 'a'), (2, 'b')").unwrap();
+    conn.query_drop("UPDATE t SET v = 'c' WHERE id = 2").unwrap();
+    conn.query_drop("DELETE FROM t WHERE id = 1").unwrap();
+    let out = Command::new(bin()).args(["cdc", "capture", "--quiet", "--source", &mysql_url(), "--from"]).arg(run.path()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(": 4 changes"), "two inserts, an update, a delete: {stdout}");
+    let seg = std::fs::read_to_string(run.path().join("cdc/segments/00000001.jsonl")).unwrap();
+    let ops: Vec<String> = seg.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["op"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ops, ["insert", "insert", "update", "delete"]);
 }

@@ -141,14 +141,22 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let manifest = Manifest::load(&s.run)
         .map_err(|e| CdcError::Input(e.to_string()))?
         .ok_or_else(|| CdcError::Input(format!("{}: no manifest.json (is this a run folder written by export?)", s.run.display())))?;
+    let began_at = manifest.replay_from.clone().ok_or_else(|| {
+        CdcError::Input("the export recorded no binlog position (binlog off, or --consistency none); capture needs one: enable the binlog and export again".into())
+    })?;
     let start = match CaptureState::load(&s.run)? {
-        Some(st) => st,
-        None => {
-            let pos = manifest.replay_from.clone().ok_or_else(|| {
-                CdcError::Input("the export recorded no binlog position (binlog off, or --consistency none); capture needs one: enable the binlog and export again".into())
-            })?;
-            CaptureState { next: pos, ..Default::default() }
+        Some(st) if st.began_at == began_at => st,
+        Some(st) => {
+            return Err(CdcError::Input(format!(
+                "{}: holds changes captured for an earlier export of this folder (from {}:{}; the manifest now starts at {}:{}); delete that folder to capture for this export",
+                cdc_dir(&s.run).display(),
+                st.began_at.file,
+                st.began_at.position,
+                began_at.file,
+                began_at.position
+            )))
         }
+        None => CaptureState { began_at: began_at.clone(), next: began_at, ..Default::default() },
     };
     std::fs::create_dir_all(cdc_dir(&s.run).join("segments")).map_err(|e| CdcError::Io(e.to_string()))?;
     // Segments written after the last recorded one were never acknowledged: drop them.

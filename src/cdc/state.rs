@@ -32,6 +32,9 @@ pub struct SegmentInfo {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CaptureState {
+    /// The export's position this capture began at (`replay_from`): ties cdc/ to that export.
+    #[serde(default)]
+    pub began_at: BinlogPosition,
     /// Where the next capture starts: after the last transaction staged (or merely read).
     pub next: BinlogPosition,
     pub segments: Vec<SegmentInfo>,
