@@ -68,7 +68,7 @@ pub struct ApplyArgs {
     /// Keep applying as capture stages more; without it, apply stops when all staged changes are applied.
     #[arg(long)]
     pub follow: bool,
-    /// Writes in flight (changes to one item always go in order).
+    /// Calls in flight (changes to one item always go in order).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Write budget in WCU/s (default: unpaced).

@@ -3,8 +3,9 @@
 //! item and puts the new one). A grouped row owns one part of its item (a pivoted attribute, an
 //! entry of a collected map, a member of a collected string set): UpdateItem sets it, or removes
 //! it and deletes the item when only its key is left (conditional writes, no read-modify-write).
-//! A collected list has no stable place for a row, so it is refused. Changes to one item keep their order (one queue per key hash); other
-//! items go in parallel at a WCU budget. The position is checkpointed after the writes it
+//! A collected list has no stable place for a row, so it is refused. Changes to one item keep
+//! their order (rounds of one write per item; puts and deletes batched 25 a call); other items go
+//! in parallel at a WCU budget. The position is checkpointed after the writes it
 //! covers, and every write sets a value rather than adding to one, so a replay converges.
 
 use std::future::Future;
@@ -23,7 +24,7 @@ use super::state::{segment_path, ApplyState, CaptureState};
 use super::CdcError;
 use crate::import::client::{describe, is_throttle, is_transient, item_to_sdk, to_sdk};
 use crate::import::pacing::{backoff, Pacer};
-use crate::import::writer::MAX_TRANSIENT_ATTEMPTS;
+use crate::import::writer::{MAX_BATCH_ITEMS, MAX_TRANSIENT_ATTEMPTS};
 use crate::import::ImportSettings;
 use crate::manifest::Manifest;
 use crate::mapping::attr::{encode_attr, item_wcu, Attr, Item};
@@ -38,7 +39,7 @@ pub struct ApplySettings {
     pub import: ImportSettings,
     /// Keep applying new segments as capture stages them (else stop when all are applied).
     pub follow: bool,
-    /// Writes in flight (queues by key hash).
+    /// Calls in flight (BatchWriteItem of puts and deletes, or single updates).
     pub concurrency: usize,
     /// WCU/s budget; None = unpaced.
     pub wcu: Option<f64>,
@@ -74,15 +75,16 @@ impl Write {
         }
     }
 
-    /// The queue of the item this write touches.
-    fn route(&self, queues: usize) -> usize {
+    /// The item this write touches: its table and key, encoded.
+    fn item_id(&self) -> Vec<u8> {
         let (Write::Put { key, .. } | Write::Delete { key, .. } | Write::Set { key, .. } | Write::Remove { key, .. }) = self;
         let mut bytes = self.table().as_bytes().to_vec();
+        bytes.push(0);
         for (name, v) in key {
             bytes.extend_from_slice(name.as_bytes());
             encode_attr(&mut bytes, v);
         }
-        (crate::import::spill::fnv1a(&bytes) % queues.max(1) as u64) as usize
+        bytes
     }
 
     fn cost(&self) -> f64 {
@@ -296,20 +298,74 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
     Ok(())
 }
 
-/// Runs the writes: one queue per key hash, each in order, the queues in parallel.
-async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<Write>, queues: usize) -> Result<(), String> {
-    let mut qs: Vec<Vec<Write>> = vec![Vec::new(); queues.max(1)];
+/// Runs the writes in rounds: round k holds the k-th write of every item, so a round never
+/// touches an item twice and rounds keep each item's order. Within a round, puts and deletes go
+/// in BatchWriteItem calls of 25, updates one by one, `in_flight` calls at a time.
+async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<Write>, in_flight: usize) -> Result<(), String> {
+    use futures::StreamExt;
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut per_item: std::collections::HashMap<Vec<u8>, std::collections::VecDeque<Write>> = Default::default();
     for w in writes {
-        let q = w.route(qs.len());
-        qs[q].push(w);
+        let k = w.item_id();
+        per_item.entry(k.clone()).or_insert_with(|| {
+            order.push(k);
+            Default::default()
+        }).push_back(w);
     }
-    let runs = qs.into_iter().filter(|q| !q.is_empty()).map(|q| async move {
-        for w in &q {
-            send(client, pacer, stats, w).await?;
+    loop {
+        let round: Vec<Write> = order.iter().filter_map(|k| per_item.get_mut(k).and_then(|q| q.pop_front())).collect();
+        if round.is_empty() {
+            return Ok(());
         }
-        Ok::<(), String>(())
-    });
-    futures::future::join_all(runs).await.into_iter().collect()
+        let (batchable, single): (Vec<Write>, Vec<Write>) = round.into_iter().partition(|w| matches!(w, Write::Put { .. } | Write::Delete { .. }));
+        let mut by_table: std::collections::BTreeMap<String, Vec<Write>> = Default::default();
+        for w in batchable {
+            by_table.entry(w.table().to_string()).or_default().push(w);
+        }
+        let batches: Vec<Vec<Write>> = by_table.into_values().flat_map(|ws| ws.chunks(MAX_BATCH_ITEMS).map(<[Write]>::to_vec).collect::<Vec<_>>()).collect();
+        let calls = batches
+            .into_iter()
+            .map(|b| futures::future::Either::Left(async move { send_batch(client, pacer, stats, b).await }))
+            .chain(single.into_iter().map(|w| futures::future::Either::Right(async move { send(client, pacer, stats, &w).await })));
+        let mut running = futures::stream::iter(calls).buffer_unordered(in_flight.max(1));
+        while let Some(r) = running.next().await {
+            r?;
+        }
+    }
+}
+
+/// Puts and deletes of distinct items in one BatchWriteItem, unprocessed ones sent again.
+async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<Write>) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
+    let table = batch[0].table().to_string();
+    let mut pending: Vec<(WriteRequest, f64)> = batch
+        .iter()
+        .map(|w| {
+            let req = match w {
+                Write::Put { item, .. } => WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item_to_sdk(item))).build().expect("item set")),
+                Write::Delete { key, .. } => WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(item_to_sdk(key))).build().expect("key set")),
+                _ => unreachable!("only puts and deletes are batched"),
+            };
+            (req.build(), w.cost())
+        })
+        .collect();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        let cost: f64 = pending.iter().map(|p| p.1).sum();
+        let requests: Vec<WriteRequest> = pending.iter().map(|p| p.0.clone()).collect();
+        let out = with_retries(pacer, stats, cost, || client.batch_write_item().request_items(&table, requests.clone()).send())
+            .await
+            .map_err(|e| describe(&format!("BatchWriteItem {table}"), &e))?;
+        let unprocessed = out.unprocessed_items().and_then(|u| u.get(&table)).cloned().unwrap_or_default();
+        pending.retain(|p| unprocessed.contains(&p.0));
+        if !pending.is_empty() {
+            attempt += 1;
+            stats.throttles.fetch_add(1, Ordering::Relaxed);
+            pacer.throttled();
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a staged segment, checking it against the SHA-256 capture recorded.

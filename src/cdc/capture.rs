@@ -50,13 +50,19 @@ pub struct CaptureSettings {
 /// trailing bytes after the `.NNNNNN` number, which are cut here.
 fn clean_file_name(name: &str) -> String {
     let b = name.as_bytes();
-    if let Some(dot) = name.rfind('.') {
-        let digits = b[dot + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits >= 6 {
-            return name[..dot + 1 + digits].to_string();
-        }
+    // The last `.` followed by at least six digits ends the real name (the junk is the event's
+    // CRC32, and may itself hold a dot).
+    let end = (0..b.len())
+        .filter(|&i| b[i] == b'.')
+        .filter_map(|i| {
+            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            (digits >= 6).then_some(i + 1 + digits)
+        })
+        .last();
+    match end {
+        Some(e) => name[..e].to_string(),
+        None => name.chars().filter(|c| c.is_ascii_graphic()).collect(),
     }
-    name.chars().filter(|c| c.is_ascii_graphic()).collect()
 }
 
 /// Whether a statement changes one of the captured tables' definitions, and which.
@@ -275,6 +281,8 @@ mod tests {
     fn rotate_names_lose_trailing_bytes() {
         assert_eq!(clean_file_name("mariadb-bin.000002\u{1}\u{2}ab"), "mariadb-bin.000002");
         assert_eq!(clean_file_name("binlog.000017"), "binlog.000017");
+        assert_eq!(clean_file_name("mysql-bin.000010n.z="), "mysql-bin.000010");
+        assert_eq!(clean_file_name("db.host-bin.000003"), "db.host-bin.000003");
     }
 
     #[test]
