@@ -54,7 +54,7 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 echo
 echo "### Change capture and apply: lag at a steady source rate"
 echo
-echo "\`BENCH_CDC_RATES=\"$RATES\" BENCH_SECONDS=$SECS make bench-cdc\`; table of $ROWS rows, automatic mode, apply with 32 writes in flight, unpaced."
+echo "\`BENCH_CDC_RATES=\"$RATES\" BENCH_SECONDS=$SECS make bench-cdc\`; table of $ROWS rows, automatic mode, apply with 32 calls in flight (puts and deletes 25 a call), unpaced; applied/s = changes applied ÷ (sending time + catch-up)."
 echo
 echo "| source changes/s (asked) | sent/s | applied/s | highest lag | most changes behind | catch-up after the source stopped |"
 echo "|---:|---:|---:|---:|---:|---:|"
