@@ -33,6 +33,8 @@ use crate::mapping::dms::CollectAs;
 
 /// How often apply looks for new segments when following.
 const POLL: Duration = Duration::from_millis(100);
+/// How often apply (and capture) log where they stand.
+pub const LOG_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct ApplySettings {
@@ -167,6 +169,8 @@ pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: 
 #[derive(Default)]
 struct Stats {
     writes: AtomicU64,
+    /// WCU of the writes sent, by DynamoDB's size rules (deletes and updates count 1), × 1000.
+    wcu_milli: AtomicU64,
     throttles: AtomicU64,
     retries: AtomicU64,
 }
@@ -184,6 +188,7 @@ where
         match send().await {
             Ok(v) => {
                 stats.writes.fetch_add(1, Ordering::Relaxed);
+                stats.wcu_milli.fetch_add((cost * 1000.0) as u64, Ordering::Relaxed);
                 return Ok(v);
             }
             Err(e) if e.code().is_some_and(is_throttle) => {
@@ -405,8 +410,8 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let pacer = Pacer::new(s.wcu);
     let stats = Arc::new(Stats::default());
     let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
-    let started = Instant::now();
     let mut last_log = Instant::now();
+    let mut window = (state.changes, 0u64); // changes and WCU (× 1000) at the last log line
     loop {
         let capture = CaptureState::load(&run)?.unwrap_or_default();
         let Some(info) = capture.segments.get(state.segments as usize) else {
@@ -456,18 +461,21 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         state.segments += 1;
         state.offset = 0;
         state.store(&run)?;
-        if last_log.elapsed() > Duration::from_secs(5) && !s.import.quiet {
-            last_log = Instant::now();
+        if last_log.elapsed() > LOG_EVERY && !s.import.quiet {
             let behind = capture.changes.saturating_sub(state.changes);
             let lag = state.last_ts.map(|t| crate::cdc::now_unix().saturating_sub(t as u64)).unwrap_or(0);
+            let secs = last_log.elapsed().as_secs_f64().max(0.001);
+            let wcu = stats.wcu_milli.load(Ordering::Relaxed);
             tracing::info!(
-                "applied {} changes ({:.0}/s), {} behind, lag {lag} s, {} writes, {} throttles",
+                "applied to {}: {} changes, {:.0} changes/s, {:.0} WCU/s, {behind} changes behind, lag {lag} s, {} throttles",
+                state.last_at.as_deref().unwrap_or("-"),
                 state.changes,
-                state.changes as f64 / started.elapsed().as_secs_f64().max(0.001),
-                behind,
-                stats.writes.load(Ordering::Relaxed),
+                (state.changes - window.0) as f64 / secs,
+                (wcu - window.1) as f64 / 1000.0 / secs,
                 stats.throttles.load(Ordering::Relaxed)
             );
+            window = (state.changes, wcu);
+            last_log = Instant::now();
         }
     }
     Ok(state)

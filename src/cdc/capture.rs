@@ -188,6 +188,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::Source(format!("binlog dump from {}:{}: {e}", start.next.file, start.next.position)))?;
     let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), committed: None, last_flush: Instant::now() };
     let mut tx: Vec<Change> = Vec::new();
+    let (mut last_log, mut logged) = (Instant::now(), st.state.changes);
     // Inside a transaction (from its GTID or BEGIN to its XID or COMMIT) the position must not
     // advance: a capture resumes only at a transaction boundary.
     let mut in_tx = false;
@@ -267,6 +268,11 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         }
         if st.ready.len() >= SEGMENT_CHANGES || st.last_flush.elapsed() >= FLUSH_EVERY {
             st.flush()?;
+            if last_log.elapsed() >= super::apply::LOG_EVERY && !s.quiet {
+                let rate = (st.state.changes - logged) as f64 / last_log.elapsed().as_secs_f64();
+                tracing::info!("captured to {}:{}: {} changes, {rate:.0} changes/s, {} segments", st.state.next.file, st.state.next.position, st.state.changes, st.state.segments.len());
+                (last_log, logged) = (Instant::now(), st.state.changes);
+            }
         }
     }
     st.flush()?;
