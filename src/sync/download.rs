@@ -65,7 +65,7 @@ pub async fn download(
     let objects: Vec<(String, String, u64)> = remote
         .iter()
         .filter_map(|(key, size)| key.strip_prefix(&prefix).map(|rel| (rel.to_string(), key.clone(), *size)))
-        .filter(|(rel, _, _)| rel != MANIFEST_FILE && !rel.starts_with(super::local::STATE_DIR) && !rel.is_empty())
+        .filter(|(rel, _, _)| rel != MANIFEST_FILE && !rel.starts_with(super::local::STATE_DIR) && !super::local::local_only(rel) && !rel.is_empty())
         .collect();
     progress.add_table("download".into(), objects.iter().map(|o| o.2).sum(), 0);
 

@@ -16,6 +16,15 @@ pub const STATE_DIR: &str = ".sync";
 const HASH_CACHE: &str = "local-hashes.json";
 /// Reports a sync writes into the run folder; never uploaded as data.
 pub const SYNC_REPORT: &str = "sync-report.json";
+/// Working folders of the later stages (checkpoints of import, staged changes of cdc, the
+/// re-export of verify --against-source): they belong where those stages run and are neither
+/// uploaded nor overwritten by a download.
+pub const LOCAL_ONLY: [&str; 3] = ["import", "cdc", "verify-source"];
+
+/// Whether a relative path lies in one of the `LOCAL_ONLY` folders.
+pub fn local_only(rel: &str) -> bool {
+    LOCAL_ONLY.iter().any(|d| rel == *d || rel.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
+}
 
 #[derive(Debug, Clone)]
 pub struct LocalFile {
@@ -42,7 +51,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::R
         let entry = entry?;
         let path = entry.path();
         let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
-        if rel == STATE_DIR || rel == SYNC_REPORT || rel.ends_with(".partial") || rel.ends_with(".tmp") {
+        if rel == STATE_DIR || rel == SYNC_REPORT || local_only(&rel) || rel.ends_with(".partial") || rel.ends_with(".tmp") {
             continue;
         }
         if entry.file_type()?.is_dir() {
@@ -104,6 +113,21 @@ pub fn remember(root: &Path, known: &[(String, u64, String)]) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn later_stages_working_folders_stay_local() {
+        assert!(local_only("import/state.json") && local_only("cdc/segments/00000001.jsonl") && local_only("verify-source/manifest.json"));
+        assert!(!local_only("importer.csv") && !local_only("data/shop/import/00001.parquet") && !local_only("import-report.json"));
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["data/a.parquet", "import/state.json", "cdc/capture.json", "manifest.json"] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let mut rels: Vec<String> = scan(dir.path()).unwrap().into_iter().map(|f| f.rel).collect();
+        rels.sort();
+        assert_eq!(rels, ["data/a.parquet", "manifest.json"]);
+    }
 
     #[test]
     fn same_size_change_is_rehashed_and_partials_are_ignored() {
