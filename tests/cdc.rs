@@ -257,3 +257,43 @@ fn ddl_on_a_captured_table_stops_apply_naming_the_statement() {
     assert_eq!(v("18446744073709000001").as_deref(), Some("before-ddl"), "changes before the DDL are applied");
     assert_eq!(v("18446744073709000002").as_deref(), Some("v2"), "changes after it are not");
 }
+
+#[test]
+fn cutover_waits_for_the_final_position_and_status_reports_it() {
+    let db = seed("cdc_cutover");
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mapping = automatic_mapping(dir.path(), &db);
+    for t in ["purchase", "big"] {
+        drop_table(&dynalite(), &format!("{db}_{t}"));
+    }
+    assert_ok(&export(&run, &["--databases", &db]));
+    ok(&import(&run, &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
+    let mut cap = cdc_cmd(&["capture", "--quiet", "--follow"], &run).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut app = cdc_cmd(&["apply", "--quiet", "--follow", "--endpoint", &dynalite(), "--mapping", mapping.to_str().unwrap()], &run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let load = workload(db.clone(), stop.clone(), done.clone());
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+
+    let out = cdc_cmd(&["cutover", "--max-lag", "1s", "--timeout", "60"], &run).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let _ = (cap.kill(), app.kill(), cap.wait(), app.wait());
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("stop the application's writes") && text.contains("switch the application to DynamoDB now"), "{text}");
+
+    let out = cdc_cmd(&["status", "--json", "--source", &mysql_url()], &run).output().unwrap();
+    ok(&out, "status");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["behind_changes"], 0, "{status}");
+    assert_eq!(status["captured_to"], status["source_at"], "capture reached the source's binlog end: {status}");
+    assert!(status["applied_changes"].as_u64().unwrap() > 0 && done.load(Ordering::Relaxed) > 0, "{status}");
+    assert_eq!(status["applied_changes"], status["captured_changes"], "{status}");
+    let out = verify_against_source(&run, &mapping);
+    assert!(out.status.success(), "after cutover: {}", String::from_utf8_lossy(&out.stdout));
+}
