@@ -62,4 +62,8 @@ fn capture_reads_the_binlog_with_checksums_off() {
     let seg = std::fs::read_to_string(run.path().join("cdc/segments/00000001.jsonl")).unwrap();
     let ops: Vec<String> = seg.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["op"].as_str().unwrap().to_string()).collect();
     assert_eq!(ops, ["insert", "insert", "update", "delete"]);
+    // Capture records the GTID of the last transaction it read: the server's own position.
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("cdc/capture.json")).unwrap()).unwrap();
+    let server: String = conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").unwrap().unwrap();
+    assert_eq!(state["next"]["gtid"].as_str(), Some(server.as_str()), "{state}");
 }

@@ -65,6 +65,14 @@ fn clean_file_name(name: &str) -> String {
     }
 }
 
+/// MariaDB's GTID event body: the sequence number (u64 LE), then the domain id (u32 LE); the
+/// server id is the event header's. As `domain-server-seq`.
+fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<String> {
+    let seq = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
+    let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
+    Some(format!("{domain}-{server_id}-{seq}"))
+}
+
 /// Whether a statement changes one of the captured tables' definitions, and which.
 fn ddl_target(query: &str, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<usize> {
     let q = query.trim_start().to_ascii_lowercase();
@@ -192,6 +200,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     // Inside a transaction (from its GTID or BEGIN to its XID or COMMIT) the position must not
     // advance: a capture resumes only at a transaction boundary.
     let mut in_tx = false;
+    // MariaDB's GTID of the transaction being read, and of the last one committed.
+    let (mut tx_gtid, mut last_gtid): (Option<String>, Option<String>) = (None, st.state.next.gtid.clone());
     // A captured table's definition changed: stage the statement (apply stops there) and stop.
     let mut ddl: Option<(usize, String)> = None;
     while let Some(ev) = stream.next() {
@@ -200,6 +210,9 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         let raw_type = ev.header().event_type_raw();
         if matches!(raw_type, GTID_MYSQL | ANONYMOUS_GTID_MYSQL | GTID_MARIADB) {
             in_tx = true;
+        }
+        if raw_type == GTID_MARIADB {
+            tx_gtid = mariadb_gtid(ev.data(), ev.header().server_id());
         }
         let data = ev.read_data().map_err(|e| CdcError::Source(format!("decoding a binlog event at {file}:{log_pos}: {e}")))?;
         let mut commit = false;
@@ -256,11 +269,14 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                 st.ready.push(c);
             }
             in_tx = false;
+            if let Some(g) = tx_gtid.take() {
+                last_gtid = Some(g);
+            }
         }
         // Between transactions every real event (not artificial, not a heartbeat) moves the
         // position, so a quiet source's position still reaches its binlog end.
         if !in_tx && log_pos > 0 && raw_type != HEARTBEAT {
-            st.committed = Some(BinlogPosition { file: file.clone(), position: log_pos, gtid: None });
+            st.committed = Some(BinlogPosition { file: file.clone(), position: log_pos, gtid: last_gtid.clone() });
         }
         if let Some((i, statement)) = ddl.take().filter(|_| commit) {
             st.flush()?;
@@ -282,6 +298,15 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mariadb_gtids_read_as_domain_server_seq() {
+        let mut body = 42u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.push(0);
+        assert_eq!(mariadb_gtid(&body, 1).as_deref(), Some("0-1-42"));
+        assert_eq!(mariadb_gtid(&body[..5], 1), None);
+    }
 
     #[test]
     fn rotate_names_lose_trailing_bytes() {
