@@ -135,15 +135,7 @@ pub fn parse_lag(text: &str) -> Result<std::time::Duration, String> {
 
 /// The run folder a cdc command works in (an s3:// run is downloaded and verified first).
 pub fn local_run(r: &RunArgs) -> Result<PathBuf, String> {
-    let sync = crate::sync::SyncOptions {
-        concurrency: crate::sync::DEFAULT_CONCURRENCY,
-        part_size: crate::sync::DEFAULT_PART_SIZE,
-        sse: None,
-        verify_remote: false,
-        stale_after: None,
-        s3: crate::sync::S3Options { path_style: r.path_style, region: None },
-        quiet: true,
-    };
+    let sync = crate::sync::SyncOptions { s3: crate::sync::S3Options { path_style: r.path_style, region: None }, quiet: true, ..Default::default() };
     crate::import::local_run(&r.from, r.spool.as_deref(), &sync).map_err(|e| e.to_string())
 }
 

@@ -81,15 +81,7 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
     Ok(crate::import::ImportSettings {
         from,
         spool: args.map.spool.clone().or(im.spool),
-        sync: crate::sync::SyncOptions {
-            concurrency: crate::sync::DEFAULT_CONCURRENCY,
-            part_size: crate::sync::DEFAULT_PART_SIZE,
-            sse: None,
-            verify_remote: false,
-            stale_after: None,
-            s3: crate::sync::S3Options { path_style: args.map.path_style, region: region.clone() },
-            quiet: args.quiet,
-        },
+        sync: crate::sync::SyncOptions { s3: crate::sync::S3Options { path_style: args.map.path_style, region: region.clone() }, quiet: args.quiet, ..Default::default() },
         mapping: args.map.mapping.clone().or(im.mapping),
         convert: ConvertOptions {
             temporal: args.map.temporal.or(im.temporal).unwrap_or_default(),
