@@ -262,16 +262,19 @@ async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items
 
 /// Reads the run's tables again from the source server, in parallel ranges, into
 /// `<run>/verify-source` (a run folder of its own), so the expected items reflect the source now.
-fn export_source(run: &Path, url: &str, quiet: bool) -> Result<std::path::PathBuf, ImportError> {
+/// Only the tables the mapping selects are read.
+fn export_source(run: &Path, url: &str, s: &ImportSettings) -> Result<std::path::PathBuf, ImportError> {
     use crate::cli::ExportArgs;
-    let manifest = crate::manifest::Manifest::load(run)
-        .map_err(|e| ImportError::Input(e.to_string()))?
-        .ok_or_else(|| ImportError::Input(format!("{}: no manifest.json", run.display())))?;
+    let (manifest, plan, _) = crate::import::load_plan(run, s.mapping.as_deref(), &s.convert, &s.auto)?;
+    let mut tables: Vec<usize> = plan.sources.iter().map(|src| src.table).collect();
+    tables.sort_unstable();
+    tables.dedup();
     let out = run.join("verify-source");
+    let quiet = s.quiet;
     let args = ExportArgs {
         source: Some(url.to_string()),
         out: Some(out.to_string_lossy().into_owned()),
-        tables: manifest.tables.iter().map(|t| format!("{}.{}", t.schema.database, t.schema.table)).collect(),
+        tables: tables.iter().map(|&i| format!("{}.{}", manifest.tables[i].schema.database, manifest.tables[i].schema.table)).collect(),
         consistency: Some(crate::source::snapshot::Consistency::None),
         zero_date: Some(manifest.options.zero_date),
         restart: true,
@@ -314,7 +317,7 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
     // Resolve (download and verify) an s3:// run once; everything after reads local folders.
     let report_dir = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
     let run = match &o.against_source {
-        Some(url) => export_source(&report_dir, url, s.quiet)?,
+        Some(url) => export_source(&report_dir, url, s)?,
         None => report_dir.clone(),
     };
     crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), ..s.clone() })?;
