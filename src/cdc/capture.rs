@@ -46,23 +46,15 @@ pub struct CaptureSettings {
     pub quiet: bool,
 }
 
-/// A binlog file name as announced by a ROTATE event: MariaDB's first, artificial one can carry
-/// trailing bytes after the `.NNNNNN` number, which are cut here.
-fn clean_file_name(name: &str) -> String {
-    let b = name.as_bytes();
-    // The last `.` followed by at least six digits ends the real name (the junk is the event's
-    // CRC32, and may itself hold a dot).
-    let end = (0..b.len())
-        .filter(|&i| b[i] == b'.')
-        .filter_map(|i| {
-            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-            (digits >= 6).then_some(i + 1 + digits)
-        })
-        .last();
-    match end {
-        Some(e) => name[..e].to_string(),
-        None => name.chars().filter(|c| c.is_ascii_graphic()).collect(),
+/// The file a ROTATE event names. The server's first event is an artificial ROTATE to the file
+/// capture asked for; it comes before the format description that tells the reader about
+/// checksums, so its name can carry the event's 4 CRC32 bytes (any bytes, digits and dots too).
+/// That one is recognised by the requested name; later ones are decoded whole.
+fn rotated_file(name: &str, requested: &str, first: bool) -> String {
+    if first && name.starts_with(requested) {
+        return requested.to_string();
     }
+    name.chars().filter(|c| c.is_ascii_graphic()).collect()
 }
 
 /// MariaDB's GTID event body: the sequence number (u64 LE), then the domain id (u32 LE); the
@@ -193,6 +185,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         req = req.with_flags(BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
     }
     let mut file = start.next.file.clone();
+    let start_file = file.clone();
+    let mut seen_format = false;
     let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::Source(format!("binlog dump from {}:{}: {e}", start.next.file, start.next.position)))?;
     let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), committed: None, last_flush: Instant::now() };
     let mut tx: Vec<Change> = Vec::new();
@@ -217,7 +211,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         let data = ev.read_data().map_err(|e| CdcError::Source(format!("decoding a binlog event at {file}:{log_pos}: {e}")))?;
         let mut commit = false;
         match data {
-            Some(EventData::RotateEvent(r)) => file = clean_file_name(&r.name()),
+            Some(EventData::RotateEvent(r)) => file = rotated_file(&r.name(), &start_file, !seen_format),
+            Some(EventData::FormatDescriptionEvent(_)) => seen_format = true,
             Some(EventData::XidEvent(_)) => commit = true,
             Some(EventData::QueryEvent(q)) => {
                 let query = q.query();
@@ -309,11 +304,11 @@ mod tests {
     }
 
     #[test]
-    fn rotate_names_lose_trailing_bytes() {
-        assert_eq!(clean_file_name("mariadb-bin.000002\u{1}\u{2}ab"), "mariadb-bin.000002");
-        assert_eq!(clean_file_name("binlog.000017"), "binlog.000017");
-        assert_eq!(clean_file_name("mysql-bin.000010n.z="), "mysql-bin.000010");
-        assert_eq!(clean_file_name("db.host-bin.000003"), "db.host-bin.000003");
+    fn the_first_rotate_names_the_requested_file_whatever_bytes_follow() {
+        assert_eq!(rotated_file("mysql-bin.0000019", "mysql-bin.000001", true), "mysql-bin.000001");
+        assert_eq!(rotated_file("mysql-bin.000010n.z=", "mysql-bin.000010", true), "mysql-bin.000010");
+        assert_eq!(rotated_file("mysql-bin.000002", "mysql-bin.000001", false), "mysql-bin.000002");
+        assert_eq!(rotated_file("db.host-bin.000003", "db.host-bin.000003", true), "db.host-bin.000003");
     }
 
     #[test]
