@@ -99,6 +99,10 @@ pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcEr
     })
 }
 
+/// Changes staged but not applied that cutover still accepts before asking writes to stop: the
+/// lag is in whole seconds, so this also bounds the pause when a second holds many changes.
+const CUTOVER_MAX_BEHIND: u64 = 10_000;
+
 /// What cutover measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cutover {
@@ -122,7 +126,7 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, set_read_on
     };
     loop {
         let s = status(run, None)?;
-        if s.lag_seconds <= max_lag.as_secs() && s.behind_changes < 10_000 {
+        if s.lag_seconds <= max_lag.as_secs() && s.behind_changes < CUTOVER_MAX_BEHIND {
             break;
         }
         wait("the lag to drop")?;
