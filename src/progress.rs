@@ -55,6 +55,11 @@ impl Progress {
         Self::build(what, quiet, false, "items")
     }
 
+    /// Progress counted in captured changes applied (cdc apply catching up).
+    pub fn changes(what: &'static str, quiet: bool) -> Progress {
+        Self::build(what, quiet, false, "changes")
+    }
+
     /// Sets the status text shown with the next update.
     pub fn set_status(&self, status: String) {
         *self.inner.status.lock().expect("progress lock") = status;

@@ -412,6 +412,13 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
     let mut last_log = Instant::now();
     let mut window = (state.changes, 0u64); // changes and WCU (× 1000) at the last log line
+    // Catching up (not following): a bar over the changes staged when apply started.
+    let progress = (!s.follow).then(|| {
+        let p = crate::progress::Progress::changes("cdc apply", s.import.quiet);
+        let staged = CaptureState::load(&run).ok().flatten().map(|c| c.changes).unwrap_or(0);
+        let bar = p.add_table("staged changes".into(), staged, state.changes);
+        (p, bar)
+    });
     loop {
         let capture = CaptureState::load(&run)?.unwrap_or_default();
         let Some(info) = capture.segments.get(state.segments as usize) else {
@@ -461,7 +468,11 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         state.segments += 1;
         state.offset = 0;
         state.store(&run)?;
-        if last_log.elapsed() > LOG_EVERY && !s.import.quiet {
+        if let Some((p, bar)) = &progress {
+            p.advance(*bar, (upto - skip) as u64, 0);
+            p.set_status(format!("{} WCU sent, {} throttles", stats.wcu_milli.load(Ordering::Relaxed) / 1000, stats.throttles.load(Ordering::Relaxed)));
+        }
+        if s.follow && last_log.elapsed() > LOG_EVERY && !s.import.quiet {
             let behind = capture.changes.saturating_sub(state.changes);
             let lag = state.last_ts.map(|t| crate::cdc::now_unix().saturating_sub(t as u64)).unwrap_or(0);
             let secs = last_log.elapsed().as_secs_f64().max(0.001);
@@ -477,6 +488,9 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
             window = (state.changes, wcu);
             last_log = Instant::now();
         }
+    }
+    if let Some((p, _)) = &progress {
+        p.finish();
     }
     Ok(state)
 }
