@@ -231,6 +231,9 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                 }
             }
             Some(EventData::TableMapEvent(_)) => in_tx = true,
+            Some(EventData::TransactionPayloadEvent(_)) => {
+                return Err(CdcError::Settings(format!("a compressed transaction at {file}:{log_pos}: set binlog_transaction_compression = OFF; its rows cannot be read")));
+            }
             Some(EventData::RowsEvent(rows)) => {
                 let Some(tme) = stream.get_tme(rows.table_id()) else {
                     return Err(CdcError::Source(format!("a rows event at {file}:{log_pos} has no table map")));

@@ -69,7 +69,7 @@ fn at(p: &BinlogPosition) -> String {
 /// The source's current binlog end (SHOW MASTER STATUS).
 pub fn source_position(source: &SourceConfig) -> Result<BinlogPosition, CdcError> {
     let mut conn = source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
-    let row: Option<mysql::Row> = conn.query_first("SHOW MASTER STATUS").map_err(|e| CdcError::Source(format!("SHOW MASTER STATUS: {e}")))?;
+    let row = crate::source::snapshot::binlog_status(&mut conn).map_err(|e| CdcError::Source(format!("SHOW MASTER STATUS: {e}")))?;
     let row = row.ok_or_else(|| CdcError::Settings("SHOW MASTER STATUS is empty: the binary log is off".into()))?;
     Ok(BinlogPosition { file: row.get::<String, _>(0).unwrap_or_default(), position: row.get::<u64, _>(1).unwrap_or(0), gtid: None })
 }

@@ -126,9 +126,18 @@ fn open_workers(source: &SourceConfig, threads: usize) -> Result<Vec<Conn>, Sour
         .collect()
 }
 
+/// The binlog file and position now: `SHOW MASTER STATUS`, or on MySQL 8.4+ (which removed it)
+/// `SHOW BINARY LOG STATUS`. None when the binlog is off.
+pub fn binlog_status(conn: &mut Conn) -> mysql::Result<Option<mysql::Row>> {
+    match conn.query_first("SHOW MASTER STATUS") {
+        Err(mysql::Error::MySqlError(e)) if e.code == 1064 => conn.query_first("SHOW BINARY LOG STATUS"),
+        other => other,
+    }
+}
+
 /// `SHOW MASTER STATUS` plus the GTID set; None when the binlog is off.
 fn binlog_position(conn: &mut Conn, flavor: Flavor, source: &SourceConfig) -> Result<Option<BinlogPosition>, SourceError> {
-    let row: Option<mysql::Row> = match conn.query_first("SHOW MASTER STATUS") {
+    let row: Option<mysql::Row> = match binlog_status(conn) {
         Ok(row) => row,
         Err(e) => {
             let privilege = if flavor == Flavor::Mariadb { "BINLOG MONITOR" } else { "REPLICATION CLIENT" };
