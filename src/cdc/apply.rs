@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use sha2::{Digest, Sha256};
 
@@ -208,6 +208,18 @@ where
     }
 }
 
+/// An UpdateItem on `key` with its expression and placeholder names and values.
+fn update_item(client: &Client, table: &str, key: &std::collections::HashMap<String, AttributeValue>, expr: &str, names: &[(&str, &str)], values: &[(&str, AttributeValue)]) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    let mut u = client.update_item().table_name(table).set_key(Some(key.clone())).update_expression(expr);
+    for (n, v) in names {
+        u = u.expression_attribute_names(*n, *v);
+    }
+    for (n, v) in values {
+        u = u.expression_attribute_values(*n, v.clone());
+    }
+    u
+}
+
 const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
 
 async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Result<(), String> {
@@ -223,29 +235,20 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
         }
         Write::Set { table, key, owned, value } => {
             let sdk = item_to_sdk(key);
-            let update = |expr: &str, names: &[(&str, &str)], values: Vec<(&str, aws_sdk_dynamodb::types::AttributeValue)>| {
-                let mut u = client.update_item().table_name(table).set_key(Some(sdk.clone())).update_expression(expr);
-                for (n, v) in names {
-                    u = u.expression_attribute_names(*n, *v);
-                }
-                for (n, v) in values {
-                    u = u.expression_attribute_values(n, v);
-                }
-                u
-            };
+            let update = |expr: &str, names: &[(&str, &str)], values: &[(&str, AttributeValue)]| update_item(client, table, &sdk, expr, names, values);
             let (expr, names, values) = match owned {
                 Owned::Attr(a) => ("SET #a = :v", vec![("#a", a.as_str())], vec![(":v", to_sdk(value))]),
                 Owned::Entry { map, entry } => {
                     // The map must exist before an entry can be set in it: two idempotent writes.
-                    let empty = aws_sdk_dynamodb::types::AttributeValue::M(Default::default());
-                    with_retries(pacer, stats, cost, || update("SET #m = if_not_exists(#m, :e)", &[("#m", map)], vec![(":e", empty.clone())]).send())
+                    let empty = AttributeValue::M(Default::default());
+                    with_retries(pacer, stats, cost, || update("SET #m = if_not_exists(#m, :e)", &[("#m", map)], &[(":e", empty.clone())]).send())
                         .await
                         .map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
                     ("SET #m.#e = :v", vec![("#m", map.as_str()), ("#e", entry.as_str())], vec![(":v", to_sdk(value))])
                 }
-                Owned::Member { set, member } => ("ADD #s :v", vec![("#s", set.as_str())], vec![(":v", aws_sdk_dynamodb::types::AttributeValue::Ss(vec![member.clone()]))]),
+                Owned::Member { set, member } => ("ADD #s :v", vec![("#s", set.as_str())], vec![(":v", AttributeValue::Ss(vec![member.clone()]))]),
             };
-            with_retries(pacer, stats, cost, || update(expr, &names, values.clone()).send()).await.map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
+            with_retries(pacer, stats, cost, || update(expr, &names, &values).send()).await.map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
         }
         Write::Remove { table, key, owned } => {
             let sdk = item_to_sdk(key);
@@ -253,18 +256,11 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
             let (expr, top, mut names, values) = match owned {
                 Owned::Attr(a) => ("REMOVE #a", a, vec![("#a", a.as_str())], vec![]),
                 Owned::Entry { map, entry } => ("REMOVE #a.#e", map, vec![("#a", map.as_str()), ("#e", entry.as_str())], vec![]),
-                Owned::Member { set, member } => ("DELETE #a :v", set, vec![("#a", set.as_str())], vec![(":v", aws_sdk_dynamodb::types::AttributeValue::Ss(vec![member.clone()]))]),
+                Owned::Member { set, member } => ("DELETE #a :v", set, vec![("#a", set.as_str())], vec![(":v", AttributeValue::Ss(vec![member.clone()]))]),
             };
             names.push(("#k", pk.as_str()));
             let removed = with_retries(pacer, stats, cost, || {
-                let mut u = client.update_item().table_name(table).set_key(Some(sdk.clone())).update_expression(expr).condition_expression("attribute_exists(#k)").return_values(ReturnValue::AllNew);
-                for (n, v) in &names {
-                    u = u.expression_attribute_names(*n, *v);
-                }
-                for (n, v) in &values {
-                    u = u.expression_attribute_values(*n, v.clone());
-                }
-                u.send()
+                update_item(client, table, &sdk, expr, &names, &values).condition_expression("attribute_exists(#k)").return_values(ReturnValue::AllNew).send()
             })
             .await;
             let attrs = match removed {
@@ -274,7 +270,7 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
             };
             // What is left of the part's attribute: an empty map counts as gone.
             let part_left = match attrs.get(top.as_str()) {
-                Some(aws_sdk_dynamodb::types::AttributeValue::M(m)) => !m.is_empty(),
+                Some(AttributeValue::M(m)) => !m.is_empty(),
                 Some(_) => true,
                 None => false,
             };
@@ -288,7 +284,7 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
                         .set_key(Some(sdk.clone()))
                         .condition_expression("attribute_not_exists(#a) OR size(#a) = :zero")
                         .expression_attribute_names("#a", top)
-                        .expression_attribute_values(":zero", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+                        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
                         .send()
                 })
                 .await;
