@@ -157,20 +157,44 @@ fn automatic_mapping(dir: &Path, db: &str) -> std::path::PathBuf {
     p
 }
 
-/// Export, import and capture while the workload runs; then stop it, capture and apply to the
-/// end, and verify against the source.
-fn migrate_under_load(name: &str, mapping: &str, kill: bool) {
+/// A seeded database `it_<name>`, a mapping of `kind` for it, and the target tables dropped at
+/// `endpoint`: (database, temporary folder, run folder, mapping file).
+fn prepared(name: &str, kind: &str, endpoint: &str) -> (String, tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let db = seed(name);
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mapping = match mapping {
+    let mapping = match kind {
         "pivot" => grouping_mapping(dir.path(), &db),
-        "map" | "string-set" => collect_mapping(dir.path(), &db, mapping),
+        "map" | "string-set" => collect_mapping(dir.path(), &db, kind),
         _ => automatic_mapping(dir.path(), &db),
     };
     for t in ["orders", "purchase", "big"] {
-        drop_table(&dynalite(), &format!("{db}_{t}"));
+        drop_table(endpoint, &format!("{db}_{t}"));
     }
+    (db, dir, run, mapping)
+}
+
+/// Export the database and import it into `endpoint`.
+fn export_and_import(db: &str, run: &Path, mapping: &Path, endpoint: &str) {
+    assert_ok(&export(run, &["--databases", db]));
+    ok(&import(run, endpoint, &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
+}
+
+/// `cdc capture --follow` and `cdc apply --follow` in the background.
+fn follow(run: &Path, mapping: &Path) -> (Child, Child) {
+    let cap = cdc_cmd(&["capture", "--quiet", "--follow"], run).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let app = cdc_cmd(&["apply", "--quiet", "--follow", "--endpoint", &dynalite(), "--mapping", mapping.to_str().unwrap()], run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (cap, app)
+}
+
+/// Export, import and capture while the workload runs; then stop it, capture and apply to the
+/// end, and verify against the source.
+fn migrate_under_load(name: &str, mapping: &str, kill: bool) {
+    let (db, _dir, run, mapping) = prepared(name, mapping, &dynalite());
     let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let load = workload(db.clone(), stop.clone(), done.clone());
     std::thread::sleep(Duration::from_millis(300));
@@ -183,12 +207,7 @@ fn migrate_under_load(name: &str, mapping: &str, kill: bool) {
     if kill {
         // Capture and apply following the binlog, each killed at random moments and started again.
         for round in 0..4 {
-            let mut cap: Child = cdc_cmd(&["capture", "--quiet", "--follow"], &run).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-            let mut app: Child = cdc_cmd(&["apply", "--quiet", "--follow", "--endpoint", &dynalite(), "--mapping", mapping.to_str().unwrap()], &run)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let (mut cap, mut app) = follow(&run, &mapping);
             std::thread::sleep(Duration::from_millis(fastrand::u64(200..1500)));
             if round % 2 == 0 {
                 cap.kill().unwrap();
@@ -247,15 +266,8 @@ fn killed_capture_and_apply_converge_when_rerun() {
 
 #[test]
 fn ddl_on_a_captured_table_stops_apply_naming_the_statement() {
-    let db = seed("cdc_ddl");
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let mapping = automatic_mapping(dir.path(), &db);
-    for t in ["purchase", "big"] {
-        drop_table(&dynalite(), &format!("{db}_{t}"));
-    }
-    assert_ok(&export(&run, &["--databases", &db]));
-    ok(&import(&run, &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
+    let (db, _dir, run, mapping) = prepared("cdc_ddl", "automatic", &dynalite());
+    export_and_import(&db, &run, &mapping, &dynalite());
     let mut conn = connect();
     conn.query_drop(format!("UPDATE `{db}`.big SET v = 'before-ddl' WHERE id = 18446744073709000001")).unwrap();
     conn.query_drop(format!("ALTER TABLE `{db}`.big ADD COLUMN note VARCHAR(10)")).unwrap();
@@ -274,21 +286,9 @@ fn ddl_on_a_captured_table_stops_apply_naming_the_statement() {
 
 #[test]
 fn cutover_waits_for_the_final_position_and_status_reports_it() {
-    let db = seed("cdc_cutover");
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let mapping = automatic_mapping(dir.path(), &db);
-    for t in ["purchase", "big"] {
-        drop_table(&dynalite(), &format!("{db}_{t}"));
-    }
-    assert_ok(&export(&run, &["--databases", &db]));
-    ok(&import(&run, &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
-    let mut cap = cdc_cmd(&["capture", "--quiet", "--follow"], &run).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let mut app = cdc_cmd(&["apply", "--quiet", "--follow", "--endpoint", &dynalite(), "--mapping", mapping.to_str().unwrap()], &run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (db, _dir, run, mapping) = prepared("cdc_cutover", "automatic", &dynalite());
+    export_and_import(&db, &run, &mapping, &dynalite());
+    let (mut cap, mut app) = follow(&run, &mapping);
     let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let load = workload(db.clone(), stop.clone(), done.clone());
     std::thread::sleep(Duration::from_millis(1500));
@@ -321,15 +321,8 @@ fn cutover_waits_for_the_final_position_and_status_reports_it() {
 #[test]
 fn apply_expressions_pass_on_dynamodb_local() {
     for kind in ["pivot", "map", "string-set"] {
-        let db = seed(&format!("cdc_local_{}", kind.replace('-', "_")));
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().join("run");
-        let mapping = if kind == "pivot" { grouping_mapping(dir.path(), &db) } else { collect_mapping(dir.path(), &db, kind) };
-        for t in ["orders", "big"] {
-            drop_table(&ddblocal(), &format!("{db}_{t}"));
-        }
-        assert_ok(&export(&run, &["--databases", &db]));
-        ok(&import(&run, &ddblocal(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
+        let (db, _dir, run, mapping) = prepared(&format!("cdc_local_{}", kind.replace('-', "_")), kind, &ddblocal());
+        export_and_import(&db, &run, &mapping, &ddblocal());
         let mut conn = connect();
         conn.query_drop(format!("USE `{db}`")).unwrap();
         // An item loses every row (and goes), one gains a row, one row moves to another order,
