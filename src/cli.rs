@@ -118,16 +118,16 @@ pub struct MappingArgs {
     pub on_duplicate: Option<crate::import::group::OnDuplicate>,
     /// DATE/DATETIME/TIMESTAMP as ISO-8601 text or epoch seconds.
     #[arg(long, value_enum)]
-    pub temporal: Option<crate::mapping::convert::TemporalAs>,
+    pub temporal: Option<crate::value::dynamo::TemporalAs>,
     /// JSON columns as native maps/lists or as text.
     #[arg(long, value_enum)]
-    pub json: Option<crate::mapping::convert::JsonAs>,
+    pub json: Option<crate::value::dynamo::JsonAs>,
     /// NULL columns: omit the attribute, or write the NULL type.
     #[arg(long, value_enum)]
-    pub nulls: Option<crate::mapping::convert::NullAs>,
+    pub nulls: Option<crate::value::dynamo::NullAs>,
     /// DECIMAL beyond 38 significant digits: as text, or reject the row.
     #[arg(long, value_enum)]
-    pub wide_decimal: Option<crate::mapping::convert::WideDecimal>,
+    pub wide_decimal: Option<crate::value::dynamo::WideDecimal>,
     /// TINYINT(1) columns as BOOL.
     #[arg(long)]
     pub tinyint1_as_bool: bool,

@@ -4,8 +4,12 @@
 //! planning) and `export` (chunk files, worker pool, resume); `manifest` is the contract every
 //! later stage reads; `sync` copies run folders to and from S3. Stage two: `mapping` turns rows into
 //! items, `import` groups and writes them, `estimate` prices a load, `verify` proves it, `bench`
-//! measures the write rate per capacity setting. `settings` turns the command line and job file
-//! into what stages run from.
+//! measures the write rate per capacity setting; `cdc` captures the binlog from the snapshot
+//! position and applies it. `value` is the one model of a column's value every stage shares,
+//! from the export's result set, a chunk file or a binlog row image to a DynamoDB attribute.
+//! `cli`/`cdc_cli` parse the command line, `settings` turns it and the job file into what stages
+//! run from, `progress` draws bars (or log lines), and `proxy` is the capacity-enforcing test
+//! proxy the benchmarks and tests write through.
 
 pub mod bench;
 pub mod cdc;
@@ -21,6 +25,7 @@ pub mod proxy;
 pub mod settings;
 pub mod source;
 pub mod sync;
+pub mod value;
 pub mod verify;
 
 /// Process exit codes, documented in the README.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::mapping::attr::{item_from_json, item_wcu};
+use crate::value::attr::{item_from_json, item_wcu};
 
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {

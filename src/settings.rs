@@ -48,10 +48,10 @@ pub struct ImportSection {
     pub table_rcu: Option<i64>,
     pub table_prep: Option<crate::import::tables::TablePrep>,
     pub on_duplicate: Option<crate::import::group::OnDuplicate>,
-    pub temporal: Option<crate::mapping::convert::TemporalAs>,
-    pub json: Option<crate::mapping::convert::JsonAs>,
-    pub nulls: Option<crate::mapping::convert::NullAs>,
-    pub wide_decimal: Option<crate::mapping::convert::WideDecimal>,
+    pub temporal: Option<crate::value::dynamo::TemporalAs>,
+    pub json: Option<crate::value::dynamo::JsonAs>,
+    pub nulls: Option<crate::value::dynamo::NullAs>,
+    pub wide_decimal: Option<crate::value::dynamo::WideDecimal>,
     pub tinyint1_as_bool: Option<bool>,
     pub memory_mb: Option<u64>,
     pub bucket_rows: Option<u64>,
@@ -66,7 +66,7 @@ pub const DEFAULT_MEMORY_MB: u64 = 1024;
 /// Resolves `mysql2ddb import` flags and the job file's [import] section.
 pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::ImportSettings, SettingsError> {
     use crate::import::tables::TableOptions;
-    use crate::mapping::convert::ConvertOptions;
+    use crate::value::dynamo::ConvertOptions;
     let job = match &args.job {
         Some(p) => JobFile::load(p)?,
         None => JobFile::default(),

@@ -7,7 +7,7 @@ mod common;
 use common::ddb::{drop_table, dynalite, import, scan, table_exists};
 use common::{assert_ok, connect, export, fresh_db, stderr};
 use mysql::prelude::Queryable;
-use mysql2ddb::mapping::attr::Attr;
+use mysql2ddb::value::attr::Attr;
 use serde_json::Value;
 
 fn mapping(dir: &std::path::Path, db: &str, target: &str, params: &str, action: &str) -> String {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use common::ddb::{ddblocal, drop_table, dynalite, import, scan};
 use common::{assert_ok, connect, export, fresh_db, stderr};
 use mysql::prelude::Queryable;
-use mysql2ddb::mapping::attr::{item_to_json, Attr, Item};
+use mysql2ddb::value::attr::{item_to_json, Attr, Item};
 
 /// (customerid, orderid, productid, quantity) rows of the blog's purchase table.
 fn purchase_rows() -> Vec<(String, String, String, i64)> {

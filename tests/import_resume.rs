@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::ddb::{drop_table, dynalite, import, import_cmd, scan, ProxyProcess};
 use common::{assert_ok, connect, export, fresh_db, stderr};
 use mysql::prelude::Queryable;
-use mysql2ddb::mapping::attr::Attr;
+use mysql2ddb::value::attr::Attr;
 use serde_json::Value;
 
 fn source(name: &str, rows: u32) -> (tempfile::TempDir, String) {

@@ -7,7 +7,7 @@ mod common;
 use common::ddb::{drop_table, dynalite, import, scan};
 use common::{assert_ok, connect, export, fresh_db, stderr};
 use mysql::prelude::Queryable;
-use mysql2ddb::mapping::attr::{item_to_json, Attr, Item};
+use mysql2ddb::value::attr::{item_to_json, Attr, Item};
 use serde_json::{json, Value};
 
 const CREATE: &str = "CREATE TABLE t (

@@ -27,9 +27,10 @@ use crate::import::pacing::{backoff, Pacer};
 use crate::import::writer::{MAX_BATCH_ITEMS, MAX_TRANSIENT_ATTEMPTS};
 use crate::import::ImportSettings;
 use crate::manifest::Manifest;
-use crate::mapping::attr::{encode_attr, item_wcu, Attr, Item};
+use crate::value::attr::{encode_attr, item_wcu, Attr, Item};
 use crate::mapping::compile::{Body, Fragment, MappingPlan, TargetTable};
 use crate::mapping::dms::CollectAs;
+use crate::value::Cell;
 
 /// How often apply looks for new segments when following.
 const POLL: Duration = Duration::from_millis(100);
@@ -120,16 +121,18 @@ fn owned(t: &TargetTable, body: &Body, collect: Option<(&str, CollectAs)>) -> Re
 }
 
 /// The writes one change makes, through every mapping rule of its table.
-pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::mapping::convert::ConvertOptions) -> Result<Vec<Write>, String> {
+pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::value::dynamo::ConvertOptions) -> Result<Vec<Write>, String> {
     let schema = &manifest.tables[c.table].schema;
     let mut out = Vec::new();
     for src in plan.sources.iter().filter(|s| s.table == c.table) {
         let t = &plan.targets[src.mapper.target];
         let collect = src.mapper.collect_target();
-        let map = |img: &Option<Vec<super::event::StagedCell>>| -> Result<Option<Fragment>, String> {
+        let map = |img: &Option<Vec<Cell>>| -> Result<Option<Fragment>, String> {
             match img {
                 Some(cells) => {
-                    let cells: Vec<_> = cells.iter().cloned().map(|c| c.into_cell()).collect();
+                    // The export's --zero-date policy, as the import saw its effect in the chunks.
+                    let cells: Vec<Cell> =
+                        schema.columns.iter().zip(cells).map(|(col, c)| crate::value::zero_date(col, c.clone(), manifest.options.zero_date)).collect::<Result<_, _>>()?;
                     src.mapper.map_row(schema, t, &cells, convert).map(Some)
                 }
                 None => Ok(None),

@@ -16,12 +16,13 @@ use mysql::prelude::Queryable;
 use mysql::{BinlogDumpFlags, BinlogRequest, Value};
 use sha2::{Digest, Sha256};
 
-use super::event::{row_of, Change, Op};
+use super::event::{Change, Op};
 use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
 use super::CdcError;
 use crate::manifest::Manifest;
 use crate::source::connect::SourceConfig;
 use crate::source::snapshot::BinlogPosition;
+use crate::value::binlog::{row_of, undecodable_charset};
 
 /// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
 /// mysql crate does not decode); and the heartbeat, which is not in the binlog at all.
@@ -172,6 +173,9 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         extra += 1;
     }
     let tables: HashMap<(String, String), usize> = manifest.tables.iter().enumerate().map(|(i, t)| ((t.schema.database.clone(), t.schema.table.clone()), i)).collect();
+    if let Some(why) = manifest.tables.iter().find_map(|t| undecodable_charset(&t.schema)) {
+        return Err(CdcError::Input(why));
+    }
 
     let mut conn = s.source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
     super::check::check_server(&mut conn, &start.next)?;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::import::group::read_items;
 use crate::import::state::{target_dir, ImportState};
 use crate::import::{ImportError, ImportSettings};
-use crate::mapping::attr::{encode_attr, item_size, item_wcu, MAX_ITEM_BYTES};
+use crate::value::attr::{encode_attr, item_size, item_wcu, MAX_ITEM_BYTES};
 
 /// Items at or above this size are reported as near DynamoDB's limit.
 pub const NEAR_LIMIT_BYTES: usize = 350 * 1024;

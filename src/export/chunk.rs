@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::chunkfile::{PendingFile, RejectsFile};
 use super::csv_sink::CsvSink;
-use super::datum::{decode, DecodeError, Datum};
+use crate::value::row::{decode, DecodeError, Datum};
 use super::parquet_sink::{arrow_schema, ParquetSink};
 use super::{ExportError, ExportOptionsRef, SinkError};
 use crate::manifest::ChunkFormat;

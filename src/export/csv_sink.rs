@@ -8,7 +8,8 @@ use std::io::Write;
 use base64::Engine;
 
 use super::chunkfile::ChunkWriter;
-use super::datum::{format_datetime, format_time, Datum};
+use crate::value::row::Datum;
+use crate::value::temporal::{format_datetime, format_time};
 use super::SinkError;
 use crate::source::schema::TableSchema;
 use crate::source::types::ColumnKind;

@@ -7,7 +7,6 @@
 pub mod chunk;
 pub mod chunkfile;
 pub mod csv_sink;
-pub mod datum;
 pub mod parquet_sink;
 mod queue;
 pub mod report;

@@ -15,7 +15,7 @@ use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::chunkfile::ChunkWriter;
-use super::datum::Datum;
+use crate::value::row::Datum;
 use super::SinkError;
 use crate::manifest::Compression;
 use crate::source::schema::TableSchema;
@@ -64,11 +64,8 @@ enum Column {
     Dec128(Decimal128Builder),
     Dec256(Decimal256Builder),
     Date(Date32Builder),
-    TsS(TimestampSecondBuilder),
     TsMs(TimestampMillisecondBuilder),
     TsUs(TimestampMicrosecondBuilder),
-    DurS(DurationSecondBuilder),
-    DurMs(DurationMillisecondBuilder),
     DurUs(DurationMicrosecondBuilder),
     Utf8(StringBuilder),
     Bin(BinaryBuilder),
@@ -91,14 +88,11 @@ impl Column {
             DataType::Decimal128(..) => Column::Dec128(Decimal128Builder::new().with_data_type(dt.clone())),
             DataType::Decimal256(..) => Column::Dec256(Decimal256Builder::new().with_data_type(dt.clone())),
             DataType::Date32 => Column::Date(Date32Builder::new()),
-            DataType::Timestamp(TimeUnit::Second, _) => Column::TsS(TimestampSecondBuilder::new().with_data_type(dt.clone())),
             DataType::Timestamp(TimeUnit::Millisecond, _) => {
                 Column::TsMs(TimestampMillisecondBuilder::new().with_data_type(dt.clone()))
             }
             DataType::Timestamp(_, _) => Column::TsUs(TimestampMicrosecondBuilder::new().with_data_type(dt.clone())),
-            DataType::Duration(TimeUnit::Second) => Column::DurS(DurationSecondBuilder::new()),
-            DataType::Duration(TimeUnit::Millisecond) => Column::DurMs(DurationMillisecondBuilder::new()),
-            DataType::Duration(_) => Column::DurUs(DurationMicrosecondBuilder::new()),
+            DataType::Duration(TimeUnit::Microsecond) => Column::DurUs(DurationMicrosecondBuilder::new()),
             DataType::Utf8 => Column::Utf8(StringBuilder::new()),
             DataType::Binary => Column::Bin(BinaryBuilder::new()),
             DataType::List(field) => Column::List(ListBuilder::new(StringBuilder::new()).with_field(field.clone())),
@@ -147,24 +141,12 @@ impl Column {
                 Datum::DateTime(p) => b.append_value(p.days() as i32),
                 _ => b.append_null(),
             },
-            TsS(b) => match d {
-                Datum::DateTime(p) => b.append_value(p.epoch_micros().div_euclid(1_000_000)),
-                _ => b.append_null(),
-            },
             TsMs(b) => match d {
                 Datum::DateTime(p) => b.append_value(p.epoch_micros().div_euclid(1_000)),
                 _ => b.append_null(),
             },
             TsUs(b) => match d {
                 Datum::DateTime(p) => b.append_value(p.epoch_micros()),
-                _ => b.append_null(),
-            },
-            DurS(b) => match d {
-                Datum::Time(us) => b.append_value(us / 1_000_000),
-                _ => b.append_null(),
-            },
-            DurMs(b) => match d {
-                Datum::Time(us) => b.append_value(us / 1_000),
                 _ => b.append_null(),
             },
             DurUs(b) => match d {
@@ -218,11 +200,8 @@ impl Column {
             Dec128(b) => Arc::new(b.finish()),
             Dec256(b) => Arc::new(b.finish()),
             Date(b) => Arc::new(b.finish()),
-            TsS(b) => Arc::new(b.finish()),
             TsMs(b) => Arc::new(b.finish()),
             TsUs(b) => Arc::new(b.finish()),
-            DurS(b) => Arc::new(b.finish()),
-            DurMs(b) => Arc::new(b.finish()),
             DurUs(b) => Arc::new(b.finish()),
             Utf8(b) => Arc::new(b.finish()),
             Bin(b) => Arc::new(b.finish()),

@@ -93,7 +93,7 @@ where
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::mapping::attr::{Attr, Item};
+use crate::value::attr::{Attr, Item};
 
 /// Our attribute value as the SDK's.
 pub fn to_sdk(a: &Attr) -> AttributeValue {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::spill::{decode_record, FnvBuild, Record, Spill};
-use crate::mapping::attr::{encode_attr, encode_item, item_size, item_wcu, put_bytes, Attr, CodecError, Decoder, Item, MAX_ITEM_BYTES};
+use crate::value::attr::{encode_attr, encode_item, item_size, item_wcu, put_bytes, Attr, CodecError, Decoder, Item, MAX_ITEM_BYTES};
 use crate::mapping::compile::{Body, TargetTable};
 use crate::mapping::dms::CollectAs;
 

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::manifest::{ChunkState, Manifest};
 use crate::mapping::compile::{AutoOptions, MappingPlan};
-use crate::mapping::convert::ConvertOptions;
+use crate::value::dynamo::ConvertOptions;
 use crate::mapping::dms::TableMapping;
 use crate::progress::Progress;
 use group::{BucketStats, OnDuplicate};

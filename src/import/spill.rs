@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::mapping::attr::{encode_attr, encode_item, put_bytes, put_varint, Attr, CodecError, Decoder};
+use crate::value::attr::{encode_attr, encode_item, put_bytes, put_varint, Attr, CodecError, Decoder};
 use crate::mapping::compile::{Body, Fragment};
 
 /// A spilled row: its fragment, its order in the source (chunk, row) and its source key.
@@ -183,7 +183,7 @@ impl SpillBuffer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::attr::Item;
+    use crate::value::attr::Item;
 
     #[test]
     fn records_round_trip_and_keys_choose_stable_buckets() {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::client::{describe, is_throttle, is_transient, item_to_sdk};
 use super::group::read_items;
 use super::pacing::{backoff, Pacer};
-use crate::mapping::attr::{item_size, item_wcu, Item};
+use crate::value::attr::{item_size, item_wcu, Item};
 use crate::progress::Progress;
 
 /// BatchWriteItem takes at most 25 put or delete requests per call (DynamoDB API limit).
@@ -266,7 +266,7 @@ async fn send_batch(client: &Client, table: &str, pacer: &Pacer, stats: &WriteSt
                 tokio::time::sleep(backoff(transient)).await;
             }
             Err(e) => {
-                let first = items.first().map(|i| crate::mapping::attr::item_to_json(i).to_string()).unwrap_or_default();
+                let first = items.first().map(|i| crate::value::attr::item_to_json(i).to_string()).unwrap_or_default();
                 let first: String = first.chars().take(300).collect();
                 return Err(format!("{} (first item of the batch: {first})", describe("BatchWriteItem", &e)));
             }

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::attr::{Attr, Item};
-use super::convert::{convert, number_fits, ConvertOptions, JsonAs, TemporalAs};
 use super::dms::{AttributeSubType, CollectAs, MappingError, ObjectAction, ObjectMappingRule, TableMapping};
 use super::template::{Piece, Template};
-use crate::import::reader::Cell;
+use crate::value::attr::{Attr, Item};
+use crate::value::dynamo::{canonical_number, convert, number_fits, ConvertOptions, JsonAs, TemporalAs};
+use crate::value::Cell;
 use crate::manifest::TableEntry;
 use crate::source::schema::TableSchema;
 use crate::source::types::ColumnKind;
@@ -348,7 +348,7 @@ fn key_value(rule: &ValueRule, def: &KeyDef, max: usize, t: &TableSchema, cells:
     let v = match rule.eval(t, cells, opts)?.ok_or_else(|| format!("key attribute {:?} is NULL", def.name))? {
         // DynamoDB stores numbers normalized (1.50 as 1.5); keys are kept in that form so that
         // two spellings of one number are one key here too.
-        Attr::N(n) => Attr::N(super::convert::canonical_number(&n)),
+        Attr::N(n) => Attr::N(canonical_number(&n)),
         other => other,
     };
     let size = match (&v, def.ty) {

@@ -133,7 +133,8 @@ impl ColumnKind {
             ColumnKind::Date => DataType::Date32,
             ColumnKind::DateTime { fsp } => DataType::Timestamp(time_unit(fsp), None),
             ColumnKind::Timestamp { fsp } => DataType::Timestamp(time_unit(fsp), Some("UTC".into())),
-            ColumnKind::Time { fsp } => DataType::Duration(time_unit(fsp)),
+            // No Parquet logical type spans ±838 hours: INT64 microseconds (Arrow's duration).
+            ColumnKind::Time { .. } => DataType::Duration(TimeUnit::Microsecond),
             ColumnKind::Year => DataType::UInt16,
             ColumnKind::Text | ColumnKind::Enum | ColumnKind::Json => DataType::Utf8,
             ColumnKind::Set => {
@@ -164,11 +165,11 @@ impl ColumnKind {
     }
 }
 
-/// Seconds for fsp 0, milliseconds for fsp 1–3, microseconds for fsp 4–6.
+/// Milliseconds for fsp 0–3, microseconds for fsp 4–6. Parquet has no seconds unit: Arrow's
+/// `Timestamp(Second)` is written as bare INT64, which pyarrow and DuckDB read as BIGINT.
 pub fn time_unit(fsp: u8) -> TimeUnit {
     match fsp {
-        0 => TimeUnit::Second,
-        1..=3 => TimeUnit::Millisecond,
+        0..=3 => TimeUnit::Millisecond,
         _ => TimeUnit::Microsecond,
     }
 }
@@ -208,7 +209,15 @@ mod tests {
     #[test]
     fn string_zero_date_policy_makes_temporal_columns_text() {
         assert_eq!(ColumnKind::Date.arrow_type(ZeroDatePolicy::String), DataType::Utf8);
-        assert_eq!(ColumnKind::Time { fsp: 0 }.arrow_type(ZeroDatePolicy::String), DataType::Duration(TimeUnit::Second));
+        assert_eq!(ColumnKind::Time { fsp: 0 }.arrow_type(ZeroDatePolicy::String), DataType::Duration(TimeUnit::Microsecond));
+    }
+
+    #[test]
+    fn seconds_precision_temporals_are_milliseconds_in_parquet() {
+        // Regression: DATETIME(0) was Timestamp(Second), bare INT64 that DuckDB read as BIGINT.
+        assert_eq!(ColumnKind::DateTime { fsp: 0 }.arrow_type(ZeroDatePolicy::Null), DataType::Timestamp(TimeUnit::Millisecond, None));
+        assert_eq!(ColumnKind::Timestamp { fsp: 0 }.arrow_type(ZeroDatePolicy::Null), DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())));
+        assert_eq!(ColumnKind::DateTime { fsp: 4 }.arrow_type(ZeroDatePolicy::Null), DataType::Timestamp(TimeUnit::Microsecond, None));
     }
 
     #[test]

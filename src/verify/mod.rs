@@ -17,9 +17,9 @@ use crate::import::group::read_items;
 use crate::import::spill::{decode_record, Record, Spill};
 use crate::import::state::{target_dir, ImportState};
 use crate::import::{ImportError, ImportSettings};
-use crate::mapping::attr::{encode_attr, item_to_json, Attr, Decoder, Item};
+use crate::value::attr::{encode_attr, item_to_json, Attr, Decoder, Item};
 use crate::mapping::compile::{Body, Fragment, TargetTable};
-pub use crate::mapping::convert::canonical_number;
+pub use crate::value::dynamo::canonical_number;
 
 /// Scan segments per table.
 pub const SCAN_SEGMENTS: i32 = 8;

@@ -1,13 +1,16 @@
-//! Column values to DynamoDB attribute values, typed by the manifest's column kinds: numbers stay
-//! exact text (N), temporals become ISO-8601 text (or epoch seconds), JSON becomes native maps and
-//! lists (numbers kept exact by a small parser of our own), SET becomes a string set. A value that
-//! cannot be represented is an error whose text ends up in the rejects file.
+//! `Cell`s to DynamoDB attribute values under the conversion options, typed by the manifest's
+//! column kinds: numbers stay exact text (N), temporals become ISO-8601 text (or epoch seconds),
+//! JSON becomes native maps and lists (numbers kept exact by a small parser of our own), SET
+//! becomes a string set. A value that cannot be represented (a number outside DynamoDB's range, a
+//! date the calendar lacks as epoch seconds) is an error whose text ends up in the rejects file,
+//! on the import's path and on cdc apply's alike.
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::attr::Attr;
-use crate::import::reader::Cell;
+use super::temporal::parse_datetime;
+use super::Cell;
 use crate::source::schema::ColumnSchema;
 use crate::source::types::ColumnKind;
 
@@ -108,8 +111,9 @@ pub fn canonical_number(n: &str) -> String {
     out
 }
 
+/// A zero date or one the calendar lacks (kept as text by `--zero-date string`).
 fn is_zero_date(s: &str) -> bool {
-    s.starts_with("0000-") || s.get(5..7) == Some("00") || s.get(8..10) == Some("00")
+    !parse_datetime(s).is_some_and(|p| p.is_calendar_date())
 }
 
 /// Converts one column value. Ok(None): the attribute is absent (NULL, empty set).
@@ -151,7 +155,7 @@ fn temporal(col: &ColumnSchema, text: &str, opts: &ConvertOptions) -> Result<Att
     if is_zero_date(text) {
         return match opts.temporal {
             TemporalAs::Iso => Ok(Attr::S(text.to_string())),
-            TemporalAs::Epoch => Err(format!("zero date {text:?} has no epoch value")),
+            TemporalAs::Epoch => Err(format!("date {text:?} is not in the calendar (a zero or invalid date) and has no epoch value")),
         };
     }
     Ok(match opts.temporal {
@@ -163,7 +167,7 @@ fn temporal(col: &ColumnSchema, text: &str, opts: &ConvertOptions) -> Result<Att
             Attr::S(s)
         }
         TemporalAs::Epoch => {
-            let p = crate::export::datum::parse_datetime(text).ok_or_else(|| format!("{text:?} is not a date/time"))?;
+            let p = parse_datetime(text).ok_or_else(|| format!("{text:?} is not a date/time"))?;
             let micros = p.epoch_micros();
             let secs = micros.div_euclid(1_000_000);
             let frac = micros.rem_euclid(1_000_000);

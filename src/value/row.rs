@@ -1,12 +1,13 @@
-//! Decoding one MySQL value into a typed `Datum`, the single place where server values become
-//! typed: integers by signedness, DECIMAL as exact text plus its unscaled integer (never f64),
-//! temporals as calendar parts (zero dates are reported, not guessed), TIME as a signed
-//! duration, BIT from big-endian bytes, spatial values as WKB. Both chunk writers consume
-//! `Datum`s, so Parquet and CSV can never disagree on a value.
+//! A value of the export's result set (binary or text protocol) as a typed `Datum` that borrows
+//! from the row: integers by signedness, DECIMAL as exact text plus its unscaled integer (never
+//! f64), temporals as calendar parts (zero dates and dates the calendar lacks are reported, not
+//! moved), TIME as a signed duration, BIT from big-endian bytes, spatial values as WKB. Both
+//! chunk writers consume `Datum`s, so Parquet and CSV can never disagree on a value.
 
 use arrow_buffer::i256;
 use mysql::Value;
 
+use super::temporal::{format_datetime, parse_datetime, parse_time, DateTimeParts};
 use crate::source::types::{ColumnKind, ZeroDatePolicy};
 
 /// A decoded value, borrowing text and bytes from the row.
@@ -29,21 +30,11 @@ pub enum Datum<'a> {
     OwnedText(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DateTimeParts {
-    pub year: u16,
-    pub month: u8,
-    pub day: u8,
-    pub hour: u8,
-    pub minute: u8,
-    pub second: u8,
-    pub micro: u32,
-}
-
 /// Why a value could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DecodeError {
-    /// A zero date or a date with a zero month/day: no lossless Arrow form. Carries its text.
+    /// A zero date, a zero month/day, or a day the month lacks (`ALLOW_INVALID_DATES`): no
+    /// lossless typed form. Carries its text.
     ZeroDate(String),
     Invalid(String),
 }
@@ -51,7 +42,7 @@ pub enum DecodeError {
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DecodeError::ZeroDate(text) => write!(f, "zero date {text:?} has no lossless typed form"),
+            DecodeError::ZeroDate(text) => write!(f, "date {text:?} is not in the calendar (a zero or invalid date) and has no lossless typed form"),
             DecodeError::Invalid(why) => f.write_str(why),
         }
     }
@@ -119,7 +110,7 @@ pub fn decode<'a>(kind: &ColumnKind, v: &'a Value, zero_date: ZeroDatePolicy) ->
                 },
                 _ => parse_datetime(text(kind, v)?).ok_or_else(bad)?,
             };
-            let zero = parts.month == 0 || parts.day == 0;
+            let zero = !parts.is_calendar_date();
             match zero_date {
                 ZeroDatePolicy::String => Datum::OwnedText(format_datetime(&parts, kind)),
                 _ if zero => return Err(DecodeError::ZeroDate(format_datetime(&parts, kind))),
@@ -193,88 +184,10 @@ pub fn parse_decimal(text: &str, scale: u8) -> Option<i256> {
     Some(if neg { value.checked_neg()? } else { value })
 }
 
-/// `YYYY-MM-DD[ HH:MM:SS[.ffffff]]`.
-pub fn parse_datetime(s: &str) -> Option<DateTimeParts> {
-    let (date, time) = s.split_once(' ').unwrap_or((s, "00:00:00"));
-    let mut d = date.split('-');
-    let (year, month, day) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.split(':');
-    let (hour, minute, second) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?, t.next()?.parse().ok()?);
-    let micro = if frac.is_empty() { 0 } else { format!("{frac:0<6}").get(..6)?.parse().ok()? };
-    Some(DateTimeParts { year, month, day, hour, minute, second, micro })
-}
-
-/// `[-]HHH:MM:SS[.ffffff]` to signed microseconds.
-pub fn parse_time(s: &str) -> Option<i64> {
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s),
-    };
-    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut t = hms.split(':');
-    let (h, m, sec): (i64, i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?, t.next()?.parse().ok()?);
-    let micro: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").get(..6)?.parse().ok()? };
-    let v = ((h * 60 + m) * 60 + sec) * 1_000_000 + micro;
-    Some(if neg { -v } else { v })
-}
-
-/// MySQL's own text form of a temporal value at the column's fractional precision.
-pub fn format_datetime(p: &DateTimeParts, kind: &ColumnKind) -> String {
-    let date = format!("{:04}-{:02}-{:02}", p.year, p.month, p.day);
-    let fsp = match kind {
-        ColumnKind::Date => return date,
-        ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } => *fsp,
-        _ => 6,
-    };
-    let mut s = format!("{date} {:02}:{:02}:{:02}", p.hour, p.minute, p.second);
-    push_fraction(&mut s, p.micro, fsp);
-    s
-}
-
-/// `[-]HH:MM:SS[.f]` at `fsp` digits, hours unbounded (TIME spans ±838 hours).
-pub fn format_time(micros: i64, fsp: u8) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let m = micros.unsigned_abs();
-    let secs = m / 1_000_000;
-    let mut s = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    push_fraction(&mut s, (m % 1_000_000) as u32, fsp);
-    s
-}
-
-fn push_fraction(s: &mut String, micro: u32, fsp: u8) {
-    if fsp > 0 {
-        let digits = format!("{micro:06}");
-        s.push('.');
-        s.push_str(&digits[..fsp as usize]);
-    }
-}
-
-/// Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's days_from_civil).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-impl DateTimeParts {
-    pub fn days(&self) -> i64 {
-        days_from_civil(self.year as i64, self.month as u32, self.day as u32)
-    }
-
-    pub fn epoch_micros(&self) -> i64 {
-        let secs = self.days() * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64;
-        secs * 1_000_000 + self.micro as i64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::temporal::format_time;
 
     #[test]
     fn decimals_parse_exactly_at_any_width() {
@@ -287,19 +200,15 @@ mod tests {
     }
 
     #[test]
-    fn civil_days_match_known_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11017);
-        assert_eq!(days_from_civil(1, 1, 1), -719162);
-        assert_eq!(days_from_civil(9999, 12, 31), 2932896);
-    }
-
-    #[test]
     fn zero_dates_follow_the_policy() {
         let v = Value::Date(0, 0, 0, 0, 0, 0, 0);
         let k = ColumnKind::Date;
         assert_eq!(decode(&k, &v, ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("0000-00-00".into())));
         assert_eq!(decode(&k, &v, ZeroDatePolicy::String), Ok(Datum::OwnedText("0000-00-00".into())));
+        // Stored under ALLOW_INVALID_DATES: kept as text or reported, never moved to March 3rd.
+        let invalid = Value::Date(2023, 2, 31, 0, 0, 0, 0);
+        assert_eq!(decode(&k, &invalid, ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("2023-02-31".into())));
+        assert_eq!(decode(&k, &invalid, ZeroDatePolicy::String), Ok(Datum::OwnedText("2023-02-31".into())));
     }
 
     #[test]

@@ -1,0 +1,381 @@
+//! A binlog row image's values as the `Cell`s the export's SELECT would have given. The binlog
+//! carries values by column ordinal in the server's storage form, and the mysql crate decodes
+//! only part of it: TIMESTAMP2 arrives as text `secs[.usec]`, YEAR as text (`1900` for 0000),
+//! SET as its little-endian bitmask, ENUM as its index, strings as bytes in the column's own
+//! charset, CHAR(n) with its padding, BINARY(n) and MariaDB's UUID/INET4/INET6 as raw bytes with
+//! their trailing 0x00 bytes stripped, and BIGINT UNSIGNED as signed. Each is typed here from the
+//! manifest's column schema, so a change maps to exactly the item its row would import as.
+
+use std::net::Ipv4Addr;
+
+use mysql::Value;
+
+use super::chunk::scaled;
+use super::row::parse_decimal;
+use super::temporal::{format_datetime, format_time, DateTimeParts};
+use super::Cell;
+use crate::source::schema::{ColumnSchema, TableSchema};
+use crate::source::types::ColumnKind;
+
+/// Members of an `enum('a','b')` or `set('a','b')` column type, quotes undone.
+pub fn members(mysql_type: &str) -> Vec<String> {
+    let Some(open) = mysql_type.find('(') else { return Vec::new() };
+    let body = &mysql_type[open + 1..mysql_type.rfind(')').unwrap_or(mysql_type.len())];
+    let mut out = Vec::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut m = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    m.push('\'');
+                }
+                '\'' => break,
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        m.push(n);
+                    }
+                }
+                c => m.push(c),
+            }
+        }
+        out.push(m);
+    }
+    out
+}
+
+/// The type's name without its arguments: `binary(16)` → `binary`.
+fn base_type(c: &ColumnSchema) -> String {
+    let t = c.mysql_type.to_ascii_lowercase();
+    t.split(['(', ' ']).next().unwrap_or("").to_string()
+}
+
+/// The `n` of `binary(n)` / `char(n)`.
+fn declared_length(c: &ColumnSchema) -> Option<usize> {
+    let t = &c.mysql_type;
+    t[t.find('(')? + 1..t.find(')')?].trim().parse().ok()
+}
+
+/// How a charset's bytes become text. None: not one this tool decodes from the binlog.
+enum TextDecoder {
+    Utf8,
+    Utf32,
+    Encoding(&'static encoding_rs::Encoding),
+}
+
+fn decoder(charset: &str) -> Option<TextDecoder> {
+    use encoding_rs::*;
+    Some(match charset.to_ascii_lowercase().as_str() {
+        "utf8" | "utf8mb3" | "utf8mb4" => TextDecoder::Utf8,
+        "utf32" => TextDecoder::Utf32,
+        // MySQL's latin1 is Windows-1252 (its five undefined bytes map to U+0081…, as here).
+        "latin1" | "ascii" => TextDecoder::Encoding(WINDOWS_1252),
+        "ucs2" | "utf16" => TextDecoder::Encoding(UTF_16BE),
+        "utf16le" => TextDecoder::Encoding(UTF_16LE),
+        "latin2" => TextDecoder::Encoding(ISO_8859_2),
+        "latin5" => TextDecoder::Encoding(WINDOWS_1254),
+        "latin7" => TextDecoder::Encoding(ISO_8859_13),
+        "greek" => TextDecoder::Encoding(ISO_8859_7),
+        "hebrew" => TextDecoder::Encoding(ISO_8859_8),
+        "cp1250" => TextDecoder::Encoding(WINDOWS_1250),
+        "cp1251" => TextDecoder::Encoding(WINDOWS_1251),
+        "cp1256" => TextDecoder::Encoding(WINDOWS_1256),
+        "cp1257" => TextDecoder::Encoding(WINDOWS_1257),
+        "cp866" => TextDecoder::Encoding(IBM866),
+        "koi8r" => TextDecoder::Encoding(KOI8_R),
+        "koi8u" => TextDecoder::Encoding(KOI8_U),
+        "tis620" => TextDecoder::Encoding(WINDOWS_874),
+        "sjis" | "cp932" => TextDecoder::Encoding(SHIFT_JIS),
+        "ujis" | "eucjpms" => TextDecoder::Encoding(EUC_JP),
+        "euckr" => TextDecoder::Encoding(EUC_KR),
+        "gbk" | "gb2312" => TextDecoder::Encoding(GBK),
+        "gb18030" => TextDecoder::Encoding(GB18030),
+        "big5" => TextDecoder::Encoding(BIG5),
+        _ => return None,
+    })
+}
+
+/// A column whose values arrive as text in a charset this tool cannot decode from the binlog
+/// (capture refuses such tables up front, naming the column).
+pub fn undecodable_charset(t: &TableSchema) -> Option<String> {
+    t.columns.iter().find_map(|c| {
+        let cs = c.charset.as_deref()?;
+        let texty = matches!(c.kind, ColumnKind::Text | ColumnKind::Json | ColumnKind::Enum | ColumnKind::Set);
+        (texty && decoder(cs).is_none()).then(|| {
+            format!("table {}, column {}: charset {cs} is not decoded from the binlog (utf8mb4, utf8mb3, latin1, utf16/ucs2, utf32 and the common single- and multi-byte charsets are); convert the column to utf8mb4", t.display_name(), c.name)
+        })
+    })
+}
+
+/// Bytes of a text column in its charset, as UTF-8.
+fn decode_text(c: &ColumnSchema, b: Vec<u8>) -> Result<String, String> {
+    let cs = c.charset.as_deref().unwrap_or("utf8mb4");
+    let bad = || format!("column {}: the binlog's bytes are not valid {cs}", c.name);
+    match decoder(cs).ok_or_else(|| format!("column {}: charset {cs} is not decoded from the binlog", c.name))? {
+        TextDecoder::Utf8 => String::from_utf8(b).map_err(|_| bad()),
+        TextDecoder::Utf32 => {
+            if b.len() % 4 != 0 {
+                return Err(bad());
+            }
+            b.chunks(4).map(|w| char::from_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]])).ok_or_else(bad)).collect()
+        }
+        TextDecoder::Encoding(e) => e.decode_without_bom_handling_and_without_replacement(&b).map(|s| s.into_owned()).ok_or_else(bad),
+    }
+}
+
+/// MariaDB's UUID as its text. The binlog holds the 16 bytes in their natural order (MariaDB
+/// 10.10 and later), with trailing 0x00 bytes stripped like any fixed-length binary string.
+fn uuid_text(b: &[u8]) -> Option<String> {
+    let h = hex::encode(padded(b, 16)?);
+    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+/// A fixed-length binary value the binlog gave without its trailing 0x00 bytes, padded back.
+fn padded(b: &[u8], n: usize) -> Option<Vec<u8>> {
+    (b.len() <= n).then(|| {
+        let mut v = b.to_vec();
+        v.resize(n, 0);
+        v
+    })
+}
+
+/// INET6 as MariaDB prints it (inet_ntop's rules): the first longest run of two or more zero
+/// groups as `::`, and an IPv4-compatible or IPv4-mapped address with a dotted tail.
+fn inet6_text(b: &[u8]) -> Option<String> {
+    let b: [u8; 16] = padded(b, 16)?.try_into().ok()?;
+    let words: Vec<u16> = b.chunks(2).map(|w| u16::from_be_bytes([w[0], w[1]])).collect();
+    let (mut best, mut cur): ((usize, usize), Option<(usize, usize)>) = ((0, 0), None);
+    for (i, &w) in words.iter().enumerate() {
+        if w == 0 {
+            let c = cur.get_or_insert((i, 0));
+            c.1 += 1;
+            if c.1 > best.1 {
+                best = *c;
+            }
+        } else {
+            cur = None;
+        }
+    }
+    if best.1 < 2 {
+        best = (usize::MAX, 0);
+    }
+    let ipv4_tail = best.0 == 0 && (best.1 == 6 || (best.1 == 5 && words[5] == 0xffff));
+    let mut out = String::new();
+    let mut i = 0;
+    while i < 8 {
+        if i == best.0 {
+            out.push_str("::");
+            i += best.1;
+            continue;
+        }
+        if ipv4_tail && i == 6 {
+            if !out.ends_with(':') {
+                out.push(':');
+            }
+            out.push_str(&Ipv4Addr::new(b[12], b[13], b[14], b[15]).to_string());
+            break;
+        }
+        if !out.is_empty() && !out.ends_with(':') {
+            out.push(':');
+        }
+        out.push_str(&format!("{:x}", words[i]));
+        i += 1;
+    }
+    Some(out)
+}
+
+/// TIMESTAMP2 as the crate gives it (`secs[.usec]`, UTC): the zero timestamp is 0.
+fn timestamp_parts(text: &str) -> Option<DateTimeParts> {
+    let (secs, usec) = text.split_once('.').unwrap_or((text, "0"));
+    let (secs, usec): (i64, i64) = (secs.parse().ok()?, format!("{usec:0<6}").get(..6)?.parse().ok()?);
+    if secs == 0 && usec == 0 {
+        return Some(DateTimeParts { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micro: 0 });
+    }
+    Some(DateTimeParts::from_epoch_micros(secs * 1_000_000 + usec))
+}
+
+fn utf8(b: &[u8]) -> Option<&str> {
+    std::str::from_utf8(b).ok()
+}
+
+/// One binlog value of column `c` as the cell a chunk file would have given.
+pub fn cell_of(c: &ColumnSchema, v: Value) -> Result<Cell, String> {
+    let bad = |v: &Value| format!("column {}: unexpected binlog value {v:?} for {}", c.name, c.mysql_type);
+    if let Value::NULL = v {
+        return Ok(Cell::Null);
+    }
+    Ok(match (&c.kind, v) {
+        (ColumnKind::Int { bits, unsigned }, Value::Int(i)) if *unsigned && i < 0 => Cell::Num((i as i128 + (1i128 << bits)).to_string()),
+        (ColumnKind::Int { .. }, Value::Int(i)) => Cell::Num(i.to_string()),
+        (ColumnKind::Int { .. }, Value::UInt(u)) => Cell::Num(u.to_string()),
+        // The crate prints 1900 + the stored byte; 0 is the year 0000.
+        (ColumnKind::Year, Value::Bytes(b)) => match utf8(&b).and_then(|s| s.parse::<u16>().ok()) {
+            Some(1900) => Cell::Num("0".into()),
+            Some(y) => Cell::Num(y.to_string()),
+            None => return Err(bad(&Value::Bytes(b))),
+        },
+        (ColumnKind::Year, Value::Int(i)) => Cell::Num(i.to_string()),
+        (ColumnKind::Year, Value::UInt(u)) => Cell::Num(u.to_string()),
+        (ColumnKind::Decimal { scale, .. }, Value::Bytes(b)) => {
+            // MySQL's own spelling: `0.50`, never `.50` or `-0.00`.
+            let unscaled = utf8(&b).and_then(|s| parse_decimal(s.trim(), *scale)).ok_or_else(|| bad(&Value::Bytes(b.clone())))?;
+            Cell::Num(scaled(unscaled.to_string(), *scale as i8))
+        }
+        (ColumnKind::Float, Value::Float(f)) => Cell::Num(f.to_string()),
+        (ColumnKind::Float, Value::Double(f)) => Cell::Num((f as f32).to_string()),
+        (ColumnKind::Double, Value::Double(f)) => Cell::Num(f.to_string()),
+        (ColumnKind::Double, Value::Float(f)) => Cell::Num((f as f64).to_string()),
+        (k @ (ColumnKind::Date | ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }), Value::Date(year, month, day, hour, minute, second, micro)) => {
+            Cell::Text(format_datetime(&DateTimeParts { year, month, day, hour, minute, second, micro }, k))
+        }
+        (k @ ColumnKind::Timestamp { .. }, Value::Bytes(b)) => match utf8(&b).and_then(timestamp_parts) {
+            Some(p) => Cell::Text(format_datetime(&p, k)),
+            None => return Err(bad(&Value::Bytes(b))),
+        },
+        (k @ ColumnKind::Timestamp { .. }, Value::Int(secs)) => Cell::Text(format_datetime(&timestamp_parts(&secs.to_string()).ok_or_else(|| bad(&Value::Int(secs)))?, k)),
+        (ColumnKind::Time { fsp }, Value::Time(neg, days, h, m, s, us)) => {
+            let micros = ((days as i64 * 24 + h as i64) * 3600 + m as i64 * 60 + s as i64) * 1_000_000 + us as i64;
+            Cell::Text(format_time(if neg { -micros } else { micros }, *fsp))
+        }
+        (ColumnKind::Text, Value::Bytes(b)) => match base_type(c).as_str() {
+            "uuid" => Cell::Text(uuid_text(&b).ok_or_else(|| bad(&Value::Bytes(b.clone())))?),
+            "inet6" => Cell::Text(inet6_text(&b).ok_or_else(|| bad(&Value::Bytes(b.clone())))?),
+            "inet4" => match padded(&b, 4) {
+                Some(p) => Cell::Text(Ipv4Addr::new(p[0], p[1], p[2], p[3]).to_string()),
+                None => return Err(bad(&Value::Bytes(b))),
+            },
+            // SELECT returns CHAR(n) without its padding.
+            "char" => Cell::Text(decode_text(c, b)?.trim_end_matches(' ').to_string()),
+            _ => Cell::Text(decode_text(c, b)?),
+        },
+        (ColumnKind::Json, Value::Bytes(b)) => Cell::Text(decode_text(c, b)?),
+        (ColumnKind::Enum, Value::Int(0)) => Cell::Text(String::new()),
+        (ColumnKind::Enum, Value::Int(i)) => {
+            Cell::Text(members(&c.mysql_type).get(i as usize - 1).cloned().ok_or_else(|| format!("column {}: ENUM index {i} outside {}", c.name, c.mysql_type))?)
+        }
+        (ColumnKind::Enum, Value::Bytes(b)) => Cell::Text(decode_text(c, b)?),
+        (ColumnKind::Set, Value::Bytes(b)) => {
+            let mask = b.iter().rev().fold(0u64, |acc, &x| acc << 8 | x as u64);
+            set_members(c, mask)
+        }
+        (ColumnKind::Set, Value::Int(mask)) => set_members(c, mask as u64),
+        (ColumnKind::Binary, Value::Bytes(mut b)) => {
+            // SELECT returns BINARY(n) padded to n with 0x00; the binlog strips the padding.
+            if base_type(c) == "binary" {
+                if let Some(n) = declared_length(c) {
+                    b.resize(n.max(b.len()), 0);
+                }
+            }
+            Cell::Bytes(b)
+        }
+        (ColumnKind::Bit { .. }, Value::Bytes(b)) => Cell::Num(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64).to_string()),
+        (ColumnKind::Bit { .. }, Value::Int(i)) => Cell::Num((i as u64).to_string()),
+        // The server's internal form is a 4-byte SRID followed by WKB, as SELECT returns it.
+        (ColumnKind::Spatial, Value::Bytes(b)) if b.len() > 4 => Cell::Bytes(b[4..].to_vec()),
+        (_, v) => return Err(bad(&v)),
+    })
+}
+
+fn set_members(c: &ColumnSchema, mask: u64) -> Cell {
+    Cell::Set(members(&c.mysql_type).into_iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, m)| m).collect())
+}
+
+/// A whole binlog row image (values by ordinal) as cells.
+pub fn row_of(t: &TableSchema, values: Vec<Option<Value>>) -> Result<Vec<Cell>, String> {
+    if values.len() != t.columns.len() {
+        return Err(format!(
+            "table {}: the binlog row has {} columns, the export's schema {} (was the table altered? rerun the export)",
+            t.display_name(),
+            values.len(),
+            t.columns.len()
+        ));
+    }
+    t.columns.iter().zip(values).map(|(c, v)| cell_of(c, v.unwrap_or(Value::NULL))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(kind: ColumnKind, ty: &str, charset: Option<&str>) -> ColumnSchema {
+        ColumnSchema { name: "c".into(), ordinal: 1, mysql_type: ty.into(), nullable: true, charset: charset.map(String::from), collation: None, kind }
+    }
+
+    #[test]
+    fn enum_and_set_members_are_unquoted() {
+        assert_eq!(members("enum('a','it''s','b,c')"), vec!["a", "it's", "b,c"]);
+        assert_eq!(members("set('x','y','z')"), vec!["x", "y", "z"]);
+    }
+
+    #[test]
+    fn numbers_years_and_sets_become_what_select_gives() {
+        let u64c = col(ColumnKind::Int { bits: 64, unsigned: true }, "bigint(20) unsigned", None);
+        assert_eq!(cell_of(&u64c, Value::Int(-1)).unwrap(), Cell::Num("18446744073709551615".into()));
+        let u24 = col(ColumnKind::Int { bits: 24, unsigned: true }, "mediumint(8) unsigned", None);
+        assert_eq!(cell_of(&u24, Value::Int(16777215)).unwrap(), Cell::Num("16777215".into()));
+        let year = col(ColumnKind::Year, "year(4)", None);
+        assert_eq!(cell_of(&year, Value::Bytes(b"1900".to_vec())).unwrap(), Cell::Num("0".into()));
+        assert_eq!(cell_of(&year, Value::Bytes(b"2155".to_vec())).unwrap(), Cell::Num("2155".into()));
+        let set = col(ColumnKind::Set, "set('a','b','c','d','e','f','g','h','i')", Some("utf8mb4"));
+        assert_eq!(cell_of(&set, Value::Bytes(vec![0b0000_0101, 0b1])).unwrap(), Cell::Set(vec!["a".into(), "c".into(), "i".into()]));
+        assert_eq!(cell_of(&set, Value::Bytes(vec![0, 0])).unwrap(), Cell::Set(vec![]));
+        let e = col(ColumnKind::Enum, "enum('new','paid')", Some("utf8mb4"));
+        assert_eq!(cell_of(&e, Value::Int(2)).unwrap(), Cell::Text("paid".into()));
+        assert_eq!(cell_of(&e, Value::Int(0)).unwrap(), Cell::Text("".into()));
+        let d = col(ColumnKind::Decimal { precision: 10, scale: 2 }, "decimal(10,2)", None);
+        assert_eq!(cell_of(&d, Value::Bytes(b"-.50".to_vec())).unwrap(), Cell::Num("-0.50".into()));
+        assert_eq!(cell_of(&d, Value::Bytes(b"-0.00".to_vec())).unwrap(), Cell::Num("0.00".into()));
+    }
+
+    #[test]
+    fn temporals_become_mysql_text_at_the_columns_precision() {
+        let ts = col(ColumnKind::Timestamp { fsp: 0 }, "timestamp", None);
+        assert_eq!(cell_of(&ts, Value::Bytes(b"1117020637".to_vec())).unwrap(), Cell::Text("2005-05-25 11:30:37".into()));
+        assert_eq!(cell_of(&ts, Value::Bytes(b"0".to_vec())).unwrap(), Cell::Text("0000-00-00 00:00:00".into()));
+        let ts3 = col(ColumnKind::Timestamp { fsp: 3 }, "timestamp(3)", None);
+        assert_eq!(cell_of(&ts3, Value::Bytes(b"1.120000".to_vec())).unwrap(), Cell::Text("1970-01-01 00:00:01.120".into()));
+        let dt = col(ColumnKind::DateTime { fsp: 6 }, "datetime(6)", None);
+        assert_eq!(cell_of(&dt, Value::Date(2024, 2, 29, 23, 59, 58, 123456)).unwrap(), Cell::Text("2024-02-29 23:59:58.123456".into()));
+        let t = col(ColumnKind::Time { fsp: 0 }, "time", None);
+        assert_eq!(cell_of(&t, Value::Time(true, 1, 2, 3, 4, 0)).unwrap(), Cell::Text("-26:03:04".into()));
+    }
+
+    #[test]
+    fn text_is_decoded_from_its_charset_and_char_loses_its_padding() {
+        let latin1 = col(ColumnKind::Text, "varchar(10)", Some("latin1"));
+        assert_eq!(cell_of(&latin1, Value::Bytes(vec![b'c', 0xe9, 0x80])).unwrap(), Cell::Text("cé€".into()));
+        let ch = col(ColumnKind::Text, "char(5)", Some("utf8mb4"));
+        assert_eq!(cell_of(&ch, Value::Bytes(b"ab   ".to_vec())).unwrap(), Cell::Text("ab".into()));
+        let ucs2 = col(ColumnKind::Text, "varchar(5)", Some("ucs2"));
+        assert_eq!(cell_of(&ucs2, Value::Bytes(vec![0, b'a', 0x20, 0xac])).unwrap(), Cell::Text("a€".into()));
+        let utf8 = col(ColumnKind::Text, "varchar(5)", Some("utf8mb4"));
+        assert!(cell_of(&utf8, Value::Bytes(vec![0xff])).unwrap_err().contains("not valid utf8mb4"));
+        let bin = col(ColumnKind::Binary, "binary(4)", None);
+        assert_eq!(cell_of(&bin, Value::Bytes(vec![1, 2])).unwrap(), Cell::Bytes(vec![1, 2, 0, 0]));
+        let varbin = col(ColumnKind::Binary, "varbinary(4)", None);
+        assert_eq!(cell_of(&varbin, Value::Bytes(vec![1, 0])).unwrap(), Cell::Bytes(vec![1, 0]));
+    }
+
+    #[test]
+    fn mariadb_uuid_and_inet_types_render_as_the_server_prints_them() {
+        let v = hex::decode("6ccd780cbaba102695645b8c656024db").unwrap();
+        assert_eq!(uuid_text(&v).unwrap(), "6ccd780c-baba-1026-9564-5b8c656024db");
+        assert_eq!(uuid_text(&[]).unwrap(), "00000000-0000-0000-0000-000000000000");
+        assert_eq!(inet6_text(&[]).unwrap(), "::");
+        assert_eq!(inet6_text(&[0, 1]).unwrap(), "1::");
+        assert_eq!(inet6_text(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]).unwrap(), "::1.2.3.4");
+        let mut one = [0u8; 16];
+        one[15] = 1;
+        assert_eq!(inet6_text(&one).unwrap(), "::1");
+        let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
+        assert_eq!(inet6_text(&mapped).unwrap(), "::ffff:192.0.2.1");
+        let doc = hex::decode("20010db8000000000001000000000001").unwrap();
+        assert_eq!(inet6_text(&doc).unwrap(), "2001:db8::1:0:0:1");
+        let full = hex::decode("20010db8000100020003000400050006").unwrap();
+        assert_eq!(inet6_text(&full).unwrap(), "2001:db8:1:2:3:4:5:6");
+    }
+}
