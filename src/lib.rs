@@ -38,4 +38,6 @@ pub enum ExitCode {
     Rejects = 3,
     /// `verify` found differences between the source and the target.
     Differences = 4,
+    /// `import` left out tables automatic mode cannot key (named in the report).
+    Skipped = 5,
 }

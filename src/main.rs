@@ -149,8 +149,19 @@ fn run_import(args: &mysql2ddb::cli::ImportArgs) -> ExitCode {
                     t.duration_seconds
                 );
             }
+            for n in &report.names {
+                eprintln!("import {} -> DynamoDB table {}", n.source, n.target);
+            }
             if report.rejected_rows > 0 {
                 eprintln!("mysql2ddb import: {} rows were rejected; see import/rejects/ in the run folder", report.rejected_rows);
+            }
+            for sk in &report.skipped {
+                eprintln!("mysql2ddb import: skipped table {}: {}", sk.table, sk.reason);
+            }
+            if !report.skipped.is_empty() {
+                return ExitCode::Skipped;
+            }
+            if report.rejected_rows > 0 {
                 return ExitCode::Rejects;
             }
             ExitCode::Success

@@ -120,8 +120,23 @@ fn owned(t: &TargetTable, body: &Body, collect: Option<(&str, CollectAs)>) -> Re
     }
 }
 
-/// The writes one change makes, through every mapping rule of its table.
-pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::value::dynamo::ConvertOptions) -> Result<Vec<Write>, String> {
+/// The writes one change makes, and why part of it was refused. An image that does not map (a
+/// value DynamoDB cannot hold, a zero date under `--zero-date reject`) is refused as the import
+/// refuses its row: a refused before-image had no item, and a refused after-image leaves none
+/// (the old item is deleted, as importing the new values would give no item).
+pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::value::dynamo::ConvertOptions) -> (Vec<Write>, Vec<String>) {
+    let mut refused = Vec::new();
+    let out = match mapped_writes(manifest, plan, c, convert, &mut refused) {
+        Ok(w) => w,
+        Err(reason) => {
+            refused.push(reason);
+            Vec::new()
+        }
+    };
+    (out, refused)
+}
+
+fn mapped_writes(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::value::dynamo::ConvertOptions, refused: &mut Vec<String>) -> Result<Vec<Write>, String> {
     let schema = &manifest.tables[c.table].schema;
     let mut out = Vec::new();
     for src in plan.sources.iter().filter(|s| s.table == c.table) {
@@ -138,7 +153,13 @@ pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: 
                 None => Ok(None),
             }
         };
-        let (before, after) = (map(&c.before)?, map(&c.after)?);
+        let mut refuse = |r: Result<Option<Fragment>, String>| {
+            r.unwrap_or_else(|reason| {
+                refused.push(format!("target {}: {reason}", t.name));
+                None
+            })
+        };
+        let (before, after) = (refuse(map(&c.before)), refuse(map(&c.after)));
         let table = t.name.clone();
         match (before, after) {
             (None, None) => {}
@@ -434,9 +455,17 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         let mut writes = Vec::new();
         let mut rejects = Vec::new();
         for c in &changes[skip..upto] {
-            match writes_for(&manifest, &plan, c, &s.import.convert) {
-                Ok(w) => writes.extend(w),
-                Err(reason) => rejects.push(serde_json::json!({"at": c.at, "table": manifest.tables[c.table].schema.display_name(), "op": c.op, "reason": reason})),
+            let (w, refused) = writes_for(&manifest, &plan, c, &s.import.convert);
+            writes.extend(w);
+            if !refused.is_empty() {
+                let schema = &manifest.tables[c.table].schema;
+                let image = c.after.as_ref().or(c.before.as_ref());
+                let key: serde_json::Map<String, serde_json::Value> = schema
+                    .key_positions()
+                    .into_iter()
+                    .map(|i| (schema.columns[i].name.clone(), image.and_then(|cells| cells[i].text()).map(|t| serde_json::Value::String(t.into_owned())).unwrap_or_default()))
+                    .collect();
+                rejects.push(serde_json::json!({"at": c.at, "table": schema.display_name(), "op": c.op, "key": key, "reason": refused.join("; ")}));
             }
         }
         if !rejects.is_empty() {

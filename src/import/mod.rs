@@ -263,6 +263,9 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started_at = crate::manifest::now_rfc3339();
     let run = local_run(&s.from, s.spool.as_deref(), &s.sync)?;
     let (manifest, plan, mapping_text) = load_plan(&run, s.mapping.as_deref(), &s.convert, &s.auto)?;
+    for sk in &plan.skipped {
+        tracing::warn!("skipping table {}: {}", sk.table, sk.reason);
+    }
     let options = json!({"convert": s.convert, "auto": s.auto.table_name_template, "on_duplicate": s.on_duplicate, "bucket_rows": s.bucket_rows, "memory_mb": s.memory_mb});
     let fp = fingerprint(&manifest, &mapping_text, &options);
     let mut state = match ImportState::load(&run) {
@@ -282,7 +285,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
 
     if s.dry_run {
         let tables = state.targets.iter().map(TargetReport::planned).collect();
-        let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &state, tables);
+        let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &state, tables, plan.names(&manifest.tables), plan.skipped.clone());
         report.write(&run).map_err(|e| io(&run, e))?;
         return Ok(report);
     }
@@ -352,7 +355,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
         Ok::<(), ImportError>(())
     })?;
     let st = state.lock().unwrap_or_else(|e| e.into_inner());
-    let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &st, reports);
+    let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &st, reports, plan.names(&manifest.tables), plan.skipped.clone());
     report.write(&run).map_err(|e| io(&run, e))?;
     Ok(report)
 }

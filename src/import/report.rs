@@ -1,5 +1,6 @@
 //! `import-report.json`: per target table the items written, WCU (DynamoDB's consumed figure and
-//! our own estimate), throttles, retries, rejected rows and batch latency; totals on top.
+//! our own estimate), throttles, retries, rejected rows and batch latency; totals on top; which
+//! DynamoDB table each source table went to, and the tables skipped with the reason.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{ImportState, TargetState};
 use super::writer::Writer;
+use crate::mapping::compile::{SkippedTable, TableName};
 
 pub const REPORT_FILE: &str = "import-report.json";
 
@@ -24,6 +26,12 @@ pub struct ImportReport {
     pub retries: u64,
     pub rejected_rows: u64,
     pub tables: Vec<TargetReport>,
+    /// Which DynamoDB table each source table went to.
+    #[serde(default)]
+    pub names: Vec<TableName>,
+    /// Selected tables automatic mode could not key: not written (the exit status says so).
+    #[serde(default)]
+    pub skipped: Vec<SkippedTable>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,7 +112,7 @@ impl TargetReport {
 }
 
 impl ImportReport {
-    pub fn build(from: &str, started_at: &str, took: Duration, st: &ImportState, tables: Vec<TargetReport>) -> ImportReport {
+    pub fn build(from: &str, started_at: &str, took: Duration, st: &ImportState, tables: Vec<TargetReport>, names: Vec<TableName>, skipped: Vec<SkippedTable>) -> ImportReport {
         ImportReport {
             from: from.to_string(),
             started_at: started_at.to_string(),
@@ -116,6 +124,8 @@ impl ImportReport {
             retries: tables.iter().map(|t| t.retries).sum(),
             rejected_rows: st.targets.iter().map(|t| t.rejected_rows).sum(),
             tables,
+            names,
+            skipped,
         }
     }
 

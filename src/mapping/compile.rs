@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::dms::{AttributeSubType, CollectAs, MappingError, ObjectAction, ObjectMappingRule, TableMapping};
+use super::names::{table_name, valid_table_name};
 use super::template::{Piece, Template};
 use crate::value::attr::{Attr, Item};
 use crate::value::dynamo::{canonical_number, convert, number_fits, ConvertOptions, JsonAs, TemporalAs};
@@ -112,6 +113,22 @@ pub struct SourcePlan {
 pub struct MappingPlan {
     pub targets: Vec<TargetTable>,
     pub sources: Vec<SourcePlan>,
+    /// Tables automatic mode cannot key: not written, named in the report with the way out.
+    pub skipped: Vec<SkippedTable>,
+}
+
+/// A selected table the plan leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedTable {
+    pub table: String,
+    pub reason: String,
+}
+
+/// Which DynamoDB table a source table is written to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableName {
+    pub source: String,
+    pub target: String,
 }
 
 /// Options of automatic mode.
@@ -129,11 +146,6 @@ impl Default for AutoOptions {
 
 fn err(table: &TableSchema, reason: impl Into<String>) -> MappingError {
     MappingError::Table { table: table.display_name(), reason: reason.into() }
-}
-
-/// DynamoDB table names: 3–255 of `a-z A-Z 0-9 _ - .`.
-pub fn valid_table_name(name: &str) -> bool {
-    (3..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn key_type(kind: &ColumnKind, opts: &ConvertOptions) -> Option<KeyType> {
@@ -366,19 +378,25 @@ fn key_value(rule: &ValueRule, def: &KeyDef, max: usize, t: &TableSchema, cells:
     Ok(v)
 }
 
-/// Automatic mode for one table: keys from the primary key, every column an attribute.
-fn auto_mapper(t: &TableSchema, opts: &ConvertOptions, auto: &AutoOptions) -> Result<(TargetTable, RowMapper), MappingError> {
+/// Automatic mode for one table: keys from the primary key, every column an attribute. Ok(Err)
+/// names why the table cannot be keyed automatically (it is skipped, not fatal).
+fn auto_mapper(t: &TableSchema, opts: &ConvertOptions, auto: &AutoOptions) -> Result<Result<(TargetTable, RowMapper), String>, MappingError> {
     if t.key.columns.is_empty() {
-        return Err(err(
-            t,
+        return Ok(Err(
             "has no primary key (nor a unique NOT NULL key), so automatic mode cannot choose a DynamoDB key: add an object-mapping rule \
-             whose partition-key-name (and sort-key-name) name columns or attribute-mappings that are unique per row",
+             whose partition-key-name (and sort-key-name) name columns or attribute-mappings that are unique per row"
+                .into(),
         ));
     }
-    let name = auto.table_name_template.replace("{database}", &t.database).replace("{table}", &t.table);
-    if !valid_table_name(&name) {
-        return Err(err(t, format!("target table name {name:?} is not a valid DynamoDB name (3-255 of a-z A-Z 0-9 _ - .): set --table-name-template")));
+    if let Some(c) = t.key.columns.iter().filter_map(|k| t.columns.iter().find(|c| &c.name == k)).find(|c| key_type(&c.kind, opts).is_none()) {
+        return Ok(Err(format!(
+            "its key column {} is a {}, which cannot be a DynamoDB key: add an object-mapping rule whose partition-key-name names an attribute-mapping that renders it as text (\"${{{}}}\")",
+            c.name, c.mysql_type, c.name
+        )));
     }
+    // Any database and table name gives a valid DynamoDB name (characters outside the allowed
+    // set become `_`); the plan catches two tables that end up with one name.
+    let name = table_name(&auto.table_name_template.replace("{database}", &t.database).replace("{table}", &t.table));
     let key_cols: Vec<usize> = t.key.columns.iter().map(|c| column_index(t, c)).collect::<Result<_, _>>()?;
     let pk = ValueRule::Column(key_cols[0]);
     let pk_def = KeyDef { name: t.columns[key_cols[0]].name.clone(), ty: pk.key_type(t, opts, &t.key.columns[0])? };
@@ -399,7 +417,7 @@ fn auto_mapper(t: &TableSchema, opts: &ConvertOptions, auto: &AutoOptions) -> Re
     };
     let attrs = (0..t.columns.len()).map(|i| (t.columns[i].name.clone(), ValueRule::Column(i))).collect();
     let target = TargetTable { name, partition_key: pk_def, sort_key: sk_def, grouped: false };
-    Ok((target, RowMapper { target: 0, pk, sk, attrs, fold: Fold::None, key_columns: key_cols }))
+    Ok(Ok((target, RowMapper { target: 0, pk, sk, attrs, fold: Fold::None, key_columns: key_cols })))
 }
 
 /// A DMS object-mapping rule (or the grouping extension) for one table.
@@ -488,25 +506,50 @@ impl MappingPlan {
                 .collect(),
             None => (0..schemas.len()).map(|i| (i, None)).collect(),
         };
-        let mut plan = MappingPlan { targets: Vec::new(), sources: Vec::new() };
+        let mut plan = MappingPlan { targets: Vec::new(), sources: Vec::new(), skipped: Vec::new() };
+        // Per target: the first source table written there, and whether automatic mode named it.
+        let mut owners: Vec<(String, bool)> = Vec::new();
         for (i, rule) in chosen {
             let t = &schemas[i];
             let (target, mut mapper) = match rule {
                 Some(r) => rule_mapper(t, r, opts)?,
-                None => auto_mapper(t, opts, auto)?,
+                None => match auto_mapper(t, opts, auto)? {
+                    Ok(m) => m,
+                    Err(reason) => {
+                        plan.skipped.push(SkippedTable { table: t.display_name(), reason });
+                        continue;
+                    }
+                },
             };
             mapper.target = match plan.targets.iter().position(|x| x.name == target.name) {
+                // Rules may send several tables to one target on purpose; a name automatic mode
+                // made (or made valid) must not merge two tables by accident.
+                Some(j) if rule.is_none() || owners[j].1 => {
+                    return Err(err(
+                        t,
+                        format!(
+                            "maps to DynamoDB table {} in automatic mode, as {} does (names are made valid by replacing characters outside A-Z a-z 0-9 _ - . with _): set --table-name-template or map one of them with an object-mapping rule",
+                            target.name, owners[j].0
+                        ),
+                    ))
+                }
                 Some(j) if plan.targets[j] != target => {
                     return Err(err(t, format!("maps to table {} with a different key schema or mode than another table mapped there", target.name)))
                 }
                 Some(j) => j,
                 None => {
                     plan.targets.push(target);
+                    owners.push((t.display_name(), rule.is_none()));
                     plan.targets.len() - 1
                 }
             };
             plan.sources.push(SourcePlan { table: i, mapper });
         }
         Ok(plan)
+    }
+
+    /// Source → target table names, for reports.
+    pub fn names(&self, tables: &[TableEntry]) -> Vec<TableName> {
+        self.sources.iter().map(|s| TableName { source: tables[s.table].schema.display_name(), target: self.targets[s.mapper.target].name.clone() }).collect()
     }
 }

@@ -6,4 +6,5 @@
 
 pub mod compile;
 pub mod dms;
+pub mod names;
 pub mod template;

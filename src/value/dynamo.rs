@@ -234,7 +234,9 @@ impl JsonParser<'_> {
                     if !self.eat(":") {
                         return Err("expected ':'");
                     }
-                    m.insert(k, self.value()?);
+                    // MariaDB resolves a duplicate key to its first value (JSON_EXTRACT, JSON_VALUE).
+                    let v = self.value()?;
+                    m.entry(k).or_insert(v);
                     self.ws();
                     if self.eat("}") {
                         return Ok(Attr::M(m));
@@ -378,6 +380,8 @@ mod tests {
         assert_eq!(m["b"], Attr::M([("c".to_string(), Attr::N("12345678901234567890123".into()))].into()));
         assert_eq!(m["e"], Attr::N("1500".into()));
         assert!(json_to_attr("{\"a\": }").is_err());
+        let dup = json_to_attr(r#"{"k": "first", "k": "second", "m": {"x": 1, "x": 2}}"#).unwrap();
+        assert_eq!(dup, Attr::M([("k".to_string(), Attr::S("first".into())), ("m".to_string(), Attr::M([("x".to_string(), Attr::N("1".into()))].into()))].into()));
         assert!(json_to_attr("[1] x").is_err());
     }
 }
