@@ -8,61 +8,20 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cdc::{apply, apply_to, capture, cdc_cmd, ok, verify_against_source, verify_against_source_at};
 use common::ddb::{ddblocal, drop_table, dynalite, import};
-use common::{assert_ok, bin, connect, export, fresh_db, mysql_url, services, stderr};
+use common::{assert_ok, connect, export, fresh_db, mysql_url, stderr};
 use mysql::prelude::Queryable;
-
-fn cdc_cmd(args: &[&str], run: &Path) -> Command {
-    let env = services();
-    let mut cmd = Command::new(bin());
-    cmd.arg("cdc").args(args).arg("--from").arg(run);
-    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
-        cmd.env(k, &env[k]);
-    }
-    cmd.env("AWS_EC2_METADATA_DISABLED", "true").env("M2D_SOURCE", mysql_url());
-    cmd
-}
-
-fn capture(run: &Path) -> Output {
-    cdc_cmd(&["capture", "--quiet"], run).output().unwrap()
-}
-
-fn apply(run: &Path, mapping: &Path) -> Output {
-    apply_to(run, mapping, &dynalite())
-}
-
-fn apply_to(run: &Path, mapping: &Path, endpoint: &str) -> Output {
-    cdc_cmd(&["apply", "--quiet", "--endpoint", endpoint, "--mapping", mapping.to_str().unwrap()], run).output().unwrap()
-}
-
-fn verify_against_source(run: &Path, mapping: &Path) -> Output {
-    verify_against_source_at(run, mapping, &dynalite())
-}
-
-fn verify_against_source_at(run: &Path, mapping: &Path, endpoint: &str) -> Output {
-    let env = services();
-    Command::new(bin())
-        .args(["verify", "--quiet", "--endpoint", endpoint, "--mapping", mapping.to_str().unwrap(), "--against-source", &mysql_url(), "--from"])
-        .arg(run)
-        .envs(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"].map(|k| (k, env[k].clone())))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap()
-}
 
 /// `mysql-bin.000012:345` → (12, 345), ordered as the binlog is.
 fn position(at: &str) -> (u64, u64) {
     let (file, pos) = at.rsplit_once(':').unwrap_or_else(|| panic!("not a position: {at:?}"));
     (file.rsplit('.').next().unwrap().parse().unwrap(), pos.parse().unwrap())
-}
-
-fn ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed ({:?}): {}{}", o.status.code(), String::from_utf8_lossy(&o.stdout), stderr(o));
 }
 
 /// Random inserts, updates (quantity, value, and primary keys) and deletes, some in

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mysql::binlog::events::{EventData, RowsEventData};
-use mysql::binlog::value::BinlogValue;
 use mysql::prelude::Queryable;
-use mysql::{BinlogDumpFlags, BinlogRequest, Value};
+use mysql::{BinlogDumpFlags, BinlogRequest};
 use sha2::{Digest, Sha256};
 
 use super::event::{Change, Op};
@@ -23,6 +22,7 @@ use crate::manifest::Manifest;
 use crate::source::connect::SourceConfig;
 use crate::source::snapshot::BinlogPosition;
 use crate::value::binlog::{row_of, undecodable_charset};
+use crate::value::row_image::{self, column_types, Raw};
 
 /// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
 /// mysql crate does not decode); and the heartbeat, which is not in the binlog at all.
@@ -136,13 +136,6 @@ impl Stager<'_> {
     }
 }
 
-fn value_of(v: BinlogValue<'static>, table: &str) -> Result<Value, CdcError> {
-    match v {
-        BinlogValue::Value(v) => Ok(v),
-        other => Value::try_from(other).map_err(|e| CdcError::Source(format!("table {table}: a JSON value in the binlog cannot be read ({e}); partial JSON updates need binlog_row_value_options=''"))),
-    }
-}
-
 /// Runs the capture until the binlog's end (`follow` off) or forever.
 pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let manifest = Manifest::load(&s.run)
@@ -251,14 +244,11 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                         _ => Op::Update,
                     };
                     let name = schema.display_name();
-                    for row in rows.rows(tme) {
-                        let (before, after) = row.map_err(|e| CdcError::Source(format!("table {name}: a row at {file}:{log_pos}: {e}")))?;
-                        let image = |r: Option<mysql::binlog::row::BinlogRow>| -> Result<Option<Vec<_>>, CdcError> {
-                            let Some(r) = r else { return Ok(None) };
-                            let values = r.unwrap().into_iter().map(|v| value_of(v, &name).map(Some)).collect::<Result<Vec<_>, _>>()?;
-                            row_of(schema, values).map(Some).map_err(|e| CdcError::Source(format!("{e} (at {file}:{log_pos})")))
-                        };
-                        tx.push(Change { at: String::new(), ts, table: ti, op, before: image(before)?, after: image(after)?, query: None });
+                    let at_row = |e: String| CdcError::Source(format!("table {name}: a row at {file}:{log_pos}: {e}"));
+                    let types = column_types(tme).map_err(at_row)?;
+                    for (before, after) in row_image::rows(&rows, &types).map_err(at_row)? {
+                        let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, values)).transpose().map_err(at_row);
+                        tx.push(Change { at: String::new(), ts, table: ti, op, before: typed(before)?, after: typed(after)?, query: None });
                     }
                 }
             }

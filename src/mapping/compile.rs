@@ -11,7 +11,7 @@ use super::dms::{AttributeSubType, CollectAs, MappingError, ObjectAction, Object
 use super::names::{table_name, valid_table_name};
 use super::template::{Piece, Template};
 use crate::value::attr::{Attr, Item};
-use crate::value::dynamo::{canonical_number, convert, number_fits, ConvertOptions, JsonAs, TemporalAs};
+use crate::value::dynamo::{canonical_number, check_number, convert, ConvertOptions, JsonAs, TemporalAs};
 use crate::value::Cell;
 use crate::manifest::TableEntry;
 use crate::source::schema::TableSchema;
@@ -210,7 +210,7 @@ impl ValueRule {
             ValueRule::Number(parts) => match render(parts, cells) {
                 None => Ok(None),
                 Some(s) => {
-                    number_fits(&s)?;
+                    check_number(&s)?;
                     Ok(Some(Attr::N(s)))
                 }
             },

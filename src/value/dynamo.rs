@@ -87,6 +87,14 @@ pub fn number_fits(text: &str) -> Result<bool, String> {
     Ok(sig.len() <= MAX_NUMBER_DIGITS)
 }
 
+/// A number DynamoDB stores as N: within its range and at most 38 significant digits.
+pub fn check_number(text: &str) -> Result<(), String> {
+    match number_fits(text)? {
+        true => Ok(()),
+        false => Err(format!("{text} has more than {MAX_NUMBER_DIGITS} significant digits (DynamoDB's N limit)")),
+    }
+}
+
 /// A decimal in canonical text: no leading or trailing zeros, no `-0`.
 pub fn canonical_number(n: &str) -> String {
     let (neg, body) = match n.strip_prefix('-') {
@@ -131,7 +139,7 @@ pub fn convert(col: &ColumnSchema, cell: &Cell, opts: &ConvertOptions) -> Result
     Ok(Some(match col.kind {
         ColumnKind::Int { bits: 8, .. } if opts.tinyint1_as_bool && col.mysql_type.starts_with("tinyint(1)") => Attr::Bool(text != "0"),
         ColumnKind::Int { .. } | ColumnKind::Year | ColumnKind::Bit { .. } | ColumnKind::Float | ColumnKind::Double => {
-            number_fits(text)?;
+            check_number(text)?;
             Attr::N(text.clone())
         }
         ColumnKind::Decimal { .. } => match (number_fits(text)?, opts.wide_decimal) {
@@ -277,7 +285,7 @@ impl JsonParser<'_> {
                 if t.is_empty() {
                     return Err("unexpected character");
                 }
-                Ok(Attr::N(normalize_json_number(t).ok_or("number out of DynamoDB's range")?))
+                Ok(Attr::N(normalize_json_number(t).ok_or("number out of DynamoDB's range (more than 38 significant digits, or beyond 1E-130 … 9.99E+125)")?))
             }
         }
     }
@@ -337,7 +345,7 @@ fn normalize_json_number(t: &str) -> Option<String> {
         None => (t, 0),
     };
     if exp == 0 {
-        return number_fits(mant).ok().map(|_| mant.to_string());
+        return matches!(number_fits(mant), Ok(true)).then(|| mant.to_string());
     }
     let neg = mant.starts_with('-');
     let body = mant.trim_start_matches(['-', '+']);
@@ -355,7 +363,7 @@ fn normalize_json_number(t: &str) -> Option<String> {
         format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
     };
     let s = if neg { format!("-{s}") } else { s };
-    number_fits(&s).ok().map(|_| s)
+    matches!(number_fits(&s), Ok(true)).then_some(s)
 }
 
 #[cfg(test)]
@@ -383,5 +391,8 @@ mod tests {
         let dup = json_to_attr(r#"{"k": "first", "k": "second", "m": {"x": 1, "x": 2}}"#).unwrap();
         assert_eq!(dup, Attr::M([("k".to_string(), Attr::S("first".into())), ("m".to_string(), Attr::M([("x".to_string(), Attr::N("1".into()))].into()))].into()));
         assert!(json_to_attr("[1] x").is_err());
+        // Regression: 39+ significant digits inside JSON passed and DynamoDB refused the batch.
+        assert!(json_to_attr(&format!("[{}]", "1".repeat(39))).unwrap_err().contains("38 significant digits"));
+        assert!(json_to_attr(&format!("[{}e5]", "1".repeat(39))).is_err());
     }
 }

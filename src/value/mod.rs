@@ -5,7 +5,7 @@
 //! ```text
 //! export:  result-set value ──row::decode──▶ Datum ──(export's sinks)──▶ Parquet / CSV chunk
 //! import:  chunk column/field ──chunk::parquet_cell / chunk::csv_cell──▶ Cell
-//! cdc:     binlog row image ──binlog::cell_of (charset, padding, fsp, members)──▶ Cell
+//! cdc:     binlog rows event ──row_image::rows──▶ Raw ──binlog::cell_of (charset, padding, fsp, members)──▶ Cell
 //!          Cell ──zero_date (the export's --zero-date policy)──▶ Cell
 //! all:     Cell ──dynamo::convert (ConvertOptions)──▶ Attr ──(mapping)──▶ DynamoDB item
 //! ```
@@ -22,6 +22,7 @@ pub mod binlog;
 pub mod chunk;
 pub mod dynamo;
 pub mod row;
+pub mod row_image;
 pub mod temporal;
 
 use std::borrow::Cow;

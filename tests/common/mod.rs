@@ -20,6 +20,7 @@ use mysql2ddb::manifest::{ChunkState, Manifest, TableEntry};
 use mysql2ddb::source::types::ColumnKind;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+pub mod cdc;
 pub mod ddb;
 
 pub fn root() -> PathBuf {
