@@ -117,7 +117,7 @@ fn decode_text(c: &ColumnSchema, b: &[u8]) -> Result<String, String> {
     match decoder(cs).ok_or_else(|| format!("column {}: charset {cs} is not decoded from the binlog", c.name))? {
         TextDecoder::Utf8 => String::from_utf8(b.to_vec()).map_err(|_| bad()),
         TextDecoder::Utf32 => {
-            if b.len() % 4 != 0 {
+            if !b.len().is_multiple_of(4) {
                 return Err(bad());
             }
             b.chunks(4).map(|w| char::from_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]])).ok_or_else(bad)).collect()

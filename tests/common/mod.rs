@@ -21,6 +21,7 @@ use mysql2ddb::source::types::ColumnKind;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub mod cdc;
+pub mod corpus;
 pub mod ddb;
 
 pub fn root() -> PathBuf {
