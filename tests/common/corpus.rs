@@ -217,6 +217,8 @@ pub fn insert_sql(table: &str, row: &Row) -> String {
 
 /// Rows inserted into every table, in the order given.
 pub fn insert_all(conn: &mut mysql::Conn) {
+    // Invalid dates need ALLOW_INVALID_DATES; zero dates are allowed by MariaDB's default mode.
+    conn.query_drop("SET SESSION sql_mode = 'STRICT_TRANS_TABLES,ALLOW_INVALID_DATES'").unwrap();
     for r in corpus_rows() {
         conn.query_drop(insert_sql("corpus", &r)).unwrap_or_else(|e| panic!("{}: {e}", insert_sql("corpus", &r)));
     }
