@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build test demo export import bench bench-export bench-sync bench-import bench-cdc services services-down toolchain clean
+.PHONY: all build test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture services services-down toolchain clean
 
 all: build
 
@@ -36,7 +36,7 @@ import: build
 	$(RELEASE_BIN) import --job $(JOB)
 
 ## make bench: every benchmark; results printed and written under bench-out/.
-bench: bench-export bench-sync bench-import bench-cdc
+bench: bench-export bench-sync bench-import bench-cdc bench-capture
 
 bench-export: build services
 	scripts/bench-export.sh
@@ -49,6 +49,9 @@ bench-import: build services
 
 bench-cdc: build services
 	scripts/bench-cdc.sh
+
+bench-capture: build services
+	scripts/bench-capture.sh
 
 clean:
 	rm -rf target bench-out demo-out

@@ -47,32 +47,31 @@ echo "   audit_log (no primary key), and purchase grouped into one item per (cus
 "$BIN" import --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" \
     --mapping examples/mapping.json --create-tables --table-prep drop-and-create --restart --wcu 4000
 echo
-python3 - "$M2D_DDB_ENDPOINT" <<'PY'
-import json, sys, urllib.request
-def call(target, body):
-    req = urllib.request.Request(sys.argv[1], data=json.dumps(body).encode(), headers={
-        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810." + target,
-        "Authorization": "AWS4-HMAC-SHA256 Credential=m2dlocal/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-        "X-Amz-Date": "20260101T000000Z"})
-    return json.load(urllib.request.urlopen(req))
-item = call("GetItem", {"TableName": "demo_orders", "Key": {"customerid": {"S": "c2"}, "orderid": {"S": "o2"}}})["Item"]
-print("one grouped item of demo_orders:", json.dumps(item, sort_keys=True))
-PY
+echo -n "one grouped item of demo_orders: "
+scripts/ddb-get.py "$M2D_DDB_ENDPOINT" demo_orders '{"customerid": {"S": "c2"}, "orderid": {"S": "o2"}}'
 echo
 echo "== mysql2ddb verify: every table against what the run maps to"
 "$BIN" verify --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json --examples 3
 echo
-echo "== the application keeps writing: an order changes, one is added, one goes, a customer moves"
+echo "== the application keeps writing: an order changes, one is added, one goes, a customer moves;"
+echo "   a TIMESTAMP (last_update, set by the server), a SET (tags) and a YEAR (member_since) change"
 mariadb --no-defaults --protocol=socket --socket="$M2D_MYSQL_SOCKET" -uroot demo_shop -e "
   UPDATE purchase SET quantity = quantity + 10 WHERE customerid = 'c2' AND orderid = 'o2';
   INSERT INTO purchase SELECT 'c2', 'o2', 'p0999', 7;
   DELETE FROM purchase WHERE customerid = 'c3' AND orderid = 'o3';
-  UPDATE customers SET id = 900001 WHERE id = 42;"
+  UPDATE customers SET id = 900001 WHERE id = 42;
+  UPDATE customers SET member_since = 1999, vip = 1 WHERE id = 7;
+  UPDATE products SET tags = 'sale,eco' WHERE sku = 'p0001';
+  UPDATE orders SET placed_at = '2024-12-24 18:00:00.250000', status = 'paid' WHERE id = 3;"
 echo "== mysql2ddb cdc capture (binlog from the export's position), apply, status"
 rm -rf "$OUT/run1-import/cdc"   # changes staged by an earlier demo belong to its export
 "$BIN" cdc capture --quiet --source "$M2D_MYSQL_URL" --from s3://demo/migrations/run1 --spool "$OUT/run1-import"
 "$BIN" cdc apply --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json
 "$BIN" cdc status --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --source "$M2D_MYSQL_URL"
+echo "after apply, the changed TIMESTAMP, YEAR, SET and TIMESTAMP(6) values in DynamoDB:"
+scripts/ddb-get.py "$M2D_DDB_ENDPOINT" demo_shop_customers '{"id": {"N": "7"}}' member_since last_update vip
+scripts/ddb-get.py "$M2D_DDB_ENDPOINT" demo_shop_products '{"sku": {"S": "p0001"}}' tags
+scripts/ddb-get.py "$M2D_DDB_ENDPOINT" demo_shop_orders '{"id": {"N": "3"}}' placed_at status
 echo
 echo "== mysql2ddb verify --against-source: DynamoDB against the source as it is now"
 "$BIN" verify --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" --mapping examples/mapping.json \

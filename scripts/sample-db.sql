@@ -10,11 +10,14 @@ CREATE TABLE customers (
   name VARCHAR(80) NOT NULL,
   created_at DATETIME(3) NOT NULL,
   vip TINYINT(1) NOT NULL DEFAULT 0,
-  balance DECIMAL(12,2) NOT NULL
+  balance DECIMAL(12,2) NOT NULL,
+  member_since YEAR NOT NULL,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
 );
 INSERT INTO customers
 SELECT seq, CONCAT('user', seq, '@example.com'), CONCAT('Customer ', seq, IF(seq % 10 = 0, ' éè', '')),
-       TIMESTAMP('2023-01-01') + INTERVAL seq * 37 MINUTE + INTERVAL (seq % 1000) * 1000 MICROSECOND, seq % 17 = 0, (seq * 7919 % 100000) / 100
+       TIMESTAMP('2023-01-01') + INTERVAL seq * 37 MINUTE + INTERVAL (seq % 1000) * 1000 MICROSECOND, seq % 17 = 0, (seq * 7919 % 100000) / 100,
+       2000 + seq % 24, TIMESTAMP('2024-03-01') + INTERVAL seq SECOND
 FROM seq_1_to_5000;
 
 CREATE TABLE products (

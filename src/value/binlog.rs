@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use super::chunk::scaled;
 use super::row::parse_decimal;
-use super::row_image::Raw;
+use super::row_image::{signed, Raw};
 use super::temporal::{format_datetime, format_time, DateTimeParts};
 use super::Cell;
 use crate::source::schema::{ColumnSchema, TableSchema};
@@ -192,7 +192,7 @@ pub fn cell_of(c: &ColumnSchema, v: Raw<'_>) -> Result<Cell, String> {
     let bad = |v: &Raw| format!("column {}: unexpected binlog value {v:?} for {}", c.name, c.mysql_type);
     Ok(match (&c.kind, v) {
         (_, Raw::Null) => Cell::Null,
-        (ColumnKind::Int { unsigned: false, .. }, Raw::Int { bits, bytes }) => Cell::Num(signed(bits, bytes).to_string()),
+        (ColumnKind::Int { unsigned: false, .. }, Raw::Int { bits, bytes }) => Cell::Num(signed(bits, bytes as usize).to_string()),
         (ColumnKind::Int { unsigned: true, .. }, Raw::Int { bits, .. }) => Cell::Num(bits.to_string()),
         (ColumnKind::Year, Raw::Year(y)) => Cell::Num(y.to_string()),
         (ColumnKind::Decimal { scale, .. }, Raw::Decimal(text)) => {
@@ -237,12 +237,6 @@ pub fn cell_of(c: &ColumnSchema, v: Raw<'_>) -> Result<Cell, String> {
         (ColumnKind::Spatial, Raw::Bytes(b)) if b.len() > 4 => Cell::Bytes(b[4..].to_vec()),
         (_, v) => return Err(bad(&v)),
     })
-}
-
-/// Sign-extends the low `bytes` bytes of `v`.
-fn signed(v: u64, bytes: u8) -> i64 {
-    let shift = 64 - 8 * bytes as u32;
-    ((v << shift) as i64) >> shift
 }
 
 /// A whole row image (raw values by ordinal) as cells.

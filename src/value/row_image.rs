@@ -127,7 +127,7 @@ fn be(b: &[u8]) -> u64 {
 }
 
 /// Sign-extends the low `bytes` bytes of `v`.
-fn signed(v: u64, bytes: usize) -> i64 {
+pub fn signed(v: u64, bytes: usize) -> i64 {
     let shift = 64 - 8 * bytes as u32;
     ((v << shift) as i64) >> shift
 }

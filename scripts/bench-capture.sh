@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# make bench-capture: how fast `cdc capture` reads and types the binlog, against mariadb-binlog
+# decoding the same events (-vv --base64-output=decode-rows) in the same run.
+#  1. A table with the common column types (INT, BIGINT UNSIGNED, DECIMAL, DATETIME(6),
+#     TIMESTAMP, VARCHAR utf8mb4 and latin1, CHAR, ENUM, SET, YEAR, JSON, BLOB) is exported empty,
+#     so the run's position is just before the changes.
+#  2. BENCH_CAPTURE_ROWS rows are inserted, then updated (two row images each), in transactions
+#     of 1,000 rows.
+#  3. `cdc capture` (to the binlog's end) and mariadb-binlog over the same files are timed, with
+#     peak RSS. Writes bench-out/capture.md (paste it into docs/benchmarks.md).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+ROWS=${BENCH_CAPTURE_ROWS:-200000}
+OUT=${BENCH_OUT:-$ROOT/bench-out}
+BIN=$ROOT/target/release/mysql2ddb
+eval "$(scripts/services.sh env)"
+mkdir -p "$OUT"
+SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
+RUN=$OUT/capture-run
+rm -rf "$RUN"
+$SQL -e "DROP DATABASE IF EXISTS bench_capture; CREATE DATABASE bench_capture; USE bench_capture;
+  CREATE TABLE t (id INT PRIMARY KEY, u BIGINT UNSIGNED, amount DECIMAL(14,2), at DATETIME(6),
+    seen TIMESTAMP NULL DEFAULT NULL, name VARCHAR(60), latin VARCHAR(30) CHARACTER SET latin1, code CHAR(8),
+    status ENUM('new','paid','shipped'), tags SET('a','b','c'), y YEAR, doc JSON, raw BLOB);"
+"$BIN" export --quiet --source "$M2D_MYSQL_URL" --databases bench_capture --out "$RUN" >/dev/null
+FILE=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['replay_from']['file'])" "$RUN/manifest.json")
+POS=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['replay_from']['position'])" "$RUN/manifest.json")
+for start in $(seq 0 1000 $((ROWS - 1))); do
+  echo "INSERT INTO t SELECT seq, 18446744073709551615 - seq, seq / 100, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND,
+    TIMESTAMP('2024-01-01') + INTERVAL seq MINUTE, CONCAT('name é ', seq), CONCAT('café ', seq), LEFT(MD5(seq), 5),
+    ELT(1 + seq % 3, 'new', 'paid', 'shipped'), ELT(1 + seq % 4, '', 'a', 'a,b', 'a,b,c'), 1901 + seq % 250,
+    JSON_OBJECT('k', seq, 'l', JSON_ARRAY(1, 2)), UNHEX(MD5(seq)) FROM seq_$((start + 1))_to_$((start + 1000));"
+done | $SQL bench_capture
+$SQL bench_capture -e "UPDATE t SET amount = amount + 1, seen = seen + INTERVAL 1 SECOND, tags = 'c';"
+CHANGES=$((ROWS * 2))
+LAST=$($SQL -N -e "SHOW BINARY LOGS" | tail -1 | cut -f1)
+FILES=$(ls "$ROOT/.state/mariadb/binlog/" | grep -E '^mysql-bin\.[0-9]+$' | awk -v f="$FILE" -v l="$LAST" '$0 >= f && $0 <= l')
+
+measure() { # label, command… → "seconds peak_kb"
+  local log; log=$(mktemp)
+  /usr/bin/time -f "%e %M" -o "$log" "$@" >/dev/null 2>&1
+  cat "$log"; rm -f "$log"
+}
+read -r OURS_S OURS_KB < <(measure env M2D_SOURCE="$M2D_MYSQL_URL" "$BIN" cdc capture --quiet --from "$RUN")
+STAGED=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['changes'])" "$RUN/cdc/capture.json")
+cd "$ROOT/.state/mariadb/binlog"
+read -r PEER_S PEER_KB < <(measure mariadb-binlog --no-defaults -vv --base64-output=decode-rows --start-position="$POS" $FILES)
+cd "$ROOT"
+python3 - "$OUT/capture.md" "$ROWS" "$STAGED" "$CHANGES" "$OURS_S" "$OURS_KB" "$PEER_S" "$PEER_KB" <<'PY'
+import sys
+out, rows, staged, changes, ours_s, ours_kb, peer_s, peer_kb = sys.argv[1:]
+staged, changes = int(staged), int(changes)
+ours, peer = changes / max(float(ours_s), 1e-3), changes / max(float(peer_s), 1e-3)
+text = f"""| reader | row changes | seconds | changes/s | ratio | peak RSS |
+|---|---|---|---|---|---|
+| `cdc capture` (typed, staged, fsynced) | {staged} | {float(ours_s):.2f} | {ours:,.0f} | {ours / peer:.2f}x | {int(ours_kb) / 1024:.0f} MB |
+| `mariadb-binlog -vv --base64-output=decode-rows` (to /dev/null) | {changes} | {float(peer_s):.2f} | {peer:,.0f} | 1.00x | {int(peer_kb) / 1024:.0f} MB |
+"""
+open(out, "w").write(text)
+print(text)
+assert staged == changes, f"capture staged {staged} changes, {changes} were made"
+PY
