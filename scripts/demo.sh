@@ -47,7 +47,7 @@ echo "   audit_log (no primary key), and purchase grouped into one item per (cus
 "$BIN" import --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" \
     --mapping examples/mapping.json --create-tables --table-prep drop-and-create --restart --wcu 4000
 echo
-echo -n "one grouped item of demo_orders: "
+echo "one grouped item of demo_orders:"
 scripts/ddb-get.py "$M2D_DDB_ENDPOINT" demo_orders '{"customerid": {"S": "c2"}, "orderid": {"S": "o2"}}'
 echo
 echo "== mysql2ddb verify: every table against what the run maps to"
