@@ -2,7 +2,8 @@
 //! of what real schemas carry (every integer width at both ends, DECIMAL(65,30), FLOAT/DOUBLE
 //! extremes, DATE/DATETIME/TIMESTAMP/TIME at fsp 0–6, zero and invalid dates, YEAR, ENUM, SET,
 //! UUID, INET4/6, BIT, JSON with duplicate keys, binary strings, CHAR padding, utf8mb4/utf8mb3/
-//! latin1 text, GEOMETRY, NULL everywhere), and one table per key kind. Rows are SQL literals.
+//! latin1/ucs2/utf32/cp1251/sjis text, GEOMETRY, NULL everywhere), and one table per key kind.
+//! Rows are SQL literals.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,10 @@ pub fn corpus_columns() -> Vec<(String, String)> {
         ("v3", "VARCHAR(64) CHARACTER SET utf8mb3"),
         ("l1", "VARCHAR(64) CHARACTER SET latin1"),
         ("tx", "TEXT"),
+        ("cu2", "CHAR(10) CHARACTER SET ucs2"),
+        ("v32", "VARCHAR(20) CHARACTER SET utf32"),
+        ("c1251", "VARCHAR(20) CHARACTER SET cp1251"),
+        ("sj", "VARCHAR(20) CHARACTER SET sjis"),
         ("g", "GEOMETRY"),
     ]
     .iter()
@@ -119,7 +124,8 @@ pub fn corpus_rows() -> Vec<Row> {
                 ("j", r#"'{"a": [1, 2.50, true, null, "x\u00e9"], "b": {"c": 12345678901234567890123, "e": 1.5e3}}'"#),
                 ("bin16", "X'ffffffffffffffffffffffffffffffff'"), ("vbin", "X'ff00'"), ("blb", "X'00ff7f80c3a90a0d22'"),
                 ("ch", "'abc   '"), ("v4", "'😀 𝄞 emoji, 4-byte'"), ("v3", "'ünïcödé ñ'"), ("l1", "'café ÿ €'"),
-                ("tx", "REPEAT('ü', 3000)"), ("g", "ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0))', 4326)"),
+                ("tx", "REPEAT('ü', 3000)"),
+                ("cu2", "'ab€  '"), ("v32", "'😀 utf32'"), ("c1251", "'Привет'"), ("sj", "'こんにちは'"), ("g", "ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0))', 4326)"),
             ],
             |n| {
                 vec![
@@ -143,7 +149,7 @@ pub fn corpus_rows() -> Vec<Row> {
                 ("j", r#"'{"a": 1, "a": 2, "d": {"k": "first", "k": "second"}, "l": []}'"#),
                 ("bin16", "X'0102030405060708090a0b0c0d0e0f00'"), ("vbin", "X'000100'"), ("blb", "X'00'"),
                 ("ch", "'a b  '"), ("v4", r#"'tab	here, newline
- and "quotes", comma'"#), ("v3", r"'\\N'"), ("l1", "'é'"), ("tx", "'N'"),
+ and "quotes", comma'"#), ("v3", r"'\\N'"), ("l1", "'é'"), ("tx", "'N'"), ("cu2", "''"), ("v32", "''"),
                 ("g", "ST_GeomFromText('LINESTRING(0 0,1 1,2 1)')"),
             ],
             |n| {
@@ -196,6 +202,7 @@ pub fn key_tables() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
         ("latin1", "VARCHAR(10) CHARACTER SET latin1 COLLATE latin1_bin", vec!["'é'", "'e'", "'€'"]),
         ("utf8mb3", "VARCHAR(10) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin", vec!["'ü'", "'u'"]),
         ("utf8mb4", "VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", vec!["'😀'", "'𝄞'", "'x'"]),
+        ("ucs2", "CHAR(5) CHARACTER SET ucs2 COLLATE ucs2_bin", vec!["'a'", "'б'", "'€ x'"]),
     ]
 }
 
