@@ -284,3 +284,18 @@ fn two_tables_on_one_automatic_name_are_an_error_naming_both() {
     assert!(err.contains("it_names collide.a b") && err.contains("it_names collide.a_b") && err.contains("it_names_collide_a_b"), "{err}");
     assert!(!common::ddb::table_exists(&dynalite(), "it_names_collide_a_b"), "nothing was created");
 }
+
+/// Regression: an object-mapping rule with a typo in its table name was ignored and the table
+/// imported in automatic mode; it is an error naming the rule, before anything is written.
+#[test]
+fn an_object_rule_matching_no_table_is_an_error_naming_the_rule() {
+    let (run, _) = load_purchase("typo_rule");
+    let text = BLOG_DMS_RULE.replace("DB", "it_typo_rule").replace("TARGET", "it_typo_rule_out").replace("\"purchase\"", "\"purchse\"");
+    let mapping = write_mapping(run.path(), &text);
+    drop_table(&dynalite(), "it_typo_rule_purchase");
+    let out = import(run.path(), &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("rule TransformTo") && err.contains("purchse") && err.contains("it_typo_rule.purchase"), "{err}");
+    assert!(!common::ddb::table_exists(&dynalite(), "it_typo_rule_purchase"), "nothing imported in automatic mode");
+}

@@ -237,8 +237,16 @@ fn write_interleaved(dir: &Path, bucket: u32, mut lists: Vec<Vec<Item>>) -> std:
         }
         lists.retain(|l| !l.is_empty());
     }
-    std::fs::write(&partial, &buf)?;
-    std::fs::rename(&partial, &path)
+    // Durable before the state says the run is grouped: a power loss must not leave a short item
+    // file that a resumed import would take for the whole bucket.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&partial)?;
+        f.write_all(&buf)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&partial, &path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Reads a bucket's item file.

@@ -186,7 +186,7 @@ fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &Impo
         let mut buf = spill.buffer();
         let mut local_rejects = Vec::new();
         let mut n = 0u64;
-        reader::read_chunk(run, entry, &chunk.file, |row, cells| {
+        reader::read_chunk(run, entry, chunk, |row, cells| {
             n += 1;
             let seq = ((src.table as u64) << 48) | ((chunk.id as u64) << 28) | row;
             match src.mapper.map_row(&entry.schema, target, cells, &s.convert) {

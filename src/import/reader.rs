@@ -6,7 +6,8 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::export::csv_sink::unescape_field;
-use crate::manifest::TableEntry;
+use crate::export::chunkfile::hash_file;
+use crate::manifest::{ChunkEntry, TableEntry};
 use crate::source::types::ColumnKind;
 use crate::value::chunk::{csv_cell, parquet_cell};
 use crate::value::Cell;
@@ -18,14 +19,26 @@ pub struct ReadError {
     pub reason: String,
 }
 
-/// Calls `row(index_in_chunk, cells)` for every row of a chunk file, in file order.
+/// Calls `row(index_in_chunk, cells)` for every row of a chunk file, in file order, after
+/// checking the file against the SHA-256 the manifest records (a damaged chunk can decode into
+/// wrong rows without any decoding error).
 pub fn read_chunk(
     run: &Path,
     table: &TableEntry,
-    file: &str,
+    chunk: &ChunkEntry,
     mut row: impl FnMut(u64, &[Cell]) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
+    let file = chunk.file.as_str();
     let err = |reason: String| ReadError { file: file.to_string(), reason };
+    if let Some(want) = &chunk.sha256 {
+        let got = hash_file(&run.join(file)).map_err(|e| err(e.to_string()))?;
+        if &got.sha256 != want {
+            return Err(err(format!(
+                "does not match the SHA-256 the manifest records ({} bytes, sha256 {}; the manifest has {} bytes, sha256 {want}): the file was damaged or changed since the export; rerun the export (it redoes such chunks) or download the run again",
+                got.bytes, got.sha256, chunk.bytes
+            )));
+        }
+    }
     let f = File::open(run.join(file)).map_err(|e| err(e.to_string()))?;
     if file.ends_with(".csv") {
         read_csv(f, table, file, &mut row)

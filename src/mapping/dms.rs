@@ -221,6 +221,20 @@ impl TableMapping {
         if selected.is_empty() {
             return Err(MappingError::NothingSelected);
         }
+        // A rule that matches nothing is a typo, not a wish for automatic mode.
+        if let Some(r) = self.objects.iter().find(|r| !selected.iter().any(|t| r.object_locator.matches(t))) {
+            let names: Vec<String> = selected.iter().take(20).map(|t| t.display_name()).collect();
+            return Err(rule_err(
+                &r.rule_name.to_string(),
+                format!(
+                    "its object-locator (schema-name {:?}, table-name {:?}) matches none of the selected tables ({}{})",
+                    r.object_locator.schema_name,
+                    r.object_locator.table_name,
+                    names.join(", "),
+                    if selected.len() > 20 { ", …" } else { "" }
+                ),
+            ));
+        }
         let mut out = Vec::new();
         for t in selected {
             let rule = self.objects.iter().find(|r| r.object_locator.matches(t));
@@ -426,5 +440,19 @@ mod tests {
         assert!(m.selects(&table("a", "orders", &["id"])));
         assert!(!m.selects(&table("a", "logins", &["id"])));
         assert_eq!(m.resolve(&[table("a", "log1", &["id"])]).unwrap_err(), MappingError::NothingSelected);
+    }
+
+    #[test]
+    fn an_object_rule_that_matches_no_table_is_an_error_naming_it() {
+        // Regression: the typo sent purchase through automatic mode instead.
+        let text = r#"{"rules": [
+          {"rule-type": "selection", "rule-id": 1, "rule-name": "all",
+           "object-locator": {"schema-name": "shop", "table-name": "%"}, "rule-action": "include"},
+          {"rule-type": "object-mapping", "rule-id": 2, "rule-name": "Orders", "rule-action": "map-record-to-record",
+           "object-locator": {"schema-name": "shop", "table-name": "purchse"}, "target-table-name": "orders",
+           "mapping-parameters": {"partition-key-name": "id"}}]}"#;
+        let m = TableMapping::parse(text).unwrap();
+        let err = m.resolve(&[table("shop", "purchase", &["id"])]).unwrap_err().to_string();
+        assert!(err.contains("Orders") && err.contains("purchse") && err.contains("shop.purchase"), "{err}");
     }
 }

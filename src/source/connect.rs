@@ -66,6 +66,11 @@ impl SourceConfig {
                 (key, _) => return Err(SourceError::BadUrl(format!("unknown URL parameter {key:?}"))),
             }
         }
+        if cfg.password.is_some() {
+            tracing::warn!(
+                "the source URL holds a password: given on the command line it is visible to every user of this host in `ps` and /proc for as long as the command runs; give it in MYSQL_PWD or an option file ([client] password=…) instead"
+            );
+        }
         if cfg.password.is_none() {
             cfg.password = std::env::var("MYSQL_PWD").ok().filter(|p| !p.is_empty());
         }
@@ -162,7 +167,7 @@ fn read_option_file(path: &Path) -> Result<OptionFile, SourceError> {
             continue;
         }
         if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
+            let v = option_value(v);
             match k.trim() {
                 "user" => out.user = Some(v),
                 "password" => out.password = Some(v),
@@ -173,9 +178,51 @@ fn read_option_file(path: &Path) -> Result<OptionFile, SourceError> {
     Ok(out)
 }
 
+/// A value as the mariadb client reads it: quoted (`"…"` or `'…'`, where `#` is literal), or
+/// unquoted up to a `#` comment; backslash escapes (`\n`, `\t`, `\s` for a space, `\\`…) undone.
+fn option_value(raw: &str) -> String {
+    let raw = raw.trim();
+    let (body, quote) = match raw.chars().next() {
+        Some(q @ ('"' | '\'')) => (&raw[1..], Some(q)),
+        _ => (raw, None),
+    };
+    let mut out = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('b') => out.push('\u{8}'),
+                Some('s') => out.push(' '),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            },
+            c if Some(c) == quote => break,
+            '#' if quote.is_none() => break,
+            c => out.push(c),
+        }
+    }
+    if quote.is_none() {
+        out.truncate(out.trim_end().len());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_file_values_read_as_the_mariadb_client_reads_them() {
+        // Regression: `password=x # comment` gave the password "x # comment".
+        assert_eq!(option_value(" x # comment"), "x");
+        assert_eq!(option_value("\"a#b\" # c"), "a#b");
+        assert_eq!(option_value("'it''"), "it");
+        assert_eq!(option_value("a\\sb"), "a b");
+        assert_eq!(option_value("p@ss"), "p@ss");
+    }
 
     #[test]
     fn display_and_debug_never_show_the_password() {
