@@ -110,6 +110,7 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
         restart: args.restart,
         quiet: args.quiet,
         dry_run: args.dry_run,
+        work: None,
     })
 }
 

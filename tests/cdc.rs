@@ -297,3 +297,52 @@ fn apply_expressions_pass_on_dynamodb_local() {
         assert!(out.status.success(), "{kind}: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     }
 }
+
+/// Regression: `verify` and `estimate` ran their dry run in the import's own folder, so other
+/// options reset its checkpoint (apply then refused) and overwrote import-report.json; and an
+/// import run again after apply wrote snapshot rows over applied changes that apply never
+/// replayed. Dry runs now have their own folder, and an import that writes makes the next apply
+/// replay every staged change from the snapshot position.
+#[test]
+fn dry_runs_leave_the_import_alone_and_a_rewriting_import_makes_apply_replay() {
+    let (db, _dir, run, mapping) = prepared("cdc_rewrite", "automatic", &dynalite());
+    export_and_import(&db, &run, &mapping, &dynalite());
+    let report = std::fs::read(run.join("import-report.json")).unwrap();
+    let mut conn = connect();
+    conn.query_drop(format!("UPDATE `{db}`.big SET v = 'changed' WHERE id = 18446744073709000001")).unwrap();
+    ok(&capture(&run), "capture");
+    ok(&apply(&run, &mapping), "apply");
+    let v = || {
+        let items = common::ddb::scan(&dynalite(), &format!("{db}_big"));
+        items.iter().find(|i| i["id"].display() == "18446744073709000001").map(|i| i["v"].display())
+    };
+    assert_eq!(v().as_deref(), Some("changed"));
+
+    // Dry runs with other conversion options (another fingerprint than the import's).
+    let env = common::services();
+    let dynalite_url = dynalite();
+    for cmd in ["verify", "estimate"] {
+        let endpoint: &[&str] = if cmd == "verify" { &["--endpoint", &dynalite_url] } else { &[] };
+        let out = std::process::Command::new(common::bin())
+            .args([cmd, "--quiet", "--mapping", mapping.to_str().unwrap(), "--nulls", "null"])
+            .args(endpoint)
+            .arg("--from")
+            .arg(&run)
+            .envs(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"].map(|k| (k, env[k].clone())))
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some_and(|c| c != 1 && c != 2), "{cmd}: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read(run.join("import-report.json")).unwrap(), report, "import-report.json untouched");
+    ok(&apply(&run, &mapping), "apply after verify and estimate");
+
+    // The import run again writes the snapshot row over the change; apply replays it.
+    ok(&import(&run, &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--wcu", "0", "--restart"]), "import --restart");
+    assert_eq!(v().as_deref(), Some("v1"), "the import wrote the snapshot row back");
+    let out = apply(&run, &mapping);
+    ok(&out, "apply after the import");
+    assert!(stderr(&out).contains("replaying every staged change"), "{}", stderr(&out));
+    assert_eq!(v().as_deref(), Some("changed"), "apply replayed the change");
+    let out = verify_against_source(&run, &mapping);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+}

@@ -140,8 +140,9 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
     std::fs::create_dir_all(&s.out).map_err(|e| ImportError::Io(format!("{}: {e}", s.out.display())))?;
     let started_at = crate::manifest::now_rfc3339();
     let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync)?;
-    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), ..s.import.clone() })?;
-    let state = ImportState::load(&run).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
+    let work = crate::import::state::dry_run_dir(&run, "bench");
+    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), work: Some(work.clone()), ..s.import.clone() })?;
+    let state = ImportState::load(&work).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
     let target = pick_target(&state, s.table.as_deref())?;
     let source_rows: u64 = state.targets.iter().map(|t| t.source_rows).sum();
     let wcu_all: u64 = state.targets.iter().map(|t| t.wcu()).sum();
@@ -174,7 +175,7 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
             let table = TargetTable { name: name.clone(), ..target.table.clone() };
             let opts = TableOptions { create: true, billing: Billing::Provisioned, provisioned_wcu: rate.ceil() as i64, provisioned_rcu: BENCH_TABLE_RCU, prep: TablePrep::DropAndCreate };
             prepare(&control, &table, &opts, true).await.map_err(|reason| ImportError::Table { table: name.clone(), reason })?;
-            let r = one_setting(s, &run, target, &client, name, *rate, wcu_per_row).await;
+            let r = one_setting(s, &work, target, &client, name, *rate, wcu_per_row).await;
             if !s.keep_tables {
                 if let Err(e) = drop_table(&control, name).await {
                     tracing::warn!("could not delete the benchmark table {name}: {e}");
@@ -202,7 +203,7 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
     Ok(report)
 }
 
-async fn one_setting(s: &BenchSettings, run: &Path, target: &TargetState, client: &aws_sdk_dynamodb::Client, name: &str, rate: f64, wcu_per_row: f64) -> Result<SettingResult, ImportError> {
+async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, client: &aws_sdk_dynamodb::Client, name: &str, rate: f64, wcu_per_row: f64) -> Result<SettingResult, ImportError> {
     let stats = Arc::new(WriteStats::default());
     let writer = Writer {
         client: client.clone(),
@@ -247,7 +248,7 @@ async fn one_setting(s: &BenchSettings, run: &Path, target: &TargetState, client
         })
     };
     let buckets: Vec<u32> = target.buckets.iter().map(|b| b.id).collect();
-    writer.write_buckets(target_dir(run, &target.table.name, "items"), buckets, &progress, bar, |_| {}).await?;
+    writer.write_buckets(target_dir(work, &target.table.name, "items"), buckets, &progress, bar, |_| {}).await?;
     let took = t0.elapsed().as_secs_f64().max(0.001);
     progress.finish();
     let _ = stop_tx.send(());

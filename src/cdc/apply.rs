@@ -408,28 +408,40 @@ pub fn read_segment(run: &Path, info: &super::state::SegmentInfo) -> Result<Vec<
         .collect()
 }
 
-/// The import must be finished first: its snapshot rows would overwrite newer changes.
-fn check_import_done(run: &Path) -> Result<(), CdcError> {
-    let st = crate::import::state::ImportState::load(run).ok_or_else(|| CdcError::Input("no import of this run yet: run the import first (apply writes the changes made after its snapshot)".into()))?;
+/// The import must be finished first: its snapshot rows would overwrite newer changes. Returns
+/// its generation.
+fn check_import_done(run: &Path) -> Result<u64, CdcError> {
+    let st = crate::import::state::ImportState::load(&crate::import::state::work_dir(run)).ok_or_else(|| CdcError::Input("no import of this run yet: run the import first (apply writes the changes made after its snapshot)".into()))?;
     let buckets: Vec<_> = st.targets.iter().flat_map(|t| &t.buckets).collect();
     let written = buckets.iter().filter(|b| b.written).count();
     if !st.grouped || written < buckets.len() {
         return Err(CdcError::Input(format!("the import of this run has not finished ({written} of {} buckets written): finish it first, or its rows would overwrite newer changes", buckets.len())));
     }
-    Ok(())
+    Ok(st.generation)
 }
 
 /// Applies staged changes until all are applied (or forever with `follow`).
 pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync).map_err(|e| CdcError::Input(e.to_string()))?;
-    check_import_done(&run)?;
+    let generation = check_import_done(&run)?;
     let (manifest, plan, _) = crate::import::load_plan(&run, s.import.mapping.as_deref(), &s.import.convert, &s.import.auto).map_err(|e| CdcError::Input(e.to_string()))?;
     let mut state = ApplyState::load(&run)?.unwrap_or_default();
+    let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
+    if state.import_generation != Some(generation) {
+        if state.changes > 0 || state.segments > 0 {
+            // An import wrote snapshot rows after these changes were applied: replay them all.
+            tracing::warn!("the import wrote items after the last apply: replaying every staged change from the snapshot position ({} were applied before; apply is idempotent)", state.changes);
+            state = ApplyState { import_generation: Some(generation), ..ApplyState::default() };
+            let _ = std::fs::remove_file(&rejects_path);
+            state.store(&run)?;
+        }
+        // Else stored with the first checkpoint (capture may not have made cdc/ yet).
+        state.import_generation = Some(generation);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| CdcError::Io(e.to_string()))?;
     let client = rt.block_on(crate::import::client::build(&s.import.dynamo));
     let pacer = Pacer::new(s.wcu);
     let stats = Arc::new(Stats::default());
-    let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
     let mut last_log = Instant::now();
     let mut window = (state.changes, 0u64); // changes and WCU (× 1000) at the last log line
     // Catching up (not following): a bar over the changes staged when apply started.

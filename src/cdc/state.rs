@@ -54,6 +54,9 @@ pub struct ApplyState {
     pub last_at: Option<String>,
     pub last_ts: Option<u32>,
     pub updated_at: String,
+    /// The import generation (`ImportState::generation`) these changes were applied after.
+    #[serde(default)]
+    pub import_generation: Option<u64>,
 }
 
 fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, CdcError> {

@@ -142,11 +142,12 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
     }
     // Resolve (download and verify) an s3:// run once; the dry run then reads the local folder.
     let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
-    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), ..s.clone() })?;
-    let state = ImportState::load(&run).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
+    let work = crate::import::state::dry_run_dir(&run, "estimate");
+    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), work: Some(work.clone()), ..s.clone() })?;
+    let state = ImportState::load(&work).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
     let mut tables = Vec::new();
     for t in &state.targets {
-        let dir = target_dir(&run, &t.table.name, "items");
+        let dir = target_dir(&work, &t.table.name, "items");
         let figures: Vec<BucketFigures> = t
             .buckets
             .par_iter()

@@ -92,6 +92,9 @@ pub struct ImportSettings {
     pub quiet: bool,
     /// Map and group only: report items and WCU, write nothing to DynamoDB.
     pub dry_run: bool,
+    /// Another command's work folder for its dry run (`state::dry_run_dir`): the import's own
+    /// checkpoint and report are left alone. None: the import's own folder.
+    pub work: Option<PathBuf>,
 }
 
 /// Resolves `from` to a local run folder, downloading an s3:// run (verified) first.
@@ -141,8 +144,7 @@ fn bucket_count(manifest: &Manifest, plan: &MappingPlan, target: usize, memory_m
 }
 
 /// Reads every chunk, maps its rows and spills them; then groups every bucket into items.
-fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &ImportSettings, state: &mut ImportState) -> Result<(), ImportError> {
-    let work = work_dir(run);
+fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingPlan, s: &ImportSettings, state: &mut ImportState) -> Result<(), ImportError> {
     for what in ["spill", "items", "rejects"] {
         let _ = std::fs::remove_dir_all(work.join(what));
     }
@@ -150,11 +152,11 @@ fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &Impo
     state.targets.clear();
     for (i, t) in plan.targets.iter().enumerate() {
         let (buckets, rows) = bucket_count(manifest, plan, i, s.memory_mb, s.bucket_rows);
-        spills.push(Spill::create(target_dir(run, &t.name, "spill"), buckets).map_err(|e| io(&work, e))?);
-        std::fs::create_dir_all(target_dir(run, &t.name, "items")).map_err(|e| io(&work, e))?;
+        spills.push(Spill::create(target_dir(work, &t.name, "spill"), buckets).map_err(|e| io(work, e))?);
+        std::fs::create_dir_all(target_dir(work, &t.name, "items")).map_err(|e| io(work, e))?;
         state.targets.push(TargetState { table: t.clone(), prepared: false, source_rows: rows, rejected_rows: 0, conflicts: 0, buckets: Vec::new() });
     }
-    std::fs::create_dir_all(work.join("rejects")).map_err(|e| io(&work, e))?;
+    std::fs::create_dir_all(work.join("rejects")).map_err(|e| io(work, e))?;
     let rejects: Vec<Mutex<std::io::BufWriter<std::fs::File>>> = plan
         .targets
         .iter()
@@ -203,12 +205,12 @@ fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &Impo
                 }
             }
         })?;
-        buf.flush().map_err(|e| io(&work, e))?;
+        buf.flush().map_err(|e| io(work, e))?;
         if !local_rejects.is_empty() {
             rejected[src.mapper.target].fetch_add(local_rejects.len() as u64, Ordering::Relaxed);
             let mut w = rejects[src.mapper.target].lock().unwrap_or_else(|e| e.into_inner());
             for r in &local_rejects {
-                writeln!(w, "{r}").map_err(|e| io(&work, e))?;
+                writeln!(w, "{r}").map_err(|e| io(work, e))?;
             }
         }
         progress.advance(bar, n, chunk.bytes);
@@ -223,9 +225,9 @@ fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &Impo
         .map(|&(t, b)| {
             let target = &plan.targets[t];
             let collect = plan.sources.iter().find(|s| s.mapper.target == t).and_then(|s| s.mapper.collect_target());
-            let g = group::group_bucket(target, collect, s.on_duplicate, &target_dir(run, &target.name, "spill"), &target_dir(run, &target.name, "items"), b)
+            let g = group::group_bucket(target, collect, s.on_duplicate, &target_dir(work, &target.name, "spill"), &target_dir(work, &target.name, "items"), b)
                 .map_err(ImportError::Io)?;
-            let _ = std::fs::remove_file(Spill::path(&target_dir(run, &target.name, "spill"), b));
+            let _ = std::fs::remove_file(Spill::path(&target_dir(work, &target.name, "spill"), b));
             Ok((t, g))
         })
         .collect::<Result<_, ImportError>>()?;
@@ -239,13 +241,13 @@ fn spill_and_group(run: &Path, manifest: &Manifest, plan: &MappingPlan, s: &Impo
             ts.rejected_rows += g.rejects.len() as u64;
             let mut w = rejects[t].lock().unwrap_or_else(|e| e.into_inner());
             for r in &g.rejects {
-                writeln!(w, "{r}").map_err(|e| io(&work, e))?;
+                writeln!(w, "{r}").map_err(|e| io(work, e))?;
             }
         }
         ts.buckets.push(g.stats);
     }
     for (t, w) in rejects.iter().enumerate() {
-        w.lock().unwrap_or_else(|e| e.into_inner()).flush().map_err(|e| io(&work, e))?;
+        w.lock().unwrap_or_else(|e| e.into_inner()).flush().map_err(|e| io(work, e))?;
         state.targets[t].rejected_rows += rejected[t].load(Ordering::Relaxed);
         state.targets[t].buckets.sort_by_key(|b| b.id);
     }
@@ -268,17 +270,19 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     }
     let options = json!({"convert": s.convert, "auto": s.auto.table_name_template, "on_duplicate": s.on_duplicate, "bucket_rows": s.bucket_rows, "memory_mb": s.memory_mb});
     let fp = fingerprint(&manifest, &mapping_text, &options);
-    let mut state = match ImportState::load(&run) {
+    let work = s.work.clone().unwrap_or_else(|| work_dir(&run));
+    let mut state = match ImportState::load(&work) {
         Some(st) if st.fingerprint == fp && !s.restart => st,
-        Some(_) => {
+        Some(old) => {
             tracing::info!("the run, mapping or options changed since the last import (or --restart): starting over");
-            ImportState { fingerprint: fp.clone(), ..Default::default() }
+            // The generation counts on: cdc apply compares it with the one it applied after.
+            ImportState { fingerprint: fp.clone(), generation: old.generation, ..Default::default() }
         }
         None => ImportState { fingerprint: fp.clone(), ..Default::default() },
     };
     if !state.grouped {
-        spill_and_group(&run, &manifest, &plan, s, &mut state)?;
-        state.store(&run).map_err(|e| io(&run, e))?;
+        spill_and_group(&run, &work, &manifest, &plan, s, &mut state)?;
+        state.store(&work).map_err(|e| io(&work, e))?;
     } else {
         tracing::info!("resuming: items are grouped already; {} of {} buckets written", state.targets.iter().flat_map(|t| &t.buckets).filter(|b| b.written).count(), state.targets.iter().map(|t| t.buckets.len()).sum::<usize>());
     }
@@ -286,8 +290,19 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     if s.dry_run {
         let tables = state.targets.iter().map(TargetReport::planned).collect();
         let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &state, tables, plan.names(&manifest.tables), plan.skipped.clone());
-        report.write(&run).map_err(|e| io(&run, e))?;
+        if s.work.is_none() {
+            report.write(&run).map_err(|e| io(&run, e))?;
+        }
         return Ok(report);
+    }
+    if state.targets.iter().flat_map(|t| &t.buckets).any(|b| !b.written) {
+        // Snapshot rows are about to be written: changes apply made since may be overwritten, so
+        // apply will replay every staged change from the snapshot position (it is idempotent).
+        state.generation += 1;
+        state.store(&work).map_err(|e| io(&work, e))?;
+        if run.join("cdc").join("apply.json").exists() {
+            tracing::warn!("this import writes snapshot rows over what `cdc apply` applied: the next `cdc apply` replays every staged change from the snapshot position");
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
     let mut reports = Vec::new();
@@ -306,7 +321,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 st.targets[ti].prepared = true;
-                st.store(&run).map_err(|e| io(&run, e))?;
+                st.store(&work).map_err(|e| io(&work, e))?;
             }
             let rate = match s.wcu {
                 Some(w) if w <= 0.0 => None,
@@ -332,15 +347,15 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             let t0 = Instant::now();
             tracing::info!(table = %target.name, "writing {} items in {} buckets at {}", total_items - done_items, pending.len(), rate.map(|r| format!("{r:.0} WCU/s")).unwrap_or_else(|| "no pacing".into()));
             let st2 = state.clone();
-            let run2 = run.clone();
+            let work2 = work.clone();
             let mut store_err = None;
             writer
-                .write_buckets(target_dir(&run, &target.name, "items"), pending, &progress, bar, |bucket| {
+                .write_buckets(target_dir(&work, &target.name, "items"), pending, &progress, bar, |bucket| {
                     let mut st = st2.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(b) = st.targets[ti].buckets.iter_mut().find(|b: &&mut BucketStats| b.id == bucket) {
                         b.written = true;
                     }
-                    if let Err(e) = st.store(&run2) {
+                    if let Err(e) = st.store(&work2) {
                         store_err.get_or_insert(e.to_string());
                     }
                 })

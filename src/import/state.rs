@@ -21,6 +21,11 @@ pub struct ImportState {
     pub fingerprint: String,
     pub grouped: bool,
     pub targets: Vec<TargetState>,
+    /// Counts the imports that began writing items to DynamoDB. `cdc apply` records the one it
+    /// applied after; a later one may have written snapshot rows over applied changes, so apply
+    /// replays every staged change from the snapshot position.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,25 +49,33 @@ impl TargetState {
     }
 }
 
+/// The import's own work folder (its checkpoint, spill, item and rejects files).
 pub fn work_dir(run: &Path) -> PathBuf {
     run.join(WORK_DIR)
 }
 
-/// Folder of a target's spill or item files.
-pub fn target_dir(run: &Path, target: &str, what: &str) -> PathBuf {
-    work_dir(run).join(what).join(crate::export::chunkfile::encode_component(target))
+/// The work folder of another command's dry run (`verify`, `estimate`, `bench`): its own, so it
+/// never touches the import's checkpoint, whatever options it maps with.
+pub fn dry_run_dir(run: &Path, command: &str) -> PathBuf {
+    work_dir(run).join("dry-runs").join(command)
+}
+
+/// Folder of a target's spill or item files in work folder `work`.
+pub fn target_dir(work: &Path, target: &str, what: &str) -> PathBuf {
+    work.join(what).join(crate::export::chunkfile::encode_component(target))
 }
 
 impl ImportState {
-    pub fn load(run: &Path) -> Option<ImportState> {
-        let text = std::fs::read(work_dir(run).join(STATE_FILE)).ok()?;
+    /// The checkpoint in work folder `work`.
+    pub fn load(work: &Path) -> Option<ImportState> {
+        let text = std::fs::read(work.join(STATE_FILE)).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
-    pub fn store(&self, run: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(work_dir(run))?;
+    pub fn store(&self, work: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(work)?;
         let bytes = serde_json::to_vec_pretty(self).expect("state serializes");
-        write_atomically(&work_dir(run).join(STATE_FILE), &bytes)
+        write_atomically(&work.join(STATE_FILE), &bytes)
     }
 }
 

@@ -320,13 +320,14 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
         Some(url) => export_source(&report_dir, url, s)?,
         None => report_dir.clone(),
     };
-    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), ..s.clone() })?;
-    let state = ImportState::load(&run).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
+    let work = crate::import::state::dry_run_dir(&run, "verify");
+    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), work: Some(work.clone()), ..s.clone() })?;
+    let state = ImportState::load(&work).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
     let client = rt.block_on(build(&DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }));
     let mut tables = Vec::new();
     for t in &state.targets {
-        let expected_dir = target_dir(&run, &t.table.name, "items");
+        let expected_dir = target_dir(&work, &t.table.name, "items");
         if let Some(fraction) = o.sample {
             let ids: Vec<u32> = t.buckets.iter().map(|b| b.id).collect();
             let mut verdict = rt
@@ -336,7 +337,7 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
             tables.push(verdict);
             continue;
         }
-        let actual_dir = target_dir(&run, &t.table.name, "verify");
+        let actual_dir = target_dir(&work, &t.table.name, "verify");
         let _ = std::fs::remove_dir_all(&actual_dir);
         let spill = Spill::create(actual_dir.clone(), t.buckets.len() as u32).map_err(|e| ImportError::Io(e.to_string()))?;
         rt.block_on(scan_into(&client, &t.table.name, &spill, &t.table.partition_key.name))
