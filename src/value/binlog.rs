@@ -47,10 +47,10 @@ pub fn members(mysql_type: &str) -> Vec<String> {
     out
 }
 
-/// The type's name without its arguments: `binary(16)` → `binary`.
-fn base_type(c: &ColumnSchema) -> String {
-    let t = c.mysql_type.to_ascii_lowercase();
-    t.split(['(', ' ']).next().unwrap_or("").to_string()
+/// Whether the column's type, without its arguments (`binary(16)` → `binary`), is `name`. No
+/// allocation: it runs for every text and binary value captured.
+fn is_type(c: &ColumnSchema, name: &str) -> bool {
+    c.mysql_type.split(['(', ' ']).next().is_some_and(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// The `n` of `binary(n)` / `char(n)`.
@@ -207,17 +207,15 @@ pub fn cell_of(c: &ColumnSchema, v: Raw<'_>) -> Result<Cell, String> {
         (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(0)) => Cell::Text(format_datetime(&DateTimeParts { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micro: 0 }, k)),
         (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(micros)) => Cell::Text(format_datetime(&DateTimeParts::from_epoch_micros(micros), k)),
         (ColumnKind::Time { fsp }, Raw::Time(micros)) => Cell::Text(format_time(micros, *fsp)),
-        (ColumnKind::Text, Raw::Bytes(b)) => match base_type(c).as_str() {
-            "uuid" => Cell::Text(uuid_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-            "inet6" => Cell::Text(inet6_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-            "inet4" => match padded(b, 4) {
-                Some(p) => Cell::Text(Ipv4Addr::new(p[0], p[1], p[2], p[3]).to_string()),
-                None => return Err(bad(&Raw::Bytes(b))),
-            },
-            // SELECT returns CHAR(n) without its padding.
-            "char" => Cell::Text(decode_text(c, b)?.trim_end_matches(' ').to_string()),
-            _ => Cell::Text(decode_text(c, b)?),
+        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "uuid") => Cell::Text(uuid_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
+        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "inet6") => Cell::Text(inet6_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
+        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "inet4") => match padded(b, 4) {
+            Some(p) => Cell::Text(Ipv4Addr::new(p[0], p[1], p[2], p[3]).to_string()),
+            None => return Err(bad(&Raw::Bytes(b))),
         },
+        // SELECT returns CHAR(n) without its padding.
+        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "char") => Cell::Text(decode_text(c, b)?.trim_end_matches(' ').to_string()),
+        (ColumnKind::Text, Raw::Bytes(b)) => Cell::Text(decode_text(c, b)?),
         (ColumnKind::Json, Raw::Bytes(b)) => Cell::Text(decode_text(c, b)?),
         (ColumnKind::Json, Raw::Json(text)) => Cell::Text(text),
         (ColumnKind::Enum, Raw::Enum(0)) => Cell::Text(String::new()),
@@ -227,9 +225,9 @@ pub fn cell_of(c: &ColumnSchema, v: Raw<'_>) -> Result<Cell, String> {
         (ColumnKind::Set, Raw::Set(mask)) => Cell::Set(members(&c.mysql_type).into_iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, m)| m).collect()),
         (ColumnKind::Binary, Raw::Bytes(b)) => {
             // SELECT returns BINARY(n) padded to n with 0x00; the binlog strips the padding.
-            match (base_type(c).as_str(), declared_length(c)) {
-                ("binary", Some(n)) => Cell::Bytes(padded(b, n).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-                _ => Cell::Bytes(b.to_vec()),
+            match declared_length(c).filter(|_| is_type(c, "binary")) {
+                Some(n) => Cell::Bytes(padded(b, n).ok_or_else(|| bad(&Raw::Bytes(b)))?),
+                None => Cell::Bytes(b.to_vec()),
             }
         }
         (ColumnKind::Bit { .. }, Raw::Bytes(b)) if b.len() <= 8 => Cell::Num(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64).to_string()),
