@@ -11,6 +11,7 @@
 //! run from, `progress` draws bars (or log lines), and `proxy` is the capacity-enforcing test
 //! proxy the benchmarks and tests write through.
 
+pub mod aws;
 pub mod bench;
 pub mod cdc;
 pub mod cdc_cli;

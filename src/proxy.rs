@@ -5,6 +5,9 @@
 //! (or a 400 ProvisionedThroughputExceededException when none fit), single writes get the 400.
 //! It can also throttle a fixed share of write requests at random, and logs the WCU it let
 //! through per table and second, so benchmarks measure the achieved rate on the server side.
+//! Single writes are charged what the server reports they consumed (an update of a large item
+//! costs its size). With `respell_unprocessed` it hands UnprocessedItems back re-serialised, as
+//! a real service may: string sets in another order, numbers spelled another way.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -27,6 +30,8 @@ pub struct ProxyConfig {
     pub throttle_probability: f64,
     /// CSV of `second,table,wcu` let through.
     pub log: Option<std::path::PathBuf>,
+    /// Hand unprocessed requests back re-serialised (sets reordered, numbers respelled).
+    pub respell_unprocessed: bool,
 }
 
 #[derive(Default)]
@@ -87,6 +92,14 @@ impl Proxy {
         true
     }
 
+    /// Charges capacity used beyond what was taken up front (the server's own count).
+    fn charge(&self, table: &str, extra: u64) {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = w.used.get_mut(table) {
+            entry.1 += extra;
+        }
+    }
+
     /// Decides a write request. Returns the body to forward (None: answer with a throttle
     /// error) and the unprocessed items to merge into the response.
     fn decide(&self, target: &str, body: &[u8]) -> (Option<Vec<u8>>, Option<Value>) {
@@ -113,6 +126,8 @@ impl Proxy {
                         let drop_random = random && fastrand::bool();
                         if !drop_random && self.take(&mut w, table, request_wcu(&r)) {
                             keep.push(r);
+                        } else if self.cfg.respell_unprocessed {
+                            back.push(respell(r));
                         } else {
                             back.push(r);
                         }
@@ -141,7 +156,9 @@ impl Proxy {
                     w.throttled_requests += 1;
                     return (None, None);
                 }
-                (Some(body.to_vec()), None)
+                // Ask the server what the write consumed, to charge the rest after it.
+                doc["ReturnConsumedCapacity"] = json!("TOTAL");
+                (Some(serde_json::to_vec(&doc).expect("json")), None)
             }
             _ => (Some(body.to_vec()), None),
         }
@@ -203,12 +220,44 @@ impl Proxy {
                 }
                 _ => rbody,
             };
+            if matches!(target.as_str(), "PutItem" | "UpdateItem" | "DeleteItem") && status.contains(" 200") {
+                let doc: Value = serde_json::from_slice(&rbody).unwrap_or_default();
+                let used = doc["ConsumedCapacity"]["CapacityUnits"].as_f64().unwrap_or(0.0).ceil() as u64;
+                let taken = serde_json::from_slice::<Value>(&body).ok().and_then(|d| d.get("Item").and_then(|i| item_from_json(i).ok())).map(|i| item_wcu(&i)).unwrap_or(1);
+                let table = doc["ConsumedCapacity"]["TableName"].as_str().unwrap_or("");
+                self.charge(table, used.saturating_sub(taken));
+            }
             write_response(client.get_mut(), &status, &rbody).await?;
         }
     }
 
     pub fn throttled_requests(&self) -> u64 {
         self.windows.lock().unwrap_or_else(|e| e.into_inner()).throttled_requests
+    }
+}
+
+/// A write request as a service might hand it back: string-set members in reverse order and
+/// every number respelled (`7` as `7.0`, `1.5` as `15E-1`), the same values to DynamoDB.
+fn respell(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            if let Some(Value::String(n)) = m.get_mut("N") {
+                *n = match n.split_once('.') {
+                    None if !n.contains(['e', 'E']) => format!("{n}.0"),
+                    Some((i, f)) if !f.contains(['e', 'E']) => format!("{i}{f}E-{}", f.len()),
+                    _ => n.clone(),
+                };
+            }
+            if let Some(Value::Array(ss)) = m.get_mut("SS") {
+                ss.reverse();
+            }
+            for (_, child) in m.iter_mut() {
+                *child = respell(std::mem::take(child));
+            }
+            v
+        }
+        Value::Array(a) => Value::Array(a.drain(..).map(respell).collect()),
+        _ => v,
     }
 }
 
@@ -269,7 +318,7 @@ mod tests {
     use super::*;
 
     fn proxy(wcu: u64, p: f64) -> Arc<Proxy> {
-        Proxy::new(ProxyConfig { upstream: String::new(), wcu, table_wcu: HashMap::new(), throttle_probability: p, log: None }).unwrap()
+        Proxy::new(ProxyConfig { upstream: String::new(), wcu, table_wcu: HashMap::new(), throttle_probability: p, log: None, respell_unprocessed: false }).unwrap()
     }
 
     fn batch(n: usize) -> Vec<u8> {
@@ -291,5 +340,11 @@ mod tests {
         let (fwd, _) = p.decide("BatchWriteItem", &batch(5));
         assert!(fwd.is_none(), "nothing fits: a whole-call throttle");
         assert_eq!(p.throttled_requests(), 2);
+    }
+
+    #[test]
+    fn respelled_requests_are_the_same_values() {
+        let r = respell(json!({"PutRequest": {"Item": {"id": {"N": "7"}, "p": {"N": "1.50"}, "s": {"SS": ["a", "b"]}}}}));
+        assert_eq!(r, json!({"PutRequest": {"Item": {"id": {"N": "7.0"}, "p": {"N": "150E-2"}, "s": {"SS": ["b", "a"]}}}}));
     }
 }

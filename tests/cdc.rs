@@ -346,3 +346,84 @@ fn dry_runs_leave_the_import_alone_and_a_rewriting_import_makes_apply_replay() {
     let out = verify_against_source(&run, &mapping);
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
 }
+
+/// A table of documents collected per owner into a map of part → body.
+fn documents(name: &str) -> (String, tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, name);
+    conn.query_drop(format!("CREATE TABLE `{db}`.doc (owner VARCHAR(10), part INT, body MEDIUMTEXT NOT NULL, PRIMARY KEY (owner, part))")).unwrap();
+    // Item a: three parts of 130 KB (390 KB, under DynamoDB's 400 KB). Item c: ten parts of 1 KB.
+    conn.query_drop(format!("INSERT INTO `{db}`.doc SELECT 'a', seq, REPEAT('x', 130000) FROM seq_1_to_3")).unwrap();
+    conn.query_drop(format!("INSERT INTO `{db}`.doc SELECT 'c', seq, REPEAT('y', 1000) FROM seq_1_to_10")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mapping = dir.path().join("mapping.json");
+    std::fs::write(
+        &mapping,
+        format!(
+            r#"{{"rules": [
+          {{"rule-type": "selection", "rule-id": "1", "rule-name": "all", "object-locator": {{"schema-name": "{db}", "table-name": "%"}}, "rule-action": "include"}},
+          {{"rule-type": "object-mapping", "rule-id": "2", "rule-name": "docs", "rule-action": "group-records-to-item",
+           "object-locator": {{"schema-name": "{db}", "table-name": "doc"}}, "target-table-name": "{db}_docs",
+           "mapping-parameters": {{"partition-key-name": "owner", "collect": {{"target-attribute-name": "parts", "as": "map", "key": "${{part}}", "value": "${{body}}"}}}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    drop_table(&dynalite(), &format!("{db}_docs"));
+    (db, dir, run, mapping)
+}
+
+/// Regression: a change DynamoDB refuses for good (here a part that takes its item over 400 KB)
+/// aborted apply, and every rerun stopped at it. It now goes to cdc/rejects.jsonl with its binlog
+/// position, key and reason, is counted, and the changes after it are applied.
+#[test]
+fn a_change_dynamodb_refuses_is_rejected_with_its_position_and_apply_goes_on() {
+    let (db, _dir, run, mapping) = documents("cdc_refused");
+    export_and_import(&db, &run, &mapping, &dynalite());
+    let mut conn = connect();
+    conn.query_drop(format!("INSERT INTO `{db}`.doc VALUES ('a', 4, REPEAT('z', 20000))")).unwrap();
+    conn.query_drop(format!("INSERT INTO `{db}`.doc VALUES ('c', 11, 'after the refused one')")).unwrap();
+    ok(&capture(&run), "capture");
+    let out = apply(&run, &mapping);
+    assert_eq!(out.status.code(), Some(3), "apply ends with rejects: {}", stderr(&out));
+    let rejects = std::fs::read_to_string(run.join("cdc/rejects.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = rejects.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{rejects}");
+    assert_eq!(lines[0]["key"], serde_json::json!({"owner": "a", "part": "4"}));
+    assert!(lines[0]["at"].as_str().is_some_and(|a| a.contains(':')), "{}", lines[0]);
+    assert!(lines[0]["reason"].as_str().unwrap().contains("DynamoDB refused"), "{}", lines[0]);
+    let items = common::ddb::scan(&dynalite(), &format!("{db}_docs"));
+    let c = items.iter().find(|i| i["owner"].display() == "c").unwrap();
+    assert!(c["parts"].display().contains("after the refused one"), "the change after the refused one was applied");
+    let status = cdc_cmd(&["status"], &run).output().unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("1 rejected"), "{}", String::from_utf8_lossy(&status.stdout));
+}
+
+/// Regression: apply charged every update 1 WCU whatever the item's size, so `--wcu` was
+/// exceeded many times over on large grouped items. It now charges what DynamoDB reports
+/// consumed; the capacity proxy logs what each second let through (the server's own count).
+#[test]
+fn apply_paces_updates_by_the_capacity_they_consume() {
+    let (db, dir, run, mapping) = documents("cdc_charged");
+    export_and_import(&db, &run, &mapping, &dynalite());
+    let mut conn = connect();
+    for i in 0..30 {
+        conn.query_drop(format!("UPDATE `{db}`.doc SET body = REPEAT('{}', 1000) WHERE owner = 'c' AND part = {}", (b'a' + (i % 26) as u8) as char, i % 10 + 1)).unwrap();
+    }
+    ok(&capture(&run), "capture");
+    let log = dir.path().join("proxy.csv");
+    let proxy = common::ddb::ProxyProcess::start_with(100_000, 0.0, &["--log", log.to_str().unwrap()]);
+    let out = apply_to_with(&run, &proxy.endpoint, &mapping, &["--wcu", "50", "--concurrency", "1"]);
+    ok(&out, "apply");
+    drop(proxy);
+    let per_second: Vec<u64> = std::fs::read_to_string(&log).unwrap().lines().filter_map(|l| l.rsplit(',').next()?.parse().ok()).collect();
+    let total: u64 = per_second.iter().sum();
+    assert!(total >= 250, "each update of the 10 KB item consumes about 10 WCU: {per_second:?}");
+    assert!(per_second.iter().all(|&w| w <= 80), "no second over the 50 WCU/s asked (with a little burst): {per_second:?}");
+}
+
+fn apply_to_with(run: &Path, endpoint: &str, mapping: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--mapping", mapping.to_str().unwrap()];
+    all.extend_from_slice(args);
+    common::cdc::apply_with(run, endpoint, &all)
+}

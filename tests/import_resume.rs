@@ -59,6 +59,21 @@ fn with_30_percent_throttles_every_item_lands_exactly_once() {
 }
 
 #[test]
+fn unprocessed_items_handed_back_respelled_are_still_written() {
+    // A service may hand UnprocessedItems back re-serialised (`7` as `7.0`): they are the same
+    // requests by primary key and must be sent again, not counted as written.
+    let (run, table) = source("respelled", 600);
+    drop_table(&dynalite(), &table);
+    let proxy = ProxyProcess::start_with(300, 0.3, &["--respell-unprocessed"]);
+    let out = import(run.path(), &proxy.endpoint, &["--create-tables", "--wcu", "250", "--concurrency", "4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(table_contents(&table), expected(600));
+    let r = &report(run.path())["tables"][0];
+    assert_eq!(r["items_written"], 600);
+    assert!(r["throttles"].as_u64().unwrap() > 0, "{r}");
+}
+
+#[test]
 fn kill_9_mid_import_then_rerun_gives_the_same_table() {
     let rows = 6000;
     let (run, table) = source("killed", rows);

@@ -163,7 +163,7 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
         let mut dynamo = s.import.dynamo.clone();
         if let Some(up) = &upstream {
             let table_wcu: HashMap<String, u64> = names.iter().zip(&s.wcu).map(|(n, w)| (n.clone(), w.ceil() as u64)).collect();
-            let cfg = ProxyConfig { upstream: up.clone(), wcu: u64::MAX / 4, table_wcu, throttle_probability: 0.0, log: None };
+            let cfg = ProxyConfig { upstream: up.clone(), wcu: u64::MAX / 4, table_wcu, throttle_probability: 0.0, log: None, respell_unprocessed: false };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
             dynamo.endpoint = Some(format!("http://{}", listener.local_addr().map_err(err)?));
             tokio::spawn(Proxy::new(cfg).map_err(err)?.serve(listener));
@@ -208,6 +208,7 @@ async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, clien
     let writer = Writer {
         client: client.clone(),
         table: name.to_string(),
+        key_names: target.table.key_names(),
         pacer: Arc::new(Pacer::new(Some(rate))),
         stats: stats.clone(),
         concurrency: s.import.concurrency.max(1),

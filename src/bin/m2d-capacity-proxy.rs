@@ -27,6 +27,9 @@ struct Args {
     /// Append `second,table,wcu` lines (WCU let through per second) to this file.
     #[arg(long)]
     log: Option<std::path::PathBuf>,
+    /// Hand unprocessed requests back re-serialised (string sets reordered, numbers respelled).
+    #[arg(long)]
+    respell_unprocessed: bool,
 }
 
 fn parse_pair(s: &str) -> Result<(String, u64), String> {
@@ -43,6 +46,7 @@ fn main() {
         table_wcu: a.table_wcu.into_iter().collect::<HashMap<_, _>>(),
         throttle_probability: a.throttle_probability.clamp(0.0, 1.0),
         log: a.log,
+        respell_unprocessed: a.respell_unprocessed,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let result = rt.block_on(async {

@@ -14,17 +14,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use sha2::{Digest, Sha256};
 
 use super::event::{Change, Op};
 use super::state::{segment_path, ApplyState, CaptureState};
 use super::CdcError;
-use crate::import::client::{describe, is_throttle, is_transient, item_to_sdk, to_sdk};
-use crate::import::pacing::{backoff, Pacer};
-use crate::import::writer::{MAX_BATCH_ITEMS, MAX_TRANSIENT_ATTEMPTS};
+use crate::aws::retry::{self, Backoff, Failed, Failure};
+use crate::import::client::{describe, item_to_sdk, to_sdk};
+use crate::import::pacing::Pacer;
+use crate::import::writer::MAX_BATCH_ITEMS;
 use crate::import::ImportSettings;
 use crate::manifest::Manifest;
 use crate::value::attr::{encode_attr, item_wcu, Attr, Item};
@@ -193,48 +195,87 @@ fn mapped_writes(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &
 #[derive(Default)]
 struct Stats {
     writes: AtomicU64,
-    /// WCU of the writes sent, by DynamoDB's size rules (deletes and updates count 1), × 1000.
+    /// WCU DynamoDB reports consumed by the writes (our estimate where it reports none), × 1000.
     wcu_milli: AtomicU64,
     throttles: AtomicU64,
     retries: AtomicU64,
 }
 
-/// Sends with our retries: throttling slows the pacer and waits; server errors retry a bounded
-/// number of times; anything else is returned.
-async fn with_retries<T, E, R, Fut>(pacer: &Pacer, stats: &Stats, cost: f64, mut send: impl FnMut() -> Fut) -> Result<T, SdkError<E, R>>
+/// The capacity an answer reports consumed.
+trait Consumed {
+    fn consumed(&self) -> Option<f64>;
+}
+
+macro_rules! consumed_single {
+    ($($t:ty),*) => {$(
+        impl Consumed for $t {
+            fn consumed(&self) -> Option<f64> {
+                self.consumed_capacity().and_then(|c| c.capacity_units())
+            }
+        }
+    )*};
+}
+consumed_single!(
+    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput
+);
+
+impl Consumed for aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput {
+    fn consumed(&self) -> Option<f64> {
+        let c = self.consumed_capacity();
+        (!c.is_empty()).then(|| c.iter().filter_map(|c| c.capacity_units()).sum())
+    }
+}
+
+type CallError<E> = Failed<SdkError<E, HttpResponse>>;
+
+/// Sends one call through the retry layer with `estimate` WCU reserved first; once answered,
+/// the pacer is charged what DynamoDB reports consumed (an update of a large item costs its
+/// size, not the one unit reserved for it).
+async fn paced<T, E, Fut>(pacer: &Pacer, stats: &Stats, estimate: f64, mut call: impl FnMut() -> Fut) -> Result<T, CallError<E>>
 where
-    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+    T: Consumed,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata,
 {
-    let (mut throttled, mut transient) = (0u32, 0u32);
-    loop {
-        pacer.acquire(cost).await;
-        match send().await {
-            Ok(v) => {
-                stats.writes.fetch_add(1, Ordering::Relaxed);
-                stats.wcu_milli.fetch_add((cost * 1000.0) as u64, Ordering::Relaxed);
-                return Ok(v);
-            }
-            Err(e) if e.code().is_some_and(is_throttle) => {
-                throttled += 1;
-                stats.throttles.fetch_add(1, Ordering::Relaxed);
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                pacer.throttled();
-                tokio::time::sleep(backoff(throttled)).await;
-            }
-            Err(e) if is_transient(&e) && transient + 1 < MAX_TRANSIENT_ATTEMPTS => {
-                transient += 1;
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(backoff(transient)).await;
-            }
-            Err(e) => return Err(e),
+    let mut backoff = Backoff::new(retry::ITEMS);
+    let on_failure = |f: Failure| {
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        if f == Failure::Throttled {
+            stats.throttles.fetch_add(1, Ordering::Relaxed);
+            pacer.throttled();
         }
+    };
+    let out = retry::send(&mut backoff, on_failure, || {
+        let fut = call();
+        async move {
+            pacer.acquire(estimate).await;
+            fut.await
+        }
+    })
+    .await?;
+    let used = out.consumed().unwrap_or(estimate);
+    pacer.charge(used - estimate);
+    stats.writes.fetch_add(1, Ordering::Relaxed);
+    stats.wcu_milli.fetch_add((used * 1000.0).round() as u64, Ordering::Relaxed);
+    Ok(out)
+}
+
+/// A call's failure in words, with why the retry layer stopped.
+fn failed<E>(what: &str, f: &CallError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match f.gave_up {
+        retry::GaveUp::Fatal => describe(what, &f.error),
+        ref g => format!("{} ({g})", describe(what, &f.error)),
     }
 }
 
 /// An UpdateItem on `key` with its expression and placeholder names and values.
 fn update_item(client: &Client, table: &str, key: &std::collections::HashMap<String, AttributeValue>, expr: &str, names: &[(&str, &str)], values: &[(&str, AttributeValue)]) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-    let mut u = client.update_item().table_name(table).set_key(Some(key.clone())).update_expression(expr);
+    let mut u = client.update_item().table_name(table).set_key(Some(key.clone())).update_expression(expr).return_consumed_capacity(ReturnConsumedCapacity::Total);
     for (n, v) in names {
         u = u.expression_attribute_names(*n, *v);
     }
@@ -246,16 +287,43 @@ fn update_item(client: &Client, table: &str, key: &std::collections::HashMap<Str
 
 const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
 
-async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Result<(), String> {
+/// Why a write did not happen.
+#[derive(Debug)]
+enum SendError {
+    /// DynamoDB refuses this write for good (a ValidationException: an item over 400 KB after
+    /// the update, a value it cannot store): the change goes to the rejects, apply goes on.
+    Refused(String),
+    /// Anything else stops apply (retries spent, access denied, a missing table).
+    Abort(String),
+}
+
+fn send_error<E>(what: &str, f: &CallError<E>) -> SendError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let text = failed(what, f);
+    if f.gave_up == retry::GaveUp::Fatal && f.error.code() == Some("ValidationException") {
+        SendError::Refused(text)
+    } else {
+        SendError::Abort(text)
+    }
+}
+
+async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Result<(), SendError> {
     let cost = w.cost();
+    let total = ReturnConsumedCapacity::Total;
     match w {
         Write::Put { table, item, .. } => {
             let sdk = item_to_sdk(item);
-            with_retries(pacer, stats, cost, || client.put_item().table_name(table).set_item(Some(sdk.clone())).send()).await.map_err(|e| describe(&format!("PutItem {table}"), &e))?;
+            paced(pacer, stats, cost, || client.put_item().table_name(table).set_item(Some(sdk.clone())).return_consumed_capacity(total.clone()).send())
+                .await
+                .map_err(|e| send_error(&format!("PutItem {table}"), &e))?;
         }
         Write::Delete { table, key } => {
             let sdk = item_to_sdk(key);
-            with_retries(pacer, stats, cost, || client.delete_item().table_name(table).set_key(Some(sdk.clone())).send()).await.map_err(|e| describe(&format!("DeleteItem {table}"), &e))?;
+            paced(pacer, stats, cost, || client.delete_item().table_name(table).set_key(Some(sdk.clone())).return_consumed_capacity(total.clone()).send())
+                .await
+                .map_err(|e| send_error(&format!("DeleteItem {table}"), &e))?;
         }
         Write::Set { table, key, owned, value } => {
             let sdk = item_to_sdk(key);
@@ -265,14 +333,14 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
                 Owned::Entry { map, entry } => {
                     // The map must exist before an entry can be set in it: two idempotent writes.
                     let empty = AttributeValue::M(Default::default());
-                    with_retries(pacer, stats, cost, || update("SET #m = if_not_exists(#m, :e)", &[("#m", map)], &[(":e", empty.clone())]).send())
+                    paced(pacer, stats, cost, || update("SET #m = if_not_exists(#m, :e)", &[("#m", map)], &[(":e", empty.clone())]).send())
                         .await
-                        .map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
+                        .map_err(|e| send_error(&format!("UpdateItem {table}"), &e))?;
                     ("SET #m.#e = :v", vec![("#m", map.as_str()), ("#e", entry.as_str())], vec![(":v", to_sdk(value))])
                 }
                 Owned::Member { set, member } => ("ADD #s :v", vec![("#s", set.as_str())], vec![(":v", AttributeValue::Ss(vec![member.clone()]))]),
             };
-            with_retries(pacer, stats, cost, || update(expr, &names, &values).send()).await.map_err(|e| describe(&format!("UpdateItem {table}"), &e))?;
+            paced(pacer, stats, cost, || update(expr, &names, &values).send()).await.map_err(|e| send_error(&format!("UpdateItem {table}"), &e))?;
         }
         Write::Remove { table, key, owned } => {
             let sdk = item_to_sdk(key);
@@ -283,14 +351,14 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
                 Owned::Member { set, member } => ("DELETE #a :v", set, vec![("#a", set.as_str())], vec![(":v", AttributeValue::Ss(vec![member.clone()]))]),
             };
             names.push(("#k", pk.as_str()));
-            let removed = with_retries(pacer, stats, cost, || {
+            let removed = paced(pacer, stats, cost, || {
                 update_item(client, table, &sdk, expr, &names, &values).condition_expression("attribute_exists(#k)").return_values(ReturnValue::AllNew).send()
             })
             .await;
             let attrs = match removed {
                 Ok(out) => out.attributes.unwrap_or_default(),
-                Err(e) if e.code() == Some(CONDITION_FAILED) => return Ok(()), // no such item
-                Err(e) => return Err(describe(&format!("UpdateItem {table}"), &e)),
+                Err(e) if e.error.code() == Some(CONDITION_FAILED) => return Ok(()), // no such item
+                Err(e) => return Err(send_error(&format!("UpdateItem {table}"), &e)),
             };
             // What is left of the part's attribute: an empty map counts as gone.
             let part_left = match attrs.get(top.as_str()) {
@@ -301,7 +369,7 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
             let others = attrs.len() - key.len().min(attrs.len()) - usize::from(attrs.contains_key(top.as_str()));
             if !part_left && others == 0 {
                 // Only the key is left: the item's last row went. Delete it unless a row came back.
-                let gone = with_retries(pacer, stats, 1.0, || {
+                let gone = paced(pacer, stats, 1.0, || {
                     client
                         .delete_item()
                         .table_name(table)
@@ -309,13 +377,14 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
                         .condition_expression("attribute_not_exists(#a) OR size(#a) = :zero")
                         .expression_attribute_names("#a", top)
                         .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                        .return_consumed_capacity(total.clone())
                         .send()
                 })
                 .await;
                 match gone {
                     Ok(_) => {}
-                    Err(e) if e.code() == Some(CONDITION_FAILED) => {}
-                    Err(e) => return Err(describe(&format!("DeleteItem {table}"), &e)),
+                    Err(e) if e.error.code() == Some(CONDITION_FAILED) => {}
+                    Err(e) => return Err(send_error(&format!("DeleteItem {table}"), &e)),
                 }
             }
         }
@@ -325,47 +394,63 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
 
 /// Runs the writes in rounds: round k holds the k-th write of every item, so a round never
 /// touches an item twice and rounds keep each item's order. Within a round, puts and deletes go
-/// in BatchWriteItem calls of 25, updates one by one, `in_flight` calls at a time.
-async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<Write>, in_flight: usize) -> Result<(), String> {
+/// in BatchWriteItem calls of 25, updates one by one, `in_flight` calls at a time. Each write
+/// carries the index of its change; the writes DynamoDB refused come back with it.
+async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<(usize, Write)>, in_flight: usize) -> Result<Vec<(usize, String)>, String> {
     use futures::StreamExt;
     let mut order: Vec<Vec<u8>> = Vec::new();
-    let mut per_item: std::collections::HashMap<Vec<u8>, std::collections::VecDeque<Write>> = Default::default();
+    let mut per_item: std::collections::HashMap<Vec<u8>, std::collections::VecDeque<(usize, Write)>> = Default::default();
     for w in writes {
-        let k = w.item_id();
+        let k = w.1.item_id();
         per_item.entry(k.clone()).or_insert_with(|| {
             order.push(k);
             Default::default()
         }).push_back(w);
     }
+    let mut refused = Vec::new();
     loop {
-        let round: Vec<Write> = order.iter().filter_map(|k| per_item.get_mut(k).and_then(|q| q.pop_front())).collect();
+        let round: Vec<(usize, Write)> = order.iter().filter_map(|k| per_item.get_mut(k).and_then(|q| q.pop_front())).collect();
         if round.is_empty() {
-            return Ok(());
+            return Ok(refused);
         }
-        let (batchable, single): (Vec<Write>, Vec<Write>) = round.into_iter().partition(|w| matches!(w, Write::Put { .. } | Write::Delete { .. }));
-        let mut by_table: std::collections::BTreeMap<String, Vec<Write>> = Default::default();
+        let (batchable, single): (Vec<_>, Vec<_>) = round.into_iter().partition(|w| matches!(w.1, Write::Put { .. } | Write::Delete { .. }));
+        let mut by_table: std::collections::BTreeMap<String, Vec<(usize, Write)>> = Default::default();
         for w in batchable {
-            by_table.entry(w.table().to_string()).or_default().push(w);
+            by_table.entry(w.1.table().to_string()).or_default().push(w);
         }
-        let batches: Vec<Vec<Write>> = by_table.into_values().flat_map(|ws| ws.chunks(MAX_BATCH_ITEMS).map(<[Write]>::to_vec).collect::<Vec<_>>()).collect();
+        let batches: Vec<Vec<(usize, Write)>> = by_table.into_values().flat_map(|ws| ws.chunks(MAX_BATCH_ITEMS).map(<[_]>::to_vec).collect::<Vec<_>>()).collect();
         let calls = batches
             .into_iter()
             .map(|b| futures::future::Either::Left(async move { send_batch(client, pacer, stats, b).await }))
-            .chain(single.into_iter().map(|w| futures::future::Either::Right(async move { send(client, pacer, stats, &w).await })));
+            .chain(single.into_iter().map(|(at, w)| {
+                futures::future::Either::Right(async move {
+                    match send(client, pacer, stats, &w).await {
+                        Ok(()) => Ok(vec![]),
+                        Err(SendError::Refused(r)) => Ok(vec![(at, r)]),
+                        Err(SendError::Abort(r)) => Err(r),
+                    }
+                })
+            }));
         let mut running = futures::stream::iter(calls).buffer_unordered(in_flight.max(1));
         while let Some(r) = running.next().await {
-            r?;
+            refused.extend(r?);
         }
     }
 }
 
-/// Puts and deletes of distinct items in one BatchWriteItem, unprocessed ones sent again.
-async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<Write>) -> Result<(), String> {
+/// Puts and deletes of distinct items in one BatchWriteItem, unprocessed ones (matched by key)
+/// sent again. A batch DynamoDB refuses is sent again write by write, to refuse only the writes
+/// at fault.
+async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(usize, Write)>) -> Result<Vec<(usize, String)>, String> {
     use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
-    let table = batch[0].table().to_string();
+    let table = batch[0].1.table().to_string();
+    let key_names: Vec<String> = match &batch[0].1 {
+        Write::Put { key, .. } | Write::Delete { key, .. } => key.keys().cloned().collect(),
+        _ => unreachable!("only puts and deletes are batched"),
+    };
     let mut pending: Vec<(WriteRequest, f64)> = batch
         .iter()
-        .map(|w| {
+        .map(|(_, w)| {
             let req = match w {
                 Write::Put { item, .. } => WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item_to_sdk(item))).build().expect("item set")),
                 Write::Delete { key, .. } => WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(item_to_sdk(key))).build().expect("key set")),
@@ -374,23 +459,44 @@ async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<Wr
             (req.build(), w.cost())
         })
         .collect();
-    let mut attempt = 0;
+    let mut backoff = Backoff::new(retry::ITEMS);
     while !pending.is_empty() {
         let cost: f64 = pending.iter().map(|p| p.1).sum();
         let requests: Vec<WriteRequest> = pending.iter().map(|p| p.0.clone()).collect();
-        let out = with_retries(pacer, stats, cost, || client.batch_write_item().request_items(&table, requests.clone()).send())
-            .await
-            .map_err(|e| describe(&format!("BatchWriteItem {table}"), &e))?;
-        let unprocessed = out.unprocessed_items().and_then(|u| u.get(&table)).cloned().unwrap_or_default();
-        pending.retain(|p| unprocessed.contains(&p.0));
+        let call = || client.batch_write_item().request_items(&table, requests.clone()).return_consumed_capacity(ReturnConsumedCapacity::Total).send();
+        let out = match paced(pacer, stats, cost, call).await {
+            Ok(out) => out,
+            Err(e) => match send_error(&format!("BatchWriteItem {table}"), &e) {
+                SendError::Abort(r) => return Err(r),
+                SendError::Refused(_) => {
+                    let mut refused = Vec::new();
+                    for (at, w) in &batch {
+                        match send(client, pacer, stats, w).await {
+                            Ok(()) => {}
+                            Err(SendError::Refused(r)) => refused.push((*at, r)),
+                            Err(SendError::Abort(r)) => return Err(r),
+                        }
+                    }
+                    return Ok(refused);
+                }
+            },
+        };
+        let back: &[WriteRequest] = out.unprocessed_items().and_then(|u| u.get(&table)).map(Vec::as_slice).unwrap_or_default();
+        let left = retry::unprocessed(&requests, back, &key_names);
+        let before = pending.len();
+        pending = pending.into_iter().zip(left).filter(|(_, l)| *l).map(|(p, _)| p).collect();
+        if pending.len() < before {
+            backoff.progress();
+        }
         if !pending.is_empty() {
-            attempt += 1;
             stats.throttles.fetch_add(1, Ordering::Relaxed);
             pacer.throttled();
-            tokio::time::sleep(backoff(attempt)).await;
+            if let Err(g) = backoff.wait(Failure::Throttled).await {
+                return Err(format!("BatchWriteItem {table}: {} writes still unprocessed ({g})", pending.len()));
+            }
         }
     }
-    Ok(())
+    Ok(vec![])
 }
 
 /// Reads a staged segment, checking it against the SHA-256 capture recorded.
@@ -406,6 +512,18 @@ pub fn read_segment(run: &Path, info: &super::state::SegmentInfo) -> Result<Vec<
         .enumerate()
         .map(|(i, l)| serde_json::from_slice(l).map_err(|e| CdcError::Io(format!("{}: line {}: {e}", path.display(), i + 1))))
         .collect()
+}
+
+/// A rejects-file line for a change: its binlog position, table, operation, source key, reason.
+fn reject(manifest: &Manifest, c: &Change, reason: &str) -> serde_json::Value {
+    let schema = &manifest.tables[c.table].schema;
+    let image = c.after.as_ref().or(c.before.as_ref());
+    let key: serde_json::Map<String, serde_json::Value> = schema
+        .key_positions()
+        .into_iter()
+        .map(|i| (schema.columns[i].name.clone(), image.and_then(|cells| cells[i].text()).map(|t| serde_json::Value::String(t.into_owned())).unwrap_or_default()))
+        .collect();
+    serde_json::json!({"at": c.at, "table": schema.display_name(), "op": c.op, "key": key, "reason": reason})
 }
 
 /// The import must be finished first: its snapshot rows would overwrite newer changes. Returns
@@ -466,19 +584,16 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         let upto = ddl.unwrap_or(changes.len());
         let mut writes = Vec::new();
         let mut rejects = Vec::new();
-        for c in &changes[skip..upto] {
+        for (i, c) in changes.iter().enumerate().take(upto).skip(skip) {
             let (w, refused) = writes_for(&manifest, &plan, c, &s.import.convert);
-            writes.extend(w);
+            writes.extend(w.into_iter().map(|w| (i, w)));
             if !refused.is_empty() {
-                let schema = &manifest.tables[c.table].schema;
-                let image = c.after.as_ref().or(c.before.as_ref());
-                let key: serde_json::Map<String, serde_json::Value> = schema
-                    .key_positions()
-                    .into_iter()
-                    .map(|i| (schema.columns[i].name.clone(), image.and_then(|cells| cells[i].text()).map(|t| serde_json::Value::String(t.into_owned())).unwrap_or_default()))
-                    .collect();
-                rejects.push(serde_json::json!({"at": c.at, "table": schema.display_name(), "op": c.op, "key": key, "reason": refused.join("; ")}));
+                rejects.push(reject(&manifest, c, &refused.join("; ")));
             }
+        }
+        let refused = rt.block_on(execute(&client, &pacer, &stats, writes, s.concurrency)).map_err(CdcError::Write)?;
+        for (i, reason) in refused {
+            rejects.push(reject(&manifest, &changes[i], &format!("DynamoDB refused the write: {reason}")));
         }
         if !rejects.is_empty() {
             use std::io::Write as _;
@@ -486,9 +601,9 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
             for r in &rejects {
                 writeln!(f, "{r}").map_err(|e| CdcError::Io(e.to_string()))?;
             }
+            f.sync_all().map_err(|e| CdcError::Io(format!("{}: {e}", rejects_path.display())))?;
             state.rejected += rejects.len() as u64;
         }
-        rt.block_on(execute(&client, &pacer, &stats, writes, s.concurrency)).map_err(CdcError::Write)?;
         if let Some(last) = changes[skip..upto].last() {
             state.last_at = Some(last.at.clone());
             state.last_ts = Some(last.ts);

@@ -1,7 +1,7 @@
 //! The DynamoDB client of a run, built from the standard AWS chain (AWS_PROFILE, AWS_REGION,
 //! AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB, credentials from env, profile, SSO, process or
-//! instance). The SDK's own retries are off: throttling and retries of writes are decided in
-//! `writer` and `pacing`, where they are counted. Also the DynamoDB error → message mapping.
+//! instance). The SDK's own retries are off: every retry is the retry layer's (`aws::retry`),
+//! where it is counted. Also the DynamoDB error → message mapping.
 
 use std::time::Duration;
 
@@ -42,23 +42,6 @@ pub async fn build(opts: &DynamoOptions) -> Client {
         conf = conf.region(aws_config::Region::new("us-east-1"));
     }
     Client::from_conf(conf.build())
-}
-
-/// Error codes DynamoDB uses for throttling.
-pub fn is_throttle(code: &str) -> bool {
-    matches!(code, "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" | "ThrottlingError")
-}
-
-/// Failures worth another attempt (besides throttling): server errors and transport trouble.
-pub fn is_transient<E, R>(err: &SdkError<E, R>) -> bool
-where
-    E: ProvideErrorMetadata,
-{
-    match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(_) => matches!(err.code(), Some("InternalServerError" | "ServiceUnavailable" | "InternalFailure")),
-        _ => false,
-    }
 }
 
 /// A DynamoDB failure in words a user can act on. `what` names the table or call.

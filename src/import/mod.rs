@@ -338,6 +338,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             let writer = writer::Writer {
                 client: client.clone(),
                 table: target.name.clone(),
+                key_names: target.key_names(),
                 pacer: Arc::new(pacing::Pacer::new(rate)),
                 stats: Arc::new(writer::WriteStats::default()),
                 concurrency: s.concurrency.max(1),

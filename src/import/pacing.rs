@@ -1,5 +1,5 @@
-//! Write pacing, in one place: an adaptive token bucket counted in write capacity units, and the
-//! jittered exponential backoff used before re-sending throttled writes.
+//! Write pacing, in one place: an adaptive token bucket counted in write capacity units (the
+//! waits between retries are the retry layer's, `aws::retry`).
 //!
 //! Callers reserve the WCU of a batch before sending it; the bucket refills at the current rate
 //! and holds at most a twentieth of a second of burst, so the rate over any window stays within a
@@ -80,6 +80,17 @@ impl Pacer {
         }
     }
 
+    /// Charges `extra` WCU beyond what was reserved (DynamoDB reported more consumed than the
+    /// estimate; negative: less). The next reservations wait for the debt.
+    pub fn charge(&self, extra: f64) {
+        if self.target.is_none() || extra == 0.0 {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let cap = s.rate * BURST_SECONDS;
+        s.tokens = (s.tokens - extra).min(cap);
+    }
+
     /// A write was throttled: lower the rate.
     pub fn throttled(&self) {
         let Some(target) = self.target else { return };
@@ -92,12 +103,6 @@ impl Pacer {
     }
 }
 
-/// Backoff before re-sending after `attempt` consecutive failures: full jitter over an
-/// exponential ceiling from 50 ms to 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let ceiling = 50f64 * 2f64.powi(attempt.min(8) as i32);
-    Duration::from_millis((ceiling.min(10_000.0) * (0.5 + fastrand::f64() * 0.5)) as u64)
-}
 
 #[cfg(test)]
 mod tests {
@@ -116,12 +121,20 @@ mod tests {
     }
 
     #[test]
+    fn consumed_capacity_beyond_the_reservation_is_paid_by_the_next_one() {
+        let p = Pacer::new(Some(100.0));
+        let _ = p.reserve(1.0);
+        // DynamoDB said the update cost 50 units, not the one reserved.
+        p.charge(49.0);
+        let wait = p.reserve(1.0);
+        assert!(wait > Duration::from_millis(450) && wait < Duration::from_millis(560), "{wait:?}");
+    }
+
+    #[test]
     fn throttling_lowers_the_rate_once_per_spacing() {
         let p = Pacer::new(Some(1000.0));
         p.throttled();
         p.throttled();
         assert!((p.rate().unwrap() - 750.0).abs() < 1.0);
-        assert!(backoff(0) <= Duration::from_millis(50));
-        assert!(backoff(30) <= Duration::from_secs(10));
     }
 }

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
 use super::client::describe;
-use super::pacing::backoff;
+use crate::aws::retry::{self, Backoff, Failure};
 use crate::mapping::compile::{KeyDef, KeyType, TargetTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -196,17 +196,14 @@ async fn truncate(client: &Client, t: &TargetTable) -> Result<(), String> {
                 .iter()
                 .map(|k| WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(k.clone())).build().expect("key set")).build())
                 .collect();
-            let mut attempt = 0;
+            let mut backoff = Backoff::new(retry::ITEMS);
             while !pending.is_empty() {
-                let out = client.batch_write_item().request_items(&t.name, pending.clone()).send().await;
-                match out {
-                    Ok(o) => pending = o.unprocessed_items().and_then(|u| u.get(&t.name)).cloned().unwrap_or_default(),
-                    Err(e) if attempt < 10 => tracing::debug!("truncate retry: {}", describe(&t.name, &e)),
-                    Err(e) => return Err(describe(&format!("BatchWriteItem (truncate) {}", t.name), &e)),
-                }
+                let out = retry::send(&mut backoff, |_| {}, || client.batch_write_item().request_items(&t.name, pending.clone()).send())
+                    .await
+                    .map_err(|f| format!("{} ({})", describe(&format!("BatchWriteItem (truncate) {}", t.name), &f.error), f.gave_up))?;
+                pending = out.unprocessed_items().and_then(|u| u.get(&t.name)).cloned().unwrap_or_default();
                 if !pending.is_empty() {
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    backoff.wait(Failure::Throttled).await.map_err(|g| format!("BatchWriteItem (truncate) {}: deletes still unprocessed ({g})", t.name))?;
                 }
             }
             deleted += batch.len() as u64;

@@ -1,8 +1,9 @@
 //! Writes a target table's items with BatchWriteItem: a feeder thread reads the pending buckets'
 //! item files into batches (25 items / 16 MB), a fixed number of tasks send them, each batch's
-//! WCU reserved from the `Pacer` first. Throttling (an error or UnprocessedItems) lowers the rate
-//! and re-sends the rest after a jittered backoff; server and transport errors are retried a
-//! bounded number of times. A bucket is reported done once all its batches are written.
+//! WCU reserved from the `Pacer` first. Failures and UnprocessedItems go through the retry layer
+//! (`aws::retry`): a throttle lowers the rate, every retry waits with jitter, and a batch gives up
+//! after the layer's attempt and time bounds. A bucket is reported done once all its batches are
+//! written.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnConsumedCapacity, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 
-use super::client::{describe, is_throttle, is_transient, item_to_sdk};
+use super::client::{describe, item_to_sdk};
 use super::group::read_items;
-use super::pacing::{backoff, Pacer};
+use super::pacing::Pacer;
+use crate::aws::retry::{self, Backoff, Failure};
 use crate::value::attr::{item_size, item_wcu, Item};
 use crate::progress::Progress;
 
@@ -25,8 +26,6 @@ use crate::progress::Progress;
 pub const MAX_BATCH_ITEMS: usize = 25;
 /// …and at most 16 MB of request data per call.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
-/// Attempts for errors that are neither throttling nor a bad request (5xx, network).
-pub const MAX_TRANSIENT_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, Default)]
 pub struct WriteStats {
@@ -66,6 +65,8 @@ struct Batch {
 pub struct Writer {
     pub client: Client,
     pub table: String,
+    /// The table's key attributes, to match UnprocessedItems to the requests sent.
+    pub key_names: Vec<String>,
     pub pacer: Arc<Pacer>,
     pub stats: Arc<WriteStats>,
     pub concurrency: usize,
@@ -132,9 +133,10 @@ impl Writer {
             let rx = rx.clone();
             let done_tx = done_tx.clone();
             let failure = failure.clone();
-            let ctx = (self.client.clone(), self.table.clone(), self.pacer.clone(), self.stats.clone(), progress.clone());
+            let ctx = (self.client.clone(), self.table.clone(), self.key_names.clone(), self.pacer.clone(), self.stats.clone(), progress.clone());
             tasks.push(tokio::spawn(async move {
-                let (client, table, pacer, stats, progress) = ctx;
+                let (client, table, key_names, pacer, stats, progress) = ctx;
+                let target = Target { client: &client, table: &table, key_names: &key_names, pacer: &pacer, stats: &stats };
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some(batch) = next else { return };
@@ -143,7 +145,7 @@ impl Writer {
                     }
                     let (bucket, of, n) = (batch.bucket, batch.of, batch.items.len() as u64);
                     let bytes: usize = batch.items.iter().map(item_size).sum();
-                    if let Err(reason) = send_batch(&client, &table, &pacer, &stats, batch.items, deadline).await {
+                    if let Err(reason) = send_batch(&target, batch.items, deadline).await {
                         failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(WriteError { table: table.clone(), bucket, reason });
                         rx.lock().await.close();
                         return;
@@ -200,75 +202,83 @@ impl Writer {
     }
 }
 
+/// Where a batch goes and what it counts.
+struct Target<'a> {
+    client: &'a Client,
+    table: &'a str,
+    key_names: &'a [String],
+    pacer: &'a Pacer,
+    stats: &'a WriteStats,
+}
+
 /// Sends one batch until every item is written (or, past the `deadline`, stops unsent).
-async fn send_batch(client: &Client, table: &str, pacer: &Pacer, stats: &WriteStats, items: Vec<Item>, deadline: Option<Instant>) -> Result<(), String> {
+async fn send_batch(t: &Target<'_>, items: Vec<Item>, deadline: Option<Instant>) -> Result<(), String> {
     let mut pending: Vec<(WriteRequest, u64)> = items
         .iter()
         .map(|it| (WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item_to_sdk(it))).build().expect("item set")).build(), item_wcu(it)))
         .collect();
-    let mut attempt = 0u32;
-    let mut transient = 0u32;
+    let stats = t.stats;
+    let mut backoff = Backoff::new(retry::ITEMS);
+    let on_failure = |f: Failure| {
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        if f == Failure::Throttled {
+            stats.throttles.fetch_add(1, Ordering::Relaxed);
+            t.pacer.throttled();
+        }
+    };
     while !pending.is_empty() {
         let cost: u64 = pending.iter().map(|p| p.1).sum();
-        let wait = pacer.reserve(cost as f64);
-        if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-            return Ok(());
-        }
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        let t0 = Instant::now();
-        let out = client
-            .batch_write_item()
-            .request_items(table, pending.iter().map(|p| p.0.clone()).collect())
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(t0.elapsed().as_millis() as u32);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        match out {
-            Ok(o) => {
-                let consumed: f64 = o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum();
-                stats.consumed_milli.fetch_add((consumed * 1000.0).round() as u64, Ordering::Relaxed);
-                let unprocessed: Vec<WriteRequest> = o.unprocessed_items().and_then(|u| u.get(table)).cloned().unwrap_or_default();
-                // Keep the unprocessed requests (with their costs) for the next attempt.
-                let mut left = Vec::new();
-                for (req, cost) in pending.drain(..) {
-                    if unprocessed.contains(&req) {
-                        left.push((req, cost));
-                    } else {
-                        stats.items.fetch_add(1, Ordering::Relaxed);
-                        stats.estimated_wcu.fetch_add(cost, Ordering::Relaxed);
-                    }
+        let requests: Vec<WriteRequest> = pending.iter().map(|p| p.0.clone()).collect();
+        let out = retry::send(&mut backoff, on_failure, || {
+            let requests = requests.clone();
+            async move {
+                let wait = t.pacer.reserve(cost as f64);
+                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                    return Ok(None);
                 }
-                pending = left;
-                if !pending.is_empty() {
-                    stats.throttles.fetch_add(1, Ordering::Relaxed);
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
-                    pacer.throttled();
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
-                } else {
-                    attempt = 0;
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
+                let t0 = Instant::now();
+                let out = t.client.batch_write_item().request_items(t.table, requests).return_consumed_capacity(ReturnConsumedCapacity::Total).send().await;
+                stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(t0.elapsed().as_millis() as u32);
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                out.map(Some)
             }
-            Err(e) if e.code().is_some_and(is_throttle) => {
-                stats.throttles.fetch_add(1, Ordering::Relaxed);
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                pacer.throttled();
-                attempt += 1;
-                tokio::time::sleep(backoff(attempt)).await;
+        })
+        .await;
+        let o = match out {
+            Ok(Some(o)) => o,
+            Ok(None) => return Ok(()), // past the deadline
+            Err(f) => {
+                // The request is refused as a whole: say which items it held, by key.
+                let keys: Vec<String> = items.iter().map(|i| crate::value::attr::item_to_json(&i.iter().filter(|(k, _)| t.key_names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()).to_string()).collect();
+                let keys: String = keys.join(", ").chars().take(600).collect();
+                return Err(format!("{} ({}; the batch held the items with keys {keys})", describe("BatchWriteItem", &f.error), f.gave_up));
             }
-            Err(e) if is_transient(&e) && transient + 1 < MAX_TRANSIENT_ATTEMPTS => {
-                transient += 1;
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("retrying after: {}", describe(table, &e));
-                tokio::time::sleep(backoff(transient)).await;
+        };
+        let consumed: f64 = o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum();
+        stats.consumed_milli.fetch_add((consumed * 1000.0).round() as u64, Ordering::Relaxed);
+        let back: &[WriteRequest] = o.unprocessed_items().and_then(|u| u.get(t.table)).map(Vec::as_slice).unwrap_or_default();
+        let left_flags = retry::unprocessed(&requests, back, t.key_names);
+        let before = pending.len();
+        let mut left = Vec::new();
+        for ((req, cost), left_over) in pending.drain(..).zip(left_flags) {
+            if left_over {
+                left.push((req, cost));
+            } else {
+                stats.items.fetch_add(1, Ordering::Relaxed);
+                stats.estimated_wcu.fetch_add(cost, Ordering::Relaxed);
             }
-            Err(e) => {
-                let first = items.first().map(|i| crate::value::attr::item_to_json(i).to_string()).unwrap_or_default();
-                let first: String = first.chars().take(300).collect();
-                return Err(format!("{} (first item of the batch: {first})", describe("BatchWriteItem", &e)));
+        }
+        pending = left;
+        if pending.len() < before {
+            backoff.progress();
+        }
+        if !pending.is_empty() {
+            on_failure(Failure::Throttled);
+            if let Err(g) = backoff.wait(Failure::Throttled).await {
+                return Err(format!("BatchWriteItem {}: {} items still unprocessed ({g})", t.table, pending.len()));
             }
         }
     }

@@ -46,6 +46,13 @@ pub struct TargetTable {
     pub grouped: bool,
 }
 
+impl TargetTable {
+    /// The names of the primary key's attributes, partition key first.
+    pub fn key_names(&self) -> Vec<String> {
+        std::iter::once(self.partition_key.name.clone()).chain(self.sort_key.as_ref().map(|k| k.name.clone())).collect()
+    }
+}
+
 /// A template with column references resolved to indexes.
 #[derive(Debug, Clone)]
 enum Part {

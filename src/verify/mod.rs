@@ -12,6 +12,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::aws::retry::{self, Backoff, Failure};
 use crate::import::client::{build, item_from_sdk, DynamoOptions};
 use crate::import::group::read_items;
 use crate::import::spill::{decode_record, Record, Spill};
@@ -234,7 +235,7 @@ async fn compare_sample(client: &aws_sdk_dynamodb::Client, t: &TargetTable, expe
     Ok(v)
 }
 
-/// One BatchGetItem for the keys of `items`, re-asking for unprocessed keys after a backoff.
+/// One BatchGetItem for the keys of `items`, re-asking for unprocessed keys through the retry layer.
 async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items: impl Iterator<Item = &'a Item>) -> Result<Vec<Item>, String> {
     use aws_sdk_dynamodb::types::KeysAndAttributes;
     let keys: Vec<_> = items
@@ -247,14 +248,15 @@ async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items
     let table = &t.name;
     let mut request = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| e.to_string())?);
     let mut found = Vec::new();
-    let mut attempt = 0;
+    let mut backoff = Backoff::new(retry::ITEMS);
     while let Some(req) = request.take() {
-        let out = client.batch_get_item().request_items(table, req).send().await.map_err(|e| crate::import::client::describe(&format!("BatchGetItem {table}"), &e))?;
+        let out = retry::send(&mut backoff, |_| {}, || client.batch_get_item().request_items(table, req.clone()).send())
+            .await
+            .map_err(|f| format!("{} ({})", crate::import::client::describe(&format!("BatchGetItem {table}"), &f.error), f.gave_up))?;
         found.extend(out.responses().and_then(|r| r.get(table)).into_iter().flatten().map(item_from_sdk));
         request = out.unprocessed_keys().and_then(|u| u.get(table)).filter(|k| !k.keys().is_empty()).cloned();
         if request.is_some() {
-            attempt += 1;
-            tokio::time::sleep(crate::import::pacing::backoff(attempt)).await;
+            backoff.wait(Failure::Throttled).await.map_err(|g| format!("BatchGetItem {table}: keys still unprocessed ({g})"))?;
         }
     }
     Ok(found)
