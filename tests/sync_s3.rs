@@ -241,3 +241,59 @@ fn refused_credentials_are_said_plainly_and_never_printed() {
     assert!(err.contains("the credentials were refused"), "{err}");
     assert!(!err.contains("wrong-secret-value"), "secret printed: {err}");
 }
+
+/// moto's server as the S3 endpoint (it stores keys literally, `..` and `//` included).
+fn moto_sync(args: &[&str]) -> Output {
+    let moto = services()["M2D_MOTO_ENDPOINT"].clone();
+    s3_env(Command::new(bin()).arg("sync").arg("--quiet").args(args)).env("AWS_ENDPOINT_URL_S3", moto).output().unwrap()
+}
+
+/// Creates a moto bucket and puts objects with the given keys (and a body naming them), with boto3.
+fn moto_put(bucket: &str, keys: &[&str]) {
+    let script = format!(
+        "import boto3,sys\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\n\
+         try:\n    s3.create_bucket(Bucket='{bucket}')\nexcept s3.exceptions.BucketAlreadyOwnedByYou:\n    pass\n\
+         for k in sys.argv[1:]:\n    s3.put_object(Bucket='{bucket}',Key=k,Body=('written from '+k).encode())\n    assert any(o['Key']==k for o in s3.list_objects_v2(Bucket='{bucket}',Prefix=k)['Contents']), k\n",
+        services()["M2D_MOTO_ENDPOINT"]
+    );
+    let out = Command::new(&services()["M2D_PYTHON"]).arg("-c").arg(script).args(keys).output().unwrap();
+    assert!(out.status.success(), "boto3 put: {}", stderr(&out));
+}
+
+/// Regression: download wrote every object under the prefix to `run.join(key − prefix)`, so a
+/// key such as `run1/../../x` or `run1//etc/x` landed outside the run folder. Keys that leave
+/// the folder are now refused naming the key; objects the run does not name are not written.
+#[test]
+fn download_refuses_keys_that_leave_the_run_folder_and_writes_only_the_runs_files() {
+    let run = run_folder("sync_traversal");
+    let bucket = format!("m2d-traversal-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    let out = moto_sync(&[run.path().to_str().unwrap(), &format!("s3://{bucket}/run1")]);
+    assert!(out.status.success(), "upload to moto: {}", stderr(&out));
+
+    // An object the run does not name is left in the bucket.
+    moto_put(&bucket, &["run1/notes/readme.txt"]);
+    let base = tempfile::tempdir().unwrap();
+    let dest = base.path().join("a/b/run");
+    let out = moto_sync(&[&format!("s3://{bucket}/run1"), dest.to_str().unwrap()]);
+    assert!(out.status.success(), "download: {}", stderr(&out));
+    for f in chunk_files(run.path()) {
+        assert!(dest.join(&f).is_file(), "{f} downloaded");
+    }
+    assert!(!dest.join("notes").exists(), "an object the run does not name is not written");
+
+    // Keys that would leave the folder.
+    for key in ["run1/../../escaped.txt", "run1//tmp/escaped.txt"] {
+        let bucket = format!("{bucket}-{}", key.len());
+        moto_put(&bucket, &[]);
+        let out = moto_sync(&[run.path().to_str().unwrap(), &format!("s3://{bucket}/run1")]);
+        assert!(out.status.success(), "upload to moto: {}", stderr(&out));
+        moto_put(&bucket, &[key]);
+        let dest = base.path().join(format!("x{}/y/run", key.len()));
+        let out = moto_sync(&[&format!("s3://{bucket}/run1"), dest.to_str().unwrap()]);
+        assert!(!out.status.success(), "{key}: the download must fail");
+        assert!(stderr(&out).contains(key), "{key}: the error names the key: {}", stderr(&out));
+        assert!(!base.path().join(format!("x{}/escaped.txt", key.len())).exists(), "{key}: nothing written outside the run");
+    }
+    assert!(!Path::new("/tmp/escaped.txt").exists());
+}

@@ -3,6 +3,11 @@
 //! checked against the manifest (or, for files the manifest does not hash, the object's recorded
 //! SHA-256) and renamed. A mismatch fails loudly naming the object. Files already present with
 //! the right hash are kept. The manifest is written locally last.
+//!
+//! Only files the run's layout names are written: the manifest's chunk and rejects files and the
+//! export report; other objects under the prefix are left where they are, counted and named. A
+//! key (or a manifest entry) with an empty, `.` or `..` component, or an absolute or backslashed
+//! path, is refused with an error naming it: nothing from the bucket is written outside the run.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,9 +52,17 @@ pub async fn download(
 
     // What the manifest vouches for: complete chunks with their SHA-256.
     let mut expected: HashMap<String, (u64, String)> = HashMap::new();
+    // Every file the run's layout names; nothing else is written.
+    let mut named: std::collections::HashSet<String> = RUN_FILES.iter().map(|f| f.to_string()).collect();
     for t in &manifest.tables {
-        for c in t.chunks.iter().filter(|c| c.state == ChunkState::Complete) {
-            if let Some(sha) = &c.sha256 {
+        for c in &t.chunks {
+            for file in std::iter::once(&c.file).chain(c.rejects_file.as_ref()) {
+                if !safe_relative(file) {
+                    return Err(SyncError::S3(format!("{}: chunk file {file:?} of table {} leaves the run folder (an empty, '.' or '..' component, or an absolute path); refusing to download", src.with_key(&manifest_key), t.schema.display_name())));
+                }
+                named.insert(file.clone());
+            }
+            if let (ChunkState::Complete, Some(sha)) = (c.state, &c.sha256) {
                 expected.insert(c.file.clone(), (c.bytes, sha.clone()));
             }
         }
@@ -62,11 +75,25 @@ pub async fn download(
     }
     let local: HashMap<String, LocalFile> = local.into_iter().map(|f| (f.rel.clone(), f)).collect();
     let prefix = src.key("");
-    let objects: Vec<(String, String, u64)> = remote
-        .iter()
-        .filter_map(|(key, size)| key.strip_prefix(&prefix).map(|rel| (rel.to_string(), key.clone(), *size)))
-        .filter(|(rel, _, _)| rel != MANIFEST_FILE && !rel.starts_with(super::local::STATE_DIR) && !super::local::local_only(rel) && !rel.is_empty())
-        .collect();
+    let mut objects: Vec<(String, String, u64)> = Vec::new();
+    let mut unnamed = Vec::new();
+    for (key, size) in &remote {
+        let Some(rel) = key.strip_prefix(&prefix) else { continue };
+        if !safe_relative(rel) {
+            return Err(SyncError::S3(format!(
+                "{}: the key has an empty, '.' or '..' component or an absolute path and would be written outside the run folder; refusing to download (remove the object)",
+                src.with_key(key)
+            )));
+        }
+        if named.contains(rel) && rel != MANIFEST_FILE {
+            objects.push((rel.to_string(), key.clone(), *size));
+        } else if rel != MANIFEST_FILE && !rel.starts_with(super::local::STATE_DIR) && !super::local::local_only(rel) {
+            unnamed.push(rel.to_string());
+        }
+    }
+    if !unnamed.is_empty() {
+        tracing::warn!("{} objects under {} are not part of the run and were not downloaded (first: {})", unnamed.len(), src.with_key(&prefix), unnamed[0]);
+    }
     progress.add_table("download".into(), objects.iter().map(|o| o.2).sum(), 0);
 
     let permits = Semaphore::new(opts.concurrency.max(1));
@@ -107,6 +134,15 @@ pub async fn download(
     Ok(())
 }
 
+/// Files of a run folder besides the manifest's chunks and rejects.
+const RUN_FILES: [&str; 2] = [MANIFEST_FILE, crate::export::report::REPORT_FILE];
+
+/// Whether `rel` stays inside the folder it is joined to: relative, `/`-separated, no empty,
+/// `.` or `..` component, no backslash or NUL.
+pub fn safe_relative(rel: &str) -> bool {
+    !rel.is_empty() && !rel.contains(['\\', '\0']) && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// Streams one object to `<dest>.partial`, hashing; renames only when the hash is right.
 async fn fetch(
     client: &Client,
@@ -142,4 +178,18 @@ async fn fetch(
         }
     }
     tokio::fs::rename(&partial, dest).await.map_err(|e| SyncError::local(dest, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_relative;
+
+    #[test]
+    fn only_paths_inside_the_run_are_safe() {
+        assert!(safe_relative("data/shop/orders/00001.parquet"));
+        assert!(safe_relative("export-report.json"));
+        for bad in ["", "../x", "data/../../x", "/etc/cron.d/x", "data//x", "./x", "data/.", "a\\..\\b", "x/"] {
+            assert!(!safe_relative(bad), "{bad:?}");
+        }
+    }
 }
