@@ -1,7 +1,9 @@
 //! `mysql2ddb sync` and `export --out s3://…` against the real s3s-fs started by scripts/:
 //! a rerun sends nothing, a same-size content change is sent, an object altered inside the
 //! server's folder is found and replaced, kill -9 during a multipart upload resumes with earlier
-//! parts reused, downloads are verified against the manifest and a tampered object is named.
+//! parts reused (and a recorded upload the server dropped is started afresh), downloads are
+//! verified against the manifest and a tampered object is named; against moto's server, which
+//! stores keys literally, a download refuses keys that would leave the run folder.
 
 mod common;
 
@@ -112,12 +114,12 @@ fn an_object_altered_on_the_server_is_found_and_replaced() {
     assert_eq!(sha256_file(&object), sha256_file(&run.path().join(&file)), "object repaired");
 }
 
-#[test]
-fn kill_9_during_a_multipart_upload_resumes_with_earlier_parts() {
+/// A run folder holding one 120 MiB file (24 parts of 5 MiB), its SHA-256, and a sync to
+/// `bucket` killed with SIGKILL after four parts were recorded.
+fn killed_multipart_upload(bucket_name: &str) -> (tempfile::TempDir, String, PathBuf, String) {
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join("manifest.json"), b"{}").unwrap();
     std::fs::create_dir_all(run.path().join("data")).unwrap();
-    // 120 MiB of varied bytes: 24 parts of 5 MiB.
     let mut big = Vec::with_capacity(120 << 20);
     let mut x: u64 = 0x9E3779B97F4A7C15;
     while big.len() < 120 << 20 {
@@ -129,11 +131,9 @@ fn kill_9_during_a_multipart_upload_resumes_with_earlier_parts() {
     std::fs::write(run.path().join("data/big.bin"), &big).unwrap();
     let want = hex::encode(Sha256::digest(&big));
     drop(big);
-    let (b, data) = bucket("sync-multipart");
+    let (b, data) = bucket(bucket_name);
     let dest = format!("s3://{b}/run");
-    let args = ["--part-size-mb", "5", "--concurrency", "1"];
-
-    let mut child = s3_env(Command::new(bin()).arg("sync").arg("--quiet").args(args).arg(run.path()).arg(&dest))
+    let mut child = s3_env(Command::new(bin()).arg("sync").arg("--quiet").args(MULTIPART).arg(run.path()).arg(&dest))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -154,12 +154,45 @@ fn kill_9_during_a_multipart_upload_resumes_with_earlier_parts() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!data.join("run/data/big.bin").exists(), "killed before completion");
+    (run, want, data, dest)
+}
 
-    assert_ok(&sync(&[args[0], args[1], args[2], args[3], run.path().to_str().unwrap(), &dest]));
+const MULTIPART: [&str; 4] = ["--part-size-mb", "5", "--concurrency", "1"];
+
+fn sync_multipart(run: &Path, dest: &str) -> Output {
+    let mut args = MULTIPART.to_vec();
+    args.extend([run.to_str().unwrap(), dest]);
+    sync(&args)
+}
+
+#[test]
+fn kill_9_during_a_multipart_upload_resumes_with_earlier_parts() {
+    let (run, want, data, dest) = killed_multipart_upload("sync-multipart");
+    assert_ok(&sync_multipart(run.path(), &dest));
     let r = report(run.path());
     assert!(r["parts_reused"].as_u64().unwrap() >= 4, "earlier parts reused: {r}");
     assert_eq!(r["parts_reused"].as_u64().unwrap() + r["parts_sent"].as_u64().unwrap(), 24, "{r}");
     assert_eq!(sha256_file(&data.join("run/data/big.bin")), want, "final object is the file");
+}
+
+/// Regression: when the server no longer knew the recorded upload (it dropped it, or a kill
+/// came during CompleteMultipartUpload), every rerun reused the dead upload id and failed with
+/// "access denied (check the bucket policy and the IAM permissions)". The dead upload is now
+/// dropped and the file uploaded afresh.
+#[test]
+fn a_recorded_upload_the_server_dropped_is_started_afresh() {
+    let (run, want, data, dest) = killed_multipart_upload("sync-dead-upload");
+    // The server forgets the upload (s3s-fs keeps one `.upload-<id>.json` per open upload).
+    let root = PathBuf::from(&services()["M2D_S3_DATA"]);
+    let book: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join(".sync/uploads.json")).unwrap()).unwrap();
+    let id = book["run/data/big.bin"]["upload_id"].as_str().unwrap().to_string();
+    std::fs::remove_file(root.join(format!(".upload-{id}.json"))).unwrap();
+    let out = sync_multipart(run.path(), &dest);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("permission"), "{}", stderr(&out));
+    assert_eq!(sha256_file(&data.join("run/data/big.bin")), want, "final object is the file");
+    let book: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join(".sync/uploads.json")).unwrap()).unwrap();
+    assert!(book.get("run/data/big.bin").is_none(), "the finished upload is no longer recorded: {book}");
 }
 
 #[test]

@@ -295,14 +295,69 @@ fn hash_region(path: &std::path::Path, offset: u64, len: u64) -> std::io::Result
     Ok(b64(&hasher.finalize()))
 }
 
+/// Error codes a server answers for an upload id it no longer knows: S3 says NoSuchUpload;
+/// s3s-fs says AccessDenied.
+const DEAD_UPLOAD: [&str; 2] = ["NoSuchUpload", "AccessDenied"];
+
+/// How one multipart attempt failed.
+enum Attempt {
+    /// The recorded upload this attempt resumed is unknown to the server.
+    Dead(String),
+    Failed(SyncError),
+}
+
+impl From<SyncError> for Attempt {
+    fn from(e: SyncError) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+/// Uploads in parts, resuming a recorded upload of the same content. If the server no longer
+/// knows that upload (it expired, was aborted, or a kill came during its completion) the record
+/// is dropped and the file uploaded afresh; a refusal of a fresh upload is reported as it is.
 async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), SyncError> {
+    match upload_parts(ctx, key, f, true).await {
+        Ok(()) => Ok(()),
+        Err(Attempt::Failed(e)) => Err(e),
+        Err(Attempt::Dead(why)) => {
+            let object = ctx.dest.with_key(key);
+            tracing::info!(object = %object, "the recorded multipart upload is no longer known to the server ({why}); uploading afresh");
+            if let Some(rec) = ctx.book.get(key) {
+                let _ = ctx.client.abort_multipart_upload().bucket(&ctx.dest.bucket).key(key).upload_id(&rec.upload_id).send().await;
+            }
+            ctx.book.update(|u| {
+                u.remove(key);
+            })?;
+            match upload_parts(ctx, key, f, false).await {
+                Ok(()) => Ok(()),
+                Err(Attempt::Failed(e)) => Err(e),
+                Err(Attempt::Dead(why)) => Err(SyncError::S3(why)),
+            }
+        }
+    }
+}
+
+/// A failure on a resumed upload that says its id is unknown is `Dead`: start afresh.
+fn classify<E, R>(resumed: bool, what: String, e: &aws_sdk_s3::error::SdkError<E, R>) -> Attempt
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    match e.code() {
+        Some(code) if resumed && DEAD_UPLOAD.contains(&code) => Attempt::Dead(format!("{what}: {code}")),
+        _ => Attempt::Failed(SyncError::S3(describe(&what, e))),
+    }
+}
+
+async fn upload_parts(ctx: &Ctx, key: &str, f: &LocalFile, resume: bool) -> Result<(), Attempt> {
     let part_size = ctx.opts.part_size;
     let parts = f.size.div_ceil(part_size) as i32;
     let object = ctx.dest.with_key(key);
     // Reuse a recorded upload of the same content, keeping parts the server still holds.
     let mut reusable: BTreeMap<i32, PartRecord> = BTreeMap::new();
     let mut upload_id = None;
-    if let Some(rec) = ctx.book.get(key).filter(|r| r.sha256 == f.sha256 && r.part_size == part_size && r.size == f.size) {
+    if let Some(rec) = ctx.book.get(key).filter(|r| resume && r.sha256 == f.sha256 && r.part_size == part_size && r.size == f.size) {
         match ctx.client.list_parts().bucket(&ctx.dest.bucket).key(key).upload_id(&rec.upload_id).send().await {
             Ok(listed) => {
                 for p in listed.parts() {
@@ -319,6 +374,7 @@ async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), Syn
             Err(e) => tracing::info!(object = %object, error = %describe("ListParts", &e), "earlier upload is gone; starting a new one"),
         }
     }
+    let resumed = upload_id.is_some();
     let upload_id = match upload_id {
         Some(id) => id,
         None => {
@@ -389,7 +445,7 @@ async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), Syn
                 .disable_payload_signing()
                 .send()
                 .await
-                .map_err(|e| SyncError::S3(describe(&format!("uploading part {n} of {object}"), &e)))?;
+                .map_err(|e| classify(resumed, format!("uploading part {n} of {object}"), &e))?;
             let etag = out.e_tag().unwrap_or_default().to_string();
             ctx.book.update(|u| {
                 if let Some(rec) = u.get_mut(key) {
@@ -399,7 +455,7 @@ async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), Syn
             ctx.counters.parts_sent.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
             ctx.progress.advance(0, len, len);
-            Ok::<_, SyncError>(CompletedPart::builder().part_number(n).e_tag(etag).checksum_sha256(sha).build())
+            Ok::<_, Attempt>(CompletedPart::builder().part_number(n).e_tag(etag).checksum_sha256(sha).build())
         }
     }))
     .buffered(ctx.opts.concurrency.max(1))
@@ -414,10 +470,11 @@ async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), Syn
         .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
         .send()
         .await
-        .map_err(|e| SyncError::S3(describe(&format!("completing the upload of {object}"), &e)))?;
+        .map_err(|e| classify(resumed, format!("completing the upload of {object}"), &e))?;
     ctx.book.update(|u| {
         u.remove(key);
-    })
+    })?;
+    Ok(())
 }
 
 /// Aborts recorded multipart uploads that are older than the threshold or whose file changed.
