@@ -67,3 +67,50 @@ fn capture_reads_the_binlog_with_checksums_off() {
     let server: String = conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").unwrap().unwrap();
     assert_eq!(state["next"]["gtid"].as_str(), Some(server.as_str()), "{state}");
 }
+
+fn capture_cmd(run: &std::path::Path, follow: bool) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["cdc", "capture", "--quiet", "--source", &mysql_url()]);
+    if follow {
+        cmd.arg("--follow");
+    }
+    cmd.arg("--from").arg(run);
+    cmd
+}
+
+/// Regression: with MariaDB's log_bin_compress ON, compressed row events (types 165–171) were
+/// skipped silently and their changes lost. Capture now refuses the setting up front with the
+/// fix, and stops at a compressed event that arrives while it follows.
+#[test]
+fn compressed_binlog_events_are_refused_not_skipped() {
+    let _one_at_a_time = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "cdc_compressed");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let _restore = Restore("SET GLOBAL log_bin_compress = OFF");
+
+    // Following from before the setting changes: the compressed event itself stops capture.
+    let mut follower = capture_cmd(run.path(), true).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    conn.query_drop("SET GLOBAL log_bin_compress = ON").unwrap();
+    // A new session logs compressed (rows over log_bin_compress_min_len, 256 bytes).
+    connect().query_drop(format!("INSERT INTO `{db}`.t VALUES (1, REPEAT('x', 2000))")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while follower.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = follower.kill();
+            panic!("capture went on past a compressed event");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("compressed binlog event") && stderr(&out).contains("log_bin_compress = OFF"), "{}", stderr(&out));
+
+    // Starting while it is on: refused before reading anything.
+    let out = capture_cmd(run.path(), false).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("log_bin_compress is ON"), "{}", stderr(&out));
+}

@@ -16,6 +16,7 @@ use mysql::{BinlogDumpFlags, BinlogRequest};
 use sha2::{Digest, Sha256};
 
 use super::event::{Change, Op};
+use super::txn::{control, xa_prepare_xid, Step, Tracker};
 use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
 use super::CdcError;
 use crate::manifest::Manifest;
@@ -30,6 +31,10 @@ const GTID_MYSQL: u8 = 33;
 const ANONYMOUS_GTID_MYSQL: u8 = 34;
 const GTID_MARIADB: u8 = 162;
 const HEARTBEAT: u8 = 27;
+/// XA_PREPARE_LOG_EVENT (MySQL and MariaDB): ends the prepared part of an XA transaction.
+const XA_PREPARE: u8 = 38;
+/// MariaDB's compressed events (log_bin_compress=ON): QUERY_COMPRESSED … DELETE_ROWS_COMPRESSED.
+const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 
 /// Changes per segment file at most; a segment is also closed after `FLUSH_EVERY`.
 pub const SEGMENT_CHANGES: usize = 20_000;
@@ -66,22 +71,9 @@ fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<String> {
     Some(format!("{domain}-{server_id}-{seq}"))
 }
 
-/// Whether a statement changes one of the captured tables' definitions, and which.
+/// Which captured table a statement redefines (see `ddl`).
 fn ddl_target(query: &str, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<usize> {
-    let q = query.trim_start().to_ascii_lowercase();
-    let first = q.split_whitespace().next().unwrap_or("");
-    if !matches!(first, "alter" | "drop" | "rename" | "truncate" | "create") {
-        return None;
-    }
-    let words: Vec<String> = q.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.' || c == '`')).map(|w| w.replace('`', "")).filter(|w| !w.is_empty()).collect();
-    for ((db, table), &i) in tables {
-        let (db, table) = (db.to_ascii_lowercase(), table.to_ascii_lowercase());
-        let qualified = format!("{db}.{table}");
-        if words.iter().any(|w| *w == qualified || (*w == table && default_db.eq_ignore_ascii_case(&db))) {
-            return Some(i);
-        }
-    }
-    None
+    tables.iter().find(|((db, table), _)| super::ddl::changes(query, default_db, db, table)).map(|(_, &i)| i)
 }
 
 struct Stager<'a> {
@@ -181,96 +173,86 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     if !s.follow {
         req = req.with_flags(BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
     }
-    let mut file = start.next.file.clone();
-    let start_file = file.clone();
+    let start_file = start.next.file.clone();
     let mut seen_format = false;
     let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::Source(format!("binlog dump from {}:{}: {e}", start.next.file, start.next.position)))?;
+    let mut tracker = Tracker::new(start.next.file.clone(), start.next.gtid.clone(), start.prepared_xa.clone());
     let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), committed: None, last_flush: Instant::now() };
-    let mut tx: Vec<Change> = Vec::new();
     let (mut last_log, mut logged) = (Instant::now(), st.state.changes);
-    // Inside a transaction (from its GTID or BEGIN to its XID or COMMIT) the position must not
-    // advance: a capture resumes only at a transaction boundary.
-    let mut in_tx = false;
-    // MariaDB's GTID of the transaction being read, and of the last one committed.
-    let (mut tx_gtid, mut last_gtid): (Option<String>, Option<String>) = (None, st.state.next.gtid.clone());
-    // A captured table's definition changed: stage the statement (apply stops there) and stop.
-    let mut ddl: Option<(usize, String)> = None;
     while let Some(ev) = stream.next() {
-        let ev = ev.map_err(|e| CdcError::Source(format!("reading the binlog after {file}: {e}")))?;
+        let ev = ev.map_err(|e| CdcError::Source(format!("reading the binlog after {}: {e}", tracker.file())))?;
         let (log_pos, ts) = (ev.header().log_pos() as u64, ev.header().timestamp());
         let raw_type = ev.header().event_type_raw();
-        if matches!(raw_type, GTID_MYSQL | ANONYMOUS_GTID_MYSQL | GTID_MARIADB) {
-            in_tx = true;
+        let file = tracker.file().to_string();
+        if MARIADB_COMPRESSED.contains(&raw_type) {
+            return Err(CdcError::Settings(format!(
+                "a compressed binlog event (type {raw_type}) at {file}:{log_pos}: its rows cannot be read. SET GLOBAL log_bin_compress = OFF (and in my.cnf), then export again: changes logged compressed are lost to capture"
+            )));
         }
-        if raw_type == GTID_MARIADB {
-            tx_gtid = mariadb_gtid(ev.data(), ev.header().server_id());
-        }
-        let data = ev.read_data().map_err(|e| CdcError::Source(format!("decoding a binlog event at {file}:{log_pos}: {e}")))?;
-        let mut commit = false;
-        match data {
-            Some(EventData::RotateEvent(r)) => file = rotated_file(&r.name(), &start_file, !seen_format),
-            Some(EventData::FormatDescriptionEvent(_)) => seen_format = true,
-            Some(EventData::XidEvent(_)) => commit = true,
-            Some(EventData::QueryEvent(q)) => {
-                let query = q.query();
-                let word = query.trim().to_ascii_uppercase();
-                if word == "BEGIN" {
-                    in_tx = true;
-                } else if word == "COMMIT" {
-                    commit = true;
-                } else if !word.starts_with("XA ") && !word.starts_with("SAVEPOINT") {
-                    // DDL: its own transaction; stop apply at it if it touches a captured table.
-                    if let Some(i) = ddl_target(&query, &q.schema(), &tables) {
-                        ddl = Some((i, query.clone().into_owned()));
-                        tx.push(Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) });
-                    }
-                    commit = true;
+        let step = match raw_type {
+            GTID_MYSQL | ANONYMOUS_GTID_MYSQL => Step::Gtid(None),
+            GTID_MARIADB => Step::Gtid(mariadb_gtid(ev.data(), ev.header().server_id())),
+            XA_PREPARE => Step::XaPrepare(xa_prepare_xid(ev.data()).ok_or_else(|| CdcError::Source(format!("an XA_PREPARE event at {file}:{log_pos} could not be read")))?),
+            HEARTBEAT => Step::Other,
+            _ => match ev.read_data().map_err(|e| CdcError::Source(format!("decoding a binlog event at {file}:{log_pos}: {e}")))? {
+                Some(EventData::RotateEvent(r)) => Step::Rotate { file: rotated_file(&r.name(), &start_file, !seen_format), position: r.position() },
+                Some(EventData::FormatDescriptionEvent(_)) => {
+                    seen_format = true;
+                    Step::Other
                 }
-            }
-            Some(EventData::TableMapEvent(_)) => in_tx = true,
-            Some(EventData::TransactionPayloadEvent(_)) => {
-                return Err(CdcError::Settings(format!("a compressed transaction at {file}:{log_pos}: set binlog_transaction_compression = OFF; its rows cannot be read")));
-            }
-            Some(EventData::RowsEvent(rows)) => {
-                let Some(tme) = stream.get_tme(rows.table_id()) else {
-                    return Err(CdcError::Source(format!("a rows event at {file}:{log_pos} has no table map")));
-                };
-                let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
-                if let Some(&ti) = tables.get(&key) {
-                    let schema = &manifest.tables[ti].schema;
-                    let op = match &rows {
-                        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
-                        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
-                        _ => Op::Update,
+                Some(EventData::XidEvent(_)) => Step::Commit,
+                Some(EventData::QueryEvent(q)) => {
+                    let query = q.query();
+                    control(&query).unwrap_or_else(|| {
+                        // A statement of its own (DDL): apply stops at it if it redefines a captured table.
+                        Step::Statement(ddl_target(&query, &q.schema(), &tables).map(|i| Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) }))
+                    })
+                }
+                Some(EventData::TableMapEvent(_)) => Step::Rows(Vec::new()),
+                Some(EventData::TransactionPayloadEvent(_)) => {
+                    return Err(CdcError::Settings(format!("a compressed transaction at {file}:{log_pos}: set binlog_transaction_compression = OFF; its rows cannot be read")));
+                }
+                Some(EventData::RowsEvent(rows)) => {
+                    let Some(tme) = stream.get_tme(rows.table_id()) else {
+                        return Err(CdcError::Source(format!("a rows event at {file}:{log_pos} has no table map")));
                     };
-                    let name = schema.display_name();
-                    let at_row = |e: String| CdcError::Source(format!("table {name}: a row at {file}:{log_pos}: {e}"));
-                    let types = column_types(tme).map_err(at_row)?;
-                    for (before, after) in row_image::rows(&rows, &types).map_err(at_row)? {
-                        let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, values)).transpose().map_err(at_row);
-                        tx.push(Change { at: String::new(), ts, table: ti, op, before: typed(before)?, after: typed(after)?, query: None });
+                    let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
+                    let mut changes = Vec::new();
+                    if let Some(&ti) = tables.get(&key) {
+                        let schema = &manifest.tables[ti].schema;
+                        let op = match &rows {
+                            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
+                            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
+                            _ => Op::Update,
+                        };
+                        let name = schema.display_name();
+                        let at_row = |e: String| CdcError::Source(format!("table {name}: a row at {file}:{log_pos}: {e}"));
+                        let types = column_types(tme).map_err(at_row)?;
+                        for (before, after) in row_image::rows(&rows, &types).map_err(at_row)? {
+                            let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, values)).transpose().map_err(at_row);
+                            changes.push(Change { at: String::new(), ts, table: ti, op, before: typed(before)?, after: typed(after)? , query: None });
+                        }
                     }
+                    Step::Rows(changes)
                 }
+                _ => Step::Other,
+            },
+        };
+        let xa = matches!(step, Step::XaPrepare(_) | Step::XaCommit(_) | Step::XaRollback(_));
+        // Heartbeats and the server's artificial events (position 0) never move the position.
+        let pos = if raw_type == HEARTBEAT { 0 } else { log_pos };
+        let out = tracker.step(step, pos).map_err(CdcError::Source)?;
+        let ddl = out.committed.iter().find(|c| c.op == Op::Ddl).map(|c| (c.table, c.query.clone().unwrap_or_default()));
+        st.ready.extend(out.committed);
+        if let Some(p) = out.position {
+            // Between transactions every real event moves the position, so a quiet source's
+            // position still reaches its binlog end.
+            st.committed = Some(p);
+            if xa {
+                st.state.prepared_xa = tracker.prepared.clone();
             }
-            _ => {}
         }
-        if commit && log_pos > 0 {
-            let at = format!("{file}:{log_pos}");
-            for mut c in tx.drain(..) {
-                c.at = at.clone();
-                st.ready.push(c);
-            }
-            in_tx = false;
-            if let Some(g) = tx_gtid.take() {
-                last_gtid = Some(g);
-            }
-        }
-        // Between transactions every real event (not artificial, not a heartbeat) moves the
-        // position, so a quiet source's position still reaches its binlog end.
-        if !in_tx && log_pos > 0 && raw_type != HEARTBEAT {
-            st.committed = Some(BinlogPosition { file: file.clone(), position: log_pos, gtid: last_gtid.clone() });
-        }
-        if let Some((i, statement)) = ddl.take().filter(|_| commit) {
+        if let Some((i, statement)) = ddl {
             st.flush()?;
             return Err(CdcError::Ddl { table: manifest.tables[i].schema.display_name(), at: format!("{file}:{log_pos}"), statement });
         }
@@ -306,15 +288,5 @@ mod tests {
         assert_eq!(rotated_file("mysql-bin.000010n.z=", "mysql-bin.000010", true), "mysql-bin.000010");
         assert_eq!(rotated_file("mysql-bin.000002", "mysql-bin.000001", false), "mysql-bin.000002");
         assert_eq!(rotated_file("db.host-bin.000003", "db.host-bin.000003", true), "db.host-bin.000003");
-    }
-
-    #[test]
-    fn ddl_on_a_captured_table_is_recognized() {
-        let tables: HashMap<(String, String), usize> = [(("shop".to_string(), "purchase".to_string()), 3)].into();
-        assert_eq!(ddl_target("ALTER TABLE `purchase` ADD COLUMN x INT", "shop", &tables), Some(3));
-        assert_eq!(ddl_target("alter table shop.purchase drop column y", "other", &tables), Some(3));
-        assert_eq!(ddl_target("ALTER TABLE purchase ADD x INT", "other", &tables), None);
-        assert_eq!(ddl_target("CREATE TABLE purchase_log (id INT)", "shop", &tables), None);
-        assert_eq!(ddl_target("DROP TABLE IF EXISTS `shop`.`purchase`", "", &tables), Some(3));
     }
 }

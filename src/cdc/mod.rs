@@ -2,14 +2,17 @@
 //! source's binlog to DynamoDB. `capture` reads the binlog from the export's snapshot position
 //! and stages whole transactions durably in the run folder (`state` names the files); `apply`
 //! maps them with the import's mapping and writes them; `check` vets the server's settings;
-//! `event` is the staged form of a change. `status` and `cutover` below read the two
+//! `txn` groups binlog events into transactions (savepoints, XA, rotation), `ddl` finds the
+//! statements that redefine a captured table; `event` is the staged form of a change. `status` and `cutover` below read the two
 //! checkpoints: how far behind apply is, and when the source can be switched off.
 
 pub mod apply;
 pub mod capture;
 pub mod check;
+pub mod ddl;
 pub mod event;
 pub mod state;
+pub mod txn;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -40,6 +40,10 @@ pub struct CaptureState {
     pub segments: Vec<SegmentInfo>,
     pub changes: u64,
     pub updated_at: String,
+    /// Changes of XA transactions prepared (before `next`) but not yet committed, by xid: staged
+    /// when their XA COMMIT is read.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub prepared_xa: std::collections::BTreeMap<String, Vec<super::event::Change>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
