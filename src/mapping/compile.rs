@@ -261,6 +261,25 @@ fn render(parts: &[Part], cells: &[Cell]) -> Option<String> {
     Some(out)
 }
 
+fn part_columns(parts: &[Part], out: &mut Vec<usize>) {
+    out.extend(parts.iter().filter_map(|p| match p {
+        Part::Col(i) => Some(*i),
+        Part::Lit(_) => None,
+    }));
+}
+
+impl ValueRule {
+    /// The columns the rule's value is made of.
+    fn columns(&self, out: &mut Vec<usize>) {
+        match self {
+            ValueRule::Column(i) => out.push(*i),
+            ValueRule::Text(p) | ValueRule::Number(p) => part_columns(p, out),
+            ValueRule::Composite(c) => out.extend(c),
+            ValueRule::Map(m) => m.values().for_each(|r| r.columns(out)),
+        }
+    }
+}
+
 /// Key options: key columns never become BOOL and JSON keys stay text.
 fn key_opts(opts: &ConvertOptions) -> ConvertOptions {
     ConvertOptions { tinyint1_as_bool: false, json: JsonAs::String, ..*opts }
@@ -345,6 +364,28 @@ impl RowMapper {
             }
         };
         Ok(Fragment { pk, sk, body })
+    }
+
+    /// When two source rows can own the same part of one item — the target key and the part's
+    /// name (pivot attribute, map key, set member, or nothing for a whole item) do not cover the
+    /// source key — the source key columns they leave out. Change data capture cannot keep such
+    /// a part while another row still gives it, so `cdc apply` refuses these mappings.
+    pub fn shared_part(&self, t: &TableSchema) -> Option<Vec<String>> {
+        let mut covered = Vec::new();
+        self.pk.columns(&mut covered);
+        if let Some(sk) = &self.sk {
+            sk.columns(&mut covered);
+        }
+        match &self.fold {
+            Fold::None | Fold::Document { .. } => {}
+            Fold::Pivot { name, .. } => part_columns(name, &mut covered),
+            Fold::Collect { key: Some(k), as_: CollectAs::Map, .. } => part_columns(k, &mut covered),
+            Fold::Collect { value, as_: CollectAs::StringSet, .. } => value.columns(&mut covered),
+            // A list has no stable place per row: apply refuses it on its own.
+            Fold::Collect { .. } => return None,
+        }
+        let missing: Vec<String> = self.key_columns.iter().filter(|c| !covered.contains(c)).map(|&c| t.columns[c].name.clone()).collect();
+        (!missing.is_empty()).then_some(missing)
     }
 
     /// For grouped targets: the attribute a collect rule fills, and how.
