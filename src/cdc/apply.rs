@@ -514,32 +514,6 @@ pub fn read_segment(run: &Path, info: &super::state::SegmentInfo) -> Result<Vec<
         .collect()
 }
 
-/// Refuses mappings where two source rows can own one part of an item: deleting one row would
-/// remove a value (set member, pivot attribute, map entry, whole item) another row still gives.
-pub fn check_parts_owned(manifest: &Manifest, plan: &MappingPlan) -> Result<(), CdcError> {
-    for src in &plan.sources {
-        let schema = &manifest.tables[src.table].schema;
-        if let Some(missing) = src.mapper.shared_part(schema) {
-            let t = &plan.targets[src.mapper.target];
-            return Err(CdcError::Input(format!(
-                "table {} → {}: several rows can give the same {} (the source key columns {} are in neither the target key nor the part's name), and apply cannot keep it while another row still gives it. \
-                 Put those columns into the part's name (e.g. \"${{{}}}/…\" in the set member, map key or pivot name) or into the target key, then import again",
-                schema.display_name(),
-                t.name,
-                match src.mapper.collect_target() {
-                    Some((attr, CollectAs::StringSet)) => format!("member of string set {attr}"),
-                    Some((attr, _)) => format!("entry of map {attr}"),
-                    None if t.grouped => "pivot attribute".to_string(),
-                    None => "item".to_string(),
-                },
-                missing.join(", "),
-                missing[0]
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// A rejects-file line for a change: its binlog position, table, operation, source key, reason.
 fn reject(manifest: &Manifest, c: &Change, reason: &str) -> serde_json::Value {
     let schema = &manifest.tables[c.table].schema;
@@ -569,7 +543,9 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync).map_err(|e| CdcError::Input(e.to_string()))?;
     let generation = check_import_done(&run)?;
     let (manifest, plan, _) = crate::import::load_plan(&run, s.import.mapping.as_deref(), &s.import.convert, &s.import.auto).map_err(|e| CdcError::Input(e.to_string()))?;
-    check_parts_owned(&manifest, &plan)?;
+    if let Some(why) = plan.shared_part(&manifest.tables) {
+        return Err(CdcError::Input(why));
+    }
     let mut state = ApplyState::load(&run)?.unwrap_or_default();
     let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
     if state.import_generation != Some(generation) {

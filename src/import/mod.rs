@@ -268,10 +268,8 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     for sk in &plan.skipped {
         tracing::warn!("skipping table {}: {}", sk.table, sk.reason);
     }
-    if s.work.is_none() {
-        if let Err(e) = crate::cdc::apply::check_parts_owned(&manifest, &plan) {
-            tracing::warn!("this mapping imports, but `cdc apply` will refuse it: {e}");
-        }
+    if let (None, Some(why)) = (&s.work, plan.shared_part(&manifest.tables)) {
+        tracing::warn!("this mapping imports, but `cdc apply` will refuse it: {why}");
     }
     let options = json!({"convert": s.convert, "auto": s.auto.table_name_template, "on_duplicate": s.on_duplicate, "bucket_rows": s.bucket_rows, "memory_mb": s.memory_mb});
     let fp = fingerprint(&manifest, &mapping_text, &options);

@@ -597,6 +597,31 @@ impl MappingPlan {
     }
 
     /// Source → target table names, for reports.
+    /// Whether two source rows can own one part of an item: deleting one row would remove a
+    /// value (set member, pivot attribute, map entry, whole item) another row still gives, so
+    /// change data capture cannot apply the mapping. The message names the columns to add.
+    pub fn shared_part(&self, tables: &[TableEntry]) -> Option<String> {
+        self.sources.iter().find_map(|src| {
+            let schema = &tables[src.table].schema;
+            let missing = src.mapper.shared_part(schema)?;
+            let t = &self.targets[src.mapper.target];
+            let part = match src.mapper.collect_target() {
+                Some((attr, CollectAs::StringSet)) => format!("member of string set {attr}"),
+                Some((attr, _)) => format!("entry of map {attr}"),
+                None if t.grouped => "pivot attribute".to_string(),
+                None => "item".to_string(),
+            };
+            Some(format!(
+                "table {} → {}: several rows can give the same {part} (the source key columns {} are in neither the target key nor the part's name), and cdc apply cannot keep it while another row still gives it. \
+                 Put those columns into the part's name (e.g. \"${{{}}}/…\" in the set member, map key or pivot name) or into the target key, then import again",
+                schema.display_name(),
+                t.name,
+                missing.join(", "),
+                missing[0]
+            ))
+        })
+    }
+
     pub fn names(&self, tables: &[TableEntry]) -> Vec<TableName> {
         self.sources.iter().map(|s| TableName { source: tables[s.table].schema.display_name(), target: self.targets[s.mapper.target].name.clone() }).collect()
     }
