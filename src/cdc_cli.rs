@@ -107,6 +107,14 @@ pub struct CutoverArgs {
     /// Make the source read-only (SET GLOBAL read_only = ON) instead of asking you to stop writes.
     #[arg(long)]
     pub read_only: bool,
+    /// Without --read-only: the final position is taken once the captured tables had no new
+    /// change for this long after you were asked to stop writes (seconds, e.g. 5 or 5s).
+    #[arg(long, default_value = "5s")]
+    pub quiet_period: String,
+    /// Without --read-only: take the final position when you press Enter (writes stopped)
+    /// instead of waiting for a quiet period.
+    #[arg(long, conflicts_with = "read_only")]
+    pub confirm: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,

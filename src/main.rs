@@ -328,12 +328,19 @@ fn run_cdc(args: &mysql2ddb::cdc_cli::CdcArgs) -> ExitCode {
             }
         }
         CdcCommand::Cutover(a) => {
-            let prepared = local_run(&a.run).and_then(|r| Ok((r, source(&a.source)?, parse_lag(&a.max_lag)?)));
-            let (run, src, lag) = match prepared {
+            let prepared = local_run(&a.run).and_then(|r| Ok((r, source(&a.source)?, parse_lag(&a.max_lag)?, parse_lag(&a.quiet_period)?)));
+            let (run, src, lag, quiet) = match prepared {
                 Ok(v) => v,
                 Err(e) => return fail("cutover", e, ExitCode::Usage),
             };
-            match cdc::cutover(&run, &src, lag, a.read_only, std::time::Duration::from_secs(a.timeout)) {
+            let stop = if a.read_only {
+                cdc::WritesStop::ReadOnly
+            } else if a.confirm {
+                cdc::WritesStop::Confirm
+            } else {
+                cdc::WritesStop::Quiet(quiet)
+            };
+            match cdc::cutover(&run, &src, lag, stop, std::time::Duration::from_secs(a.timeout)) {
                 Ok(c) => {
                     println!("caught up at {} after a {:.2} s write pause: switch the application to DynamoDB now", c.final_at, c.pause_seconds);
                     ExitCode::Success

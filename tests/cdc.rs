@@ -532,3 +532,33 @@ fn apply_refuses_a_mapping_whose_parts_several_rows_can_give() {
     let c1 = items.iter().find(|i| i["customerid"].display() == "c1").unwrap();
     assert!(c1["products"].display().contains("p0"), "nothing was applied: p0 is still given by another order");
 }
+
+/// Regression: without --read-only, cutover said "stop the application's writes now" and took
+/// the source's position at once; writes made after that were neither waited for nor reported,
+/// and "switch now" came while the captured tables still changed. The final position is now
+/// taken after a quiet period on the captured tables.
+#[test]
+fn cutover_without_read_only_waits_until_the_captured_tables_are_quiet() {
+    let (db, _dir, run, mapping) = prepared("cdc_cutover_quiet", "automatic", &dynalite());
+    export_and_import(&db, &run, &mapping, &dynalite());
+    let (mut cap, mut app) = follow(&run, &mapping);
+    let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let load = workload(db.clone(), stop.clone(), done.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    let cutover = cdc_cmd(&["cutover", "--max-lag", "5s", "--quiet-period", "2s", "--timeout", "120"], &run).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The application does not stop at once.
+    std::thread::sleep(Duration::from_millis(4000));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let mut conn = connect();
+    let (file, pos): (String, u64) = conn.query_first("SHOW MASTER STATUS").unwrap().map(|r: mysql::Row| (r.get(0).unwrap(), r.get(1).unwrap())).unwrap();
+    let out = cutover.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let _ = (cap.kill(), app.kill(), cap.wait(), app.wait());
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("still change"), "cutover said the tables still changed: {text}");
+    let fin = text.split("caught up at ").nth(1).and_then(|t| t.split(' ').next()).unwrap_or_default().to_string();
+    assert!(position(&fin) >= position(&format!("{file}:{pos}")), "the final position {fin} comes after the last write ({file}:{pos}): {text}");
+    let out = verify_against_source(&run, &mapping);
+    assert!(out.status.success(), "after cutover: {}", String::from_utf8_lossy(&out.stdout));
+}

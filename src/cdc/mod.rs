@@ -115,10 +115,23 @@ pub struct Cutover {
     pub pause_seconds: f64,
 }
 
-/// Waits until apply is within `max_lag`, then takes the source's position as final (after
-/// `SET GLOBAL read_only = ON` when `set_read_only`), and waits until everything up to it is
-/// captured and applied. Capture and apply must be running (following).
-pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, set_read_only: bool, timeout: Duration) -> Result<Cutover, CdcError> {
+/// How cutover knows the application's writes have stopped.
+#[derive(Debug, Clone, Copy)]
+pub enum WritesStop {
+    /// It makes the source read-only itself.
+    ReadOnly,
+    /// No change on the captured tables for this long after asking for the stop.
+    Quiet(Duration),
+    /// The operator presses Enter.
+    Confirm,
+}
+
+/// Waits until apply is within `max_lag`; then has writes stopped (read-only, or asks and waits
+/// for a quiet period or the operator's Enter) and takes the source's position as final; waits
+/// until everything up to it is captured and applied. Changes that arrive on the captured
+/// tables after the final position (writes that did not stop) are reported and waited out:
+/// "switch now" is never said while they change. Capture and apply must be following.
+pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: WritesStop, timeout: Duration) -> Result<Cutover, CdcError> {
     let deadline = Instant::now() + timeout;
     let wait = |what: &str| -> Result<(), CdcError> {
         if Instant::now() > deadline {
@@ -134,22 +147,82 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, set_read_on
         }
         wait("the lag to drop")?;
     }
-    if set_read_only {
-        let mut conn = source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
-        conn.query_drop("SET GLOBAL read_only = ON").map_err(|e| CdcError::Source(format!("SET GLOBAL read_only = ON: {e} (needs the SUPER or READ_ONLY ADMIN privilege)")))?;
-        tracing::info!("the source is read-only now");
-    } else {
-        println!("lag is under {} s: stop the application's writes to the source now", max_lag.as_secs_f64());
+    let captured = || -> Result<CaptureState, CdcError> { Ok(CaptureState::load(run)?.unwrap_or_default()) };
+    // Captures up to the source's current position, then returns that position.
+    let caught_up_position = || -> Result<BinlogPosition, CdcError> {
+        let pos = source_position(source)?;
+        while captured()?.next.sort_key() < pos.sort_key() {
+            wait("capture to reach the source's position")?;
+        }
+        Ok(pos)
+    };
+    match stop {
+        WritesStop::ReadOnly => {
+            let mut conn = source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
+            conn.query_drop("SET GLOBAL read_only = ON").map_err(|e| CdcError::Source(format!("SET GLOBAL read_only = ON: {e} (needs the SUPER or READ_ONLY ADMIN privilege)")))?;
+            tracing::info!("the source is read-only now");
+        }
+        WritesStop::Confirm => {
+            println!("lag is under {} s: stop the application's writes to the source, then press Enter", max_lag.as_secs_f64());
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| CdcError::Cutover(format!("reading the confirmation: {e}")))?;
+        }
+        WritesStop::Quiet(_) => println!("lag is under {} s: stop the application's writes to the source now", max_lag.as_secs_f64()),
     }
     let t0 = Instant::now();
-    let fin = source_position(source)?;
+    let mut fin;
     loop {
-        let cap = CaptureState::load(run)?.unwrap_or_default();
-        let ap = ApplyState::load(run)?.unwrap_or_default();
-        if cap.next.sort_key() >= fin.sort_key() && ap.segments as usize >= cap.segments.len() && ap.offset == 0 {
+        if let WritesStop::Quiet(period) = stop {
+            wait_quiet(&captured, &caught_up_position, &wait, period)?;
+        }
+        fin = caught_up_position()?;
+        let changes_at_fin = captured()?.changes;
+        loop {
+            let ap = ApplyState::load(run)?.unwrap_or_default();
+            let cap = captured()?;
+            if ap.segments as usize >= cap.segments.len() && ap.offset == 0 && ap.changes >= changes_at_fin {
+                break;
+            }
+            wait("apply to reach the final position")?;
+        }
+        // Writes that did not stop: the captured tables changed after the final position.
+        caught_up_position()?;
+        let late = captured()?.changes - changes_at_fin;
+        if late == 0 {
             break;
         }
-        wait("capture and apply to reach the final position")?;
+        println!("{late} changes reached the captured tables after {}: writes have not stopped; waiting for them to stop", at(&fin));
+        if !matches!(stop, WritesStop::Quiet(_)) {
+            return Err(CdcError::Cutover(format!("{late} changes were made to the captured tables after the final position {}: the writes did not stop; do not switch yet", at(&fin))));
+        }
     }
     Ok(Cutover { final_at: at(&fin), pause_seconds: t0.elapsed().as_secs_f64() })
+}
+
+/// Waits until no change reached the captured tables for `period` (capture kept up with the
+/// source all along), printing while they still change.
+fn wait_quiet(
+    captured: &dyn Fn() -> Result<CaptureState, CdcError>,
+    caught_up: &dyn Fn() -> Result<BinlogPosition, CdcError>,
+    wait: &dyn Fn(&str) -> Result<(), CdcError>,
+    period: Duration,
+) -> Result<(), CdcError> {
+    let mut last = captured()?.changes;
+    let mut since = Instant::now();
+    let mut said = Instant::now() - Duration::from_secs(60);
+    loop {
+        caught_up()?;
+        let now = captured()?.changes;
+        if now != last {
+            if said.elapsed() >= Duration::from_secs(2) {
+                println!("the captured tables still change ({} changes in the last moments): waiting for {:.0} s without one", now - last, period.as_secs_f64());
+                said = Instant::now();
+            }
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= period {
+            return Ok(());
+        }
+        wait("the captured tables to stop changing")?;
+    }
 }
