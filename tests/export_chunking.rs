@@ -169,3 +169,49 @@ fn table_filters_select_and_an_unknown_table_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&format!("filter \"{missing}\" matches no table")), "{}", stderr(&out));
 }
+
+/// Keyset bounds on a composite key that starts with a long DECIMAL: decimals that are one
+/// double must still split exactly. Bounds were bound as text, which a server may compare with
+/// the column as doubles (two such literals compare equal here); they are now cast to the
+/// column's type. (MariaDB converts a text parameter to the column's type, so the old binding
+/// also passed here; the cast does not depend on it.)
+#[test]
+fn a_long_decimal_leading_a_composite_key_splits_without_overlap() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "chunk_decimal");
+    conn.query_drop(format!("CREATE TABLE `{db}`.t (d DECIMAL(38,18), n INT, v INT, PRIMARY KEY (d, n))")).unwrap();
+    // Ten decimals that are one double, 300 rows each.
+    conn.query_drop(format!("INSERT INTO `{db}`.t SELECT 12345678901234567890.000000000000000001 + (seq % 10) * 0.000000000000000001, seq DIV 10, seq FROM seq_1_to_3000")).unwrap();
+    conn.query_drop(format!("ANALYZE TABLE `{db}`.t")).unwrap();
+    let m = export_and_compare(&mut conn, &db, "t", &["--chunk-rows", "250", "--threads", "2"]);
+    let e = entry(&m, &db, "t");
+    assert!(e.chunks.len() >= 10, "split into chunks: {}", e.chunks.len());
+    assert_eq!(e.chunks.iter().map(|c| c.rows).sum::<u64>(), 3000, "no row in two chunks");
+}
+
+/// Regression: lock mode said `point-in-time` for every table, but a MyISAM or Aria table has
+/// no snapshot after UNLOCK TABLES. The manifest and the report now say `replay-from` for it,
+/// per table, and the export warns.
+#[test]
+fn tables_without_snapshots_are_replay_from_in_the_manifest_and_report() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "chunk_engines");
+    for (t, engine) in [("inno", "InnoDB"), ("my", "MyISAM"), ("ar", "Aria")] {
+        conn.query_drop(format!("CREATE TABLE `{db}`.{t} (id INT PRIMARY KEY) ENGINE={engine}")).unwrap();
+        conn.query_drop(format!("INSERT INTO `{db}`.{t} SELECT seq FROM seq_1_to_10")).unwrap();
+    }
+    let run = tempfile::tempdir().unwrap();
+    let out = export(run.path(), &["--databases", &db, "--consistency", "lock"]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("is MyISAM") && stderr(&out).contains("replay-from"), "{}", stderr(&out));
+    let m = manifest(run.path());
+    assert_eq!(m.snapshots[0].guarantee, "point-in-time");
+    let g = |t: &str| entry(&m, &db, t).guarantee.clone();
+    assert_eq!(g("inno").as_deref(), Some("point-in-time"));
+    assert_eq!(g("my").as_deref(), Some("replay-from"));
+    assert_eq!(g("ar").as_deref(), Some("replay-from"));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("export-report.json")).unwrap()).unwrap();
+    let in_report = |t: &str| report["tables"].as_array().unwrap().iter().find(|r| r["table"] == format!("{db}.{t}").as_str()).unwrap()["guarantee"].clone();
+    assert_eq!(in_report("my"), "replay-from");
+    assert_eq!(in_report("inno"), "point-in-time");
+}

@@ -203,6 +203,15 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
             Some(p) => info!(file = %p.file, position = p.position, gtid = ?p.gtid, guarantee = %snap.guarantee, "snapshot"),
             None => warn!("no binlog position recorded (binary log off or not readable): binlog catch-up cannot start from this export"),
         }
+        if snap.guarantee == "point-in-time" {
+            for t in manifest.tables.iter().filter(|t| !t.schema.has_snapshots()) {
+                warn!(
+                    "table {} is {}: it has no snapshot, so its chunks are read as it changes after the lock; its guarantee is replay-from (cdc capture and apply from the recorded position make DynamoDB equal to it)",
+                    t.schema.display_name(),
+                    t.schema.engine.as_deref().unwrap_or("?")
+                );
+            }
+        }
         manifest.snapshots.push(snap);
         manifest.store(&run)?;
         let uploader = settings.upload.as_ref().map(|(dest, opts)| crate::sync::ChunkUploader::spawn(&run, dest, opts));
@@ -412,6 +421,7 @@ fn new_entry(schema: &TableSchema, zero_date: ZeroDatePolicy) -> TableEntry {
             .collect(),
         strategy: None,
         chunks: Vec::new(),
+        guarantee: None,
     }
 }
 

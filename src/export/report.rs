@@ -41,6 +41,8 @@ pub struct TableReport {
     pub chunks_kept: usize,
     pub rejected_rows: u64,
     pub policy_counts: BTreeMap<String, u64>,
+    /// `point-in-time`, `replay-from` (no snapshot: MyISAM/Aria, or no-lock) or `none`.
+    pub guarantee: Option<String>,
 }
 
 impl ExportReport {
@@ -67,6 +69,7 @@ impl ExportReport {
                     chunks_kept: kept.get(i).copied().unwrap_or(0),
                     rejected_rows: done.map(|c| c.rejected_rows).sum(),
                     policy_counts,
+                    guarantee: m.table_guarantee(t),
                 }
             })
             .collect();

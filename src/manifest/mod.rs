@@ -113,6 +113,10 @@ pub struct TableEntry {
     pub strategy: Option<Strategy>,
     /// Chunks are listed once the table is planned; a table is planned once, then reused.
     pub chunks: Vec<ChunkEntry>,
+    /// What the table's chunks promise, as the snapshots' `guarantee` but per table: a table
+    /// without snapshots (MyISAM, Aria) read under `lock` is `replay-from`, not `point-in-time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarantee: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,9 +181,30 @@ impl Manifest {
         self.complete = !self.tables.is_empty()
             && self.tables.iter().all(|t| t.strategy.is_some() && t.chunks.iter().all(|c| c.state == ChunkState::Complete));
         self.replay_from = self.earliest_position();
+        for i in 0..self.tables.len() {
+            self.tables[i].guarantee = self.table_guarantee(&self.tables[i]);
+        }
         let path = Self::path(run);
         let text = serde_json::to_vec_pretty(self).expect("manifest serializes");
         write_atomically(&path, &text).map_err(|source| ManifestError::Write { path, source })
+    }
+
+    /// The weakest guarantee of the snapshots the table's chunks were read in; `point-in-time`
+    /// only for an engine with snapshots (after UNLOCK TABLES a MyISAM table moves on).
+    pub fn table_guarantee(&self, t: &TableEntry) -> Option<String> {
+        let rank = |g: &str| match g {
+            "point-in-time" => 2,
+            "replay-from" => 1,
+            _ => 0,
+        };
+        let weakest = t
+            .chunks
+            .iter()
+            .filter_map(|c| c.snapshot)
+            .filter_map(|id| self.snapshots.iter().find(|s| s.id == id))
+            .map(|s| s.guarantee.as_str())
+            .min_by_key(|g| rank(g))?;
+        Some(if weakest == "point-in-time" && !t.schema.has_snapshots() { "replay-from" } else { weakest }.to_string())
     }
 
     fn earliest_position(&self) -> Option<BinlogPosition> {

@@ -389,6 +389,7 @@ mod tests {
             unique_keys: vec![],
             estimated_rows: 0,
             estimated_bytes: 0,
+            engine: None,
         }
     }
 

@@ -31,6 +31,8 @@ pub enum SourceError {
     Schema { table: String, column: String, reason: String },
     #[error("option file {path}: {reason}")]
     OptionFile { path: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl SourceError {

@@ -18,6 +18,7 @@ use mysql::{Conn, Value};
 use serde::{Deserialize, Serialize};
 
 use super::schema::TableSchema;
+use super::types::ColumnKind;
 use super::{quote_ident, qualified, SourceError};
 
 /// A key value as stored in the manifest, typed so it is sent back to the server unchanged.
@@ -145,7 +146,7 @@ fn plan_ranges(
         let (filter, params) = match bounds.last() {
             None => (String::new(), Vec::new()),
             Some(b) => {
-                let (sql, params) = tuple_compare(&key_cols, ">=", b);
+                let (sql, params) = tuple_compare(&key_terms(table), ">=", b);
                 (format!("WHERE {sql}"), params)
             }
         };
@@ -182,20 +183,40 @@ fn as_i128(v: &Value) -> i128 {
     }
 }
 
+/// A key column (quoted) and the placeholder its bounds are bound with. DECIMAL bounds are sent
+/// as text; compared with the column as such the server converts both to DOUBLE, so two long
+/// decimals that differ past the 17th digit are equal and keyset chunks overlap. They are cast
+/// to the column's own type.
+pub fn key_terms(table: &TableSchema) -> Vec<(String, String)> {
+    table
+        .key
+        .columns
+        .iter()
+        .map(|k| {
+            let placeholder = match table.columns.iter().find(|c| &c.name == k).map(|c| c.kind) {
+                Some(ColumnKind::Decimal { precision, scale }) => format!("CAST(? AS DECIMAL({precision},{scale}))"),
+                _ => "?".to_string(),
+            };
+            (quote_ident(k), placeholder)
+        })
+        .collect()
+}
+
 /// `(a, b) OP (x, y)` expanded into `a > x OR (a = x AND b OP y)` form, which every optimizer
 /// turns into index ranges (row-constructor comparisons are not always range-optimized).
-pub fn tuple_compare(cols: &[String], op: &str, vals: &[KeyValue]) -> (String, Vec<Value>) {
+pub fn tuple_compare(cols: &[(String, String)], op: &str, vals: &[KeyValue]) -> (String, Vec<Value>) {
     let strict = if op.starts_with('>') { ">" } else { "<" };
     let mut params = Vec::new();
-    fn build(cols: &[String], vals: &[KeyValue], op: &str, strict: &str, params: &mut Vec<Value>) -> String {
+    fn build(cols: &[(String, String)], vals: &[KeyValue], op: &str, strict: &str, params: &mut Vec<Value>) -> String {
+        let (col, ph) = &cols[0];
         if cols.len() == 1 {
             params.push(vals[0].to_value());
-            return format!("{} {op} ?", cols[0]);
+            return format!("{col} {op} {ph}");
         }
         params.push(vals[0].to_value());
         params.push(vals[0].to_value());
-        let first = format!("{} {strict} ?", cols[0]);
-        let eq = format!("{} = ?", cols[0]);
+        let first = format!("{col} {strict} {ph}");
+        let eq = format!("{col} = {ph}");
         let rest = build(&cols[1..], &vals[1..], op, strict, params);
         format!("({first} OR ({eq} AND {rest}))")
     }
@@ -210,12 +231,12 @@ pub fn chunk_query(table: &TableSchema, range: &ChunkRange) -> (String, Vec<Valu
     let mut filters = Vec::new();
     let mut params = Vec::new();
     if let Some(lower) = &range.lower {
-        let (sql, p) = tuple_compare(&key_cols, ">=", lower);
+        let (sql, p) = tuple_compare(&key_terms(table), ">=", lower);
         filters.push(sql);
         params.extend(p);
     }
     if let Some(upper) = &range.upper {
-        let (sql, p) = tuple_compare(&key_cols, "<", upper);
+        let (sql, p) = tuple_compare(&key_terms(table), "<", upper);
         filters.push(sql);
         params.extend(p);
     }
@@ -237,11 +258,29 @@ mod tests {
 
     #[test]
     fn composite_comparison_expands_lexicographically() {
-        let cols = vec!["`a`".to_string(), "`b`".to_string(), "`c`".to_string()];
+        let cols: Vec<(String, String)> = ["`a`", "`b`", "`c`"].iter().map(|c| (c.to_string(), "?".to_string())).collect();
         let vals = vec![KeyValue::Int(1), KeyValue::Text("x".into()), KeyValue::Int(3)];
         let (sql, params) = tuple_compare(&cols, ">=", &vals);
         assert_eq!(sql, "(`a` > ? OR (`a` = ? AND (`b` > ? OR (`b` = ? AND `c` >= ?))))");
         assert_eq!(params.len(), 5);
+    }
+
+    #[test]
+    fn decimal_bounds_are_cast_to_the_column_type() {
+        use crate::source::schema::{ColumnSchema, KeySchema};
+        let col = |name: &str, kind| ColumnSchema { name: name.into(), ordinal: 1, mysql_type: String::new(), nullable: false, charset: None, collation: None, kind };
+        let t = TableSchema {
+            database: "db".into(),
+            table: "t".into(),
+            columns: vec![col("d", ColumnKind::Decimal { precision: 38, scale: 18 }), col("n", ColumnKind::Int { bits: 32, unsigned: false })],
+            key: KeySchema { source: "primary".into(), index: Some("PRIMARY".into()), columns: vec!["d".into(), "n".into()] },
+            unique_keys: vec![],
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            engine: None,
+        };
+        let (sql, _) = tuple_compare(&key_terms(&t), "<", &[KeyValue::Text("1.5".into()), KeyValue::Int(2)]);
+        assert_eq!(sql, "(`d` < CAST(? AS DECIMAL(38,18)) OR (`d` = CAST(? AS DECIMAL(38,18)) AND `n` < ?))");
     }
 
     #[test]

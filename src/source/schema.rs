@@ -48,9 +48,20 @@ pub struct TableSchema {
     pub unique_keys: Vec<Vec<String>>,
     pub estimated_rows: u64,
     pub estimated_bytes: u64,
+    /// The storage engine (InnoDB, MyISAM, Aria, …): only transactional engines have snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
+/// Engines whose tables a consistent-snapshot transaction reads as of its start.
+const TRANSACTIONAL_ENGINES: [&str; 4] = ["InnoDB", "XtraDB", "RocksDB", "TokuDB"];
+
 impl TableSchema {
+    /// Whether reads of the table see one snapshot (false for MyISAM, Aria, MEMORY, …).
+    pub fn has_snapshots(&self) -> bool {
+        self.engine.as_deref().is_none_or(|e| TRANSACTIONAL_ENGINES.iter().any(|t| t.eq_ignore_ascii_case(e)))
+    }
+
     /// `db`.`table` as users read it (unquoted, for messages).
     pub fn display_name(&self) -> String {
         format!("{}.{}", self.database, self.table)
@@ -77,9 +88,9 @@ pub struct TableFilter {
 /// error naming it.
 pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema>, SourceError> {
     let q = |e| SourceError::query("reading information_schema", e);
-    let rows: Vec<(String, String, Option<u64>, Option<u64>)> = conn
+    let rows: Vec<(String, String, Option<u64>, Option<u64>, Option<String>)> = conn
         .query(format!(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES \
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, DATA_LENGTH, ENGINE FROM information_schema.TABLES \
              WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
              ORDER BY TABLE_SCHEMA, TABLE_NAME"
         ))
@@ -110,7 +121,7 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema
     let json_columns = json_check_columns(conn)?;
 
     let mut out = Vec::new();
-    for (db, table, est_rows, est_bytes) in rows {
+    for (db, table, est_rows, est_bytes, engine) in rows {
         if !wanted.contains(&(db.clone(), table.clone())) {
             continue;
         }
@@ -161,6 +172,7 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema
             unique_keys,
             estimated_rows: est_rows.unwrap_or(0),
             estimated_bytes: est_bytes.unwrap_or(0),
+            engine,
         });
     }
     Ok(out)

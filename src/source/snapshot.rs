@@ -5,9 +5,9 @@
 //!   then `UNLOCK TABLES`. Every chunk is the table as of that one position (point-in-time).
 //! - `no-lock`: no global lock (managed servers without RELOAD). Each worker opens its own
 //!   snapshot; the position recorded is one at or before every worker's snapshot (MariaDB's
-//!   `binlog_snapshot_position`, else `SHOW MASTER STATUS` read before the snapshots open).
-//!   Chunks are each consistent, but not with each other; replaying the binlog from the recorded
-//!   position (the catch-up stage) makes the target equal to the source.
+//!   `binlog_snapshot_position`). Chunks are each consistent, but not with each other;
+//!   replaying the binlog from the recorded position (the catch-up stage) makes the target equal
+//!   to the source. Refused on MySQL: see `no_lock_position_is_safe`.
 //! - `none`: plain autocommit reads, position recorded before the first read when readable.
 
 use mysql::prelude::Queryable;
@@ -84,12 +84,13 @@ pub fn open(
             Ok((conns, Snapshot { id, consistency, guarantee: guarantee.into(), binlog, taken_at }))
         }
         Consistency::NoLock => {
+            no_lock_position_is_safe(flavor)?;
             let mut control = source.connect()?;
             let before = binlog_position(&mut control, flavor, source)?;
             let mut conns = open_workers(source, threads)?;
             // MariaDB tells each snapshot's exact binlog position; take the earliest.
             let mut binlog = before;
-            if flavor == Flavor::Mariadb {
+            {
                 let mut exact = Vec::new();
                 for conn in conns.iter_mut() {
                     exact.push(mariadb_snapshot_position(conn)?);
@@ -112,6 +113,20 @@ pub fn open(
             let guarantee = if binlog.is_some() { "replay-from" } else { "none" };
             Ok((conns, Snapshot { id, consistency, guarantee: guarantee.into(), binlog, taken_at }))
         }
+    }
+}
+
+/// Whether `no-lock` can record a position that misses nothing. MariaDB tells each snapshot's
+/// own binlog position (`binlog_snapshot_position`). MySQL does not: a position read before the
+/// snapshots open can miss a transaction already flushed to the binlog but not yet committed in
+/// InnoDB (in neither the snapshot nor the binlog after the position), and one read after can
+/// skip changes the snapshots do not hold. So the mode is refused there.
+pub fn no_lock_position_is_safe(flavor: Flavor) -> Result<(), SourceError> {
+    match flavor {
+        Flavor::Mariadb => Ok(()),
+        Flavor::Mysql => Err(SourceError::Unsupported(
+            "--consistency no-lock is refused on MySQL: without the global lock it cannot record a binlog position that provably misses no transaction (MySQL does not report a snapshot's own position, as MariaDB's binlog_snapshot_position does). Use --consistency lock (needs RELOAD), or --consistency none with no change capture".into(),
+        )),
     }
 }
 
@@ -193,5 +208,12 @@ mod tests {
         let p = |f: &str, n| BinlogPosition { file: f.into(), position: n, gtid: None };
         assert!(p("mysql-bin.000009", 900).sort_key() < p("mysql-bin.000010", 4).sort_key());
         assert!(p("mysql-bin.000010", 4).sort_key() < p("mysql-bin.000010", 5).sort_key());
+    }
+
+    #[test]
+    fn no_lock_is_refused_on_mysql_with_the_reason() {
+        assert!(no_lock_position_is_safe(Flavor::Mariadb).is_ok());
+        let e = no_lock_position_is_safe(Flavor::Mysql).unwrap_err().to_string();
+        assert!(e.contains("--consistency lock") && e.contains("misses no transaction"), "{e}");
     }
 }
