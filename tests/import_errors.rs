@@ -123,3 +123,28 @@ fn a_damaged_local_chunk_is_refused_naming_the_file() {
     }
     assert!(!table_exists(&dynalite(), "it_damaged_chunk_t") || scan(&dynalite(), "it_damaged_chunk_t").is_empty(), "nothing written");
 }
+
+/// Regression: a JSON value DynamoDB cannot store (an empty object key — refused by DynamoDB
+/// Local — or a number of more than 38 digits) aborted the import part-way through writing,
+/// blaming the first item of the batch. Each is now a rejected row with its reason, found before
+/// anything is written, and the other rows land. (Nesting deeper than 32 levels is refused the
+/// same way; MariaDB's own JSON check stops at 32 levels, so its test is a unit test.)
+#[test]
+fn json_values_dynamodb_cannot_store_are_rejected_per_row_on_dynamodb_local() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "bad_json");
+    conn.query_drop("CREATE TABLE docs (id INT PRIMARY KEY, doc JSON)").unwrap();
+    conn.query_drop("INSERT INTO docs VALUES (2, '{\"\": 1}'), (3, '[123456789012345678901234567890123456789]'), (4, '{\"ok\": [1, 2]}')").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let local = common::ddb::ddblocal();
+    drop_table(&local, "it_bad_json_docs");
+    let out = import(run.path(), &local, &["--create-tables", "--json", "native"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let items = scan(&local, "it_bad_json_docs");
+    assert_eq!(items.len(), 1, "only the storable row is written");
+    let text = std::fs::read_to_string(run.path().join("import/rejects/it_bad_json_docs.jsonl")).unwrap();
+    let reasons: Vec<String> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["reason"].as_str().unwrap().to_string()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("empty key")) && reasons.iter().any(|r| r.contains("38 significant digits")), "{reasons:?}");
+}

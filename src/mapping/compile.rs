@@ -357,7 +357,13 @@ impl RowMapper {
                     None => None,
                 };
                 let v = match as_ {
-                    CollectAs::StringSet => Attr::S(render_rule_text(value, t, cells, opts)?.ok_or("the collected value is NULL")?),
+                    CollectAs::StringSet => {
+                        let member = render_rule_text(value, t, cells, opts)?.ok_or("the collected value is NULL")?;
+                        if member.is_empty() {
+                            return Err("the collected string-set member is empty (DynamoDB sets hold no empty string)".into());
+                        }
+                        Attr::S(member)
+                    }
                     _ => value.eval(t, cells, opts)?.unwrap_or(Attr::Null),
                 };
                 Body::Collect(k, v)

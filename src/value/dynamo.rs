@@ -154,7 +154,14 @@ pub fn convert(col: &ColumnSchema, cell: &Cell, opts: &ConvertOptions) -> Result
             JsonAs::String => Attr::S(text.clone()),
             JsonAs::Native => json_to_attr(text)?,
         },
-        ColumnKind::Set => Attr::SS(text.split(',').map(str::to_string).collect()),
+        ColumnKind::Set => {
+            // '' is the empty set: DynamoDB sets hold no empty string.
+            let members: Vec<String> = text.split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
+            if members.is_empty() {
+                return Ok(None);
+            }
+            Attr::SS(members)
+        }
         _ => Attr::S(text.clone()),
     }))
 }
@@ -194,8 +201,11 @@ fn temporal(col: &ColumnSchema, text: &str, opts: &ConvertOptions) -> Result<Att
 
 /// JSON text to a native attribute value, numbers kept as their exact text.
 pub fn json_to_attr(text: &str) -> Result<Attr, String> {
-    let mut p = JsonParser { s: text.as_bytes(), i: 0 };
-    let v = p.value().map_err(|e| format!("invalid JSON at byte {}: {e}", p.i))?;
+    let mut p = JsonParser { s: text.as_bytes(), i: 0, depth: 0 };
+    let v = p.value().map_err(|e| match e {
+        NESTED_TOO_DEEP | EMPTY_KEY => format!("the JSON value cannot be stored in DynamoDB: {e} (--json string keeps it as text)"),
+        e => format!("invalid JSON at byte {}: {e}", p.i),
+    })?;
     p.ws();
     if p.i != p.s.len() {
         return Err(format!("invalid JSON: trailing text at byte {}", p.i));
@@ -203,9 +213,16 @@ pub fn json_to_attr(text: &str) -> Result<Attr, String> {
     Ok(v)
 }
 
+/// DynamoDB nests maps and lists 32 levels deep at most.
+const MAX_NESTING: usize = 32;
+const NESTED_TOO_DEEP: &str = "objects and arrays nest deeper than 32 levels (DynamoDB's limit)";
+const EMPTY_KEY: &str = "an object has an empty key (DynamoDB refuses empty attribute names)";
+
 struct JsonParser<'a> {
     s: &'a [u8],
     i: usize,
+    /// Objects and arrays open around the current value.
+    depth: usize,
 }
 
 impl JsonParser<'_> {
@@ -226,6 +243,19 @@ impl JsonParser<'_> {
 
     fn value(&mut self) -> Result<Attr, &'static str> {
         self.ws();
+        if matches!(self.s.get(self.i), Some(b'{' | b'[')) {
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(NESTED_TOO_DEEP);
+            }
+            let v = self.any();
+            self.depth -= 1;
+            return v;
+        }
+        self.any()
+    }
+
+    fn any(&mut self) -> Result<Attr, &'static str> {
         match self.s.get(self.i) {
             None => Err("unexpected end"),
             Some(b'{') => {
@@ -238,6 +268,9 @@ impl JsonParser<'_> {
                 loop {
                     self.ws();
                     let k = self.string()?;
+                    if k.is_empty() {
+                        return Err(EMPTY_KEY);
+                    }
                     self.ws();
                     if !self.eat(":") {
                         return Err("expected ':'");
@@ -393,6 +426,11 @@ mod tests {
         assert!(json_to_attr("[1] x").is_err());
         // Regression: 39+ significant digits inside JSON passed and DynamoDB refused the batch.
         assert!(json_to_attr(&format!("[{}]", "1".repeat(39))).unwrap_err().contains("38 significant digits"));
+        // DynamoDB nests 32 levels at most and refuses empty attribute names in maps.
+        let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(json_to_attr(&nest(32)).is_ok());
+        assert!(json_to_attr(&nest(33)).unwrap_err().contains("32 levels"));
+        assert!(json_to_attr(r#"{"a": {"": 1}}"#).unwrap_err().contains("empty key"));
         assert!(json_to_attr(&format!("[{}e5]", "1".repeat(39))).is_err());
     }
 }
