@@ -153,7 +153,8 @@ fn run_import(args: &mysql2ddb::cli::ImportArgs) -> ExitCode {
                 eprintln!("import {} -> DynamoDB table {}", n.source, n.target);
             }
             if report.rejected_rows > 0 {
-                eprintln!("mysql2ddb import: {} rows were rejected; see import/rejects/ in the run folder", report.rejected_rows);
+                let n = report.rejected_rows;
+                eprintln!("mysql2ddb import: {n} source row{} rejected; see import/rejects/ in the run folder", if n == 1 { " was" } else { "s were" });
             }
             for sk in &report.skipped {
                 eprintln!("mysql2ddb import: skipped table {}: {}", sk.table, sk.reason);
@@ -222,8 +223,9 @@ fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
     match mysql2ddb::verify::run(&settings, &options) {
         Ok(report) => {
             for t in &report.tables {
+                let rejected = if t.rejected_rows > 0 { format!("; {} source rows rejected by the mapping", t.rejected_rows) } else { String::new() };
                 println!(
-                    "table {}: {} items expected, {} found; {} missing, {} extra, {} differing",
+                    "table {}: {} items expected, {} found; {} missing, {} extra, {} differing{rejected}",
                     t.table, t.expected_items, t.actual_items, t.missing, t.extra, t.differing
                 );
                 for d in &t.examples {
@@ -236,7 +238,17 @@ fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
                 Some(f) => println!("{} differences in a {:.2}% sample (read by key; extra items are not looked for)", report.differences, f * 100.0),
                 None => println!("{} differences", report.differences),
             }
-            if report.differences == 0 { ExitCode::Success } else { ExitCode::Differences }
+            if report.rejected_rows > 0 || report.rejected_changes > 0 {
+                println!(
+                    "not in DynamoDB although in the source: {} rows the mapping rejects (import/rejects/ in the run folder) and {} changes cdc apply rejected (cdc/rejects.jsonl)",
+                    report.rejected_rows, report.rejected_changes
+                );
+            }
+            match (report.differences, report.rejected_rows + report.rejected_changes) {
+                (0, 0) => ExitCode::Success,
+                (0, _) => ExitCode::Rejects,
+                _ => ExitCode::Differences,
+            }
         }
         Err(e) => {
             eprintln!("mysql2ddb verify: {e}");

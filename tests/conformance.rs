@@ -158,7 +158,13 @@ fn conformance(v: Variant) {
 
     let out = verify_against_source_with(&run, &dynalite(), v.convert);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success() && text.contains("\n0 differences"), "{}: verify --against-source after apply: {text}{}", v.name, stderr(&out));
+    assert!(text.contains("\n0 differences"), "{}: verify --against-source after apply: {text}{}", v.name, stderr(&out));
+    // Rows the mapping rejects are not in DynamoDB: verify says so and exits 3, never a silent 0.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("verify-report.json")).unwrap()).unwrap();
+    let rejected = report["rejected_rows"].as_u64().unwrap() + report["rejected_changes"].as_u64().unwrap();
+    let want = if rejected > 0 { 3 } else { 0 };
+    assert_eq!(out.status.code(), Some(want), "{}: {text}", v.name);
+    assert_eq!(rejected > 0, text.contains("not in DynamoDB although in the source"), "{}: {text}", v.name);
     if !v.checksums {
         let checksum: Option<String> = conn.query_first("SELECT @@GLOBAL.binlog_checksum").unwrap();
         assert_eq!(checksum.as_deref(), Some("NONE"), "the changes were written without checksums");

@@ -144,6 +144,14 @@ fn an_incompatible_rerun_is_refused_and_restart_starts_over() {
     let out = export(run.path(), &["--databases", &db]);
     assert!(stderr(&out).contains(&format!("table {db}.t changed since the first run")), "{}", stderr(&out));
 
+    // Another selection into the same folder used to merge its tables into the old run.
+    let other = fresh_db(&mut connect(), "resume_restart_other");
+    connect().query_drop(format!("CREATE TABLE `{other}`.u (id INT PRIMARY KEY)")).unwrap();
+    let out = export(run.path(), &["--databases", &other]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("holds an export of --databases {db}")) && stderr(&out).contains("--restart"), "{}", stderr(&out));
+    assert!(manifest(run.path()).tables.iter().all(|t| t.schema.database == db), "nothing merged");
+
     assert_ok(&export(run.path(), &["--databases", &db, "--format", "csv", "--restart"]));
     let m = manifest(run.path());
     assert!(entry(&m, &db, "t").chunks[0].file.ends_with(".csv"));

@@ -74,6 +74,8 @@ fn an_item_over_400_kb_is_rejected_with_its_size() {
     let rejects: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0]["key"], "doc=1");
+    assert_eq!(rejects[0]["rows"], 2, "the item folded two source rows");
+    assert!(stderr(&out).contains("2 source rows were rejected"), "both rows are counted, not the one item: {}", stderr(&out));
     let reason = rejects[0]["reason"].as_str().unwrap();
     // "doc" + N(1) = 3 + 2 bytes, then "part1"/"part2" + 256,000 bytes each.
     let size = 3 + 2 + 2 * (5 + 256_000);

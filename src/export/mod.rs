@@ -159,6 +159,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
                 consistency: settings.consistency,
                 zero_date: settings.zero_date,
                 csv_null: (settings.format == ChunkFormat::Csv).then(|| csv_sink::CSV_NULL.to_string()),
+                selection: Some(settings.filter.clone()),
             },
             snapshots: Vec::new(),
             replay_from: None,
@@ -438,6 +439,18 @@ fn resume_manifest(mut m: Manifest, tables: &[TableSchema], settings: &ExportSet
             o.zero_date,
             settings.format,
             settings.zero_date
+        )));
+    }
+    if let Some(old) = o.selection.as_ref().filter(|old| **old != settings.filter) {
+        let show = |f: &crate::source::schema::TableFilter| {
+            let all = |v: &Vec<String>| if v.is_empty() { "all".to_string() } else { v.join(",") };
+            format!("--databases {} --tables {}", all(&f.databases), all(&f.tables))
+        };
+        return Err(ExportError::Incompatible(format!(
+            "{} holds an export of {}; this run selects {}. Its tables would be merged into that run. Use --restart to discard it, or another --out",
+            settings.out.display(),
+            show(old),
+            show(&settings.filter)
         )));
     }
     for t in tables {

@@ -42,6 +42,8 @@ pub struct BucketStats {
 pub struct Grouped {
     pub stats: BucketStats,
     pub rejects: Vec<Value>,
+    /// Source rows of the rejected items.
+    pub rejected_rows: u64,
     pub conflicts: u64,
     pub examples: Vec<String>,
 }
@@ -55,6 +57,8 @@ struct Acc {
     sk: Option<Attr>,
     seq: u64,
     sources: Vec<String>,
+    /// Source rows folded into the item (sources keeps the first few as examples).
+    rows: u64,
     item: Item,
     /// Pivoted attribute name → seq of the row that set it.
     owners: HashMap<String, u64>,
@@ -105,6 +109,7 @@ pub fn group_bucket(
             sk: fragment.sk.clone(),
             seq,
             sources: Vec::new(),
+            rows: 0,
             item: Item::new(),
             owners: HashMap::new(),
             collected: Vec::new(),
@@ -144,6 +149,7 @@ pub fn group_bucket(
             }
             Body::Collect(k, v) => acc.collected.push((seq, k, v)),
         }
+        acc.rows += 1;
         if acc.sources.len() < 3 {
             acc.sources.push(source_key);
         }
@@ -168,8 +174,10 @@ pub fn group_bucket(
                 "table": target.name,
                 "key": key_text(target, &acc.pk, &acc.sk),
                 "source_rows": acc.sources,
-                "reason": format!("item is {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte (400 KB) item limit"),
+                "rows": acc.rows,
+                "reason": format!("item is {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte (400 KB) item limit; its {} source rows are not written", acc.rows),
             }));
+            out.rejected_rows += acc.rows;
             continue;
         }
         out.stats.items += 1;

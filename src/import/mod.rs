@@ -238,7 +238,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         ts.conflicts += g.conflicts;
         examples.extend(g.examples.into_iter().map(|e| format!("table {}: {e}", plan.targets[t].name)));
         if !g.rejects.is_empty() {
-            ts.rejected_rows += g.rejects.len() as u64;
+            ts.rejected_rows += g.rejected_rows;
             let mut w = rejects[t].lock().unwrap_or_else(|e| e.into_inner());
             for r in &g.rejects {
                 writeln!(w, "{r}").map_err(|e| io(work, e))?;

@@ -102,6 +102,9 @@ pub struct ExportOptions {
     pub zero_date: ZeroDatePolicy,
     /// CSV only: how NULL is written and how a text that looks like it is escaped.
     pub csv_null: Option<String>,
+    /// The --databases / --tables selection: a rerun into the folder must select the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<crate::source::schema::TableFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

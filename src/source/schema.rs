@@ -78,7 +78,8 @@ impl TableSchema {
 }
 
 /// Which tables the user asked for. Empty lists mean every non-system table.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TableFilter {
     pub databases: Vec<String>,
     pub tables: Vec<String>,

@@ -46,6 +46,9 @@ pub struct TableVerdict {
     pub missing: u64,
     pub extra: u64,
     pub differing: u64,
+    /// Source rows the mapping rejects: not expected in DynamoDB, so not counted as missing.
+    #[serde(default)]
+    pub rejected_rows: u64,
     pub examples: Vec<Difference>,
 }
 
@@ -57,6 +60,12 @@ pub struct VerifyReport {
     pub sample: Option<f64>,
     pub differences: u64,
     pub tables: Vec<TableVerdict>,
+    /// Source rows the mapping rejects (see import/rejects/): equal tables still lack them.
+    #[serde(default)]
+    pub rejected_rows: u64,
+    /// Changes `cdc apply` rejected (cdc/rejects.jsonl).
+    #[serde(default)]
+    pub rejected_changes: u64,
 }
 
 /// The value as compared: numbers canonical, string sets sorted.
@@ -336,6 +345,7 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
                 .block_on(compare_sample(&client, &t.table, &expected_dir, &ids, fraction, keep))
                 .map_err(|reason| ImportError::Table { table: t.table.name.clone(), reason })?;
             verdict.table = t.table.name.clone();
+            verdict.rejected_rows = t.rejected_rows;
             tables.push(verdict);
             continue;
         }
@@ -350,7 +360,7 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
             .map(|b| compare_bucket(&t.table, &expected_dir, &actual_dir, b.id, keep))
             .collect::<Result<_, _>>()
             .map_err(ImportError::Io)?;
-        let mut verdict = TableVerdict { table: t.table.name.clone(), ..Default::default() };
+        let mut verdict = TableVerdict { table: t.table.name.clone(), rejected_rows: t.rejected_rows, ..Default::default() };
         for p in parts {
             verdict.expected_items += p.expected_items;
             verdict.actual_items += p.actual_items;
@@ -364,7 +374,9 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
         tables.push(verdict);
     }
     let differences = tables.iter().map(|t| t.missing + t.extra + t.differing).sum();
-    let report = VerifyReport { from: s.from.clone(), sample: o.sample, differences, tables };
+    let rejected_rows = tables.iter().map(|t| t.rejected_rows).sum();
+    let rejected_changes = crate::cdc::state::ApplyState::load(&report_dir).ok().flatten().map(|a| a.rejected).unwrap_or(0);
+    let report = VerifyReport { from: s.from.clone(), sample: o.sample, differences, tables, rejected_rows, rejected_changes };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     crate::manifest::write_atomically(&report_dir.join("verify-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
     Ok(report)
