@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// The run folder written by export, or s3://bucket/prefix (staged changes go to its local copy).
     #[arg(long)]
     pub from: String,
-    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix>).
+    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix, percent-encoded>).
     #[arg(long)]
     pub spool: Option<PathBuf>,
     /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.

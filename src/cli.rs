@@ -131,7 +131,7 @@ pub struct MappingArgs {
     /// TINYINT(1) columns as BOOL.
     #[arg(long)]
     pub tinyint1_as_bool: bool,
-    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix>).
+    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix, percent-encoded>).
     #[arg(long)]
     pub spool: Option<PathBuf>,
     /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.
@@ -270,7 +270,7 @@ pub struct ExportArgs {
     /// locally, each chunk uploaded as soon as it is complete, the manifest last).
     #[arg(long)]
     pub out: Option<String>,
-    /// Local spool folder for --out s3://… (default .mysql2ddb-spool/<bucket>/<prefix>).
+    /// Local spool folder for --out s3://… (default .mysql2ddb-spool/<bucket>/<prefix, percent-encoded>).
     #[arg(long)]
     pub spool: Option<PathBuf>,
     /// Path-style S3 addressing for --out s3://… (local S3 servers); also M2D_S3_PATH_STYLE=1.

@@ -197,9 +197,7 @@ impl ExportSettings {
             .ok_or_else(|| SettingsError::Missing("no output folder: give --out DIR or [export] out".into()))?;
         let (out, upload) = match crate::sync::S3Location::parse(&out_arg) {
             Some(loc) => {
-                let spool = args.spool.clone().or(ex.spool).unwrap_or_else(|| {
-                    PathBuf::from(".mysql2ddb-spool").join(&loc.bucket).join(loc.prefix.replace('/', "_"))
-                });
+                let spool = args.spool.clone().or(ex.spool).unwrap_or_else(|| loc.default_spool());
                 let mut opts = crate::sync::SyncOptions { quiet: args.quiet, ..Default::default() };
                 opts.s3.path_style = args.path_style;
                 (spool, Some((loc, opts)))

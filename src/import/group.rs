@@ -55,14 +55,14 @@ pub fn items_path(dir: &Path, bucket: u32) -> std::path::PathBuf {
 struct Acc {
     pk: Attr,
     sk: Option<Attr>,
-    seq: u64,
+    seq: u128,
     sources: Vec<String>,
     /// Source rows folded into the item (sources keeps the first few as examples).
     rows: u64,
     item: Item,
     /// Pivoted attribute name → seq of the row that set it.
-    owners: HashMap<String, u64>,
-    collected: Vec<(u64, Option<String>, Attr)>,
+    owners: HashMap<String, u128>,
+    collected: Vec<(u128, Option<String>, Attr)>,
 }
 
 fn key_text(t: &TargetTable, pk: &Attr, sk: &Option<Attr>) -> String {
@@ -285,7 +285,7 @@ mod tests {
         }
     }
 
-    fn rec(seq: u64, pk: &str, sk: &str, body: Body) -> Record {
+    fn rec(seq: u128, pk: &str, sk: &str, body: Body) -> Record {
         Record { seq, source_key: format!("row{seq}"), fragment: Fragment { pk: Attr::S(pk.into()), sk: Some(Attr::S(sk.into())), body } }
     }
 

@@ -101,7 +101,7 @@ pub struct ImportSettings {
 pub fn local_run(from: &str, spool: Option<&Path>, sync: &crate::sync::SyncOptions) -> Result<PathBuf, ImportError> {
     match crate::sync::S3Location::parse(from) {
         Some(loc) => {
-            let dir = spool.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".mysql2ddb-spool").join(&loc.bucket).join(loc.prefix.replace('/', "_")));
+            let dir = spool.map(Path::to_path_buf).unwrap_or_else(|| loc.default_spool());
             crate::sync::download_dir(&loc, &dir, sync)?;
             Ok(dir)
         }
@@ -190,7 +190,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         let mut n = 0u64;
         reader::read_chunk(run, entry, chunk, |row, cells| {
             n += 1;
-            let seq = ((src.table as u64) << 48) | ((chunk.id as u64) << 28) | row;
+            let seq = spill::row_seq(src.table, chunk.id, row);
             match src.mapper.map_row(&entry.schema, target, cells, &s.convert) {
                 Ok(fragment) => {
                     let source_key = src.mapper.source_key_text(&entry.schema, cells);

@@ -11,10 +11,16 @@ use std::sync::Mutex;
 use crate::value::attr::{encode_attr, encode_item, put_bytes, put_varint, Attr, CodecError, Decoder};
 use crate::mapping::compile::{Body, Fragment};
 
-/// A spilled row: its fragment, its order in the source (chunk, row) and its source key.
+/// A row's place in the source order: table, chunk, row index, each with room to spare (a chunk
+/// may hold more than 2^28 rows), so later rows win and lists keep their order.
+pub fn row_seq(table: usize, chunk: u32, row: u64) -> u128 {
+    ((table as u128) << 96) | ((chunk as u128) << 64) | row as u128
+}
+
+/// A spilled row: its fragment, its order in the source (`row_seq`) and its source key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    pub seq: u64,
+    pub seq: u128,
     pub source_key: String,
     pub fragment: Fragment,
 }
@@ -50,7 +56,8 @@ pub type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
 pub fn encode_record(out: &mut Vec<u8>, r: &Record) {
     let mut body = Vec::with_capacity(128);
-    put_varint(&mut body, r.seq);
+    put_varint(&mut body, (r.seq >> 64) as u64);
+    put_varint(&mut body, r.seq as u64);
     put_bytes(&mut body, r.source_key.as_bytes());
     encode_attr(&mut body, &r.fragment.pk);
     match &r.fragment.sk {
@@ -93,7 +100,7 @@ fn byte(d: &mut Decoder) -> Result<u8, CodecError> {
 pub fn decode_record(d: &mut Decoder) -> Result<Record, CodecError> {
     let body = d.bytes()?;
     let mut d = Decoder { buf: body };
-    let seq = d.varint()?;
+    let seq = (u128::from(d.varint()?) << 64) | u128::from(d.varint()?);
     let source_key = d.string()?;
     let pk = d.attr()?;
     let sk = if byte(&mut d)? == 1 { Some(d.attr()?) } else { None };
@@ -186,9 +193,17 @@ mod tests {
     use crate::value::attr::Item;
 
     #[test]
+    fn row_order_holds_past_2_pow_28_rows_in_a_chunk() {
+        // The old packing (row in 28 bits) made this row equal to the next chunk's first one.
+        assert!(row_seq(0, 3, 1 << 28) < row_seq(0, 4, 0));
+        assert!(row_seq(0, 3, (1 << 28) + 1) > row_seq(0, 3, 1 << 28));
+        assert!(row_seq(0, u32::MAX, u64::MAX) < row_seq(1, 0, 0));
+    }
+
+    #[test]
     fn records_round_trip_and_keys_choose_stable_buckets() {
         let recs = vec![
-            Record { seq: 7, source_key: "{\"id\":\"1\"}".into(), fragment: Fragment { pk: Attr::N("1".into()), sk: None, body: Body::Item(Item::from([("a".into(), Attr::S("x".into()))])) } },
+            Record { seq: row_seq(1, 2, (1 << 28) + 5), source_key: "{\"id\":\"1\"}".into(), fragment: Fragment { pk: Attr::N("1".into()), sk: None, body: Body::Item(Item::from([("a".into(), Attr::S("x".into()))])) } },
             Record { seq: 8, source_key: "k".into(), fragment: Fragment { pk: Attr::S("c1|o1".into()), sk: Some(Attr::S("o1".into())), body: Body::Pivot("p1".into(), Attr::N("3".into())) } },
             Record { seq: 9, source_key: "k".into(), fragment: Fragment { pk: Attr::S("c1".into()), sk: None, body: Body::Collect(Some("p".into()), Attr::Null) } },
             Record { seq: 10, source_key: "k".into(), fragment: Fragment { pk: Attr::B(vec![1]), sk: None, body: Body::Collect(None, Attr::S("v".into())) } },

@@ -84,6 +84,8 @@ impl ImportState {
 pub fn fingerprint(manifest: &Manifest, mapping_text: &str, options: &serde_json::Value) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    // The spill record format (2: 128-bit row order).
+    h.update(b"spill-2");
     for t in &manifest.tables {
         h.update(t.schema.display_name().as_bytes());
         for c in &t.chunks {

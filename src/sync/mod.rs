@@ -52,6 +52,14 @@ pub struct S3Location {
 }
 
 impl S3Location {
+    /// The default local copy of the run: `.mysql2ddb-spool/<bucket>/<prefix, percent-encoded>`.
+    /// Encoding keeps prefixes apart that replacing `/` would merge (`a/b` and `a_b`).
+    pub fn default_spool(&self) -> std::path::PathBuf {
+        let prefix = self.prefix.trim_end_matches('/');
+        let name = if prefix.is_empty() { "_".to_string() } else { crate::export::chunkfile::encode_component(prefix) };
+        std::path::PathBuf::from(".mysql2ddb-spool").join(crate::export::chunkfile::encode_component(&self.bucket)).join(name)
+    }
+
     pub fn parse(s: &str) -> Option<S3Location> {
         let rest = s.strip_prefix("s3://")?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -287,6 +295,13 @@ fn write_report(run: &Path, report: &SyncReport) -> Result<(), SyncError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn default_spools_keep_prefixes_apart() {
+        let spool = |p: &str| S3Location { bucket: "b".into(), prefix: p.into() }.default_spool();
+        assert_ne!(spool("a/b/"), spool("a_b/"));
+        assert_eq!(spool("a/b/"), std::path::PathBuf::from(".mysql2ddb-spool/b/a%2Fb"));
+    }
+
     use super::*;
 
     #[test]
