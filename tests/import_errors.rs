@@ -126,6 +126,43 @@ fn a_damaged_local_chunk_is_refused_naming_the_file() {
     assert!(!table_exists(&dynalite(), "it_damaged_chunk_t") || scan(&dynalite(), "it_damaged_chunk_t").is_empty(), "nothing written");
 }
 
+/// Regression: the grouped item files were written once and read back for writing unchecked. An
+/// item file damaged between grouping (here `import --dry-run`) and writing is now refused,
+/// naming the file, before anything is written.
+#[test]
+fn a_damaged_item_file_is_refused_naming_the_file() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "damaged_items");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)").unwrap();
+    conn.query_drop("INSERT INTO t SELECT seq, CONCAT('value ', seq) FROM seq_1_to_300").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    drop_table(&dynalite(), "it_damaged_items_t");
+    assert_ok(&import(run.path(), &dynalite(), &["--dry-run"]));
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                files(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(run.path(), &mut all);
+    let items: Vec<std::path::PathBuf> = all.into_iter().filter(|p| p.extension().is_some_and(|e| e == "items")).collect();
+    assert!(!items.is_empty(), "the dry run grouped into item files");
+    let mut bytes = std::fs::read(&items[0]).unwrap();
+    bytes[40] ^= 0x20;
+    std::fs::write(&items[0], bytes).unwrap();
+    let out = import(run.path(), &dynalite(), &["--create-tables", "--wcu", "0"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let name = items[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(err.contains(&name) && err.contains("SHA-256"), "{err}");
+    assert!(!table_exists(&dynalite(), "it_damaged_items_t") || scan(&dynalite(), "it_damaged_items_t").len() < 300, "not all written");
+}
+
 /// Regression: a JSON value DynamoDB cannot store (an empty object key — refused by DynamoDB
 /// Local — or a number of more than 38 digits) aborted the import part-way through writing,
 /// blaming the first item of the batch. Each is now a rejected row with its reason, found before

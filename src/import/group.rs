@@ -3,6 +3,7 @@
 //! rules), checked (duplicate keys, colliding pivots, DynamoDB's 400 KB item limit) and written
 //! to the bucket's item file, ordered so consecutive items have different partition keys.
 
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -245,6 +246,10 @@ fn write_interleaved(dir: &Path, bucket: u32, mut lists: Vec<Vec<Item>>) -> std:
         }
         lists.retain(|l| !l.is_empty());
     }
+    // A trailer with the SHA-256 of everything before it: `read_items` refuses a damaged file.
+    let digest = Sha256::digest(&buf);
+    buf.extend_from_slice(TRAILER);
+    buf.extend_from_slice(&digest);
     // Durable before the state says the run is grouped: a power loss must not leave a short item
     // file that a resumed import would take for the whole bucket.
     {
@@ -257,11 +262,21 @@ fn write_interleaved(dir: &Path, bucket: u32, mut lists: Vec<Vec<Item>>) -> std:
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Reads a bucket's item file.
+/// Marks the checksum at the end of an item file.
+const TRAILER: &[u8] = b"M2D-SHA256";
+
+/// Reads a bucket's item file, checking it against its SHA-256 trailer.
 pub fn read_items(dir: &Path, bucket: u32) -> Result<Vec<Item>, String> {
     let path = items_path(dir, bucket);
     let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut d = Decoder { buf: &data };
+    let body_len = data.len().checked_sub(TRAILER.len() + 32).filter(|&n| &data[n..n + TRAILER.len()] == TRAILER);
+    let Some(n) = body_len else {
+        return Err(format!("{}: no checksum trailer (truncated or damaged): run the import with --restart to group again", path.display()));
+    };
+    if Sha256::digest(&data[..n])[..] != data[n + TRAILER.len()..] {
+        return Err(format!("{}: does not match its SHA-256 (damaged since it was grouped): run the import with --restart to group again", path.display()));
+    }
+    let mut d = Decoder { buf: &data[..n] };
     let mut items = Vec::new();
     while !d.buf.is_empty() {
         let bytes = d.bytes().map_err(|e| format!("{}: {e}", path.display()))?;
@@ -331,6 +346,12 @@ mod tests {
         assert_eq!(g.rejects.len(), 1);
         assert!(g.rejects[0]["reason"].as_str().unwrap().contains("400 KB"));
         let pks: Vec<String> = read_items(dir.path(), 0).unwrap().iter().map(|i| i["pk"].display()).collect();
+        // One byte changed: refused, naming the file.
+        let path = items_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read_items(dir.path(), 0).unwrap_err().contains("bucket-00000.items: does not match its SHA-256"));
         assert_eq!(pks.len(), 8);
         assert_ne!(pks[0], pks[1], "{pks:?}");
         assert_ne!(pks[2], pks[3], "{pks:?}");
