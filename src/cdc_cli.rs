@@ -156,7 +156,10 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<crate::cdc::apply::ApplySettings,
         quiet: a.quiet,
         ..Default::default()
     })?;
-    Ok(crate::cdc::apply::ApplySettings { import, follow: a.follow, concurrency: a.concurrency.max(1), wcu: a.wcu.filter(|w| *w > 0.0) })
+    use crate::settings::{in_range, wcu_rate, MAX_CONCURRENCY};
+    let wcu = a.wcu.map(|w| wcu_rate("--wcu", w)).transpose()?.filter(|w| *w > 0.0);
+    let concurrency = in_range("--concurrency", a.concurrency, 1, MAX_CONCURRENCY)?;
+    Ok(crate::cdc::apply::ApplySettings { import, follow: a.follow, concurrency, wcu })
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub enum Command {
     /// Measure the write rate at each WCU setting into fresh tables; JSON, CSV and a chart with
     /// the projected time to load a given row count.
     Bench(BenchArgs),
-    /// Binlog change capture and apply, status, and cutover (see `mysql2ddb cdc --help`).
+    /// Binlog change capture and apply, status, and cutover: the changes made after the export.
     Cdc(crate::cdc_cli::CdcArgs),
 }
 

@@ -7,6 +7,8 @@
 //! measures the write rate per capacity setting; `cdc` captures the binlog from the snapshot
 //! position and applies it. `value` is the one model of a column's value every stage shares,
 //! from the export's result set, a chunk file or a binlog row image to a DynamoDB attribute.
+//! `aws` holds what every stage shares with AWS: the DynamoDB and S3 clients, the one retry
+//! layer and the WCU pacer.
 //! `cli`/`cdc_cli` parse the command line, `settings` turns it and the job file into what stages
 //! run from, `progress` draws bars (or log lines), and `proxy` is the capacity-enforcing test
 //! proxy the benchmarks and tests write through.

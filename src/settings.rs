@@ -75,8 +75,14 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
     let from = args.from.clone().or(im.from).ok_or_else(|| SettingsError::Missing("give --from <run folder or s3://bucket/prefix> (or [import] from in the job file)".into()))?;
     let fraction = args.wcu_fraction.or(im.wcu_fraction).unwrap_or(DEFAULT_WCU_FRACTION);
     if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(SettingsError::Missing("--wcu-fraction must be in (0, 1]".into()));
+        return Err(SettingsError::Range { flag: "--wcu-fraction", value: fraction.to_string(), allowed: "above 0 and at most 1".into() });
     }
+    let wcu = args.wcu.or(im.wcu).map(|w| wcu_rate("--wcu", w)).transpose()?;
+    let concurrency = in_range("--concurrency", args.concurrency.or(im.concurrency).unwrap_or(DEFAULT_IMPORT_CONCURRENCY), 1, MAX_CONCURRENCY)?;
+    let memory_mb = in_range("--memory-mb", args.memory_mb.or(im.memory_mb).unwrap_or(DEFAULT_MEMORY_MB), 64, 1 << 20)?;
+    let bucket_rows = in_range("--bucket-rows", args.bucket_rows.or(im.bucket_rows).unwrap_or(crate::import::DEFAULT_BUCKET_ROWS), 1, 1 << 32)?;
+    let table_wcu = in_range("--table-wcu", args.table_wcu.or(im.table_wcu).unwrap_or(1000), 1, 40_000_000)?;
+    let table_rcu = in_range("--table-rcu", args.table_rcu.or(im.table_rcu).unwrap_or(100), 1, 40_000_000)?;
     let region = args.region.clone().or(im.region);
     Ok(crate::import::ImportSettings {
         from,
@@ -94,19 +100,19 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
             table_name_template: args.map.table_name_template.clone().or(im.table_name_template).unwrap_or_else(|| "{database}_{table}".into()),
         },
         on_duplicate: args.map.on_duplicate.or(im.on_duplicate).unwrap_or_default(),
-        memory_mb: args.memory_mb.or(im.memory_mb).unwrap_or(DEFAULT_MEMORY_MB),
-        bucket_rows: args.bucket_rows.or(im.bucket_rows).unwrap_or(crate::import::DEFAULT_BUCKET_ROWS),
-        wcu: args.wcu.or(im.wcu),
+        memory_mb,
+        bucket_rows,
+        wcu,
         wcu_fraction: fraction,
-        concurrency: args.concurrency.or(im.concurrency).unwrap_or(DEFAULT_IMPORT_CONCURRENCY),
+        concurrency,
         tables: TableOptions {
             create: args.create_tables || im.create_tables.unwrap_or(false),
             billing: args.billing.or(im.billing).unwrap_or_default(),
-            provisioned_wcu: args.table_wcu.or(im.table_wcu).unwrap_or(1000),
-            provisioned_rcu: args.table_rcu.or(im.table_rcu).unwrap_or(100),
+            provisioned_wcu: table_wcu,
+            provisioned_rcu: table_rcu,
             prep: args.table_prep.or(im.table_prep).unwrap_or_default(),
         },
-        dynamo: crate::import::client::DynamoOptions { region, endpoint: args.endpoint.clone().or(im.endpoint), sdk_retries: false },
+        dynamo: crate::aws::dynamo::DynamoOptions { region, endpoint: args.endpoint.clone().or(im.endpoint), sdk_retries: false },
         restart: args.restart,
         quiet: args.quiet,
         dry_run: args.dry_run,
@@ -141,11 +147,31 @@ pub struct ExportSection {
 pub enum SettingsError {
     #[error("job file {path}: {reason}")]
     Job { path: String, reason: String },
+    #[error("{flag} {value}: must be {allowed}")]
+    Range { flag: &'static str, value: String, allowed: String },
     #[error("{0}")]
     Missing(String),
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
 }
+
+/// `value` of `flag` if it lies in `lo ..= hi` (a NaN never does).
+pub fn in_range<T: PartialOrd + std::fmt::Display + Copy>(flag: &'static str, value: T, lo: T, hi: T) -> Result<T, SettingsError> {
+    if value >= lo && value <= hi {
+        Ok(value)
+    } else {
+        Err(SettingsError::Range { flag, value: value.to_string(), allowed: format!("from {lo} to {hi}") })
+    }
+}
+
+/// A write rate: 0 (unpaced) or a positive finite WCU/s.
+pub fn wcu_rate(flag: &'static str, value: f64) -> Result<f64, SettingsError> {
+    in_range(flag, value, 0.0, 1e9).map_err(|_| SettingsError::Range { flag, value: value.to_string(), allowed: "0 (unpaced) or a positive number of WCU/s".into() })
+}
+
+/// Largest useful numbers of threads / calls in flight.
+pub const MAX_THREADS: usize = 256;
+pub const MAX_CONCURRENCY: usize = 1024;
 
 impl JobFile {
     pub fn load(path: &Path) -> Result<JobFile, SettingsError> {
@@ -209,21 +235,20 @@ impl ExportSettings {
         };
         let databases = if args.databases.is_empty() { ex.databases.unwrap_or_default() } else { split_list(&args.databases) };
         let tables = if args.tables.is_empty() { ex.tables.unwrap_or_default() } else { split_list(&args.tables) };
-        let chunk_rows = args.chunk_rows.or(ex.chunk_rows).unwrap_or(DEFAULT_CHUNK_ROWS);
-        if chunk_rows == 0 {
-            return Err(SettingsError::Missing("--chunk-rows must be at least 1".into()));
-        }
+        let chunk_rows = in_range("--chunk-rows", args.chunk_rows.or(ex.chunk_rows).unwrap_or(DEFAULT_CHUNK_ROWS), 1, u64::MAX)?;
+        let threads = in_range("--threads", args.threads.or(ex.threads).unwrap_or(DEFAULT_THREADS), 1, MAX_THREADS)?;
+        let row_group_mb = in_range("--row-group-mb", args.row_group_mb.or(ex.row_group_mb).unwrap_or(DEFAULT_ROW_GROUP_MB), 1, 4096)?;
         Ok(ExportSettings {
             source,
             out,
             format: args.format.or(ex.format).unwrap_or(ChunkFormat::Parquet),
             compression: args.compression.or(ex.compression).unwrap_or(Compression::Zstd),
-            threads: args.threads.or(ex.threads).unwrap_or(DEFAULT_THREADS).max(1),
+            threads,
             chunk_rows,
             filter: TableFilter { databases, tables },
             consistency: args.consistency.or(ex.consistency).unwrap_or(Consistency::Lock),
             zero_date: args.zero_date.or(ex.zero_date).unwrap_or(ZeroDatePolicy::Null),
-            row_group_bytes: args.row_group_mb.or(ex.row_group_mb).unwrap_or(DEFAULT_ROW_GROUP_MB).max(1) << 20,
+            row_group_bytes: row_group_mb << 20,
             restart: args.restart,
             quiet: args.quiet,
             upload,
@@ -234,15 +259,13 @@ impl ExportSettings {
 /// Resolves `mysql2ddb sync` flags.
 pub fn sync_options(args: &crate::cli::SyncArgs) -> Result<crate::sync::SyncOptions, SettingsError> {
     use crate::sync::{Sse, SseMode, SyncOptions, MIN_PART_SIZE};
-    let part_size = args.part_size_mb << 20;
-    if part_size < MIN_PART_SIZE {
-        return Err(SettingsError::Missing("--part-size-mb must be at least 5 (S3's minimum part size)".into()));
-    }
+    let part_size = in_range("--part-size-mb", args.part_size_mb, MIN_PART_SIZE >> 20, 5 * 1024)? << 20;
+    let concurrency = in_range("--concurrency", args.concurrency, 1, MAX_CONCURRENCY)?;
     if args.sse_kms_key_id.is_some() && !matches!(args.sse, Some(SseMode::Kms)) {
         return Err(SettingsError::Missing("--sse-kms-key-id needs --sse kms".into()));
     }
     Ok(SyncOptions {
-        concurrency: args.concurrency.max(1),
+        concurrency,
         part_size,
         sse: match args.sse {
             None => None,
@@ -295,8 +318,9 @@ pub fn bench_settings(a: &crate::cli::BenchArgs) -> Result<crate::bench::BenchSe
         dry_run: true,
         ..Default::default()
     })?;
-    if a.seconds.is_nan() || a.seconds <= 0.0 {
-        return Err(SettingsError::Missing("--seconds must be above 0".into()));
+    in_range("--seconds", a.seconds, 0.1, 86_400.0)?;
+    for &w in &a.wcu {
+        in_range("--wcu", w, 1.0, 1e9)?;
     }
     Ok(crate::bench::BenchSettings {
         import,
@@ -321,6 +345,38 @@ mod tests {
         std::fs::write(&p, "[export]\nthreds = 4\n").unwrap();
         let err = JobFile::load(&p).unwrap_err().to_string();
         assert!(err.contains("threds"), "{err}");
+    }
+
+    /// Every shipped example parses: job files as job files, mappings as mappings.
+    #[test]
+    fn every_file_in_examples_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("toml") => {
+                    JobFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                }
+                Some("json") => {
+                    crate::mapping::dms::TableMapping::parse(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
+                _ => continue,
+            }
+            seen += 1;
+        }
+        assert!(seen >= 2, "examples/ holds a job file and a mapping");
+    }
+
+    #[test]
+    fn out_of_range_settings_name_the_flag_and_the_range() {
+        let err = wcu_rate("--wcu", -1.0).unwrap_err().to_string();
+        assert!(err.contains("--wcu -1") && err.contains("0 (unpaced)"), "{err}");
+        assert!(wcu_rate("--wcu", f64::NAN).is_err());
+        assert!(wcu_rate("--wcu", f64::INFINITY).is_err());
+        assert_eq!(wcu_rate("--wcu", 0.0).unwrap(), 0.0);
+        let err = in_range("--threads", 0usize, 1, MAX_THREADS).unwrap_err().to_string();
+        assert_eq!(err, "--threads 0: must be from 1 to 256");
     }
 
     #[test]

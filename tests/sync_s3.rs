@@ -330,3 +330,23 @@ fn download_refuses_keys_that_leave_the_run_folder_and_writes_only_the_runs_file
     }
     assert!(!Path::new("/tmp/escaped.txt").exists());
 }
+
+/// Regression: with no credentials anywhere in the chain, sync said "cannot reach the S3
+/// endpoint". It now says no credentials were found, and how to give them.
+#[test]
+fn missing_credentials_are_named_as_such() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["sync", "--quiet", "s3://some-bucket/run1"])
+        .arg(home.path().join("run"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL_S3", &services()["M2D_S3_ENDPOINT"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no usable AWS credentials") && !err.contains("cannot reach"), "{err}");
+}

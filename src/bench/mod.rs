@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::import::client::{build, DynamoOptions};
-use crate::import::pacing::Pacer;
+use crate::aws::dynamo::{build, DynamoOptions};
+use crate::aws::pacing::Pacer;
 use crate::import::report::percentile;
 use crate::import::state::{target_dir, ImportState, TargetState};
 use crate::import::tables::{drop_table, prepare, Billing, TableOptions, TablePrep};

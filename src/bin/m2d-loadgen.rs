@@ -27,7 +27,7 @@ fn main() {
     let a = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let client = mysql2ddb::import::client::build(&mysql2ddb::import::client::DynamoOptions {
+        let client = mysql2ddb::aws::dynamo::build(&mysql2ddb::aws::dynamo::DynamoOptions {
             endpoint: Some(a.endpoint.clone()),
             sdk_retries: true,
             ..Default::default()

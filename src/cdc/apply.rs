@@ -24,8 +24,8 @@ use super::event::{Change, Op};
 use super::state::{segment_path, ApplyState, CaptureState};
 use super::CdcError;
 use crate::aws::retry::{self, Backoff, Failed, Failure};
-use crate::import::client::{describe, item_to_sdk, to_sdk};
-use crate::import::pacing::Pacer;
+use crate::aws::dynamo::{describe, item_to_sdk, to_sdk};
+use crate::aws::pacing::Pacer;
 use crate::import::writer::MAX_BATCH_ITEMS;
 use crate::import::ImportSettings;
 use crate::manifest::Manifest;
@@ -560,7 +560,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         state.import_generation = Some(generation);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| CdcError::Io(e.to_string()))?;
-    let client = rt.block_on(crate::import::client::build(&s.import.dynamo));
+    let client = rt.block_on(crate::aws::dynamo::build(&s.import.dynamo));
     let pacer = Pacer::new(s.wcu);
     let stats = Arc::new(Stats::default());
     let mut last_log = Instant::now();

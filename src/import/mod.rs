@@ -2,12 +2,10 @@
 //! items. `reader` reads chunk files back into typed cells; the mapping (`crate::mapping`) turns
 //! rows into fragments; `spill` scatters them into buckets by partition key and `group` folds
 //! each bucket into items (in parallel, memory bounded by bucket size); `tables` prepares the
-//! target tables; `writer` sends BatchWriteItem calls paced by `pacing`; `state` checkpoints
+//! target tables; `writer` sends BatchWriteItem calls paced by `aws::pacing` and retried by `aws::retry`; `state` checkpoints
 //! every step so a rerun resumes; `report` writes import-report.json.
 
-pub mod client;
 pub mod group;
-pub mod pacing;
 pub mod reader;
 pub mod report;
 pub mod spill;
@@ -87,7 +85,7 @@ pub struct ImportSettings {
     pub wcu_fraction: f64,
     pub concurrency: usize,
     pub tables: tables::TableOptions,
-    pub dynamo: client::DynamoOptions,
+    pub dynamo: crate::aws::dynamo::DynamoOptions,
     pub restart: bool,
     pub quiet: bool,
     /// Map and group only: report items and WCU, write nothing to DynamoDB.
@@ -312,8 +310,8 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let state = Arc::new(Mutex::new(state));
     rt.block_on(async {
         // Writes retry in `writer` (counted, paced); control-plane calls use the SDK's retries.
-        let client = client::build(&s.dynamo).await;
-        let control = client::build(&client::DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }).await;
+        let client = crate::aws::dynamo::build(&s.dynamo).await;
+        let control = crate::aws::dynamo::build(&crate::aws::dynamo::DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }).await;
         let n_targets = state.lock().unwrap_or_else(|e| e.into_inner()).targets.len();
         for ti in 0..n_targets {
             let (target, prepared) = {
@@ -342,7 +340,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
                 client: client.clone(),
                 table: target.name.clone(),
                 key_names: target.key_names(),
-                pacer: Arc::new(pacing::Pacer::new(rate)),
+                pacer: Arc::new(crate::aws::pacing::Pacer::new(rate)),
                 stats: Arc::new(writer::WriteStats::default()),
                 concurrency: s.concurrency.max(1),
                 deadline: None,

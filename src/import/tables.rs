@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use super::client::describe;
+use crate::aws::dynamo::describe;
 use crate::aws::retry::{self, Backoff, Failure};
 use crate::mapping::compile::{KeyDef, KeyType, TargetTable};
 

@@ -15,9 +15,9 @@ use aws_sdk_dynamodb::types::{PutRequest, ReturnConsumedCapacity, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 
-use super::client::{describe, item_to_sdk};
+use crate::aws::dynamo::{describe, item_to_sdk};
 use super::group::read_items;
-use super::pacing::Pacer;
+use crate::aws::pacing::Pacer;
 use crate::aws::retry::{self, Backoff, Failure};
 use crate::value::attr::{item_size, item_wcu, Item};
 use crate::progress::Progress;

@@ -63,7 +63,10 @@ impl SourceConfig {
             match (k.as_ref(), v.to_ascii_lowercase().as_str()) {
                 ("ssl-mode" | "sslmode", "required" | "verify_ca" | "verify_identity") => cfg.tls = true,
                 ("ssl-mode" | "sslmode", "disabled" | "preferred") => cfg.tls = false,
-                (key, _) => return Err(SourceError::BadUrl(format!("unknown URL parameter {key:?}"))),
+                ("ssl-mode" | "sslmode", value) => {
+                    return Err(SourceError::BadUrl(format!("{k}={value}: expected one of disabled, preferred, required, verify_ca, verify_identity")))
+                }
+                (key, _) => return Err(SourceError::BadUrl(format!("unknown URL parameter {key:?} (known: ssl-mode)"))),
             }
         }
         if cfg.password.is_some() {
@@ -213,6 +216,14 @@ fn option_value(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_ssl_mode_value_is_named_with_the_values_allowed() {
+        let e = SourceConfig::parse("mysql://u@h/?ssl-mode=bogus", None).unwrap_err().to_string();
+        assert!(e.contains("ssl-mode=bogus") && e.contains("verify_identity") && !e.contains("unknown"), "{e}");
+        let e = SourceConfig::parse("mysql://u@h/?colour=red", None).unwrap_err().to_string();
+        assert!(e.contains("unknown URL parameter \"colour\""), "{e}");
+    }
 
     #[test]
     fn option_file_values_read_as_the_mariadb_client_reads_them() {

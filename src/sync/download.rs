@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
-use super::client::describe;
+use crate::aws::s3::describe;
 use super::local::LocalFile;
 use super::upload::list_remote;
 use super::{Counters, S3Location, SyncError, SyncOptions};

@@ -3,7 +3,6 @@
 //! uploads after a crash, and writing `sync-report.json`. Hands a verified run folder (in S3 or
 //! on the import host) to the import stage.
 
-pub mod client;
 mod download;
 pub mod local;
 mod upload;
@@ -17,7 +16,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::progress::Progress;
-pub use client::S3Options;
+pub use crate::aws::s3::S3Options;
 
 /// Smallest part S3 accepts (except the last): 5 MiB.
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -185,7 +184,7 @@ pub fn upload_dir(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Result<S
     progress.add_table("upload".into(), files.iter().map(|f| f.size).sum(), 0);
     let n = files.len();
     runtime().block_on(async {
-        let client = client::build(&opts.s3).await;
+        let client = crate::aws::s3::build(&opts.s3).await;
         let uploader =
             upload::Uploader::new(client, run.to_path_buf(), dest.clone(), opts.clone(), counters.clone(), progress.clone())
                 .await?;
@@ -204,7 +203,7 @@ pub fn download_dir(src: &S3Location, run: &Path, opts: &SyncOptions) -> Result<
     let counters = Arc::new(Counters::default());
     let progress = Progress::bytes("download", opts.quiet);
     runtime().block_on(async {
-        let client = client::build(&opts.s3).await;
+        let client = crate::aws::s3::build(&opts.s3).await;
         download::download(client, src.clone(), run, local, opts.clone(), counters.clone(), progress.clone()).await
     })?;
     progress.finish();
@@ -230,7 +229,7 @@ impl ChunkUploader {
         let (run, dest, opts) = (run.to_path_buf(), dest.clone(), opts.clone());
         let handle = std::thread::spawn(move || {
             runtime().block_on(async move {
-                let client = client::build(&opts.s3).await;
+                let client = crate::aws::s3::build(&opts.s3).await;
                 let counters = Arc::new(Counters::default());
                 let uploader =
                     upload::Uploader::new(client, run.clone(), dest, opts, counters.clone(), Progress::bytes("upload", true))

@@ -28,7 +28,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::local::{LocalFile, STATE_DIR};
-use super::{client::describe, Counters, S3Location, Sse, SyncError, SyncOptions};
+use crate::aws::s3::describe;
+use super::{Counters, S3Location, Sse, SyncError, SyncOptions};
 use crate::manifest::MANIFEST_FILE;
 use crate::progress::Progress;
 

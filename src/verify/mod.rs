@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::retry::{self, Backoff, Failure};
-use crate::import::client::{build, item_from_sdk, DynamoOptions};
+use crate::aws::dynamo::{build, item_from_sdk, DynamoOptions};
 use crate::import::group::read_items;
 use crate::import::spill::{decode_record, Record, Spill};
 use crate::import::state::{target_dir, ImportState};
@@ -115,7 +115,7 @@ async fn scan_into(client: &aws_sdk_dynamodb::Client, table: &str, spill: &Spill
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(|e| crate::import::client::describe(&format!("Scan {table}"), &e))?;
+                    .map_err(|e| crate::aws::dynamo::describe(&format!("Scan {table}"), &e))?;
                 for raw in page.items() {
                     let item = item_from_sdk(raw);
                     let pk = item.get(&pk_name).map(canonical).unwrap_or(Attr::Null);
@@ -251,7 +251,7 @@ async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items
         .map(|item| {
             let names = std::iter::once(&t.partition_key.name).chain(t.sort_key.as_ref().map(|s| &s.name));
             let key: Item = names.filter_map(|n| item.get(n).map(|a| (n.clone(), a.clone()))).collect();
-            crate::import::client::item_to_sdk(&key)
+            crate::aws::dynamo::item_to_sdk(&key)
         })
         .collect();
     let table = &t.name;
@@ -261,7 +261,7 @@ async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items
     while let Some(req) = request.take() {
         let out = retry::send(&mut backoff, |_| {}, || client.batch_get_item().request_items(table, req.clone()).send())
             .await
-            .map_err(|f| format!("{} ({})", crate::import::client::describe(&format!("BatchGetItem {table}"), &f.error), f.gave_up))?;
+            .map_err(|f| format!("{} ({})", crate::aws::dynamo::describe(&format!("BatchGetItem {table}"), &f.error), f.gave_up))?;
         found.extend(out.responses().and_then(|r| r.get(table)).into_iter().flatten().map(item_from_sdk));
         request = out.unprocessed_keys().and_then(|u| u.get(table)).filter(|k| !k.keys().is_empty()).cloned();
         if request.is_some() {

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
-use mysql2ddb::import::client::item_from_sdk;
+use mysql2ddb::aws::dynamo::item_from_sdk;
 use mysql2ddb::value::attr::Item;
 
 use super::{bin, services};

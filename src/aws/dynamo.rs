@@ -52,14 +52,14 @@ where
 {
     let code = err.code().unwrap_or("");
     let hint = match code {
-        "ResourceNotFoundException" => "the table does not exist (pass --create-tables to create it)".to_string(),
+        "ResourceNotFoundException" => "the table does not exist at this endpoint and region (check AWS_REGION / --endpoint, and that the import ran there)".to_string(),
         "AccessDeniedException" => "access denied (check the IAM permissions of the credentials in use)".into(),
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" => {
             "the credentials were refused (check AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret; they are not shown here)".into()
         }
         "" => match err {
-            SdkError::DispatchFailure(e) if format!("{e:?}").contains("ProviderError") => {
-                "no usable AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into()
+            SdkError::DispatchFailure(_) if crate::aws::no_credentials(&format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(err))) => {
+                crate::aws::NO_CREDENTIALS.into()
             }
             SdkError::DispatchFailure(_) => format!(
                 "cannot reach the DynamoDB endpoint (check AWS_ENDPOINT_URL_DYNAMODB / the network): {}",

@@ -72,8 +72,8 @@ where
         }
         "BadDigest" | "XAmzContentSHA256Mismatch" => "S3 rejected the body: its SHA-256 does not match (corrupted in transit)".into(),
         "" => match err {
-            SdkError::DispatchFailure(e) if format!("{e:?}").contains("ProviderError") => {
-                "no usable AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance role is available)".into()
+            SdkError::DispatchFailure(_) if crate::aws::no_credentials(&format!("{}", aws_sdk_s3::error::DisplayErrorContext(err))) => {
+                crate::aws::NO_CREDENTIALS.into()
             }
             SdkError::DispatchFailure(_) => format!(
                 "cannot reach the S3 endpoint (check AWS_ENDPOINT_URL_S3 / the network): {}",
