@@ -7,6 +7,7 @@
 //! measures the write rate per capacity setting; `cdc` captures the binlog from the snapshot
 //! position and applies it. `value` is the one model of a column's value every stage shares,
 //! from the export's result set, a chunk file or a binlog row image to a DynamoDB attribute.
+//! `run_folder` says where each file of a run goes and writes files whole or not at all.
 //! `aws` holds what every stage shares with AWS: the DynamoDB and S3 clients, the one retry
 //! layer and the WCU pacer.
 //! `cli`/`cdc_cli` parse the command line, `settings` turns it and the job file into what stages
@@ -25,6 +26,7 @@ pub mod import;
 pub mod mapping;
 pub mod progress;
 pub mod proxy;
+pub mod run_folder;
 pub mod settings;
 pub mod source;
 pub mod sync;

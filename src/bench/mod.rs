@@ -279,7 +279,7 @@ async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, clien
 }
 
 fn write_outputs(r: &BenchReport, out: &Path) -> Result<(), ImportError> {
-    let w = |name: &str, bytes: &[u8]| crate::manifest::write_atomically(&out.join(name), bytes).map_err(|e| ImportError::Io(format!("{}: {e}", out.join(name).display())));
+    let w = |name: &str, bytes: &[u8]| crate::run_folder::write_atomically(&out.join(name), bytes).map_err(|e| ImportError::Io(format!("{}: {e}", out.join(name).display())));
     w("bench.json", &serde_json::to_vec_pretty(r).expect("report serializes"))?;
     let mut summary = String::from("target_wcu,achieved_wcu_per_s,achieved_ratio,items_per_s,seconds,items,wcu_consumed,throttles,retries,latency_ms_p50,latency_ms_p99,projected_rows,projected_hours\n");
     let mut timeline = String::from("target_wcu,second,wcu_per_s,items_per_s,throttles,retries\n");

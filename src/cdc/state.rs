@@ -73,7 +73,7 @@ fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, CdcError
 
 fn store<T: Serialize>(path: &Path, v: &T) -> Result<(), CdcError> {
     let bytes = serde_json::to_vec_pretty(v).expect("state serializes");
-    crate::manifest::write_atomically(path, &bytes).map_err(|e| CdcError::Io(format!("{}: {e}", path.display())))
+    crate::run_folder::write_atomically(path, &bytes).map_err(|e| CdcError::Io(format!("{}: {e}", path.display())))
 }
 
 impl CaptureState {

@@ -211,7 +211,7 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
     }
     let report = EstimateReport { region: region.to_string(), prices_as_of: price.map(|_| file.as_of.clone()), currency: file.currency.clone(), tables };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-    crate::manifest::write_atomically(&run.join("estimate-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
+    crate::run_folder::write_atomically(&run.join("estimate-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
     Ok(report)
 }
 

@@ -11,7 +11,8 @@ use mysql::prelude::Queryable;
 use mysql::Conn;
 use serde_json::json;
 
-use super::chunkfile::{PendingFile, RejectsFile};
+use super::chunkfile::RejectsFile;
+use crate::run_folder::PendingFile;
 use super::csv_sink::CsvSink;
 use crate::value::row::{decode, DecodeError, Datum};
 use super::parquet_sink::{arrow_schema, ParquetSink};

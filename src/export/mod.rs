@@ -31,7 +31,7 @@ use crate::source::schema::{discover, TableSchema};
 use crate::source::types::ZeroDatePolicy;
 use crate::source::{connect, snapshot, SourceError};
 use chunk::{export_chunk, ChunkJob, ChunkOutcome};
-use chunkfile::{chunk_path, hash_file, is_disk_full, rejects_path};
+use crate::run_folder::{chunk_path, hash_file, is_disk_full, rejects_path};
 use queue::{Task, WorkQueue};
 use report::ExportReport;
 

@@ -14,7 +14,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::chunkfile::ChunkWriter;
+use crate::run_folder::ChunkWriter;
 use crate::value::row::Datum;
 use super::SinkError;
 use crate::manifest::Compression;

@@ -94,6 +94,6 @@ impl ExportReport {
 
     pub fn write(&self, run: &Path) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(self).expect("report serializes");
-        crate::manifest::write_atomically(&run.join(REPORT_FILE), &text)
+        crate::run_folder::write_atomically(&run.join(REPORT_FILE), &text)
     }
 }

@@ -159,7 +159,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         .targets
         .iter()
         .map(|t| {
-            let p = work.join("rejects").join(format!("{}.jsonl", crate::export::chunkfile::encode_component(&t.name)));
+            let p = work.join("rejects").join(format!("{}.jsonl", crate::run_folder::encode_component(&t.name)));
             std::fs::File::create(&p).map(|f| Mutex::new(std::io::BufWriter::new(f))).map_err(|e| io(&p, e))
         })
         .collect::<Result<_, _>>()?;

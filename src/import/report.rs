@@ -131,6 +131,6 @@ impl ImportReport {
 
     pub fn write(&self, run: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("report serializes");
-        crate::manifest::write_atomically(&run.join(REPORT_FILE), &bytes)
+        crate::run_folder::write_atomically(&run.join(REPORT_FILE), &bytes)
     }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::group::BucketStats;
-use crate::manifest::{write_atomically, Manifest};
+use crate::manifest::Manifest;
+use crate::run_folder::write_atomically;
 use crate::mapping::compile::TargetTable;
 
 pub const WORK_DIR: &str = "import";
@@ -62,7 +63,7 @@ pub fn dry_run_dir(run: &Path, command: &str) -> PathBuf {
 
 /// Folder of a target's spill or item files in work folder `work`.
 pub fn target_dir(work: &Path, target: &str, what: &str) -> PathBuf {
-    work.join(what).join(crate::export::chunkfile::encode_component(target))
+    work.join(what).join(crate::run_folder::encode_component(target))
 }
 
 impl ImportState {

@@ -5,7 +5,6 @@
 //! every change, so a crash leaves the last consistent manifest. Format: docs/format.md.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -189,7 +188,7 @@ impl Manifest {
         }
         let path = Self::path(run);
         let text = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        write_atomically(&path, &text).map_err(|source| ManifestError::Write { path, source })
+        crate::run_folder::write_atomically(&path, &text).map_err(|source| ManifestError::Write { path, source })
     }
 
     /// The weakest guarantee of the snapshots the table's chunks were read in; `point-in-time`
@@ -225,23 +224,6 @@ impl Manifest {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary sibling, fsyncs, renames, fsyncs the folder.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
 /// The current UTC time as RFC 3339, seconds precision.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -261,12 +243,4 @@ mod tests {
         assert!(err.to_string().contains(MANIFEST_FILE), "{err}");
     }
 
-    #[test]
-    fn atomic_write_leaves_no_temporary_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.json");
-        write_atomically(&path, b"{}").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
-        assert!(!dir.path().join("m.json.tmp").exists());
-    }
 }

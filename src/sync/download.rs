@@ -129,7 +129,7 @@ pub async fn download(
     .try_collect::<Vec<()>>()
     .await?;
 
-    crate::manifest::write_atomically(&run.join(MANIFEST_FILE), &manifest_bytes)
+    crate::run_folder::write_atomically(&run.join(MANIFEST_FILE), &manifest_bytes)
         .map_err(|e| SyncError::local(&run.join(MANIFEST_FILE), e))?;
     Ok(())
 }

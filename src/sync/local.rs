@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::export::chunkfile::hash_file;
+use crate::run_folder::hash_file;
 
 pub const STATE_DIR: &str = ".sync";
 const HASH_CACHE: &str = "local-hashes.json";
@@ -88,7 +88,7 @@ pub fn scan(root: &Path) -> std::io::Result<Vec<LocalFile>> {
     let new_cache: BTreeMap<String, CachedHash> = hashed.iter().map(|(f, c)| (f.rel.clone(), c.clone())).collect();
     if new_cache != cache {
         std::fs::create_dir_all(root.join(STATE_DIR))?;
-        crate::manifest::write_atomically(&cache_path, &serde_json::to_vec(&new_cache).expect("serializes"))?;
+        crate::run_folder::write_atomically(&cache_path, &serde_json::to_vec(&new_cache).expect("serializes"))?;
     }
     Ok(hashed.into_iter().map(|(f, _)| f).collect())
 }
@@ -107,7 +107,7 @@ pub fn remember(root: &Path, known: &[(String, u64, String)]) -> std::io::Result
         }
     }
     std::fs::create_dir_all(root.join(STATE_DIR))?;
-    crate::manifest::write_atomically(&cache_path, &serde_json::to_vec(&cache).expect("serializes"))
+    crate::run_folder::write_atomically(&cache_path, &serde_json::to_vec(&cache).expect("serializes"))
 }
 
 #[cfg(test)]

@@ -55,8 +55,8 @@ impl S3Location {
     /// Encoding keeps prefixes apart that replacing `/` would merge (`a/b` and `a_b`).
     pub fn default_spool(&self) -> std::path::PathBuf {
         let prefix = self.prefix.trim_end_matches('/');
-        let name = if prefix.is_empty() { "_".to_string() } else { crate::export::chunkfile::encode_component(prefix) };
-        std::path::PathBuf::from(".mysql2ddb-spool").join(crate::export::chunkfile::encode_component(&self.bucket)).join(name)
+        let name = if prefix.is_empty() { "_".to_string() } else { crate::run_folder::encode_component(prefix) };
+        std::path::PathBuf::from(".mysql2ddb-spool").join(crate::run_folder::encode_component(&self.bucket)).join(name)
     }
 
     pub fn parse(s: &str) -> Option<S3Location> {
@@ -239,7 +239,7 @@ impl ChunkUploader {
                     let (size, sha256) = match known {
                         Some(k) => k,
                         None => {
-                            let h = crate::export::chunkfile::hash_file(&path).map_err(|e| SyncError::local(&path, e))?;
+                            let h = crate::run_folder::hash_file(&path).map_err(|e| SyncError::local(&path, e))?;
                             (h.bytes, h.sha256)
                         }
                     };
@@ -288,7 +288,7 @@ fn report(direction: &'static str, from: String, to: String, files: usize, c: &C
 
 fn write_report(run: &Path, report: &SyncReport) -> Result<(), SyncError> {
     let path = run.join(local::SYNC_REPORT);
-    crate::manifest::write_atomically(&path, &serde_json::to_vec_pretty(report).expect("serializes"))
+    crate::run_folder::write_atomically(&path, &serde_json::to_vec_pretty(report).expect("serializes"))
         .map_err(|e| SyncError::local(&path, e))
 }
 

@@ -84,7 +84,7 @@ impl UploadBook {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| SyncError::local(&self.path, e))?;
         }
-        crate::manifest::write_atomically(&self.path, &text).map_err(|e| SyncError::local(&self.path, e))
+        crate::run_folder::write_atomically(&self.path, &text).map_err(|e| SyncError::local(&self.path, e))
     }
 
     fn get(&self, key: &str) -> Option<MultipartRecord> {

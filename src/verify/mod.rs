@@ -378,7 +378,7 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
     let rejected_changes = crate::cdc::state::ApplyState::load(&report_dir).ok().flatten().map(|a| a.rejected).unwrap_or(0);
     let report = VerifyReport { from: s.from.clone(), sample: o.sample, differences, tables, rejected_rows, rejected_changes };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-    crate::manifest::write_atomically(&report_dir.join("verify-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
+    crate::run_folder::write_atomically(&report_dir.join("verify-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
     Ok(report)
 }
 
