@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture services services-down toolchain clean
+.PHONY: all build build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture services services-down toolchain clean
 
 all: build
 
@@ -13,6 +13,10 @@ toolchain:
 build: toolchain
 	$(CARGO) build --release
 
+## The benchmark tools (capacity proxy, load and change generators) are built for benchmarks only.
+build-bench: toolchain
+	$(CARGO) build --release --features bench-tools
+
 services:
 	scripts/services.sh up
 
@@ -21,7 +25,8 @@ services-down:
 
 ## make test: install and start the local servers, then run every test (unit + integration).
 test: toolchain services
-	$(CARGO) test --no-fail-fast
+	$(CARGO) test --no-fail-fast --features bench-tools
+	$(CARGO) test --no-fail-fast --features bench-tools --test main -- --ignored --test-threads=1
 
 ## make demo: servers up, sample database loaded, the pipeline run as far as it exists.
 demo: build services
@@ -38,19 +43,19 @@ import: build
 ## make bench: every benchmark; results printed and written under bench-out/.
 bench: bench-export bench-sync bench-import bench-cdc bench-capture
 
-bench-export: build services
+bench-export: build-bench services
 	scripts/bench-export.sh
 
-bench-sync: build services
+bench-sync: build-bench services
 	scripts/bench-sync.sh
 
-bench-import: build services
+bench-import: build-bench services
 	scripts/bench-import.sh
 
-bench-cdc: build services
+bench-cdc: build-bench services
 	scripts/bench-cdc.sh
 
-bench-capture: build services
+bench-capture: build-bench services
 	scripts/bench-capture.sh
 
 clean:

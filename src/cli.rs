@@ -115,7 +115,7 @@ pub struct MappingArgs {
     pub table_name_template: Option<String>,
     /// Two rows mapping to one key: stop (error) or keep the last in source key order.
     #[arg(long, value_enum)]
-    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
+    pub on_duplicate: Option<crate::transform::group::OnDuplicate>,
     /// DATE/DATETIME/TIMESTAMP as ISO-8601 text or epoch seconds.
     #[arg(long, value_enum)]
     pub temporal: Option<crate::value::dynamo::TemporalAs>,

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod proxy;
 pub mod run_folder;
 pub mod settings;
+pub mod transform;
 pub mod source;
 pub mod sync;
 pub mod value;

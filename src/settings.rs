@@ -47,7 +47,7 @@ pub struct ImportSection {
     pub table_wcu: Option<i64>,
     pub table_rcu: Option<i64>,
     pub table_prep: Option<crate::import::tables::TablePrep>,
-    pub on_duplicate: Option<crate::import::group::OnDuplicate>,
+    pub on_duplicate: Option<crate::transform::group::OnDuplicate>,
     pub temporal: Option<crate::value::dynamo::TemporalAs>,
     pub json: Option<crate::value::dynamo::JsonAs>,
     pub nulls: Option<crate::value::dynamo::NullAs>,
@@ -80,7 +80,7 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
     let wcu = args.wcu.or(im.wcu).map(|w| wcu_rate("--wcu", w)).transpose()?;
     let concurrency = in_range("--concurrency", args.concurrency.or(im.concurrency).unwrap_or(DEFAULT_IMPORT_CONCURRENCY), 1, MAX_CONCURRENCY)?;
     let memory_mb = in_range("--memory-mb", args.memory_mb.or(im.memory_mb).unwrap_or(DEFAULT_MEMORY_MB), 64, 1 << 20)?;
-    let bucket_rows = in_range("--bucket-rows", args.bucket_rows.or(im.bucket_rows).unwrap_or(crate::import::DEFAULT_BUCKET_ROWS), 1, 1 << 32)?;
+    let bucket_rows = in_range("--bucket-rows", args.bucket_rows.or(im.bucket_rows).unwrap_or(crate::transform::DEFAULT_BUCKET_ROWS), 1, 1 << 32)?;
     let table_wcu = in_range("--table-wcu", args.table_wcu.or(im.table_wcu).unwrap_or(1000), 1, 40_000_000)?;
     let table_rcu = in_range("--table-rcu", args.table_rcu.or(im.table_rcu).unwrap_or(100), 1, 40_000_000)?;
     let region = args.region.clone().or(im.region);
@@ -116,7 +116,6 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
         restart: args.restart,
         quiet: args.quiet,
         dry_run: args.dry_run,
-        work: None,
     })
 }
 

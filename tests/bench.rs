@@ -3,7 +3,7 @@
 //! axes), the achieved rate stays within the capacity the proxy enforces, the projection follows
 //! from the measured rate, and the benchmark tables are gone afterwards.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

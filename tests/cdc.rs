@@ -5,7 +5,7 @@
 //! record-to-record and for grouping mappings. Capture and apply killed with SIGKILL at random
 //! moments and rerun still converge. STATEMENT format is refused with the fix.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Stdio};

@@ -13,7 +13,7 @@
 //!
 //! Run for Parquet and CSV, binlog checksums on and off, and each `--zero-date` policy.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! around the 1 KB boundaries, and on a table of mixed sizes, the estimated WCU equals the
 //! capacity the import consumed; a partition key with most of the writes is warned about.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! VARCHAR keys under a case- and trailing-space-insensitive collation, no key at all, and
 //! hostile identifiers. In every case the exported row multiset equals the table.
 
-mod common;
+use crate::common;
 
 use common::*;
 use mysql::prelude::Queryable;

@@ -2,7 +2,7 @@
 //! password printed. Connection refused, wrong password, missing privileges (naming the
 //! privilege and the mode that avoids it), a table dropped between runs, bad flags.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! under a new snapshot, and ends with exactly the table's rows. A chunk file altered on disk
 //! is detected and redone; `--restart` discards everything; an incompatible rerun is refused.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

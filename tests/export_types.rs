@@ -2,7 +2,7 @@
 //! CSV, read back with the parquet/csv crates and compared value by value with what MariaDB
 //! returns; and the three zero-date policies.
 
-mod common;
+use crate::common;
 
 use common::*;
 use mysql::prelude::Queryable;

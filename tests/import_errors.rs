@@ -2,7 +2,7 @@
 //! examples before anything is written, or resolved by --on-duplicate last-wins), an item over
 //! DynamoDB's 400 KB limit (rejected with its size), and an existing table with another key.
 
-mod common;
+use crate::common;
 
 use common::ddb::{drop_table, dynalite, import, scan, table_exists};
 use common::{assert_ok, connect, export, fresh_db, stderr};

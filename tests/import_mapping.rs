@@ -3,7 +3,7 @@
 //! Amazon's DynamoDB Local, and automatic mode on several tables incl. a 3-column primary key.
 //! Expected items are computed here from the rows the test inserted, not by the importer.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

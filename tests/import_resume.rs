@@ -3,7 +3,7 @@
 //! retries are counted; and kill -9 in the middle of an import, then a rerun that skips the
 //! finished buckets, leaves the table equal to the source.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! `mysql2ddb import --from s3://…`: the run folder is downloaded from the local S3 server,
 //! verified against the manifest, and imported; a chunk altered on the server is refused by name.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! expectations after a real import into dynalite (from Parquet and from CSV chunks, which must
 //! agree), the conversion options, and rows rejected with their reason.
 
-mod common;
+use crate::common;
 
 use common::ddb::{drop_table, dynalite, import, scan};
 use common::{assert_ok, connect, export, fresh_db, stderr};

@@ -4,7 +4,7 @@
 //! column is a date or timestamp type to both readers (regression: DATETIME(0) was bare INT64,
 //! which both read as BIGINT).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! verified against the manifest and a tampered object is named; against moto's server, which
 //! stores keys literally, a download refuses keys that would leave the run folder.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! (an item deleted, an extra item, an attribute changed, a pivoted attribute removed from a
 //! grouped item) is found and reported with its key.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Output};

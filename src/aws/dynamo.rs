@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::Client;
 
@@ -22,26 +21,8 @@ pub struct DynamoOptions {
 
 pub async fn build(opts: &DynamoOptions) -> Client {
     let retry = if opts.sdk_retries { RetryConfig::standard().with_max_attempts(5) } else { RetryConfig::disabled() };
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(retry)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .operation_attempt_timeout(Duration::from_secs(60))
-                .build(),
-        );
-    if let Some(region) = &opts.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(ep) = &opts.endpoint {
-        loader = loader.endpoint_url(ep);
-    }
-    let shared = loader.load().await;
-    let mut conf = aws_sdk_dynamodb::config::Builder::from(&shared);
-    if shared.region().is_none() {
-        conf = conf.region(aws_config::Region::new("us-east-1"));
-    }
-    Client::from_conf(conf.build())
+    let timeout = TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).operation_attempt_timeout(Duration::from_secs(60)).build();
+    Client::new(&super::sdk_config(opts.region.as_deref(), opts.endpoint.as_deref(), retry, timeout).await)
 }
 
 /// A DynamoDB failure in words a user can act on. `what` names the table or call.

@@ -7,6 +7,31 @@ pub mod pacing;
 pub mod retry;
 pub mod s3;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The region when none is configured anywhere (no AWS_REGION, profile or flag).
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// The configuration every client is built from: the standard chain (AWS_PROFILE, AWS_REGION,
+/// AWS_ENDPOINT_URL[_S3|_DYNAMODB], credentials from env, profile, SSO, process or instance),
+/// then `region` and `endpoint` when given, with these retries and timeouts.
+pub async fn sdk_config(region: Option<&str>, endpoint: Option<&str>, retry: RetryConfig, timeout: TimeoutConfig) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeout);
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    if let Some(ep) = endpoint {
+        loader = loader.endpoint_url(ep);
+    }
+    let shared = loader.load().await;
+    match shared.region() {
+        Some(_) => shared,
+        None => shared.into_builder().region(Region::new(DEFAULT_REGION)).build(),
+    }
+}
+
 /// What to say when the SDK found no credentials anywhere in its chain.
 pub const NO_CREDENTIALS: &str =
     "no usable AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance role is available)";

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
@@ -29,27 +28,15 @@ pub struct S3Options {
 
 /// Builds the client. Path style also follows `M2D_S3_PATH_STYLE=1`.
 pub async fn build(opts: &S3Options) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(INITIAL_BACKOFF)
-                .with_max_backoff(MAX_BACKOFF),
-        )
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).build());
-    if let Some(region) = &opts.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let shared = loader.load().await;
+    let retry = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(INITIAL_BACKOFF).with_max_backoff(MAX_BACKOFF);
+    let timeout = TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).build();
+    let shared = super::sdk_config(opts.region.as_deref(), None, retry, timeout).await;
     let path_style = opts.path_style || std::env::var("M2D_S3_PATH_STYLE").is_ok_and(|v| v == "1" || v == "true");
-    let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(path_style)
         // We send and check SHA-256 ourselves; no extra CRC trailers (not every server takes them).
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-    if shared.region().is_none() {
-        conf = conf.region(aws_config::Region::new("us-east-1"));
-    }
     Client::from_conf(conf.build())
 }
 

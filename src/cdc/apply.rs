@@ -529,7 +529,7 @@ fn reject(manifest: &Manifest, c: &Change, reason: &str) -> serde_json::Value {
 /// The import must be finished first: its snapshot rows would overwrite newer changes. Returns
 /// its generation.
 fn check_import_done(run: &Path) -> Result<u64, CdcError> {
-    let st = crate::import::state::ImportState::load(&crate::import::state::work_dir(run)).ok_or_else(|| CdcError::Input("no import of this run yet: run the import first (apply writes the changes made after its snapshot)".into()))?;
+    let st = crate::transform::state::ImportState::load(&crate::transform::state::work_dir(run)).ok_or_else(|| CdcError::Input("no import of this run yet: run the import first (apply writes the changes made after its snapshot)".into()))?;
     let buckets: Vec<_> = st.targets.iter().flat_map(|t| &t.buckets).collect();
     let written = buckets.iter().filter(|b| b.written).count();
     if !st.grouped || written < buckets.len() {
@@ -542,7 +542,7 @@ fn check_import_done(run: &Path) -> Result<u64, CdcError> {
 pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync).map_err(|e| CdcError::Input(e.to_string()))?;
     let generation = check_import_done(&run)?;
-    let (manifest, plan, _) = crate::import::load_plan(&run, s.import.mapping.as_deref(), &s.import.convert, &s.import.auto).map_err(|e| CdcError::Input(e.to_string()))?;
+    let (manifest, plan, _) = crate::transform::load_plan(&run, s.import.mapping.as_deref(), &s.import.convert, &s.import.auto).map_err(|e| CdcError::Input(e.to_string()))?;
     if let Some(why) = plan.shared_part(&manifest.tables) {
         return Err(CdcError::Input(why));
     }

@@ -11,8 +11,8 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::import::group::read_items;
-use crate::import::state::{target_dir, ImportState};
+use crate::transform::group::read_items;
+use crate::transform::state::target_dir;
 use crate::import::{ImportError, ImportSettings};
 use crate::value::attr::{encode_attr, item_size, item_wcu, MAX_ITEM_BYTES};
 
@@ -142,9 +142,8 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
     }
     // Resolve (download and verify) an s3:// run once; the dry run then reads the local folder.
     let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
-    let work = crate::import::state::dry_run_dir(&run, "estimate");
-    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), work: Some(work.clone()), ..s.clone() })?;
-    let state = ImportState::load(&work).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
+    let work = crate::transform::state::dry_run_dir(&run, "estimate");
+    let state = crate::transform::transform(&run, &work, &s.transform_settings())?.state;
     let mut tables = Vec::new();
     for t in &state.targets {
         let dir = target_dir(&work, &t.table.name, "items");

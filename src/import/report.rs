@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::state::{ImportState, TargetState};
+use crate::transform::state::{ImportState, TargetState};
 use super::writer::Writer;
 use crate::mapping::compile::{SkippedTable, TableName};
 

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 
 use crate::aws::dynamo::{describe, item_to_sdk};
-use super::group::read_items;
+use crate::transform::group::read_items;
 use crate::aws::pacing::Pacer;
 use crate::aws::retry::{self, Backoff, Failure};
 use crate::value::attr::{item_size, item_wcu, Item};

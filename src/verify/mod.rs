@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::retry::{self, Backoff, Failure};
 use crate::aws::dynamo::{build, item_from_sdk, DynamoOptions};
-use crate::import::group::read_items;
-use crate::import::spill::{decode_record, Record, Spill};
-use crate::import::state::{target_dir, ImportState};
+use crate::transform::group::read_items;
+use crate::transform::spill::{decode_record, Record, Spill};
+use crate::transform::state::target_dir;
 use crate::import::{ImportError, ImportSettings};
 use crate::value::attr::{encode_attr, item_to_json, Attr, Decoder, Item};
 use crate::mapping::compile::{Body, Fragment, TargetTable};
@@ -203,7 +203,7 @@ fn compare_bucket(t: &TargetTable, expected_dir: &Path, actual_dir: &Path, bucke
 /// Whether a key falls in the sample: a hash of its bytes below `fraction` of the range, so the
 /// same keys are drawn on every run.
 pub fn in_sample(key: &[u8], fraction: f64) -> bool {
-    let h = crate::import::spill::fnv1a(&[b"sample:".as_slice(), key].concat());
+    let h = crate::transform::spill::fnv1a(&[b"sample:".as_slice(), key].concat());
     (h % 1_000_000) < (fraction * 1_000_000.0).round() as u64
 }
 
@@ -276,7 +276,7 @@ async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items
 /// Only the tables the mapping selects are read.
 fn export_source(run: &Path, url: &str, s: &ImportSettings) -> Result<std::path::PathBuf, ImportError> {
     use crate::cli::ExportArgs;
-    let (manifest, plan, _) = crate::import::load_plan(run, s.mapping.as_deref(), &s.convert, &s.auto)?;
+    let (manifest, plan, _) = crate::transform::load_plan(run, s.mapping.as_deref(), &s.convert, &s.auto)?;
     let mut tables: Vec<usize> = plan.sources.iter().map(|src| src.table).collect();
     tables.sort_unstable();
     tables.dedup();
@@ -331,9 +331,8 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
         Some(url) => export_source(&report_dir, url, s)?,
         None => report_dir.clone(),
     };
-    let work = crate::import::state::dry_run_dir(&run, "verify");
-    crate::import::run(&ImportSettings { dry_run: true, from: run.to_string_lossy().into_owned(), work: Some(work.clone()), ..s.clone() })?;
-    let state = ImportState::load(&work).ok_or_else(|| ImportError::Input("the grouping checkpoint is missing after the dry run".into()))?;
+    let work = crate::transform::state::dry_run_dir(&run, "verify");
+    let state = crate::transform::transform(&run, &work, &s.transform_settings())?.state;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
     let client = rt.block_on(build(&DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }));
     let mut tables = Vec::new();

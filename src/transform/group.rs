@@ -288,7 +288,7 @@ pub fn read_items(dir: &Path, bucket: u32) -> Result<Vec<Item>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import::spill::Spill;
+    use crate::transform::spill::Spill;
     use crate::mapping::compile::{Fragment, KeyDef, KeyType};
 
     fn target(grouped: bool) -> TargetTable {

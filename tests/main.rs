@@ -1,0 +1,26 @@
+//! Every integration test in one binary (one link of the crate instead of one per file), each
+//! file a module named after what it tests. They run against the local servers `scripts/services.sh`
+//! starts. Tests that need the server to themselves (they change global settings, or need a
+//! quiet binlog) are `#[ignore]`d here and run alone by `make test`
+//! (`cargo test --features bench-tools --test main -- --ignored --test-threads=1`).
+
+mod common;
+
+mod bench;
+mod cdc;
+mod cdc_settings;
+mod conformance;
+mod estimate;
+mod export_chunking;
+mod export_consistency;
+mod export_errors;
+mod export_resume;
+mod export_types;
+mod import_errors;
+mod import_mapping;
+mod import_resume;
+mod import_s3;
+mod import_types;
+mod parquet_readers;
+mod sync_s3;
+mod verify;
