@@ -10,14 +10,13 @@
 //! `run_folder` says where each file of a run goes and writes files whole or not at all.
 //! `aws` holds what every stage shares with AWS: the DynamoDB and S3 clients, the one retry
 //! layer and the WCU pacer.
-//! `cli`/`cdc_cli` parse the command line, `settings` turns it and the job file into what stages
+//! `cli` parses the command line (clap only), `settings` turns it and the job file into what stages
 //! run from, `progress` draws bars (or log lines), and `proxy` is the capacity-enforcing test
 //! proxy the benchmarks and tests write through.
 
 pub mod aws;
 pub mod bench;
 pub mod cdc;
-pub mod cdc_cli;
 pub mod cli;
 pub mod estimate;
 pub mod export;

@@ -278,23 +278,20 @@ fn run_bench(args: &mysql2ddb::cli::BenchArgs) -> ExitCode {
     }
 }
 
-fn run_cdc(args: &mysql2ddb::cdc_cli::CdcArgs) -> ExitCode {
+fn run_cdc(args: &mysql2ddb::cli::cdc::CdcArgs) -> ExitCode {
     use mysql2ddb::cdc;
-    use mysql2ddb::cdc_cli::{local_run, parse_lag, CdcCommand};
-    use mysql2ddb::source::connect::SourceConfig;
-    let source = |url: &str| SourceConfig::parse(url, None).map_err(|e| e.to_string());
+    use mysql2ddb::cli::cdc::CdcCommand;
+    use mysql2ddb::settings::cdc as resolve;
     let fail = |what: &str, e: String, code: ExitCode| {
         eprintln!("mysql2ddb cdc {what}: {e}");
         code
     };
     match &args.command {
         CdcCommand::Capture(a) => {
-            let (run, src) = match local_run(&a.run).and_then(|r| source(&a.source).map(|s| (r, s))) {
-                Ok(v) => v,
-                Err(e) => return fail("capture", e, ExitCode::Usage),
+            let s = match resolve::capture_settings(a) {
+                Ok(s) => s,
+                Err(e) => return fail("capture", e.to_string(), ExitCode::Usage),
             };
-            let server_id = a.server_id.unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000));
-            let s = cdc::capture::CaptureSettings { run, source: src, server_id, follow: a.follow, quiet: a.quiet };
             match cdc::capture::run(&s) {
                 Ok(st) => {
                     println!("captured to {}:{}: {} changes in {} segments", st.next.file, st.next.position, st.changes, st.segments.len());
@@ -304,7 +301,7 @@ fn run_cdc(args: &mysql2ddb::cdc_cli::CdcArgs) -> ExitCode {
             }
         }
         CdcCommand::Apply(a) => {
-            let s = match mysql2ddb::cdc_cli::apply_settings(a) {
+            let s = match resolve::apply_settings(a) {
                 Ok(s) => s,
                 Err(e) => return fail("apply", e.to_string(), ExitCode::Usage),
             };
@@ -317,12 +314,11 @@ fn run_cdc(args: &mysql2ddb::cdc_cli::CdcArgs) -> ExitCode {
             }
         }
         CdcCommand::Status(a) => {
-            let src = match a.source.as_deref().map(source).transpose() {
-                Ok(s) => s,
-                Err(e) => return fail("status", e, ExitCode::Usage),
+            let (run, src) = match resolve::status_settings(a) {
+                Ok(v) => v,
+                Err(e) => return fail("status", e.to_string(), ExitCode::Usage),
             };
-            let status = local_run(&a.run).and_then(|r| cdc::status(&r, src.as_ref()).map_err(|e| e.to_string()));
-            match status {
+            match cdc::status(&run, src.as_ref()) {
                 Ok(st) if a.json => {
                     println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
                     ExitCode::Success
@@ -336,23 +332,15 @@ fn run_cdc(args: &mysql2ddb::cdc_cli::CdcArgs) -> ExitCode {
                     println!("behind:             {} changes, lag {} s", st.behind_changes, st.lag_seconds);
                     ExitCode::Success
                 }
-                Err(e) => fail("status", e, ExitCode::Failure),
+                Err(e) => fail("status", e.to_string(), ExitCode::Failure),
             }
         }
         CdcCommand::Cutover(a) => {
-            let prepared = local_run(&a.run).and_then(|r| Ok((r, source(&a.source)?, parse_lag(&a.max_lag)?, parse_lag(&a.quiet_period)?)));
-            let (run, src, lag, quiet) = match prepared {
-                Ok(v) => v,
-                Err(e) => return fail("cutover", e, ExitCode::Usage),
+            let s = match resolve::cutover_settings(a) {
+                Ok(s) => s,
+                Err(e) => return fail("cutover", e.to_string(), ExitCode::Usage),
             };
-            let stop = if a.read_only {
-                cdc::WritesStop::ReadOnly
-            } else if a.confirm {
-                cdc::WritesStop::Confirm
-            } else {
-                cdc::WritesStop::Quiet(quiet)
-            };
-            match cdc::cutover(&run, &src, lag, stop, std::time::Duration::from_secs(a.timeout)) {
+            match cdc::cutover(&s.run, &s.source, s.max_lag, s.stop, s.timeout) {
                 Ok(c) => {
                     println!("caught up at {} after a {:.2} s write pause: switch the application to DynamoDB now", c.final_at, c.pause_seconds);
                     ExitCode::Success

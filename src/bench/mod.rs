@@ -141,7 +141,7 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
     let started_at = crate::manifest::now_rfc3339();
     let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync)?;
     let work = crate::transform::state::dry_run_dir(&run, "bench");
-    let state = crate::transform::transform(&run, &work, &s.import.transform_settings())?.state;
+    let state = crate::transform::transform(&run, &work, &s.import.transform)?.state;
     let target = pick_target(&state, s.table.as_deref())?;
     let source_rows: u64 = state.targets.iter().map(|t| t.source_rows).sum();
     let wcu_all: u64 = state.targets.iter().map(|t| t.wcu()).sum();

@@ -542,7 +542,7 @@ fn check_import_done(run: &Path) -> Result<u64, CdcError> {
 pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync).map_err(|e| CdcError::Input(e.to_string()))?;
     let generation = check_import_done(&run)?;
-    let (manifest, plan, _) = crate::transform::load_plan(&run, s.import.mapping.as_deref(), &s.import.convert, &s.import.auto).map_err(|e| CdcError::Input(e.to_string()))?;
+    let (manifest, plan, _) = crate::transform::load_plan(&run, s.import.transform.mapping.as_deref(), &s.import.transform.convert, &s.import.transform.auto).map_err(|e| CdcError::Input(e.to_string()))?;
     if let Some(why) = plan.shared_part(&manifest.tables) {
         return Err(CdcError::Input(why));
     }
@@ -588,7 +588,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         let mut writes = Vec::new();
         let mut rejects = Vec::new();
         for (i, c) in changes.iter().enumerate().take(upto).skip(skip) {
-            let (w, refused) = writes_for(&manifest, &plan, c, &s.import.convert);
+            let (w, refused) = writes_for(&manifest, &plan, c, &s.import.transform.convert);
             writes.extend(w.into_iter().map(|w| (i, w)));
             if !refused.is_empty() {
                 rejects.push(reject(&manifest, c, &refused.join("; ")));

@@ -143,7 +143,7 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
     // Resolve (download and verify) an s3:// run once; the dry run then reads the local folder.
     let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
     let work = crate::transform::state::dry_run_dir(&run, "estimate");
-    let state = crate::transform::transform(&run, &work, &s.transform_settings())?.state;
+    let state = crate::transform::transform(&run, &work, &s.transform)?.state;
     let mut tables = Vec::new();
     for t in &state.targets {
         let dir = target_dir(&work, &t.table.name, "items");

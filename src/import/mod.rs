@@ -13,10 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 
-use crate::mapping::compile::AutoOptions;
-use crate::value::dynamo::ConvertOptions;
 use crate::progress::Progress;
-use crate::transform::group::{BucketStats, OnDuplicate};
+use crate::transform::group::BucketStats;
 use crate::transform::state::{target_dir, work_dir};
 use crate::transform::{TransformSettings, Transformed};
 use report::{ImportReport, TargetReport};
@@ -53,14 +51,8 @@ pub struct ImportSettings {
     /// Local copy of an s3:// run.
     pub spool: Option<PathBuf>,
     pub sync: crate::sync::SyncOptions,
-    pub mapping: Option<PathBuf>,
-    pub convert: ConvertOptions,
-    pub auto: AutoOptions,
-    pub on_duplicate: OnDuplicate,
-    /// Memory for grouping, MiB (buckets are sized so that the threads' buckets fit).
-    pub memory_mb: u64,
-    /// Source rows per bucket at most: the resume granularity.
-    pub bucket_rows: u64,
+    /// How rows become items (mapping, conversions, grouping memory).
+    pub transform: TransformSettings,
     /// WCU/s per table; 0 = unpaced.
     pub wcu: Option<f64>,
     pub wcu_fraction: f64,
@@ -71,22 +63,6 @@ pub struct ImportSettings {
     pub quiet: bool,
     /// Map and group only: report items and WCU, write nothing to DynamoDB.
     pub dry_run: bool,
-}
-
-impl ImportSettings {
-    /// The part of the settings that says how rows become items.
-    pub fn transform_settings(&self) -> TransformSettings {
-        TransformSettings {
-            mapping: self.mapping.clone(),
-            convert: self.convert,
-            auto: self.auto.clone(),
-            on_duplicate: self.on_duplicate,
-            memory_mb: self.memory_mb,
-            bucket_rows: self.bucket_rows,
-            restart: self.restart,
-            quiet: self.quiet,
-        }
-    }
 }
 
 /// Resolves `from` to a local run folder, downloading an s3:// run (verified) first.
@@ -107,7 +83,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started_at = crate::manifest::now_rfc3339();
     let run = local_run(&s.from, s.spool.as_deref(), &s.sync)?;
     let work = work_dir(&run);
-    let Transformed { manifest, plan, mut state } = crate::transform::transform(&run, &work, &s.transform_settings())?;
+    let Transformed { manifest, plan, mut state } = crate::transform::transform(&run, &work, &s.transform)?;
     for sk in &plan.skipped {
         tracing::warn!("skipping table {}: {}", sk.table, sk.reason);
     }

@@ -276,7 +276,7 @@ async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items
 /// Only the tables the mapping selects are read.
 fn export_source(run: &Path, url: &str, s: &ImportSettings) -> Result<std::path::PathBuf, ImportError> {
     use crate::cli::ExportArgs;
-    let (manifest, plan, _) = crate::transform::load_plan(run, s.mapping.as_deref(), &s.convert, &s.auto)?;
+    let (manifest, plan, _) = crate::transform::load_plan(run, s.transform.mapping.as_deref(), &s.transform.convert, &s.transform.auto)?;
     let mut tables: Vec<usize> = plan.sources.iter().map(|src| src.table).collect();
     tables.sort_unstable();
     tables.dedup();
@@ -332,7 +332,7 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
         None => report_dir.clone(),
     };
     let work = crate::transform::state::dry_run_dir(&run, "verify");
-    let state = crate::transform::transform(&run, &work, &s.transform_settings())?.state;
+    let state = crate::transform::transform(&run, &work, &s.transform)?.state;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
     let client = rt.block_on(build(&DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }));
     let mut tables = Vec::new();

@@ -1,5 +1,5 @@
-//! The `mysql2ddb cdc …` command line: capture, apply, status, cutover. Kept apart from `cli`
-//! so each file reads in one sitting; `settings`-like resolution is at the bottom.
+//! The `mysql2ddb cdc …` command line: capture, apply, status, cutover (clap types only;
+//! `settings::cdc` resolves them).
 
 use std::path::PathBuf;
 
@@ -74,11 +74,8 @@ pub struct ApplyArgs {
     /// Write budget in WCU/s (default: unpaced).
     #[arg(long)]
     pub wcu: Option<f64>,
-    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub aws: crate::cli::DynamoArgs,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -127,50 +124,5 @@ impl CdcArgs {
             CdcCommand::Apply(a) => a.quiet,
             CdcCommand::Status(_) | CdcCommand::Cutover(_) => false,
         }
-    }
-}
-
-/// `1`, `1s`, `500ms` → a duration.
-pub fn parse_lag(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") { (n, 0.001) } else if let Some(n) = t.strip_suffix('s') { (n, 1.0) } else { (t, 1.0) };
-    let v: f64 = num.trim().parse().map_err(|_| format!("--max-lag {text}: expected seconds such as 1s or 500ms"))?;
-    if v.is_nan() || v < 0.0 {
-        return Err(format!("--max-lag {text}: must not be negative"));
-    }
-    Ok(std::time::Duration::from_secs_f64(v * scale))
-}
-
-/// The run folder a cdc command works in (an s3:// run is downloaded and verified first).
-pub fn local_run(r: &RunArgs) -> Result<PathBuf, String> {
-    let sync = crate::sync::SyncOptions { s3: crate::sync::S3Options { path_style: r.path_style, region: None }, quiet: true, ..Default::default() };
-    crate::import::local_run(&r.from, r.spool.as_deref(), &sync).map_err(|e| e.to_string())
-}
-
-pub fn apply_settings(a: &ApplyArgs) -> Result<crate::cdc::apply::ApplySettings, crate::settings::SettingsError> {
-    let import = crate::settings::import_settings(&crate::cli::ImportArgs {
-        from: Some(a.from.clone()),
-        map: a.map.clone(),
-        region: a.region.clone(),
-        endpoint: a.endpoint.clone(),
-        quiet: a.quiet,
-        ..Default::default()
-    })?;
-    use crate::settings::{in_range, wcu_rate, MAX_CONCURRENCY};
-    let wcu = a.wcu.map(|w| wcu_rate("--wcu", w)).transpose()?.filter(|w| *w > 0.0);
-    let concurrency = in_range("--concurrency", a.concurrency, 1, MAX_CONCURRENCY)?;
-    Ok(crate::cdc::apply::ApplySettings { import, follow: a.follow, concurrency, wcu })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lags_parse_in_seconds_or_milliseconds() {
-        assert_eq!(parse_lag("1s").unwrap(), std::time::Duration::from_secs(1));
-        assert_eq!(parse_lag("2").unwrap(), std::time::Duration::from_secs(2));
-        assert_eq!(parse_lag("500ms").unwrap(), std::time::Duration::from_millis(500));
-        assert!(parse_lag("soon").is_err());
     }
 }

@@ -1,5 +1,9 @@
-//! The command line as typed. Everything here is optional so a job file can supply it;
-//! `settings` resolves these into what the stages run from.
+//! The command line as typed, and nothing else: clap types only, flag groups shared between
+//! commands (`DynamoArgs`, `MappingArgs`, `cdc::RunArgs`). Everything is optional where a job
+//! file can supply it; `settings` resolves these into what the stages run from, and stages
+//! never see them. `cdc` holds the `mysql2ddb cdc …` subcommands.
+
+pub mod cdc;
 
 use std::path::PathBuf;
 
@@ -34,7 +38,7 @@ pub enum Command {
     /// the projected time to load a given row count.
     Bench(BenchArgs),
     /// Binlog change capture and apply, status, and cutover: the changes made after the export.
-    Cdc(crate::cdc_cli::CdcArgs),
+    Cdc(cdc::CdcArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,11 +72,8 @@ pub struct BenchArgs {
     /// Keep the benchmark tables (<table>-bench-<wcu>) instead of deleting them.
     #[arg(long)]
     pub keep_tables: bool,
-    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub aws: DynamoArgs,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -95,13 +96,21 @@ pub struct VerifyArgs {
     /// tables: finds missing and differing items, not extra ones.
     #[arg(long)]
     pub sample: Option<String>,
+    #[command(flatten)]
+    pub aws: DynamoArgs,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Where DynamoDB is: shared by every command that reads or writes it.
+#[derive(Debug, Args, Default, Clone)]
+pub struct DynamoArgs {
     /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// AWS region (default: AWS_REGION / the profile's region).
     #[arg(long)]
     pub region: Option<String>,
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// How rows become items, shared by import, estimate and verify (they must agree).
@@ -203,12 +212,8 @@ pub struct ImportArgs {
     /// Source rows per bucket at most; a resumed import rewrites at most one bucket per table.
     #[arg(long)]
     pub bucket_rows: Option<u64>,
-    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// AWS region (default: AWS_REGION / the profile's region).
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub aws: DynamoArgs,
     /// Ignore the checkpoint and start over.
     #[arg(long)]
     pub restart: bool,

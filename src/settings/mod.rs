@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod cdc;
+
 use crate::cli::ExportArgs;
 use crate::manifest::{ChunkFormat, Compression};
 use crate::source::schema::TableFilter;
@@ -62,6 +64,8 @@ pub struct ImportSection {
 pub const DEFAULT_IMPORT_CONCURRENCY: usize = 16;
 pub const DEFAULT_WCU_FRACTION: f64 = 0.8;
 pub const DEFAULT_MEMORY_MB: u64 = 1024;
+/// Automatic mode's DynamoDB table name.
+pub const DEFAULT_TABLE_NAME_TEMPLATE: &str = "{database}_{table}";
 
 /// Resolves `mysql2ddb import` flags and the job file's [import] section.
 pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::ImportSettings, SettingsError> {
@@ -83,25 +87,29 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
     let bucket_rows = in_range("--bucket-rows", args.bucket_rows.or(im.bucket_rows).unwrap_or(crate::transform::DEFAULT_BUCKET_ROWS), 1, 1 << 32)?;
     let table_wcu = in_range("--table-wcu", args.table_wcu.or(im.table_wcu).unwrap_or(1000), 1, 40_000_000)?;
     let table_rcu = in_range("--table-rcu", args.table_rcu.or(im.table_rcu).unwrap_or(100), 1, 40_000_000)?;
-    let region = args.region.clone().or(im.region);
+    let region = args.aws.region.clone().or(im.region);
     Ok(crate::import::ImportSettings {
         from,
         spool: args.map.spool.clone().or(im.spool),
         sync: crate::sync::SyncOptions { s3: crate::sync::S3Options { path_style: args.map.path_style, region: region.clone() }, quiet: args.quiet, ..Default::default() },
-        mapping: args.map.mapping.clone().or(im.mapping),
-        convert: ConvertOptions {
-            temporal: args.map.temporal.or(im.temporal).unwrap_or_default(),
-            json: args.map.json.or(im.json).unwrap_or_default(),
-            nulls: args.map.nulls.or(im.nulls).unwrap_or_default(),
-            wide_decimal: args.map.wide_decimal.or(im.wide_decimal).unwrap_or_default(),
-            tinyint1_as_bool: args.map.tinyint1_as_bool || im.tinyint1_as_bool.unwrap_or(false),
+        transform: crate::transform::TransformSettings {
+            mapping: args.map.mapping.clone().or(im.mapping),
+            convert: ConvertOptions {
+                temporal: args.map.temporal.or(im.temporal).unwrap_or_default(),
+                json: args.map.json.or(im.json).unwrap_or_default(),
+                nulls: args.map.nulls.or(im.nulls).unwrap_or_default(),
+                wide_decimal: args.map.wide_decimal.or(im.wide_decimal).unwrap_or_default(),
+                tinyint1_as_bool: args.map.tinyint1_as_bool || im.tinyint1_as_bool.unwrap_or(false),
+            },
+            auto: crate::mapping::compile::AutoOptions {
+                table_name_template: args.map.table_name_template.clone().or(im.table_name_template).unwrap_or_else(|| DEFAULT_TABLE_NAME_TEMPLATE.into()),
+            },
+            on_duplicate: args.map.on_duplicate.or(im.on_duplicate).unwrap_or_default(),
+            memory_mb,
+            bucket_rows,
+            restart: args.restart,
+            quiet: args.quiet,
         },
-        auto: crate::mapping::compile::AutoOptions {
-            table_name_template: args.map.table_name_template.clone().or(im.table_name_template).unwrap_or_else(|| "{database}_{table}".into()),
-        },
-        on_duplicate: args.map.on_duplicate.or(im.on_duplicate).unwrap_or_default(),
-        memory_mb,
-        bucket_rows,
         wcu,
         wcu_fraction: fraction,
         concurrency,
@@ -112,7 +120,7 @@ pub fn import_settings(args: &crate::cli::ImportArgs) -> Result<crate::import::I
             provisioned_rcu: table_rcu,
             prep: args.table_prep.or(im.table_prep).unwrap_or_default(),
         },
-        dynamo: crate::aws::dynamo::DynamoOptions { region, endpoint: args.endpoint.clone().or(im.endpoint), sdk_retries: false },
+        dynamo: crate::aws::dynamo::DynamoOptions { region, endpoint: args.aws.endpoint.clone().or(im.endpoint), sdk_retries: false },
         restart: args.restart,
         quiet: args.quiet,
         dry_run: args.dry_run,
@@ -152,6 +160,9 @@ pub enum SettingsError {
     Missing(String),
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    /// The run folder could not be made ready (an s3:// run that does not download).
+    #[error("{0}")]
+    Run(String),
 }
 
 /// `value` of `flag` if it lies in `lo ..= hi` (a NaN never does).
@@ -283,7 +294,7 @@ pub fn estimate_settings(a: &crate::cli::EstimateArgs) -> Result<(crate::import:
     let args = crate::cli::ImportArgs {
         from: Some(a.from.clone()),
         map: a.map.clone(),
-        region: a.region.clone(),
+        aws: crate::cli::DynamoArgs { region: a.region.clone(), endpoint: None },
         quiet: a.quiet,
         dry_run: true,
         ..Default::default()
@@ -298,8 +309,7 @@ pub fn verify_settings(a: &crate::cli::VerifyArgs) -> Result<crate::import::Impo
     import_settings(&crate::cli::ImportArgs {
         from: Some(a.from.clone()),
         map: a.map.clone(),
-        region: a.region.clone(),
-        endpoint: a.endpoint.clone(),
+        aws: a.aws.clone(),
         quiet: a.quiet,
         dry_run: true,
         ..Default::default()
@@ -310,8 +320,7 @@ pub fn bench_settings(a: &crate::cli::BenchArgs) -> Result<crate::bench::BenchSe
     let import = import_settings(&crate::cli::ImportArgs {
         from: Some(a.from.clone()),
         map: a.map.clone(),
-        region: a.region.clone(),
-        endpoint: a.endpoint.clone(),
+        aws: a.aws.clone(),
         concurrency: Some(a.concurrency),
         quiet: a.quiet,
         dry_run: true,
