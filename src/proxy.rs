@@ -61,6 +61,12 @@ fn request_wcu(req: &Value) -> u64 {
     }
 }
 
+/// WCU taken before forwarding a PutItem (by its item's size), UpdateItem or DeleteItem (one):
+/// what the server reports beyond it is charged after the answer.
+fn single_write_wcu(doc: &Value) -> u64 {
+    doc.get("Item").and_then(|i| item_from_json(i).ok()).map(|i| item_wcu(&i)).unwrap_or(1)
+}
+
 impl Proxy {
     pub fn new(cfg: ProxyConfig) -> std::io::Result<Arc<Proxy>> {
         let log = match &cfg.log {
@@ -151,7 +157,7 @@ impl Proxy {
             }
             "PutItem" | "UpdateItem" | "DeleteItem" => {
                 let table = doc.get("TableName").and_then(Value::as_str).unwrap_or("").to_string();
-                let cost = doc.get("Item").and_then(|i| item_from_json(i).ok()).map(|i| item_wcu(&i)).unwrap_or(1);
+                let cost = single_write_wcu(&doc);
                 if random || !self.take(&mut w, &table, cost) {
                     w.throttled_requests += 1;
                     return (None, None);
@@ -223,7 +229,7 @@ impl Proxy {
             if matches!(target.as_str(), "PutItem" | "UpdateItem" | "DeleteItem") && status.contains(" 200") {
                 let doc: Value = serde_json::from_slice(&rbody).unwrap_or_default();
                 let used = doc["ConsumedCapacity"]["CapacityUnits"].as_f64().unwrap_or(0.0).ceil() as u64;
-                let taken = serde_json::from_slice::<Value>(&body).ok().and_then(|d| d.get("Item").and_then(|i| item_from_json(i).ok())).map(|i| item_wcu(&i)).unwrap_or(1);
+                let taken = serde_json::from_slice::<Value>(&body).map(|d| single_write_wcu(&d)).unwrap_or(1);
                 let table = doc["ConsumedCapacity"]["TableName"].as_str().unwrap_or("");
                 self.charge(table, used.saturating_sub(taken));
             }

@@ -36,19 +36,9 @@ where
         "ResourceNotFoundException" => "the table does not exist at this endpoint and region (check AWS_REGION / --endpoint, and that the import ran there)".to_string(),
         "AccessDeniedException" => "access denied (check the IAM permissions of the credentials in use)".into(),
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" => {
-            "the credentials were refused (check AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret; they are not shown here)".into()
+            super::CREDENTIALS_REFUSED.into()
         }
-        "" => match err {
-            SdkError::DispatchFailure(_) if crate::aws::no_credentials(&format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(err))) => {
-                crate::aws::NO_CREDENTIALS.into()
-            }
-            SdkError::DispatchFailure(_) => format!(
-                "cannot reach the DynamoDB endpoint (check AWS_ENDPOINT_URL_DYNAMODB / the network): {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(err)
-            ),
-            SdkError::TimeoutError(_) => "timed out".into(),
-            other => format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(other)),
-        },
+        "" => super::unanswered("DynamoDB", "AWS_ENDPOINT_URL_DYNAMODB", err),
         other => format!("{other}: {}", err.message().unwrap_or("")),
     };
     format!("{what}: {hint}")

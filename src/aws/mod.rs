@@ -36,6 +36,27 @@ pub async fn sdk_config(region: Option<&str>, endpoint: Option<&str>, retry: Ret
 pub const NO_CREDENTIALS: &str =
     "no usable AWS credentials (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance role is available)";
 
+/// What to say when the service refused the credentials given (never shown).
+pub const CREDENTIALS_REFUSED: &str = "the credentials were refused (check AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret; they are not shown here)";
+
+/// A failure that carries no service error code (the request never got an answer), in words:
+/// no credentials, an unreachable endpoint (`endpoint_var` names the setting to check), a
+/// timeout, or the SDK's own text. Shared by the S3 and DynamoDB error descriptions.
+pub fn unanswered<E, R>(service: &str, endpoint_var: &str, err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+    let text = format!("{}", DisplayErrorContext(err));
+    match err {
+        SdkError::DispatchFailure(_) if no_credentials(&text) => NO_CREDENTIALS.into(),
+        SdkError::DispatchFailure(_) => format!("cannot reach the {service} endpoint (check {endpoint_var} / the network): {text}"),
+        SdkError::TimeoutError(_) => "timed out".into(),
+        _ => text,
+    }
+}
+
 /// Whether an SDK failure's full text says the credential chain came up empty (the SDK reports
 /// it as a dispatch failure, like an unreachable endpoint).
 pub fn no_credentials(error_text: &str) -> bool {

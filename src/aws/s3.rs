@@ -52,23 +52,13 @@ where
         "NoSuchBucket" => "the bucket does not exist".to_string(),
         "AccessDenied" | "AllAccessDisabled" => "access denied (check the bucket policy and the IAM permissions of the credentials in use)".into(),
         "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken" => {
-            "the credentials were refused (check AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret; they are not shown here)".into()
+            super::CREDENTIALS_REFUSED.into()
         }
         "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => {
             "the bucket is in another region (set AWS_REGION or --region to the bucket's region)".into()
         }
         "BadDigest" | "XAmzContentSHA256Mismatch" => "S3 rejected the body: its SHA-256 does not match (corrupted in transit)".into(),
-        "" => match err {
-            SdkError::DispatchFailure(_) if crate::aws::no_credentials(&format!("{}", aws_sdk_s3::error::DisplayErrorContext(err))) => {
-                crate::aws::NO_CREDENTIALS.into()
-            }
-            SdkError::DispatchFailure(_) => format!(
-                "cannot reach the S3 endpoint (check AWS_ENDPOINT_URL_S3 / the network): {}",
-                aws_sdk_s3::error::DisplayErrorContext(err)
-            ),
-            SdkError::TimeoutError(_) => "timed out".into(),
-            other => format!("{}", aws_sdk_s3::error::DisplayErrorContext(other)),
-        },
+        "" => super::unanswered("S3", "AWS_ENDPOINT_URL_S3", err),
         other => format!("{other}: {}", err.message().unwrap_or("")),
     };
     format!("{what}: {hint}")
