@@ -9,13 +9,8 @@
 #  3. `cdc capture` (to the binlog's end) and mariadb-binlog over the same files are timed, with
 #     peak RSS. Writes bench-out/capture.md (paste it into docs/benchmarks.md).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+source "$(dirname "$0")/bench-common.sh"
 ROWS=${BENCH_CAPTURE_ROWS:-200000}
-OUT=${BENCH_OUT:-$ROOT/bench-out}
-BIN=$ROOT/target/release/mysql2ddb
-eval "$(scripts/services.sh env)"
-mkdir -p "$OUT"
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
 RUN=$OUT/capture-run
 rm -rf "$RUN"

@@ -14,17 +14,12 @@
 #   BENCH_SECONDS    seconds of changes per rate (default 20)
 #   BENCH_CDC_ROWS   rows of the table (default 100000)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+source "$(dirname "$0")/bench-common.sh"
 RATES=${BENCH_CDC_RATES:-"200 1000 5000"}
 SECS=${BENCH_SECONDS:-20}
 ROWS=${BENCH_CDC_ROWS:-100000}
-OUT=${BENCH_OUT:-$ROOT/bench-out}
-BIN=$ROOT/target/release/mysql2ddb
 GEN=$ROOT/target/release/m2d-changegen
-eval "$(scripts/services.sh env)"
-export AWS_EC2_METADATA_DISABLED=true M2D_SOURCE=$M2D_MYSQL_URL
-mkdir -p "$OUT"
+export M2D_SOURCE=$M2D_MYSQL_URL
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
 APP_URL="mysql://m2d_app:m2d-app-pass@${M2D_MYSQL_URL##*@}/bench_cdc"
 

@@ -6,15 +6,9 @@
 #   BENCH_ROWS   rows per table (default 5000000)
 #   BENCH_THREADS threads / partitions for every tool (default 4)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+source "$(dirname "$0")/bench-common.sh"
 ROWS=${BENCH_ROWS:-5000000}
 THREADS=${BENCH_THREADS:-4}
-OUT=${BENCH_OUT:-$ROOT/bench-out}
-STATE=${M2D_STATE:-$ROOT/.state}
-BIN=$ROOT/target/release/mysql2ddb
-eval "$(scripts/services.sh env)"
-mkdir -p "$OUT"
 
 # --- peers: mydumper (Debian), ConnectorX + pyarrow (PyPI, in a venv), GNU time -----------------
 need=()

@@ -14,20 +14,13 @@
 #   BENCH_UNPACED_ITEMS  items for the unpaced comparison (default 100000)
 #   BENCH_GROUP_ROWS     rows of the grouping comparison (default 10000000)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+source "$(dirname "$0")/bench-common.sh"
 TARGETS=${BENCH_WCU:-"500 1000 2000 4000 8000"}
 SECS=${BENCH_SECONDS:-20}
 UNPACED=${BENCH_UNPACED_ITEMS:-100000}
 GROUP_ROWS=${BENCH_GROUP_ROWS:-10000000}
-OUT=${BENCH_OUT:-$ROOT/bench-out}
-STATE=${M2D_STATE:-$ROOT/.state}
-BIN=$ROOT/target/release/mysql2ddb
 PROXY=$ROOT/target/release/m2d-capacity-proxy
 LOADGEN=$ROOT/target/release/m2d-loadgen
-eval "$(scripts/services.sh env)"
-export AWS_EC2_METADATA_DISABLED=true
-mkdir -p "$OUT"
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
 
 # --- peers: boto3 and DuckDB (PyPI, in the bench venv), GNU time --------------------------------

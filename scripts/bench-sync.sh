@@ -7,15 +7,9 @@
 # each), copied BENCH_SYNC_COPIES times (default 2) into one run folder to reach about 2 GB.
 #   BENCH_ROWS (5000000), BENCH_SYNC_COPIES (2), BENCH_CONCURRENCY (8)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+source "$(dirname "$0")/bench-common.sh"
 COPIES=${BENCH_SYNC_COPIES:-2}
 CONC=${BENCH_CONCURRENCY:-8}
-OUT=${BENCH_OUT:-$ROOT/bench-out}
-STATE=${M2D_STATE:-$ROOT/.state}
-BIN=$ROOT/target/release/mysql2ddb
-eval "$(scripts/services.sh env)"
-mkdir -p "$OUT"
 
 [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time python3-venv >/dev/null; }
 VENV=$STATE/bench-venv

@@ -10,14 +10,19 @@
 //! `run_folder` says where each file of a run goes and writes files whole or not at all.
 //! `aws` holds what every stage shares with AWS: the DynamoDB and S3 clients, the one retry
 //! layer and the WCU pacer.
-//! `cli` parses the command line (clap only), `settings` turns it and the job file into what stages
-//! run from, `progress` draws bars (or log lines), and `proxy` is the capacity-enforcing test
-//! proxy the benchmarks and tests write through.
+//! `transform` is stage two's first half: chunks read, mapped, spilled and grouped into item
+//! files, which import, estimate, verify and bench all start from.
+//! `cli` parses the command line (clap only; `choice` names each enumerated setting),
+//! `settings` turns it, the job file and the defaults into what stages run from, `error` maps
+//! each stage's error to an exit code, `progress` draws bars (or log lines), and `proxy` is the
+//! capacity-enforcing test proxy the benchmarks and tests write through.
 
 pub mod aws;
 pub mod bench;
 pub mod cdc;
+pub mod choice;
 pub mod cli;
+pub mod error;
 pub mod estimate;
 pub mod export;
 pub mod manifest;

@@ -1,9 +1,11 @@
-//! The edge: parse the command line, set up logging, run the stage, map the outcome to an exit
-//! code (0 done, 1 failed, 2 bad usage, 3 done with rejected rows).
+//! The edge: parse the command line, set up logging, run the stage, print its outcome, and
+//! map it to an exit code (0 done, 1 failed, 2 bad usage, 3 done with rejected rows, 4
+//! differences, 5 tables skipped); a failure's code comes from `mysql2ddb::error::Error`.
 
 use clap::Parser;
 use mysql2ddb::cli::{Cli, Command};
-use mysql2ddb::settings::{ExportSettings, SettingsError};
+use mysql2ddb::error::Error;
+use mysql2ddb::settings::{self, ExportSettings};
 use mysql2ddb::{export, ExitCode};
 use tracing_subscriber::EnvFilter;
 
@@ -14,16 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
-    let quiet = match &cli.command {
-        Command::Export(a) => a.quiet,
-        Command::Sync(a) => a.quiet,
-        Command::Import(a) => a.quiet,
-        Command::Estimate(a) => a.quiet,
-        Command::Verify(a) => a.quiet,
-        Command::Bench(a) => a.quiet,
-        Command::Cdc(a) => a.quiet(),
-    };
-    let default_level = if quiet { "warn" } else { "info" };
+    let default_level = if cli.command.quiet() { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("M2D_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))
         .with_writer(std::io::stderr)
@@ -31,7 +24,8 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let code = match cli.command {
+    let name = cli.command.name();
+    let outcome = match cli.command {
         Command::Export(args) => run_export(&args),
         Command::Sync(args) => run_sync(&args),
         Command::Import(args) => run_import(&args),
@@ -40,313 +34,171 @@ fn main() {
         Command::Bench(args) => run_bench(&args),
         Command::Cdc(args) => run_cdc(&args),
     };
+    let code = outcome.unwrap_or_else(|e| {
+        eprintln!("mysql2ddb {name}: {e}");
+        e.exit_code()
+    });
     std::process::exit(code as i32);
 }
 
-fn run_export(args: &mysql2ddb::cli::ExportArgs) -> ExitCode {
-    let settings = match ExportSettings::resolve(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mysql2ddb export: {e}");
-            return match e {
-                SettingsError::Source(_) => ExitCode::Failure,
-                _ => ExitCode::Usage,
-            };
-        }
-    };
-    match export::run(&settings) {
-        Ok(report) => {
-            eprintln!(
-                "export {}: {} rows, {:.1} MB in {} tables, {:.1}s ({} chunks written, {} kept from an earlier run); report: {}",
-                if report.complete { "complete" } else { "incomplete" },
-                report.rows,
-                report.bytes as f64 / 1e6,
-                report.tables.len(),
-                report.duration_seconds,
-                report.chunks_written,
-                report.chunks_kept,
-                settings.out.join(export::report::REPORT_FILE).display()
-            );
-            if report.rejected_rows > 0 {
-                eprintln!(
-                    "mysql2ddb export: {} rows could not be converted and were written to {}",
-                    report.rejected_rows,
-                    settings.out.join("rejects").display()
-                );
-                return ExitCode::Rejects;
-            }
-            ExitCode::Success
-        }
-        Err(e) => {
-            eprintln!("mysql2ddb export: {e}");
-            ExitCode::Failure
-        }
+fn run_export(args: &mysql2ddb::cli::ExportArgs) -> Result<ExitCode, Error> {
+    let settings = ExportSettings::resolve(args)?;
+    let report = export::run(&settings)?;
+    eprintln!(
+        "export {}: {} rows, {:.1} MB in {} tables, {:.1}s ({} chunks written, {} kept from an earlier run); report: {}",
+        if report.complete { "complete" } else { "incomplete" },
+        report.rows,
+        report.bytes as f64 / 1e6,
+        report.tables.len(),
+        report.duration_seconds,
+        report.chunks_written,
+        report.chunks_kept,
+        settings.out.join(export::report::REPORT_FILE).display()
+    );
+    if report.rejected_rows > 0 {
+        eprintln!("mysql2ddb export: {} rows could not be converted and were written to {}", report.rejected_rows, settings.out.join("rejects").display());
+        return Ok(ExitCode::Rejects);
     }
+    Ok(ExitCode::Success)
 }
 
-fn run_sync(args: &mysql2ddb::cli::SyncArgs) -> ExitCode {
-    let opts = match mysql2ddb::settings::sync_options(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("mysql2ddb sync: {e}");
-            return ExitCode::Usage;
-        }
-    };
-    match mysql2ddb::sync::run(&args.from, &args.to, &opts) {
-        Ok(r) => {
-            eprintln!(
-                "sync {}: {} files, {} transferred, {} replaced ({} corrupted), {} up to date, {:.1} MB in {:.1}s",
-                r.direction,
-                r.files,
-                r.transferred,
-                r.replaced,
-                r.corrupted,
-                r.skipped,
-                r.bytes as f64 / 1e6,
-                r.duration_seconds
-            );
-            ExitCode::Success
-        }
-        Err(mysql2ddb::sync::SyncError::Usage(m)) => {
-            eprintln!("mysql2ddb sync: {m}");
-            ExitCode::Usage
-        }
-        Err(e) => {
-            eprintln!("mysql2ddb sync: {e}");
-            ExitCode::Failure
-        }
-    }
+fn run_sync(args: &mysql2ddb::cli::SyncArgs) -> Result<ExitCode, Error> {
+    let opts = settings::sync_options(args)?;
+    let r = mysql2ddb::sync::run(&args.from, &args.to, &opts)?;
+    eprintln!(
+        "sync {}: {} files, {} transferred, {} replaced ({} corrupted), {} up to date, {:.1} MB in {:.1}s",
+        r.direction,
+        r.files,
+        r.transferred,
+        r.replaced,
+        r.corrupted,
+        r.skipped,
+        r.bytes as f64 / 1e6,
+        r.duration_seconds
+    );
+    Ok(ExitCode::Success)
 }
 
-fn run_import(args: &mysql2ddb::cli::ImportArgs) -> ExitCode {
-    let settings = match mysql2ddb::settings::import_settings(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mysql2ddb import: {e}");
-            return ExitCode::Usage;
+fn run_import(args: &mysql2ddb::cli::ImportArgs) -> Result<ExitCode, Error> {
+    let settings = settings::import_settings(args)?;
+    let report = mysql2ddb::import::run(&settings)?;
+    if settings.dry_run {
+        for t in &report.tables {
+            eprintln!("dry run {}: {} source rows -> {} items, {} WCU to write, {} rejected rows", t.table, t.source_rows, t.items, t.wcu_estimated, t.rejected_rows);
         }
-    };
-    match mysql2ddb::import::run(&settings) {
-        Ok(report) if settings.dry_run => {
-            for t in &report.tables {
-                eprintln!("dry run {}: {} source rows -> {} items, {} WCU to write, {} rejected rows", t.table, t.source_rows, t.items, t.wcu_estimated, t.rejected_rows);
-            }
-            ExitCode::Success
-        }
-        Ok(report) => {
-            for t in &report.tables {
-                eprintln!(
-                    "import {}: {} items ({} written now), {:.0} WCU consumed, {:.0} WCU/s{}, {} throttles, {} retries, {} rejected rows, {:.1}s",
-                    t.table,
-                    t.items,
-                    t.items_written,
-                    t.wcu_consumed,
-                    t.achieved_wcu_per_second,
-                    t.target_wcu_per_second.map(|w| format!(" (target {w:.0})")).unwrap_or_default(),
-                    t.throttles,
-                    t.retries,
-                    t.rejected_rows,
-                    t.duration_seconds
-                );
-            }
-            for n in &report.names {
-                eprintln!("import {} -> DynamoDB table {}", n.source, n.target);
-            }
-            if report.rejected_rows > 0 {
-                let n = report.rejected_rows;
-                eprintln!("mysql2ddb import: {n} source row{} rejected; see import/rejects/ in the run folder", if n == 1 { " was" } else { "s were" });
-            }
-            for sk in &report.skipped {
-                eprintln!("mysql2ddb import: skipped table {}: {}", sk.table, sk.reason);
-            }
-            if !report.skipped.is_empty() {
-                return ExitCode::Skipped;
-            }
-            if report.rejected_rows > 0 {
-                return ExitCode::Rejects;
-            }
-            ExitCode::Success
-        }
-        Err(e) => {
-            eprintln!("mysql2ddb import: {e}");
-            ExitCode::Failure
-        }
+        return Ok(ExitCode::Success);
     }
+    for t in &report.tables {
+        eprintln!(
+            "import {}: {} items ({} written now), {:.0} WCU consumed, {:.0} WCU/s{}, {} throttles, {} retries, {} rejected rows, {:.1}s",
+            t.table,
+            t.items,
+            t.items_written,
+            t.wcu_consumed,
+            t.achieved_wcu_per_second,
+            t.target_wcu_per_second.map(|w| format!(" (target {w:.0})")).unwrap_or_default(),
+            t.throttles,
+            t.retries,
+            t.rejected_rows,
+            t.duration_seconds
+        );
+    }
+    for n in &report.names {
+        eprintln!("import {} -> DynamoDB table {}", n.source, n.target);
+    }
+    if report.rejected_rows > 0 {
+        let n = report.rejected_rows;
+        eprintln!("mysql2ddb import: {n} source row{} rejected; see import/rejects/ in the run folder", if n == 1 { " was" } else { "s were" });
+    }
+    for sk in &report.skipped {
+        eprintln!("mysql2ddb import: skipped table {}: {}", sk.table, sk.reason);
+    }
+    Ok(if !report.skipped.is_empty() {
+        ExitCode::Skipped
+    } else if report.rejected_rows > 0 {
+        ExitCode::Rejects
+    } else {
+        ExitCode::Success
+    })
 }
 
-fn run_estimate(args: &mysql2ddb::cli::EstimateArgs) -> ExitCode {
-    let (settings, region) = match mysql2ddb::settings::estimate_settings(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mysql2ddb estimate: {e}");
-            return ExitCode::Usage;
-        }
-    };
-    let prices = match &args.prices {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("mysql2ddb estimate: {}: {e}", p.display());
-                return ExitCode::Usage;
-            }
-        },
-        None => None,
-    };
-    match mysql2ddb::estimate::run(&settings, &args.wcu, &region, prices.as_deref(), args.hot_keys) {
-        Ok(report) => {
-            print!("{}", mysql2ddb::estimate::render(&report));
-            ExitCode::Success
-        }
-        Err(e) => {
-            eprintln!("mysql2ddb estimate: {e}");
-            ExitCode::Failure
-        }
-    }
+fn run_estimate(args: &mysql2ddb::cli::EstimateArgs) -> Result<ExitCode, Error> {
+    let report = mysql2ddb::estimate::run(&settings::estimate_settings(args)?)?;
+    print!("{}", mysql2ddb::estimate::render(&report));
+    Ok(ExitCode::Success)
 }
 
-fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> ExitCode {
-    let settings = match mysql2ddb::settings::verify_settings(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mysql2ddb verify: {e}");
-            return ExitCode::Usage;
-        }
-    };
-    let sample = match args.sample.as_deref().map(mysql2ddb::verify::parse_sample).transpose() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mysql2ddb verify: {e}");
-            return ExitCode::Usage;
-        }
-    };
-    let options = mysql2ddb::verify::VerifyOptions { keep: args.examples, against_source: args.against_source.clone(), sample };
-    match mysql2ddb::verify::run(&settings, &options) {
-        Ok(report) => {
-            for t in &report.tables {
-                let rejected = if t.rejected_rows > 0 { format!("; {} source rows rejected by the mapping", t.rejected_rows) } else { String::new() };
-                println!(
-                    "table {}: {} items expected, {} found; {} missing, {} extra, {} differing{rejected}",
-                    t.table, t.expected_items, t.actual_items, t.missing, t.extra, t.differing
-                );
-                for d in &t.examples {
-                    let attr = d.attribute.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
-                    let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-                    println!("  {} {}{attr}: expected {}, found {}", d.key, d.kind, show(&d.expected), show(&d.actual));
-                }
-            }
-            match report.sample {
-                Some(f) => println!("{} differences in a {:.2}% sample (read by key; extra items are not looked for)", report.differences, f * 100.0),
-                None => println!("{} differences", report.differences),
-            }
-            if report.rejected_rows > 0 || report.rejected_changes > 0 {
-                println!(
-                    "not in DynamoDB although in the source: {} rows the mapping rejects (import/rejects/ in the run folder) and {} changes cdc apply rejected (cdc/rejects.jsonl)",
-                    report.rejected_rows, report.rejected_changes
-                );
-            }
-            match (report.differences, report.rejected_rows + report.rejected_changes) {
-                (0, 0) => ExitCode::Success,
-                (0, _) => ExitCode::Rejects,
-                _ => ExitCode::Differences,
-            }
-        }
-        Err(e) => {
-            eprintln!("mysql2ddb verify: {e}");
-            ExitCode::Failure
+fn run_verify(args: &mysql2ddb::cli::VerifyArgs) -> Result<ExitCode, Error> {
+    let report = mysql2ddb::verify::run(&settings::verify_settings(args)?)?;
+    for t in &report.tables {
+        let rejected = if t.rejected_rows > 0 { format!("; {} source rows rejected by the mapping", t.rejected_rows) } else { String::new() };
+        println!("table {}: {} items expected, {} found; {} missing, {} extra, {} differing{rejected}", t.table, t.expected_items, t.actual_items, t.missing, t.extra, t.differing);
+        for d in &t.examples {
+            let attr = d.attribute.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+            let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            println!("  {} {}{attr}: expected {}, found {}", d.key, d.kind, show(&d.expected), show(&d.actual));
         }
     }
-}
-
-fn run_bench(args: &mysql2ddb::cli::BenchArgs) -> ExitCode {
-    let settings = match mysql2ddb::settings::bench_settings(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mysql2ddb bench: {e}");
-            return ExitCode::Usage;
-        }
-    };
-    match mysql2ddb::bench::run(&settings) {
-        Ok(report) => {
-            print!("{}", mysql2ddb::bench::render(&report));
-            println!("wrote bench.json, bench-summary.csv, bench-timeline.csv, bench.png and bench.svg to {}", settings.out.display());
-            ExitCode::Success
-        }
-        Err(e) => {
-            eprintln!("mysql2ddb bench: {e}");
-            ExitCode::Failure
-        }
+    match report.sample {
+        Some(f) => println!("{} differences in a {:.2}% sample (read by key; extra items are not looked for)", report.differences, f * 100.0),
+        None => println!("{} differences", report.differences),
     }
+    if report.rejected_rows > 0 || report.rejected_changes > 0 {
+        println!(
+            "not in DynamoDB although in the source: {} rows the mapping rejects (import/rejects/ in the run folder) and {} changes cdc apply rejected (cdc/rejects.jsonl)",
+            report.rejected_rows, report.rejected_changes
+        );
+    }
+    Ok(match (report.differences, report.rejected_rows + report.rejected_changes) {
+        (0, 0) => ExitCode::Success,
+        (0, _) => ExitCode::Rejects,
+        _ => ExitCode::Differences,
+    })
 }
 
-fn run_cdc(args: &mysql2ddb::cli::cdc::CdcArgs) -> ExitCode {
+fn run_bench(args: &mysql2ddb::cli::BenchArgs) -> Result<ExitCode, Error> {
+    let settings = settings::bench_settings(args)?;
+    let report = mysql2ddb::bench::run(&settings)?;
+    print!("{}", mysql2ddb::bench::render(&report));
+    println!("wrote bench.json, bench-summary.csv, bench-timeline.csv, bench.png and bench.svg to {}", settings.out.display());
+    Ok(ExitCode::Success)
+}
+
+fn run_cdc(args: &mysql2ddb::cli::cdc::CdcArgs) -> Result<ExitCode, Error> {
     use mysql2ddb::cdc;
     use mysql2ddb::cli::cdc::CdcCommand;
     use mysql2ddb::settings::cdc as resolve;
-    let fail = |what: &str, e: String, code: ExitCode| {
-        eprintln!("mysql2ddb cdc {what}: {e}");
-        code
-    };
     match &args.command {
         CdcCommand::Capture(a) => {
-            let s = match resolve::capture_settings(a) {
-                Ok(s) => s,
-                Err(e) => return fail("capture", e.to_string(), ExitCode::Usage),
-            };
-            match cdc::capture::run(&s) {
-                Ok(st) => {
-                    println!("captured to {}:{}: {} changes in {} segments", st.next.file, st.next.position, st.changes, st.segments.len());
-                    ExitCode::Success
-                }
-                Err(e) => fail("capture", e.to_string(), ExitCode::Failure),
-            }
+            let st = cdc::capture::run(&resolve::capture_settings(a)?)?;
+            println!("captured to {}:{}: {} changes in {} segments", st.next.file, st.next.position, st.changes, st.segments.len());
+            Ok(ExitCode::Success)
         }
         CdcCommand::Apply(a) => {
-            let s = match resolve::apply_settings(a) {
-                Ok(s) => s,
-                Err(e) => return fail("apply", e.to_string(), ExitCode::Usage),
-            };
-            match cdc::apply::run(&s) {
-                Ok(st) => {
-                    println!("applied {} changes ({} segments), last at {}; {} rejected", st.changes, st.segments, st.last_at.as_deref().unwrap_or("-"), st.rejected);
-                    if st.rejected > 0 { ExitCode::Rejects } else { ExitCode::Success }
-                }
-                Err(e) => fail("apply", e.to_string(), ExitCode::Failure),
-            }
+            let st = cdc::apply::run(&resolve::apply_settings(a)?)?;
+            println!("applied {} changes ({} segments), last at {}; {} rejected", st.changes, st.segments, st.last_at.as_deref().unwrap_or("-"), st.rejected);
+            Ok(if st.rejected > 0 { ExitCode::Rejects } else { ExitCode::Success })
         }
         CdcCommand::Status(a) => {
-            let (run, src) = match resolve::status_settings(a) {
-                Ok(v) => v,
-                Err(e) => return fail("status", e.to_string(), ExitCode::Usage),
-            };
-            match cdc::status(&run, src.as_ref()) {
-                Ok(st) if a.json => {
-                    println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
-                    ExitCode::Success
-                }
-                Ok(st) => {
-                    if let Some(s) = &st.source_at {
-                        println!("source binlog end:  {s}");
-                    }
-                    println!("captured to:        {} ({} changes, {} segments)", st.captured_to, st.captured_changes, st.segments);
-                    println!("applied to:         {} ({} changes, {} segments, {} rejected)", st.applied_to.as_deref().unwrap_or("-"), st.applied_changes, st.applied_segments, st.rejected);
-                    println!("behind:             {} changes, lag {} s", st.behind_changes, st.lag_seconds);
-                    ExitCode::Success
-                }
-                Err(e) => fail("status", e.to_string(), ExitCode::Failure),
+            let (run, src) = resolve::status_settings(a)?;
+            let st = cdc::status(&run, src.as_ref())?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
+                return Ok(ExitCode::Success);
             }
+            if let Some(s) = &st.source_at {
+                println!("source binlog end:  {s}");
+            }
+            println!("captured to:        {} ({} changes, {} segments)", st.captured_to, st.captured_changes, st.segments);
+            println!("applied to:         {} ({} changes, {} segments, {} rejected)", st.applied_to.as_deref().unwrap_or("-"), st.applied_changes, st.applied_segments, st.rejected);
+            println!("behind:             {} changes, lag {} s", st.behind_changes, st.lag_seconds);
+            Ok(ExitCode::Success)
         }
         CdcCommand::Cutover(a) => {
-            let s = match resolve::cutover_settings(a) {
-                Ok(s) => s,
-                Err(e) => return fail("cutover", e.to_string(), ExitCode::Usage),
-            };
-            match cdc::cutover(&s.run, &s.source, s.max_lag, s.stop, s.timeout) {
-                Ok(c) => {
-                    println!("caught up at {} after a {:.2} s write pause: switch the application to DynamoDB now", c.final_at, c.pause_seconds);
-                    ExitCode::Success
-                }
-                Err(e) => fail("cutover", e.to_string(), ExitCode::Failure),
-            }
+            let s = resolve::cutover_settings(a)?;
+            let c = cdc::cutover(&s.run, &s.source, s.max_lag, s.stop, s.timeout)?;
+            println!("caught up at {} after a {:.2} s write pause: switch the application to DynamoDB now", c.final_at, c.pause_seconds);
+            Ok(ExitCode::Success)
         }
     }
 }

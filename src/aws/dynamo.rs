@@ -31,17 +31,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = err.code().unwrap_or("");
-    let hint = match code {
-        "ResourceNotFoundException" => "the table does not exist at this endpoint and region (check AWS_REGION / --endpoint, and that the import ran there)".to_string(),
-        "AccessDeniedException" => "access denied (check the IAM permissions of the credentials in use)".into(),
-        "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" => {
-            super::CREDENTIALS_REFUSED.into()
-        }
-        "" => super::unanswered("DynamoDB", "AWS_ENDPOINT_URL_DYNAMODB", err),
-        other => format!("{other}: {}", err.message().unwrap_or("")),
-    };
-    format!("{what}: {hint}")
+    const HINTS: &[(&[&str], &str)] = &[
+        (&["ResourceNotFoundException"], "the table does not exist at this endpoint and region (check AWS_REGION / --endpoint, and that the import ran there)"),
+        (&["AccessDeniedException"], "access denied (check the IAM permissions of the credentials in use)"),
+        (&["UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException"], super::CREDENTIALS_REFUSED),
+    ];
+    super::describe(what, err, ("DynamoDB", "AWS_ENDPOINT_URL_DYNAMODB"), HINTS)
 }
 
 use aws_sdk_dynamodb::primitives::Blob;

@@ -57,6 +57,24 @@ where
     }
 }
 
+/// An AWS failure in words a user can act on: `hints` maps error codes to advice; a request
+/// that got no answer is described by `unanswered`; any other code is given with its message.
+/// `what` names the call, table, bucket or object; `service` is (name, endpoint variable).
+pub fn describe<E, R>(what: &str, err: &aws_sdk_dynamodb::error::SdkError<E, R>, service: (&str, &str), hints: &[(&[&str], &str)]) -> String
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let code = err.code().unwrap_or("");
+    let hint = match hints.iter().find(|(codes, _)| codes.contains(&code)) {
+        Some((_, advice)) => advice.to_string(),
+        None if code.is_empty() => unanswered(service.0, service.1, err),
+        None => format!("{code}: {}", err.message().unwrap_or("")),
+    };
+    format!("{what}: {hint}")
+}
+
 /// Whether an SDK failure's full text says the credential chain came up empty (the SDK reports
 /// it as a dispatch failure, like an unreachable endpoint).
 pub fn no_credentials(error_text: &str) -> bool {

@@ -47,19 +47,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = err.code().unwrap_or("");
-    let hint = match code {
-        "NoSuchBucket" => "the bucket does not exist".to_string(),
-        "AccessDenied" | "AllAccessDisabled" => "access denied (check the bucket policy and the IAM permissions of the credentials in use)".into(),
-        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken" => {
-            super::CREDENTIALS_REFUSED.into()
-        }
-        "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => {
-            "the bucket is in another region (set AWS_REGION or --region to the bucket's region)".into()
-        }
-        "BadDigest" | "XAmzContentSHA256Mismatch" => "S3 rejected the body: its SHA-256 does not match (corrupted in transit)".into(),
-        "" => super::unanswered("S3", "AWS_ENDPOINT_URL_S3", err),
-        other => format!("{other}: {}", err.message().unwrap_or("")),
-    };
-    format!("{what}: {hint}")
+    const HINTS: &[(&[&str], &str)] = &[
+        (&["NoSuchBucket"], "the bucket does not exist"),
+        (&["AccessDenied", "AllAccessDisabled"], "access denied (check the bucket policy and the IAM permissions of the credentials in use)"),
+        (&["InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"], super::CREDENTIALS_REFUSED),
+        (&["PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"], "the bucket is in another region (set AWS_REGION or --region to the bucket's region)"),
+        (&["BadDigest", "XAmzContentSHA256Mismatch"], "S3 rejected the body: its SHA-256 does not match (corrupted in transit)"),
+    ];
+    super::describe(what, err, ("S3", "AWS_ENDPOINT_URL_S3"), HINTS)
 }

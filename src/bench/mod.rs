@@ -23,7 +23,8 @@ use crate::import::report::percentile;
 use crate::transform::state::{target_dir, ImportState, TargetState};
 use crate::import::tables::{drop_table, prepare, Billing, TableOptions, TablePrep};
 use crate::import::writer::{WriteStats, Writer};
-use crate::import::{ImportError, ImportSettings};
+use crate::sync::RunSource;
+use crate::transform::TransformSettings;
 use crate::mapping::compile::TargetTable;
 use crate::progress::Progress;
 use crate::proxy::{Proxy, ProxyConfig};
@@ -31,7 +32,8 @@ use crate::proxy::{Proxy, ProxyConfig};
 /// Read capacity of the benchmark's provisioned tables (they are only written).
 const BENCH_TABLE_RCU: i64 = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ProxyMode {
     /// Through the proxy when the DynamoDB endpoint is on loopback (a local server).
     #[default]
@@ -40,10 +42,44 @@ pub enum ProxyMode {
     Off,
 }
 
+crate::choices!(ProxyMode { "auto" => ProxyMode::Auto, "on" => ProxyMode::On, "off" => ProxyMode::Off });
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Run(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Transform(#[from] crate::transform::TransformError),
+    #[error(transparent)]
+    Write(#[from] crate::import::writer::WriteError),
+    #[error("--table {table}: the mapping has no such target table (it has: {})", have.join(", "))]
+    NoSuchTarget { table: String, have: Vec<String> },
+    #[error("the mapping selects no table")]
+    NoTarget,
+    #[error("table {table}: no items to write")]
+    NoItems { table: String },
+    #[error("--proxy on: the proxy fronts a local server; set --endpoint http://127.0.0.1:PORT")]
+    ProxyNeedsLoopback,
+    #[error("table {table}: {reason}")]
+    Table { table: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the capacity proxy: {0}")]
+    Proxy(String),
+    #[error("the async runtime: {0}")]
+    Runtime(String),
+    #[error("drawing the chart: {0}")]
+    Chart(String),
+}
+
+/// What `bench` runs from (`settings::bench_settings`).
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
-    /// Where the run and mapping come from, and the DynamoDB client options.
-    pub import: ImportSettings,
+    pub run: RunSource,
+    pub transform: TransformSettings,
+    pub dynamo: DynamoOptions,
+    /// BatchWriteItem calls in flight.
+    pub concurrency: usize,
     pub wcu: Vec<f64>,
     pub out: PathBuf,
     /// Source rows the projection is for.
@@ -54,6 +90,7 @@ pub struct BenchSettings {
     pub table: Option<String>,
     pub proxy: ProxyMode,
     pub keep_tables: bool,
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,8 +141,8 @@ pub struct BenchReport {
     pub settings: Vec<SettingResult>,
 }
 
-fn err(e: impl std::fmt::Display) -> ImportError {
-    ImportError::Io(e.to_string())
+fn proxy_err(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Proxy(e.to_string())
 }
 
 /// The DynamoDB endpoint the client will use: --endpoint, else the AWS endpoint variables.
@@ -121,51 +158,48 @@ fn loopback(endpoint: &str) -> Option<String> {
     local.then(|| format!("{host}:{}", u.port_or_known_default().unwrap_or(80)))
 }
 
-fn pick_target<'a>(state: &'a ImportState, name: Option<&str>) -> Result<&'a TargetState, ImportError> {
+fn pick_target<'a>(state: &'a ImportState, name: Option<&str>) -> Result<&'a TargetState, BenchError> {
     match name {
         Some(n) => state.targets.iter().find(|t| t.table.name == n).ok_or_else(|| {
             let have: Vec<&str> = state.targets.iter().map(|t| t.table.name.as_str()).collect();
-            ImportError::Input(format!("--table {n}: the mapping has no such target table (it has: {})", have.join(", ")))
+            BenchError::NoSuchTarget { table: n.to_string(), have: have.iter().map(|h| h.to_string()).collect() }
         }),
-        None => state.targets.iter().max_by_key(|t| t.wcu()).ok_or_else(|| ImportError::Input("the mapping selects no table".into())),
+        None => state.targets.iter().max_by_key(|t| t.wcu()).ok_or(BenchError::NoTarget),
     }
 }
 
 /// Runs the benchmark; writes bench.json, bench-summary.csv, bench-timeline.csv, bench.png and
 /// bench.svg into `out`.
-pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
-    if s.wcu.is_empty() || s.wcu.iter().any(|w| w.is_nan() || *w <= 0.0) {
-        return Err(ImportError::Input("--wcu: give one or more rates above 0, e.g. 500,1000,2000".into()));
-    }
-    std::fs::create_dir_all(&s.out).map_err(|e| ImportError::Io(format!("{}: {e}", s.out.display())))?;
+pub fn run(s: &BenchSettings) -> Result<BenchReport, BenchError> {
+    std::fs::create_dir_all(&s.out).map_err(|source| BenchError::Io { path: s.out.clone(), source })?;
     let started_at = crate::manifest::now_rfc3339();
-    let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync)?;
+    let run = s.run.local()?;
     let work = crate::transform::state::dry_run_dir(&run, "bench");
-    let state = crate::transform::transform(&run, &work, &s.import.transform)?.state;
+    let state = crate::transform::transform(&run, &work, &s.transform)?.state;
     let target = pick_target(&state, s.table.as_deref())?;
     let source_rows: u64 = state.targets.iter().map(|t| t.source_rows).sum();
     let wcu_all: u64 = state.targets.iter().map(|t| t.wcu()).sum();
     let wcu_per_row = wcu_all as f64 / source_rows.max(1) as f64;
     if target.items() == 0 {
-        return Err(ImportError::Input(format!("table {}: no items to write", target.table.name)));
+        return Err(BenchError::NoItems { table: target.table.name.clone() });
     }
     let names: Vec<String> = s.wcu.iter().map(|w| format!("{}-bench-{}", target.table.name, *w as u64)).collect();
-    let ep = endpoint(&s.import.dynamo);
+    let ep = endpoint(&s.dynamo);
     let upstream = match s.proxy {
         ProxyMode::Off => None,
         ProxyMode::Auto => ep.as_deref().and_then(loopback),
-        ProxyMode::On => Some(ep.as_deref().and_then(loopback).ok_or_else(|| ImportError::Input("--proxy on: the proxy fronts a local server; set --endpoint http://127.0.0.1:PORT".into()))?),
+        ProxyMode::On => Some(ep.as_deref().and_then(loopback).ok_or(BenchError::ProxyNeedsLoopback)?),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| BenchError::Runtime(e.to_string()))?;
     let mut results = Vec::new();
     rt.block_on(async {
-        let mut dynamo = s.import.dynamo.clone();
+        let mut dynamo = s.dynamo.clone();
         if let Some(up) = &upstream {
             let table_wcu: HashMap<String, u64> = names.iter().zip(&s.wcu).map(|(n, w)| (n.clone(), w.ceil() as u64)).collect();
             let cfg = ProxyConfig { upstream: up.clone(), wcu: u64::MAX / 4, table_wcu, throttle_probability: 0.0, log: None, respell_unprocessed: false };
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
-            dynamo.endpoint = Some(format!("http://{}", listener.local_addr().map_err(err)?));
-            tokio::spawn(Proxy::new(cfg).map_err(err)?.serve(listener));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(proxy_err)?;
+            dynamo.endpoint = Some(format!("http://{}", listener.local_addr().map_err(proxy_err)?));
+            tokio::spawn(Proxy::new(cfg).map_err(proxy_err)?.serve(listener));
             tracing::info!("writing through the capacity proxy in front of {up}: each table's capacity is its setting");
         }
         let client = build(&dynamo).await;
@@ -173,7 +207,7 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
         for (rate, name) in s.wcu.iter().zip(&names) {
             let table = TargetTable { name: name.clone(), ..target.table.clone() };
             let opts = TableOptions { create: true, billing: Billing::Provisioned, provisioned_wcu: rate.ceil() as i64, provisioned_rcu: BENCH_TABLE_RCU, prep: TablePrep::DropAndCreate };
-            prepare(&control, &table, &opts, true).await.map_err(|reason| ImportError::Table { table: name.clone(), reason })?;
+            prepare(&control, &table, &opts, true).await.map_err(|reason| BenchError::Table { table: name.clone(), reason })?;
             let r = one_setting(s, &work, target, &client, name, *rate, wcu_per_row).await;
             if !s.keep_tables {
                 if let Err(e) = drop_table(&control, name).await {
@@ -184,10 +218,10 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
             tracing::info!(table = %name, "{:.0} WCU/s target: {:.0} achieved ({:.1} %), {:.0} items/s, {} throttles, p99 {} ms", rate, r.achieved_wcu_per_s, r.achieved_ratio * 100.0, r.items_per_s, r.throttles, r.latency_ms_p99);
             results.push(r);
         }
-        Ok::<(), ImportError>(())
+        Ok::<(), BenchError>(())
     })?;
     let report = BenchReport {
-        from: s.import.from.clone(),
+        from: s.run.from.clone(),
         started_at,
         table: target.table.name.clone(),
         through_proxy: upstream.is_some(),
@@ -202,7 +236,7 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, ImportError> {
     Ok(report)
 }
 
-async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, client: &aws_sdk_dynamodb::Client, name: &str, rate: f64, wcu_per_row: f64) -> Result<SettingResult, ImportError> {
+async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, client: &aws_sdk_dynamodb::Client, name: &str, rate: f64, wcu_per_row: f64) -> Result<SettingResult, BenchError> {
     let stats = Arc::new(WriteStats::default());
     let writer = Writer {
         client: client.clone(),
@@ -210,11 +244,11 @@ async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, clien
         key_names: target.table.key_names(),
         pacer: Arc::new(Pacer::new(Some(rate))),
         stats: stats.clone(),
-        concurrency: s.import.concurrency.max(1),
+        concurrency: s.concurrency.max(1),
         deadline: Some(Instant::now() + Duration::from_secs_f64(s.seconds)),
         cycle: true,
     };
-    let progress = Progress::items("bench", s.import.quiet);
+    let progress = Progress::items("bench", s.quiet);
     let bar = progress.add_table(format!("{name} at {rate:.0} WCU/s"), (rate * s.seconds / (target.wcu() as f64 / target.items() as f64)) as u64, 0);
     let t0 = Instant::now();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -252,7 +286,7 @@ async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, clien
     let took = t0.elapsed().as_secs_f64().max(0.001);
     progress.finish();
     let _ = stop_tx.send(());
-    let timeline = sampler.await.map_err(err)?;
+    let timeline = sampler.await.map_err(|e| BenchError::Runtime(e.to_string()))?;
     let mut lat = stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_unstable();
     let consumed = stats.consumed_milli.load(Ordering::Relaxed) as f64 / 1000.0;
@@ -277,8 +311,8 @@ async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, clien
     })
 }
 
-fn write_outputs(r: &BenchReport, out: &Path) -> Result<(), ImportError> {
-    let w = |name: &str, bytes: &[u8]| crate::run_folder::write_atomically(&out.join(name), bytes).map_err(|e| ImportError::Io(format!("{}: {e}", out.join(name).display())));
+fn write_outputs(r: &BenchReport, out: &Path) -> Result<(), BenchError> {
+    let w = |name: &str, bytes: &[u8]| crate::run_folder::write_atomically(&out.join(name), bytes).map_err(|source| BenchError::Io { path: out.join(name), source });
     w("bench.json", &serde_json::to_vec_pretty(r).expect("report serializes"))?;
     let mut summary = String::from("target_wcu,achieved_wcu_per_s,achieved_ratio,items_per_s,seconds,items,wcu_consumed,throttles,retries,latency_ms_p50,latency_ms_p99,projected_rows,projected_hours\n");
     let mut timeline = String::from("target_wcu,second,wcu_per_s,items_per_s,throttles,retries\n");
@@ -293,7 +327,7 @@ fn write_outputs(r: &BenchReport, out: &Path) -> Result<(), ImportError> {
     }
     w("bench-summary.csv", summary.as_bytes())?;
     w("bench-timeline.csv", timeline.as_bytes())?;
-    chart::draw(r, &out.join("bench.png"), &out.join("bench.svg")).map_err(|e| ImportError::Io(format!("drawing the chart: {e}")))
+    chart::draw(r, &out.join("bench.png"), &out.join("bench.svg")).map_err(|e| BenchError::Chart(e.to_string()))
 }
 
 /// One line per setting, for the terminal.

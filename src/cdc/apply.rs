@@ -27,7 +27,7 @@ use crate::aws::retry::{self, Backoff, Failed, Failure};
 use crate::aws::dynamo::{describe, item_to_sdk, to_sdk};
 use crate::aws::pacing::Pacer;
 use crate::import::writer::MAX_BATCH_ITEMS;
-use crate::import::ImportSettings;
+
 use crate::manifest::Manifest;
 use crate::value::attr::{encode_attr, item_wcu, Attr, Item};
 use crate::mapping::compile::{Body, Fragment, MappingPlan, TargetTable};
@@ -41,13 +41,17 @@ pub const LOG_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct ApplySettings {
-    pub import: ImportSettings,
+    pub run: crate::sync::RunSource,
+    /// How rows become items: must be the import's.
+    pub transform: crate::transform::TransformSettings,
+    pub dynamo: crate::aws::dynamo::DynamoOptions,
     /// Keep applying new segments as capture stages them (else stop when all are applied).
     pub follow: bool,
     /// Calls in flight (BatchWriteItem of puts and deletes, or single updates).
     pub concurrency: usize,
     /// WCU/s budget; None = unpaced.
     pub wcu: Option<f64>,
+    pub quiet: bool,
 }
 
 /// What one grouped row owns in its item.
@@ -502,15 +506,15 @@ async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(u
 /// Reads a staged segment, checking it against the SHA-256 capture recorded.
 pub fn read_segment(run: &Path, info: &super::state::SegmentInfo) -> Result<Vec<Change>, CdcError> {
     let path = segment_path(run, info.index);
-    let bytes = std::fs::read(&path).map_err(|e| CdcError::Io(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(&path).map_err(|e| CdcError::io(&path, e))?;
     if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
-        return Err(CdcError::Io(format!("{}: the segment does not match its SHA-256 in capture.json (damaged); nothing after it was applied", path.display())));
+        return Err(CdcError::Damaged { path, reason: "the segment does not match its SHA-256 in capture.json; nothing after it was applied".into() });
     }
     bytes
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_slice(l).map_err(|e| CdcError::Io(format!("{}: line {}: {e}", path.display(), i + 1))))
+        .map(|(i, l)| serde_json::from_slice(l).map_err(|e| CdcError::Damaged { path: path.clone(), reason: format!("line {}: {e}", i + 1) }))
         .collect()
 }
 
@@ -529,22 +533,22 @@ fn reject(manifest: &Manifest, c: &Change, reason: &str) -> serde_json::Value {
 /// The import must be finished first: its snapshot rows would overwrite newer changes. Returns
 /// its generation.
 fn check_import_done(run: &Path) -> Result<u64, CdcError> {
-    let st = crate::transform::state::ImportState::load(&crate::transform::state::work_dir(run)).ok_or_else(|| CdcError::Input("no import of this run yet: run the import first (apply writes the changes made after its snapshot)".into()))?;
+    let st = crate::transform::state::ImportState::load(&crate::transform::state::work_dir(run)).ok_or(CdcError::NoImport)?;
     let buckets: Vec<_> = st.targets.iter().flat_map(|t| &t.buckets).collect();
     let written = buckets.iter().filter(|b| b.written).count();
     if !st.grouped || written < buckets.len() {
-        return Err(CdcError::Input(format!("the import of this run has not finished ({written} of {} buckets written): finish it first, or its rows would overwrite newer changes", buckets.len())));
+        return Err(CdcError::ImportUnfinished { written, total: buckets.len() });
     }
     Ok(st.generation)
 }
 
 /// Applies staged changes until all are applied (or forever with `follow`).
 pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
-    let run = crate::import::local_run(&s.import.from, s.import.spool.as_deref(), &s.import.sync).map_err(|e| CdcError::Input(e.to_string()))?;
+    let run = s.run.local()?;
     let generation = check_import_done(&run)?;
-    let (manifest, plan, _) = crate::transform::load_plan(&run, s.import.transform.mapping.as_deref(), &s.import.transform.convert, &s.import.transform.auto).map_err(|e| CdcError::Input(e.to_string()))?;
+    let (manifest, plan, _) = crate::transform::load_plan(&run, s.transform.mapping.as_deref(), &s.transform.convert, &s.transform.auto)?;
     if let Some(why) = plan.shared_part(&manifest.tables) {
-        return Err(CdcError::Input(why));
+        return Err(CdcError::Unsupported(why));
     }
     let mut state = ApplyState::load(&run)?.unwrap_or_default();
     let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
@@ -559,15 +563,15 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         // Else stored with the first checkpoint (capture may not have made cdc/ yet).
         state.import_generation = Some(generation);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| CdcError::Io(e.to_string()))?;
-    let client = rt.block_on(crate::aws::dynamo::build(&s.import.dynamo));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CdcError::Runtime)?;
+    let client = rt.block_on(crate::aws::dynamo::build(&s.dynamo));
     let pacer = Pacer::new(s.wcu);
     let stats = Arc::new(Stats::default());
     let mut last_log = Instant::now();
     let mut window = (state.changes, 0u64); // changes and WCU (× 1000) at the last log line
     // Catching up (not following): a bar over the changes staged when apply started.
     let progress = (!s.follow).then(|| {
-        let p = crate::progress::Progress::changes("cdc apply", s.import.quiet);
+        let p = crate::progress::Progress::changes("cdc apply", s.quiet);
         let staged = CaptureState::load(&run).ok().flatten().map(|c| c.changes).unwrap_or(0);
         let bar = p.add_table("staged changes".into(), staged, state.changes);
         (p, bar)
@@ -588,7 +592,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         let mut writes = Vec::new();
         let mut rejects = Vec::new();
         for (i, c) in changes.iter().enumerate().take(upto).skip(skip) {
-            let (w, refused) = writes_for(&manifest, &plan, c, &s.import.transform.convert);
+            let (w, refused) = writes_for(&manifest, &plan, c, &s.transform.convert);
             writes.extend(w.into_iter().map(|w| (i, w)));
             if !refused.is_empty() {
                 rejects.push(reject(&manifest, c, &refused.join("; ")));
@@ -600,11 +604,11 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         }
         if !rejects.is_empty() {
             use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&rejects_path).map_err(|e| CdcError::Io(format!("{}: {e}", rejects_path.display())))?;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&rejects_path).map_err(|e| CdcError::io(&rejects_path, e))?;
             for r in &rejects {
-                writeln!(f, "{r}").map_err(|e| CdcError::Io(e.to_string()))?;
+                writeln!(f, "{r}").map_err(|e| CdcError::io(&rejects_path, e))?;
             }
-            f.sync_all().map_err(|e| CdcError::Io(format!("{}: {e}", rejects_path.display())))?;
+            f.sync_all().map_err(|e| CdcError::io(&rejects_path, e))?;
             state.rejected += rejects.len() as u64;
         }
         if let Some(last) = changes[skip..upto].last() {
@@ -630,7 +634,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
             p.advance(*bar, (upto - skip) as u64, 0);
             p.set_status(format!("{} WCU sent, {} throttles", stats.wcu_milli.load(Ordering::Relaxed) / 1000, stats.throttles.load(Ordering::Relaxed)));
         }
-        if s.follow && last_log.elapsed() > LOG_EVERY && !s.import.quiet {
+        if s.follow && last_log.elapsed() > LOG_EVERY && !s.quiet {
             let behind = capture.changes.saturating_sub(state.changes);
             let lag = state.last_ts.map(|t| crate::cdc::now_unix().saturating_sub(t as u64)).unwrap_or(0);
             let secs = last_log.elapsed().as_secs_f64().max(0.001);

@@ -104,7 +104,7 @@ impl Stager<'_> {
                 bytes.push(b'\n');
             }
             let tmp = path.with_extension("jsonl.tmp");
-            let io = |e: std::io::Error| CdcError::Io(format!("{}: {e}", path.display()));
+            let io = |e: std::io::Error| CdcError::io(&path, e);
             {
                 let mut f = std::fs::File::create(&tmp).map_err(io)?;
                 f.write_all(&bytes).map_err(io)?;
@@ -130,27 +130,21 @@ impl Stager<'_> {
 
 /// Runs the capture until the binlog's end (`follow` off) or forever.
 pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
-    let manifest = Manifest::load(&s.run)
-        .map_err(|e| CdcError::Input(e.to_string()))?
-        .ok_or_else(|| CdcError::Input(format!("{}: no manifest.json (is this a run folder written by export?)", s.run.display())))?;
-    let began_at = manifest.replay_from.clone().ok_or_else(|| {
-        CdcError::Input("the export recorded no binlog position (binlog off, or --consistency none); capture needs one: enable the binlog and export again".into())
-    })?;
+    let manifest = Manifest::load(&s.run)?.ok_or_else(|| CdcError::NoManifest { run: s.run.clone() })?;
+    let began_at = manifest.replay_from.clone().ok_or(CdcError::NoPosition)?;
     let start = match CaptureState::load(&s.run)? {
         Some(st) if st.began_at == began_at => st,
         Some(st) => {
-            return Err(CdcError::Input(format!(
-                "{}: holds changes captured for an earlier export of this folder (from {}:{}; the manifest now starts at {}:{}); delete that folder to capture for this export",
-                cdc_dir(&s.run).display(),
-                st.began_at.file,
-                st.began_at.position,
-                began_at.file,
-                began_at.position
-            )))
+            return Err(CdcError::EarlierExport {
+                cdc: cdc_dir(&s.run),
+                earlier: format!("{}:{}", st.began_at.file, st.began_at.position),
+                now: format!("{}:{}", began_at.file, began_at.position),
+            })
         }
         None => CaptureState { began_at: began_at.clone(), next: began_at, ..Default::default() },
     };
-    std::fs::create_dir_all(cdc_dir(&s.run).join("segments")).map_err(|e| CdcError::Io(e.to_string()))?;
+    let segments = cdc_dir(&s.run).join("segments");
+    std::fs::create_dir_all(&segments).map_err(|e| CdcError::io(&segments, e))?;
     // Segments written after the last recorded one were never acknowledged: drop them.
     let mut extra = start.segments.len() as u64 + 1;
     while segment_path(&s.run, extra).exists() {
@@ -159,14 +153,14 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     }
     let tables: HashMap<(String, String), usize> = manifest.tables.iter().enumerate().map(|(i, t)| ((t.schema.database.clone(), t.schema.table.clone()), i)).collect();
     if let Some(why) = manifest.tables.iter().find_map(|t| undecodable_charset(&t.schema)) {
-        return Err(CdcError::Input(why));
+        return Err(CdcError::Unsupported(why));
     }
 
-    let mut conn = s.source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
+    let mut conn = s.source.connect()?;
     super::check::check_server(&mut conn, &start.next)?;
     start.store(&s.run)?; // status can report from the first moment
     for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
-        conn.query_drop(q).map_err(|e| CdcError::Source(format!("{q}: {e}")))?;
+        conn.query_drop(q).map_err(|e| CdcError::source(q, e))?;
     }
     tracing::info!("capturing from {}:{} (server id {})", start.next.file, start.next.position, s.server_id);
     let mut req = BinlogRequest::new(s.server_id).with_filename(start.next.file.as_bytes().to_vec()).with_pos(start.next.position);
@@ -175,26 +169,26 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     }
     let start_file = start.next.file.clone();
     let mut seen_format = false;
-    let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::Source(format!("binlog dump from {}:{}: {e}", start.next.file, start.next.position)))?;
+    let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {}:{}", start.next.file, start.next.position), e))?;
     let mut tracker = Tracker::new(start.next.file.clone(), start.next.gtid.clone(), start.prepared_xa.clone());
     let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), committed: None, last_flush: Instant::now() };
     let (mut last_log, mut logged) = (Instant::now(), st.state.changes);
     while let Some(ev) = stream.next() {
-        let ev = ev.map_err(|e| CdcError::Source(format!("reading the binlog after {}: {e}", tracker.file())))?;
+        let ev = ev.map_err(|e| CdcError::Binlog { at: format!("after {}", tracker.file()), reason: e.to_string() })?;
         let (log_pos, ts) = (ev.header().log_pos() as u64, ev.header().timestamp());
         let raw_type = ev.header().event_type_raw();
         let file = tracker.file().to_string();
         if MARIADB_COMPRESSED.contains(&raw_type) {
-            return Err(CdcError::Settings(format!(
+            return Err(CdcError::Settings(vec![format!(
                 "a compressed binlog event (type {raw_type}) at {file}:{log_pos}: its rows cannot be read. SET GLOBAL log_bin_compress = OFF (and in my.cnf), then export again: changes logged compressed are lost to capture"
-            )));
+            )]));
         }
         let step = match raw_type {
             GTID_MYSQL | ANONYMOUS_GTID_MYSQL => Step::Gtid(None),
             GTID_MARIADB => Step::Gtid(mariadb_gtid(ev.data(), ev.header().server_id())),
-            XA_PREPARE => Step::XaPrepare(xa_prepare_xid(ev.data()).ok_or_else(|| CdcError::Source(format!("an XA_PREPARE event at {file}:{log_pos} could not be read")))?),
+            XA_PREPARE => Step::XaPrepare(xa_prepare_xid(ev.data()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "an XA_PREPARE event could not be read".into() })?),
             HEARTBEAT => Step::Other,
-            _ => match ev.read_data().map_err(|e| CdcError::Source(format!("decoding a binlog event at {file}:{log_pos}: {e}")))? {
+            _ => match ev.read_data().map_err(|e| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: format!("decoding the event: {e}") })? {
                 Some(EventData::RotateEvent(r)) => Step::Rotate { file: rotated_file(&r.name(), &start_file, !seen_format), position: r.position() },
                 Some(EventData::FormatDescriptionEvent(_)) => {
                     seen_format = true;
@@ -210,11 +204,11 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                 }
                 Some(EventData::TableMapEvent(_)) => Step::Rows(Vec::new()),
                 Some(EventData::TransactionPayloadEvent(_)) => {
-                    return Err(CdcError::Settings(format!("a compressed transaction at {file}:{log_pos}: set binlog_transaction_compression = OFF; its rows cannot be read")));
+                    return Err(CdcError::Settings(vec![format!("a compressed transaction at {file}:{log_pos}: set binlog_transaction_compression = OFF; its rows cannot be read")]));
                 }
                 Some(EventData::RowsEvent(rows)) => {
                     let Some(tme) = stream.get_tme(rows.table_id()) else {
-                        return Err(CdcError::Source(format!("a rows event at {file}:{log_pos} has no table map")));
+                        return Err(CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a rows event has no table map".into() });
                     };
                     let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
                     let mut changes = Vec::new();
@@ -226,7 +220,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                             _ => Op::Update,
                         };
                         let name = schema.display_name();
-                        let at_row = |e: String| CdcError::Source(format!("table {name}: a row at {file}:{log_pos}: {e}"));
+                        let at_row = |e: String| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: format!("table {name}: a row: {e}") };
                         let types = column_types(tme).map_err(at_row)?;
                         for (before, after) in row_image::rows(&rows, &types).map_err(at_row)? {
                             let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, values)).transpose().map_err(at_row);
@@ -241,7 +235,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         let xa = matches!(step, Step::XaPrepare(_) | Step::XaCommit(_) | Step::XaRollback(_));
         // Heartbeats and the server's artificial events (position 0) never move the position.
         let pos = if raw_type == HEARTBEAT { 0 } else { log_pos };
-        let out = tracker.step(step, pos).map_err(CdcError::Source)?;
+        let out = tracker.step(step, pos).map_err(|reason| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason })?;
         let ddl = out.committed.iter().find(|c| c.op == Op::Ddl).map(|c| (c.table, c.query.clone().unwrap_or_default()));
         st.ready.extend(out.committed);
         if let Some(p) = out.position {

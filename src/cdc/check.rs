@@ -53,7 +53,7 @@ pub fn check_server(conn: &mut Conn, start: &BinlogPosition) -> Result<(), CdcEr
     let mariadb_compress = var(conn, "log_bin_compress");
     let found = problems(log_bin.as_deref(), format.as_deref(), row_image.as_deref(), compression.as_deref(), mariadb_compress.as_deref());
     if !found.is_empty() {
-        return Err(CdcError::Settings(found.join("\n  ")));
+        return Err(CdcError::Settings(found));
     }
     let retention = var(conn, "binlog_expire_logs_seconds")
         .and_then(|s| s.parse::<u64>().ok())
@@ -68,13 +68,13 @@ pub fn check_server(conn: &mut Conn, start: &BinlogPosition) -> Result<(), CdcEr
     }
     let logs: Vec<String> = conn
         .query_map("SHOW BINARY LOGS", |row: mysql::Row| row.get::<String, _>(0).unwrap_or_default())
-        .map_err(|e| CdcError::Source(format!("SHOW BINARY LOGS: {e} (the capture user needs REPLICATION CLIENT and REPLICATION SLAVE)")))?;
+        .map_err(|e| CdcError::Source { what: "SHOW BINARY LOGS (the capture user needs REPLICATION CLIENT and REPLICATION SLAVE)".into(), source: e })?;
     if !logs.contains(&start.file) {
-        return Err(CdcError::Settings(format!(
+        return Err(CdcError::Settings(vec![format!(
             "binlog file {} (where capture starts) is no longer on the server (it has {}): it was purged; export again, and start capture before the server purges it",
             start.file,
             logs.first().map(|f| format!("{f} …")).unwrap_or_else(|| "none".into())
-        )));
+        )]));
     }
     Ok(())
 }

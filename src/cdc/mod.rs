@@ -14,7 +14,7 @@ pub mod event;
 pub mod state;
 pub mod txn;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
@@ -26,20 +26,61 @@ use state::{ApplyState, CaptureState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdcError {
+    #[error(transparent)]
+    Run(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error(transparent)]
+    Transform(#[from] crate::transform::TransformError),
+    #[error("{run}: no manifest.json (is this a run folder written by export?)")]
+    NoManifest { run: PathBuf },
+    #[error("the export recorded no binlog position (binlog off, or --consistency none); capture needs one: enable the binlog and export again")]
+    NoPosition,
+    #[error("{cdc}: holds changes captured for an earlier export of this folder (from {earlier}; the manifest now starts at {now}); delete that folder to capture for this export")]
+    EarlierExport { cdc: PathBuf, earlier: String, now: String },
+    #[error("{run}: no capture yet (run `mysql2ddb cdc capture`)")]
+    NoCapture { run: PathBuf },
+    #[error("no import of this run yet: run the import first (apply writes the changes made after its snapshot)")]
+    NoImport,
+    #[error("the import of this run has not finished ({written} of {total} buckets written): finish it first, or its rows would overwrite newer changes")]
+    ImportUnfinished { written: usize, total: usize },
+    /// The run's tables or mapping cannot be followed (a charset, a shared grouped part).
     #[error("{0}")]
-    Input(String),
-    #[error("the source's settings do not allow change capture:\n  {0}")]
-    Settings(String),
+    Unsupported(String),
+    #[error("the source's settings do not allow change capture:\n  {}", .0.join("\n  "))]
+    Settings(Vec<String>),
     #[error("source: {0}")]
-    Source(String),
-    #[error("{0}")]
-    Io(String),
+    Connect(#[from] crate::source::SourceError),
+    #[error("source: {what}: {source}")]
+    Source { what: String, source: mysql::Error },
+    #[error("binlog at {at}: {reason}")]
+    Binlog { at: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("writing to DynamoDB: {0}")]
     Write(String),
     #[error("stopped at {at}: table {table} was changed by `{statement}`. The run's schema no longer describes its rows: export that table again (a new run), import it, and capture from the new run's position")]
     Ddl { table: String, at: String, statement: String },
-    #[error("cutover: {0}")]
-    Cutover(String),
+    #[error("cutover: gave up after {seconds} s waiting for {what}; are `cdc capture --follow` and `cdc apply --follow` running?")]
+    CutoverTimeout { seconds: u64, what: String },
+    #[error("cutover: {late} changes were made to the captured tables after the final position {at}: the writes did not stop; do not switch yet")]
+    WritesDidNotStop { late: u64, at: String },
+    #[error("cutover: reading the confirmation: {0}")]
+    Confirm(std::io::Error),
+}
+
+impl CdcError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> CdcError {
+        CdcError::Io { path: path.to_path_buf(), source }
+    }
+
+    fn source(what: impl Into<String>, source: mysql::Error) -> CdcError {
+        CdcError::Source { what: what.into(), source }
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -71,14 +112,14 @@ fn at(p: &BinlogPosition) -> String {
 
 /// The source's current binlog end (SHOW MASTER STATUS).
 pub fn source_position(source: &SourceConfig) -> Result<BinlogPosition, CdcError> {
-    let mut conn = source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
-    let row = crate::source::snapshot::binlog_status(&mut conn).map_err(|e| CdcError::Source(format!("SHOW MASTER STATUS: {e}")))?;
-    let row = row.ok_or_else(|| CdcError::Settings("SHOW MASTER STATUS is empty: the binary log is off".into()))?;
+    let mut conn = source.connect()?;
+    let row = crate::source::snapshot::binlog_status(&mut conn).map_err(|e| CdcError::source("SHOW MASTER STATUS", e))?;
+    let row = row.ok_or_else(|| CdcError::Settings(vec!["SHOW MASTER STATUS is empty: the binary log is off".into()]))?;
     Ok(BinlogPosition { file: row.get::<String, _>(0).unwrap_or_default(), position: row.get::<u64, _>(1).unwrap_or(0), gtid: None })
 }
 
 pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcError> {
-    let cap = CaptureState::load(run)?.ok_or_else(|| CdcError::Input(format!("{}: no capture yet (run `mysql2ddb cdc capture`)", run.display())))?;
+    let cap = CaptureState::load(run)?.ok_or_else(|| CdcError::NoCapture { run: run.to_path_buf() })?;
     let ap = ApplyState::load(run)?.unwrap_or_default();
     let newest = cap.segments.last().map(|s| s.last_ts as u64);
     let behind = cap.changes.saturating_sub(ap.changes);
@@ -135,7 +176,7 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: Write
     let deadline = Instant::now() + timeout;
     let wait = |what: &str| -> Result<(), CdcError> {
         if Instant::now() > deadline {
-            return Err(CdcError::Cutover(format!("gave up after {} s waiting for {what}; are `cdc capture --follow` and `cdc apply --follow` running?", timeout.as_secs())));
+            return Err(CdcError::CutoverTimeout { seconds: timeout.as_secs(), what: what.to_string() });
         }
         std::thread::sleep(Duration::from_millis(50));
         Ok(())
@@ -158,14 +199,14 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: Write
     };
     match stop {
         WritesStop::ReadOnly => {
-            let mut conn = source.connect().map_err(|e| CdcError::Source(e.to_string()))?;
-            conn.query_drop("SET GLOBAL read_only = ON").map_err(|e| CdcError::Source(format!("SET GLOBAL read_only = ON: {e} (needs the SUPER or READ_ONLY ADMIN privilege)")))?;
+            let mut conn = source.connect()?;
+            conn.query_drop("SET GLOBAL read_only = ON").map_err(|e| CdcError::source("SET GLOBAL read_only = ON (needs the SUPER or READ_ONLY ADMIN privilege)", e))?;
             tracing::info!("the source is read-only now");
         }
         WritesStop::Confirm => {
             println!("lag is under {} s: stop the application's writes to the source, then press Enter", max_lag.as_secs_f64());
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map_err(|e| CdcError::Cutover(format!("reading the confirmation: {e}")))?;
+            std::io::stdin().read_line(&mut line).map_err(CdcError::Confirm)?;
         }
         WritesStop::Quiet(_) => println!("lag is under {} s: stop the application's writes to the source now", max_lag.as_secs_f64()),
     }
@@ -193,7 +234,7 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: Write
         }
         println!("{late} changes reached the captured tables after {}: writes have not stopped; waiting for them to stop", at(&fin));
         if !matches!(stop, WritesStop::Quiet(_)) {
-            return Err(CdcError::Cutover(format!("{late} changes were made to the captured tables after the final position {}: the writes did not stop; do not switch yet", at(&fin))));
+            return Err(CdcError::WritesDidNotStop { late: late as u64, at: at(&fin) });
         }
     }
     Ok(Cutover { final_at: at(&fin), pause_seconds: t0.elapsed().as_secs_f64() })

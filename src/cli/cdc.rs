@@ -1,11 +1,9 @@
 //! The `mysql2ddb cdc …` command line: capture, apply, status, cutover (clap types only;
-//! `settings::cdc` resolves them).
-
-use std::path::PathBuf;
+//! `settings::cdc` resolves them, with the job file's [cdc] section and the defaults).
 
 use clap::{Args, Subcommand};
 
-use crate::cli::MappingArgs;
+use crate::cli::{DynamoArgs, MappingArgs, RunArgs};
 
 #[derive(Debug, Args)]
 pub struct CdcArgs {
@@ -27,27 +25,14 @@ pub enum CdcCommand {
     Cutover(CutoverArgs),
 }
 
-#[derive(Debug, Args, Clone, Default)]
-pub struct RunArgs {
-    /// The run folder written by export, or s3://bucket/prefix (staged changes go to its local copy).
-    #[arg(long)]
-    pub from: String,
-    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix, percent-encoded>).
-    #[arg(long)]
-    pub spool: Option<PathBuf>,
-    /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.
-    #[arg(long)]
-    pub path_style: bool,
-}
-
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// mysql://user[:password]@host:port of the source (the user needs REPLICATION SLAVE and
-    /// REPLICATION CLIENT).
+    /// REPLICATION CLIENT); default: the job file's [source] url.
     #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
-    pub source: String,
+    pub source: Option<String>,
     /// Replica server id, unique among the source's replicas (default: random).
     #[arg(long)]
     pub server_id: Option<u32>,
@@ -61,21 +46,20 @@ pub struct CaptureArgs {
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
     pub map: MappingArgs,
-    /// The run folder written by export, or s3://bucket/prefix.
-    #[arg(long)]
-    pub from: String,
     /// Keep applying as capture stages more; without it, apply stops when all staged changes are applied.
     #[arg(long)]
     pub follow: bool,
     /// Calls in flight (changes to one item always go in order).
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Write budget in WCU/s (default: unpaced).
     #[arg(long)]
     pub wcu: Option<f64>,
     #[command(flatten)]
-    pub aws: crate::cli::DynamoArgs,
+    pub aws: DynamoArgs,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -96,28 +80,38 @@ pub struct StatusArgs {
 pub struct CutoverArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    /// mysql://… of the source; default: the job file's [source] url.
     #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
-    pub source: String,
+    pub source: Option<String>,
     /// Lag at which to stop writes: seconds, e.g. 1 or 1s.
-    #[arg(long, default_value = "1s")]
-    pub max_lag: String,
+    #[arg(long)]
+    pub max_lag: Option<String>,
     /// Make the source read-only (SET GLOBAL read_only = ON) instead of asking you to stop writes.
     #[arg(long)]
     pub read_only: bool,
     /// Without --read-only: the final position is taken once the captured tables had no new
     /// change for this long after you were asked to stop writes (seconds, e.g. 5 or 5s).
-    #[arg(long, default_value = "5s")]
-    pub quiet_period: String,
+    #[arg(long)]
+    pub quiet_period: Option<String>,
     /// Without --read-only: take the final position when you press Enter (writes stopped)
     /// instead of waiting for a quiet period.
     #[arg(long, conflicts_with = "read_only")]
     pub confirm: bool,
     /// Give up after this many seconds.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
+    #[arg(long)]
+    pub timeout: Option<u64>,
 }
 
 impl CdcArgs {
+    pub fn name(&self) -> &'static str {
+        match &self.command {
+            CdcCommand::Capture(_) => "cdc capture",
+            CdcCommand::Apply(_) => "cdc apply",
+            CdcCommand::Status(_) => "cdc status",
+            CdcCommand::Cutover(_) => "cdc cutover",
+        }
+    }
+
     pub fn quiet(&self) -> bool {
         match &self.command {
             CdcCommand::Capture(a) => a.quiet,

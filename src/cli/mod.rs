@@ -1,17 +1,26 @@
 //! The command line as typed, and nothing else: clap types only, flag groups shared between
-//! commands (`DynamoArgs`, `MappingArgs`, `cdc::RunArgs`). Everything is optional where a job
-//! file can supply it; `settings` resolves these into what the stages run from, and stages
-//! never see them. `cdc` holds the `mysql2ddb cdc …` subcommands.
+//! commands (`RunArgs` for where the run is, `MappingArgs` for how rows become items,
+//! `DynamoArgs` for where DynamoDB is). Everything a job file can supply is optional here and
+//! no default is written here: `settings` resolves flags, the job file and `settings::defaults`
+//! into what the stages run from, and stages never see these types. `cdc` holds the
+//! `mysql2ddb cdc …` subcommands.
 
 pub mod cdc;
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
+use crate::choice::Choice;
 use crate::manifest::{ChunkFormat, Compression};
 use crate::source::snapshot::Consistency;
 use crate::source::types::ZeroDatePolicy;
+
+/// The value parser of an enumerated setting: its names, listed in `--help`.
+pub fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(T::CHOICES.iter().map(|(n, _)| PossibleValue::new(*n))).map(|s| T::from_name(&s).expect("clap allows only these names"))
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "mysql2ddb", version, about = "Move a live MySQL/MariaDB database into Amazon DynamoDB")]
@@ -41,34 +50,124 @@ pub enum Command {
     Cdc(cdc::CdcArgs),
 }
 
+impl Command {
+    /// The subcommand's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Export(_) => "export",
+            Command::Sync(_) => "sync",
+            Command::Import(_) => "import",
+            Command::Estimate(_) => "estimate",
+            Command::Verify(_) => "verify",
+            Command::Bench(_) => "bench",
+            Command::Cdc(a) => a.name(),
+        }
+    }
+
+    pub fn quiet(&self) -> bool {
+        match self {
+            Command::Export(a) => a.quiet,
+            Command::Sync(a) => a.quiet,
+            Command::Import(a) => a.quiet,
+            Command::Estimate(a) => a.quiet,
+            Command::Verify(a) => a.quiet,
+            Command::Bench(a) => a.quiet,
+            Command::Cdc(a) => a.quiet(),
+        }
+    }
+}
+
+/// Where the run is: shared by every command that reads one.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    /// Job file (TOML); its [import] section names the run and the mapping, and the command's
+    /// own section its settings. Flags override it.
+    #[arg(long)]
+    pub job: Option<PathBuf>,
+    /// The run folder written by export, or s3://bucket/prefix (downloaded and verified first).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix, percent-encoded>).
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Path-style S3 addressing for --from s3://… (local S3 servers); also M2D_S3_PATH_STYLE=1.
+    #[arg(long)]
+    pub path_style: bool,
+}
+
+/// Where DynamoDB is: shared by every command that reads or writes it.
+#[derive(Debug, Args, Default, Clone)]
+pub struct DynamoArgs {
+    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// AWS region (default: AWS_REGION / the profile's region).
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// How rows become items, shared by import, estimate, verify, bench and cdc apply (they must agree).
+#[derive(Debug, Args, Default, Clone)]
+pub struct MappingArgs {
+    /// DMS table-mapping JSON (plus group-records-to-item rules). Without it: automatic mode.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
+    #[arg(long)]
+    pub table_name_template: Option<String>,
+    /// Two rows mapping to one key: stop (error) or keep the last in source key order.
+    #[arg(long, value_parser = choice::<crate::transform::group::OnDuplicate>())]
+    pub on_duplicate: Option<crate::transform::group::OnDuplicate>,
+    /// DATE/DATETIME/TIMESTAMP as ISO-8601 text or epoch seconds.
+    #[arg(long, value_parser = choice::<crate::value::dynamo::TemporalAs>())]
+    pub temporal: Option<crate::value::dynamo::TemporalAs>,
+    /// JSON columns as native maps/lists or as text.
+    #[arg(long, value_parser = choice::<crate::value::dynamo::JsonAs>())]
+    pub json: Option<crate::value::dynamo::JsonAs>,
+    /// NULL columns: omit the attribute, or write the NULL type.
+    #[arg(long, value_parser = choice::<crate::value::dynamo::NullAs>())]
+    pub nulls: Option<crate::value::dynamo::NullAs>,
+    /// DECIMAL beyond 38 significant digits: as text, or reject the row.
+    #[arg(long, value_parser = choice::<crate::value::dynamo::WideDecimal>())]
+    pub wide_decimal: Option<crate::value::dynamo::WideDecimal>,
+    /// TINYINT(1) columns as BOOL.
+    #[arg(long)]
+    pub tinyint1_as_bool: bool,
+    /// Memory for grouping in MiB; buckets are sized to fit it.
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// Source rows per bucket at most; a resumed import rewrites at most one bucket per table.
+    #[arg(long)]
+    pub bucket_rows: Option<u64>,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
     pub map: MappingArgs,
-    /// The run folder written by export, or s3://bucket/prefix.
-    #[arg(long)]
-    pub from: String,
     /// Write-capacity settings to measure, WCU/s, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [500.0, 1000.0, 2000.0, 4000.0, 8000.0])]
+    #[arg(long, value_delimiter = ',')]
     pub wcu: Vec<f64>,
     /// Folder for bench.json, bench-summary.csv, bench-timeline.csv, bench.png and bench.svg.
     #[arg(long)]
     pub out: PathBuf,
     /// Source rows the time to load is projected for.
-    #[arg(long, default_value_t = 1_000_000_000)]
-    pub rows: u64,
+    #[arg(long)]
+    pub rows: Option<u64>,
     /// Seconds of writing per setting (a smaller run is written again from the start).
-    #[arg(long, default_value_t = 30.0)]
-    pub seconds: f64,
+    #[arg(long)]
+    pub seconds: Option<f64>,
     /// The target table whose items are written (default: the one with the most WCU).
     #[arg(long)]
     pub table: Option<String>,
     /// Write through the in-process capacity proxy: auto = when the endpoint is on loopback.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub proxy: crate::bench::ProxyMode,
+    #[arg(long, value_parser = choice::<crate::bench::ProxyMode>())]
+    pub proxy: Option<crate::bench::ProxyMode>,
     /// BatchWriteItem calls in flight.
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Keep the benchmark tables (<table>-bench-<wcu>) instead of deleting them.
     #[arg(long)]
     pub keep_tables: bool,
@@ -81,13 +180,12 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
     pub map: MappingArgs,
-    /// The run folder written by export, or s3://bucket/prefix.
-    #[arg(long)]
-    pub from: String,
     /// Differences listed per table (the rest are counted).
-    #[arg(long, default_value_t = 20)]
-    pub examples: usize,
+    #[arg(long)]
+    pub examples: Option<usize>,
     /// Derive the expected items from the source server as it is now (the run's tables read
     /// again in parallel ranges), not from the run's chunks: mysql://user[:password]@host:port.
     #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
@@ -102,61 +200,14 @@ pub struct VerifyArgs {
     pub quiet: bool,
 }
 
-/// Where DynamoDB is: shared by every command that reads or writes it.
-#[derive(Debug, Args, Default, Clone)]
-pub struct DynamoArgs {
-    /// DynamoDB endpoint (default: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / AWS).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// AWS region (default: AWS_REGION / the profile's region).
-    #[arg(long)]
-    pub region: Option<String>,
-}
-
-/// How rows become items, shared by import, estimate and verify (they must agree).
-#[derive(Debug, Args, Default, Clone)]
-pub struct MappingArgs {
-    /// DMS table-mapping JSON (plus group-records-to-item rules). Without it: automatic mode.
-    #[arg(long)]
-    pub mapping: Option<PathBuf>,
-    /// Automatic mode: DynamoDB table name, {database} and {table} replaced.
-    #[arg(long)]
-    pub table_name_template: Option<String>,
-    /// Two rows mapping to one key: stop (error) or keep the last in source key order.
-    #[arg(long, value_enum)]
-    pub on_duplicate: Option<crate::transform::group::OnDuplicate>,
-    /// DATE/DATETIME/TIMESTAMP as ISO-8601 text or epoch seconds.
-    #[arg(long, value_enum)]
-    pub temporal: Option<crate::value::dynamo::TemporalAs>,
-    /// JSON columns as native maps/lists or as text.
-    #[arg(long, value_enum)]
-    pub json: Option<crate::value::dynamo::JsonAs>,
-    /// NULL columns: omit the attribute, or write the NULL type.
-    #[arg(long, value_enum)]
-    pub nulls: Option<crate::value::dynamo::NullAs>,
-    /// DECIMAL beyond 38 significant digits: as text, or reject the row.
-    #[arg(long, value_enum)]
-    pub wide_decimal: Option<crate::value::dynamo::WideDecimal>,
-    /// TINYINT(1) columns as BOOL.
-    #[arg(long)]
-    pub tinyint1_as_bool: bool,
-    /// Local copy of an s3:// run (default .mysql2ddb-spool/<bucket>/<prefix, percent-encoded>).
-    #[arg(long)]
-    pub spool: Option<PathBuf>,
-    /// Path-style S3 addressing for --from s3://…; also M2D_S3_PATH_STYLE=1.
-    #[arg(long)]
-    pub path_style: bool,
-}
-
 #[derive(Debug, Args)]
 pub struct EstimateArgs {
     #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
     pub map: MappingArgs,
-    /// The run folder written by export, or s3://bucket/prefix.
-    #[arg(long)]
-    pub from: String,
     /// Write rates to project, WCU/s, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1000.0, 2000.0, 4000.0])]
+    #[arg(long, value_delimiter = ',')]
     pub wcu: Vec<f64>,
     /// Region whose prices apply (default: AWS_REGION, else us-east-1).
     #[arg(long)]
@@ -165,8 +216,8 @@ pub struct EstimateArgs {
     #[arg(long)]
     pub prices: Option<PathBuf>,
     /// Partition keys to list, hottest first.
-    #[arg(long, default_value_t = 5)]
-    pub hot_keys: usize,
+    #[arg(long)]
+    pub hot_keys: Option<usize>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -175,13 +226,9 @@ pub struct EstimateArgs {
 #[derive(Debug, Args, Default)]
 pub struct ImportArgs {
     #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
     pub map: MappingArgs,
-    /// Job file (TOML) with an [import] section; flags override it.
-    #[arg(long)]
-    pub job: Option<PathBuf>,
-    /// The run folder written by export, or s3://bucket/prefix (downloaded and verified first).
-    #[arg(long)]
-    pub from: Option<String>,
     /// Write rate per table in WCU/s; 0 writes unpaced.
     #[arg(long)]
     pub wcu: Option<f64>,
@@ -195,7 +242,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub create_tables: bool,
     /// Billing mode of created tables.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<crate::import::tables::Billing>())]
     pub billing: Option<crate::import::tables::Billing>,
     /// Provisioned WCU of created tables (--billing provisioned).
     #[arg(long)]
@@ -204,14 +251,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub table_rcu: Option<i64>,
     /// What to do with an existing table before the first write.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<crate::import::tables::TablePrep>())]
     pub table_prep: Option<crate::import::tables::TablePrep>,
-    /// Memory for grouping in MiB; buckets are sized to fit it.
-    #[arg(long)]
-    pub memory_mb: Option<u64>,
-    /// Source rows per bucket at most; a resumed import rewrites at most one bucket per table.
-    #[arg(long)]
-    pub bucket_rows: Option<u64>,
     #[command(flatten)]
     pub aws: DynamoArgs,
     /// Ignore the checkpoint and start over.
@@ -231,14 +272,17 @@ pub struct SyncArgs {
     pub from: String,
     /// Destination: s3://bucket/prefix or a run folder.
     pub to: String,
+    /// Job file (TOML) with a [sync] section; flags override it.
+    #[arg(long)]
+    pub job: Option<PathBuf>,
     /// Transfers (objects or parts) in flight at once.
-    #[arg(long, default_value_t = crate::sync::DEFAULT_CONCURRENCY)]
-    pub concurrency: usize,
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Multipart part size in MiB (files larger than one part are sent in parts; minimum 5).
-    #[arg(long, default_value_t = 64)]
-    pub part_size_mb: u64,
+    #[arg(long)]
+    pub part_size_mb: Option<u64>,
     /// Server-side encryption of uploaded objects.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<crate::sync::SseMode>())]
     pub sse: Option<crate::sync::SseMode>,
     /// KMS key id for --sse kms.
     #[arg(long)]
@@ -247,8 +291,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub verify_remote: bool,
     /// Abort recorded multipart uploads older than this many hours.
-    #[arg(long, default_value_t = 24)]
-    pub stale_upload_hours: u64,
+    #[arg(long)]
+    pub stale_upload_hours: Option<u64>,
     /// Path-style addressing (http://host/bucket/key), for local S3 servers; also M2D_S3_PATH_STYLE=1.
     #[arg(long)]
     pub path_style: bool,
@@ -282,15 +326,15 @@ pub struct ExportArgs {
     #[arg(long)]
     pub path_style: bool,
     /// Chunk file format.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<ChunkFormat>())]
     pub format: Option<ChunkFormat>,
     /// Parquet compression.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Compression>())]
     pub compression: Option<Compression>,
-    /// Connections reading in parallel (default 4).
+    /// Connections reading in parallel.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Target rows per chunk (default 500000).
+    /// Target rows per chunk.
     #[arg(long)]
     pub chunk_rows: Option<u64>,
     /// Databases to export (comma-separated, % and * wildcards); default all non-system ones.
@@ -301,12 +345,12 @@ pub struct ExportArgs {
     pub tables: Vec<String>,
     /// lock: brief FLUSH TABLES WITH READ LOCK, one point-in-time snapshot (default);
     /// no-lock: no global lock, consistent after binlog catch-up; none: plain reads.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Consistency>())]
     pub consistency: Option<Consistency>,
     /// What to do with zero dates (0000-00-00): null (counted), string (temporal columns as text), reject.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<ZeroDatePolicy>())]
     pub zero_date: Option<ZeroDatePolicy>,
-    /// Bound of an in-progress Parquet row group per worker, in MB (default 32).
+    /// Bound of an in-progress Parquet row group per worker, in MB.
     #[arg(long)]
     pub row_group_mb: Option<usize>,
     /// Discard the earlier run in --out and start over.
@@ -315,4 +359,14 @@ pub struct ExportArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

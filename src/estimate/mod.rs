@@ -1,5 +1,5 @@
 //! `mysql2ddb estimate`: what a load will take and cost, before the first write. It maps and
-//! groups the run exactly as `import` does (`import --dry-run`, reusing its checkpoint), then
+//! groups the run exactly as `import` does (`transform`, in a work folder of its own), then
 //! reads the grouped item files in parallel: item count, the size distribution (DynamoDB's size
 //! rules, attribute names counted), total WCU, items near the 400 KB limit, the hottest partition
 //! keys (exact: a key lives in one bucket), load time at each rate, and the price of loading
@@ -13,8 +13,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::transform::group::read_items;
 use crate::transform::state::target_dir;
-use crate::import::{ImportError, ImportSettings};
+use crate::sync::RunSource;
+use crate::transform::TransformSettings;
 use crate::value::attr::{encode_attr, item_size, item_wcu, MAX_ITEM_BYTES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EstimateError {
+    #[error("price file: {0}")]
+    Prices(serde_json::Error),
+    #[error(transparent)]
+    Run(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Transform(#[from] crate::transform::TransformError),
+    #[error("table {table}: reading its items: {reason}")]
+    Items { table: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// What `estimate` runs from (`settings::estimate_settings`).
+#[derive(Debug, Clone)]
+pub struct EstimateSettings {
+    pub run: RunSource,
+    pub transform: TransformSettings,
+    /// Write rates to project, WCU/s.
+    pub rates: Vec<f64>,
+    /// Region whose prices apply.
+    pub region: String,
+    /// The price file's text (None: built-in).
+    pub prices: Option<String>,
+    /// Partition keys to list, hottest first.
+    pub hot_keys: usize,
+}
 
 /// Items at or above this size are reported as near DynamoDB's limit.
 pub const NEAR_LIMIT_BYTES: usize = 350 * 1024;
@@ -133,15 +163,16 @@ fn percentile(hist: &[(u32, u64)], total: u64, p: f64) -> u64 {
     0
 }
 
-/// Runs the estimate. `prices`: the price file's text (None: built-in).
-pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>, hot_keys: usize) -> Result<EstimateReport, ImportError> {
-    let file: PriceFile = serde_json::from_str(prices.unwrap_or(BUILTIN_PRICES)).map_err(|e| ImportError::Input(format!("price file: {e}")))?;
+/// Runs the estimate; writes estimate-report.json into the run folder.
+pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
+    let (rates, region, hot_keys) = (&s.rates, s.region.as_str(), s.hot_keys);
+    let file: PriceFile = serde_json::from_str(s.prices.as_deref().unwrap_or(BUILTIN_PRICES)).map_err(EstimateError::Prices)?;
     let price = file.regions.get(region).copied();
     if price.is_none() {
         tracing::warn!("no prices for region {region} in the price file (as of {}): costs are left out; pass --prices", file.as_of);
     }
     // Resolve (download and verify) an s3:// run once; the dry run then reads the local folder.
-    let run = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
+    let run = s.run.local()?;
     let work = crate::transform::state::dry_run_dir(&run, "estimate");
     let state = crate::transform::transform(&run, &work, &s.transform)?.state;
     let mut tables = Vec::new();
@@ -152,7 +183,7 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
             .par_iter()
             .map(|b| bucket_figures(&dir, b.id, hot_keys, &t.table.partition_key.name))
             .collect::<Result<_, _>>()
-            .map_err(ImportError::Io)?;
+            .map_err(|reason| EstimateError::Items { table: t.table.name.clone(), reason })?;
         let mut hist: HashMap<u32, u64> = HashMap::new();
         let (mut items, mut wcu, mut bytes, mut near, mut max) = (0, 0, 0, 0, 0);
         let mut hot: Vec<(u64, String)> = Vec::new();
@@ -210,7 +241,8 @@ pub fn run(s: &ImportSettings, rates: &[f64], region: &str, prices: Option<&str>
     }
     let report = EstimateReport { region: region.to_string(), prices_as_of: price.map(|_| file.as_of.clone()), currency: file.currency.clone(), tables };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-    crate::run_folder::write_atomically(&run.join("estimate-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
+    let path = run.join("estimate-report.json");
+    crate::run_folder::write_atomically(&path, &json).map_err(|source| EstimateError::Io { path, source })?;
     Ok(report)
 }
 

@@ -24,12 +24,12 @@ pub const ON_DEMAND_DEFAULT_WCU: f64 = 4000.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{0}")]
-    Input(String),
     #[error(transparent)]
     Mapping(#[from] crate::mapping::dms::MappingError),
-    #[error("{0}")]
-    Io(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("table {table}: {reason}")]
     Table { table: String, reason: String },
     #[error(transparent)]
@@ -40,17 +40,14 @@ pub enum ImportError {
     Sync(#[from] crate::sync::SyncError),
 }
 
-fn io(what: &Path, e: impl std::fmt::Display) -> ImportError {
-    ImportError::Io(format!("{}: {e}", what.display()))
+fn io(path: &Path, source: std::io::Error) -> ImportError {
+    ImportError::Io { path: path.to_path_buf(), source }
 }
 
 #[derive(Debug, Clone)]
 pub struct ImportSettings {
-    /// A run folder, or s3://bucket/prefix.
-    pub from: String,
-    /// Local copy of an s3:// run.
-    pub spool: Option<PathBuf>,
-    pub sync: crate::sync::SyncOptions,
+    /// Where the run is.
+    pub run: crate::sync::RunSource,
     /// How rows become items (mapping, conversions, grouping memory).
     pub transform: TransformSettings,
     /// WCU/s per table; 0 = unpaced.
@@ -65,23 +62,11 @@ pub struct ImportSettings {
     pub dry_run: bool,
 }
 
-/// Resolves `from` to a local run folder, downloading an s3:// run (verified) first.
-pub fn local_run(from: &str, spool: Option<&Path>, sync: &crate::sync::SyncOptions) -> Result<PathBuf, ImportError> {
-    match crate::sync::S3Location::parse(from) {
-        Some(loc) => {
-            let dir = spool.map(Path::to_path_buf).unwrap_or_else(|| loc.default_spool());
-            crate::sync::download_dir(&loc, &dir, sync)?;
-            Ok(dir)
-        }
-        None => Ok(PathBuf::from(from)),
-    }
-}
-
 /// Runs the import; returns the report (also written to import-report.json).
 pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let started_at = crate::manifest::now_rfc3339();
-    let run = local_run(&s.from, s.spool.as_deref(), &s.sync)?;
+    let run = s.run.local()?;
     let work = work_dir(&run);
     let Transformed { manifest, plan, mut state } = crate::transform::transform(&run, &work, &s.transform)?;
     for sk in &plan.skipped {
@@ -93,7 +78,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
 
     if s.dry_run {
         let tables = state.targets.iter().map(TargetReport::planned).collect();
-        let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &state, tables, plan.names(&manifest.tables), plan.skipped.clone());
+        let report = ImportReport::build(&s.run.from, &started_at, started.elapsed(), &state, tables, plan.names(&manifest.tables), plan.skipped.clone());
         report.write(&run).map_err(|e| io(&run, e))?;
         return Ok(report);
     }
@@ -106,7 +91,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             tracing::warn!("this import writes snapshot rows over what `cdc apply` applied: the next `cdc apply` replays every staged change from the snapshot position");
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ImportError::Runtime)?;
     let mut reports = Vec::new();
     let state = Arc::new(Mutex::new(state));
     rt.block_on(async {
@@ -159,13 +144,13 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
                         b.written = true;
                     }
                     if let Err(e) = st.store(&work2) {
-                        store_err.get_or_insert(e.to_string());
+                        store_err.get_or_insert(e);
                     }
                 })
                 .await?;
             progress.finish();
             if let Some(e) = store_err {
-                return Err(ImportError::Io(format!("{}: {e}", run.display())));
+                return Err(io(&work, e));
             }
             let st = state.lock().unwrap_or_else(|e| e.into_inner());
             reports.push(TargetReport::build(&st.targets[ti], &writer, rate, t0.elapsed()));
@@ -173,7 +158,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
         Ok::<(), ImportError>(())
     })?;
     let st = state.lock().unwrap_or_else(|e| e.into_inner());
-    let report = ImportReport::build(&s.from, &started_at, started.elapsed(), &st, reports, plan.names(&manifest.tables), plan.skipped.clone());
+    let report = ImportReport::build(&s.run.from, &started_at, started.elapsed(), &st, reports, plan.names(&manifest.tables), plan.skipped.clone());
     report.write(&run).map_err(|e| io(&run, e))?;
     Ok(report)
 }

@@ -16,7 +16,7 @@ use crate::aws::dynamo::describe;
 use crate::aws::retry::{self, Backoff, Failure};
 use crate::mapping::compile::{KeyDef, KeyType, TargetTable};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TablePrep {
     /// Write into the table as it is.
@@ -28,13 +28,16 @@ pub enum TablePrep {
     DropAndCreate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Billing {
     #[default]
     OnDemand,
     Provisioned,
 }
+
+crate::choices!(TablePrep { "do-nothing" => TablePrep::DoNothing, "truncate" => TablePrep::Truncate, "drop-and-create" => TablePrep::DropAndCreate });
+crate::choices!(Billing { "on-demand" => Billing::OnDemand, "provisioned" => Billing::Provisioned });
 
 #[derive(Debug, Clone, Default)]
 pub struct TableOptions {

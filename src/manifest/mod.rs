@@ -31,7 +31,7 @@ pub enum ManifestError {
     Version { path: PathBuf, found: u32 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChunkFormat {
     Parquet,
@@ -47,13 +47,16 @@ impl ChunkFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     Zstd,
     Snappy,
     None,
 }
+
+crate::choices!(ChunkFormat { "parquet" => ChunkFormat::Parquet, "csv" => ChunkFormat::Csv });
+crate::choices!(Compression { "zstd" => Compression::Zstd, "snappy" => Compression::Snappy, "none" => Compression::None });
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

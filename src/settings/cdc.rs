@@ -1,14 +1,18 @@
 //! `mysql2ddb cdc …` flags resolved into the settings capture, apply, status and cutover run
-//! from, with every duration and range checked here.
+//! from (flags, then the job file's [cdc] and [source] sections, then `defaults`), with every
+//! duration and range checked here.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{in_range, wcu_rate, SettingsError, MAX_CONCURRENCY};
+use super::defaults as d;
+use super::import::{dynamo_options, run_source, transform_settings};
+use super::{in_range, wcu_rate, JobFile, SettingsError, MAX_CONCURRENCY};
 use crate::cdc::apply::ApplySettings;
 use crate::cdc::capture::CaptureSettings;
 use crate::cdc::WritesStop;
-use crate::cli::cdc::{ApplyArgs, CaptureArgs, CutoverArgs, RunArgs, StatusArgs};
+use crate::cli::cdc::{ApplyArgs, CaptureArgs, CutoverArgs, StatusArgs};
+use crate::cli::RunArgs;
 use crate::source::connect::SourceConfig;
 
 /// `1`, `1s`, `500ms` → a duration; `flag` names it in the error.
@@ -23,32 +27,56 @@ pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, Settin
     Ok(Duration::from_secs_f64(v * scale))
 }
 
+/// The job file a cdc command names, or an empty one.
+fn job(r: &RunArgs) -> Result<JobFile, SettingsError> {
+    JobFile::load_or_default(r.job.as_deref())
+}
+
 /// The run folder a cdc command works in (an s3:// run is downloaded and verified first).
-pub fn local_run(r: &RunArgs) -> Result<PathBuf, SettingsError> {
-    let sync = crate::sync::SyncOptions { s3: crate::sync::S3Options { path_style: r.path_style, region: None }, quiet: true, ..Default::default() };
-    crate::import::local_run(&r.from, r.spool.as_deref(), &sync).map_err(|e| SettingsError::Run(e.to_string()))
+fn local_run(r: &RunArgs, job: &JobFile) -> Result<PathBuf, SettingsError> {
+    Ok(run_source(r, &job.import, None, true)?.local()?)
+}
+
+/// `--source`, else the job file's [source] url.
+fn source(flag: Option<&str>, job: &JobFile) -> Result<SourceConfig, SettingsError> {
+    let url = flag.map(String::from).or_else(|| job.source.url.clone()).ok_or_else(|| SettingsError::Missing("give --source mysql://user@host:port (or [source] url in the job file)".into()))?;
+    Ok(SourceConfig::parse(&url, job.source.option_file.as_deref())?)
 }
 
 pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsError> {
+    let job = job(&a.run)?;
     Ok(CaptureSettings {
-        run: local_run(&a.run)?,
-        source: SourceConfig::parse(&a.source, None)?,
-        server_id: a.server_id.unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000)),
+        run: local_run(&a.run, &job)?,
+        source: source(a.source.as_deref(), &job)?,
+        server_id: a.server_id.or(job.cdc.server_id).unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000)),
         follow: a.follow,
         quiet: a.quiet,
     })
 }
 
 pub fn apply_settings(a: &ApplyArgs) -> Result<ApplySettings, SettingsError> {
-    let import = super::import_settings(&crate::cli::ImportArgs { from: Some(a.from.clone()), map: a.map.clone(), aws: a.aws.clone(), quiet: a.quiet, ..Default::default() })?;
-    let wcu = a.wcu.map(|w| wcu_rate("--wcu", w)).transpose()?.filter(|w| *w > 0.0);
-    let concurrency = in_range("--concurrency", a.concurrency, 1, MAX_CONCURRENCY)?;
-    Ok(ApplySettings { import, follow: a.follow, concurrency, wcu })
+    let job = job(&a.run)?;
+    let (im, cdc) = (&job.import, &job.cdc);
+    let dynamo = dynamo_options(&a.aws, im);
+    Ok(ApplySettings {
+        run: run_source(&a.run, im, dynamo.region.clone(), a.quiet)?,
+        transform: transform_settings(&a.map, im, false, a.quiet)?,
+        dynamo,
+        follow: a.follow,
+        concurrency: in_range("--concurrency", a.concurrency.or(cdc.concurrency).unwrap_or(d::APPLY_CONCURRENCY), 1, MAX_CONCURRENCY)?,
+        wcu: a.wcu.or(cdc.wcu).map(|w| wcu_rate("--wcu", w)).transpose()?.filter(|w| *w > 0.0),
+        quiet: a.quiet,
+    })
 }
 
 /// What `cdc status` reads: the run folder, and the source when given.
 pub fn status_settings(a: &StatusArgs) -> Result<(PathBuf, Option<SourceConfig>), SettingsError> {
-    Ok((local_run(&a.run)?, a.source.as_deref().map(|u| SourceConfig::parse(u, None)).transpose()?))
+    let job = job(&a.run)?;
+    let src = match &a.source {
+        Some(u) => Some(SourceConfig::parse(u, job.source.option_file.as_deref())?),
+        None => None,
+    };
+    Ok((local_run(&a.run, &job)?, src))
 }
 
 #[derive(Debug, Clone)]
@@ -61,19 +89,25 @@ pub struct CutoverSettings {
 }
 
 pub fn cutover_settings(a: &CutoverArgs) -> Result<CutoverSettings, SettingsError> {
+    let job = job(&a.run)?;
+    let cdc = &job.cdc;
+    let duration = |flag, given: &Option<String>, section: &Option<String>, default| match given.as_ref().or(section.as_ref()) {
+        Some(t) => parse_duration(flag, t),
+        None => Ok(default),
+    };
     let stop = if a.read_only {
         WritesStop::ReadOnly
     } else if a.confirm {
         WritesStop::Confirm
     } else {
-        WritesStop::Quiet(parse_duration("--quiet-period", &a.quiet_period)?)
+        WritesStop::Quiet(duration("--quiet-period", &a.quiet_period, &cdc.quiet_period, d::QUIET_PERIOD)?)
     };
     Ok(CutoverSettings {
-        run: local_run(&a.run)?,
-        source: SourceConfig::parse(&a.source, None)?,
-        max_lag: parse_duration("--max-lag", &a.max_lag)?,
+        run: local_run(&a.run, &job)?,
+        source: source(a.source.as_deref(), &job)?,
+        max_lag: duration("--max-lag", &a.max_lag, &cdc.max_lag, d::MAX_LAG)?,
         stop,
-        timeout: Duration::from_secs(in_range("--timeout", a.timeout, 1, 7 * 86_400)?),
+        timeout: Duration::from_secs(in_range("--timeout", a.timeout.or(cdc.timeout).unwrap_or(d::CUTOVER_TIMEOUT_SECONDS), 1, 7 * 86_400)?),
     })
 }
 

@@ -17,13 +17,15 @@ use serde::{Deserialize, Serialize};
 use super::connect::{Flavor, SourceConfig};
 use super::SourceError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Consistency {
     Lock,
     NoLock,
     None,
 }
+
+crate::choices!(Consistency { "lock" => Consistency::Lock, "no-lock" => Consistency::NoLock, "none" => Consistency::None });
 
 /// A binlog coordinate: file name and byte offset, plus the GTID set at that point.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,7 +40,7 @@ pub enum ColumnKind {
 
 /// How temporal values without a lossless Arrow form (zero dates such as `0000-00-00`, or a
 /// zero month/day) are exported. The choice is recorded in the manifest and counted per chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ZeroDatePolicy {
     /// Export NULL and count the value in the report.
@@ -50,6 +50,8 @@ pub enum ZeroDatePolicy {
     /// Send the row to the rejects file.
     Reject,
 }
+
+crate::choices!(ZeroDatePolicy { "null" => ZeroDatePolicy::Null, "string" => ZeroDatePolicy::String, "reject" => ZeroDatePolicy::Reject });
 
 impl ColumnKind {
     /// Derives the kind from information_schema.COLUMNS. `is_json` comes from a MariaDB

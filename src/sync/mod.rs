@@ -20,10 +20,6 @@ pub use crate::aws::s3::S3Options;
 
 /// Smallest part S3 accepts (except the last): 5 MiB.
 pub const MIN_PART_SIZE: u64 = 5 << 20;
-/// Files larger than one part go multipart. Parts are streamed from the file, so memory does
-/// not grow with the part size.
-pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
-pub const DEFAULT_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Error)]
 pub enum SyncError {
@@ -88,13 +84,16 @@ impl std::fmt::Display for S3Location {
     }
 }
 
-#[derive(Debug, Clone, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SseMode {
     /// SSE-S3 (AES256).
     Aes256,
     /// SSE-KMS, with --sse-kms-key-id or the account's default key.
     Kms,
 }
+
+crate::choices!(SseMode { "aes256" => SseMode::Aes256, "kms" => SseMode::Kms });
 
 #[derive(Debug, Clone)]
 pub enum Sse {
@@ -116,13 +115,37 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            concurrency: DEFAULT_CONCURRENCY,
-            part_size: DEFAULT_PART_SIZE,
+            concurrency: crate::settings::defaults::SYNC_CONCURRENCY,
+            part_size: crate::settings::defaults::PART_SIZE_MB << 20,
             sse: None,
             verify_remote: false,
             stale_after: None,
             s3: S3Options::default(),
             quiet: false,
+        }
+    }
+}
+
+/// A run by where it lives: a local folder, or s3://bucket/prefix with the local copy it is
+/// downloaded (and verified) into before a stage reads it.
+#[derive(Debug, Clone)]
+pub struct RunSource {
+    pub from: String,
+    /// The local copy of an s3:// run (None: the default spool folder).
+    pub spool: Option<PathBuf>,
+    pub sync: SyncOptions,
+}
+
+impl RunSource {
+    /// The local run folder, downloading an s3:// run first.
+    pub fn local(&self) -> Result<PathBuf, SyncError> {
+        match S3Location::parse(&self.from) {
+            Some(loc) => {
+                let dir = self.spool.clone().unwrap_or_else(|| loc.default_spool());
+                download_dir(&loc, &dir, &self.sync)?;
+                Ok(dir)
+            }
+            None => Ok(PathBuf::from(&self.from)),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::mapping::compile::{Body, TargetTable};
 use crate::mapping::dms::CollectAs;
 
 /// What to do when two source rows map to the same DynamoDB key (or a pivot name repeats).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnDuplicate {
     /// Stop before anything is written and list examples.
@@ -25,6 +25,8 @@ pub enum OnDuplicate {
     /// Keep the row that comes last in source key order.
     LastWins,
 }
+
+crate::choices!(OnDuplicate { "error" => OnDuplicate::Error, "last-wins" => OnDuplicate::LastWins });
 
 /// Conflict examples kept per bucket.
 const EXAMPLES: usize = 5;

@@ -31,27 +31,33 @@ use state::{fingerprint, target_dir, ImportState, TargetState};
 
 /// Upper bound on buckets per target table.
 const MAX_BUCKETS: u64 = 4096;
-/// Rows per bucket at most (default of --bucket-rows): also the most a resumed import rewrites.
-pub const DEFAULT_BUCKET_ROWS: u64 = 200_000;
 /// In-memory size of grouped rows relative to their chunk files (measured on Parquet chunks).
 const MEMORY_EXPANSION: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error("{run}: no manifest.json (is this a run folder written by export?)")]
+    NoManifest { run: PathBuf },
+    #[error("{run}: the export is not complete; rerun the export to finish it")]
+    Incomplete { run: PathBuf },
+    #[error("mapping {path}: {source}")]
+    MappingFile { path: PathBuf, source: crate::mapping::dms::MappingError },
     #[error(transparent)]
     Mapping(#[from] crate::mapping::dms::MappingError),
     #[error(transparent)]
     Read(#[from] reader::ReadError),
-    #[error("{0}")]
-    Io(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("table {table}, bucket {bucket}: {reason}")]
+    Group { table: String, bucket: u32, reason: String },
     #[error("{count} rows map to a DynamoDB key (or pivoted attribute) already taken; nothing was written. Examples:\n  {}\nFix the mapping's keys, or pass --on-duplicate last-wins to keep the last row in source key order.", examples.join("\n  "))]
     Duplicates { count: u64, examples: Vec<String> },
 }
 
-fn io(what: &Path, e: impl std::fmt::Display) -> TransformError {
-    TransformError::Io(format!("{}: {e}", what.display()))
+fn io(path: &Path, source: std::io::Error) -> TransformError {
+    TransformError::Io { path: path.to_path_buf(), source }
 }
 
 /// How rows become items.
@@ -107,18 +113,16 @@ pub fn transform(run: &Path, work: &Path, s: &TransformSettings) -> Result<Trans
 
 /// Loads a complete manifest and builds the mapping plan from it.
 pub fn load_plan(run: &Path, mapping: Option<&Path>, convert: &ConvertOptions, auto: &AutoOptions) -> Result<(Manifest, MappingPlan, String), TransformError> {
-    let manifest = Manifest::load(run)
-        .map_err(|e| TransformError::Input(e.to_string()))?
-        .ok_or_else(|| TransformError::Input(format!("{}: no manifest.json (is this a run folder written by export?)", run.display())))?;
+    let manifest = Manifest::load(run)?.ok_or_else(|| TransformError::NoManifest { run: run.to_path_buf() })?;
     if !manifest.complete {
-        return Err(TransformError::Input(format!("{}: the export is not complete; rerun the export to finish it", run.display())));
+        return Err(TransformError::Incomplete { run: run.to_path_buf() });
     }
     let text = match mapping {
         Some(p) => std::fs::read_to_string(p).map_err(|e| io(p, e))?,
         None => String::new(),
     };
     let parsed = match mapping {
-        Some(p) => Some(TableMapping::parse(&text).map_err(|e| TransformError::Input(format!("{}: {e}", p.display())))?),
+        Some(p) => Some(TableMapping::parse(&text).map_err(|source| TransformError::MappingFile { path: p.to_path_buf(), source })?),
         None => None,
     };
     let plan = MappingPlan::build(&manifest.tables, parsed.as_ref(), convert, auto)?;
@@ -222,7 +226,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
             let target = &plan.targets[t];
             let collect = plan.sources.iter().find(|s| s.mapper.target == t).and_then(|s| s.mapper.collect_target());
             let g = group::group_bucket(target, collect, s.on_duplicate, &target_dir(work, &target.name, "spill"), &target_dir(work, &target.name, "items"), b)
-                .map_err(TransformError::Io)?;
+                .map_err(|reason| TransformError::Group { table: target.name.clone(), bucket: b, reason })?;
             let _ = std::fs::remove_file(Spill::path(&target_dir(work, &target.name, "spill"), b));
             Ok((t, g))
         })

@@ -5,7 +5,6 @@
 //! date the calendar lacks as epoch seconds) is an error whose text ends up in the rejects file,
 //! on the import's path and on cdc apply's alike.
 
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::attr::Attr;
@@ -17,7 +16,7 @@ use crate::source::types::ColumnKind;
 /// DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 … 9.99…E+125.
 pub const MAX_NUMBER_DIGITS: usize = 38;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TemporalAs {
     /// ISO-8601 text: `2024-01-02`, `2024-01-02T03:04:05.123456`, TIMESTAMP with `Z`.
@@ -27,7 +26,7 @@ pub enum TemporalAs {
     Epoch,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum JsonAs {
     /// Native M / L / S / N / BOOL / NULL.
@@ -37,7 +36,7 @@ pub enum JsonAs {
     String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum NullAs {
     /// NULL columns become absent attributes.
@@ -47,7 +46,7 @@ pub enum NullAs {
     Null,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum WideDecimal {
     /// DECIMAL values beyond 38 significant digits become S (exact text).
@@ -56,6 +55,11 @@ pub enum WideDecimal {
     /// Rows holding such a value go to the rejects file.
     Reject,
 }
+
+crate::choices!(TemporalAs { "iso" => TemporalAs::Iso, "epoch" => TemporalAs::Epoch });
+crate::choices!(JsonAs { "native" => JsonAs::Native, "string" => JsonAs::String });
+crate::choices!(NullAs { "omit" => NullAs::Omit, "null" => NullAs::Null });
+crate::choices!(WideDecimal { "string" => WideDecimal::String, "reject" => WideDecimal::Reject });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ConvertOptions {

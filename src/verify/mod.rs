@@ -1,5 +1,5 @@
 //! `mysql2ddb verify`: proves a target table equals what the run maps to. The expected items are
-//! re-derived from the run's chunks through the same mapping (the import's grouping, dry run);
+//! re-derived from the run's chunks through the same mapping (`transform`, as the import does);
 //! the actual items are read with a parallel segmented Scan and spilled into the same buckets by
 //! partition key, so each bucket is compared alone and memory stays bounded. Differences are
 //! reported by key: missing, extra, and differing attributes with both values (the first
@@ -17,10 +17,43 @@ use crate::aws::dynamo::{build, item_from_sdk, DynamoOptions};
 use crate::transform::group::read_items;
 use crate::transform::spill::{decode_record, Record, Spill};
 use crate::transform::state::target_dir;
-use crate::import::{ImportError, ImportSettings};
+use crate::sync::RunSource;
+use crate::transform::TransformSettings;
 use crate::value::attr::{encode_attr, item_to_json, Attr, Decoder, Item};
 use crate::mapping::compile::{Body, Fragment, TargetTable};
 pub use crate::value::dynamo::canonical_number;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Run(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Transform(#[from] crate::transform::TransformError),
+    #[error("--against-source: {0}")]
+    AgainstSource(Box<crate::export::ExportError>),
+    #[error("table {table}: {reason}")]
+    Table { table: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// What `verify` runs from (`settings::verify_settings`).
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    pub run: RunSource,
+    /// How rows become items: must be the import's.
+    pub transform: TransformSettings,
+    pub dynamo: DynamoOptions,
+    /// Differences kept as examples per table.
+    pub examples: usize,
+    /// Derive the expected items from this source server instead of the run's chunks.
+    pub against_source: Option<crate::source::SourceConfig>,
+    /// Read this share (0…1] of the expected items by key instead of scanning the whole table.
+    pub sample: Option<f64>,
+    pub quiet: bool,
+}
 
 /// Scan segments per table.
 pub const SCAN_SEGMENTS: i32 = 8;
@@ -274,75 +307,55 @@ async fn batch_get<'a>(client: &aws_sdk_dynamodb::Client, t: &TargetTable, items
 /// Reads the run's tables again from the source server, in parallel ranges, into
 /// `<run>/verify-source` (a run folder of its own), so the expected items reflect the source now.
 /// Only the tables the mapping selects are read.
-fn export_source(run: &Path, url: &str, s: &ImportSettings) -> Result<std::path::PathBuf, ImportError> {
-    use crate::cli::ExportArgs;
+fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySettings) -> Result<std::path::PathBuf, VerifyError> {
+    use crate::source::schema::TableFilter;
     let (manifest, plan, _) = crate::transform::load_plan(run, s.transform.mapping.as_deref(), &s.transform.convert, &s.transform.auto)?;
     let mut tables: Vec<usize> = plan.sources.iter().map(|src| src.table).collect();
     tables.sort_unstable();
     tables.dedup();
     let out = run.join("verify-source");
-    let quiet = s.quiet;
-    let args = ExportArgs {
-        source: Some(url.to_string()),
-        out: Some(out.to_string_lossy().into_owned()),
-        tables: tables.iter().map(|&i| format!("{}.{}", manifest.tables[i].schema.database, manifest.tables[i].schema.table)).collect(),
-        consistency: Some(crate::source::snapshot::Consistency::None),
-        zero_date: Some(manifest.options.zero_date),
+    // Table names quoted with backticks, so a dotted or wildcard-looking name selects itself.
+    let quote = |n: &str| format!("`{}`", n.replace('`', "``"));
+    let settings = crate::settings::ExportSettings {
+        source: source.clone(),
+        out: out.clone(),
+        format: manifest.options.format,
+        compression: manifest.options.compression,
+        threads: crate::settings::defaults::THREADS,
+        chunk_rows: crate::settings::defaults::CHUNK_ROWS,
+        filter: TableFilter { databases: vec![], tables: tables.iter().map(|&i| format!("{}.{}", quote(&manifest.tables[i].schema.database), quote(&manifest.tables[i].schema.table))).collect() },
+        consistency: crate::source::snapshot::Consistency::None,
+        zero_date: manifest.options.zero_date,
+        row_group_bytes: crate::settings::defaults::ROW_GROUP_MB << 20,
         restart: true,
-        quiet,
-        ..Default::default()
+        quiet: s.quiet,
+        upload: None,
     };
-    let settings = crate::settings::ExportSettings::resolve(&args).map_err(|e| ImportError::Input(format!("--against-source: {e}")))?;
-    crate::export::run(&settings).map_err(|e| ImportError::Input(format!("--against-source: {e}")))?;
+    crate::export::run(&settings).map_err(|e| VerifyError::AgainstSource(Box::new(e)))?;
     Ok(out)
 }
 
-/// What `verify` compares against and how much it keeps.
-#[derive(Debug, Clone, Default)]
-pub struct VerifyOptions {
-    /// Differences kept as examples per table.
-    pub keep: usize,
-    /// Derive the expected items from this source server (mysql://…) instead of the run.
-    pub against_source: Option<String>,
-    /// Read this share (0…1] of the expected items by key instead of scanning the whole table.
-    pub sample: Option<f64>,
-}
-
-/// Parses `--sample`: `1%` or a fraction such as `0.01`.
-pub fn parse_sample(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let v = match t.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-        None => t.parse::<f64>(),
-    }
-    .map_err(|_| format!("--sample {text}: expected a percentage such as 1% or a fraction such as 0.01"))?;
-    if !(v > 0.0 && v <= 1.0) {
-        return Err(format!("--sample {text}: must be above 0 and at most 100%"));
-    }
-    Ok(v)
-}
-
 /// Verifies every target table of the mapping; writes verify-report.json next to the run.
-pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, ImportError> {
-    let keep = o.keep;
+pub fn run(s: &VerifySettings) -> Result<VerifyReport, VerifyError> {
+    let keep = s.examples;
     // Resolve (download and verify) an s3:// run once; everything after reads local folders.
-    let report_dir = crate::import::local_run(&s.from, s.spool.as_deref(), &s.sync)?;
-    let run = match &o.against_source {
-        Some(url) => export_source(&report_dir, url, s)?,
+    let report_dir = s.run.local()?;
+    let run = match &s.against_source {
+        Some(source) => export_source(&report_dir, source, s)?,
         None => report_dir.clone(),
     };
     let work = crate::transform::state::dry_run_dir(&run, "verify");
     let state = crate::transform::transform(&run, &work, &s.transform)?.state;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| ImportError::Io(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(VerifyError::Runtime)?;
     let client = rt.block_on(build(&DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }));
     let mut tables = Vec::new();
     for t in &state.targets {
         let expected_dir = target_dir(&work, &t.table.name, "items");
-        if let Some(fraction) = o.sample {
+        if let Some(fraction) = s.sample {
             let ids: Vec<u32> = t.buckets.iter().map(|b| b.id).collect();
             let mut verdict = rt
                 .block_on(compare_sample(&client, &t.table, &expected_dir, &ids, fraction, keep))
-                .map_err(|reason| ImportError::Table { table: t.table.name.clone(), reason })?;
+                .map_err(|reason| VerifyError::Table { table: t.table.name.clone(), reason })?;
             verdict.table = t.table.name.clone();
             verdict.rejected_rows = t.rejected_rows;
             tables.push(verdict);
@@ -350,15 +363,15 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
         }
         let actual_dir = target_dir(&work, &t.table.name, "verify");
         let _ = std::fs::remove_dir_all(&actual_dir);
-        let spill = Spill::create(actual_dir.clone(), t.buckets.len() as u32).map_err(|e| ImportError::Io(e.to_string()))?;
+        let spill = Spill::create(actual_dir.clone(), t.buckets.len() as u32).map_err(|source| VerifyError::Io { path: actual_dir.clone(), source })?;
         rt.block_on(scan_into(&client, &t.table.name, &spill, &t.table.partition_key.name))
-            .map_err(|reason| ImportError::Table { table: t.table.name.clone(), reason })?;
+            .map_err(|reason| VerifyError::Table { table: t.table.name.clone(), reason })?;
         let parts: Vec<TableVerdict> = t
             .buckets
             .par_iter()
             .map(|b| compare_bucket(&t.table, &expected_dir, &actual_dir, b.id, keep))
             .collect::<Result<_, _>>()
-            .map_err(ImportError::Io)?;
+            .map_err(|reason| VerifyError::Table { table: t.table.name.clone(), reason })?;
         let mut verdict = TableVerdict { table: t.table.name.clone(), rejected_rows: t.rejected_rows, ..Default::default() };
         for p in parts {
             verdict.expected_items += p.expected_items;
@@ -375,9 +388,10 @@ pub fn run(s: &ImportSettings, o: &VerifyOptions) -> Result<VerifyReport, Import
     let differences = tables.iter().map(|t| t.missing + t.extra + t.differing).sum();
     let rejected_rows = tables.iter().map(|t| t.rejected_rows).sum();
     let rejected_changes = crate::cdc::state::ApplyState::load(&report_dir).ok().flatten().map(|a| a.rejected).unwrap_or(0);
-    let report = VerifyReport { from: s.from.clone(), sample: o.sample, differences, tables, rejected_rows, rejected_changes };
+    let report = VerifyReport { from: s.run.from.clone(), sample: s.sample, differences, tables, rejected_rows, rejected_changes };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-    crate::run_folder::write_atomically(&report_dir.join("verify-report.json"), &json).map_err(|e| ImportError::Io(e.to_string()))?;
+    let path = report_dir.join("verify-report.json");
+    crate::run_folder::write_atomically(&path, &json).map_err(|source| VerifyError::Io { path, source })?;
     Ok(report)
 }
 
