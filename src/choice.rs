@@ -57,5 +57,7 @@ mod tests {
         same_as_serde::<crate::import::tables::Billing>();
         same_as_serde::<crate::sync::SseMode>();
         same_as_serde::<crate::bench::ProxyMode>();
+        same_as_serde::<crate::import::Via>();
+        same_as_serde::<crate::import::s3_import::ImportCompression>();
     }
 }

@@ -85,6 +85,9 @@ fn run_import(args: &mysql2ddb::cli::ImportArgs) -> Result<ExitCode, Error> {
     if settings.dry_run {
         for t in &report.tables {
             eprintln!("dry run {}: {} source rows -> {} items, {} WCU to write, {} rejected rows", t.table, t.source_rows, t.items, t.wcu_estimated, t.rejected_rows);
+            if let Some(r) = &t.s3_import {
+                eprintln!("dry run {}: import files for {}: {} objects, {:.1} MB of DynamoDB JSON (not uploaded)", t.table, r.source, r.objects, r.bytes as f64 / 1e6);
+            }
         }
         return Ok(ExitCode::Success);
     }
@@ -102,6 +105,10 @@ fn run_import(args: &mysql2ddb::cli::ImportArgs) -> Result<ExitCode, Error> {
             t.rejected_rows,
             t.duration_seconds
         );
+    }
+    for t in report.tables.iter().filter_map(|t| t.s3_import.as_ref().map(|r| (t, r))) {
+        let (t, r) = t;
+        eprintln!("import {}: Import from S3 {} ({} objects from {}, {} items)", t.table, r.import_arn.as_deref().unwrap_or("-"), r.objects, r.source, r.items);
     }
     for n in &report.names {
         eprintln!("import {} -> DynamoDB table {}", n.source, n.target);

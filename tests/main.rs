@@ -21,6 +21,7 @@ mod import_mapping;
 mod import_resume;
 mod import_s3;
 mod import_types;
+mod import_via_s3;
 mod parquet_readers;
 mod sync_s3;
 mod verify;

@@ -281,18 +281,6 @@ fn moto_sync(args: &[&str]) -> Output {
     s3_env(Command::new(bin()).arg("sync").arg("--quiet").args(args)).env("AWS_ENDPOINT_URL_S3", moto).output().unwrap()
 }
 
-/// Creates a moto bucket and puts objects with the given keys (and a body naming them), with boto3.
-fn moto_put(bucket: &str, keys: &[&str]) {
-    let script = format!(
-        "import boto3,sys\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\n\
-         try:\n    s3.create_bucket(Bucket='{bucket}')\nexcept s3.exceptions.BucketAlreadyOwnedByYou:\n    pass\n\
-         for k in sys.argv[1:]:\n    s3.put_object(Bucket='{bucket}',Key=k,Body=('written from '+k).encode())\n    assert any(o['Key']==k for o in s3.list_objects_v2(Bucket='{bucket}',Prefix=k)['Contents']), k\n",
-        services()["M2D_MOTO_ENDPOINT"]
-    );
-    let out = Command::new(&services()["M2D_PYTHON"]).arg("-c").arg(script).args(keys).output().unwrap();
-    assert!(out.status.success(), "boto3 put: {}", stderr(&out));
-}
-
 /// Regression: download wrote every object under the prefix to `run.join(key − prefix)`, so a
 /// key such as `run1/../../x` or `run1//etc/x` landed outside the run folder. Keys that leave
 /// the folder are now refused naming the key; objects the run does not name are not written.

@@ -253,6 +253,17 @@ pub struct ImportArgs {
     /// What to do with an existing table before the first write.
     #[arg(long, value_parser = choice::<crate::import::tables::TablePrep>())]
     pub table_prep: Option<crate::import::tables::TablePrep>,
+    /// How items reach DynamoDB: paced writes, or DynamoDB's Import from S3 (new tables only,
+    /// no write capacity used, priced per GB).
+    #[arg(long, value_parser = choice::<crate::import::Via>())]
+    pub via: Option<crate::import::Via>,
+    /// --via s3-import: s3://bucket/prefix for the import files (default with --from s3://…:
+    /// <run prefix>/ddb-import).
+    #[arg(long)]
+    pub import_prefix: Option<String>,
+    /// --via s3-import: compression of the import files.
+    #[arg(long, value_parser = choice::<crate::import::s3_import::ImportCompression>())]
+    pub import_compression: Option<crate::import::s3_import::ImportCompression>,
     #[command(flatten)]
     pub aws: DynamoArgs,
     /// Ignore the checkpoint and start over.

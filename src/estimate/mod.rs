@@ -100,9 +100,30 @@ pub struct TableEstimate {
     pub hot_keys: Vec<HotKey>,
     pub loads: Vec<Load>,
     pub on_demand_cost: Option<f64>,
-    /// A lower bound: DynamoDB bills Import from S3 by the uncompressed source size, and its
-    /// input format (DynamoDB JSON) is larger than the items.
+    /// Uncompressed size of the DynamoDB JSON files `import --via s3-import` writes: what
+    /// Import from S3 is billed by.
+    pub import_bytes: u64,
     pub import_from_s3_cost: Option<f64>,
+    /// `writes` or `s3-import`, and why.
+    pub recommended: String,
+    pub recommendation: String,
+}
+
+/// Load times above this make Import from S3 the recommended path whatever the prices.
+pub const LONG_LOAD_SECONDS: f64 = 86_400.0;
+
+/// The path to load a table by: the cheaper one, unless paced writes would take more than a day
+/// at the highest rate considered.
+pub fn recommend(on_demand: Option<f64>, import: Option<f64>, seconds_at_best_rate: f64, currency: &str) -> (String, String) {
+    let new_table = "it creates a new table (no write capacity used), and cdc apply catches up from the snapshot as after writes";
+    if seconds_at_best_rate > LONG_LOAD_SECONDS {
+        return ("s3-import".into(), format!("paced writes would take {} at the highest rate given; {new_table}", duration(seconds_at_best_rate)));
+    }
+    match (on_demand, import) {
+        (Some(w), Some(i)) if i < w => ("s3-import".into(), format!("Import from S3 costs {i:.2} {currency} vs {w:.2} {currency} for on-demand writes; {new_table}")),
+        (Some(w), Some(i)) => ("writes".into(), format!("on-demand writes cost {w:.2} {currency} vs {i:.2} {currency} for Import from S3, and writes can load into an existing table")),
+        _ => ("writes".into(), "no prices for this region: writes load within a day at the highest rate given".into()),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,6 +140,8 @@ struct BucketFigures {
     items: u64,
     wcu: u64,
     bytes: u64,
+    /// DynamoDB JSON lines, as `import --via s3-import` writes them.
+    import_bytes: u64,
     near: u64,
     max: u64,
     hot: Vec<(u64, String)>,
@@ -134,6 +157,7 @@ fn bucket_figures(dir: &Path, bucket: u32, hot_keys: usize, pk_name: &str) -> Re
         f.items += 1;
         f.wcu += wcu;
         f.bytes += size as u64;
+        f.import_bytes += crate::import::s3_import::files::item_line(&item).len() as u64;
         f.max = f.max.max(size as u64);
         if size >= NEAR_LIMIT_BYTES {
             f.near += 1;
@@ -185,7 +209,7 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
             .collect::<Result<_, _>>()
             .map_err(|reason| EstimateError::Items { table: t.table.name.clone(), reason })?;
         let mut hist: HashMap<u32, u64> = HashMap::new();
-        let (mut items, mut wcu, mut bytes, mut near, mut max) = (0, 0, 0, 0, 0);
+        let (mut items, mut wcu, mut bytes, mut import_bytes, mut near, mut max) = (0, 0, 0, 0, 0, 0);
         let mut hot: Vec<(u64, String)> = Vec::new();
         for f in figures {
             for (s, n) in f.sizes {
@@ -194,6 +218,7 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
             items += f.items;
             wcu += f.wcu;
             bytes += f.bytes;
+            import_bytes += f.import_bytes;
             near += f.near;
             max = max.max(f.max);
             hot.extend(f.hot);
@@ -221,6 +246,10 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
                 Load { wcu_per_second: r, seconds, provisioned_cost: price.map(|p| r * (seconds / 3600.0).ceil().max(1.0) * p.provisioned_wcu_hour), warnings }
             })
             .collect();
+        let on_demand_cost = price.map(|p| wcu as f64 / 1e6 * p.on_demand_per_million_writes);
+        let import_from_s3_cost = price.map(|p| import_bytes as f64 / 1e9 * p.import_from_s3_per_gb);
+        let best_rate = rates.iter().copied().fold(0.0, f64::max);
+        let (recommended, recommendation) = recommend(on_demand_cost, import_from_s3_cost, wcu as f64 / best_rate.max(1.0), &file.currency);
         tables.push(TableEstimate {
             table: t.table.name.clone(),
             source_rows: t.source_rows,
@@ -235,8 +264,11 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
             rejected_rows: t.rejected_rows,
             hot_keys: hot_keys_out,
             loads,
-            on_demand_cost: price.map(|p| wcu as f64 / 1e6 * p.on_demand_per_million_writes),
-            import_from_s3_cost: price.map(|p| bytes as f64 / 1e9 * p.import_from_s3_per_gb),
+            on_demand_cost,
+            import_bytes,
+            import_from_s3_cost,
+            recommended,
+            recommendation,
         });
     }
     let report = EstimateReport { region: region.to_string(), prices_as_of: price.map(|_| file.as_of.clone()), currency: file.currency.clone(), tables };
@@ -265,7 +297,15 @@ pub fn render(r: &EstimateReport) -> String {
             "table {}: {} source rows -> {} items, {} WCU, {:.1} MB; item bytes avg {:.0}, p50 {}, p99 {}, max {} (limit {}); {} near the limit, {} rows rejected\n",
             t.table, t.source_rows, t.items, t.wcu, t.bytes as f64 / 1e6, t.avg_item_bytes, t.p50_item_bytes, t.p99_item_bytes, t.max_item_bytes, MAX_ITEM_BYTES, t.items_near_limit, t.rejected_rows
         ));
-        out.push_str(&format!("  on demand: {}   Import from S3 (at least): {}   (prices {} as of {})\n", money(t.on_demand_cost), money(t.import_from_s3_cost), r.region, r.prices_as_of.as_deref().unwrap_or("n/a")));
+        out.push_str(&format!(
+            "  on demand: {}   Import from S3 ({:.1} MB of DynamoDB JSON): {}   (prices {} as of {})\n",
+            money(t.on_demand_cost),
+            t.import_bytes as f64 / 1e6,
+            money(t.import_from_s3_cost),
+            r.region,
+            r.prices_as_of.as_deref().unwrap_or("n/a")
+        ));
+        out.push_str(&format!("  recommended: --via {} ({})\n", t.recommended, t.recommendation));
         out.push_str(&format!("  {:>12} {:>12} {:>16}\n", "WCU/s", "load time", "provisioned"));
         for l in &t.loads {
             out.push_str(&format!("  {:>12.0} {:>12} {:>16}\n", l.wcu_per_second, duration(l.seconds), money(l.provisioned_cost)));
@@ -278,4 +318,17 @@ pub fn render(r: &EstimateReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cheaper_path_is_recommended_unless_writes_take_over_a_day() {
+        assert_eq!(super::recommend(Some(10.0), Some(2.0), 60.0, "USD").0, "s3-import");
+        assert_eq!(super::recommend(Some(1.0), Some(2.0), 60.0, "USD").0, "writes");
+        let (via, why) = super::recommend(Some(1.0), Some(2.0), 3.0 * 86_400.0, "USD");
+        assert_eq!(via, "s3-import");
+        assert!(why.contains("would take"), "{why}");
+        assert_eq!(super::recommend(None, None, 60.0, "USD").0, "writes");
+    }
 }

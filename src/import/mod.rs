@@ -1,10 +1,12 @@
 //! Stage two, second half: the items `transform` grouped from a run folder (local, or s3://…
 //! downloaded and verified first) are written to DynamoDB. `tables` prepares the target tables;
 //! `writer` sends BatchWriteItem calls paced by `aws::pacing` and retried by `aws::retry`, and
-//! marks each bucket written in the transform's checkpoint so a rerun resumes; `report` writes
-//! import-report.json.
+//! marks each bucket written in the transform's checkpoint so a rerun resumes; `s3_import` is
+//! the other road (`--via s3-import`: DynamoDB's Import from S3 loads a new table from the same
+//! items); `report` writes import-report.json.
 
 pub mod report;
+pub mod s3_import;
 pub mod tables;
 pub mod writer;
 
@@ -13,11 +15,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 
+use serde::{Deserialize, Serialize};
+
 use crate::progress::Progress;
 use crate::transform::group::BucketStats;
 use crate::transform::state::{target_dir, work_dir};
 use crate::transform::{TransformSettings, Transformed};
 use report::{ImportReport, TargetReport};
+
+/// How the items reach DynamoDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// BatchWriteItem at a target WCU rate.
+    #[default]
+    Writes,
+    /// DynamoDB's Import from S3 (new tables only, no write capacity used).
+    S3Import,
+}
+
+crate::choices!(Via { "writes" => Via::Writes, "s3-import" => Via::S3Import });
 
 /// New on-demand tables sustain up to 4,000 WCU/s at first; `--wcu-fraction` applies to this.
 pub const ON_DEMAND_DEFAULT_WCU: f64 = 4000.0;
@@ -60,6 +77,8 @@ pub struct ImportSettings {
     pub quiet: bool,
     /// Map and group only: report items and WCU, write nothing to DynamoDB.
     pub dry_run: bool,
+    /// `--via s3-import` and its options; None: paced writes.
+    pub s3_import: Option<s3_import::S3ImportOptions>,
 }
 
 /// Runs the import; returns the report (also written to import-report.json).
@@ -77,7 +96,14 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     }
 
     if s.dry_run {
-        let tables = state.targets.iter().map(TargetReport::planned).collect();
+        let mut tables: Vec<TargetReport> = state.targets.iter().map(TargetReport::planned).collect();
+        if let Some(o) = &s.s3_import {
+            // The import files are prepared (not uploaded, no ImportTable): their objects and size.
+            for (t, r) in state.targets.iter().zip(tables.iter_mut()) {
+                let (w, _) = s3_import::prepare_files(&work, t, o.compression)?;
+                r.s3_import = Some(s3_import::ImportRecord { source: format!("{}/", s3_import::table_location(&o.prefix, &t.table.name)), objects: w.files.len() as u64, items: w.items, bytes: w.bytes, ..Default::default() });
+            }
+        }
         let report = ImportReport::build(&s.run.from, &started_at, started.elapsed(), &state, tables, plan.names(&manifest.tables), plan.skipped.clone());
         report.write(&run).map_err(|e| io(&run, e))?;
         return Ok(report);
@@ -100,10 +126,21 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
         let control = crate::aws::dynamo::build(&crate::aws::dynamo::DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }).await;
         let n_targets = state.lock().unwrap_or_else(|e| e.into_inner()).targets.len();
         for ti in 0..n_targets {
-            let (target, prepared) = {
+            let (target, prepared, done) = {
                 let st = state.lock().unwrap_or_else(|e| e.into_inner());
-                (st.targets[ti].table.clone(), st.targets[ti].prepared)
+                (st.targets[ti].table.clone(), st.targets[ti].prepared, st.targets[ti].buckets.iter().all(|b| b.written))
             };
+            if let Some(o) = &s.s3_import {
+                if done {
+                    tracing::info!(table = %target.name, "imported already: nothing to do");
+                    let mut r = TargetReport::planned(&state.lock().unwrap_or_else(|e| e.into_inner()).targets[ti]);
+                    r.s3_import = state.lock().unwrap_or_else(|e| e.into_inner()).targets[ti].s3_import.clone();
+                    reports.push(r);
+                } else {
+                    reports.push(s3_import::import_target(&control, &s.run.sync, o, &s.tables, &work, ti, &state, s.quiet).await?);
+                }
+                continue;
+            }
             let provisioned = tables::prepare(&control, &target, &s.tables, !prepared).await.map_err(|reason| ImportError::Table { table: target.name.clone(), reason })?;
             {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());

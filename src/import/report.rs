@@ -54,6 +54,9 @@ pub struct TargetReport {
     pub rejected_rows: u64,
     pub conflicts_resolved: u64,
     pub duration_seconds: f64,
+    /// `--via s3-import`: the import's ARN, source, objects, bytes and final status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_import: Option<super::s3_import::ImportRecord>,
 }
 
 pub fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -83,6 +86,7 @@ impl TargetReport {
             rejected_rows: t.rejected_rows,
             conflicts_resolved: t.conflicts,
             duration_seconds: 0.0,
+            s3_import: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl TargetReport {
             rejected_rows: t.rejected_rows,
             conflicts_resolved: t.conflicts,
             duration_seconds: took.as_secs_f64(),
+            s3_import: None,
         }
     }
 }

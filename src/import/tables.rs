@@ -80,7 +80,7 @@ fn keys_of(d: &TableDescription) -> (Option<KeyDef>, Option<KeyDef>) {
     (find(DdbKeyType::Hash), find(DdbKeyType::Range))
 }
 
-async fn describe_table(client: &Client, name: &str) -> Result<Option<TableDescription>, String> {
+pub async fn describe_table(client: &Client, name: &str) -> Result<Option<TableDescription>, String> {
     match client.describe_table().table_name(name).send().await {
         Ok(out) => Ok(out.table),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
@@ -88,28 +88,41 @@ async fn describe_table(client: &Client, name: &str) -> Result<Option<TableDescr
     }
 }
 
+/// The key schema and attribute definitions a table needs for the mapping's keys.
+pub fn key_schema(t: &TargetTable) -> Result<(Vec<KeySchemaElement>, Vec<AttributeDefinition>), String> {
+    let mut schema = Vec::new();
+    let mut attrs = Vec::new();
+    for (k, kt) in std::iter::once((&t.partition_key, DdbKeyType::Hash)).chain(t.sort_key.as_ref().map(|k| (k, DdbKeyType::Range))) {
+        schema.push(KeySchemaElement::builder().attribute_name(&k.name).key_type(kt).build().map_err(|e| e.to_string())?);
+        attrs.push(AttributeDefinition::builder().attribute_name(&k.name).attribute_type(scalar(k.ty)).build().map_err(|e| e.to_string())?);
+    }
+    Ok((schema, attrs))
+}
+
+/// The billing mode of created tables, with their capacity when provisioned.
+pub fn billing(opts: &TableOptions) -> Result<(BillingMode, Option<ProvisionedThroughput>), String> {
+    Ok(match opts.billing {
+        Billing::OnDemand => (BillingMode::PayPerRequest, None),
+        Billing::Provisioned => (
+            BillingMode::Provisioned,
+            Some(ProvisionedThroughput::builder().write_capacity_units(opts.provisioned_wcu.max(1)).read_capacity_units(opts.provisioned_rcu.max(1)).build().map_err(|e| e.to_string())?),
+        ),
+    })
+}
+
 async fn create(client: &Client, t: &TargetTable, opts: &TableOptions) -> Result<(), String> {
-    let mut req = client
+    let (schema, attrs) = key_schema(t)?;
+    let (mode, throughput) = billing(opts)?;
+    client
         .create_table()
         .table_name(&t.name)
-        .key_schema(KeySchemaElement::builder().attribute_name(&t.partition_key.name).key_type(DdbKeyType::Hash).build().map_err(|e| e.to_string())?)
-        .attribute_definitions(AttributeDefinition::builder().attribute_name(&t.partition_key.name).attribute_type(scalar(t.partition_key.ty)).build().map_err(|e| e.to_string())?);
-    if let Some(sk) = &t.sort_key {
-        req = req
-            .key_schema(KeySchemaElement::builder().attribute_name(&sk.name).key_type(DdbKeyType::Range).build().map_err(|e| e.to_string())?)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name(&sk.name).attribute_type(scalar(sk.ty)).build().map_err(|e| e.to_string())?);
-    }
-    req = match opts.billing {
-        Billing::OnDemand => req.billing_mode(BillingMode::PayPerRequest),
-        Billing::Provisioned => req.billing_mode(BillingMode::Provisioned).provisioned_throughput(
-            ProvisionedThroughput::builder()
-                .write_capacity_units(opts.provisioned_wcu.max(1))
-                .read_capacity_units(opts.provisioned_rcu.max(1))
-                .build()
-                .map_err(|e| e.to_string())?,
-        ),
-    };
-    req.send().await.map_err(|e| describe(&format!("CreateTable {}", t.name), &e))?;
+        .set_key_schema(Some(schema))
+        .set_attribute_definitions(Some(attrs))
+        .billing_mode(mode)
+        .set_provisioned_throughput(throughput)
+        .send()
+        .await
+        .map_err(|e| describe(&format!("CreateTable {}", t.name), &e))?;
     tracing::info!(table = %t.name, "created table ({})", show_keys(&t.partition_key, t.sort_key.as_ref()));
     Ok(())
 }

@@ -39,6 +39,11 @@ pub const TABLE_RCU: i64 = 100;
 /// Automatic mode's DynamoDB table name.
 pub const TABLE_NAME_TEMPLATE: &str = "{database}_{table}";
 
+/// `--via s3-import` with `--from s3://…`: the import files go under the run's prefix here.
+pub const IMPORT_PREFIX_UNDER_RUN: &str = "ddb-import";
+/// Time between DescribeImport calls while an import runs.
+pub const IMPORT_POLL: Duration = Duration::from_secs(2);
+
 // estimate
 pub const ESTIMATE_WCU: [f64; 3] = [1000.0, 2000.0, 4000.0];
 pub const HOT_KEYS: usize = 5;

@@ -55,8 +55,14 @@ pub fn import_settings(args: &ImportArgs) -> Result<crate::import::ImportSetting
         return Err(SettingsError::Range { flag: "--wcu-fraction", value: fraction.to_string(), allowed: "above 0 and at most 1".into() });
     }
     let dynamo = dynamo_options(&args.aws, &im);
+    let run = run_source(&args.run, &im, dynamo.region.clone(), args.quiet)?;
+    let s3_import = match args.via.or(im.via).unwrap_or_default() {
+        crate::import::Via::Writes => None,
+        crate::import::Via::S3Import => Some(s3_import_options(args, &im, &run)?),
+    };
     Ok(crate::import::ImportSettings {
-        run: run_source(&args.run, &im, dynamo.region.clone(), args.quiet)?,
+        run,
+        s3_import,
         transform: transform_settings(&args.map, &im, args.restart, args.quiet)?,
         wcu: args.wcu.or(im.wcu).map(|w| wcu_rate("--wcu", w)).transpose()?,
         wcu_fraction: fraction,
@@ -73,6 +79,19 @@ pub fn import_settings(args: &ImportArgs) -> Result<crate::import::ImportSetting
         quiet: args.quiet,
         dry_run: args.dry_run,
     })
+}
+
+/// `--via s3-import`: where the import files go (required with a local run) and how.
+fn s3_import_options(args: &ImportArgs, im: &ImportSection, run: &crate::sync::RunSource) -> Result<crate::import::s3_import::S3ImportOptions, SettingsError> {
+    use crate::sync::S3Location;
+    let prefix = match args.import_prefix.clone().or_else(|| im.import_prefix.clone()) {
+        Some(p) => S3Location::parse(&p).ok_or(SettingsError::Range { flag: "--import-prefix", value: p, allowed: "s3://bucket/prefix".into() })?,
+        None => match S3Location::parse(&run.from) {
+            Some(loc) => S3Location { bucket: loc.bucket.clone(), prefix: loc.key(d::IMPORT_PREFIX_UNDER_RUN) },
+            None => return Err(SettingsError::Missing("--via s3-import with a local --from needs --import-prefix s3://bucket/prefix (where the import files go)".into())),
+        },
+    };
+    Ok(crate::import::s3_import::S3ImportOptions { prefix, compression: args.import_compression.or(im.import_compression).unwrap_or_default(), poll: d::IMPORT_POLL })
 }
 
 /// Resolves `mysql2ddb estimate`; the price file is read here.
@@ -170,6 +189,20 @@ mod tests {
         assert_eq!(parse_sample("0.5").unwrap(), 0.5);
         assert!(parse_sample("0").unwrap_err().to_string().starts_with("--sample 0: must be above 0"));
         assert!(parse_sample("lots").is_err());
+    }
+
+    #[test]
+    fn s3_import_goes_under_an_s3_run_and_needs_a_prefix_for_a_local_one() {
+        let args = |from: &str| ImportArgs { run: RunArgs { from: Some(from.into()), ..Default::default() }, via: Some(crate::import::Via::S3Import), ..Default::default() };
+        let s = import_settings(&args("s3://b/runs/run1")).unwrap();
+        let o = s.s3_import.unwrap();
+        assert_eq!((o.prefix.bucket.as_str(), o.prefix.prefix.as_str()), ("b", "runs/run1/ddb-import"));
+        assert_eq!(o.compression, crate::import::s3_import::ImportCompression::Gzip);
+        assert!(import_settings(&args("./run1")).unwrap_err().to_string().contains("--import-prefix"));
+        let mut bad = args("./run1");
+        bad.import_prefix = Some("b/p".into());
+        assert!(import_settings(&bad).unwrap_err().to_string().contains("s3://bucket/prefix"));
+        assert!(import_settings(&ImportArgs { run: RunArgs { from: Some("r".into()), ..Default::default() }, ..Default::default() }).unwrap().s3_import.is_none());
     }
 
     /// estimate, verify and bench read the mapping from [import] like the import does.

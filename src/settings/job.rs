@@ -106,6 +106,9 @@ pub struct ImportSection {
     pub table_wcu: Option<i64>,
     pub table_rcu: Option<i64>,
     pub table_prep: Option<crate::import::tables::TablePrep>,
+    pub via: Option<crate::import::Via>,
+    pub import_prefix: Option<String>,
+    pub import_compression: Option<crate::import::s3_import::ImportCompression>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
 }

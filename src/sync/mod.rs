@@ -5,7 +5,7 @@
 
 mod download;
 pub mod local;
-mod upload;
+pub mod upload;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,10 +197,16 @@ pub fn run(from: &str, to: &str, opts: &SyncOptions) -> Result<SyncReport, SyncE
 }
 
 pub fn upload_dir(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
-    let started = Instant::now();
     if !run.join(crate::manifest::MANIFEST_FILE).exists() {
         return Err(SyncError::Usage(format!("{} has no manifest.json: not a run folder", run.display())));
     }
+    upload_folder(run, dest, opts)
+}
+
+/// Uploads every file of a folder (a run, or the import files of `import --via s3-import`),
+/// deciding by SHA-256 and resuming multipart uploads.
+pub fn upload_folder(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
     let files = local::scan(run).map_err(|e| SyncError::local(run, e))?;
     let counters = Arc::new(Counters::default());
     let progress = Progress::bytes("upload", opts.quiet);

@@ -232,7 +232,7 @@ fn collected_value(
 }
 
 /// Writes items round-robin across partition keys: one item of each key, then the next round.
-fn write_interleaved(dir: &Path, bucket: u32, mut lists: Vec<Vec<Item>>) -> std::io::Result<()> {
+pub(crate) fn write_interleaved(dir: &Path, bucket: u32, mut lists: Vec<Vec<Item>>) -> std::io::Result<()> {
     let path = items_path(dir, bucket);
     let partial = path.with_extension("items.partial");
     let mut buf = Vec::new();

@@ -38,6 +38,9 @@ pub struct TargetState {
     /// Duplicate keys or colliding pivots resolved by --on-duplicate last-wins.
     pub conflicts: u64,
     pub buckets: Vec<BucketStats>,
+    /// `import --via s3-import`: the table's ImportTable request, kept so a rerun follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_import: Option<crate::import::s3_import::ImportRecord>,
 }
 
 impl TargetState {

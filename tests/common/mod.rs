@@ -291,3 +291,15 @@ pub fn csv_rows(run: &Path, e: &TableEntry) -> Vec<Vec<String>> {
     rows.sort();
     rows
 }
+
+/// Creates a moto bucket and puts objects with the given keys (and a body naming them), with boto3.
+pub fn moto_put(bucket: &str, keys: &[&str]) {
+    let script = format!(
+        "import boto3,sys\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\n\
+         try:\n    s3.create_bucket(Bucket='{bucket}')\nexcept s3.exceptions.BucketAlreadyOwnedByYou:\n    pass\n\
+         for k in sys.argv[1:]:\n    s3.put_object(Bucket='{bucket}',Key=k,Body=('written from '+k).encode())\n    assert any(o['Key']==k for o in s3.list_objects_v2(Bucket='{bucket}',Prefix=k)['Contents']), k\n",
+        services()["M2D_MOTO_ENDPOINT"]
+    );
+    let out = Command::new(&services()["M2D_PYTHON"]).arg("-c").arg(script).args(keys).output().unwrap();
+    assert!(out.status.success(), "boto3 put: {}", stderr(&out));
+}

@@ -1,0 +1,272 @@
+//! `import --via s3-import`: the grouped items go to DynamoDB through its own Import from S3
+//! instead of paid writes. Per target table: the items are written as DynamoDB JSON files
+//! (`files`), synced to `<import-prefix>/<table>/` like a run (checksummed, resumable), and one
+//! ImportTable creates the table from them, with a ClientToken derived from the run, the table
+//! and the prefix so the service never starts a second import for one request. The import's ARN
+//! is kept in the checkpoint before anything else happens, so a rerun polls that import instead
+//! of starting another; DescribeImport is polled until COMPLETED, FAILED or CANCELLED, and the
+//! service's counts must equal the items written. Then the buckets are marked written, exactly
+//! as after a WCU import, so `cdc apply` starts from the snapshot position.
+
+pub mod files;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{ImportStatus, InputFormat, S3BucketSource, TableCreationParameters};
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::report::TargetReport;
+use super::tables::{TableOptions, TablePrep};
+use super::ImportError;
+use crate::aws::dynamo::describe;
+use crate::sync::{S3Location, SyncOptions};
+use crate::transform::state::{target_dir, ImportState};
+pub use files::ImportCompression;
+
+/// How `--via s3-import` runs.
+#[derive(Debug, Clone)]
+pub struct S3ImportOptions {
+    /// Where the import files go; each target table under `<prefix>/<table>/`.
+    pub prefix: S3Location,
+    pub compression: ImportCompression,
+    /// Time between DescribeImport calls.
+    pub poll: Duration,
+}
+
+/// What the checkpoint keeps of a table's import.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    pub client_token: String,
+    pub import_arn: Option<String>,
+    /// s3://bucket/prefix/table/ the files went to.
+    pub source: String,
+    pub objects: u64,
+    pub items: u64,
+    /// Item text before compression (what the service prices by).
+    pub bytes: u64,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// The ClientToken of a table's import: the same run, table and prefix give the same token
+/// (at most 36 characters, as ImportTable allows).
+pub fn client_token(fingerprint: &str, table: &str, source: &str) -> String {
+    let digest = Sha256::digest(format!("{fingerprint}\n{table}\n{source}").as_bytes());
+    hex::encode(digest)[..32].to_string()
+}
+
+/// Where a table's files go: `<prefix>/<table, percent-encoded>/`.
+pub fn table_location(prefix: &S3Location, table: &str) -> S3Location {
+    S3Location { bucket: prefix.bucket.clone(), prefix: prefix.key(&crate::run_folder::encode_component(table)) }
+}
+
+fn table_err(table: &str, reason: impl Into<String>) -> ImportError {
+    ImportError::Table { table: table.to_string(), reason: reason.into() }
+}
+
+/// Imports target `ti` (buckets not all written yet) and marks it written.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_target(
+    client: &Client,
+    sync: &SyncOptions,
+    o: &S3ImportOptions,
+    tables: &TableOptions,
+    work: &Path,
+    ti: usize,
+    state: &Arc<Mutex<ImportState>>,
+    quiet: bool,
+) -> Result<TargetReport, ImportError> {
+    let started = Instant::now();
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let (target, fingerprint, record) = {
+        let st = lock();
+        (st.targets[ti].clone(), st.fingerprint.clone(), st.targets[ti].s3_import.clone())
+    };
+    let name = target.table.name.clone();
+    let loc = table_location(&o.prefix, &name);
+    let mut record = match record {
+        Some(r) if r.import_arn.is_some() => {
+            tracing::info!(table = %name, "following the import started earlier: {}", r.import_arn.as_deref().unwrap_or_default());
+            r
+        }
+        _ => {
+            let (work2, target2, c) = (work.to_path_buf(), target.clone(), o.compression);
+            let (written, dir) = tokio::task::spawn_blocking(move || prepare_files(&work2, &target2, c)).await.map_err(|e| table_err(&name, e.to_string()))??;
+            upload(&dir, &loc, &written, sync).await?;
+            let record = ImportRecord {
+                client_token: client_token(&fingerprint, &name, &loc.to_string()),
+                import_arn: None,
+                source: format!("{loc}/"),
+                objects: written.files.len() as u64,
+                items: written.items,
+                bytes: written.bytes,
+                status: None,
+            };
+            make_room(client, &target.table.name, tables).await?;
+            let arn = start(client, &target.table, tables, &loc, o.compression, &record.client_token).await?;
+            tracing::info!(table = %name, "ImportTable started: {arn} ({} objects, {} items, {:.1} MB of item text)", record.objects, record.items, record.bytes as f64 / 1e6);
+            let record = ImportRecord { import_arn: Some(arn), ..record };
+            let mut st = lock();
+            st.targets[ti].s3_import = Some(record.clone());
+            st.store(work).map_err(|e| super::io(work, e))?;
+            record
+        }
+    };
+    let done = follow(client, &name, &record, o.poll, quiet).await?;
+    record.status = Some(done.clone());
+    {
+        let mut st = lock();
+        let t = &mut st.targets[ti];
+        t.s3_import = Some(record.clone());
+        t.prepared = true;
+        t.buckets.iter_mut().for_each(|b| b.written = true);
+        st.store(work).map_err(|e| super::io(work, e))?;
+    }
+    let mut report = TargetReport::planned(&lock().targets[ti]);
+    report.items_written = record.items;
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report.s3_import = Some(record);
+    Ok(report)
+}
+
+/// Writes a target's import files into `<work>/s3-import/<table>/`; returns them and the folder.
+pub fn prepare_files(work: &Path, target: &crate::transform::state::TargetState, c: ImportCompression) -> Result<(files::Written, std::path::PathBuf), ImportError> {
+    let name = &target.table.name;
+    let dir = work.join("s3-import").join(crate::run_folder::encode_component(name));
+    let ids: Vec<u32> = target.buckets.iter().map(|b| b.id).collect();
+    // Item text runs about twice the item size (type wrappers, quotes): a bound for the cut.
+    let cut = files::object_bytes(target.buckets.iter().map(|b| b.bytes * 2).sum());
+    let written = files::write(&target_dir(work, name, "items"), &ids, &target.table.key_names(), &dir, c, cut).map_err(|e| table_err(name, e))?;
+    Ok((written, dir))
+}
+
+/// Uploads the files and removes objects of an earlier attempt under the table's prefix; any
+/// other object there would be imported too, so it is an error.
+async fn upload(dir: &Path, loc: &S3Location, w: &files::Written, sync: &SyncOptions) -> Result<(), ImportError> {
+    let (dir2, loc2, opts) = (dir.to_path_buf(), loc.clone(), sync.clone());
+    tokio::task::spawn_blocking(move || crate::sync::upload_folder(&dir2, &loc2, &opts)).await.map_err(|e| ImportError::Table { table: loc.to_string(), reason: e.to_string() })??;
+    let ours: Vec<String> = w.files.iter().filter_map(|f| f.file_name()).map(|n| loc.key(&n.to_string_lossy())).collect();
+    let client = crate::aws::s3::build(&sync.s3).await;
+    let remote = crate::sync::upload::list_remote(&client, loc).await?;
+    for key in remote.keys().filter(|k| !ours.contains(k)) {
+        let name = key.rsplit('/').next().unwrap_or_default();
+        let earlier = name.starts_with("part-") && [".json", ".json.gz", ".json.zst"].iter().any(|e| name.ends_with(e));
+        if !earlier {
+            return Err(ImportError::Table {
+                table: loc.to_string(),
+                reason: format!("{} is not a file this import wrote, and ImportTable would load it too: empty the prefix or choose another --import-prefix", loc.with_key(key)),
+            });
+        }
+        client.delete_object().bucket(&loc.bucket).key(key).send().await.map_err(|e| crate::sync::SyncError::S3(crate::aws::s3::describe(&loc.with_key(key), &e)))?;
+    }
+    Ok(())
+}
+
+/// ImportTable only creates tables: an existing one is an error unless it may be dropped.
+async fn make_room(client: &Client, table: &str, tables: &TableOptions) -> Result<(), ImportError> {
+    if super::tables::describe_table(client, table).await.map_err(|r| table_err(table, r))?.is_none() {
+        return Ok(());
+    }
+    if tables.prep != TablePrep::DropAndCreate {
+        return Err(table_err(table, "the table exists, and Import from S3 only creates tables: pass --table-prep drop-and-create to replace it, or map to another table name"));
+    }
+    tracing::info!(table, "dropping the existing table (--table-prep drop-and-create)");
+    super::tables::drop_table(client, table).await.map_err(|r| table_err(table, r))
+}
+
+async fn start(client: &Client, t: &crate::mapping::compile::TargetTable, tables: &TableOptions, loc: &S3Location, c: ImportCompression, token: &str) -> Result<String, ImportError> {
+    let bad = |r: String| table_err(&t.name, r);
+    let (schema, attrs) = super::tables::key_schema(t).map_err(bad)?;
+    let (mode, throughput) = super::tables::billing(tables).map_err(bad)?;
+    let params = TableCreationParameters::builder()
+        .table_name(&t.name)
+        .set_key_schema(Some(schema))
+        .set_attribute_definitions(Some(attrs))
+        .billing_mode(mode)
+        .set_provisioned_throughput(throughput)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let source = S3BucketSource::builder().s3_bucket(&loc.bucket).s3_key_prefix(loc.key("")).build().map_err(|e| bad(e.to_string()))?;
+    let out = client
+        .import_table()
+        .client_token(token)
+        .s3_bucket_source(source)
+        .input_format(InputFormat::DynamodbJson)
+        .input_compression_type(c.sdk())
+        .table_creation_parameters(params)
+        .send()
+        .await
+        .map_err(|e| bad(describe("ImportTable", &e)))?;
+    out.import_table_description().and_then(|d| d.import_arn()).map(str::to_string).ok_or_else(|| bad("ImportTable answered without an import ARN".into()))
+}
+
+/// Polls DescribeImport until the import ends; COMPLETED with the service's counts equal to the
+/// items written is success, anything else an error that says where the service's log is.
+async fn follow(client: &Client, table: &str, r: &ImportRecord, poll: Duration, quiet: bool) -> Result<String, ImportError> {
+    let arn = r.import_arn.as_deref().expect("started");
+    let progress = crate::progress::Progress::items("s3-import", quiet);
+    let bar = progress.add_table(table.to_string(), r.items, 0);
+    let mut shown = 0u64;
+    loop {
+        let out = client.describe_import().import_arn(arn).send().await.map_err(|e| table_err(table, describe("DescribeImport", &e)))?;
+        let d = out.import_table_description().ok_or_else(|| table_err(table, "DescribeImport answered without a description"))?;
+        let processed = d.processed_item_count().max(0) as u64;
+        progress.advance(bar, processed.saturating_sub(shown), 0);
+        shown = shown.max(processed);
+        let log = d.cloud_watch_log_group_arn().map(|l| format!("the service's log: CloudWatch log group {l}")).unwrap_or_else(|| "the service's log: CloudWatch Logs, log group /aws-dynamodb/imports".into());
+        match d.import_status() {
+            Some(ImportStatus::Completed) => {
+                progress.finish();
+                let (imported, errors) = (d.imported_item_count().max(0) as u64, d.error_count().max(0) as u64);
+                if imported != r.items || errors > 0 || processed != r.items {
+                    return Err(table_err(
+                        table,
+                        format!("import {arn} COMPLETED with {imported} items imported, {processed} processed and {errors} errors, but {} items were written to {}; {log}", r.items, r.source),
+                    ));
+                }
+                return Ok("COMPLETED".into());
+            }
+            Some(s @ (ImportStatus::Failed | ImportStatus::Cancelled)) => {
+                progress.finish();
+                return Err(table_err(
+                    table,
+                    format!(
+                        "import {arn} {}: {} {} ({} of {} items imported, {} errors); {log}",
+                        s.as_str(),
+                        d.failure_code().unwrap_or(""),
+                        d.failure_message().unwrap_or(""),
+                        d.imported_item_count(),
+                        r.items,
+                        d.error_count()
+                    ),
+                ));
+            }
+            _ => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_the_runs_and_the_tables() {
+        let a = client_token("fp1", "orders", "s3://b/p/orders");
+        assert_eq!(a.len(), 32);
+        assert_eq!(a, client_token("fp1", "orders", "s3://b/p/orders"));
+        assert_ne!(a, client_token("fp2", "orders", "s3://b/p/orders"));
+        assert_ne!(a, client_token("fp1", "orders2", "s3://b/p/orders"));
+    }
+
+    #[test]
+    fn each_table_has_a_prefix_of_its_own() {
+        let p = S3Location::parse("s3://b/ddb-import/run1").unwrap();
+        assert_eq!(table_location(&p, "a/b").key(""), "ddb-import/run1/a%2Fb/");
+        assert!(!table_location(&p, "t2").key("").starts_with(&table_location(&p, "t").key("")));
+    }
+}

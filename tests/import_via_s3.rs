@@ -1,0 +1,236 @@
+//! `import --via s3-import` against moto's server, which implements S3 and DynamoDB's
+//! ImportTable (DYNAMODB_JSON, GZIP or none) in one process: the blog's purchase table grouped by
+//! the pivot rule and an automatic multi-table run land equal to what the WCU path writes on
+//! dynalite; a rerun starts no second import; a missing bucket and an existing table fail
+//! clearly; and cdc apply after an S3 import converges with the source.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::cdc::{apply_with, capture, ok, verify_against_source_with};
+use common::ddb::{client, drop_table, dynalite, import_cmd, runtime, scan};
+use common::{assert_ok, connect, export, fresh_db, moto_put, services, stderr};
+use mysql::prelude::Queryable;
+use mysql2ddb::value::attr::{item_to_json, Item};
+
+fn moto() -> String {
+    services()["M2D_MOTO_ENDPOINT"].clone()
+}
+
+/// `import --via s3-import` into moto (DynamoDB and S3 both there).
+fn import_via_s3(run: &Path, prefix: &str, args: &[&str]) -> Output {
+    import_cmd(run, &moto(), &["--via", "s3-import", "--import-prefix", prefix])
+        .args(args)
+        .env("AWS_ENDPOINT_URL_S3", moto())
+        .env("M2D_S3_PATH_STYLE", "1")
+        .output()
+        .unwrap()
+}
+
+fn sorted(items: &[Item]) -> Vec<String> {
+    let mut v: Vec<String> = items.iter().map(|i| item_to_json(i).to_string()).collect();
+    v.sort();
+    v
+}
+
+fn report_arns(run: &Path) -> Vec<String> {
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("import-report.json")).unwrap()).unwrap();
+    r["tables"].as_array().unwrap().iter().map(|t| t["s3_import"]["import_arn"].as_str().unwrap_or("-").to_string()).collect()
+}
+
+const GROUPING: &str = r#"{"rules": [
+  {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
+   "object-locator": {"schema-name": "DB", "table-name": "purchase"}, "rule-action": "include"},
+  {"rule-type": "object-mapping", "rule-id": "3", "rule-name": "GroupOrders", "rule-action": "group-records-to-item",
+   "object-locator": {"schema-name": "DB", "table-name": "purchase"},
+   "target-table-name": "TARGET",
+   "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid",
+     "pivot": {"name": "${productid}", "value": "${quantity}"}}}]}"#;
+
+/// A purchase table (customerid, orderid, productid, quantity) exported into a run.
+fn purchase_run(name: &str) -> (tempfile::TempDir, String) {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, name);
+    conn.query_drop(
+        "CREATE TABLE purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL, productid VARCHAR(20) NOT NULL,
+         quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid))",
+    )
+    .unwrap();
+    let mut values = Vec::new();
+    for c in 1..=30 {
+        for o in 1..=3 {
+            for p in 1..=4 {
+                if (c + o + p) % 3 != 0 {
+                    values.push(format!("('c{c:03}','o{o}','p{p}',{})", (c * o * p) % 17 + 1));
+                }
+            }
+        }
+    }
+    conn.query_drop(format!("INSERT INTO purchase VALUES {}", values.join(","))).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "60"]));
+    (run, db)
+}
+
+fn write_mapping(dir: &Path, db: &str, target: &str) -> std::path::PathBuf {
+    let p = dir.join("mapping.json");
+    std::fs::write(&p, GROUPING.replace("DB", db).replace("TARGET", target)).unwrap();
+    p
+}
+
+#[test]
+fn the_grouped_purchase_table_imported_from_s3_equals_what_the_writes_build_and_a_rerun_starts_no_second_import() {
+    let (run, db) = purchase_run("s3i_group");
+    let bucket = format!("m2d-s3i-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    let mapping = write_mapping(run.path(), &db, "it_s3i_grouped");
+    let m = mapping.to_str().unwrap();
+
+    drop_table(&dynalite(), "it_s3i_grouped");
+    let wcu = import_cmd(run.path(), &dynalite(), &["--mapping", m, "--create-tables"]).output().unwrap();
+    ok(&wcu, "import --via writes");
+    let written = scan(&dynalite(), "it_s3i_grouped");
+
+    // The same run again, by Import from S3 (a fresh checkpoint: --restart).
+    drop_table(&moto(), "it_s3i_grouped");
+    let out = import_via_s3(run.path(), &format!("s3://{bucket}/ddb-import/run1"), &["--mapping", m, "--restart"]);
+    ok(&out, "import --via s3-import");
+    let imported = scan(&moto(), "it_s3i_grouped");
+    assert!(!imported.is_empty());
+    assert_eq!(sorted(&imported), sorted(&written), "the S3 import holds exactly the items the writes built");
+    let arns = report_arns(run.path());
+    assert!(arns[0].contains(":table/it_s3i_grouped/import/"), "{arns:?}");
+    // The files are DynamoDB JSON, GZIP by default, one prefix per table.
+    let listing = std::process::Command::new(&services()["M2D_PYTHON"])
+        .arg("-c")
+        .arg(format!(
+            "import boto3\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\nprint('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket='{bucket}')['Contents']))",
+            moto()
+        ))
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(keys.contains("ddb-import/run1/it_s3i_grouped/part-00000.json.gz"), "{keys}");
+
+    // A rerun: the checkpoint holds the import; no second ImportTable (moto would start one and
+    // fail it, the table existing), the same ARN in the report.
+    let again = import_via_s3(run.path(), &format!("s3://{bucket}/ddb-import/run1"), &["--mapping", m]);
+    ok(&again, "rerun");
+    assert_eq!(report_arns(run.path()), arns);
+    assert_eq!(sorted(&scan(&moto(), "it_s3i_grouped")), sorted(&written));
+}
+
+#[test]
+fn an_automatic_run_of_several_tables_imports_each_into_its_own_table() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "s3i_auto");
+    conn.query_drop("CREATE TABLE a (id INT PRIMARY KEY, name VARCHAR(30), price DECIMAL(10,2), at DATETIME(3), doc JSON, raw VARBINARY(8))").unwrap();
+    conn.query_drop("CREATE TABLE b (k VARCHAR(10), n BIGINT, note TEXT, PRIMARY KEY (k, n))").unwrap();
+    let rows_a: Vec<String> = (1..=40).map(|i| format!("({i}, 'n{i} ü', {i}.25, '2024-01-02 03:04:05.{i:03}', '{{\"x\": {i}, \"l\": [1, \"a\"]}}', X'00FF{i:02X}')")).collect();
+    conn.query_drop(format!("INSERT INTO a VALUES {}", rows_a.join(","))).unwrap();
+    conn.query_drop("INSERT INTO a (id) VALUES (100)").unwrap();
+    let rows_b: Vec<String> = (1..=25).map(|i| format!("('k{}', {i}, 'note {i}')", i % 4)).collect();
+    conn.query_drop(format!("INSERT INTO b VALUES {}", rows_b.join(","))).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let bucket = format!("m2d-s3i-auto-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    let tables = [format!("{db}_a"), format!("{db}_b")];
+    for t in &tables {
+        drop_table(&dynalite(), t);
+        drop_table(&moto(), t);
+    }
+    ok(&import_cmd(run.path(), &dynalite(), &["--create-tables"]).output().unwrap(), "import --via writes");
+    let out = import_via_s3(run.path(), &format!("s3://{bucket}/imports"), &["--restart", "--import-compression", "none"]);
+    ok(&out, "import --via s3-import");
+    for t in &tables {
+        let written = scan(&dynalite(), t);
+        assert!(!written.is_empty(), "{t}");
+        assert_eq!(sorted(&scan(&moto(), t)), sorted(&written), "{t}");
+    }
+
+    // What estimate prices Import from S3 by is the size of the objects S3 holds (uncompressed
+    // here), as S3 reports it.
+    let est = std::process::Command::new(common::bin()).args(["estimate", "--quiet", "--from"]).arg(run.path()).env("AWS_REGION", "us-east-1").output().unwrap();
+    ok(&est, "estimate");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("estimate-report.json")).unwrap()).unwrap();
+    let sizes = std::process::Command::new(&services()["M2D_PYTHON"])
+        .arg("-c")
+        .arg(format!(
+            "import boto3\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\nfor o in s3.list_objects_v2(Bucket='{bucket}')['Contents']: print(o['Key'], o['Size'])",
+            moto()
+        ))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&sizes.stdout).to_string();
+    for t in report["tables"].as_array().unwrap() {
+        let name = t["table"].as_str().unwrap();
+        let in_s3: u64 = listing.lines().filter(|l| l.starts_with(&format!("imports/{name}/"))).map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum();
+        assert_eq!(t["import_bytes"].as_u64().unwrap(), in_s3, "{name}: {listing}");
+        assert!(t["recommended"] == "writes" || t["recommended"] == "s3-import");
+    }
+}
+
+#[test]
+fn a_missing_bucket_and_an_existing_table_fail_clearly() {
+    let (run, db) = purchase_run("s3i_fail");
+    let mapping = write_mapping(run.path(), &db, "it_s3i_fail");
+    let m = mapping.to_str().unwrap();
+    drop_table(&moto(), "it_s3i_fail");
+    let out = import_via_s3(run.path(), "s3://m2d-no-such-bucket-here/x", &["--mapping", m]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("m2d-no-such-bucket-here") && err.contains("the bucket does not exist"), "{err}");
+
+    // The table exists: ImportTable only creates tables.
+    runtime().block_on(async {
+        use aws_sdk_dynamodb::types::*;
+        client(&moto())
+            .create_table()
+            .table_name("it_s3i_fail")
+            .key_schema(KeySchemaElement::builder().attribute_name("customerid").key_type(KeyType::Hash).build().unwrap())
+            .attribute_definitions(AttributeDefinition::builder().attribute_name("customerid").attribute_type(ScalarAttributeType::S).build().unwrap())
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+    });
+    let bucket = format!("m2d-s3i-fail-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    let prefix = format!("s3://{bucket}/p");
+    let out = import_via_s3(run.path(), &prefix, &["--mapping", m]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("it_s3i_fail") && err.contains("only creates tables") && err.contains("--table-prep drop-and-create"), "{err}");
+    ok(&import_via_s3(run.path(), &prefix, &["--mapping", m, "--table-prep", "drop-and-create"]), "with drop-and-create");
+    assert!(!scan(&moto(), "it_s3i_fail").is_empty());
+
+    // A local run needs --import-prefix.
+    let out = import_cmd(run.path(), &moto(), &["--mapping", m, "--via", "s3-import"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--import-prefix"), "{}", stderr(&out));
+}
+
+#[test]
+fn cdc_apply_after_an_s3_import_converges_with_the_source() {
+    let (run, db) = purchase_run("s3i_cdc");
+    let mapping = write_mapping(run.path(), &db, "it_s3i_cdc");
+    let m = mapping.to_str().unwrap();
+    let bucket = format!("m2d-s3i-cdc-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    drop_table(&moto(), "it_s3i_cdc");
+    ok(&import_via_s3(run.path(), &format!("s3://{bucket}/i"), &["--mapping", m]), "import --via s3-import");
+
+    let mut conn = connect();
+    conn.query_drop(format!("USE `{db}`")).unwrap();
+    conn.query_drop("INSERT INTO purchase VALUES ('c900','o1','p1',5),('c001','o1','p9',7)").unwrap();
+    conn.query_drop("UPDATE purchase SET quantity = quantity + 100 WHERE customerid = 'c002'").unwrap();
+    conn.query_drop("DELETE FROM purchase WHERE customerid = 'c003'").unwrap();
+    ok(&capture(run.path()), "cdc capture");
+    ok(&apply_with(run.path(), &moto(), &["--mapping", m]), "cdc apply");
+    let v = verify_against_source_with(run.path(), &moto(), &["--mapping", m]);
+    ok(&v, "verify --against-source");
+    assert!(String::from_utf8_lossy(&v.stdout).contains("0 differences"), "{}", String::from_utf8_lossy(&v.stdout));
+}
