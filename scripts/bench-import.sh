@@ -6,7 +6,9 @@
 #  2. Unpaced write speed vs a raw BatchWriteItem load generator (m2d-loadgen) and vs boto3
 #     batch_writer with 8 threads, same item count and size, straight into dynalite.
 #  3. Grouping: `import --dry-run` with a group-records-to-item rule over the seed's purchase table
-#     vs DuckDB GROUP BY over the same Parquet chunks; wall time and peak RSS.
+#     vs DuckDB GROUP BY over the same Parquet chunks; wall time and peak RSS. Then the Import from
+#     S3 files from the same items (time vs the grouping), and bytes and cost per source row of
+#     each path (from `estimate`).
 # Writes bench-out/import.md (paste it into docs/benchmarks.md).
 #
 #   BENCH_WCU            WCU targets (default "500 1000 2000 4000 8000")
@@ -155,6 +157,11 @@ measure() {  # prints "seconds peak_rss_mb"
     awk '{printf "%s %.0f\n", $1, $2 / 1024}' "$OUT/time.txt"
 }
 read -r g_s g_mb < <(measure "$BIN" import --quiet --from "$OUT/group-run" --mapping "$OUT/group.json" --restart --dry-run)
+# Import from S3: the DynamoDB JSON files from the grouped items (the dry run above left them).
+read -r p_s p_mb < <(measure "$BIN" import --quiet --from "$OUT/group-run" --mapping "$OUT/group.json" --dry-run \
+    --via s3-import --import-prefix s3://bench/ddb-import)
+gz_bytes=$(du -sb "$OUT/group-run/import/s3-import" | cut -f1)
+"$BIN" estimate --quiet --from "$OUT/group-run" --mapping "$OUT/group.json" --region us-east-1 >/dev/null
 rm -rf "$OUT/group-run/import"
 read -r d_s d_mb < <(measure "$VENV/bin/python" -c "
 import duckdb
@@ -169,6 +176,20 @@ echo "| tool | seconds | peak RSS | speed vs DuckDB |"
 echo "|---|---:|---:|---:|"
 echo "| mysql2ddb import --dry-run (read, map, spill, group, write item files) | $g_s | $g_mb MB | $(python3 -c "print(f'{$d_s/$g_s:.2f}')") |"
 echo "| DuckDB GROUP BY → Parquet | $d_s | $d_mb MB | 1.00 |"
+echo
+echo "### The two paths on the same $GROUP_ROWS purchase rows: bytes and cost per source row"
+echo
+echo "Import files prepared from the grouped items (\`import --dry-run --via s3-import\`, GZIP): $p_s s, peak RSS $p_mb MB — $(python3 -c "print(f'{$p_s/$g_s:.2f}')")× the grouping time above."
+echo
+echo "| path | bytes per source row | sent | cost per million source rows (us-east-1) |"
+echo "|---|---:|---|---:|"
+python3 - "$OUT/group-run/estimate-report.json" "$gz_bytes" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); t = r["tables"][0]; rows = t["source_rows"]; gz = int(sys.argv[2])
+print(f"| --via writes (BatchWriteItem, on demand) | {t['bytes'] / rows:.1f} | item bytes | {t['on_demand_cost'] / rows * 1e6:.4f} {r['currency']} |")
+print(f"| --via s3-import (ImportTable) | {t['import_bytes'] / rows:.1f} | DynamoDB JSON, {gz / rows:.1f} B/row after GZIP | {t['import_from_s3_cost'] / rows * 1e6:.4f} {r['currency']} |")
+print(f"\nRecommended by estimate: --via {t['recommended']} ({t['recommendation']}).")
+PY
 } | tee -a "$OUT/import.md"
 
 # --- 4. mysql2ddb bench: the chart, capacity = target (no headroom), 64 calls in flight ----------

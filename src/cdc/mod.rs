@@ -234,7 +234,7 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: Write
         }
         println!("{late} changes reached the captured tables after {}: writes have not stopped; waiting for them to stop", at(&fin));
         if !matches!(stop, WritesStop::Quiet(_)) {
-            return Err(CdcError::WritesDidNotStop { late: late as u64, at: at(&fin) });
+            return Err(CdcError::WritesDidNotStop { late, at: at(&fin) });
         }
     }
     Ok(Cutover { final_at: at(&fin), pause_seconds: t0.elapsed().as_secs_f64() })
