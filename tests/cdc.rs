@@ -438,7 +438,10 @@ fn apply_to_with(run: &Path, endpoint: &str, mapping: &Path, args: &[&str]) -> s
 /// an executable comment on a quoted name went unnoticed; `CREATE TABLE … LIKE` a captured
 /// table stopped capture. A FLUSH BINARY LOGS and a capture stopped between XA PREPARE and
 /// XA COMMIT are on the way.
+/// Alone: its XA transaction stays prepared across other tests' exports, and a capture that
+/// sees the COMMIT of a transaction prepared before its snapshot stops (it cannot know the rows).
 #[test]
+#[ignore = "needs the server to itself (an XA transaction stays prepared across other tests' snapshots): `make test` runs it alone"]
 fn savepoints_xa_rotation_and_ddl_in_comments_are_captured_as_the_server_ran_them() {
     let mut conn = connect();
     // A prepared XA transaction outlives its connection: one left by an interrupted run holds locks.
