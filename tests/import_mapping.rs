@@ -27,7 +27,7 @@ fn purchase_rows() -> Vec<(String, String, String, i64)> {
     rows
 }
 
-fn load_purchase(db_name: &str) -> (tempfile::TempDir, Vec<(String, String, String, i64)>) {
+pub(crate) fn load_purchase(db_name: &str) -> (tempfile::TempDir, Vec<(String, String, String, i64)>) {
     let mut conn = connect();
     let db = fresh_db(&mut conn, db_name);
     conn.query_drop(
@@ -43,7 +43,7 @@ fn load_purchase(db_name: &str) -> (tempfile::TempDir, Vec<(String, String, Stri
     (run, rows)
 }
 
-fn sorted(items: &[Item]) -> Vec<String> {
+pub(crate) fn sorted(items: &[Item]) -> Vec<String> {
     let mut v: Vec<String> = items.iter().map(|i| item_to_json(i).to_string()).collect();
     v.sort();
     v
@@ -79,7 +79,7 @@ const BLOG_DMS_RULE: &str = r#"{
   ]
 }"#;
 
-fn write_mapping(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+pub(crate) fn write_mapping(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let p = dir.join("mapping.json");
     std::fs::write(&p, text).unwrap();
     p

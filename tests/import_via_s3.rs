@@ -11,9 +11,9 @@ use std::process::Output;
 
 use common::cdc::{apply_with, capture, ok, verify_against_source_with};
 use common::ddb::{client, drop_table, dynalite, import_cmd, runtime, scan};
-use common::{assert_ok, connect, export, fresh_db, moto_put, services, stderr};
+use common::{assert_ok, connect, export, fresh_db, moto_objects, moto_put, services, stderr};
 use mysql::prelude::Queryable;
-use mysql2ddb::value::attr::{item_to_json, Item};
+use crate::import_mapping::{load_purchase, sorted, write_mapping};
 
 fn moto() -> String {
     services()["M2D_MOTO_ENDPOINT"].clone()
@@ -27,12 +27,6 @@ fn import_via_s3(run: &Path, prefix: &str, args: &[&str]) -> Output {
         .env("M2D_S3_PATH_STYLE", "1")
         .output()
         .unwrap()
-}
-
-fn sorted(items: &[Item]) -> Vec<String> {
-    let mut v: Vec<String> = items.iter().map(|i| item_to_json(i).to_string()).collect();
-    v.sort();
-    v
 }
 
 fn report_arns(run: &Path) -> Vec<String> {
@@ -49,43 +43,20 @@ const GROUPING: &str = r#"{"rules": [
    "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid",
      "pivot": {"name": "${productid}", "value": "${quantity}"}}}]}"#;
 
-/// A purchase table (customerid, orderid, productid, quantity) exported into a run.
-fn purchase_run(name: &str) -> (tempfile::TempDir, String) {
-    let mut conn = connect();
-    let db = fresh_db(&mut conn, name);
-    conn.query_drop(
-        "CREATE TABLE purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL, productid VARCHAR(20) NOT NULL,
-         quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid))",
-    )
-    .unwrap();
-    let mut values = Vec::new();
-    for c in 1..=30 {
-        for o in 1..=3 {
-            for p in 1..=4 {
-                if (c + o + p) % 3 != 0 {
-                    values.push(format!("('c{c:03}','o{o}','p{p}',{})", (c * o * p) % 17 + 1));
-                }
-            }
-        }
-    }
-    conn.query_drop(format!("INSERT INTO purchase VALUES {}", values.join(","))).unwrap();
-    let run = tempfile::tempdir().unwrap();
-    assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "60"]));
-    (run, db)
-}
-
-fn write_mapping(dir: &Path, db: &str, target: &str) -> std::path::PathBuf {
-    let p = dir.join("mapping.json");
-    std::fs::write(&p, GROUPING.replace("DB", db).replace("TARGET", target)).unwrap();
-    p
+/// The blog's purchase table exported into a run (the fixture of `import_mapping`), its
+/// grouping rule to `target`, and the database's name.
+fn purchase_run(name: &str, target: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let (run, _) = load_purchase(name);
+    let db = format!("it_{name}");
+    let mapping = write_mapping(run.path(), &GROUPING.replace("DB", &db).replace("TARGET", target));
+    (run, mapping, db)
 }
 
 #[test]
 fn the_grouped_purchase_table_imported_from_s3_equals_what_the_writes_build_and_a_rerun_starts_no_second_import() {
-    let (run, db) = purchase_run("s3i_group");
+    let (run, mapping, _) = purchase_run("s3i_group", "it_s3i_grouped");
     let bucket = format!("m2d-s3i-{}", std::process::id());
     moto_put(&bucket, &[]);
-    let mapping = write_mapping(run.path(), &db, "it_s3i_grouped");
     let m = mapping.to_str().unwrap();
 
     drop_table(&dynalite(), "it_s3i_grouped");
@@ -103,16 +74,8 @@ fn the_grouped_purchase_table_imported_from_s3_equals_what_the_writes_build_and_
     let arns = report_arns(run.path());
     assert!(arns[0].contains(":table/it_s3i_grouped/import/"), "{arns:?}");
     // The files are DynamoDB JSON, GZIP by default, one prefix per table.
-    let listing = std::process::Command::new(&services()["M2D_PYTHON"])
-        .arg("-c")
-        .arg(format!(
-            "import boto3\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\nprint('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket='{bucket}')['Contents']))",
-            moto()
-        ))
-        .output()
-        .unwrap();
-    let keys = String::from_utf8_lossy(&listing.stdout).to_string();
-    assert!(keys.contains("ddb-import/run1/it_s3i_grouped/part-00000.json.gz"), "{keys}");
+    let keys = moto_objects(&bucket);
+    assert!(keys.iter().any(|(k, _)| k == "ddb-import/run1/it_s3i_grouped/part-00000.json.gz"), "{keys:?}");
 
     // A rerun: the checkpoint holds the import; no second ImportTable (moto would start one and
     // fail it, the table existing), the same ARN in the report.
@@ -156,27 +119,18 @@ fn an_automatic_run_of_several_tables_imports_each_into_its_own_table() {
     let est = std::process::Command::new(common::bin()).args(["estimate", "--quiet", "--from"]).arg(run.path()).env("AWS_REGION", "us-east-1").output().unwrap();
     ok(&est, "estimate");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("estimate-report.json")).unwrap()).unwrap();
-    let sizes = std::process::Command::new(&services()["M2D_PYTHON"])
-        .arg("-c")
-        .arg(format!(
-            "import boto3\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\nfor o in s3.list_objects_v2(Bucket='{bucket}')['Contents']: print(o['Key'], o['Size'])",
-            moto()
-        ))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&sizes.stdout).to_string();
+    let listing = moto_objects(&bucket);
     for t in report["tables"].as_array().unwrap() {
         let name = t["table"].as_str().unwrap();
-        let in_s3: u64 = listing.lines().filter(|l| l.starts_with(&format!("imports/{name}/"))).map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum();
-        assert_eq!(t["import_bytes"].as_u64().unwrap(), in_s3, "{name}: {listing}");
+        let in_s3: u64 = listing.iter().filter(|(k, _)| k.starts_with(&format!("imports/{name}/"))).map(|(_, size)| size).sum();
+        assert_eq!(t["import_bytes"].as_u64().unwrap(), in_s3, "{name}: {listing:?}");
         assert!(t["recommended"] == "writes" || t["recommended"] == "s3-import");
     }
 }
 
 #[test]
 fn a_missing_bucket_and_an_existing_table_fail_clearly() {
-    let (run, db) = purchase_run("s3i_fail");
-    let mapping = write_mapping(run.path(), &db, "it_s3i_fail");
+    let (run, mapping, _) = purchase_run("s3i_fail", "it_s3i_fail");
     let m = mapping.to_str().unwrap();
     drop_table(&moto(), "it_s3i_fail");
     let out = import_via_s3(run.path(), "s3://m2d-no-such-bucket-here/x", &["--mapping", m]);
@@ -215,8 +169,7 @@ fn a_missing_bucket_and_an_existing_table_fail_clearly() {
 
 #[test]
 fn cdc_apply_after_an_s3_import_converges_with_the_source() {
-    let (run, db) = purchase_run("s3i_cdc");
-    let mapping = write_mapping(run.path(), &db, "it_s3i_cdc");
+    let (run, mapping, db) = purchase_run("s3i_cdc", "it_s3i_cdc");
     let m = mapping.to_str().unwrap();
     let bucket = format!("m2d-s3i-cdc-{}", std::process::id());
     moto_put(&bucket, &[]);

@@ -133,9 +133,8 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             if let Some(o) = &s.s3_import {
                 if done {
                     tracing::info!(table = %target.name, "imported already: nothing to do");
-                    let mut r = TargetReport::planned(&state.lock().unwrap_or_else(|e| e.into_inner()).targets[ti]);
-                    r.s3_import = state.lock().unwrap_or_else(|e| e.into_inner()).targets[ti].s3_import.clone();
-                    reports.push(r);
+                    let st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    reports.push(TargetReport { s3_import: st.targets[ti].s3_import.clone(), ..TargetReport::planned(&st.targets[ti]) });
                 } else {
                     reports.push(s3_import::import_target(&control, &s.run.sync, o, &s.tables, &work, ti, &state, s.quiet).await?);
                 }

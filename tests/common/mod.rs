@@ -303,3 +303,15 @@ pub fn moto_put(bucket: &str, keys: &[&str]) {
     let out = Command::new(&services()["M2D_PYTHON"]).arg("-c").arg(script).args(keys).output().unwrap();
     assert!(out.status.success(), "boto3 put: {}", stderr(&out));
 }
+
+/// Every object of a moto bucket as (key, size), listed by boto3.
+pub fn moto_objects(bucket: &str) -> Vec<(String, u64)> {
+    let script = format!(
+        "import boto3\ns3=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x')\n\
+         for o in s3.list_objects_v2(Bucket='{bucket}').get('Contents', []): print(o['Size'], o['Key'])\n",
+        services()["M2D_MOTO_ENDPOINT"]
+    );
+    let out = Command::new(&services()["M2D_PYTHON"]).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "boto3 list: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split_once(' ').map(|(n, k)| (k.to_string(), n.parse().unwrap())).unwrap()).collect()
+}

@@ -96,7 +96,7 @@ pub async fn import_target(
         _ => {
             let (work2, target2, c) = (work.to_path_buf(), target.clone(), o.compression);
             let (written, dir) = tokio::task::spawn_blocking(move || prepare_files(&work2, &target2, c)).await.map_err(|e| table_err(&name, e.to_string()))??;
-            upload(&dir, &loc, &written, sync).await?;
+            upload(&name, &dir, &loc, &written, sync).await?;
             let record = ImportRecord {
                 client_token: client_token(&fingerprint, &name, &loc.to_string()),
                 import_arn: None,
@@ -146,9 +146,9 @@ pub fn prepare_files(work: &Path, target: &crate::transform::state::TargetState,
 
 /// Uploads the files and removes objects of an earlier attempt under the table's prefix; any
 /// other object there would be imported too, so it is an error.
-async fn upload(dir: &Path, loc: &S3Location, w: &files::Written, sync: &SyncOptions) -> Result<(), ImportError> {
+async fn upload(table: &str, dir: &Path, loc: &S3Location, w: &files::Written, sync: &SyncOptions) -> Result<(), ImportError> {
     let (dir2, loc2, opts) = (dir.to_path_buf(), loc.clone(), sync.clone());
-    tokio::task::spawn_blocking(move || crate::sync::upload_folder(&dir2, &loc2, &opts)).await.map_err(|e| ImportError::Table { table: loc.to_string(), reason: e.to_string() })??;
+    tokio::task::spawn_blocking(move || crate::sync::upload_folder(&dir2, &loc2, &opts)).await.map_err(|e| table_err(table, e.to_string()))??;
     let ours: Vec<String> = w.files.iter().filter_map(|f| f.file_name()).map(|n| loc.key(&n.to_string_lossy())).collect();
     let client = crate::aws::s3::build(&sync.s3).await;
     let remote = crate::sync::upload::list_remote(&client, loc).await?;
@@ -156,10 +156,7 @@ async fn upload(dir: &Path, loc: &S3Location, w: &files::Written, sync: &SyncOpt
         let name = key.rsplit('/').next().unwrap_or_default();
         let earlier = name.starts_with("part-") && [".json", ".json.gz", ".json.zst"].iter().any(|e| name.ends_with(e));
         if !earlier {
-            return Err(ImportError::Table {
-                table: loc.to_string(),
-                reason: format!("{} is not a file this import wrote, and ImportTable would load it too: empty the prefix or choose another --import-prefix", loc.with_key(key)),
-            });
+            return Err(table_err(table, format!("{} is not a file this import wrote, and ImportTable would load it too: empty the prefix or choose another --import-prefix", loc.with_key(key))));
         }
         client.delete_object().bucket(&loc.bucket).key(key).send().await.map_err(|e| crate::sync::SyncError::S3(crate::aws::s3::describe(&loc.with_key(key), &e)))?;
     }
