@@ -96,7 +96,7 @@ impl Encoder {
     fn open(path: &Path, c: ImportCompression) -> std::io::Result<Encoder> {
         let f = std::fs::File::create(path)?;
         Ok(match c {
-            ImportCompression::Gzip => Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(f, flate2::Compression::default())),
+            ImportCompression::Gzip => Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(f, flate2::Compression::fast())),
             ImportCompression::Zstd => Encoder::Zstd(zstd::Encoder::new(f, 3)?),
             ImportCompression::None => Encoder::Plain(std::io::BufWriter::new(f)),
         })
@@ -120,40 +120,86 @@ impl Encoder {
     }
 }
 
+/// One bucket's lines, spread, as one text with the end of each line.
+struct BucketText {
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+fn bucket_text(items_dir: &Path, bucket: u32, key_names: &[String]) -> Result<BucketText, String> {
+    let mut items = read_items(items_dir, bucket)?;
+    spread(&mut items, key_names);
+    let mut t = BucketText { text: Vec::new(), ends: Vec::with_capacity(items.len()) };
+    for item in &items {
+        t.text.extend_from_slice(&item_line(item));
+        t.ends.push(t.text.len());
+    }
+    Ok(t)
+}
+
 /// Writes the items of `buckets` (item files in `items_dir`) into `out` as `part-NNNNN.<ext>`,
 /// cutting an object once it holds `cut` bytes of item text. Files of an earlier attempt are
-/// removed first. Errors name the file.
+/// removed first. Errors name the file. A thread turns windows of buckets into text in parallel
+/// while this one compresses and writes them, in bucket order (the output is deterministic).
+/// GZIP is written at its fast level: Import from S3 is priced by the uncompressed size, so the
+/// level only trades upload bytes against time here.
 pub fn write(items_dir: &Path, buckets: &[u32], key_names: &[String], out: &Path, c: ImportCompression, cut: u64) -> Result<Written, String> {
+    use rayon::prelude::*;
     let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).map_err(|e| err(out, e))?;
-    let mut w = Written::default();
-    let mut current: Option<(Encoder, PathBuf, u64)> = None;
-    for &b in buckets {
-        let mut items = read_items(items_dir, b)?;
-        spread(&mut items, key_names);
-        for item in &items {
-            if current.is_none() {
-                let path = out.join(format!("part-{:05}.{}", w.files.len(), c.extension()));
-                current = Some((Encoder::open(&path, c).map_err(|e| err(&path, e))?, path.clone(), 0));
-                w.files.push(path);
+    // Buckets turned into text at once (in parallel), and waiting to be compressed.
+    let window = rayon::current_num_threads().max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<BucketText, String>>(window);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for window in buckets.chunks(window) {
+                let texts: Vec<Result<BucketText, String>> = window.par_iter().map(|&b| bucket_text(items_dir, b, key_names)).collect();
+                for t in texts {
+                    let stop = t.is_err();
+                    if tx.send(t).is_err() || stop {
+                        return;
+                    }
+                }
             }
-            let (enc, path, held) = current.as_mut().expect("opened above");
-            let line = item_line(item);
-            enc.write_all(&line).map_err(|e| err(path, e))?;
-            *held += line.len() as u64;
-            w.items += 1;
-            w.bytes += line.len() as u64;
-            if *held >= cut {
-                let (enc, path, _) = current.take().expect("open");
-                enc.finish().map_err(|e| err(&path, e))?;
+        });
+        let mut w = Written::default();
+        let mut current: Option<(Encoder, PathBuf, u64)> = None;
+        for t in rx {
+            let t = t?;
+            let mut start = 0;
+            let mut lines = t.ends.iter().peekable();
+            while lines.peek().is_some() {
+                if current.is_none() {
+                    let path = out.join(format!("part-{:05}.{}", w.files.len(), c.extension()));
+                    current = Some((Encoder::open(&path, c).map_err(|e| err(&path, e))?, path.clone(), 0));
+                    w.files.push(path);
+                }
+                let (enc, path, held) = current.as_mut().expect("opened above");
+                // The lines up to the one that fills the object, written at once.
+                let mut end = start;
+                for &e in lines.by_ref() {
+                    w.items += 1;
+                    *held += (e - end) as u64;
+                    end = e;
+                    if *held >= cut {
+                        break;
+                    }
+                }
+                enc.write_all(&t.text[start..end]).map_err(|e| err(path, e))?;
+                w.bytes += (end - start) as u64;
+                start = end;
+                if *held >= cut {
+                    let (enc, path, _) = current.take().expect("open");
+                    enc.finish().map_err(|e| err(&path, e))?;
+                }
             }
         }
-    }
-    if let Some((enc, path, _)) = current {
-        enc.finish().map_err(|e| err(&path, e))?;
-    }
-    Ok(w)
+        if let Some((enc, path, _)) = current {
+            enc.finish().map_err(|e| err(&path, e))?;
+        }
+        Ok(w)
+    })
 }
 
 #[cfg(test)]
