@@ -9,18 +9,30 @@
 #     vs DuckDB GROUP BY over the same Parquet chunks; wall time and peak RSS. Then the Import from
 #     S3 files from the same items (time vs the grouping), and bytes and cost per source row of
 #     each path (from `estimate`).
+#  4. `mysql2ddb bench`: the WCU chart with each table's capacity equal to its target.
+#  5. One hot partition key: a table where one key carries 30 % of the items, imported through the
+#     proxy enforcing DynamoDB's per-partition limit (4,000 WCU/s over four partitions of 1,000);
+#     the WCU/s the other partitions got while their keys were being written, against their
+#     capacity.
+#  6. The write ceiling: `import --wcu 0` and `cdc apply` against the null endpoint (the proxy with
+#     --null-writes answers every write at once), items/s and client CPU per item, against
+#     m2d-loadgen's pre-built calls to the same endpoint.
 # Writes bench-out/import.md (paste it into docs/benchmarks.md).
 #
 #   BENCH_WCU            WCU targets (default "500 1000 2000 4000 8000")
 #   BENCH_SECONDS        seconds of writes per target (default 20)
 #   BENCH_UNPACED_ITEMS  items for the unpaced comparison (default 100000)
 #   BENCH_GROUP_ROWS     rows of the grouping comparison (default 10000000)
+#   BENCH_HOT_ROWS       rows of the hot-key table (default 100000)
+#   BENCH_CEILING_ROWS   rows (items, and changes for cdc apply) of the write ceiling (default 1000000)
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 TARGETS=${BENCH_WCU:-"500 1000 2000 4000 8000"}
 SECS=${BENCH_SECONDS:-20}
 UNPACED=${BENCH_UNPACED_ITEMS:-100000}
 GROUP_ROWS=${BENCH_GROUP_ROWS:-10000000}
+HOT_ROWS=${BENCH_HOT_ROWS:-100000}
+CEILING=${BENCH_CEILING_ROWS:-1000000}
 PROXY=$ROOT/target/release/m2d-capacity-proxy
 LOADGEN=$ROOT/target/release/m2d-loadgen
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
@@ -45,6 +57,10 @@ for w in $TARGETS; do
 done
 $SQL bench_import -e "SET SESSION sql_log_bin = 0; CREATE TABLE unpaced (id INT PRIMARY KEY, v VARCHAR(60) NOT NULL);
   INSERT INTO unpaced SELECT seq - 1, REPEAT('x', 60) FROM seq_1_to_$UNPACED;"
+$SQL bench_import -e "SET SESSION sql_log_bin = 0; CREATE TABLE hot (pk VARCHAR(20) NOT NULL, sk INT NOT NULL, v VARCHAR(50) NOT NULL, PRIMARY KEY (pk, sk));
+  INSERT INTO hot SELECT IF(seq % 10 < 3, 'hot', CONCAT('k', seq)), seq, REPEAT('x', 50) FROM seq_1_to_$HOT_ROWS;"
+$SQL bench_import -e "SET SESSION sql_log_bin = 0; CREATE TABLE ceiling (id INT PRIMARY KEY, v VARCHAR(60) NOT NULL);
+  INSERT INTO ceiling SELECT seq, REPEAT('x', 60) FROM seq_1_to_$CEILING;"
 have=$($SQL -N -e "SELECT COUNT(*) FROM bench_group.purchase" 2>/dev/null || echo 0)
 if [ "$have" != "$GROUP_ROWS" ]; then
     $SQL -e "DROP DATABASE IF EXISTS bench_group; CREATE DATABASE bench_group;
@@ -210,4 +226,81 @@ import json, sys
 for s in json.load(open(sys.argv[1]))["settings"]:
     print(f"| {s['target_wcu']:.0f} | {s['achieved_wcu_per_s']:.0f} | {100 * s['achieved_ratio']:.1f} % | {s['throttles']} | {s['latency_ms_p50']} | {s['latency_ms_p99']} | {s['projected_hours']:.1f} |")
 PY
+} | tee -a "$OUT/import.md"
+
+# --- 5. one hot partition key -----------------------------------------------------------------------
+# Table capacity 4,000 WCU/s over four partitions of 1,000 (DynamoDB's per-partition limit). The
+# cold keys can have at most the three other partitions' 3,000, and no more than the target leaves
+# beside the hot partition's rate: min(3000, target - hot rate). The hot partition must carry the
+# hot key's items and a quarter of the cold keys', so its total WCU / 1,000 is the least time the
+# import can take.
+select_one hot
+{
+echo
+echo "### One hot partition key: 30 % of $HOT_ROWS items under one key, DynamoDB's per-partition limit"
+echo
+echo "\`make bench-import\` (BENCH_HOT_ROWS=$HOT_ROWS): m2d-capacity-proxy \`--wcu 4000 --partition-wcu 1000\` (four partitions), \`import --wcu <target> --concurrency 64\`; WCU/s from the proxy's per-partition log over the full seconds while cold keys were written."
+echo
+echo "| target WCU/s | cold partitions' WCU/s | the cold keys' allowance | ÷ allowance | hot partition's WCU/s | import seconds | least possible | key throttles | table throttles |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+} | tee -a "$OUT/import.md"
+for target in 3600 4000; do
+    plog=$OUT/proxy-partitions-$target.csv; rm -f "$plog"
+    "$PROXY" --listen "127.0.0.1:$port" --upstream "${M2D_DDB_ENDPOINT#http://}" --wcu 4000 --partition-wcu 1000 \
+        --partition-log "$plog" 2>/dev/null &
+    ppid=$!
+    sleep 0.3
+    "$BIN" import --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" --restart --create-tables \
+        --table-prep drop-and-create --wcu "$target" --concurrency 64 --endpoint "http://127.0.0.1:$port"
+    kill $ppid; wait $ppid 2>/dev/null || true
+    python3 - "$plog" "$OUT/import-run/import-report.json" "$target" <<'PY' | tee -a "$OUT/import.md"
+import csv, json, sys
+rows = [(int(s), int(p), int(w), int(r)) for s, t, p, w, r in csv.reader(open(sys.argv[1]))]
+rep, target = json.load(open(sys.argv[2]))["tables"][0], int(sys.argv[3])
+parts = sorted({p for _, p, _, _ in rows})
+hot = max(parts, key=lambda p: sum(r for _, q, _, r in rows if q == p))  # the one that refused
+cold = [p for p in parts if p != hot]
+per, hot_per = {}, {}
+for s, p, w, _ in rows:
+    d = hot_per if p == hot else per
+    d[s] = d.get(s, 0) + w
+secs = sorted(per)[1:-1]  # the first and the last second are partial
+mean = sum(per[s] for s in secs) / max(len(secs), 1)
+hot_mean = sum(hot_per.get(s, 0) for s in secs) / max(len(secs), 1)
+allowed = min(1000 * len(cold), target - hot_mean)
+least = sum(hot_per.values()) / 1000
+kt = rep.get("key_throttles", 0)
+print(f"| {target} | {mean:.0f} | {allowed:.0f} | {100 * mean / allowed:.1f} % | {hot_mean:.0f} | {rep['duration_seconds']:.1f} | {least:.1f} | {kt} | {rep['throttles'] - kt} |")
+PY
+done
+
+# --- 6. the write ceiling: a null DynamoDB endpoint ----------------------------------------------------
+select_one ceiling
+"$PROXY" --listen "127.0.0.1:$port" --upstream "${M2D_DDB_ENDPOINT#http://}" --null-writes >"$OUT/null.json" 2>/dev/null &
+ppid=$!
+sleep 0.3
+null="http://127.0.0.1:$port"
+"$BIN" import --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" --restart --create-tables \
+    --table-prep drop-and-create --wcu 0 --concurrency 64 --endpoint "$null"
+read -r imp_ips imp_us < <(python3 -c "import json; t=json.load(open('$OUT/import-run/import-report.json'))['tables'][0]; print(round(t['items_written']/t['duration_seconds']), round(1e6*t['cpu_seconds']/t['items_written'], 1))")
+raw=$("$LOADGEN" --endpoint "$null" --items "$CEILING" --value-bytes 60 --concurrency 64 | python3 -c "import json,sys; print(json.load(sys.stdin)['items_per_second'])")
+# cdc apply: CEILING row changes (one UPDATE, binlogged), captured, then applied in one go.
+$SQL bench_import -e "UPDATE ceiling SET v = REPEAT('y', 60)"
+M2D_SOURCE=$M2D_MYSQL_URL "$BIN" cdc capture --quiet --from "$OUT/import-run" >/dev/null
+/usr/bin/time -f "%e %U %S" -o "$OUT/time.txt" "$BIN" cdc apply --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" \
+    --concurrency 64 --endpoint "$null" >/dev/null
+read -r a_s a_u a_sys <"$OUT/time.txt"
+kill $ppid; wait $ppid 2>/dev/null || true
+answered=$(python3 -c "import json; print(json.load(open('$OUT/null.json'))['null_write_requests'])")
+{
+echo
+echo "### The write ceiling: items of ~70 bytes against a null DynamoDB endpoint"
+echo
+echo "\`make bench-import\` (BENCH_CEILING_ROWS=$CEILING); \`m2d-capacity-proxy --null-writes\` answers every write at once (its CPU shares the 2 cores); 64 calls in flight; the null endpoint answered $answered write requests in all."
+echo
+echo "| writer | items/s | client CPU µs per item | ÷ m2d-loadgen |"
+echo "|---|---:|---:|---:|"
+echo "| mysql2ddb import --wcu 0 (write phase) | $imp_ips | $imp_us | $(python3 -c "print(f'{$imp_ips/$raw:.2f}')") |"
+echo "| mysql2ddb cdc apply ($CEILING updates, whole command) | $(python3 -c "print(round($CEILING/$a_s))") | $(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") | $(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')") |"
+echo "| m2d-loadgen (pre-built BatchWriteItem calls) | $raw | — | 1.00 |"
 } | tee -a "$OUT/import.md"

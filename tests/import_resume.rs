@@ -107,3 +107,29 @@ fn kill_9_mid_import_then_rerun_gives_the_same_table() {
     assert_eq!(r["items"], rows);
     assert_eq!(r["items_written"].as_u64().unwrap() + done_items, rows as u64, "the rerun wrote exactly the unfinished buckets");
 }
+
+#[test]
+fn a_hot_partition_key_is_slowed_on_its_own_and_every_item_lands_once() {
+    // 30 % of the rows share one partition key. The proxy spreads 1,200 WCU/s over partitions of
+    // 300 (DynamoDB's per-partition limit, scaled down), so that key's partition throttles long
+    // before the table does.
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "hotkey");
+    conn.query_drop("CREATE TABLE events (pk VARCHAR(20) NOT NULL, sk INT NOT NULL, v VARCHAR(40) NOT NULL, PRIMARY KEY (pk, sk))").unwrap();
+    conn.query_drop("INSERT INTO events SELECT IF(seq % 10 < 3, 'hot', CONCAT('k', seq)), seq, CONCAT('value-', seq) FROM seq_1_to_3000").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let table = format!("{db}_events");
+    drop_table(&dynalite(), &table);
+    let proxy = ProxyProcess::start_with(1200, 0.0, &["--partition-wcu", "300"]);
+    let out = import(run.path(), &proxy.endpoint, &["--create-tables", "--wcu", "1200", "--concurrency", "16"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items = scan(&dynalite(), &table);
+    assert_eq!(items.len(), 3000);
+    let hot = items.iter().filter(|i| i["pk"] == Attr::S("hot".into())).count();
+    assert_eq!(hot, 900);
+    let r = &report(run.path())["tables"][0];
+    assert_eq!(r["items_written"], 3000);
+    assert_eq!(r["wcu_consumed"].as_f64(), Some(3000.0), "one write per item: nothing written twice");
+    assert!(r["key_throttles"].as_u64().unwrap() > 0, "the hot key was throttled on its own: {r}");
+}

@@ -21,10 +21,20 @@ use tokio::time::Instant;
 pub enum Failure {
     /// The table's capacity was exceeded: slow the pacer, wait, send again.
     Throttled,
+    /// One partition's limit was exceeded (DynamoDB's ThrottlingReason
+    /// `…KeyRangeThroughputExceeded`): slow the keys the call held, not the table.
+    KeyThrottled,
     /// Server errors, account request limits, transport trouble: wait, send again.
     Transient,
     /// A bad request, missing table, refused credentials: sending again cannot help.
     Fatal,
+}
+
+impl Failure {
+    /// A throttle of the table or of some of its keys.
+    pub fn throttle(self) -> bool {
+        matches!(self, Failure::Throttled | Failure::KeyThrottled)
+    }
 }
 
 /// The bounds of one operation's retries.
@@ -131,6 +141,10 @@ const THROTTLED: &[&str] = &["ProvisionedThroughputExceededException", "Throttli
 /// Codes worth another attempt that are not the table's capacity.
 const TRANSIENT: &[&str] = &["RequestLimitExceeded", "InternalServerError", "ServiceUnavailable", "InternalFailure", "ServiceUnavailableException", "LimitExceededException"];
 
+/// The ThrottlingReason suffix of a partition's limit, and of a table's own limit.
+const KEY_RANGE: &str = "KeyRangeThroughputExceeded";
+const TABLE_RANGE: &str = "ProvisionedThroughputExceeded\"";
+
 /// Sorts an SDK failure.
 pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Failure {
     match err {
@@ -142,7 +156,14 @@ pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Fai
         SdkError::ServiceError(s) => {
             let code = err.code().unwrap_or("");
             if THROTTLED.contains(&code) {
-                Failure::Throttled
+                // DynamoDB names a partition's limit in the exception's ThrottlingReasons.
+                let body = s.raw().body().bytes().unwrap_or_default();
+                let key_range = body.windows(KEY_RANGE.len()).any(|w| w == KEY_RANGE.as_bytes());
+                if key_range && !body.windows(TABLE_RANGE.len()).any(|w| w == TABLE_RANGE.as_bytes()) {
+                    Failure::KeyThrottled
+                } else {
+                    Failure::Throttled
+                }
             } else if TRANSIENT.contains(&code) || s.raw().status().as_u16() >= 500 {
                 Failure::Transient
             } else {
@@ -206,7 +227,7 @@ pub fn canonical_number(n: &str) -> String {
 }
 
 /// A key attribute in a form equal for equal DynamoDB values.
-fn key_part(v: &AttributeValue) -> Vec<u8> {
+pub fn key_part(v: &AttributeValue) -> Vec<u8> {
     match v {
         AttributeValue::S(s) => [b"S".as_slice(), s.as_bytes()].concat(),
         AttributeValue::N(n) => [b"N".as_slice(), canonical_number(n).as_bytes()].concat(),

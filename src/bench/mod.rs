@@ -196,7 +196,7 @@ pub fn run(s: &BenchSettings) -> Result<BenchReport, BenchError> {
         let mut dynamo = s.dynamo.clone();
         if let Some(up) = &upstream {
             let table_wcu: HashMap<String, u64> = names.iter().zip(&s.wcu).map(|(n, w)| (n.clone(), w.ceil() as u64)).collect();
-            let cfg = ProxyConfig { upstream: up.clone(), wcu: u64::MAX / 4, table_wcu, throttle_probability: 0.0, log: None, respell_unprocessed: false };
+            let cfg = ProxyConfig { upstream: up.clone(), wcu: u64::MAX / 4, table_wcu, ..ProxyConfig::default() };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(proxy_err)?;
             dynamo.endpoint = Some(format!("http://{}", listener.local_addr().map_err(proxy_err)?));
             tokio::spawn(Proxy::new(cfg).map_err(proxy_err)?.serve(listener));

@@ -21,6 +21,17 @@ struct Args {
     /// Per-table capacity, TABLE=WCU (repeatable).
     #[arg(long = "table-wcu", value_parser = parse_pair)]
     table_wcu: Vec<(String, u64)>,
+    /// Enforce DynamoDB's per-partition write limit too: each table's capacity is spread over
+    /// capacity / this many WCU partitions, keys hashed into them (DynamoDB's is 1000).
+    #[arg(long)]
+    partition_wcu: Option<u64>,
+    /// Append `second,table,partition,wcu,refused_wcu` lines to this file (with --partition-wcu).
+    #[arg(long)]
+    partition_log: Option<std::path::PathBuf>,
+    /// The null endpoint: answer every write with success at once without forwarding it, and
+    /// print how many write requests it answered when stopped.
+    #[arg(long)]
+    null_writes: bool,
     /// Share of write requests throttled at random (0…1).
     #[arg(long, default_value_t = 0.0)]
     throttle_probability: f64,
@@ -46,13 +57,31 @@ fn main() {
         table_wcu: a.table_wcu.into_iter().collect::<HashMap<_, _>>(),
         throttle_probability: a.throttle_probability.clamp(0.0, 1.0),
         log: a.log,
+        partition_wcu: a.partition_wcu,
+        partition_log: a.partition_log,
         respell_unprocessed: a.respell_unprocessed,
+        null_writes: a.null_writes,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let result = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&a.listen).await?;
-        eprintln!("m2d-capacity-proxy: listening on {}, {} WCU/s per table", a.listen, cfg.wcu);
-        Proxy::new(cfg)?.serve(listener).await
+        if cfg.null_writes {
+            eprintln!("m2d-capacity-proxy: listening on {}, answering writes at once (null endpoint)", a.listen);
+        } else {
+            eprintln!("m2d-capacity-proxy: listening on {}, {} WCU/s per table", a.listen, cfg.wcu);
+        }
+        let proxy = Proxy::new(cfg)?;
+        let serving = tokio::spawn(proxy.clone().serve(listener));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = serving => return r.map_err(std::io::Error::other)?,
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        if proxy.null_items() > 0 {
+            println!("{}", serde_json::json!({"null_write_requests": proxy.null_items()}));
+        }
+        Ok(())
     });
     if let Err(e) = result {
         eprintln!("m2d-capacity-proxy: {e}");

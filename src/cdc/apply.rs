@@ -246,7 +246,7 @@ where
     let mut backoff = Backoff::new(retry::ITEMS);
     let on_failure = |f: Failure| {
         stats.retries.fetch_add(1, Ordering::Relaxed);
-        if f == Failure::Throttled {
+        if f.throttle() {
             stats.throttles.fetch_add(1, Ordering::Relaxed);
             pacer.throttled();
         }

@@ -154,7 +154,11 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             let (pending, total_items, done_items): (Vec<u32>, u64, u64) = {
                 let st = state.lock().unwrap_or_else(|e| e.into_inner());
                 let b = &st.targets[ti].buckets;
-                (b.iter().filter(|b| !b.written).map(|b| b.id).collect(), b.iter().map(|b| b.items).sum(), b.iter().filter(|b| b.written).map(|b| b.items).sum())
+                // The largest buckets first: a bucket holding a hot partition key is the long pole,
+                // and its key's lane then runs beside the other buckets instead of after them.
+                let mut pending: Vec<&BucketStats> = b.iter().filter(|b| !b.written).collect();
+                pending.sort_by_key(|b| std::cmp::Reverse(b.items));
+                (pending.iter().map(|b| b.id).collect(), b.iter().map(|b| b.items).sum(), b.iter().filter(|b| b.written).map(|b| b.items).sum())
             };
             let progress = Progress::items("import", s.quiet);
             let bar = progress.add_table(target.name.clone(), total_items, done_items);
@@ -168,7 +172,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
                 deadline: None,
                 cycle: false,
             };
-            let t0 = Instant::now();
+            let (t0, cpu0) = (Instant::now(), report::process_cpu_seconds());
             tracing::info!(table = %target.name, "writing {} items in {} buckets at {}", total_items - done_items, pending.len(), rate.map(|r| format!("{r:.0} WCU/s")).unwrap_or_else(|| "no pacing".into()));
             let st2 = state.clone();
             let work2 = work.clone();
@@ -189,7 +193,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
                 return Err(io(&work, e));
             }
             let st = state.lock().unwrap_or_else(|e| e.into_inner());
-            reports.push(TargetReport::build(&st.targets[ti], &writer, rate, t0.elapsed()));
+            reports.push(TargetReport::build(&st.targets[ti], &writer, rate, t0.elapsed(), report::process_cpu_seconds() - cpu0));
         }
         Ok::<(), ImportError>(())
     })?;

@@ -47,6 +47,10 @@ pub struct TargetReport {
     pub target_wcu_per_second: Option<f64>,
     pub achieved_wcu_per_second: f64,
     pub throttles: u64,
+    /// Throttles of some partition keys only (a partition's limit), counted in `throttles` too:
+    /// those keys were slowed in lanes of their own, not the table.
+    #[serde(default)]
+    pub key_throttles: u64,
     pub retries: u64,
     pub batches: u64,
     pub batch_latency_ms_p50: u32,
@@ -54,9 +58,23 @@ pub struct TargetReport {
     pub rejected_rows: u64,
     pub conflicts_resolved: u64,
     pub duration_seconds: f64,
+    /// CPU time this process spent in the write phase (user + system, every thread).
+    #[serde(default)]
+    pub cpu_seconds: f64,
     /// `--via s3-import`: the import's ARN, source, objects, bytes and final status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_import: Option<super::s3_import::ImportRecord>,
+}
+
+/// CPU time used by this process so far, user and system, in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given and reads nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 pub fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -79,6 +97,7 @@ impl TargetReport {
             target_wcu_per_second: None,
             achieved_wcu_per_second: 0.0,
             throttles: 0,
+            key_throttles: 0,
             retries: 0,
             batches: 0,
             batch_latency_ms_p50: 0,
@@ -86,11 +105,12 @@ impl TargetReport {
             rejected_rows: t.rejected_rows,
             conflicts_resolved: t.conflicts,
             duration_seconds: 0.0,
+            cpu_seconds: 0.0,
             s3_import: None,
         }
     }
 
-    pub fn build(t: &TargetState, w: &Writer, target: Option<f64>, took: Duration) -> TargetReport {
+    pub fn build(t: &TargetState, w: &Writer, target: Option<f64>, took: Duration, cpu_seconds: f64) -> TargetReport {
         let mut lat = w.stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).clone();
         lat.sort_unstable();
         let consumed = w.stats.consumed();
@@ -104,6 +124,7 @@ impl TargetReport {
             target_wcu_per_second: target,
             achieved_wcu_per_second: consumed / took.as_secs_f64().max(1e-3),
             throttles: w.stats.throttles.load(Ordering::Relaxed),
+            key_throttles: w.stats.key_throttles.load(Ordering::Relaxed),
             retries: w.stats.retries.load(Ordering::Relaxed),
             batches: w.stats.batches.load(Ordering::Relaxed),
             batch_latency_ms_p50: percentile(&lat, 0.5),
@@ -111,6 +132,7 @@ impl TargetReport {
             rejected_rows: t.rejected_rows,
             conflicts_resolved: t.conflicts,
             duration_seconds: took.as_secs_f64(),
+            cpu_seconds,
             s3_import: None,
         }
     }

@@ -1,9 +1,13 @@
 //! Writes a target table's items with BatchWriteItem: a feeder thread reads the pending buckets'
 //! item files into batches (25 items / 16 MB), a fixed number of tasks send them, each batch's
 //! WCU reserved from the `Pacer` first. Failures and UnprocessedItems go through the retry layer
-//! (`aws::retry`): a throttle lowers the rate, every retry waits with jitter, and a batch gives up
-//! after the layer's attempt and time bounds. A bucket is reported done once all its batches are
-//! written.
+//! (`aws::retry`): every retry waits with jitter, and a batch gives up after the layer's attempt
+//! and time bounds. A throttle of the table lowers the table's rate; a throttle of some keys only
+//! (a partition's limit: DynamoDB says so in the exception, or a call hands back few of its keys)
+//! gives those keys a lane (`pacing::KeyLanes`). A batch's items of laned keys are set aside and
+//! sent by a task of their own at their lane's pace, so the sending tasks keep the other keys at
+//! the table's rate; what is set aside is bounded (`DEFERRED_BYTES`), past it a task waits for the
+//! lane itself. A bucket is reported done once all its batches are written.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::aws::dynamo::{describe, item_to_sdk};
 use crate::transform::group::read_items;
-use crate::aws::pacing::Pacer;
+use crate::aws::pacing::{KeyLanes, Pacer};
 use crate::aws::retry::{self, Backoff, Failure};
 use crate::value::attr::{item_size, item_wcu, Item};
 use crate::progress::Progress;
@@ -26,6 +30,8 @@ use crate::progress::Progress;
 pub const MAX_BATCH_ITEMS: usize = 25;
 /// …and at most 16 MB of request data per call.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Items of laned keys set aside at most at once, in bytes of item data.
+const DEFERRED_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub struct WriteStats {
@@ -36,6 +42,8 @@ pub struct WriteStats {
     /// WCU by our own size accounting, for items written.
     pub estimated_wcu: AtomicU64,
     pub throttles: AtomicU64,
+    /// Throttles of some keys only (a partition's limit), counted in `throttles` too.
+    pub key_throttles: AtomicU64,
     pub retries: AtomicU64,
     /// Milliseconds per BatchWriteItem call.
     pub latencies_ms: Mutex<Vec<u32>>,
@@ -98,7 +106,7 @@ impl Writer {
                 if past() {
                     return Ok(());
                 }
-                let items = read_items(&items_dir, bucket).map_err(|reason| WriteError { table: table.clone(), bucket, reason })?;
+                let items = scatter(read_items(&items_dir, bucket).map_err(|reason| WriteError { table: table.clone(), bucket, reason })?);
                 let mut batches: Vec<Vec<Item>> = Vec::new();
                 let (mut cur, mut bytes) = (Vec::new(), 0usize);
                 for item in items {
@@ -128,15 +136,22 @@ impl Writer {
         });
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let failure: Arc<Mutex<Option<WriteError>>> = Arc::new(Mutex::new(None));
+        let target = Arc::new(Target {
+            client: self.client.clone(),
+            table: self.table.clone(),
+            key_names: self.key_names.clone(),
+            pacer: self.pacer.clone(),
+            lanes: Arc::new(KeyLanes::default()),
+            stats: self.stats.clone(),
+        });
+        let set_aside = Arc::new(tokio::sync::Semaphore::new(DEFERRED_BYTES / 1024));
         let mut tasks = Vec::new();
         for _ in 0..self.concurrency {
-            let rx = rx.clone();
-            let done_tx = done_tx.clone();
-            let failure = failure.clone();
-            let ctx = (self.client.clone(), self.table.clone(), self.key_names.clone(), self.pacer.clone(), self.stats.clone(), progress.clone());
+            let (rx, done_tx, failure, target, set_aside, progress) = (rx.clone(), done_tx.clone(), failure.clone(), target.clone(), set_aside.clone(), progress.clone());
             tasks.push(tokio::spawn(async move {
-                let (client, table, key_names, pacer, stats, progress) = ctx;
-                let target = Target { client: &client, table: &table, key_names: &key_names, pacer: &pacer, stats: &stats };
+                let fail = |bucket: u32, reason: String| {
+                    failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(WriteError { table: target.table.clone(), bucket, reason });
+                };
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some(batch) = next else { return };
@@ -145,13 +160,42 @@ impl Writer {
                     }
                     let (bucket, of, n) = (batch.bucket, batch.of, batch.items.len() as u64);
                     let bytes: usize = batch.items.iter().map(item_size).sum();
-                    if let Err(reason) = send_batch(&target, batch.items, deadline).await {
-                        failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(WriteError { table: table.clone(), bucket, reason });
-                        rx.lock().await.close();
-                        return;
+                    let pending = batch.items.iter().map(|it| target.pending(it)).collect();
+                    let later = match send_batch(&target, pending, deadline, true).await {
+                        Ok(later) => later,
+                        Err(reason) => {
+                            fail(bucket, reason);
+                            rx.lock().await.close();
+                            return;
+                        }
+                    };
+                    // The items of laned keys go at their lanes' pace in a task of their own; past
+                    // the bound on what is set aside, this task waits for them itself.
+                    let kb = (later.iter().map(|p| p.bytes).sum::<usize>() / 1024).max(1) as u32;
+                    let permit = if later.is_empty() { None } else { set_aside.clone().try_acquire_many_owned(kb).ok() };
+                    let finish = {
+                        let (target, done_tx, progress, rx, failure) = (target.clone(), done_tx.clone(), progress.clone(), rx.clone(), failure.clone());
+                        async move {
+                            if !later.is_empty() {
+                                if let Err(reason) = send_batch(&target, later, deadline, false).await {
+                                    failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(WriteError { table: target.table.clone(), bucket, reason });
+                                    rx.lock().await.close();
+                                    return;
+                                }
+                            }
+                            progress.advance(progress_table, n, bytes as u64);
+                            let _ = done_tx.send((bucket, of));
+                        }
+                    };
+                    match permit {
+                        Some(permit) => {
+                            tokio::spawn(async move {
+                                finish.await;
+                                drop(permit);
+                            });
+                        }
+                        None => finish.await,
                     }
-                    progress.advance(progress_table, n, bytes as u64);
-                    let _ = done_tx.send((bucket, of));
                 }
             }));
         }
@@ -202,85 +246,217 @@ impl Writer {
     }
 }
 
-/// Where a batch goes and what it counts.
-struct Target<'a> {
-    client: &'a Client,
-    table: &'a str,
-    key_names: &'a [String],
-    pacer: &'a Pacer,
-    stats: &'a WriteStats,
+/// A bucket's items in a scattered order. The item file holds one partition key's items together;
+/// written in that order a key with many items would load one partition at a time (a rolling hot
+/// partition) and hold the sending tasks on it. Taking every `step`-th item (a step coprime with
+/// the count, near the golden ratio of it) spreads any run evenly over the bucket, in O(n) and
+/// deterministically.
+fn scatter(items: Vec<Item>) -> Vec<Item> {
+    let n = items.len();
+    if n < 3 {
+        return items;
+    }
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut step = (n as f64 * 0.618_033_988_7) as usize;
+    while gcd(step, n) != 1 {
+        step += 1;
+    }
+    let mut slots: Vec<Option<Item>> = items.into_iter().map(Some).collect();
+    (0..n).map(|i| slots[(i * step) % n].take().expect("a permutation visits each slot once")).collect()
 }
 
-/// Sends one batch until every item is written (or, past the `deadline`, stops unsent).
-async fn send_batch(t: &Target<'_>, items: Vec<Item>, deadline: Option<Instant>) -> Result<(), String> {
-    let mut pending: Vec<(WriteRequest, u64)> = items
-        .iter()
-        .map(|it| (WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item_to_sdk(it))).build().expect("item set")).build(), item_wcu(it)))
-        .collect();
-    let stats = t.stats;
-    let mut backoff = Backoff::new(retry::ITEMS);
-    let on_failure = |f: Failure| {
-        stats.retries.fetch_add(1, Ordering::Relaxed);
-        if f == Failure::Throttled {
-            stats.throttles.fetch_add(1, Ordering::Relaxed);
-            t.pacer.throttled();
+/// Where a batch goes and what it counts.
+struct Target {
+    client: Client,
+    table: String,
+    key_names: Vec<String>,
+    pacer: Arc<Pacer>,
+    lanes: Arc<KeyLanes>,
+    stats: Arc<WriteStats>,
+}
+
+/// One write request waiting to be written.
+struct Pending {
+    request: WriteRequest,
+    wcu: u64,
+    bytes: usize,
+    /// The partition key's value, as `retry` compares keys.
+    key: Vec<u8>,
+}
+
+impl Target {
+    fn pending(&self, item: &Item) -> Pending {
+        let sdk = item_to_sdk(item);
+        let key = sdk.get(&self.key_names[0]).map(retry::key_part).unwrap_or_default();
+        let request = WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(sdk)).build().expect("item set")).build();
+        Pending { request, wcu: item_wcu(item), bytes: item_size(item), key }
+    }
+
+    /// Some keys were throttled on their own: lower their lanes.
+    fn keys_throttled<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
+        self.stats.key_throttles.fetch_add(1, Ordering::Relaxed);
+        let mut seen = std::collections::HashSet::new();
+        for k in keys.filter(|k| seen.insert(*k)) {
+            self.lanes.throttled(k);
         }
-    };
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Sent(aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput),
+    /// Past the deadline: stop unsent.
+    Stopped,
+    /// Some keys have lanes now: set their items aside.
+    SetAside,
+}
+
+/// Sends the requests until every one is written (or, past the `deadline`, stops unsent). With
+/// `set_aside`, the items of laned keys are handed back instead of waited for.
+async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Instant>, set_aside: bool) -> Result<Vec<Pending>, String> {
+    let stats = &t.stats;
+    let mut later = Vec::new();
+    let mut backoff = Backoff::new(retry::ITEMS);
     while !pending.is_empty() {
-        let cost: u64 = pending.iter().map(|p| p.1).sum();
-        let requests: Vec<WriteRequest> = pending.iter().map(|p| p.0.clone()).collect();
+        if set_aside && !t.lanes.is_empty() {
+            let (laned, now): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|p| t.lanes.laned(&p.key));
+            later.extend(laned);
+            pending = now;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        let cost: u64 = pending.iter().map(|p| p.wcu).sum();
+        let requests: Vec<WriteRequest> = pending.iter().map(|p| p.request.clone()).collect();
+        let on_failure = |f: Failure| {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            if f.throttle() {
+                stats.throttles.fetch_add(1, Ordering::Relaxed);
+            }
+            match f {
+                Failure::KeyThrottled => {
+                    t.keys_throttled(pending.iter().map(|p| p.key.as_slice()));
+                    t.pacer.charge(-(cost as f64));
+                }
+                Failure::Throttled => {
+                    tracing::debug!(table = %t.table, "the table's capacity was exceeded: lowering its rate");
+                    t.pacer.throttled()
+                }
+                _ => {}
+            }
+        };
         let out = retry::send(&mut backoff, on_failure, || {
             let requests = requests.clone();
+            let pending = &pending;
             async move {
+                if set_aside && pending.iter().any(|p| t.lanes.laned(&p.key)) {
+                    return Ok(Attempt::SetAside);
+                }
+                t.lanes.wait(pending.iter().map(|p| (p.key.as_slice(), p.wcu as f64))).await;
                 let wait = t.pacer.reserve(cost as f64);
                 if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                    return Ok(None);
+                    return Ok(Attempt::Stopped);
                 }
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
                 let t0 = Instant::now();
-                let out = t.client.batch_write_item().request_items(t.table, requests).return_consumed_capacity(ReturnConsumedCapacity::Total).send().await;
+                let out = t.client.batch_write_item().request_items(&t.table, requests).return_consumed_capacity(ReturnConsumedCapacity::Total).send().await;
                 stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(t0.elapsed().as_millis() as u32);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
-                out.map(Some)
+                out.map(Attempt::Sent)
             }
         })
         .await;
         let o = match out {
-            Ok(Some(o)) => o,
-            Ok(None) => return Ok(()), // past the deadline
+            Ok(Attempt::Sent(o)) => o,
+            Ok(Attempt::SetAside) => continue,
+            Ok(Attempt::Stopped) => return Ok(Vec::new()), // past the deadline
             Err(f) => {
                 // The request is refused as a whole: say which items it held, by key.
-                let keys: Vec<String> = items.iter().map(|i| crate::value::attr::item_to_json(&i.iter().filter(|(k, _)| t.key_names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()).to_string()).collect();
+                let keys: Vec<String> = pending
+                    .iter()
+                    .filter_map(|p| p.request.put_request().map(|r| crate::aws::dynamo::item_from_sdk(r.item())))
+                    .map(|i| crate::value::attr::item_to_json(&i.into_iter().filter(|(k, _)| t.key_names.contains(k)).collect()).to_string())
+                    .collect();
                 let keys: String = keys.join(", ").chars().take(600).collect();
                 return Err(format!("{} ({}; the batch held the items with keys {keys})", describe("BatchWriteItem", &f.error), f.gave_up));
             }
         };
         let consumed: f64 = o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum();
         stats.consumed_milli.fetch_add((consumed * 1000.0).round() as u64, Ordering::Relaxed);
-        let back: &[WriteRequest] = o.unprocessed_items().and_then(|u| u.get(t.table)).map(Vec::as_slice).unwrap_or_default();
-        let left_flags = retry::unprocessed(&requests, back, t.key_names);
+        let back: &[WriteRequest] = o.unprocessed_items().and_then(|u| u.get(&t.table)).map(Vec::as_slice).unwrap_or_default();
+        let left_flags = retry::unprocessed(&requests, back, &t.key_names);
+        let sent_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key.as_slice()).collect();
+        let sent_keys = sent_keys.len();
         let before = pending.len();
         let mut left = Vec::new();
-        for ((req, cost), left_over) in pending.drain(..).zip(left_flags) {
+        for (p, left_over) in pending.drain(..).zip(left_flags) {
             if left_over {
-                left.push((req, cost));
+                left.push(p);
             } else {
                 stats.items.fetch_add(1, Ordering::Relaxed);
-                stats.estimated_wcu.fetch_add(cost, Ordering::Relaxed);
+                stats.estimated_wcu.fetch_add(p.wcu, Ordering::Relaxed);
             }
         }
         pending = left;
         if pending.len() < before {
             backoff.progress();
         }
-        if !pending.is_empty() {
-            on_failure(Failure::Throttled);
-            if let Err(g) = backoff.wait(Failure::Throttled).await {
-                return Err(format!("BatchWriteItem {}: {} items still unprocessed ({g})", t.table, pending.len()));
+        if pending.is_empty() {
+            break;
+        }
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        stats.throttles.fetch_add(1, Ordering::Relaxed);
+        // Up to three quarters of the call's keys handed back, or only keys already laned: those
+        // keys' partitions are full, not the table. (A call's keys fall into partitions at
+        // random, so half of them in one partition is not rare; three quarters is.) A table out
+        // of capacity also refuses whole calls, which lower its rate.
+        let left_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key.as_slice()).collect();
+        if left_keys.len() * 4 <= sent_keys * 3 || left_keys.iter().all(|k| t.lanes.laned(k)) {
+            t.keys_throttled(left_keys.into_iter());
+            // The table had room: what was handed back consumed none of it.
+            t.pacer.charge(-(pending.iter().map(|p| p.wcu).sum::<u64>() as f64));
+            if set_aside {
+                continue; // set aside at the top, without a wait
             }
+        } else {
+            tracing::debug!(table = %t.table, "{} of the call's {sent_keys} partition keys handed back: lowering the table's rate", left_keys.len());
+            t.pacer.throttled();
+        }
+        if let Err(g) = backoff.wait(Failure::Throttled).await {
+            return Err(format!("BatchWriteItem {}: {} items still unprocessed ({g})", t.table, pending.len()));
         }
     }
-    Ok(())
+    Ok(later)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::attr::Attr;
+
+    #[test]
+    fn a_run_of_one_key_is_spread_over_the_bucket() {
+        let item = |k: &str, i: usize| -> Item { [("pk".to_string(), Attr::S(k.into())), ("sk".to_string(), Attr::N(i.to_string()))].into_iter().collect() };
+        // 30 % of the bucket under one key, together at its end, as the item file holds it.
+        let items: Vec<Item> = (0..7000).map(|i| item(&format!("k{i}"), i)).chain((0..3000).map(|i| item("hot", i))).collect();
+        let out = scatter(items.clone());
+        assert_eq!(out.len(), items.len());
+        let mut sorted = out.clone();
+        sorted.sort_by_key(|i| (format!("{:?}", i["pk"]), format!("{:?}", i["sk"])));
+        let mut expected = items;
+        expected.sort_by_key(|i| (format!("{:?}", i["pk"]), format!("{:?}", i["sk"])));
+        assert_eq!(sorted, expected, "every item once");
+        // Every stretch of 100 items carries between 20 and 40 of the hot key's.
+        for w in out.chunks(100) {
+            let hot = w.iter().filter(|i| i["pk"] == Attr::S("hot".into())).count();
+            assert!((20..=40).contains(&hot), "{hot} hot items in a stretch of 100");
+        }
+    }
 }
