@@ -23,7 +23,7 @@ use crate::aws::dynamo::{describe, item_to_sdk};
 use crate::transform::group::read_items;
 use crate::aws::pacing::{KeyLanes, Pacer};
 use crate::aws::retry::{self, Backoff, Failure};
-use crate::value::attr::{item_size, item_wcu, Item};
+use crate::value::attr::{item_size, size_wcu, Item};
 use crate::progress::Progress;
 
 /// BatchWriteItem takes at most 25 put or delete requests per call (DynamoDB API limit).
@@ -65,7 +65,8 @@ pub struct WriteError {
 
 struct Batch {
     bucket: u32,
-    items: Vec<Item>,
+    /// Each item with its size (`item_size`), measured once.
+    items: Vec<(Item, usize)>,
     /// Set on a bucket's last batch: how many batches the bucket has.
     of: Option<u32>,
 }
@@ -107,7 +108,7 @@ impl Writer {
                     return Ok(());
                 }
                 let items = scatter(read_items(&items_dir, bucket).map_err(|reason| WriteError { table: table.clone(), bucket, reason })?);
-                let mut batches: Vec<Vec<Item>> = Vec::new();
+                let mut batches: Vec<Vec<(Item, usize)>> = Vec::new();
                 let (mut cur, mut bytes) = (Vec::new(), 0usize);
                 for item in items {
                     let size = item_size(&item);
@@ -116,7 +117,7 @@ impl Writer {
                         bytes = 0;
                     }
                     bytes += size;
-                    cur.push(item);
+                    cur.push((item, size));
                 }
                 if !cur.is_empty() {
                     batches.push(cur);
@@ -149,9 +150,6 @@ impl Writer {
         for _ in 0..self.concurrency {
             let (rx, done_tx, failure, target, set_aside, progress) = (rx.clone(), done_tx.clone(), failure.clone(), target.clone(), set_aside.clone(), progress.clone());
             tasks.push(tokio::spawn(async move {
-                let fail = |bucket: u32, reason: String| {
-                    failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(WriteError { table: target.table.clone(), bucket, reason });
-                };
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some(batch) = next else { return };
@@ -159,15 +157,11 @@ impl Writer {
                         continue; // drain what was queued before the deadline
                     }
                     let (bucket, of, n) = (batch.bucket, batch.of, batch.items.len() as u64);
-                    let bytes: usize = batch.items.iter().map(item_size).sum();
-                    let pending = batch.items.iter().map(|it| target.pending(it)).collect();
+                    let bytes: usize = batch.items.iter().map(|(_, size)| size).sum();
+                    let pending = batch.items.iter().map(|(it, size)| target.pending(it, *size)).collect();
                     let later = match send_batch(&target, pending, deadline, true).await {
                         Ok(later) => later,
-                        Err(reason) => {
-                            fail(bucket, reason);
-                            rx.lock().await.close();
-                            return;
-                        }
+                        Err(reason) => return stop(&failure, &rx, WriteError { table: target.table.clone(), bucket, reason }).await,
                     };
                     // The items of laned keys go at their lanes' pace in a task of their own; past
                     // the bound on what is set aside, this task waits for them itself.
@@ -178,9 +172,7 @@ impl Writer {
                         async move {
                             if !later.is_empty() {
                                 if let Err(reason) = send_batch(&target, later, deadline, false).await {
-                                    failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(WriteError { table: target.table.clone(), bucket, reason });
-                                    rx.lock().await.close();
-                                    return;
+                                    return stop(&failure, &rx, WriteError { table: target.table.clone(), bucket, reason }).await;
                                 }
                             }
                             progress.advance(progress_table, n, bytes as u64);
@@ -290,11 +282,11 @@ struct Pending {
 }
 
 impl Target {
-    fn pending(&self, item: &Item) -> Pending {
+    fn pending(&self, item: &Item, bytes: usize) -> Pending {
         let sdk = item_to_sdk(item);
         let key = sdk.get(&self.key_names[0]).map(retry::key_part).unwrap_or_default();
         let request = WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(sdk)).build().expect("item set")).build();
-        Pending { request, wcu: item_wcu(item), bytes: item_size(item), key }
+        Pending { request, wcu: size_wcu(bytes), bytes, key }
     }
 
     /// Some keys were throttled on their own: lower their lanes.
@@ -305,6 +297,12 @@ impl Target {
             self.lanes.throttled(k);
         }
     }
+}
+
+/// Keeps the first failure and stops the sending tasks (the feeder then stops too).
+async fn stop(failure: &Mutex<Option<WriteError>>, rx: &tokio::sync::Mutex<mpsc::Receiver<Batch>>, e: WriteError) {
+    failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+    rx.lock().await.close();
 }
 
 /// What one attempt came to.

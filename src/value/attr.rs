@@ -140,7 +140,12 @@ pub fn item_size(item: &Item) -> usize {
 
 /// Write capacity units one put of the item costs: its size rounded up to whole kilobytes.
 pub fn item_wcu(item: &Item) -> u64 {
-    item_size(item).div_ceil(WCU_BYTES).max(1) as u64
+    size_wcu(item_size(item))
+}
+
+/// Write capacity units of a put of an item of `size` bytes (`item_size`).
+pub fn size_wcu(size: usize) -> u64 {
+    size.div_ceil(WCU_BYTES).max(1) as u64
 }
 
 pub fn item_to_json(item: &Item) -> Value {
