@@ -37,7 +37,18 @@ fn duplicate_target_keys_stop_the_import_with_examples_or_last_wins() {
     let out = import(run.path(), &dynalite(), &["--mapping", &m, "--create-tables"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("90 rows map to a DynamoDB key") && err.contains("customer=c3") && err.contains("last-wins"), "{err}");
+    assert!(err.contains("90 rows map to a DynamoDB key") && err.contains("last-wins"), "{err}");
+    // Each example names two source rows by their primary key, read back from the chunks: rows
+    // of the same customer (id % 10), and each example a different customer.
+    let mut customers = std::collections::HashSet::new();
+    for line in err.lines().filter(|l| l.contains("source rows")) {
+        let ids: Vec<u32> = line.split("id=").skip(1).map(|p| p.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()).collect();
+        assert_eq!(ids.len(), 2, "{line}");
+        assert_eq!(ids[0] % 10, ids[1] % 10, "{line}");
+        assert!(line.contains(&format!("customer=c{}:", ids[0] % 10)), "{line}");
+        assert!(customers.insert(ids[0] % 10), "one example per key: {err}");
+    }
+    assert!(customers.len() >= 5, "{err}");
     assert!(!table_exists(&dynalite(), "it_dupes"), "nothing was written, not even the table");
 
     let out = import(run.path(), &dynalite(), &["--mapping", &m, "--create-tables", "--on-duplicate", "last-wins"]);
@@ -75,6 +86,7 @@ fn an_item_over_400_kb_is_rejected_with_its_size() {
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0]["key"], "doc=1");
     assert_eq!(rejects[0]["rows"], 2, "the item folded two source rows");
+    assert_eq!(rejects[0]["source_rows"], serde_json::json!(["doc=1, part=1", "doc=1, part=2"]), "the rows, read back from the chunks");
     assert!(stderr(&out).contains("2 source rows were rejected"), "both rows are counted, not the one item: {}", stderr(&out));
     let reason = rejects[0]["reason"].as_str().unwrap();
     // "doc" + N(1) = 3 + 2 bytes, then "part1"/"part2" + 256,000 bytes each.

@@ -4,16 +4,17 @@
 //! to the bucket's item file, ordered so consecutive items have different partition keys.
 
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
-use super::spill::{decode_record, FnvBuild, Record, Spill};
-use crate::value::attr::{encode_attr, encode_item, item_size, item_wcu, put_bytes, Attr, CodecError, Decoder, Item, MAX_ITEM_BYTES};
-use crate::mapping::compile::{Body, TargetTable};
+use super::spill::{view_record, BodyView, RecordView, Spill, WordBuild};
+use crate::mapping::compile::TargetTable;
 use crate::mapping::dms::CollectAs;
+use crate::value::attr::{encode_attr, put_bytes, put_varint, size_wcu, Attr, CodecError, Decoder, Item, MAX_ITEM_BYTES};
 
 /// What to do when two source rows map to the same DynamoDB key (or a pivot name repeats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -30,6 +31,10 @@ crate::choices!(OnDuplicate { "error" => OnDuplicate::Error, "last-wins" => OnDu
 
 /// Conflict examples kept per bucket.
 const EXAMPLES: usize = 5;
+/// Source rows an oversize item's reject names.
+const SOURCE_EXAMPLES: usize = 3;
+/// The end of a linked list of records or items.
+const NONE: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BucketStats {
@@ -41,41 +46,283 @@ pub struct BucketStats {
     pub written: bool,
 }
 
+/// Two or more rows claiming one item or attribute. The rows are named by their place in the
+/// source (`row_seq`); `render` turns them into key text once they are looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    /// The item's key, as `pk=… / sk=…`.
+    pub key: String,
+    pub kind: ConflictKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConflictKind {
+    /// The item's first row and a later one map to the same key.
+    Rows(u128, u128),
+    /// A row's pivoted name is a key attribute's name.
+    PivotIsKey(String, u128),
+    /// A pivoted name comes from more than one row (this one among them).
+    PivotTwice(String, u128),
+    /// A collected map key comes from more than one row.
+    CollectTwice(String),
+}
+
+impl Conflict {
+    pub fn rows(&self) -> Vec<u128> {
+        match &self.kind {
+            ConflictKind::Rows(a, b) => vec![*a, *b],
+            ConflictKind::PivotIsKey(_, r) | ConflictKind::PivotTwice(_, r) => vec![*r],
+            ConflictKind::CollectTwice(_) => Vec::new(),
+        }
+    }
+
+    pub fn render(&self, row: &dyn Fn(u128) -> String) -> String {
+        let k = &self.key;
+        match &self.kind {
+            ConflictKind::Rows(a, b) => format!("{k}: source rows {} and {}", row(*a), row(*b)),
+            ConflictKind::PivotIsKey(name, r) => format!("{k}: pivoted name {name:?} (row {}) collides with a key attribute", row(*r)),
+            ConflictKind::PivotTwice(name, r) => format!("{k}: pivoted name {name:?} comes from more than one row (e.g. {})", row(*r)),
+            ConflictKind::CollectTwice(name) => format!("{k}: collected key {name:?} comes from more than one row"),
+        }
+    }
+}
+
+/// An item over DynamoDB's 400 KB limit: not written, its source rows counted as rejected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Oversize {
+    pub key: String,
+    /// The first few of its rows (`row_seq`).
+    pub source_rows: Vec<u128>,
+    pub rows: u64,
+    pub size: usize,
+}
+
+impl Oversize {
+    pub fn reason(&self) -> String {
+        format!("item is {} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte (400 KB) item limit; its {} source rows are not written", self.size, self.rows)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Grouped {
     pub stats: BucketStats,
-    pub rejects: Vec<Value>,
-    /// Source rows of the rejected items.
+    pub oversize: Vec<Oversize>,
+    /// Source rows of the oversize items.
     pub rejected_rows: u64,
     pub conflicts: u64,
-    pub examples: Vec<String>,
+    pub examples: Vec<Conflict>,
 }
 
 pub fn items_path(dir: &Path, bucket: u32) -> std::path::PathBuf {
     dir.join(format!("bucket-{bucket:05}.items"))
 }
 
-struct Acc {
-    pk: Attr,
-    sk: Option<Attr>,
-    seq: u128,
-    sources: Vec<String>,
-    /// Source rows folded into the item (sources keeps the first few as examples).
-    rows: u64,
-    item: Item,
-    /// Pivoted attribute name → seq of the row that set it.
-    owners: HashMap<String, u128>,
-    collected: Vec<(u128, Option<String>, Attr)>,
-}
-
-fn key_text(t: &TargetTable, pk: &Attr, sk: &Option<Attr>) -> String {
+fn key_text(t: &TargetTable, pk: &[u8], sk: Option<&[u8]>) -> String {
+    let show = |b: &[u8]| Decoder { buf: b }.attr().map(|a| a.display()).unwrap_or_else(|e| format!("<{e}>"));
     match (&t.sort_key, sk) {
-        (Some(d), Some(v)) => format!("{}={} / {}={}", t.partition_key.name, pk.display(), d.name, v.display()),
-        _ => format!("{}={}", t.partition_key.name, pk.display()),
+        (Some(d), Some(v)) => format!("{}={} / {}={}", t.partition_key.name, show(pk), d.name, show(v)),
+        _ => format!("{}={}", t.partition_key.name, show(pk)),
     }
 }
 
+/// One item's attribute while it is folded: name, encoded value, the size DynamoDB counts.
+type Entry3<'a> = (&'a [u8], Cow<'a, [u8]>, usize);
+
+/// Folds one key's records into an item; reused across the bucket's items.
+struct Folder<'a> {
+    target: &'a TargetTable,
+    collect: Option<(&'a str, CollectAs)>,
+    on_duplicate: OnDuplicate,
+    pivots: Vec<(&'a [u8], &'a [u8], usize, u128)>,
+    collected: Vec<(u128, Option<&'a [u8]>, &'a [u8])>,
+    entries: Vec<Entry3<'a>>,
+    /// The item being folded has given an example already.
+    shown: std::cell::Cell<bool>,
+}
+
+impl<'a> Folder<'a> {
+    /// Counts a conflict; the first of each item becomes an example, so that the examples show
+    /// different keys.
+    fn conflict(&self, out: &mut Grouped, first: &RecordView<'a>, kind: ConflictKind) {
+        out.conflicts += 1;
+        if out.examples.len() < EXAMPLES && !self.shown.replace(true) {
+            out.examples.push(Conflict { key: key_text(self.target, first.pk, first.sk), kind });
+        }
+    }
+
+    fn is_key_name(&self, name: &[u8]) -> bool {
+        name == self.target.partition_key.name.as_bytes() || self.target.sort_key.as_ref().is_some_and(|k| name == k.name.as_bytes())
+    }
+
+    /// Folds the records `members` (arrival order) into `item` (encoded); returns its size, or
+    /// None when it is over the limit (recorded in `out.oversize`).
+    fn fold(&mut self, records: &[RecordView<'a>], members: &[u32], out: &mut Grouped, item: &mut Vec<u8>) -> Result<Option<usize>, CodecError> {
+        let first = &records[members[0] as usize];
+        let (mut rows, mut sources) = (0u64, Vec::new());
+        let mut base: Option<(u128, &'a [u8])> = None;
+        self.pivots.clear();
+        self.collected.clear();
+        self.shown.set(false);
+        for &m in members {
+            let r = &records[m as usize];
+            rows += 1;
+            if sources.len() < SOURCE_EXAMPLES {
+                sources.push(r.seq);
+            }
+            match r.body {
+                BodyView::Item(bytes) => match base {
+                    None => base = Some((r.seq, bytes)),
+                    Some((seq, _)) => {
+                        self.conflict(out, first, ConflictKind::Rows(first.seq, r.seq));
+                        rows -= 1;
+                        if self.on_duplicate == OnDuplicate::LastWins && r.seq > seq {
+                            base = Some((r.seq, bytes));
+                        }
+                    }
+                },
+                BodyView::Pivot { name, value, size } => {
+                    if self.is_key_name(name) {
+                        self.conflict(out, first, ConflictKind::PivotIsKey(String::from_utf8_lossy(name).into_owned(), r.seq));
+                        rows -= 1;
+                        continue;
+                    }
+                    self.pivots.push((name, value, size, r.seq));
+                }
+                BodyView::Collect { key, value } => self.collected.push((r.seq, key, value)),
+            }
+        }
+        // A record mapping's item, as it was spilled.
+        if let (Some((_, bytes)), true, true, false) = (base, self.pivots.is_empty(), self.collected.is_empty(), self.target.grouped) {
+            let size = item_entries(bytes, |_, _, _| ())?;
+            return Ok(finish(self.target, out, first, &sources, rows, size, || {
+                item.clear();
+                item.extend_from_slice(bytes);
+            }));
+        }
+        self.entries.clear();
+        if let Some((_, bytes)) = base {
+            let entries = &mut self.entries;
+            item_entries(bytes, |name, value, size| entries.push((name, Cow::Borrowed(value), size)))?;
+        }
+        let from_item = self.entries.len();
+        // Pivots by name (stable: arrival order within a name); the first of a name, or the
+        // last in source order with last-wins, is kept.
+        self.pivots.sort_by(|a, b| a.0.cmp(b.0));
+        let mut i = 0;
+        while i < self.pivots.len() {
+            let name = self.pivots[i].0;
+            let j = i + self.pivots[i..].iter().take_while(|p| p.0 == name).count();
+            let mut keep = self.pivots[i];
+            for &p in &self.pivots[i + 1..j] {
+                self.conflict(out, first, ConflictKind::PivotTwice(String::from_utf8_lossy(name).into_owned(), p.3));
+                rows -= 1;
+                if self.on_duplicate == OnDuplicate::LastWins && p.3 > keep.3 {
+                    keep = p;
+                }
+            }
+            match self.entries[..from_item].binary_search_by(|e| e.0.cmp(name)) {
+                Ok(at) => {
+                    self.conflict(out, first, ConflictKind::PivotTwice(String::from_utf8_lossy(name).into_owned(), keep.3));
+                    rows -= 1;
+                    if self.on_duplicate == OnDuplicate::LastWins {
+                        self.entries[at] = (name, Cow::Borrowed(keep.1), keep.2);
+                    }
+                }
+                Err(_) => self.entries.push((name, Cow::Borrowed(keep.1), keep.2)),
+            }
+            i = j;
+        }
+        if self.target.grouped {
+            if let Some((attr, as_)) = self.collect {
+                if let Some(v) = self.collected_value(out, first, as_)? {
+                    let mut bytes = Vec::new();
+                    encode_attr(&mut bytes, &v);
+                    self.entries.push((attr.as_bytes(), Cow::Owned(bytes), v.size()));
+                }
+            }
+            let pk = Decoder { buf: first.pk }.attr_bytes()?.1;
+            self.entries.push((self.target.partition_key.name.as_bytes(), Cow::Borrowed(first.pk), pk));
+            if let (Some(d), Some(sk)) = (&self.target.sort_key, first.sk) {
+                let size = Decoder { buf: sk }.attr_bytes()?.1;
+                self.entries.push((d.name.as_bytes(), Cow::Borrowed(sk), size));
+            }
+        }
+        // One value per name, the one added last (key attributes over everything).
+        let entries = &mut self.entries;
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by(|&a, &b| entries[a].0.cmp(entries[b].0).then(b.cmp(&a)));
+        order.dedup_by(|b, a| entries[*a].0 == entries[*b].0);
+        let size = order.iter().map(|&e| entries[e].0.len() + entries[e].2).sum();
+        Ok(finish(self.target, out, first, &sources, rows, size, || {
+            item.clear();
+            put_varint(item, order.len() as u64);
+            for &e in &order {
+                put_bytes(item, entries[e].0);
+                item.extend_from_slice(&entries[e].1);
+            }
+        }))
+    }
+
+    fn collected_value(&mut self, out: &mut Grouped, first: &RecordView<'a>, as_: CollectAs) -> Result<Option<Attr>, CodecError> {
+        if self.collected.is_empty() {
+            return Ok(None);
+        }
+        self.collected.sort_by_key(|c| c.0);
+        let value = |b: &[u8]| Decoder { buf: b }.attr();
+        Ok(Some(match as_ {
+            CollectAs::List => Attr::L(self.collected.iter().map(|c| value(c.2)).collect::<Result<_, _>>()?),
+            CollectAs::StringSet => {
+                let mut set: Vec<String> = self.collected.iter().map(|c| value(c.2).map(|a| a.display())).collect::<Result<_, _>>()?;
+                set.sort();
+                set.dedup();
+                Attr::SS(set)
+            }
+            CollectAs::Map => {
+                let mut m = BTreeMap::new();
+                for &(_, k, v) in &self.collected {
+                    let k = k.map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                    if m.contains_key(&k) {
+                        self.conflict(out, first, ConflictKind::CollectTwice(k.clone()));
+                        if self.on_duplicate == OnDuplicate::Error {
+                            continue;
+                        }
+                    }
+                    m.insert(k, value(v)?);
+                }
+                Attr::M(m)
+            }
+        }))
+    }
+}
+
+/// Records an item over the limit, or encodes it.
+fn finish(target: &TargetTable, out: &mut Grouped, first: &RecordView, sources: &[u128], rows: u64, size: usize, encode: impl FnOnce()) -> Option<usize> {
+    if size > MAX_ITEM_BYTES {
+        out.oversize.push(Oversize { key: key_text(target, first.pk, first.sk), source_rows: sources.to_vec(), rows, size });
+        out.rejected_rows += rows;
+        return None;
+    }
+    encode();
+    Some(size)
+}
+
+/// Walks an encoded item's attributes (in name order, as `encode_item` writes them); returns
+/// the item's size.
+fn item_entries<'a>(bytes: &'a [u8], mut each: impl FnMut(&'a [u8], &'a [u8], usize)) -> Result<usize, CodecError> {
+    let mut d = Decoder { buf: bytes };
+    let mut total = 0;
+    for _ in 0..d.varint()? {
+        let name = d.bytes()?;
+        let (value, size) = d.attr_bytes()?;
+        total += name.len() + size;
+        each(name, value, size);
+    }
+    Ok(total)
+}
+
 /// Groups one bucket: reads `<spill_dir>/bucket-N.spill`, writes `<items_dir>/bucket-N.items`.
+/// Records are read in place from the spill file; each item's records are linked in arrival
+/// order, so nothing is allocated per record.
 pub fn group_bucket(
     target: &TargetTable,
     collect: Option<(&str, CollectAs)>,
@@ -90,163 +337,120 @@ pub fn group_bucket(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(format!("{}: {e}", spill_path.display())),
     };
-    let mut out = Grouped { stats: BucketStats { id: bucket, ..Default::default() }, ..Default::default() };
-    let mut conflict = |out: &mut Grouped, what: String| {
-        out.conflicts += 1;
-        if out.examples.len() < EXAMPLES {
-            out.examples.push(what);
+    let bad = |e: CodecError| format!("{}: {e}", spill_path.display());
+    // Records, and for each item (in first-seen order) its records, linked through `next`.
+    // Sized up front (a pass over the length prefixes): growing them showed as rehashing and
+    // copying in profiles.
+    let count = {
+        let (mut d, mut n) = (Decoder { buf: &data }, 0usize);
+        while !d.buf.is_empty() {
+            d.bytes().map_err(bad)?;
+            n += 1;
         }
+        n
     };
-    let mut groups: HashMap<Vec<u8>, Acc, FnvBuild> = HashMap::default();
-    let mut d = Decoder { buf: &data };
-    let key_names: Vec<&str> = std::iter::once(target.partition_key.name.as_str()).chain(target.sort_key.as_ref().map(|k| k.name.as_str())).collect();
-    while !d.buf.is_empty() {
-        let Record { seq, source_key, fragment } = decode_record(&mut d).map_err(|e: CodecError| format!("{}: {e}", spill_path.display()))?;
-        let mut key = Vec::new();
-        encode_attr(&mut key, &fragment.pk);
-        if let Some(sk) = &fragment.sk {
-            encode_attr(&mut key, sk);
-        }
-        let acc = groups.entry(key).or_insert_with(|| Acc {
-            pk: fragment.pk.clone(),
-            sk: fragment.sk.clone(),
-            seq,
-            sources: Vec::new(),
-            rows: 0,
-            item: Item::new(),
-            owners: HashMap::new(),
-            collected: Vec::new(),
-        });
-        let first = acc.sources.is_empty();
-        match fragment.body {
-            Body::Item(item) => {
-                if !first {
-                    let k = key_text(target, &acc.pk, &acc.sk);
-                    conflict(&mut out, format!("{k}: source rows {} and {source_key}", acc.sources[0]));
-                    if on_duplicate == OnDuplicate::Error || seq < acc.seq {
-                        continue;
-                    }
+    let mut records: Vec<RecordView> = Vec::with_capacity(count);
+    let mut next: Vec<u32> = Vec::with_capacity(count);
+    let mut items: Vec<(u32, u32)> = Vec::new();
+    {
+        let mut index: HashMap<&[u8], u32, WordBuild> = HashMap::with_capacity_and_hasher(count, Default::default());
+        let mut d = Decoder { buf: &data };
+        while !d.buf.is_empty() {
+            let r = view_record(&mut d).map_err(bad)?;
+            let i = records.len() as u32;
+            match index.entry(r.key) {
+                Entry::Occupied(e) => {
+                    let it = &mut items[*e.get() as usize];
+                    next[it.1 as usize] = i;
+                    it.1 = i;
                 }
-                acc.seq = seq;
-                acc.item = item;
+                Entry::Vacant(e) => {
+                    e.insert(items.len() as u32);
+                    items.push((i, i));
+                }
             }
-            Body::Pivot(name, value) => {
-                if key_names.contains(&name.as_str()) {
-                    let k = key_text(target, &acc.pk, &acc.sk);
-                    conflict(&mut out, format!("{k}: pivoted name {name:?} (row {source_key}) collides with a key attribute"));
-                    continue;
-                }
-                if acc.item.contains_key(&name) {
-                    let k = key_text(target, &acc.pk, &acc.sk);
-                    conflict(&mut out, format!("{k}: pivoted name {name:?} comes from more than one row (e.g. {source_key})"));
-                    let owner = acc.owners.get(&name).copied().unwrap_or(0);
-                    if on_duplicate == OnDuplicate::Error || seq < owner {
-                        continue;
-                    }
-                }
-                // Seqs are only needed to let the last row win.
-                if on_duplicate == OnDuplicate::LastWins {
-                    acc.owners.insert(name.clone(), seq);
-                }
-                acc.item.insert(name, value);
-            }
-            Body::Collect(k, v) => acc.collected.push((seq, k, v)),
-        }
-        acc.rows += 1;
-        if acc.sources.len() < 3 {
-            acc.sources.push(source_key);
+            records.push(r);
+            next.push(NONE);
         }
     }
-    let mut by_pk: HashMap<Vec<u8>, Vec<Item>, FnvBuild> = HashMap::default();
-    for (_, mut acc) in groups {
-        if target.grouped {
-            if let Some((attr, as_)) = collect {
-                acc.collected.sort_by_key(|c| c.0);
-                if let Some(v) = collected_value(target, &acc, as_, &mut out, &mut conflict, on_duplicate) {
-                    acc.item.insert(attr.to_string(), v);
-                }
-            }
-            acc.item.insert(target.partition_key.name.clone(), acc.pk.clone());
-            if let (Some(d), Some(v)) = (&target.sort_key, &acc.sk) {
-                acc.item.insert(d.name.clone(), v.clone());
-            }
+    let mut out = Grouped { stats: BucketStats { id: bucket, ..Default::default() }, ..Default::default() };
+    let mut folder = Folder { target, collect, on_duplicate, pivots: Vec::new(), collected: Vec::new(), entries: Vec::new(), shown: Default::default() };
+    // Encoded items, and per partition key (first-seen order) its items linked through `item_next`.
+    let mut arena: Vec<u8> = Vec::with_capacity(data.len());
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(items.len());
+    let mut item_next: Vec<u32> = Vec::with_capacity(items.len());
+    let mut by_pk: Vec<(u32, u32)> = Vec::new();
+    let mut pk_index: HashMap<&[u8], u32, WordBuild> = HashMap::with_capacity_and_hasher(items.len(), Default::default());
+    let (mut members, mut item) = (Vec::new(), Vec::new());
+    for &(head, _) in &items {
+        members.clear();
+        let mut m = head;
+        while m != NONE {
+            members.push(m);
+            m = next[m as usize];
         }
-        let size = item_size(&acc.item);
-        if size > MAX_ITEM_BYTES {
-            out.rejects.push(json!({
-                "table": target.name,
-                "key": key_text(target, &acc.pk, &acc.sk),
-                "source_rows": acc.sources,
-                "rows": acc.rows,
-                "reason": format!("item is {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte (400 KB) item limit; its {} source rows are not written", acc.rows),
-            }));
-            out.rejected_rows += acc.rows;
-            continue;
-        }
+        let Some(size) = folder.fold(&records, &members, &mut out, &mut item).map_err(bad)? else { continue };
         out.stats.items += 1;
-        out.stats.wcu += item_wcu(&acc.item);
+        out.stats.wcu += size_wcu(size);
         out.stats.bytes += size as u64;
         out.stats.max_item_bytes = out.stats.max_item_bytes.max(size as u64);
-        let mut pk = Vec::new();
-        encode_attr(&mut pk, &acc.pk);
-        by_pk.entry(pk).or_default().push(acc.item);
+        let at = spans.len() as u32;
+        spans.push((arena.len(), arena.len() + item.len()));
+        arena.extend_from_slice(&item);
+        item_next.push(NONE);
+        match pk_index.entry(records[head as usize].pk) {
+            Entry::Occupied(e) => {
+                let l = &mut by_pk[*e.get() as usize];
+                item_next[l.1 as usize] = at;
+                l.1 = at;
+            }
+            Entry::Vacant(e) => {
+                e.insert(by_pk.len() as u32);
+                by_pk.push((at, at));
+            }
+        }
     }
-    write_interleaved(items_dir, bucket, by_pk.into_values().collect()).map_err(|e| format!("{}: {e}", items_path(items_dir, bucket).display()))?;
+    let mut cursors: Vec<u32> = by_pk.iter().map(|l| l.0).collect();
+    let mut order = Vec::with_capacity(spans.len());
+    while !cursors.is_empty() {
+        for c in cursors.iter_mut() {
+            order.push(*c);
+            *c = item_next[*c as usize];
+        }
+        cursors.retain(|&c| c != NONE);
+    }
+    let encoded = order.iter().map(|&i| &arena[spans[i as usize].0..spans[i as usize].1]);
+    write_items(items_dir, bucket, encoded).map_err(|e| format!("{}: {e}", items_path(items_dir, bucket).display()))?;
     Ok(out)
 }
 
-fn collected_value(
-    target: &TargetTable,
-    acc: &Acc,
-    as_: CollectAs,
-    out: &mut Grouped,
-    conflict: &mut impl FnMut(&mut Grouped, String),
-    on_duplicate: OnDuplicate,
-) -> Option<Attr> {
-    if acc.collected.is_empty() {
-        return None;
-    }
-    Some(match as_ {
-        CollectAs::List => Attr::L(acc.collected.iter().map(|c| c.2.clone()).collect()),
-        CollectAs::StringSet => {
-            let mut set: Vec<String> = acc.collected.iter().map(|c| c.2.display()).collect();
-            set.sort();
-            set.dedup();
-            Attr::SS(set)
-        }
-        CollectAs::Map => {
-            let mut m = BTreeMap::new();
-            for (_, k, v) in &acc.collected {
-                let k = k.clone().unwrap_or_default();
-                if m.contains_key(&k) {
-                    conflict(out, format!("{}: collected key {k:?} comes from more than one row", key_text(target, &acc.pk, &acc.sk)));
-                    if on_duplicate == OnDuplicate::Error {
-                        continue;
-                    }
-                }
-                m.insert(k, v.clone());
-            }
-            Attr::M(m)
-        }
-    })
-}
-
-/// Writes items round-robin across partition keys: one item of each key, then the next round.
+/// Writes items round-robin across partition keys: one item of each key, then the next round
+/// (`Item`s grouped by partition key; the grouping builds the order itself and calls `write_items`).
+#[cfg(test)]
 pub(crate) fn write_interleaved(dir: &Path, bucket: u32, mut lists: Vec<Vec<Item>>) -> std::io::Result<()> {
-    let path = items_path(dir, bucket);
-    let partial = path.with_extension("items.partial");
-    let mut buf = Vec::new();
-    let mut enc = Vec::new();
+    let mut encoded = Vec::new();
     lists.iter_mut().for_each(|l| l.reverse());
     while !lists.is_empty() {
         for l in lists.iter_mut() {
             if let Some(item) = l.pop() {
-                enc.clear();
-                encode_item(&mut enc, &item);
-                put_bytes(&mut buf, &enc);
+                let mut enc = Vec::new();
+                crate::value::attr::encode_item(&mut enc, &item);
+                encoded.push(enc);
             }
         }
         lists.retain(|l| !l.is_empty());
+    }
+    write_items(dir, bucket, encoded.iter().map(Vec::as_slice))
+}
+
+/// Writes a bucket's item file from encoded items (`encode_item`), in the order given, with
+/// its checksum trailer; durable before it takes its name.
+fn write_items<'b>(dir: &Path, bucket: u32, items: impl Iterator<Item = &'b [u8]>) -> std::io::Result<()> {
+    let path = items_path(dir, bucket);
+    let partial = path.with_extension("items.partial");
+    let mut buf = Vec::with_capacity(items.size_hint().0 * 64);
+    for item in items {
+        put_bytes(&mut buf, item);
     }
     // A trailer with the SHA-256 of everything before it: `read_items` refuses a damaged file.
     let digest = Sha256::digest(&buf);
@@ -290,8 +494,8 @@ pub fn read_items(dir: &Path, bucket: u32) -> Result<Vec<Item>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::spill::Spill;
-    use crate::mapping::compile::{Fragment, KeyDef, KeyType};
+    use crate::mapping::compile::{Body, Fragment, KeyDef, KeyType};
+    use crate::transform::spill::{Record, Spill};
 
     fn target(grouped: bool) -> TargetTable {
         TargetTable {
@@ -303,7 +507,7 @@ mod tests {
     }
 
     fn rec(seq: u128, pk: &str, sk: &str, body: Body) -> Record {
-        Record { seq, source_key: format!("row{seq}"), fragment: Fragment { pk: Attr::S(pk.into()), sk: Some(Attr::S(sk.into())), body } }
+        Record { seq, fragment: Fragment { pk: Attr::S(pk.into()), sk: Some(Attr::S(sk.into())), body } }
     }
 
     fn spill(dir: &Path, recs: &[Record]) {
@@ -320,8 +524,9 @@ mod tests {
         spill(dir.path(), &[rec(1, "c1", "o1", piv("p1", "2")), rec(2, "c1", "o1", piv("p2", "5")), rec(3, "c2", "o1", piv("p1", "1")), rec(4, "c2", "o1", piv("p1", "9")), rec(5, "c3", "o1", piv("pk", "1"))]);
         let g = group_bucket(&target(true), None, OnDuplicate::Error, dir.path(), dir.path(), 0).unwrap();
         assert_eq!(g.conflicts, 2, "{:?}", g.examples);
-        assert!(g.examples.iter().any(|e| e.contains("pk=c2") && e.contains("\"p1\"")), "{:?}", g.examples);
-        assert!(g.examples.iter().any(|e| e.contains("collides with a key attribute")));
+        let shown: Vec<String> = g.examples.iter().map(|e| e.render(&|seq| format!("row{seq}"))).collect();
+        assert!(shown.iter().any(|e| e.contains("pk=c2") && e.contains("\"p1\"") && e.contains("row4")), "{shown:?}");
+        assert!(shown.iter().any(|e| e.contains("collides with a key attribute") && e.contains("row5")), "{shown:?}");
         let items = read_items(dir.path(), 0).unwrap();
         let c1 = items.iter().find(|i| i["pk"] == Attr::S("c1".into())).unwrap();
         assert_eq!(c1.len(), 4);
@@ -345,8 +550,9 @@ mod tests {
         recs.push(rec(12, "c", "0", item("c", "0", MAX_ITEM_BYTES)));
         spill(dir.path(), &recs);
         let g = group_bucket(&target(false), None, OnDuplicate::Error, dir.path(), dir.path(), 0).unwrap();
-        assert_eq!(g.rejects.len(), 1);
-        assert!(g.rejects[0]["reason"].as_str().unwrap().contains("400 KB"));
+        assert_eq!(g.oversize.len(), 1);
+        assert!(g.oversize[0].reason().contains("400 KB"));
+        assert_eq!(g.oversize[0].source_rows, vec![12]);
         let pks: Vec<String> = read_items(dir.path(), 0).unwrap().iter().map(|i| i["pk"].display()).collect();
         // One byte changed: refused, naming the file.
         let path = items_path(dir.path(), 0);
@@ -357,5 +563,72 @@ mod tests {
         assert_eq!(pks.len(), 8);
         assert_ne!(pks[0], pks[1], "{pks:?}");
         assert_ne!(pks[2], pks[3], "{pks:?}");
+    }
+
+    /// A small deterministic generator (the tests need no crate for it).
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *state >> 33
+    }
+
+    #[test]
+    fn grouping_in_place_agrees_with_folding_decoded_items() {
+        // Rows arrive out of source order (as parallel chunk workers spill them), with repeated
+        // pivot names, repeated record keys and collected lists; last-wins makes every outcome
+        // depend on source order only, so a plain fold over decoded rows is the reference.
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = 7u64;
+        let mut seqs: Vec<u128> = (0..3000).collect();
+        for i in (1..seqs.len()).rev() {
+            seqs.swap(i, lcg(&mut rng) as usize % (i + 1));
+        }
+        let keys = |rng: &mut u64| (format!("c{}", lcg(rng) % 40), format!("o{}", lcg(rng) % 3));
+        let mut rng2 = 11u64;
+        let pivots: Vec<Record> = seqs.iter().map(|&seq| {
+            let (pk, sk) = keys(&mut rng2);
+            rec(seq, &pk, &sk, Body::Pivot(format!("p{}", lcg(&mut rng2) % 6), Attr::N(seq.to_string())))
+        }).collect();
+        let items: Vec<Record> = seqs.iter().map(|&seq| {
+            let (pk, sk) = keys(&mut rng2);
+            let item = Item::from([("pk".into(), Attr::S(pk.clone())), ("sk".into(), Attr::S(sk.clone())), ("v".into(), Attr::N(seq.to_string())), ("b".into(), Attr::B(vec![seq as u8; 3]))]);
+            rec(seq, &pk, &sk, Body::Item(item))
+        }).collect();
+        let lists: Vec<Record> = seqs.iter().map(|&seq| {
+            let (pk, sk) = keys(&mut rng2);
+            rec(seq, &pk, &sk, Body::Collect(None, Attr::N(seq.to_string())))
+        }).collect();
+        for (recs, grouped, collect) in [(&pivots, true, None), (&items, false, None), (&lists, true, Some(("all", CollectAs::List)))] {
+            let mut want: BTreeMap<(String, String), Item> = BTreeMap::new();
+            let mut sorted = recs.clone();
+            sorted.sort_by_key(|r| r.seq);
+            let mut lists: BTreeMap<(String, String), Vec<Attr>> = BTreeMap::new();
+            for r in &sorted {
+                let k = (r.fragment.pk.display(), r.fragment.sk.as_ref().unwrap().display());
+                let item = want.entry(k.clone()).or_default();
+                match &r.fragment.body {
+                    Body::Item(i) => *item = i.clone(),
+                    Body::Pivot(n, v) => drop(item.insert(n.clone(), v.clone())),
+                    Body::Collect(_, v) => lists.entry(k).or_default().push(v.clone()),
+                }
+            }
+            for ((pk, sk), item) in want.iter_mut() {
+                if grouped {
+                    item.insert("pk".into(), Attr::S(pk.clone()));
+                    item.insert("sk".into(), Attr::S(sk.clone()));
+                }
+                if let Some(l) = lists.remove(&(pk.clone(), sk.clone())) {
+                    item.insert("all".into(), Attr::L(l));
+                }
+            }
+            spill(dir.path(), recs);
+            let g = group_bucket(&target(grouped), collect, OnDuplicate::LastWins, dir.path(), dir.path(), 0).unwrap();
+            std::fs::remove_file(Spill::path(dir.path(), 0)).unwrap();
+            let got = read_items(dir.path(), 0).unwrap();
+            assert_eq!(g.stats.items as usize, want.len());
+            assert_eq!(g.stats.bytes, want.values().map(|i| crate::value::attr::item_size(i) as u64).sum::<u64>());
+            let mut got: Vec<Item> = got;
+            got.sort_by_key(|i| (i["pk"].display(), i["sk"].display()));
+            assert_eq!(got, want.into_values().collect::<Vec<_>>());
+        }
     }
 }

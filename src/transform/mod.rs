@@ -9,6 +9,7 @@
 
 pub mod group;
 pub mod reader;
+pub mod source_rows;
 pub mod spill;
 pub mod state;
 
@@ -167,6 +168,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         .collect::<Result<_, _>>()?;
     let rejected: Vec<std::sync::atomic::AtomicU64> = plan.targets.iter().map(|_| Default::default()).collect();
 
+    let started = std::time::Instant::now();
     let progress = Progress::new("mapping", s.quiet);
     let mut jobs = Vec::new();
     for (si, src) in plan.sources.iter().enumerate() {
@@ -193,8 +195,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
             let seq = spill::row_seq(src.table, chunk.id, row);
             match src.mapper.map_row(&entry.schema, target, cells, &s.convert) {
                 Ok(fragment) => {
-                    let source_key = src.mapper.source_key_text(&entry.schema, cells);
-                    buf.push(&Record { seq, source_key, fragment }).map_err(|e| reader::ReadError { file: "spill".into(), reason: e.to_string() })
+                    buf.push(&Record { seq, fragment }).map_err(|e| reader::ReadError { file: "spill".into(), reason: e.to_string() })
                 }
                 Err(reason) => {
                     local_rejects.push(json!({
@@ -217,6 +218,8 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         Ok(())
     })?;
     progress.finish();
+    tracing::debug!("read, mapped and spilled in {:.2} s", started.elapsed().as_secs_f64());
+    let started = std::time::Instant::now();
 
     // Group every bucket of every target in parallel.
     let jobs: Vec<(usize, u32)> = spills.iter().enumerate().flat_map(|(t, sp)| (0..sp.buckets).map(move |b| (t, b))).collect();
@@ -231,16 +234,25 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
             Ok((t, g))
         })
         .collect::<Result<_, TransformError>>()?;
+    tracing::debug!("grouped in {:.2} s", started.elapsed().as_secs_f64());
+    // The rows the examples and rejects name, read back from their chunks.
+    let named = grouped.iter().flat_map(|(_, g)| g.examples.iter().flat_map(|c| c.rows()).chain(g.oversize.iter().flat_map(|o| o.source_rows.iter().copied())));
+    let found = source_rows::resolve(run, manifest, plan, named)?;
+    let row = |seq: u128| source_rows::show(&found, seq);
     let (mut conflicts, mut examples) = (0u64, Vec::new());
     for (t, g) in grouped {
         let ts = &mut state.targets[t];
         conflicts += g.conflicts;
         ts.conflicts += g.conflicts;
-        examples.extend(g.examples.into_iter().map(|e| format!("table {}: {e}", plan.targets[t].name)));
-        if !g.rejects.is_empty() {
+        examples.extend(g.examples.iter().map(|e| format!("table {}: {}", plan.targets[t].name, e.render(&row))));
+        if !g.oversize.is_empty() {
             ts.rejected_rows += g.rejected_rows;
             let mut w = rejects[t].lock().unwrap_or_else(|e| e.into_inner());
-            for r in &g.rejects {
+            for o in &g.oversize {
+                let r = json!({
+                    "table": plan.targets[t].name, "key": o.key, "source_rows": o.source_rows.iter().map(|&s| row(s)).collect::<Vec<_>>(),
+                    "rows": o.rows, "reason": o.reason(),
+                });
                 writeln!(w, "{r}").map_err(|e| io(work, e))?;
             }
         }

@@ -1,7 +1,9 @@
 //! The first half of grouping at scale: every mapped row (a `Fragment`) is appended to one of a
 //! target table's bucket files on local disk, chosen by a hash of its partition key, so that all
 //! rows of one item land in one bucket and a bucket fits in memory when it is grouped. Rows are
-//! buffered per bucket and appended in blocks; each record is length-prefixed.
+//! buffered per bucket and appended in blocks; each record is length-prefixed. A record carries
+//! its place in the source (`row_seq`), not the row's key text: the few rows an error message
+//! names are looked up in their chunks afterwards (`source_rows`), which halves what is spilled.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -17,12 +19,34 @@ pub fn row_seq(table: usize, chunk: u32, row: u64) -> u128 {
     ((table as u128) << 96) | ((chunk as u128) << 64) | row as u128
 }
 
-/// A spilled row: its fragment, its order in the source (`row_seq`) and its source key.
+/// A spilled row: its fragment and its place in the source (`row_seq`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub seq: u128,
-    pub source_key: String,
     pub fragment: Fragment,
+}
+
+/// The table, chunk id and row index a `row_seq` packs.
+pub fn seq_parts(seq: u128) -> (usize, u32, u64) {
+    ((seq >> 96) as usize, (seq >> 64) as u32, seq as u64)
+}
+
+/// A spilled record read in place: slices of the spill buffer, nothing decoded.
+pub struct RecordView<'a> {
+    pub seq: u128,
+    /// The encoded partition key and sort key, one slice: equal slices mean the same item.
+    pub key: &'a [u8],
+    pub pk: &'a [u8],
+    pub sk: Option<&'a [u8]>,
+    pub body: BodyView<'a>,
+}
+
+/// A fragment's body, encoded: an item (`encode_item`), or names and attributes (`encode_attr`)
+/// each with the size DynamoDB counts for the attribute.
+pub enum BodyView<'a> {
+    Item(&'a [u8]),
+    Pivot { name: &'a [u8], value: &'a [u8], size: usize },
+    Collect { key: Option<&'a [u8]>, value: &'a [u8] },
 }
 
 /// The bucket of a partition key: FNV-1a over its encoded form (stable across runs and builds).
@@ -54,28 +78,72 @@ impl std::hash::Hasher for Fnv {
 
 pub type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
+/// A word-at-a-time hash for the grouping's maps (keys are short encoded attributes): a
+/// multiply-rotate over 8-byte words, then a finalizer so the top bits the table probes by are
+/// mixed. FNV went byte by byte and showed in profiles.
+#[derive(Default)]
+pub struct WordHash(u64);
+
+impl std::hash::Hasher for WordHash {
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51afd7ed558ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ceb9fe1a85ec53);
+        h ^ (h >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517cc1b727220a95;
+        let mut h = self.0;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w.try_into().unwrap())).wrapping_mul(K);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut tail = [0u8; 8];
+            tail[..rest.len()].copy_from_slice(rest);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 59)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+}
+
+pub type WordBuild = std::hash::BuildHasherDefault<WordHash>;
+
 pub fn encode_record(out: &mut Vec<u8>, r: &Record) {
-    let mut body = Vec::with_capacity(128);
-    put_varint(&mut body, (r.seq >> 64) as u64);
-    put_varint(&mut body, r.seq as u64);
-    put_bytes(&mut body, r.source_key.as_bytes());
-    encode_attr(&mut body, &r.fragment.pk);
+    let mut body = Vec::new();
+    encode_body(&mut body, r);
+    put_bytes(out, &body);
+}
+
+/// A record's body (what `encode_record` length-prefixes) into `body`, cleared first; returns
+/// where its encoded partition key lies in it (the spill's bucket is a hash of those bytes).
+fn encode_body(body: &mut Vec<u8>, r: &Record) -> std::ops::Range<usize> {
+    body.clear();
+    put_varint(body, (r.seq >> 64) as u64);
+    put_varint(body, r.seq as u64);
+    let pk_start = body.len();
+    encode_attr(body, &r.fragment.pk);
+    let pk = pk_start..body.len();
     match &r.fragment.sk {
         Some(sk) => {
             body.push(1);
-            encode_attr(&mut body, sk);
+            encode_attr(body, sk);
         }
         None => body.push(0),
     }
     match &r.fragment.body {
         Body::Item(item) => {
             body.push(0);
-            encode_item(&mut body, item);
+            encode_item(body, item);
         }
         Body::Pivot(name, v) => {
             body.push(1);
-            put_bytes(&mut body, name.as_bytes());
-            encode_attr(&mut body, v);
+            put_bytes(body, name.as_bytes());
+            encode_attr(body, v);
         }
         Body::Collect(key, v) => {
             body.push(match key {
@@ -83,12 +151,12 @@ pub fn encode_record(out: &mut Vec<u8>, r: &Record) {
                 None => 2,
             });
             if let Some(k) = key {
-                put_bytes(&mut body, k.as_bytes());
+                put_bytes(body, k.as_bytes());
             }
-            encode_attr(&mut body, v);
+            encode_attr(body, v);
         }
     }
-    put_bytes(out, &body);
+    pk
 }
 
 fn byte(d: &mut Decoder) -> Result<u8, CodecError> {
@@ -101,7 +169,6 @@ pub fn decode_record(d: &mut Decoder) -> Result<Record, CodecError> {
     let body = d.bytes()?;
     let mut d = Decoder { buf: body };
     let seq = (u128::from(d.varint()?) << 64) | u128::from(d.varint()?);
-    let source_key = d.string()?;
     let pk = d.attr()?;
     let sk = if byte(&mut d)? == 1 { Some(d.attr()?) } else { None };
     let body = match byte(&mut d)? {
@@ -117,7 +184,32 @@ pub fn decode_record(d: &mut Decoder) -> Result<Record, CodecError> {
         }
         _ => return Err(CodecError("unknown record body")),
     };
-    Ok(Record { seq, source_key, fragment: Fragment { pk, sk, body } })
+    Ok(Record { seq, fragment: Fragment { pk, sk, body } })
+}
+
+/// Reads the next record in place (the grouping's hot loop: no allocation per record).
+pub fn view_record<'a>(d: &mut Decoder<'a>) -> Result<RecordView<'a>, CodecError> {
+    let mut d = Decoder { buf: d.bytes()? };
+    let seq = (u128::from(d.varint()?) << 64) | u128::from(d.varint()?);
+    let key_start = d.buf;
+    let (pk, _) = d.attr_bytes()?;
+    let sk = if byte(&mut d)? == 1 { Some(d.attr_bytes()?.0) } else { None };
+    let key = &key_start[..key_start.len() - d.buf.len()];
+    let body = match byte(&mut d)? {
+        0 => BodyView::Item(d.buf),
+        1 => {
+            let name = d.bytes()?;
+            let (value, size) = d.attr_bytes()?;
+            BodyView::Pivot { name, value, size }
+        }
+        2 => BodyView::Collect { key: None, value: d.attr_bytes()?.0 },
+        3 => {
+            let key = Some(d.bytes()?);
+            BodyView::Collect { key, value: d.attr_bytes()?.0 }
+        }
+        _ => return Err(CodecError("unknown record body")),
+    };
+    Ok(RecordView { seq, key, pk, sk, body })
 }
 
 /// Bucket files of one target table, shared by the chunk workers.
@@ -132,6 +224,7 @@ pub struct SpillBuffer<'a> {
     spill: &'a Spill,
     buffers: Vec<Vec<u8>>,
     held: usize,
+    scratch: Vec<u8>,
 }
 
 const FLUSH_BUCKET_BYTES: usize = 256 * 1024;
@@ -148,7 +241,7 @@ impl Spill {
     }
 
     pub fn buffer(&self) -> SpillBuffer<'_> {
-        SpillBuffer { spill: self, buffers: vec![Vec::new(); self.buckets as usize], held: 0 }
+        SpillBuffer { spill: self, buffers: vec![Vec::new(); self.buckets as usize], held: 0, scratch: Vec::with_capacity(256) }
     }
 
     fn append(&self, bucket: u32, bytes: &[u8]) -> std::io::Result<()> {
@@ -160,9 +253,10 @@ impl Spill {
 
 impl SpillBuffer<'_> {
     pub fn push(&mut self, r: &Record) -> std::io::Result<()> {
-        let b = bucket_of(&r.fragment.pk, self.spill.buckets) as usize;
+        let pk = encode_body(&mut self.scratch, r);
+        let b = (fnv1a(&self.scratch[pk]) % self.spill.buckets as u64) as usize;
         let before = self.buffers[b].len();
-        encode_record(&mut self.buffers[b], r);
+        put_bytes(&mut self.buffers[b], &self.scratch);
         self.held += self.buffers[b].len() - before;
         if self.buffers[b].len() >= FLUSH_BUCKET_BYTES {
             self.held -= self.buffers[b].len();
@@ -203,10 +297,10 @@ mod tests {
     #[test]
     fn records_round_trip_and_keys_choose_stable_buckets() {
         let recs = vec![
-            Record { seq: row_seq(1, 2, (1 << 28) + 5), source_key: "{\"id\":\"1\"}".into(), fragment: Fragment { pk: Attr::N("1".into()), sk: None, body: Body::Item(Item::from([("a".into(), Attr::S("x".into()))])) } },
-            Record { seq: 8, source_key: "k".into(), fragment: Fragment { pk: Attr::S("c1|o1".into()), sk: Some(Attr::S("o1".into())), body: Body::Pivot("p1".into(), Attr::N("3".into())) } },
-            Record { seq: 9, source_key: "k".into(), fragment: Fragment { pk: Attr::S("c1".into()), sk: None, body: Body::Collect(Some("p".into()), Attr::Null) } },
-            Record { seq: 10, source_key: "k".into(), fragment: Fragment { pk: Attr::B(vec![1]), sk: None, body: Body::Collect(None, Attr::S("v".into())) } },
+            Record { seq: row_seq(1, 2, (1 << 28) + 5), fragment: Fragment { pk: Attr::N("1".into()), sk: None, body: Body::Item(Item::from([("a".into(), Attr::S("x".into()))])) } },
+            Record { seq: 8, fragment: Fragment { pk: Attr::S("c1|o1".into()), sk: Some(Attr::S("o1".into())), body: Body::Pivot("p1".into(), Attr::N("3".into())) } },
+            Record { seq: 9, fragment: Fragment { pk: Attr::S("c1".into()), sk: None, body: Body::Collect(Some("p".into()), Attr::Null) } },
+            Record { seq: 10, fragment: Fragment { pk: Attr::B(vec![1]), sk: None, body: Body::Collect(None, Attr::S("v".into())) } },
         ];
         let mut buf = Vec::new();
         recs.iter().for_each(|r| encode_record(&mut buf, r));

@@ -38,15 +38,18 @@ pub fn number_size(text: &str) -> usize {
         None => (body, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits: String = int.chars().chain(frac.chars()).collect();
-    let lead = digits.len() - digits.trim_start_matches('0').len();
-    let sig = digits.trim_matches('0');
-    if sig.is_empty() {
+    // Leading zeros, then significant digits (the digits of int and frac read as one string,
+    // without allocating it: this runs for every number of every item).
+    let digits = int.bytes().chain(frac.bytes());
+    let lead = digits.clone().take_while(|&b| b == b'0').count();
+    let total = int.len() + frac.len();
+    let trail = frac.bytes().rev().chain(int.bytes().rev()).take_while(|&b| b == b'0').count();
+    if lead == total {
         return 1;
     }
+    let n = total - lead - trail;
     // Exponent of the first significant digit (Big.js `e`).
     let e = int.len() as i64 - 1 - lead as i64 + exp;
-    let n = sig.len();
     1 + n.div_ceil(2) + usize::from(n.is_multiple_of(2) && e % 2 == 0) + usize::from(neg)
 }
 
@@ -280,6 +283,37 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// Reads one encoded attribute without building it: its bytes (tag included) and the size
+    /// DynamoDB counts for it, the same as `Attr::size` of the decoded value.
+    pub fn attr_bytes(&mut self) -> Result<(&'a [u8], usize), CodecError> {
+        let start = self.buf;
+        let size = self.attr_size()?;
+        Ok((&start[..start.len() - self.buf.len()], size))
+    }
+
+    fn attr_size(&mut self) -> Result<usize, CodecError> {
+        let (&tag, rest) = self.buf.split_first().ok_or(CodecError("truncated attribute"))?;
+        self.buf = rest;
+        Ok(match tag {
+            0 | 2 => self.bytes()?.len(),
+            1 => number_size(std::str::from_utf8(self.bytes()?).map_err(|_| CodecError("bad utf-8"))?),
+            3..=5 => 1,
+            6 => {
+                let n = self.varint()?;
+                (0..n).map(|_| self.bytes().map(<[u8]>::len)).sum::<Result<usize, _>>()?
+            }
+            7 => {
+                let n = self.varint()?;
+                3 + (0..n).map(|_| Ok(1 + self.bytes()?.len() + self.attr_size()?)).sum::<Result<usize, CodecError>>()?
+            }
+            8 => {
+                let n = self.varint()?;
+                3 + (0..n).map(|_| Ok(1 + self.attr_size()?)).sum::<Result<usize, CodecError>>()?
+            }
+            _ => return Err(CodecError("unknown attribute tag")),
+        })
+    }
+
     pub fn item(&mut self) -> Result<Item, CodecError> {
         let n = self.varint()?;
         let mut item = Item::new();
@@ -309,6 +343,71 @@ mod tests {
         assert_eq!(number_size("18446744073709551615"), 11);
         assert_eq!(number_size("-0.5"), 3);
         assert_eq!(number_size("99.99"), 3);
+    }
+
+    /// The first implementation (it collected the digits into a String), kept as the reference.
+    fn number_size_reference(text: &str) -> usize {
+        let neg = text.starts_with('-');
+        let body = text.trim_start_matches(['-', '+']);
+        let (mantissa, exp) = match body.find(['e', 'E']) {
+            Some(i) => (&body[..i], body[i + 1..].parse::<i64>().unwrap_or(0)),
+            None => (body, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits: String = int.chars().chain(frac.chars()).collect();
+        let lead = digits.len() - digits.trim_start_matches('0').len();
+        let sig = digits.trim_matches('0');
+        if sig.is_empty() {
+            return 1;
+        }
+        let e = int.len() as i64 - 1 - lead as i64 + exp;
+        let n = sig.len();
+        1 + n.div_ceil(2) + usize::from(n.is_multiple_of(2) && e % 2 == 0) + usize::from(neg)
+    }
+
+    #[test]
+    fn encoded_attributes_are_sized_without_decoding() {
+        let attrs = [
+            Attr::S("héllo".into()),
+            Attr::N("-12.50".into()),
+            Attr::B(vec![1, 2, 3]),
+            Attr::Bool(true),
+            Attr::Null,
+            Attr::SS(vec!["a".into(), "bcd".into()]),
+            Attr::M(BTreeMap::from([("k".into(), Attr::N("7".into())), ("list".into(), Attr::L(vec![Attr::S("x".into()), Attr::Null]))])),
+        ];
+        let mut buf = Vec::new();
+        attrs.iter().for_each(|a| encode_attr(&mut buf, a));
+        let mut d = Decoder { buf: &buf };
+        for a in &attrs {
+            let (bytes, size) = d.attr_bytes().unwrap();
+            assert_eq!(size, a.size(), "{a:?}");
+            assert_eq!(Decoder { buf: bytes }.attr().unwrap(), *a);
+        }
+        assert!(d.buf.is_empty());
+        assert!(Decoder { buf: &buf[..buf.len() - 1] }.attr_bytes().is_ok());
+        assert!(Decoder { buf: &[9] }.attr_bytes().is_err());
+    }
+
+    #[test]
+    fn number_size_without_allocation_agrees_with_the_reference() {
+        let parts = ["", "0", "00", "1", "10", "100", "105", "0010", "9990", "12345", "000123000"];
+        let mut n = 0;
+        for sign in ["", "-", "+"] {
+            for int in parts {
+                for frac in parts {
+                    for exp in ["", "e3", "E-2", "e0", "e-17"] {
+                        let text = if frac.is_empty() { format!("{sign}{int}{exp}") } else { format!("{sign}{int}.{frac}{exp}") };
+                        if int.is_empty() && frac.is_empty() {
+                            continue;
+                        }
+                        assert_eq!(number_size(&text), number_size_reference(&text), "{text}");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n > 1000);
     }
 
     #[test]

@@ -152,7 +152,7 @@ async fn scan_into(client: &aws_sdk_dynamodb::Client, table: &str, spill: &Spill
                 for raw in page.items() {
                     let item = item_from_sdk(raw);
                     let pk = item.get(&pk_name).map(canonical).unwrap_or(Attr::Null);
-                    buf.push(&Record { seq: n as u128, source_key: String::new(), fragment: Fragment { pk, sk: None, body: Body::Item(item) } }).map_err(|e| e.to_string())?;
+                    buf.push(&Record { seq: n as u128, fragment: Fragment { pk, sk: None, body: Body::Item(item) } }).map_err(|e| e.to_string())?;
                     n += 1;
                 }
                 match page.last_evaluated_key {
