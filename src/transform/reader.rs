@@ -9,7 +9,7 @@ use crate::export::csv_sink::unescape_field;
 use crate::run_folder::hash_file;
 use crate::manifest::{ChunkEntry, TableEntry};
 use crate::source::types::ColumnKind;
-use crate::value::chunk::{csv_cell, parquet_cell};
+use crate::value::chunk::{csv_cell, parquet_cell_into};
 use crate::value::Cell;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ pub fn read_chunk(
             }
             for i in 0..batch.num_rows() {
                 for (c, cell) in cells.iter_mut().enumerate() {
-                    *cell = parquet_cell(batch.column(c), i, &kinds[c]).map_err(|r| err(format!("column {}: {r}", table.schema.columns[c].name)))?;
+                    parquet_cell_into(batch.column(c), i, &kinds[c], cell).map_err(|r| err(format!("column {}: {r}", table.schema.columns[c].name)))?;
                 }
                 row(index, &cells)?;
                 index += 1;
