@@ -78,17 +78,19 @@ pub fn number_fits(text: &str) -> Result<bool, String> {
     if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
         return Err(format!("{text:?} is not a decimal number"));
     }
-    let digits: String = int.chars().chain(frac.chars()).collect();
-    let lead = digits.len() - digits.trim_start_matches('0').len();
-    let sig = digits.trim_matches('0');
-    if sig.is_empty() {
+    // Leading and trailing zeros of the digits of int and frac read as one string (counted in
+    // place: this runs for every number of every row).
+    let total = int.len() + frac.len();
+    let lead = int.bytes().chain(frac.bytes()).take_while(|&b| b == b'0').count();
+    if lead == total {
         return Ok(true);
     }
+    let trail = frac.bytes().rev().chain(int.bytes().rev()).take_while(|&b| b == b'0').count();
     let e = int.len() as i64 - 1 - lead as i64;
     if !(-130..=125).contains(&e) {
         return Err(format!("{text} is outside DynamoDB's number range (1E-130 to 1E+126)"));
     }
-    Ok(sig.len() <= MAX_NUMBER_DIGITS)
+    Ok(total - lead - trail <= MAX_NUMBER_DIGITS)
 }
 
 /// A number DynamoDB stores as N: within its range and at most 38 significant digits.
@@ -415,6 +417,15 @@ mod tests {
         assert_eq!(number_fits(&format!("1{}", "0".repeat(100))), Ok(true));
         assert!(number_fits(&format!("1{}", "0".repeat(130))).is_err());
         assert!(number_fits("12a").is_err());
+        // Zeros on both sides do not count as digits; the range is that of the first
+        // significant digit.
+        assert_eq!(number_fits(&format!("000{}000.000", "9".repeat(35))), Ok(true));
+        assert_eq!(number_fits(&format!("0.{}1{}", "0".repeat(20), "2".repeat(37))), Ok(true));
+        assert_eq!(number_fits(&format!("0.{}1{}", "0".repeat(20), "2".repeat(38))), Ok(false));
+        assert_eq!(number_fits(&format!("0.{}1", "0".repeat(129))), Ok(true));
+        assert!(number_fits(&format!("0.{}1", "0".repeat(130))).is_err());
+        assert_eq!(number_fits("-0.000"), Ok(true));
+        assert_eq!(number_fits("100.001"), Ok(true));
     }
 
     #[test]
