@@ -1,10 +1,12 @@
 //! What every stage that talks to AWS shares: the DynamoDB client and its error words
 //! (`dynamo`), the S3 client (`s3`), both built once from the standard AWS configuration chain;
-//! the retry layer every DynamoDB call goes through (`retry`); and the WCU pacer (`pacing`).
+//! the retry layer every DynamoDB call goes through (`retry`); the WCU pacer (`pacing`); and
+//! BatchWriteItem bodies written from our items without the SDK's maps (`wire`).
 
 pub mod dynamo;
 pub mod pacing;
 pub mod retry;
+pub mod wire;
 pub mod s3;
 
 use aws_config::retry::RetryConfig;

@@ -236,6 +236,24 @@ pub fn key_part(v: &AttributeValue) -> Vec<u8> {
     }
 }
 
+/// `key_part` of one of our own values (the same bytes the SDK's value gives).
+pub fn attr_key_part(v: &crate::value::attr::Attr) -> Vec<u8> {
+    use crate::value::attr::Attr;
+    match v {
+        Attr::S(s) => [b"S".as_slice(), s.as_bytes()].concat(),
+        Attr::N(n) => [b"N".as_slice(), canonical_number(n).as_bytes()].concat(),
+        Attr::B(b) => [b"B".as_slice(), b.as_slice()].concat(),
+        other => key_part(&crate::aws::dynamo::to_sdk(other)),
+    }
+}
+
+/// Which of the sent requests (their primary keys, `key_part` per key attribute) DynamoDB
+/// handed back unprocessed.
+pub fn unprocessed_keys<'a>(sent: impl Iterator<Item = &'a [Vec<u8>]>, back: &[WriteRequest], key_names: &[String]) -> Vec<bool> {
+    let back: std::collections::HashSet<Vec<Vec<u8>>> = back.iter().filter_map(|r| request_key(r, key_names)).collect();
+    sent.map(|k| back.contains(k)).collect()
+}
+
 /// The primary key of an item or key map, given the key's attribute names.
 pub fn primary_key(item: &HashMap<String, AttributeValue>, key_names: &[String]) -> Vec<Vec<u8>> {
     key_names.iter().map(|n| item.get(n).map(key_part).unwrap_or_default()).collect()

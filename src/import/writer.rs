@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{PutRequest, ReturnConsumedCapacity, WriteRequest};
+use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 
-use crate::aws::dynamo::{describe, item_to_sdk};
+use crate::aws::dynamo::describe;
+use crate::aws::wire;
 use crate::transform::group::read_items;
 use crate::aws::pacing::{KeyLanes, Pacer};
 use crate::aws::retry::{self, Backoff, Failure};
@@ -158,7 +159,7 @@ impl Writer {
                     }
                     let (bucket, of, n) = (batch.bucket, batch.of, batch.items.len() as u64);
                     let bytes: usize = batch.items.iter().map(|(_, size)| size).sum();
-                    let pending = batch.items.iter().map(|(it, size)| target.pending(it, *size)).collect();
+                    let pending = batch.items.into_iter().map(|(it, size)| target.pending(it, size)).collect();
                     let later = match send_batch(&target, pending, deadline, true).await {
                         Ok(later) => later,
                         Err(reason) => return stop(&failure, &rx, WriteError { table: target.table.clone(), bucket, reason }).await,
@@ -272,21 +273,27 @@ struct Target {
     stats: Arc<WriteStats>,
 }
 
-/// One write request waiting to be written.
+/// One item waiting to be written.
 struct Pending {
-    request: WriteRequest,
+    item: Item,
     wcu: u64,
     bytes: usize,
-    /// The partition key's value, as `retry` compares keys.
-    key: Vec<u8>,
+    /// The primary key's values, as `retry` compares keys (`attr_key_part`); the partition
+    /// key's first.
+    primary: Vec<Vec<u8>>,
+}
+
+impl Pending {
+    /// The partition key's value, by which keys get lanes.
+    fn key(&self) -> &[u8] {
+        &self.primary[0]
+    }
 }
 
 impl Target {
-    fn pending(&self, item: &Item, bytes: usize) -> Pending {
-        let sdk = item_to_sdk(item);
-        let key = sdk.get(&self.key_names[0]).map(retry::key_part).unwrap_or_default();
-        let request = WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(sdk)).build().expect("item set")).build();
-        Pending { request, wcu: size_wcu(bytes), bytes, key }
+    fn pending(&self, item: Item, bytes: usize) -> Pending {
+        let primary = self.key_names.iter().map(|n| item.get(n).map(retry::attr_key_part).unwrap_or_default()).collect();
+        Pending { item, wcu: size_wcu(bytes), bytes, primary }
     }
 
     /// Some keys were throttled on their own: lower their lanes.
@@ -322,7 +329,7 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
     let mut backoff = Backoff::new(retry::ITEMS);
     while !pending.is_empty() {
         if set_aside && !t.lanes.is_empty() {
-            let (laned, now): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|p| t.lanes.laned(&p.key));
+            let (laned, now): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|p| t.lanes.laned(p.key()));
             later.extend(laned);
             pending = now;
             if pending.is_empty() {
@@ -330,7 +337,7 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
             }
         }
         let cost: u64 = pending.iter().map(|p| p.wcu).sum();
-        let requests: Vec<WriteRequest> = pending.iter().map(|p| p.request.clone()).collect();
+        let body = bytes::Bytes::from(wire::batch_put_body(&t.table, pending.iter().map(|p| &p.item)));
         let on_failure = |f: Failure| {
             stats.retries.fetch_add(1, Ordering::Relaxed);
             if f.throttle() {
@@ -338,7 +345,7 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
             }
             match f {
                 Failure::KeyThrottled => {
-                    t.keys_throttled(pending.iter().map(|p| p.key.as_slice()));
+                    t.keys_throttled(pending.iter().map(|p| p.key()));
                     t.pacer.charge(-(cost as f64));
                 }
                 Failure::Throttled => {
@@ -349,13 +356,13 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
             }
         };
         let out = retry::send(&mut backoff, on_failure, || {
-            let requests = requests.clone();
+            let body = body.clone();
             let pending = &pending;
             async move {
-                if set_aside && pending.iter().any(|p| t.lanes.laned(&p.key)) {
+                if set_aside && pending.iter().any(|p| t.lanes.laned(p.key())) {
                     return Ok(Attempt::SetAside);
                 }
-                t.lanes.wait(pending.iter().map(|p| (p.key.as_slice(), p.wcu as f64))).await;
+                t.lanes.wait(pending.iter().map(|p| (p.key(), p.wcu as f64))).await;
                 let wait = t.pacer.reserve(cost as f64);
                 if deadline.is_some_and(|d| Instant::now() + wait >= d) {
                     return Ok(Attempt::Stopped);
@@ -364,7 +371,16 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
                     tokio::time::sleep(wait).await;
                 }
                 let t0 = Instant::now();
-                let out = t.client.batch_write_item().request_items(&t.table, requests).return_consumed_capacity(ReturnConsumedCapacity::Total).send().await;
+                // The body is ours (`wire`): the SDK's input only carries the table's name.
+                let out = t
+                    .client
+                    .batch_write_item()
+                    .request_items(&t.table, Vec::new())
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .customize()
+                    .mutate_request(move |req| wire::replace_body(req, &body))
+                    .send()
+                    .await;
                 stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(t0.elapsed().as_millis() as u32);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 out.map(Attempt::Sent)
@@ -379,8 +395,7 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
                 // The request is refused as a whole: say which items it held, by key.
                 let keys: Vec<String> = pending
                     .iter()
-                    .filter_map(|p| p.request.put_request().map(|r| crate::aws::dynamo::item_from_sdk(r.item())))
-                    .map(|i| crate::value::attr::item_to_json(&i.into_iter().filter(|(k, _)| t.key_names.contains(k)).collect()).to_string())
+                    .map(|p| crate::value::attr::item_to_json(&p.item.iter().filter(|(k, _)| t.key_names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()).to_string())
                     .collect();
                 let keys: String = keys.join(", ").chars().take(600).collect();
                 return Err(format!("{} ({}; the batch held the items with keys {keys})", describe("BatchWriteItem", &f.error), f.gave_up));
@@ -389,8 +404,8 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
         let consumed: f64 = o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum();
         stats.consumed_milli.fetch_add((consumed * 1000.0).round() as u64, Ordering::Relaxed);
         let back: &[WriteRequest] = o.unprocessed_items().and_then(|u| u.get(&t.table)).map(Vec::as_slice).unwrap_or_default();
-        let left_flags = retry::unprocessed(&requests, back, &t.key_names);
-        let sent_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key.as_slice()).collect();
+        let left_flags = retry::unprocessed_keys(pending.iter().map(|p| p.primary.as_slice()), back, &t.key_names);
+        let sent_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key()).collect();
         let sent_keys = sent_keys.len();
         let before = pending.len();
         let mut left = Vec::new();
@@ -415,7 +430,7 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
         // keys' partitions are full, not the table. (A call's keys fall into partitions at
         // random, so half of them in one partition is not rare; three quarters is.) A table out
         // of capacity also refuses whole calls, which lower its rate.
-        let left_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key.as_slice()).collect();
+        let left_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key()).collect();
         if left_keys.len() * 4 <= sent_keys * 3 || left_keys.iter().all(|k| t.lanes.laned(k)) {
             t.keys_throttled(left_keys.into_iter());
             // The table had room: what was handed back consumed none of it.

@@ -82,6 +82,7 @@ impl Proxy {
     }
 
     async fn connection(&self, client: TcpStream) -> std::io::Result<()> {
+        client.set_nodelay(true)?;
         let mut client = BufReader::new(client);
         let mut upstream: Option<BufReader<TcpStream>> = None;
         loop {
@@ -107,7 +108,9 @@ impl Proxy {
             let mut reply = None;
             for _ in 0..2 {
                 if upstream.is_none() {
-                    upstream = Some(BufReader::new(TcpStream::connect(&self.cfg.upstream).await?));
+                    let up = TcpStream::connect(&self.cfg.upstream).await?;
+                    up.set_nodelay(true)?;
+                    upstream = Some(BufReader::new(up));
                 }
                 let up = upstream.as_mut().expect("connected");
                 let sent = async {
@@ -184,8 +187,11 @@ async fn write_response(w: &mut TcpStream, status: &str, body: &[u8]) -> std::io
         crc32fast::hash(body),
         body.len()
     );
-    w.write_all(head.as_bytes()).await?;
-    w.write_all(body).await
+    // One write: a head and a body written apart wait on Nagle's algorithm for the peer's
+    // delayed ACK (40 ms on Linux) whenever the connection is not TCP_NODELAY.
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    w.write_all(&message).await
 }
 
 /// Reads one HTTP/1.1 message with a Content-Length body. None at a clean end of stream.
