@@ -4,7 +4,7 @@
 //! base and three times the previous wait, capped) and gives up after a number of failed attempts
 //! or a total time, whichever comes first. A partial answer (UnprocessedItems/Keys) is a
 //! throttle for the part left; progress resets the attempt count but never the time bound.
-//! `send` runs one call under a `Backoff`; `unprocessed` matches what DynamoDB hands back to the
+//! `send` runs one call under a `Backoff`; `unprocessed_keys` matches what DynamoDB hands back to the
 //! requests by primary key. Time is tokio's, so tests run it on a paused (virtual) clock.
 
 use std::collections::HashMap;
@@ -247,8 +247,9 @@ pub fn attr_key_part(v: &crate::value::attr::Attr) -> Vec<u8> {
     }
 }
 
-/// Which of the sent requests (their primary keys, `key_part` per key attribute) DynamoDB
-/// handed back unprocessed.
+/// Which of the sent requests (their primary keys, `attr_key_part` per key attribute) DynamoDB
+/// handed back unprocessed, by primary key: a re-serialised string set or another spelling of a
+/// number is still the same request.
 pub fn unprocessed_keys<'a>(sent: impl Iterator<Item = &'a [Vec<u8>]>, back: &[WriteRequest], key_names: &[String]) -> Vec<bool> {
     let back: std::collections::HashSet<Vec<Vec<u8>>> = back.iter().filter_map(|r| request_key(r, key_names)).collect();
     sent.map(|k| back.contains(k)).collect()
@@ -266,12 +267,6 @@ fn request_key(r: &WriteRequest, key_names: &[String]) -> Option<Vec<Vec<u8>>> {
     r.delete_request().map(|d| primary_key(d.key(), key_names))
 }
 
-/// Which of `sent` DynamoDB handed back unprocessed, by primary key: a re-serialised string set
-/// or another spelling of a number is still the same request.
-pub fn unprocessed(sent: &[WriteRequest], back: &[WriteRequest], key_names: &[String]) -> Vec<bool> {
-    let back: std::collections::HashSet<Vec<Vec<u8>>> = back.iter().filter_map(|r| request_key(r, key_names)).collect();
-    sent.iter().map(|r| request_key(r, key_names).is_some_and(|k| back.contains(&k))).collect()
-}
 
 #[cfg(test)]
 mod tests {
@@ -375,11 +370,12 @@ mod tests {
             ]);
             WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build().unwrap()).build()
         };
+        // Sent as our own values (a key written `1.50`), handed back respelled with the set reordered.
+        let sent_keys: Vec<Vec<Vec<u8>>> = ["1.50", "2"].iter().map(|k| vec![attr_key_part(&crate::value::attr::Attr::N(k.to_string()))]).collect();
         let sent = vec![put("1.50", vec!["a", "b"]), put("2", vec!["c"])];
-        // DynamoDB answers with the set reordered and the number respelled.
         let back = vec![put("1.5", vec!["b", "a"])];
         let keys = vec!["pk".to_string()];
-        assert_eq!(unprocessed(&sent, &back, &keys), vec![true, false]);
+        assert_eq!(unprocessed_keys(sent_keys.iter().map(Vec::as_slice), &back, &keys), vec![true, false]);
         assert!(!sent.contains(&back[0]), "deep equality would have counted it written");
     }
 }

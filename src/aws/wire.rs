@@ -5,7 +5,7 @@
 //! request in place of the one it serialized, before signing: the SDK still signs, sends,
 //! times, and parses the answer (UnprocessedItems, ConsumedCapacity).
 
-use aws_smithy_runtime_api::http::Request;
+use aws_smithy_runtime_api::http::Request as HttpRequest;
 use aws_smithy_types::body::SdkBody;
 use base64::Engine;
 
@@ -75,18 +75,29 @@ pub fn put_item(out: &mut Vec<u8>, item: &Item) {
     out.push(b'}');
 }
 
-/// The body of a BatchWriteItem call putting `items` into `table`, asking for the consumed
+/// One request of a BatchWriteItem call: an item to put, or the key of an item to delete.
+#[derive(Clone, Copy)]
+pub enum Request<'a> {
+    Put(&'a Item),
+    Delete(&'a Item),
+}
+
+/// The body of a BatchWriteItem call of `requests` on `table`, asking for the consumed
 /// capacity in total.
-pub fn batch_put_body<'a>(table: &str, items: impl Iterator<Item = &'a Item>) -> Vec<u8> {
+pub fn batch_write_body<'a>(table: &str, requests: impl Iterator<Item = Request<'a>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(b"{\"RequestItems\":{");
     put_str(&mut out, table);
     out.extend_from_slice(b":[");
-    for (i, item) in items.enumerate() {
+    for (i, r) in requests.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"PutRequest\":{\"Item\":");
+        let (open, item) = match r {
+            Request::Put(item) => (&b"{\"PutRequest\":{\"Item\":"[..], item),
+            Request::Delete(key) => (&b"{\"DeleteRequest\":{\"Key\":"[..], key),
+        };
+        out.extend_from_slice(open);
         put_item(&mut out, item);
         out.extend_from_slice(b"}}");
     }
@@ -96,7 +107,7 @@ pub fn batch_put_body<'a>(table: &str, items: impl Iterator<Item = &'a Item>) ->
 
 /// Puts `body` in place of the request's serialized body (used from the SDK's
 /// `customize().mutate_request`, which runs before signing).
-pub fn replace_body(req: &mut Request, body: &bytes::Bytes) {
+pub fn replace_body(req: &mut HttpRequest, body: &bytes::Bytes) {
     *req.body_mut() = SdkBody::from(body.clone());
     req.headers_mut().insert("content-length", body.len().to_string());
 }
@@ -121,10 +132,13 @@ mod tests {
             ("l".into(), Attr::L(Vec::new())),
         ]);
         let other = Item::from([("s".into(), Attr::S("2".into()))]);
-        let body = batch_put_body("tab\"le", [&item, &other].into_iter());
+        let body = batch_write_body("tab\"le", [Request::Put(&item), Request::Delete(&other)].into_iter());
         let parsed: Value = serde_json::from_slice(&body).expect("valid JSON");
-        let put = |i: &Item| json!({"PutRequest": {"Item": crate::value::attr::item_to_json(i)}});
-        assert_eq!(parsed, json!({"RequestItems": {"tab\"le": [put(&item), put(&other)]}, "ReturnConsumedCapacity": "TOTAL"}));
+        let json = crate::value::attr::item_to_json;
+        assert_eq!(
+            parsed,
+            json!({"RequestItems": {"tab\"le": [{"PutRequest": {"Item": json(&item)}}, {"DeleteRequest": {"Key": json(&other)}}]}, "ReturnConsumedCapacity": "TOTAL"})
+        );
         // And back: every value reads as the attribute it was.
         let back = crate::value::attr::item_from_json(&parsed["RequestItems"]["tab\"le"][0]["PutRequest"]["Item"]).unwrap();
         assert_eq!(back, item);

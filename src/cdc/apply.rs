@@ -446,28 +446,39 @@ async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<(usi
 /// sent again. A batch DynamoDB refuses is sent again write by write, to refuse only the writes
 /// at fault.
 async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(usize, Write)>) -> Result<Vec<(usize, String)>, String> {
-    use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
+    use crate::aws::wire::{self, Request};
     let table = batch[0].1.table().to_string();
     let key_names: Vec<String> = match &batch[0].1 {
         Write::Put { key, .. } | Write::Delete { key, .. } => key.keys().cloned().collect(),
         _ => unreachable!("only puts and deletes are batched"),
     };
-    let mut pending: Vec<(WriteRequest, f64)> = batch
+    // Each write as its request, its primary key (as `retry` compares keys) and its cost.
+    let mut pending: Vec<(Request, Vec<Vec<u8>>, f64)> = batch
         .iter()
         .map(|(_, w)| {
-            let req = match w {
-                Write::Put { item, .. } => WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item_to_sdk(item))).build().expect("item set")),
-                Write::Delete { key, .. } => WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(item_to_sdk(key))).build().expect("key set")),
+            let (req, key) = match w {
+                Write::Put { item, key, .. } => (Request::Put(item), key),
+                Write::Delete { key, .. } => (Request::Delete(key), key),
                 _ => unreachable!("only puts and deletes are batched"),
             };
-            (req.build(), w.cost())
+            (req, key_names.iter().map(|n| key.get(n).map(retry::attr_key_part).unwrap_or_default()).collect(), w.cost())
         })
         .collect();
     let mut backoff = Backoff::new(retry::ITEMS);
     while !pending.is_empty() {
-        let cost: f64 = pending.iter().map(|p| p.1).sum();
-        let requests: Vec<WriteRequest> = pending.iter().map(|p| p.0.clone()).collect();
-        let call = || client.batch_write_item().request_items(&table, requests.clone()).return_consumed_capacity(ReturnConsumedCapacity::Total).send();
+        let cost: f64 = pending.iter().map(|p| p.2).sum();
+        let body = bytes::Bytes::from(wire::batch_write_body(&table, pending.iter().map(|p| p.0)));
+        // The body is ours (`wire`): the SDK's input only carries the table's name.
+        let call = || {
+            let body = body.clone();
+            client
+                .batch_write_item()
+                .request_items(&table, Vec::new())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .customize()
+                .mutate_request(move |req| wire::replace_body(req, &body))
+                .send()
+        };
         let out = match paced(pacer, stats, cost, call).await {
             Ok(out) => out,
             Err(e) => match send_error(&format!("BatchWriteItem {table}"), &e) {
@@ -485,8 +496,8 @@ async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(u
                 }
             },
         };
-        let back: &[WriteRequest] = out.unprocessed_items().and_then(|u| u.get(&table)).map(Vec::as_slice).unwrap_or_default();
-        let left = retry::unprocessed(&requests, back, &key_names);
+        let back = out.unprocessed_items().and_then(|u| u.get(&table)).map(Vec::as_slice).unwrap_or_default();
+        let left = retry::unprocessed_keys(pending.iter().map(|p| p.1.as_slice()), back, &key_names);
         let before = pending.len();
         pending = pending.into_iter().zip(left).filter(|(_, l)| *l).map(|(p, _)| p).collect();
         if pending.len() < before {

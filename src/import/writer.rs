@@ -337,7 +337,7 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
             }
         }
         let cost: u64 = pending.iter().map(|p| p.wcu).sum();
-        let body = bytes::Bytes::from(wire::batch_put_body(&t.table, pending.iter().map(|p| &p.item)));
+        let body = bytes::Bytes::from(wire::batch_write_body(&t.table, pending.iter().map(|p| wire::Request::Put(&p.item))));
         let on_failure = |f: Failure| {
             stats.retries.fetch_add(1, Ordering::Relaxed);
             if f.throttle() {
