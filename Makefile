@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture services services-down toolchain clean
+.PHONY: all build build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture bench-summary services services-down toolchain clean
 
 all: build
 
@@ -40,8 +40,14 @@ export: build
 import: build
 	$(RELEASE_BIN) import --job $(JOB)
 
-## make bench: every benchmark; results printed and written under bench-out/.
+## make bench: every benchmark, then one summary table of every ratio; results printed and
+## written under bench-out/ (summary.md holds the table).
 bench: bench-export bench-sync bench-import bench-cdc bench-capture
+	scripts/bench-summary.sh
+
+## make bench-summary: the summary table of what the benchmarks recorded last.
+bench-summary:
+	scripts/bench-summary.sh
 
 bench-export: build-bench services
 	scripts/bench-export.sh

@@ -56,3 +56,5 @@ open(out, "w").write(text)
 print(text)
 assert staged == changes, f"capture staged {staged} changes, {changes} were made"
 PY
+read -r ours peer ratio < <(python3 -c "c=$CHANGES; print(f'{c/max($OURS_S,1e-3):,.0f}/s', f'{c/max($PEER_S,1e-3):,.0f}/s', f'{$PEER_S/max($OURS_S,1e-3):.2f}')")
+summary "cdc capture of $CHANGES row changes vs mariadb-binlog -vv" "$ours" "$peer" "$ratio" "$((OURS_KB / 1024)) MB" "$((PEER_KB / 1024)) MB" "— (the peer decodes to text, untyped)"

@@ -86,6 +86,7 @@ r, sent, secs, a0, a1, t0, done, stopped, lag, behind = sys.argv[1:]
 applied, took = int(a1) - int(a0), float(done) - float(t0)
 print(f"| {r} | {int(sent) / float(secs):.0f} | {applied / took:.0f} | {lag} s | {behind} | {float(done) - float(stopped):.2f} s |")
 PY
+    summary "cdc apply at $r source changes/s: highest lag, changes behind" "$maxlag s, $maxbehind behind" "—" "—" "" "" "keeps up (lag stays flat)"
 done
 
 # --- cutover under load ------------------------------------------------------------------------
@@ -100,3 +101,4 @@ $SQL -e "SET GLOBAL read_only = OFF"
 echo
 echo "Cutover under 1,000 changes/s (\`cdc cutover --read-only --max-lag 1s\`): write pause $pause s (goal < 5 s). The workload: $(cat "$OUT/changegen.txt")."
 } | tee -a "$OUT/cdc.md"
+summary "cdc cutover under 1,000 changes/s: write pause" "$pause s" "—" "—" "" "" "< 5 s"

@@ -8,3 +8,14 @@ BIN=$ROOT/target/release/mysql2ddb
 eval "$(scripts/services.sh env)"
 export AWS_EC2_METADATA_DISABLED=true
 mkdir -p "$OUT"
+
+# summary WHAT OURS PEER RATIO OURS_RSS PEER_RSS GOAL: records one comparison for the summary table
+# `make bench` prints at its end (scripts/bench-summary.sh). One line per WHAT in
+# $OUT/summary.tsv, replaced when that comparison is measured again, stamped with the date.
+summary() {
+    local what=$1; shift
+    touch "$OUT/summary.tsv"
+    awk -F'\t' -v w="$what" '$1 != w' "$OUT/summary.tsv" >"$OUT/summary.tsv.new"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$what" "$1" "$2" "$3" "$4" "$5" "$6" "$(date -u +%F)" >>"$OUT/summary.tsv.new"
+    mv "$OUT/summary.tsv.new" "$OUT/summary.tsv"
+}

@@ -102,3 +102,11 @@ done
         }'
     done
 } | tee "$OUT/export.md"
+for r in "${results[@]}"; do
+    read -r table ms mk ys yk cs ck <<<"$r"
+    f() { python3 -c "print($1)"; }
+    summary "export $table ($ROWS rows, $THREADS threads): rows/s vs mydumper (SQL text)" \
+        "$(f "f'{$ROWS/$ms:,.0f}'")" "$(f "f'{$ROWS/$ys:,.0f}'")" "$(f "f'{$ys/$ms:.2f}'")" "$((mk / 1024)) MB" "$((yk / 1024)) MB" "≥ 1.0×; ours ≤ 300 MB"
+    summary "export $table ($ROWS rows, $THREADS threads): rows/s vs ConnectorX + pyarrow" \
+        "$(f "f'{$ROWS/$ms:,.0f}'")" "$(f "f'{$ROWS/$cs:,.0f}'")" "$(f "f'{$cs/$ms:.2f}'")" "$((mk / 1024)) MB" "$((ck / 1024)) MB" "≥ 0.8×"
+done

@@ -114,9 +114,13 @@ mean = sum(full) / max(len(full), 1)
 k = min(10, len(full))  # a run shorter than 10 full seconds is one window
 win = max((sum(full[i:i + k]) / k for i in range(len(full) - k + 1)), default=0)
 print(f"| {w} | {rep['items']} | {mean:.0f} | {100 * mean / w:.1f} % | {100 * win / w:.1f} % | {rep['throttles']} |")
+print(f"{100 * mean / w:.1f} {100 * win / w:.1f}", file=open(log + ".ratio", "w"))
 PY
 done
 tail -n +7 "$OUT/import.md"
+read -r low high < <(cat "$OUT"/proxy-*.csv.ratio | python3 -c "import sys; r=[l.split() for l in sys.stdin]; print(min(float(a) for a, _ in r), max(float(b) for _, b in r))")
+rm -f "$OUT"/proxy-*.csv.ratio
+summary "import pacing at $TARGETS WCU/s: achieved ÷ target (lowest), highest 10 s window" "$low %" "target" "$high % (window)" "" "" "95–100 %, window ≤ 102 %"
 
 # --- 2. unpaced vs load generator and boto3 ---------------------------------------------------
 select_one unpaced
@@ -157,6 +161,8 @@ echo "| mysql2ddb import --wcu 0 (write phase, 16 in flight) | $ours | 1.00 |"
 echo "| m2d-loadgen (raw BatchWriteItem, 16 in flight) | $raw | $(python3 -c "print(f'{$ours/$raw:.2f}')") |"
 echo "| boto3 batch_writer, 8 threads | $boto | $(python3 -c "print(f'{$ours/$boto:.2f}')") |"
 } | tee -a "$OUT/import.md"
+summary "import --wcu 0 into dynalite, $UNPACED items: items/s vs m2d-loadgen (raw BatchWriteItem)" "$ours" "$raw" "$(python3 -c "print(f'{$ours/$raw:.2f}')")" "" "" "≥ 0.95× over ≥ 100k items"
+summary "import --wcu 0 into dynalite, $UNPACED items: items/s vs boto3 batch_writer" "$ours" "$boto" "$(python3 -c "print(f'{$ours/$boto:.2f}')")" "" "" "≥ 2×"
 
 # --- 3. grouping vs DuckDB ------------------------------------------------------------------------
 cat >"$OUT/group.json" <<'JSON'
@@ -192,6 +198,7 @@ echo "| tool | seconds | peak RSS | speed vs DuckDB |"
 echo "|---|---:|---:|---:|"
 echo "| mysql2ddb import --dry-run (read, map, spill, group, write item files) | $g_s | $g_mb MB | $(python3 -c "print(f'{$d_s/$g_s:.2f}')") |"
 echo "| DuckDB GROUP BY → Parquet | $d_s | $d_mb MB | 1.00 |"
+summary "group $GROUP_ROWS purchase rows into items (import --dry-run) vs DuckDB GROUP BY" "$g_s s" "$d_s s" "$(python3 -c "print(f'{$d_s/$g_s:.2f}')")" "$g_mb MB" "$d_mb MB" "≥ 1.0× at ≤ ½ DuckDB's RSS"
 echo
 echo "### The two paths on the same $GROUP_ROWS purchase rows: bytes and cost per source row"
 echo
@@ -271,7 +278,10 @@ allowed = min(1000 * len(cold), target - hot_mean)
 least = sum(hot_per.values()) / 1000
 kt = rep.get("key_throttles", 0)
 print(f"| {target} | {mean:.0f} | {allowed:.0f} | {100 * mean / allowed:.1f} % | {hot_mean:.0f} | {rep['duration_seconds']:.1f} | {least:.1f} | {kt} | {rep['throttles'] - kt} |")
+print(f"{mean:.0f} {allowed:.0f} {100 * mean / allowed:.1f}", file=open(sys.argv[1] + ".ratio", "w"))
 PY
+    read -r cold allowed pct <"$plog.ratio"; rm -f "$plog.ratio"
+    summary "hot partition key (30 % of $HOT_ROWS items), target $target: cold keys' WCU/s vs their allowance" "$cold" "$allowed" "$pct %" "" "" "≥ 90 %"
 done
 
 # --- 6. the write ceiling: a null DynamoDB endpoint ----------------------------------------------------
@@ -304,3 +314,5 @@ echo "| mysql2ddb import --wcu 0 (write phase) | $imp_ips | $imp_us | $(python3 
 echo "| mysql2ddb cdc apply ($CEILING updates, whole command) | $(python3 -c "print(round($CEILING/$a_s))") | $(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") | $(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')") |"
 echo "| m2d-loadgen (pre-built BatchWriteItem calls) | $raw | — | 1.00 |"
 } | tee -a "$OUT/import.md"
+summary "write ceiling, null endpoint, $CEILING items: import --wcu 0 items/s vs m2d-loadgen" "$imp_ips ($imp_us µs CPU/item)" "$raw" "$(python3 -c "print(f'{$imp_ips/$raw:.2f}')")" "" "" "≥ 100,000 items/s"
+summary "write ceiling, null endpoint, $CEILING changes: cdc apply changes/s vs m2d-loadgen" "$(python3 -c "print(round($CEILING/$a_s))") ($(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") µs CPU/change)" "$raw" "$(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')")" "" "" "≥ 100,000 items/s"

@@ -73,3 +73,8 @@ a_re=$(time_it sync-aws-rerun $AWS "$RUN" s3://bench-aws/run)
             printf "| %s | %.2f | %.0f | %.0f | %.2f | %.2f | %.1f %% |\n", n, s, b/1e6/s, k/1024, s/ms, rs, 100*rs/s }'
     done
 } | tee "$OUT/sync.md"
+read -r ms mk <<<"$m_up"; read -r mrs _ <<<"$m_re"; read -r ss sk <<<"$s_up"; read -r as ak <<<"$a_up"
+mbs() { python3 -c "print(f'{$BYTES/1e6/$1:.0f} MB/s')"; }
+summary "sync $((BYTES / 1000000)) MB to S3: upload vs s5cmd" "$(mbs "$ms")" "$(mbs "$ss")" "$(python3 -c "print(f'{$ss/$ms:.2f}')")" "$((mk / 1024)) MB" "$((sk / 1024)) MB" "≥ 1.0×"
+summary "sync $((BYTES / 1000000)) MB to S3: upload vs aws s3 sync" "$(mbs "$ms")" "$(mbs "$as")" "$(python3 -c "print(f'{$as/$ms:.2f}')")" "$((mk / 1024)) MB" "$((ak / 1024)) MB" "≥ 1.5×"
+summary "sync: no-change rerun ÷ own upload" "$mrs s" "$ms s" "$(python3 -c "print(f'{100*$mrs/$ms:.1f} %')")" "" "" "≤ 5 %, 0 bytes sent"
