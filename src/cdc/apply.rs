@@ -417,12 +417,26 @@ async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<(usi
         if round.is_empty() {
             return Ok(refused);
         }
-        let (batchable, single): (Vec<_>, Vec<_>) = round.into_iter().partition(|w| matches!(w.1, Write::Put { .. } | Write::Delete { .. }));
+        // Writes are moved, never cloned: a round can hold a write for every item changed.
+        let mut single = Vec::new();
         let mut by_table: std::collections::BTreeMap<String, Vec<(usize, Write)>> = Default::default();
-        for w in batchable {
-            by_table.entry(w.1.table().to_string()).or_default().push(w);
+        for w in round {
+            if matches!(w.1, Write::Put { .. } | Write::Delete { .. }) {
+                match by_table.get_mut(w.1.table()) {
+                    Some(ws) => ws.push(w),
+                    None => drop(by_table.insert(w.1.table().to_string(), vec![w])),
+                }
+            } else {
+                single.push(w);
+            }
         }
-        let batches: Vec<Vec<(usize, Write)>> = by_table.into_values().flat_map(|ws| ws.chunks(MAX_BATCH_ITEMS).map(<[_]>::to_vec).collect::<Vec<_>>()).collect();
+        let mut batches: Vec<Vec<(usize, Write)>> = Vec::new();
+        for ws in by_table.into_values() {
+            let mut ws = ws.into_iter().peekable();
+            while ws.peek().is_some() {
+                batches.push(ws.by_ref().take(MAX_BATCH_ITEMS).collect());
+            }
+        }
         let calls = batches
             .into_iter()
             .map(|b| futures::future::Either::Left(async move { send_batch(client, pacer, stats, b).await }))
