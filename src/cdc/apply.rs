@@ -567,6 +567,50 @@ fn check_import_done(run: &Path) -> Result<u64, CdcError> {
     Ok(st.generation)
 }
 
+/// Changes applied at most per `execute`: a segment keeps whole transactions, so one can hold
+/// a million changes, and their writes (items, keys) would all be in memory at once.
+const APPLY_SLICE: usize = 50_000;
+
+/// Applies `changes[range]`: maps them to writes, sends them, and records the writes refused
+/// (the mapping's or DynamoDB's) in the rejects file.
+#[allow(clippy::too_many_arguments)]
+fn apply_slice(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    pacer: &Pacer,
+    stats: &Stats,
+    concurrency: usize,
+    (manifest, plan, convert): (&Manifest, &MappingPlan, &crate::value::dynamo::ConvertOptions),
+    changes: &[Change],
+    range: std::ops::Range<usize>,
+    rejects_path: &Path,
+    state: &mut ApplyState,
+) -> Result<(), CdcError> {
+    let mut writes = Vec::new();
+    let mut rejects = Vec::new();
+    for (i, c) in changes.iter().enumerate().take(range.end).skip(range.start) {
+        let (w, refused) = writes_for(manifest, plan, c, convert);
+        writes.extend(w.into_iter().map(|w| (i, w)));
+        if !refused.is_empty() {
+            rejects.push(reject(manifest, c, &refused.join("; ")));
+        }
+    }
+    let refused = rt.block_on(execute(client, pacer, stats, writes, concurrency)).map_err(CdcError::Write)?;
+    for (i, reason) in refused {
+        rejects.push(reject(manifest, &changes[i], &format!("DynamoDB refused the write: {reason}")));
+    }
+    if !rejects.is_empty() {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(rejects_path).map_err(|e| CdcError::io(rejects_path, e))?;
+        for r in &rejects {
+            writeln!(f, "{r}").map_err(|e| CdcError::io(rejects_path, e))?;
+        }
+        f.sync_all().map_err(|e| CdcError::io(rejects_path, e))?;
+        state.rejected += rejects.len() as u64;
+    }
+    Ok(())
+}
+
 /// Applies staged changes until all are applied (or forever with `follow`).
 pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let run = s.run.local()?;
@@ -614,33 +658,24 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         let skip = state.offset as usize;
         let ddl = changes.iter().skip(skip).position(|c| c.op == Op::Ddl).map(|p| p + skip);
         let upto = ddl.unwrap_or(changes.len());
-        let mut writes = Vec::new();
-        let mut rejects = Vec::new();
-        for (i, c) in changes.iter().enumerate().take(upto).skip(skip) {
-            let (w, refused) = writes_for(&manifest, &plan, c, &s.transform.convert);
-            writes.extend(w.into_iter().map(|w| (i, w)));
-            if !refused.is_empty() {
-                rejects.push(reject(&manifest, c, &refused.join("; ")));
-            }
-        }
-        let refused = rt.block_on(execute(&client, &pacer, &stats, writes, s.concurrency)).map_err(CdcError::Write)?;
-        for (i, reason) in refused {
-            rejects.push(reject(&manifest, &changes[i], &format!("DynamoDB refused the write: {reason}")));
-        }
-        if !rejects.is_empty() {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&rejects_path).map_err(|e| CdcError::io(&rejects_path, e))?;
-            for r in &rejects {
-                writeln!(f, "{r}").map_err(|e| CdcError::io(&rejects_path, e))?;
-            }
-            f.sync_all().map_err(|e| CdcError::io(&rejects_path, e))?;
-            state.rejected += rejects.len() as u64;
-        }
-        if let Some(last) = changes[skip..upto].last() {
+        // A segment holds whole transactions, so one can hold a million changes: they are
+        // applied in slices, the offset stored after each, so the writes in memory stay bounded
+        // and a rerun after a kill resumes at the slice.
+        let mut from = skip;
+        while from < upto {
+            let to = upto.min(from + APPLY_SLICE);
+            apply_slice(&rt, &client, &pacer, &stats, s.concurrency, (&manifest, &plan, &s.transform.convert), &changes, from..to, &rejects_path, &mut state)?;
+            let last = &changes[to - 1];
             state.last_at = Some(last.at.clone());
             state.last_ts = Some(last.ts);
+            state.changes += (to - from) as u64;
+            from = to;
+            if from < upto {
+                state.offset = from as u64;
+                state.updated_at = crate::manifest::now_rfc3339();
+                state.store(&run)?;
+            }
         }
-        state.changes += (upto - skip) as u64;
         state.updated_at = crate::manifest::now_rfc3339();
         if let Some(d) = ddl {
             state.offset = d as u64;
