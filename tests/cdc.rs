@@ -569,3 +569,53 @@ fn cutover_without_read_only_waits_until_the_captured_tables_are_quiet() {
     let out = verify_against_source(&run, &mapping);
     assert!(out.status.success(), "after cutover: {}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// One transaction of 110,000 row updates is staged whole in one segment; apply takes it in
+/// slices of 50,000 changes, storing its place after each. Killed partway and rerun, it ends with
+/// every change applied once and every item carrying the update.
+#[test]
+fn a_transaction_larger_than_a_slice_is_applied_in_slices_and_resumes_after_a_kill() {
+    const ROWS: u32 = 110_000;
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "cdc_slices");
+    conn.query_drop(format!(
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL); SET SESSION sql_log_bin = 0; INSERT INTO t SELECT seq, 'old' FROM seq_1_to_{ROWS}; SET SESSION sql_log_bin = 1"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mapping = automatic_mapping(dir.path(), &db);
+    let table = format!("{db}_t");
+    drop_table(&dynalite(), &table);
+    export_and_import(&db, &run, &mapping, &dynalite());
+    conn.query_drop(format!("UPDATE `{db}`.t SET v = CONCAT('new', id)")).unwrap();
+    ok(&capture(&run), "capture");
+    let staged: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("cdc/capture.json")).unwrap()).unwrap();
+    assert_eq!(staged["changes"], ROWS, "the transaction is staged whole");
+    assert_eq!(staged["segments"].as_array().unwrap().len(), 1, "in one segment");
+
+    // Killed once it has stored its place inside the segment (after a slice), then rerun.
+    let mut app = cdc_cmd(&["apply", "--quiet", "--endpoint", &dynalite(), "--mapping", mapping.to_str().unwrap()], &run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = run.join("cdc/apply.json");
+    let offset = |p: &Path| -> u64 { std::fs::read(p).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["offset"].as_u64()).unwrap_or(0) };
+    let started = std::time::Instant::now();
+    while offset(&state) == 0 && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    app.kill().unwrap();
+    app.wait().unwrap();
+    let at = offset(&state);
+    assert!(at > 0 && at < u64::from(ROWS), "killed inside the segment, after a slice: offset {at}");
+    ok(&apply(&run, &mapping), "apply rerun");
+    let done: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(done["changes"], ROWS, "every change counted once: {done}");
+    assert_eq!(done["offset"], 0);
+    let items = common::ddb::scan(&dynalite(), &table);
+    assert_eq!(items.len(), ROWS as usize);
+    let stale: Vec<_> = items.iter().filter(|i| i["v"] != mysql2ddb::value::attr::Attr::S(format!("new{}", i["id"].display()))).take(3).collect();
+    assert!(stale.is_empty(), "items without their update: {stale:?}");
+}
