@@ -255,6 +255,11 @@ pub fn unprocessed_keys<'a>(sent: impl Iterator<Item = &'a [Vec<u8>]>, back: &[W
     sent.map(|k| back.contains(k)).collect()
 }
 
+/// `primary_key` of one of our own items or keys (the same bytes the SDK's map gives).
+pub fn item_primary_key(item: &crate::value::attr::Item, key_names: &[String]) -> Vec<Vec<u8>> {
+    key_names.iter().map(|n| item.get(n).map(attr_key_part).unwrap_or_default()).collect()
+}
+
 /// The primary key of an item or key map, given the key's attribute names.
 pub fn primary_key(item: &HashMap<String, AttributeValue>, key_names: &[String]) -> Vec<Vec<u8>> {
     key_names.iter().map(|n| item.get(n).map(key_part).unwrap_or_default()).collect()

@@ -5,6 +5,10 @@
 //! request in place of the one it serialized, before signing: the SDK still signs, sends,
 //! times, and parses the answer (UnprocessedItems, ConsumedCapacity).
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemError, BatchWriteItemOutput};
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_smithy_runtime_api::http::Request as HttpRequest;
 use aws_smithy_types::body::SdkBody;
 use base64::Engine;
@@ -13,6 +17,19 @@ use crate::value::attr::{Attr, Item};
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec");
+}
+
+/// `prefix`, then `values` as a JSON array, each written by `put`.
+fn put_array<T>(out: &mut Vec<u8>, prefix: &[u8], values: impl IntoIterator<Item = T>, mut put: impl FnMut(&mut Vec<u8>, T)) {
+    out.extend_from_slice(prefix);
+    out.push(b'[');
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        put(out, v);
+    }
+    out.push(b']');
 }
 
 /// One attribute value in DynamoDB's JSON: `{"S":"…"}`, `{"N":"12"}`, `{"M":{…}}`…
@@ -33,30 +50,12 @@ pub fn put_attr(out: &mut Vec<u8>, a: &Attr) {
         }
         Attr::Bool(b) => out.extend_from_slice(if *b { b"{\"BOOL\":true" } else { b"{\"BOOL\":false" }),
         Attr::Null => out.extend_from_slice(b"{\"NULL\":true"),
-        Attr::SS(v) => {
-            out.extend_from_slice(b"{\"SS\":[");
-            for (i, s) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                put_str(out, s);
-            }
-            out.push(b']');
-        }
+        Attr::SS(v) => put_array(out, b"{\"SS\":", v, |out, s| put_str(out, s)),
         Attr::M(m) => {
             out.extend_from_slice(b"{\"M\":");
             put_item(out, m);
         }
-        Attr::L(l) => {
-            out.extend_from_slice(b"{\"L\":[");
-            for (i, v) in l.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                put_attr(out, v);
-            }
-            out.push(b']');
-        }
+        Attr::L(l) => put_array(out, b"{\"L\":", l, put_attr),
     }
     out.push(b'}');
 }
@@ -88,26 +87,39 @@ pub fn batch_write_body<'a>(table: &str, requests: impl Iterator<Item = Request<
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(b"{\"RequestItems\":{");
     put_str(&mut out, table);
-    out.extend_from_slice(b":[");
-    for (i, r) in requests.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    put_array(&mut out, b":", requests, |out, r| {
         let (open, item) = match r {
             Request::Put(item) => (&b"{\"PutRequest\":{\"Item\":"[..], item),
             Request::Delete(key) => (&b"{\"DeleteRequest\":{\"Key\":"[..], key),
         };
         out.extend_from_slice(open);
-        put_item(&mut out, item);
+        put_item(out, item);
         out.extend_from_slice(b"}}");
-    }
-    out.extend_from_slice(b"]},\"ReturnConsumedCapacity\":\"TOTAL\"}");
+    });
+    out.extend_from_slice(b"},\"ReturnConsumedCapacity\":\"TOTAL\"}");
     out
+}
+
+/// Sends a BatchWriteItem call on `table` whose body is `body` (`batch_write_body`): the SDK's
+/// input carries only the table's name, and its serialized body is replaced before signing.
+pub async fn batch_write(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    body: bytes::Bytes,
+) -> Result<BatchWriteItemOutput, SdkError<BatchWriteItemError, HttpResponse>> {
+    client
+        .batch_write_item()
+        .request_items(table, Vec::new())
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .customize()
+        .mutate_request(move |req| replace_body(req, &body))
+        .send()
+        .await
 }
 
 /// Puts `body` in place of the request's serialized body (used from the SDK's
 /// `customize().mutate_request`, which runs before signing).
-pub fn replace_body(req: &mut HttpRequest, body: &bytes::Bytes) {
+fn replace_body(req: &mut HttpRequest, body: &bytes::Bytes) {
     *req.body_mut() = SdkBody::from(body.clone());
     req.headers_mut().insert("content-length", body.len().to_string());
 }

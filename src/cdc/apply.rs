@@ -475,24 +475,14 @@ async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(u
                 Write::Delete { key, .. } => (Request::Delete(key), key),
                 _ => unreachable!("only puts and deletes are batched"),
             };
-            (req, key_names.iter().map(|n| key.get(n).map(retry::attr_key_part).unwrap_or_default()).collect(), w.cost())
+            (req, retry::item_primary_key(key, &key_names), w.cost())
         })
         .collect();
     let mut backoff = Backoff::new(retry::ITEMS);
     while !pending.is_empty() {
         let cost: f64 = pending.iter().map(|p| p.2).sum();
         let body = bytes::Bytes::from(wire::batch_write_body(&table, pending.iter().map(|p| p.0)));
-        // The body is ours (`wire`): the SDK's input only carries the table's name.
-        let call = || {
-            let body = body.clone();
-            client
-                .batch_write_item()
-                .request_items(&table, Vec::new())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .customize()
-                .mutate_request(move |req| wire::replace_body(req, &body))
-                .send()
-        };
+        let call = || wire::batch_write(client, &table, body.clone());
         let out = match paced(pacer, stats, cost, call).await {
             Ok(out) => out,
             Err(e) => match send_error(&format!("BatchWriteItem {table}"), &e) {

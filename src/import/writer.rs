@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, WriteRequest};
+use aws_sdk_dynamodb::types::WriteRequest;
 use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 
@@ -292,7 +292,7 @@ impl Pending {
 
 impl Target {
     fn pending(&self, item: Item, bytes: usize) -> Pending {
-        let primary = self.key_names.iter().map(|n| item.get(n).map(retry::attr_key_part).unwrap_or_default()).collect();
+        let primary = retry::item_primary_key(&item, &self.key_names);
         Pending { item, wcu: size_wcu(bytes), bytes, primary }
     }
 
@@ -371,16 +371,7 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
                     tokio::time::sleep(wait).await;
                 }
                 let t0 = Instant::now();
-                // The body is ours (`wire`): the SDK's input only carries the table's name.
-                let out = t
-                    .client
-                    .batch_write_item()
-                    .request_items(&t.table, Vec::new())
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .customize()
-                    .mutate_request(move |req| wire::replace_body(req, &body))
-                    .send()
-                    .await;
+                let out = wire::batch_write(&t.client, &t.table, body).await;
                 stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(t0.elapsed().as_millis() as u32);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 out.map(Attempt::Sent)

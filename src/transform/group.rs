@@ -128,14 +128,19 @@ fn key_text(t: &TargetTable, pk: &[u8], sk: Option<&[u8]>) -> String {
 /// One item's attribute while it is folded: name, encoded value, the size DynamoDB counts.
 type Entry3<'a> = (&'a [u8], Cow<'a, [u8]>, usize);
 
+/// A collected row: its place in the source, its map key, its encoded value.
+type Collected<'a> = (u128, Option<&'a [u8]>, &'a [u8]);
+
 /// Folds one key's records into an item; reused across the bucket's items.
 struct Folder<'a> {
     target: &'a TargetTable,
     collect: Option<(&'a str, CollectAs)>,
     on_duplicate: OnDuplicate,
     pivots: Vec<(&'a [u8], &'a [u8], usize, u128)>,
-    collected: Vec<(u128, Option<&'a [u8]>, &'a [u8])>,
+    collected: Vec<Collected<'a>>,
     entries: Vec<Entry3<'a>>,
+    /// The entries kept, in name order (reused per item).
+    order: Vec<usize>,
     /// The item being folded has given an example already.
     shown: std::cell::Cell<bool>,
 }
@@ -248,15 +253,16 @@ impl<'a> Folder<'a> {
             }
         }
         // One value per name, the one added last (key attributes over everything).
-        let entries = &mut self.entries;
-        let mut order: Vec<usize> = (0..entries.len()).collect();
+        let (entries, order) = (&self.entries, &mut self.order);
+        order.clear();
+        order.extend(0..entries.len());
         order.sort_by(|&a, &b| entries[a].0.cmp(entries[b].0).then(b.cmp(&a)));
         order.dedup_by(|b, a| entries[*a].0 == entries[*b].0);
         let size = order.iter().map(|&e| entries[e].0.len() + entries[e].2).sum();
         Ok(finish(self.target, out, first, &sources, rows, size, || {
             item.clear();
             put_varint(item, order.len() as u64);
-            for &e in &order {
+            for &e in order.iter() {
                 put_bytes(item, entries[e].0);
                 item.extend_from_slice(&entries[e].1);
             }
@@ -320,9 +326,48 @@ fn item_entries<'a>(bytes: &'a [u8], mut each: impl FnMut(&'a [u8], &'a [u8], us
     Ok(total)
 }
 
+/// Entries (numbered 0, 1, … as they are pushed) in lists by key, the lists in first-seen order
+/// of their keys and each list linked through `next`: a bucket's records by item, and its items
+/// by partition key, with no allocation per list.
+struct Chains<'a> {
+    index: HashMap<&'a [u8], u32, WordBuild>,
+    /// Each list's first and last entry.
+    lists: Vec<(u32, u32)>,
+    /// The entry after each entry in its list, or NONE.
+    next: Vec<u32>,
+}
+
+impl<'a> Chains<'a> {
+    fn with_capacity(n: usize) -> Chains<'a> {
+        Chains { index: HashMap::with_capacity_and_hasher(n, Default::default()), lists: Vec::new(), next: Vec::with_capacity(n) }
+    }
+
+    /// Appends the next entry to the list of `key`.
+    fn push(&mut self, key: &'a [u8]) {
+        let i = self.next.len() as u32;
+        self.next.push(NONE);
+        match self.index.entry(key) {
+            Entry::Occupied(e) => {
+                let l = &mut self.lists[*e.get() as usize];
+                self.next[l.1 as usize] = i;
+                l.1 = i;
+            }
+            Entry::Vacant(e) => {
+                e.insert(self.lists.len() as u32);
+                self.lists.push((i, i));
+            }
+        }
+    }
+
+    /// The entries of the list starting at `head`, in order.
+    fn walk(&self, head: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(Some(head), |&e| Some(self.next[e as usize]).filter(|&n| n != NONE))
+    }
+}
+
 /// Groups one bucket: reads `<spill_dir>/bucket-N.spill`, writes `<items_dir>/bucket-N.items`.
 /// Records are read in place from the spill file; each item's records are linked in arrival
-/// order, so nothing is allocated per record.
+/// order (`Chains`), so nothing is allocated per record.
 pub fn group_bucket(
     target: &TargetTable,
     collect: Option<(&str, CollectAs)>,
@@ -338,7 +383,6 @@ pub fn group_bucket(
         Err(e) => return Err(format!("{}: {e}", spill_path.display())),
     };
     let bad = |e: CodecError| format!("{}: {e}", spill_path.display());
-    // Records, and for each item (in first-seen order) its records, linked through `next`.
     // Sized up front (a pass over the length prefixes): growing them showed as rehashing and
     // copying in profiles.
     let count = {
@@ -349,73 +393,41 @@ pub fn group_bucket(
         }
         n
     };
+    // Records, and for each item (in first-seen order) its records.
     let mut records: Vec<RecordView> = Vec::with_capacity(count);
-    let mut next: Vec<u32> = Vec::with_capacity(count);
-    let mut items: Vec<(u32, u32)> = Vec::new();
-    {
-        let mut index: HashMap<&[u8], u32, WordBuild> = HashMap::with_capacity_and_hasher(count, Default::default());
-        let mut d = Decoder { buf: &data };
-        while !d.buf.is_empty() {
-            let r = view_record(&mut d).map_err(bad)?;
-            let i = records.len() as u32;
-            match index.entry(r.key) {
-                Entry::Occupied(e) => {
-                    let it = &mut items[*e.get() as usize];
-                    next[it.1 as usize] = i;
-                    it.1 = i;
-                }
-                Entry::Vacant(e) => {
-                    e.insert(items.len() as u32);
-                    items.push((i, i));
-                }
-            }
-            records.push(r);
-            next.push(NONE);
-        }
+    let mut items = Chains::with_capacity(count);
+    let mut d = Decoder { buf: &data };
+    while !d.buf.is_empty() {
+        let r = view_record(&mut d).map_err(bad)?;
+        items.push(r.key);
+        records.push(r);
     }
     let mut out = Grouped { stats: BucketStats { id: bucket, ..Default::default() }, ..Default::default() };
-    let mut folder = Folder { target, collect, on_duplicate, pivots: Vec::new(), collected: Vec::new(), entries: Vec::new(), shown: Default::default() };
-    // Encoded items, and per partition key (first-seen order) its items linked through `item_next`.
+    let mut folder = Folder { target, collect, on_duplicate, pivots: Vec::new(), collected: Vec::new(), entries: Vec::new(), order: Vec::new(), shown: Default::default() };
+    // Encoded items, and for each partition key (in first-seen order) its items.
     let mut arena: Vec<u8> = Vec::with_capacity(data.len());
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(items.len());
-    let mut item_next: Vec<u32> = Vec::with_capacity(items.len());
-    let mut by_pk: Vec<(u32, u32)> = Vec::new();
-    let mut pk_index: HashMap<&[u8], u32, WordBuild> = HashMap::with_capacity_and_hasher(items.len(), Default::default());
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(items.lists.len());
+    let mut by_pk = Chains::with_capacity(items.lists.len());
     let (mut members, mut item) = (Vec::new(), Vec::new());
-    for &(head, _) in &items {
+    for &(head, _) in &items.lists {
         members.clear();
-        let mut m = head;
-        while m != NONE {
-            members.push(m);
-            m = next[m as usize];
-        }
+        members.extend(items.walk(head));
         let Some(size) = folder.fold(&records, &members, &mut out, &mut item).map_err(bad)? else { continue };
         out.stats.items += 1;
         out.stats.wcu += size_wcu(size);
         out.stats.bytes += size as u64;
         out.stats.max_item_bytes = out.stats.max_item_bytes.max(size as u64);
-        let at = spans.len() as u32;
         spans.push((arena.len(), arena.len() + item.len()));
         arena.extend_from_slice(&item);
-        item_next.push(NONE);
-        match pk_index.entry(records[head as usize].pk) {
-            Entry::Occupied(e) => {
-                let l = &mut by_pk[*e.get() as usize];
-                item_next[l.1 as usize] = at;
-                l.1 = at;
-            }
-            Entry::Vacant(e) => {
-                e.insert(by_pk.len() as u32);
-                by_pk.push((at, at));
-            }
-        }
+        by_pk.push(records[head as usize].pk);
     }
-    let mut cursors: Vec<u32> = by_pk.iter().map(|l| l.0).collect();
+    // Round robin: one item of each partition key, then the next round.
+    let mut cursors: Vec<u32> = by_pk.lists.iter().map(|l| l.0).collect();
     let mut order = Vec::with_capacity(spans.len());
     while !cursors.is_empty() {
         for c in cursors.iter_mut() {
             order.push(*c);
-            *c = item_next[*c as usize];
+            *c = by_pk.next[*c as usize];
         }
         cursors.retain(|&c| c != NONE);
     }

@@ -65,16 +65,23 @@ pub fn parquet_cell_into(a: &ArrayRef, i: usize, kind: &ColumnKind, cell: &mut C
         }
     }
     if !a.is_null(i) {
-        let done = match a.data_type() {
-            DataType::Utf8 => Some(buffer(cell, false).push_str(a.as_string::<i32>().value(i))),
-            DataType::LargeUtf8 => Some(buffer(cell, false).push_str(a.as_string::<i64>().value(i))),
-            DataType::Int32 => Some(write!(buffer(cell, true), "{}", a.as_primitive::<Int32Type>().value(i)).expect("writing to a String")),
-            DataType::Int64 => Some(write!(buffer(cell, true), "{}", a.as_primitive::<Int64Type>().value(i)).expect("writing to a String")),
-            DataType::UInt32 => Some(write!(buffer(cell, true), "{}", a.as_primitive::<UInt32Type>().value(i)).expect("writing to a String")),
-            DataType::UInt64 => Some(write!(buffer(cell, true), "{}", a.as_primitive::<UInt64Type>().value(i)).expect("writing to a String")),
-            _ => None,
+        // Writing to a String cannot fail: `is_ok` is always true.
+        let written = match a.data_type() {
+            DataType::Utf8 => {
+                buffer(cell, false).push_str(a.as_string::<i32>().value(i));
+                true
+            }
+            DataType::LargeUtf8 => {
+                buffer(cell, false).push_str(a.as_string::<i64>().value(i));
+                true
+            }
+            DataType::Int32 => write!(buffer(cell, true), "{}", a.as_primitive::<Int32Type>().value(i)).is_ok(),
+            DataType::Int64 => write!(buffer(cell, true), "{}", a.as_primitive::<Int64Type>().value(i)).is_ok(),
+            DataType::UInt32 => write!(buffer(cell, true), "{}", a.as_primitive::<UInt32Type>().value(i)).is_ok(),
+            DataType::UInt64 => write!(buffer(cell, true), "{}", a.as_primitive::<UInt64Type>().value(i)).is_ok(),
+            _ => false,
         };
-        if done.is_some() {
+        if written {
             return Ok(());
         }
     }
