@@ -2,17 +2,22 @@
 //! become record batches of at most `BATCH_ROWS` rows, and the in-progress row group is flushed
 //! once its encoded size passes the configured bound, so memory per worker is bounded by
 //! configuration, not by table size. Field metadata carries the MySQL type; JSON columns are
-//! marked with the canonical `arrow.json` extension, spatial ones as WKB.
+//! marked with the canonical `arrow.json` extension, spatial ones as WKB. The file's writer is
+//! opened at the first batch, which decides per column whether dictionary encoding pays: a
+//! column whose values are mostly distinct (a unique key) is written plain, since interning it
+//! costs a fifth of the export's CPU and its dictionary would be dropped anyway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::builder::*;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 
 use crate::run_folder::ChunkWriter;
 use crate::value::row::Datum;
@@ -23,6 +28,13 @@ use crate::source::types::{ColumnKind, ZeroDatePolicy};
 
 /// Rows per Arrow record batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
+
+/// A column whose first batch has more distinct values than this share of its non-null ones is
+/// written without a dictionary.
+const PLAIN_ABOVE_DISTINCT_SHARE: f64 = 0.5;
+
+/// Fewer non-null values than this in the first batch leave the writer's default (dictionary).
+const MIN_VALUES_TO_JUDGE: usize = 256;
 
 /// The Arrow schema of a table's Parquet chunks.
 pub fn arrow_schema(table: &TableSchema, zero_date: ZeroDatePolicy) -> SchemaRef {
@@ -211,12 +223,20 @@ impl Column {
 }
 
 pub struct ParquetSink {
-    writer: ArrowWriter<ChunkWriter>,
+    /// Opened at the first batch (see the module note); until then, where it will write.
+    writer: Writer,
     schema: SchemaRef,
     columns: Vec<Column>,
     rows_in_batch: usize,
     batch_bytes: usize,
     row_group_bytes: usize,
+}
+
+enum Writer {
+    Pending { out: ChunkWriter, props: WriterPropertiesBuilder },
+    Open(ArrowWriter<ChunkWriter>),
+    /// Only while switching from `Pending` to `Open`.
+    Switching,
 }
 
 impl ParquetSink {
@@ -235,11 +255,35 @@ impl ParquetSink {
             .set_compression(compression)
             // Row groups are cut by size (flush below); this only caps very narrow tables.
             .set_max_row_group_row_count(Some(4 * 1024 * 1024))
-            .set_created_by(format!("mysql2ddb {}", env!("CARGO_PKG_VERSION")))
-            .build();
-        let writer = ArrowWriter::try_new(out, schema.clone(), Some(props))?;
+            .set_created_by(format!("mysql2ddb {}", env!("CARGO_PKG_VERSION")));
         let columns = schema.fields().iter().map(|f| Column::new(f.data_type())).collect();
-        Ok(ParquetSink { writer, schema, columns, rows_in_batch: 0, batch_bytes: 0, row_group_bytes })
+        Ok(ParquetSink {
+            writer: Writer::Pending { out, props },
+            schema,
+            columns,
+            rows_in_batch: 0,
+            batch_bytes: 0,
+            row_group_bytes,
+        })
+    }
+
+    /// The open writer, opening it with `batch` deciding each column's dictionary.
+    fn writer(&mut self, batch: &RecordBatch) -> Result<&mut ArrowWriter<ChunkWriter>, SinkError> {
+        if let Writer::Pending { .. } = self.writer {
+            let Writer::Pending { out, mut props } = std::mem::replace(&mut self.writer, Writer::Switching) else {
+                unreachable!("checked just above")
+            };
+            for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
+                if mostly_distinct(array.as_ref()) {
+                    props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+                }
+            }
+            self.writer = Writer::Open(ArrowWriter::try_new(out, self.schema.clone(), Some(props.build()))?);
+        }
+        match &mut self.writer {
+            Writer::Open(w) => Ok(w),
+            _ => unreachable!("opened above"),
+        }
     }
 
     pub fn append(&mut self, row: &[Datum]) -> Result<(), SinkError> {
@@ -259,20 +303,128 @@ impl ParquetSink {
         }
         let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
-        self.writer.write(&batch)?;
         self.rows_in_batch = 0;
         self.batch_bytes = 0;
+        let row_group_bytes = self.row_group_bytes;
+        let writer = self.writer(&batch)?;
+        writer.write(&batch)?;
         // The writer's memory, not the row group's encoded size: dictionaries and unencoded
         // keys of a wide row's many columns come on top of the encoded pages (`orders`, 4
         // threads, peaked at 345 MB with the encoded size as the bound, for 4 × 32 MB).
-        if self.writer.memory_size() >= self.row_group_bytes {
-            self.writer.flush()?;
+        if writer.memory_size() >= row_group_bytes {
+            writer.flush()?;
         }
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<ChunkWriter, SinkError> {
         self.flush_batch()?;
-        Ok(self.writer.into_inner()?)
+        if let Writer::Pending { .. } = self.writer {
+            // No rows at all: an empty batch opens the file with the default encodings.
+            let empty = RecordBatch::new_empty(self.schema.clone());
+            self.writer(&empty)?;
+        }
+        match self.writer {
+            Writer::Open(w) => Ok(w.into_inner()?),
+            _ => unreachable!("opened above"),
+        }
+    }
+}
+
+/// Whether more than `PLAIN_ABOVE_DISTINCT_SHARE` of the array's non-null values are distinct
+/// (judged on flat columns of at least `MIN_VALUES_TO_JUDGE` values; lists keep the default).
+fn mostly_distinct(array: &dyn Array) -> bool {
+    let values = array.len() - array.null_count();
+    if values < MIN_VALUES_TO_JUDGE {
+        return false;
+    }
+    let valid = |i: usize| array.is_valid(i);
+    let distinct = match array.data_type() {
+        DataType::Utf8 => count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| array.as_string::<i32>().value(i).as_bytes())),
+        DataType::Binary => count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| array.as_binary::<i32>().value(i))),
+        dt => match dt.primitive_width() {
+            Some(width) => {
+                let data = array.to_data();
+                let bytes = &data.buffers()[0].as_slice()[data.offset() * width..];
+                count_distinct(bytes.chunks_exact(width).take(array.len()).enumerate().filter(|(i, _)| valid(*i)).map(|(_, v)| v))
+            }
+            None => return false,
+        },
+    };
+    distinct as f64 > values as f64 * PLAIN_ABOVE_DISTINCT_SHARE
+}
+
+fn count_distinct<'a>(values: impl Iterator<Item = &'a [u8]>) -> usize {
+    values.collect::<HashSet<&[u8]>>().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use crate::run_folder::PendingFile;
+
+    /// Writes `rows` rows of (unique text, repeated text, unique int, nullable int) and returns
+    /// the encodings of each column's first chunk and the file.
+    fn write(rows: usize) -> (Vec<Vec<Encoding>>, std::path::PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("customer", DataType::Utf8, false),
+            Field::new("seq", DataType::Int64, false),
+            Field::new("rare", DataType::Int64, true),
+        ]));
+        let (pending, out) = PendingFile::create(path.clone()).unwrap();
+        let mut sink = ParquetSink::new(out, schema, Compression::Zstd, 12 << 20).unwrap();
+        for i in 0..rows {
+            let (id, customer) = (format!("p{i}"), format!("c{}", i / 100));
+            let rare = if i % 10 == 0 { Datum::I64(i as i64) } else { Datum::Null };
+            sink.append(&[Datum::Text(&id), Datum::Text(&customer), Datum::I64(i as i64), rare]).unwrap();
+        }
+        pending.commit(sink.finish().unwrap()).unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let meta = reader.metadata();
+        let encodings = if meta.num_row_groups() == 0 {
+            Vec::new()
+        } else {
+            meta.row_group(0).columns().iter().map(|c| c.encodings().collect()).collect()
+        };
+        (encodings, path, dir)
+    }
+
+    fn has_dictionary(encodings: &[Encoding]) -> bool {
+        encodings.iter().any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+    }
+
+    #[test]
+    fn unique_columns_are_written_plain_and_repeated_ones_with_a_dictionary() {
+        let (encodings, path, _dir) = write(20_000);
+        assert!(!has_dictionary(&encodings[0]), "unique text: {:?}", encodings[0]);
+        assert!(has_dictionary(&encodings[1]), "repeated text: {:?}", encodings[1]);
+        assert!(!has_dictionary(&encodings[2]), "unique integers: {:?}", encodings[2]);
+        // 2,000 non-null values of 8,192 rows, all distinct: judged on the values, not the rows.
+        assert!(!has_dictionary(&encodings[3]), "sparse unique integers: {:?}", encodings[3]);
+
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 50_000).unwrap();
+        let batch = reader.map(Result::unwrap).next().unwrap();
+        assert_eq!(batch.num_rows(), 20_000);
+        assert_eq!(batch.column(0).as_string::<i32>().value(12_345), "p12345");
+        assert_eq!(batch.column(1).as_string::<i32>().value(12_345), "c123");
+        assert_eq!(batch.column(3).null_count(), 18_000);
+    }
+
+    #[test]
+    fn too_few_values_keep_the_default_and_an_empty_chunk_is_a_valid_file() {
+        let (encodings, _path, _dir) = write(100);
+        assert!(has_dictionary(&encodings[0]), "100 values are too few to judge: {:?}", encodings[0]);
+        let (encodings, path, _dir) = write(0);
+        assert!(encodings.is_empty());
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+        assert_eq!(arrow_array::RecordBatchReader::schema(&reader).fields().len(), 4);
     }
 }
