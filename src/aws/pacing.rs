@@ -3,9 +3,12 @@
 //!
 //! Callers reserve the WCU of a batch before sending it; the bucket refills at the current rate
 //! and holds at most a twentieth of a second of burst, so the rate over any window stays within a
-//! few percent of the target. Throttling multiplies the rate by 0.75 (at most once per second,
-//! however many calls were throttled in it); every second adds 5 % of the target back, up to the
-//! target: the classic additive-increase / multiplicative-decrease saw below the real capacity.
+//! few percent of the target. Throttling lowers the rate at most once per second, however many
+//! calls were throttled in it, to 95 % of the WCU the table accepted in the last full second
+//! (reported by the writers), but never by less than 5 % nor by more than a quarter; every second
+//! adds 5 % of the target back, up to the target: an additive-increase / multiplicative-decrease
+//! saw whose low edge sits just under what the table really took. (A fixed quarter off, as
+//! before, left a target equal to the table's capacity at about 87 % of it on average.)
 //!
 //! `KeyLanes` paces single partition keys. DynamoDB caps each partition at 1,000 WCU/s, so a key
 //! that carries a large share of the writes is throttled on its own while the table has capacity
@@ -19,7 +22,12 @@ use std::time::{Duration, Instant};
 
 /// Burst the bucket may hold, in seconds of the current rate.
 const BURST_SECONDS: f64 = 0.05;
+/// The deepest cut of one throttle, and the cut when nothing was accepted in the last second.
 const DECREASE_FACTOR: f64 = 0.75;
+/// The shallowest cut of one throttle.
+const LEAST_DECREASE_FACTOR: f64 = 0.95;
+/// Share of the last second's accepted WCU a throttled rate drops to.
+const ACCEPTED_SHARE: f64 = 0.95;
 const DECREASE_SPACING: Duration = Duration::from_secs(1);
 /// Share of the target regained per second.
 const RECOVERY_PER_SECOND: f64 = 0.05;
@@ -35,6 +43,26 @@ struct State {
     last: Instant,
     last_decrease: Option<Instant>,
     last_recovery: Instant,
+    /// WCU accepted since `window_start`, and in the full second before it.
+    window_start: Instant,
+    accepted_now: f64,
+    accepted_last: f64,
+}
+
+impl State {
+    /// Moves the accepted-WCU window on to the second holding `now`.
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed >= Duration::from_secs(2) {
+            self.accepted_last = 0.0;
+            self.accepted_now = 0.0;
+            self.window_start = now;
+        } else if elapsed >= Duration::from_secs(1) {
+            self.accepted_last = self.accepted_now;
+            self.accepted_now = 0.0;
+            self.window_start += Duration::from_secs(1);
+        }
+    }
 }
 
 /// None target: unpaced.
@@ -51,7 +79,16 @@ impl Pacer {
         Pacer {
             target: target_wcu.filter(|t| *t > 0.0),
             recovery: RECOVERY_PER_SECOND,
-            state: Mutex::new(State { rate: target_wcu.unwrap_or(0.0), tokens: 0.0, last: now, last_decrease: None, last_recovery: now }),
+            state: Mutex::new(State {
+                rate: target_wcu.unwrap_or(0.0),
+                tokens: 0.0,
+                last: now,
+                last_decrease: None,
+                last_recovery: now,
+                window_start: now,
+                accepted_now: 0.0,
+                accepted_last: 0.0,
+            }),
         }
     }
 
@@ -102,13 +139,32 @@ impl Pacer {
         s.tokens = (s.tokens - extra).min(cap);
     }
 
+    /// The table accepted `wcu` (written items or changes): what a throttle measures its cut by.
+    pub fn accepted(&self, wcu: f64) {
+        self.accepted_at(wcu, Instant::now());
+    }
+
+    fn accepted_at(&self, wcu: f64, now: Instant) {
+        if self.target.is_none() {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.roll(now);
+        s.accepted_now += wcu;
+    }
+
     /// A write was throttled: lower the rate.
     pub fn throttled(&self) {
+        self.throttled_at(Instant::now());
+    }
+
+    fn throttled_at(&self, now: Instant) {
         let Some(target) = self.target else { return };
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if s.last_decrease.is_none_or(|d| now.duration_since(d) >= DECREASE_SPACING) {
-            s.rate = (s.rate * DECREASE_FACTOR).max(target * MIN_SHARE);
+        s.roll(now);
+        if s.last_decrease.is_none_or(|d| now.saturating_duration_since(d) >= DECREASE_SPACING) {
+            let lowered = (s.accepted_last * ACCEPTED_SHARE).clamp(s.rate * DECREASE_FACTOR, s.rate * LEAST_DECREASE_FACTOR);
+            s.rate = lowered.max(target * MIN_SHARE);
             s.last_decrease = Some(now);
         }
     }
@@ -213,6 +269,36 @@ mod tests {
         p.throttled();
         p.throttled();
         assert!((p.rate().unwrap() - 750.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn a_throttle_lowers_the_rate_to_just_under_what_the_table_accepted() {
+        let p = Pacer::new(Some(4000.0));
+        let t0 = Instant::now();
+        // 3,900 WCU accepted in the first second, then a throttle in the second one.
+        for i in 0..39 {
+            p.accepted_at(100.0, t0 + Duration::from_millis(i * 25));
+        }
+        p.throttled_at(t0 + Duration::from_millis(1_200));
+        assert!((p.rate().unwrap() - 3_705.0).abs() < 1.0, "{:?}", p.rate());
+
+        // A table that took far less than the rate: the cut is a quarter, no deeper.
+        let p = Pacer::new(Some(4000.0));
+        p.accepted_at(1_000.0, t0);
+        p.throttled_at(t0 + Duration::from_millis(1_500));
+        assert!((p.rate().unwrap() - 3_000.0).abs() < 1.0, "{:?}", p.rate());
+
+        // One that took all of it: still a cut of 5 %.
+        let p = Pacer::new(Some(4000.0));
+        p.accepted_at(5_000.0, t0);
+        p.throttled_at(t0 + Duration::from_millis(1_500));
+        assert!((p.rate().unwrap() - 3_800.0).abs() < 1.0, "{:?}", p.rate());
+
+        // What was accepted two seconds ago or earlier does not count.
+        let p = Pacer::new(Some(4000.0));
+        p.accepted_at(3_900.0, t0);
+        p.throttled_at(t0 + Duration::from_millis(2_500));
+        assert!((p.rate().unwrap() - 3_000.0).abs() < 1.0, "{:?}", p.rate());
     }
 
     #[tokio::test]

@@ -261,6 +261,7 @@ where
     .await?;
     let used = out.consumed().unwrap_or(estimate);
     pacer.charge(used - estimate);
+    pacer.accepted(used);
     stats.writes.fetch_add(1, Ordering::Relaxed);
     stats.wcu_milli.fetch_add((used * 1000.0).round() as u64, Ordering::Relaxed);
     Ok(out)

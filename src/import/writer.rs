@@ -171,8 +171,11 @@ impl Writer {
                     let finish = {
                         let (target, done_tx, progress, rx, failure) = (target.clone(), done_tx.clone(), progress.clone(), rx.clone(), failure.clone());
                         async move {
-                            if !later.is_empty() {
-                                if let Err(reason) = send_batch(&target, later, deadline, false).await {
+                            // Each key's items in calls of their own, side by side: a hot
+                            // key's queue must not hold back a cold key that was refused once.
+                            let sends = by_key(later).into_iter().map(|items| send_batch(&target, items, deadline, false));
+                            for out in futures::future::join_all(sends).await {
+                                if let Err(reason) = out {
                                     return stop(&failure, &rx, WriteError { table: target.table.clone(), bucket, reason }).await;
                                 }
                             }
@@ -306,6 +309,25 @@ impl Target {
     }
 }
 
+/// The items split for sending: each key with several items in a call of its own (a hot key's,
+/// which waits for its lane), the keys with one item together (cold keys refused once in a
+/// full second, whose fresh lanes let them go at once).
+fn by_key(items: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut groups: Vec<Vec<Pending>> = Vec::new();
+    for p in items {
+        match groups.iter_mut().find(|g| g[0].key() == p.key()) {
+            Some(g) => g.push(p),
+            None => groups.push(vec![p]),
+        }
+    }
+    let (mut out, singles): (Vec<Vec<Pending>>, Vec<Vec<Pending>>) = groups.into_iter().partition(|g| g.len() > 1);
+    let singles: Vec<Pending> = singles.into_iter().flatten().collect();
+    if !singles.is_empty() {
+        out.push(singles);
+    }
+    out
+}
+
 /// Keeps the first failure and stops the sending tasks (the feeder then stops too).
 async fn stop(failure: &Mutex<Option<WriteError>>, rx: &tokio::sync::Mutex<mpsc::Receiver<Batch>>, e: WriteError) {
     failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
@@ -400,14 +422,17 @@ async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Inst
         let sent_keys = sent_keys.len();
         let before = pending.len();
         let mut left = Vec::new();
+        let mut accepted = 0;
         for (p, left_over) in pending.drain(..).zip(left_flags) {
             if left_over {
                 left.push(p);
             } else {
                 stats.items.fetch_add(1, Ordering::Relaxed);
-                stats.estimated_wcu.fetch_add(p.wcu, Ordering::Relaxed);
+                accepted += p.wcu;
             }
         }
+        stats.estimated_wcu.fetch_add(accepted, Ordering::Relaxed);
+        t.pacer.accepted(accepted as f64);
         pending = left;
         if pending.len() < before {
             backoff.progress();
@@ -462,5 +487,18 @@ mod tests {
             let hot = w.iter().filter(|i| i["pk"] == Attr::S("hot".into())).count();
             assert!((20..=40).contains(&hot), "{hot} hot items in a stretch of 100");
         }
+    }
+
+    #[test]
+    fn set_aside_items_go_by_key_with_the_single_ones_together() {
+        let pending = |k: &str, i: u64| Pending { item: Item::new(), wcu: i, bytes: 1, primary: vec![k.as_bytes().to_vec(), i.to_string().into_bytes()] };
+        let items = vec![pending("hot", 1), pending("a", 2), pending("hot", 3), pending("b", 4), pending("warm", 5), pending("warm", 6), pending("hot", 7)];
+        let groups: Vec<Vec<(String, u64)>> = by_key(items)
+            .into_iter()
+            .map(|g| g.iter().map(|p| (String::from_utf8(p.key().to_vec()).unwrap(), p.wcu)).collect())
+            .collect();
+        let g = |v: &[(&str, u64)]| v.iter().map(|(k, w)| (k.to_string(), *w)).collect::<Vec<_>>();
+        assert_eq!(groups, vec![g(&[("hot", 1), ("hot", 3), ("hot", 7)]), g(&[("warm", 5), ("warm", 6)]), g(&[("a", 2), ("b", 4)])]);
+        assert!(by_key(Vec::new()).is_empty());
     }
 }
