@@ -168,3 +168,74 @@ fn pyarrow_and_duckdb_read_every_type_as_mysql_has_it() {
     // What each reader sees, for docs/format.md.
     eprintln!("{}", serde_json::to_string_pretty(&json!({"pyarrow": read["pyarrow"]["types"], "duckdb": read["duckdb"]["types"]})).unwrap());
 }
+
+/// Prints, per column, whether the first chunk's first row group uses a dictionary, as pyarrow
+/// reads the file's metadata.
+const ENCODINGS: &str = r#"
+import sys, json
+import pyarrow.parquet as pq
+md = pq.ParquetFile(sys.argv[1]).metadata
+rg = md.row_group(0)
+print(json.dumps({rg.column(i).path_in_schema: any("DICTIONARY" in e for e in rg.column(i).encodings) for i in range(rg.num_columns)}))
+"#;
+
+#[test]
+fn columns_written_without_a_dictionary_read_the_same_in_pyarrow_and_duckdb() {
+    // Past the first batch's judgement (256 values), unique columns are written plain: both
+    // readers must still read every value as MySQL has it.
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "parquet_plain");
+    let columns = [
+        ("name", "VARCHAR(40)"),
+        ("big", "BIGINT"),
+        ("at", "DATETIME(6)"),
+        ("amount", "DECIMAL(20,6)"),
+        ("raw", "VARBINARY(16)"),
+        ("ratio", "DOUBLE"),
+        ("grp", "VARCHAR(10)"),
+    ];
+    let defs: Vec<String> = columns.iter().map(|(n, t)| format!("{} {t}", quoted(n))).collect();
+    conn.query_drop(format!("CREATE TABLE t (id INT PRIMARY KEY, {})", defs.join(", "))).unwrap();
+    conn.query_drop(
+        "INSERT INTO t SELECT seq, IF(seq % 11 = 0, NULL, CONCAT('name ', seq, ' é')), CAST(seq AS SIGNED) * 1000003 - 5000000000,
+            TIMESTAMP('2020-01-01') + INTERVAL seq * 7919 SECOND + INTERVAL seq MICROSECOND, seq / 7,
+            UNHEX(MD5(seq)), seq / 3, CONCAT('g', seq % 5) FROM seq_1_to_3000",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    assert_ok(&export(&run, &["--tables", &format!("{db}.t"), "--format", "parquet", "--threads", "1"]));
+    let m = manifest(&run);
+    let files: Vec<String> = m.tables[0].chunks.iter().map(|c| run.join(&c.file).to_string_lossy().into_owned()).collect();
+    let python = &services()["M2D_PYTHON"];
+
+    let out = Command::new(python).arg("-c").arg(ENCODINGS).arg(&files[0]).output().expect("run the venv's python");
+    assert!(out.status.success(), "pyarrow: {}", stderr(&out));
+    let dictionary: Json = serde_json::from_slice(&out.stdout).unwrap();
+    for unique in ["id", "name", "big", "at", "amount", "raw", "ratio"] {
+        assert_eq!(dictionary[unique], json!(false), "{unique} is unique: written plain ({dictionary})");
+    }
+    assert_eq!(dictionary["grp"], json!(true), "grp repeats five values: a dictionary ({dictionary})");
+
+    let out = Command::new(python).arg("-c").arg(READERS).args(&files).output().expect("run the venv's python");
+    assert!(out.status.success(), "pyarrow/duckdb: {}", stderr(&out));
+    let read: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = columns.iter().map(|(n, _)| quoted(n)).collect();
+    let mut source: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+    for row in conn.exec_iter(format!("SELECT id, {} FROM t", names.join(", ")), ()).unwrap() {
+        let row = row.unwrap().unwrap();
+        let Value::Int(id) = row[0] else { panic!("id {:?}", row[0]) };
+        source.insert(id, row[1..].to_vec());
+    }
+    for reader in ["pyarrow", "duckdb"] {
+        let rows = read[reader]["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 3000, "{reader}: every row");
+        for r in rows {
+            let id = r["id"].as_i64().unwrap();
+            for (i, (name, ty)) in columns.iter().enumerate() {
+                let want = expected(ty, &source[&id][i]);
+                assert!(same(&r[*name], &want), "{reader}: row {id}, column {name} ({ty}): read {}, MySQL has {want}", r[*name]);
+            }
+        }
+    }
+}
