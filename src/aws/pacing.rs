@@ -282,23 +282,19 @@ mod tests {
         p.throttled_at(t0 + Duration::from_millis(1_200));
         assert!((p.rate().unwrap() - 3_705.0).abs() < 1.0, "{:?}", p.rate());
 
+        // One lump accepted at t0, a throttle `after` it: the rate it leaves.
+        let rate_after = |accepted: f64, after: u64| {
+            let p = Pacer::new(Some(4000.0));
+            p.accepted_at(accepted, t0);
+            p.throttled_at(t0 + Duration::from_millis(after));
+            p.rate().unwrap()
+        };
         // A table that took far less than the rate: the cut is a quarter, no deeper.
-        let p = Pacer::new(Some(4000.0));
-        p.accepted_at(1_000.0, t0);
-        p.throttled_at(t0 + Duration::from_millis(1_500));
-        assert!((p.rate().unwrap() - 3_000.0).abs() < 1.0, "{:?}", p.rate());
-
+        assert!((rate_after(1_000.0, 1_500) - 3_000.0).abs() < 1.0);
         // One that took all of it: still a cut of 5 %.
-        let p = Pacer::new(Some(4000.0));
-        p.accepted_at(5_000.0, t0);
-        p.throttled_at(t0 + Duration::from_millis(1_500));
-        assert!((p.rate().unwrap() - 3_800.0).abs() < 1.0, "{:?}", p.rate());
-
+        assert!((rate_after(5_000.0, 1_500) - 3_800.0).abs() < 1.0);
         // What was accepted two seconds ago or earlier does not count.
-        let p = Pacer::new(Some(4000.0));
-        p.accepted_at(3_900.0, t0);
-        p.throttled_at(t0 + Duration::from_millis(2_500));
-        assert!((p.rate().unwrap() - 3_000.0).abs() < 1.0, "{:?}", p.rate());
+        assert!((rate_after(3_900.0, 2_500) - 3_000.0).abs() < 1.0);
     }
 
     #[tokio::test]

@@ -340,8 +340,14 @@ fn mostly_distinct(array: &dyn Array) -> bool {
     }
     let valid = |i: usize| array.is_valid(i);
     let distinct = match array.data_type() {
-        DataType::Utf8 => count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| array.as_string::<i32>().value(i).as_bytes())),
-        DataType::Binary => count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| array.as_binary::<i32>().value(i))),
+        DataType::Utf8 => {
+            let strings = array.as_string::<i32>();
+            count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| strings.value(i).as_bytes()))
+        }
+        DataType::Binary => {
+            let binary = array.as_binary::<i32>();
+            count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| binary.value(i)))
+        }
         dt => match dt.primitive_width() {
             Some(width) => {
                 let data = array.to_data();
