@@ -70,7 +70,7 @@ fn composite_keys_use_keyset_ranges_without_overlap() {
     ))
     .unwrap();
     conn.query_drop(format!("ANALYZE TABLE `{db}`.purchase")).unwrap();
-    let m = export_and_compare(&mut conn, &db, "purchase", &["--chunk-rows", "700", "--threads", "3"]);
+    let m = export_and_compare(&mut conn, &db, "purchase", &["--chunk-rows", "700", "--threads", "3", "--key-bounds", "walk"]);
     let e = entry(&m, &db, "purchase");
     assert_eq!(e.strategy, Some(Strategy::Keyset));
     assert!(e.chunks.len() >= 8, "{} chunks", e.chunks.len());
@@ -93,8 +93,83 @@ fn varchar_keys_follow_the_server_collation_for_case_and_trailing_spaces() {
     .unwrap();
     conn.query_drop(format!("INSERT INTO `{db}`.k VALUES ('a', 1), ('B ', 2), ('c  ', 3), ('', 4)")).unwrap();
     conn.query_drop(format!("ANALYZE TABLE `{db}`.k")).unwrap();
-    let m = export_and_compare(&mut conn, &db, "k", &["--chunk-rows", "250", "--threads", "2"]);
-    assert!(entry(&m, &db, "k").chunks.len() >= 10);
+    for bounds in ["estimate", "walk"] {
+        let m = export_and_compare(&mut conn, &db, "k", &["--chunk-rows", "250", "--threads", "2", "--key-bounds", bounds]);
+        let e = entry(&m, &db, "k");
+        assert!(e.chunks.len() >= 8, "{bounds}: {} chunks", e.chunks.len());
+        let expected = if bounds == "walk" { Strategy::Keyset } else { Strategy::KeysetEstimated };
+        assert_eq!(e.strategy, Some(expected));
+    }
+}
+
+/// Rows the server read from one table so far (MariaDB's user statistics).
+fn rows_read(conn: &mut mysql::Conn, db: &str, table: &str) -> u64 {
+    conn.query_drop("SET GLOBAL userstat = 1").unwrap();
+    let n: Option<u64> = conn
+        .exec_first(
+            "SELECT ROWS_READ FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+/// The default keyset planning places boundaries from the server's row estimates: the server
+/// reads the table once (the chunks), where walking the key reads it twice. Every row still
+/// lands in exactly one chunk, and no chunk is far from the target size.
+#[test]
+fn string_keys_are_split_from_row_estimates_without_reading_the_table_twice() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "chunk_estimate");
+    conn.query_drop(format!(
+        "CREATE TABLE `{db}`.purchase (customerid VARCHAR(20), orderid VARCHAR(20), productid VARCHAR(20), \
+         quantity INT, PRIMARY KEY (customerid, orderid, productid))"
+    ))
+    .unwrap();
+    conn.query_drop(format!(
+        "INSERT INTO `{db}`.purchase SELECT CONCAT('c', seq DIV 20), CONCAT('o', seq DIV 4), CONCAT('p', seq), seq % 9 \
+         FROM seq_1_to_60000"
+    ))
+    .unwrap();
+    conn.query_drop(format!("ANALYZE TABLE `{db}`.purchase")).unwrap();
+    let mut read = |bounds: &str| {
+        let before = rows_read(&mut conn, &db, "purchase");
+        let m = export_and_compare(&mut conn, &db, "purchase", &["--chunk-rows", "5000", "--threads", "3", "--key-bounds", bounds]);
+        (m, rows_read(&mut conn, &db, "purchase") - before)
+    };
+    let (walked, walk_read) = read("walk");
+    let (m, estimate_read) = read("estimate");
+    assert_eq!(entry(&walked, &db, "purchase").strategy, Some(Strategy::Keyset));
+    // export_and_compare reads the table once itself, after the export.
+    assert!(walk_read >= 60_000 * 2 + 50_000, "the walk reads the table again: {walk_read}");
+    assert!(estimate_read < 60_000 * 2 + 1_000, "estimates read no more than a few keys: {estimate_read}");
+    let e = entry(&m, &db, "purchase");
+    assert_eq!(e.strategy, Some(Strategy::KeysetEstimated));
+    let rows: Vec<u64> = e.chunks.iter().map(|c| c.rows).collect();
+    assert!(rows.len() >= 6, "{rows:?}");
+    assert!(rows.iter().all(|&r| r <= 5000 * 4), "no chunk far above the target: {rows:?}");
+}
+
+/// Binary keys are bisected as bytes and integer-led composite keys as numbers; a first column
+/// with a single value cannot be bisected and is walked.
+#[test]
+fn binary_and_integer_led_keys_are_estimated_and_a_single_valued_first_column_is_walked() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "chunk_estimate_kinds");
+    conn.query_drop(format!("CREATE TABLE `{db}`.b (k VARBINARY(16) PRIMARY KEY, v INT)")).unwrap();
+    conn.query_drop(format!("INSERT INTO `{db}`.b SELECT UNHEX(MD5(seq)), seq FROM seq_1_to_20000")).unwrap();
+    conn.query_drop(format!("CREATE TABLE `{db}`.i (a BIGINT UNSIGNED, b VARCHAR(8), PRIMARY KEY (a, b))")).unwrap();
+    conn.query_drop(format!("INSERT INTO `{db}`.i SELECT seq * 1000003, 'x' FROM seq_1_to_20000")).unwrap();
+    conn.query_drop(format!("INSERT INTO `{db}`.i VALUES (18446744073709551615, 'max'), (0, 'min')")).unwrap();
+    conn.query_drop(format!("CREATE TABLE `{db}`.one (tenant CHAR(3), id INT, PRIMARY KEY (tenant, id))")).unwrap();
+    conn.query_drop(format!("INSERT INTO `{db}`.one SELECT 'abc', seq FROM seq_1_to_20000")).unwrap();
+    conn.query_drop(format!("ANALYZE TABLE `{db}`.b, `{db}`.i, `{db}`.one")).unwrap();
+    for (table, strategy) in [("b", Strategy::KeysetEstimated), ("i", Strategy::KeysetEstimated), ("one", Strategy::Keyset)] {
+        let m = export_and_compare(&mut conn, &db, table, &["--chunk-rows", "2000", "--threads", "2"]);
+        let e = entry(&m, &db, table);
+        assert_eq!(e.strategy, Some(strategy), "{table}");
+        assert!(e.chunks.len() >= 5, "{table}: {} chunks", e.chunks.len());
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::choice::Choice;
 use crate::manifest::{ChunkFormat, Compression};
+use crate::source::plan::KeyBounds;
 use crate::source::snapshot::Consistency;
 use crate::source::types::ZeroDatePolicy;
 
@@ -348,6 +349,10 @@ pub struct ExportArgs {
     /// Target rows per chunk.
     #[arg(long)]
     pub chunk_rows: Option<u64>,
+    /// Composite or non-integer keys: estimate (chunk boundaries from the server's row
+    /// estimates, no table scan; default) or walk (reads the key once: exact chunk sizes).
+    #[arg(long, value_parser = choice::<KeyBounds>())]
+    pub key_bounds: Option<KeyBounds>,
     /// Databases to export (comma-separated, % and * wildcards); default all non-system ones.
     #[arg(long, value_delimiter = ',')]
     pub databases: Vec<String>,

@@ -279,7 +279,7 @@ fn execute(
     for mut conn in conns {
         let (queue, cancel, schemas, opts, tx, progress) =
             (queue.clone(), cancel.clone(), schemas.clone(), opts.clone(), tx.clone(), progress.clone());
-        let chunk_rows = settings.chunk_rows;
+        let (chunk_rows, key_bounds) = (settings.chunk_rows, settings.key_bounds);
         workers.push(std::thread::spawn(move || {
             while let Some(task) = queue.pop() {
                 let event = match task {
@@ -287,7 +287,7 @@ fn execute(
                         let mut emit = |range| {
                             let _ = tx.send(Event::ChunkPlanned { table, range });
                         };
-                        match plan_table(&mut conn, &schemas[table], chunk_rows, &mut emit) {
+                        match plan_table(&mut conn, &schemas[table], chunk_rows, key_bounds, &mut emit) {
                             Ok(strategy) => Event::PlanDone { table, strategy },
                             Err(e) => Event::Failed(e.into()),
                         }

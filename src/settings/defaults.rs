@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::manifest::{ChunkFormat, Compression};
+use crate::source::plan::KeyBounds;
 use crate::source::snapshot::Consistency;
 use crate::source::types::ZeroDatePolicy;
 
@@ -19,6 +20,7 @@ pub const ROW_GROUP_MB: usize = 12;
 pub const FORMAT: ChunkFormat = ChunkFormat::Parquet;
 pub const COMPRESSION: Compression = Compression::Zstd;
 pub const CONSISTENCY: Consistency = Consistency::Lock;
+pub const KEY_BOUNDS: KeyBounds = KeyBounds::Estimate;
 pub const ZERO_DATE: ZeroDatePolicy = ZeroDatePolicy::Null;
 
 // sync

@@ -7,6 +7,7 @@ use super::defaults as d;
 use super::{in_range, split_list, JobFile, SettingsError, MAX_CONCURRENCY, MAX_THREADS};
 use crate::cli::{ExportArgs, SyncArgs};
 use crate::manifest::{ChunkFormat, Compression};
+use crate::source::plan::KeyBounds;
 use crate::source::schema::TableFilter;
 use crate::source::snapshot::Consistency;
 use crate::source::types::ZeroDatePolicy;
@@ -20,6 +21,7 @@ pub struct ExportSettings {
     pub compression: Compression,
     pub threads: usize,
     pub chunk_rows: u64,
+    pub key_bounds: KeyBounds,
     pub filter: TableFilter,
     pub consistency: Consistency,
     pub zero_date: ZeroDatePolicy,
@@ -69,6 +71,7 @@ impl ExportSettings {
             compression: args.compression.or(ex.compression).unwrap_or(d::COMPRESSION),
             threads,
             chunk_rows,
+            key_bounds: args.key_bounds.or(ex.key_bounds).unwrap_or(d::KEY_BOUNDS),
             filter: TableFilter { databases, tables },
             consistency: args.consistency.or(ex.consistency).unwrap_or(d::CONSISTENCY),
             zero_date: args.zero_date.or(ex.zero_date).unwrap_or(d::ZERO_DATE),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::SettingsError;
 use crate::manifest::{ChunkFormat, Compression};
+use crate::source::plan::KeyBounds;
 use crate::source::snapshot::Consistency;
 use crate::source::types::ZeroDatePolicy;
 
@@ -60,6 +61,7 @@ pub struct ExportSection {
     pub compression: Option<Compression>,
     pub threads: Option<usize>,
     pub chunk_rows: Option<u64>,
+    pub key_bounds: Option<KeyBounds>,
     pub databases: Option<Vec<String>>,
     pub tables: Option<Vec<String>>,
     pub consistency: Option<Consistency>,

@@ -3,6 +3,7 @@
 //! a `Snapshot` and `ChunkRange`s to the export stage.
 
 pub mod connect;
+pub mod estimate_split;
 pub mod plan;
 pub mod schema;
 pub mod snapshot;

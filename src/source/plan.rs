@@ -4,10 +4,16 @@
 //! - `int-range`: a single integer key is cut arithmetically between MIN and MAX into about
 //!   `estimated_rows / chunk_rows` ranges. When keys are sparse (span ≫ rows) it falls back to
 //!   keyset boundaries, so gaps never make one chunk hold the whole table.
-//! - `keyset`: composite or non-integer keys. Boundaries are found by walking the key in order
-//!   (`WHERE key >= b ORDER BY key LIMIT 1 OFFSET chunk_rows`), the server comparing with the
-//!   column collation, so case and trailing-space rules are the server's own. The chunks can then
-//!   be read in parallel.
+//! - `keyset-estimated` (default for composite or non-integer keys): boundaries placed from the
+//!   server's row estimates on the key's first column, then snapped to real keys
+//!   (`estimate_split`); no table scan. Falls back to `keyset` when the estimates cannot place
+//!   them.
+//! - `keyset`: boundaries found by walking the key in order
+//!   (`WHERE key >= b ORDER BY key LIMIT 1 OFFSET chunk_rows`), exact chunk sizes at the cost of
+//!   reading the table once more.
+//!
+//! Either way the server compares with the column collation, so case and trailing-space rules
+//! are its own, and the chunks can then be read in parallel.
 //! - `single-stream`: no primary key and no unique key over NOT NULL columns: one chunk.
 //!
 //! The first chunk has no lower bound and the last no upper bound, so a reused plan (resume)
@@ -17,6 +23,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Value};
 use serde::{Deserialize, Serialize};
 
+use super::estimate_split::estimated_bounds;
 use super::schema::TableSchema;
 use super::types::ColumnKind;
 use super::{quote_ident, qualified, SourceError};
@@ -74,8 +81,21 @@ pub struct ChunkRange {
 pub enum Strategy {
     IntRange,
     Keyset,
+    KeysetEstimated,
     SingleStream,
 }
+
+/// How keyset boundaries are found (`--key-bounds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyBounds {
+    /// From the server's row estimates; falls back to `Walk` when they cannot place them.
+    Estimate,
+    /// Reads the key in order: exact chunk sizes, one more pass over the table.
+    Walk,
+}
+
+crate::choices!(KeyBounds { "estimate" => KeyBounds::Estimate, "walk" => KeyBounds::Walk });
 
 /// When the integer key span is this many times larger than the row estimate, ranges would be
 /// mostly empty and uneven: walk the key instead.
@@ -88,9 +108,10 @@ pub fn plan_table(
     conn: &mut Conn,
     table: &TableSchema,
     chunk_rows: u64,
+    bounds: KeyBounds,
     emit: &mut dyn FnMut(ChunkRange),
 ) -> Result<Strategy, SourceError> {
-    let (strategy, ranges) = plan_ranges(conn, table, chunk_rows, emit)?;
+    let (strategy, ranges) = plan_ranges(conn, table, chunk_rows, bounds, emit)?;
     ranges.into_iter().for_each(&mut *emit);
     Ok(strategy)
 }
@@ -100,6 +121,7 @@ fn plan_ranges(
     conn: &mut Conn,
     table: &TableSchema,
     chunk_rows: u64,
+    bounds: KeyBounds,
     emit: &mut dyn FnMut(ChunkRange),
 ) -> Result<(Strategy, Vec<ChunkRange>), SourceError> {
     let whole = vec![ChunkRange { lower: None, upper: None }];
@@ -132,6 +154,11 @@ fn plan_ranges(
     }
     if table.estimated_rows <= chunk_rows {
         return Ok((Strategy::Keyset, whole));
+    }
+    if bounds == KeyBounds::Estimate {
+        if let Some(found) = estimated_bounds(conn, table, chunk_rows)? {
+            return Ok((Strategy::KeysetEstimated, ranges_from_bounds(found)));
+        }
     }
     let cols = key_cols.join(", ");
     let mut bounds: Vec<Vec<KeyValue>> = Vec::new();

@@ -323,6 +323,7 @@ fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySet
         compression: manifest.options.compression,
         threads: crate::settings::defaults::THREADS,
         chunk_rows: crate::settings::defaults::CHUNK_ROWS,
+        key_bounds: crate::settings::defaults::KEY_BOUNDS,
         filter: TableFilter { databases: vec![], tables: tables.iter().map(|&i| format!("{}.{}", quote(&manifest.tables[i].schema.database), quote(&manifest.tables[i].schema.table))).collect() },
         consistency: crate::source::snapshot::Consistency::None,
         zero_date: manifest.options.zero_date,

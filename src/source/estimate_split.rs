@@ -1,0 +1,366 @@
+//! Keyset boundaries from the server's row estimates, without reading the table.
+//!
+//! Walking a key with `LIMIT 1 OFFSET n` reads every row once before the export reads it again;
+//! on the seed's string-keyed table that walk cost the server as much CPU as mydumper's whole
+//! dump. Here the key's first column is cut by bisection between its MIN and MAX: each piece's
+//! size comes from `EXPLAIN` (the engine's index dives, a few pages each), pieces are split until
+//! each is a fraction of a chunk, and a boundary is placed where the running total crosses each
+//! chunk's share. Each boundary is then snapped to the first real key at or after that point
+//! whose first column is strictly greater than the previous boundary's, so the ranges cover every
+//! key exactly once whatever the estimates say: estimates decide only how even the chunks are.
+//!
+//! Estimates are only proportional below the engine's cap (InnoDB answers at most half the
+//! table for one range), so pieces are first split below a quarter of the table. The first
+//! column is bisected as an integer, as bytes (binary strings), or as characters (printable
+//! ASCII when its MIN and MAX are, any code point otherwise). Anything else, a first column with
+//! one value, or a lopsided result returns `None`, and the caller walks the key.
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Value};
+
+use super::plan::KeyValue;
+use super::schema::{ColumnSchema, TableSchema};
+use super::types::ColumnKind;
+use super::{qualified, quote_ident, SourceError};
+
+/// Pieces are split until each holds at most this fraction of a chunk.
+const PIECES_PER_CHUNK: f64 = 4.0;
+/// Gives up (and walks the key) past this many EXPLAINs.
+const MAX_ESTIMATES: usize = 200_000;
+/// Longest bisection point, in characters or bytes.
+const MAX_DIGITS: usize = 32;
+/// A chunk estimated above this many times its share makes the result lopsided.
+const LOPSIDED: f64 = 4.0;
+
+/// A point of the first column's value space.
+#[derive(Debug, Clone, PartialEq)]
+enum Point {
+    Int(i128),
+    /// Digits of a string, most significant first, in the space's base.
+    Digits(Vec<u32>),
+}
+
+/// How the first column's values map to points.
+#[derive(Debug, Clone, PartialEq)]
+enum Space {
+    Int,
+    Bytes,
+    /// Printable ASCII in the column collation's order, one character per distinct weight
+    /// (the first digit, a space, sorts like the end of a string under PAD SPACE).
+    Chars(Vec<char>),
+}
+
+impl Space {
+    fn base(&self) -> u32 {
+        match self {
+            Space::Int => 0,
+            Space::Bytes => 256,
+            Space::Chars(alphabet) => alphabet.len() as u32,
+        }
+    }
+
+    fn point(&self, v: &Value) -> Option<Point> {
+        Some(match (self, v) {
+            (Space::Int, Value::Int(i)) => Point::Int(*i as i128),
+            (Space::Int, Value::UInt(u)) => Point::Int(*u as i128),
+            (Space::Int, Value::Bytes(b)) => Point::Int(std::str::from_utf8(b).ok()?.parse().ok()?),
+            (Space::Bytes, Value::Bytes(b)) => Point::Digits(b.iter().map(|&x| x as u32).collect()),
+            // Only the column's MIN and MAX become points; a character outside the alphabet
+            // (not ASCII) counts as its last digit, which only widens the bisected span.
+            (Space::Chars(alphabet), Value::Bytes(b)) => Point::Digits(
+                String::from_utf8_lossy(b)
+                    .chars()
+                    .map(|c| {
+                        let at = alphabet.iter().position(|&a| a == c).or_else(|| alphabet.iter().position(|a| a.eq_ignore_ascii_case(&c)));
+                        at.unwrap_or(alphabet.len() - 1) as u32
+                    })
+                    .collect(),
+            ),
+            _ => return None,
+        })
+    }
+
+    fn value(&self, p: &Point) -> Value {
+        match (self, p) {
+            (_, Point::Int(i)) if *i > i64::MAX as i128 => Value::UInt(*i as u64),
+            (_, Point::Int(i)) => Value::Int(*i as i64),
+            (Space::Bytes, Point::Digits(d)) => Value::Bytes(d.iter().map(|&x| x as u8).collect()),
+            (Space::Chars(alphabet), Point::Digits(d)) => {
+                Value::Bytes(d.iter().map(|&x| alphabet[x as usize]).collect::<String>().into_bytes())
+            }
+            (Space::Int, Point::Digits(_)) => Value::NULL,
+        }
+    }
+
+    /// The point halfway between `a` and `b`, or None when none lies strictly between.
+    fn mid(&self, a: &Point, b: &Point) -> Option<Point> {
+        let m = match (a, b) {
+            (Point::Int(a), Point::Int(b)) => Point::Int(a + (b - a) / 2),
+            (Point::Digits(a), Point::Digits(b)) => Point::Digits(mid_digits(a, b, self.base())),
+            _ => return None,
+        };
+        (m != *a && m != *b).then_some(m)
+    }
+}
+
+/// `(a + b) / 2` of two digit strings read as fractions in `base` (so "b" lies between "a" and
+/// "c", and "ab" between "a" and "b"), at most `MAX_DIGITS` long.
+fn mid_digits(a: &[u32], b: &[u32], base: u32) -> Vec<u32> {
+    let len = (a.len().max(b.len()) + 1).min(MAX_DIGITS);
+    let digit = |s: &[u32], i: usize| s.get(i).copied().unwrap_or(0) as u64;
+    let base = base as u64;
+    // Sum, least significant first, with the carry out in front.
+    let mut sum = vec![0u64; len + 1];
+    let mut carry = 0;
+    for i in (0..len).rev() {
+        let s = digit(a, i) + digit(b, i) + carry;
+        sum[i + 1] = s % base;
+        carry = s / base;
+    }
+    sum[0] = carry;
+    // Halve, most significant first; the carry digit folds into the first.
+    let mut out = Vec::with_capacity(len);
+    let mut rem = sum[0];
+    for &d in &sum[1..] {
+        let cur = rem * base + d;
+        out.push((cur / 2) as u32);
+        rem = cur % 2;
+    }
+    while out.len() > 1 && out.last() == Some(&0) {
+        out.pop();
+    }
+    out
+}
+
+/// One piece of the first column: `[lo, hi)`, `hi` None for "to the end".
+struct Piece {
+    lo: Point,
+    hi: Option<Point>,
+    rows: f64,
+}
+
+struct Estimator<'a> {
+    conn: &'a mut Conn,
+    table: &'a TableSchema,
+    space: Space,
+    column: String,
+    name: String,
+    max: Point,
+    asked: usize,
+}
+
+impl Estimator<'_> {
+    /// The engine's estimate of rows with `lo <= first < hi`.
+    fn rows(&mut self, lo: &Point, hi: Option<&Point>) -> Result<Option<f64>, SourceError> {
+        self.asked += 1;
+        if self.asked > MAX_ESTIMATES {
+            return Ok(None);
+        }
+        let c = &self.column;
+        let mut params = vec![self.space.value(lo)];
+        let mut sql = format!("EXPLAIN SELECT 1 FROM {} WHERE {c} >= ?", self.name);
+        if let Some(hi) = hi {
+            sql.push_str(&format!(" AND {c} < ?"));
+            params.push(self.space.value(hi));
+        }
+        let ctx = || format!("estimating key ranges of {}", self.table.display_name());
+        let mut result = self.conn.exec_iter(sql, params).map_err(|e| SourceError::query(ctx(), e))?;
+        let mut rows = 0.0;
+        if let Some(set) = result.iter() {
+            for row in set {
+                let row = row.map_err(|e| SourceError::query(ctx(), e))?;
+                let n: Option<Value> = row.get("rows");
+                rows += match n {
+                    Some(Value::Int(i)) => i as f64,
+                    Some(Value::UInt(u)) => u as f64,
+                    Some(Value::Bytes(b)) => std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+                    _ => 0.0,
+                };
+            }
+        }
+        Ok(Some(rows))
+    }
+
+    /// Splits `piece` at midpoints until every part is at most `limit` rows or cannot be split.
+    /// Parts come out in key order.
+    fn split(&mut self, piece: Piece, limit: f64, out: &mut Vec<Piece>) -> Result<bool, SourceError> {
+        let mut stack = vec![piece];
+        while let Some(p) = stack.pop() {
+            let upper = p.hi.clone().unwrap_or_else(|| self.max.clone());
+            let mid = if p.rows > limit { self.space.mid(&p.lo, &upper) } else { None };
+            let Some(mid) = mid else {
+                out.push(p);
+                continue;
+            };
+            let (Some(left), Some(right)) = (self.rows(&p.lo, Some(&mid))?, self.rows(&mid, p.hi.as_ref())?) else {
+                return Ok(false);
+            };
+            stack.push(Piece { lo: mid.clone(), hi: p.hi, rows: right });
+            stack.push(Piece { lo: p.lo, hi: Some(mid), rows: left });
+        }
+        Ok(true)
+    }
+}
+
+/// The space a first column is bisected in, or None for kinds without one.
+fn space_of(conn: &mut Conn, column: &ColumnSchema) -> Result<Option<Space>, mysql::Error> {
+    Ok(match column.kind {
+        k if k.is_integer() => Some(Space::Int),
+        ColumnKind::Binary => Some(Space::Bytes),
+        ColumnKind::Text => alphabet(conn, column)?.map(Space::Chars),
+        _ => None,
+    })
+}
+
+/// Printable ASCII sorted by the server under the column's collation, keeping one character per
+/// weight (`a` and `A` are one digit under a case-insensitive collation).
+fn alphabet(conn: &mut Conn, column: &ColumnSchema) -> Result<Option<Vec<char>>, mysql::Error> {
+    let name_ok = |n: &Option<String>| n.as_deref().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    if !name_ok(&column.charset) || !name_ok(&column.collation) {
+        return Ok(None);
+    }
+    let (cs, coll) = (column.charset.as_deref().unwrap_or_default(), column.collation.as_deref().unwrap_or_default());
+    let chars: Vec<String> = (0x20u8..0x7f).map(|b| format!("SELECT CONVERT(X'{b:02X}' USING {cs}) COLLATE {coll} AS c")).collect();
+    let sql = format!("SELECT c, WEIGHT_STRING(c) FROM ({}) t ORDER BY c, WEIGHT_STRING(c)", chars.join(" UNION ALL "));
+    let rows: Vec<(String, Vec<u8>)> = conn.query(sql)?;
+    let mut out: Vec<char> = Vec::new();
+    let mut last: Option<Vec<u8>> = None;
+    for (c, weight) in rows {
+        if last.as_ref() != Some(&weight) {
+            out.extend(c.chars().next());
+            last = Some(weight);
+        }
+    }
+    Ok((out.len() >= 2).then_some(out))
+}
+
+/// Boundaries for about `estimated_rows / chunk_rows` chunks, or None when the estimates cannot
+/// place them (the caller then walks the key).
+pub fn estimated_bounds(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -> Result<Option<Vec<Vec<KeyValue>>>, SourceError> {
+    let chunks = table.estimated_rows.div_ceil(chunk_rows.max(1));
+    let Some(first) = table.key.columns.first() else { return Ok(None) };
+    let Some(column_schema) = table.columns.iter().find(|c| &c.name == first) else { return Ok(None) };
+    if chunks < 2 {
+        return Ok(None);
+    }
+    let name = qualified(&table.database, &table.table);
+    let column = quote_ident(first);
+    let ctx = |what: &str| format!("{what} of {}", table.display_name());
+    let ends: Option<(Value, Value)> = conn
+        .exec_first(format!("SELECT MIN({column}), MAX({column}) FROM {name}"), ())
+        .map_err(|e| SourceError::query(ctx("reading the key range"), e))?;
+    let Some((min, max)) = ends else { return Ok(None) };
+    let Some(space) = space_of(conn, column_schema).map_err(|e| SourceError::query(ctx("ordering the key's characters"), e))? else {
+        return Ok(None);
+    };
+    let (Some(lo), Some(hi)) = (space.point(&min), space.point(&max)) else { return Ok(None) };
+    if lo == hi {
+        return Ok(None);
+    }
+    let mut est = Estimator { conn, table, space, column, name, max: hi, asked: 0 };
+
+    // Below the engine's cap first, then to a fraction of a chunk.
+    let Some(all) = est.rows(&lo, None)? else { return Ok(None) };
+    let mut coarse = Vec::new();
+    if !est.split(Piece { lo, hi: None, rows: all }, table.estimated_rows as f64 / 4.0, &mut coarse)? {
+        return Ok(None);
+    }
+    let total: f64 = coarse.iter().map(|p| p.rows).sum();
+    let share = total / chunks as f64;
+    let mut pieces = Vec::new();
+    for p in coarse {
+        if !est.split(p, share / PIECES_PER_CHUNK, &mut pieces)? {
+            return Ok(None);
+        }
+    }
+
+    // A boundary where the running total crosses each share, snapped to a real key.
+    let key_cols: Vec<String> = table.key.columns.iter().map(|c| quote_ident(c)).collect();
+    let cols = key_cols.join(", ");
+    let (mut bounds, mut sizes) = (Vec::<Vec<KeyValue>>::new(), Vec::<f64>::new());
+    let (mut acc, mut in_chunk) = (0.0, 0.0);
+    let last = pieces.len().saturating_sub(1);
+    for (i, p) in pieces.iter().enumerate() {
+        acc += p.rows;
+        in_chunk += p.rows;
+        if i == last || acc < share * (bounds.len() + 1) as f64 {
+            continue;
+        }
+        let Some(at) = &p.hi else { continue };
+        let mut params = vec![est.space.value(at)];
+        let mut sql = format!("SELECT {cols} FROM {} WHERE {} >= ?", est.name, est.column);
+        if let Some(prev) = bounds.last() {
+            sql.push_str(&format!(" AND {} > ?", est.column));
+            params.push(prev[0].to_value());
+        }
+        sql.push_str(&format!(" ORDER BY {cols} LIMIT 1"));
+        let row: Option<mysql::Row> =
+            est.conn.exec_first(sql, params).map_err(|e| SourceError::query(ctx("placing a chunk boundary"), e))?;
+        let Some(row) = row else { break };
+        bounds.push((0..row.len()).map(|k| KeyValue::from_value(&row[k])).collect());
+        sizes.push(in_chunk);
+        in_chunk = 0.0;
+    }
+    sizes.push(in_chunk);
+    let largest = sizes.iter().copied().fold(0.0, f64::max) / share;
+    tracing::debug!(
+        table = %table.display_name(), estimates = est.asked, pieces = pieces.len(), chunks = sizes.len(),
+        largest_share = largest, "keyset bounds from row estimates"
+    );
+    if bounds.is_empty() || largest > LOPSIDED {
+        return Ok(None);
+    }
+    Ok(Some(bounds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digits(s: &str) -> Vec<u32> {
+        s.bytes().map(|b| b as u32 - 0x20).collect()
+    }
+
+    fn text(d: &[u32]) -> String {
+        d.iter().map(|&x| char::from_u32(x + 0x20).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_midpoint_of_two_strings_lies_between_them() {
+        let base = 0x5f;
+        for (a, b) in [("a", "c"), ("c1", "c9999"), ("abc", "abd"), ("a", "b"), ("c14498", "c18999"), ("A", "zzzz")] {
+            let m = text(&mid_digits(&digits(a), &digits(b), base));
+            assert!(a < m.as_str() && m.as_str() < b, "{a} < {m} < {b}");
+        }
+        assert_eq!(text(&mid_digits(&digits("a"), &digits("c"), base)), "b");
+    }
+
+    #[test]
+    fn bisection_of_a_string_space_converges_on_any_point() {
+        // Bisecting towards a target must reach it within a few dozen steps, and stop once no
+        // point lies strictly between the two ends.
+        let space = Space::Chars((0x20u8..0x7f).map(char::from).collect());
+        let target = digits("c15550");
+        let (mut a, mut b) = (Point::Digits(digits("c0")), Point::Digits(digits("c9999")));
+        let mut steps = 0;
+        while let Some(m) = space.mid(&a, &b) {
+            let Point::Digits(d) = &m else { unreachable!() };
+            if *d < target { a = m } else { b = m }
+            steps += 1;
+            assert!(steps <= MAX_DIGITS * 7, "no convergence");
+        }
+        let Point::Digits(lo) = a else { unreachable!() };
+        assert!(text(&lo).starts_with("c1555"), "{}", text(&lo));
+    }
+
+    #[test]
+    fn integer_and_byte_points_round_trip_through_values() {
+        assert_eq!(Space::Int.point(&Value::UInt(u64::MAX)), Some(Point::Int(u64::MAX as i128)));
+        assert_eq!(Space::Int.value(&Point::Int(u64::MAX as i128)), Value::UInt(u64::MAX));
+        assert_eq!(Space::Int.value(&Point::Int(-3)), Value::Int(-3));
+        let b = Value::Bytes(vec![0, 255, 7]);
+        assert_eq!(Space::Bytes.value(&Space::Bytes.point(&b).unwrap()), b);
+        assert_eq!(Space::Int.mid(&Point::Int(4), &Point::Int(5)), None);
+        assert_eq!(Space::Int.mid(&Point::Int(-10), &Point::Int(10)), Some(Point::Int(0)));
+    }
+}
