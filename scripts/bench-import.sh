@@ -307,9 +307,10 @@ raw=$("$LOADGEN" --endpoint "$null" --items "$CEILING" --value-bytes 60 --concur
 # cdc apply: CEILING row changes (one UPDATE, binlogged), captured, then applied in one go.
 $SQL bench_import -e "UPDATE ceiling SET v = REPEAT('y', 60)"
 M2D_SOURCE=$M2D_MYSQL_URL "$BIN" cdc capture --quiet --from "$OUT/import-run" >/dev/null
-/usr/bin/time -f "%e %U %S" -o "$OUT/time.txt" "$BIN" cdc apply --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" \
+/usr/bin/time -f "%e %U %S %M" -o "$OUT/time.txt" "$BIN" cdc apply --quiet --from "$OUT/import-run" --mapping "$OUT/select.json" \
     --concurrency 64 --endpoint "$null" >/dev/null
-read -r a_s a_u a_sys <"$OUT/time.txt"
+read -r a_s a_u a_sys a_kb <"$OUT/time.txt"
+a_mb=$((a_kb / 1024))
 kill $ppid; wait $ppid 2>/dev/null || true
 answered=$(python3 -c "import json; print(json.load(open('$OUT/null.json'))['null_write_requests'])")
 {
@@ -318,11 +319,11 @@ echo "### The write ceiling: items of ~70 bytes against a null DynamoDB endpoint
 echo
 echo "\`make bench-import\` (BENCH_CEILING_ROWS=$CEILING); \`m2d-capacity-proxy --null-writes\` answers every write at once (its CPU shares the 2 cores); 64 calls in flight; the null endpoint answered $answered write requests in all."
 echo
-echo "| writer | items/s | client CPU µs per item | ÷ m2d-loadgen |"
-echo "|---|---:|---:|---:|"
-echo "| mysql2ddb import --wcu 0 (write phase) | $imp_ips | $imp_us | $(python3 -c "print(f'{$imp_ips/$raw:.2f}')") |"
-echo "| mysql2ddb cdc apply ($CEILING updates, whole command) | $(python3 -c "print(round($CEILING/$a_s))") | $(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") | $(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')") |"
-echo "| m2d-loadgen (pre-built BatchWriteItem calls) | $raw | — | 1.00 |"
+echo "| writer | items/s | client CPU µs per item | ÷ m2d-loadgen | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|"
+echo "| mysql2ddb import --wcu 0 (write phase) | $imp_ips | $imp_us | $(python3 -c "print(f'{$imp_ips/$raw:.2f}')") | — |"
+echo "| mysql2ddb cdc apply ($CEILING updates in one transaction, whole command) | $(python3 -c "print(round($CEILING/$a_s))") | $(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") | $(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')") | $a_mb |"
+echo "| m2d-loadgen (pre-built BatchWriteItem calls) | $raw | — | 1.00 | — |"
 } | tee -a "$OUT/import.md"
 summary "write ceiling, null endpoint, $CEILING items: import --wcu 0 items/s vs m2d-loadgen" "$imp_ips ($imp_us µs CPU/item)" "$raw" "$(python3 -c "print(f'{$imp_ips/$raw:.2f}')")" "" "" "≥ 100,000 items/s"
-summary "write ceiling, null endpoint, $CEILING changes: cdc apply changes/s vs m2d-loadgen" "$(python3 -c "print(round($CEILING/$a_s))") ($(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") µs CPU/change)" "$raw" "$(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')")" "" "" "≥ 100,000 items/s"
+summary "write ceiling, null endpoint, $CEILING changes: cdc apply changes/s vs m2d-loadgen" "$(python3 -c "print(round($CEILING/$a_s))") ($(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") µs CPU/change)" "$raw" "$(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')")" "$a_mb" "" "≥ 100,000 items/s"

@@ -247,6 +247,30 @@ fn ddl_on_a_captured_table_stops_apply_naming_the_statement() {
     assert_eq!(v("18446744073709000002").as_deref(), Some("v2"), "changes after it are not");
 }
 
+/// A segment is streamed in slices, so its SHA-256 is checked in a pass of its own before any
+/// slice is applied: a segment damaged at its end applies nothing, and apply names it.
+#[test]
+fn a_damaged_segment_applies_nothing_and_is_named() {
+    let (db, _dir, run, mapping) = prepared("cdc_damaged", "automatic", &dynalite());
+    export_and_import(&db, &run, &mapping, &dynalite());
+    let mut conn = connect();
+    conn.query_drop(format!("UPDATE `{db}`.big SET v = 'first' WHERE id = 18446744073709000001")).unwrap();
+    conn.query_drop(format!("UPDATE `{db}`.big SET v = 'second' WHERE id = 18446744073709000002")).unwrap();
+    ok(&capture(&run), "capture");
+    let segment = run.join("cdc/segments/00000001.jsonl");
+    // Still valid JSON: only the checksum can tell.
+    let text = String::from_utf8(std::fs::read(&segment).unwrap()).unwrap();
+    assert!(text.contains("second"), "{text}");
+    std::fs::write(&segment, text.replace("second", "sec0nd")).unwrap();
+    let out = apply(&run, &mapping);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("00000001.jsonl") && stderr(&out).contains("SHA-256"), "{}", stderr(&out));
+    let items = common::ddb::scan(&dynalite(), &format!("{db}_big"));
+    let v = |id: &str| items.iter().find(|i| i.get("id").map(|a| a.display()) == Some(id.into())).and_then(|i| i.get("v")).map(|a| a.display());
+    assert_eq!(v("18446744073709000001").as_deref(), Some("v1"), "the first change is not applied either");
+    assert_eq!(v("18446744073709000002").as_deref(), Some("v2"), "nor the damaged one");
+}
+
 #[test]
 fn cutover_waits_for_the_final_position_and_status_reports_it() {
     let (db, _dir, run, mapping) = prepared("cdc_cutover", "automatic", &dynalite());

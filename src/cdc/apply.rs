@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity, ReturnValue};
 use aws_sdk_dynamodb::Client;
-use sha2::{Digest, Sha256};
 
-use super::event::{Change, Op};
+use super::event::Change;
+use super::segment::{self, Slice};
 use super::state::{segment_path, ApplyState, CaptureState};
 use super::CdcError;
 use crate::aws::retry::{self, Backoff, Failed, Failure};
@@ -519,21 +519,6 @@ async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(u
     Ok(vec![])
 }
 
-/// Reads a staged segment, checking it against the SHA-256 capture recorded.
-pub fn read_segment(run: &Path, info: &super::state::SegmentInfo) -> Result<Vec<Change>, CdcError> {
-    let path = segment_path(run, info.index);
-    let bytes = std::fs::read(&path).map_err(|e| CdcError::io(&path, e))?;
-    if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
-        return Err(CdcError::Damaged { path, reason: "the segment does not match its SHA-256 in capture.json; nothing after it was applied".into() });
-    }
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, l)| serde_json::from_slice(l).map_err(|e| CdcError::Damaged { path: path.clone(), reason: format!("line {}: {e}", i + 1) }))
-        .collect()
-}
-
 /// A rejects-file line for a change: its binlog position, table, operation, source key, reason.
 fn reject(manifest: &Manifest, c: &Change, reason: &str) -> serde_json::Value {
     let schema = &manifest.tables[c.table].schema;
@@ -560,10 +545,30 @@ fn check_import_done(run: &Path) -> Result<u64, CdcError> {
 
 /// Changes applied at most per `execute`: a segment keeps whole transactions, so one can hold
 /// a million changes, and their writes (items, keys) would all be in memory at once.
-const APPLY_SLICE: usize = 50_000;
+const APPLY_SLICE: usize = 20_000;
 
-/// Applies `changes[range]`: maps them to writes, sends them, and records the writes refused
-/// (the mapping's or DynamoDB's) in the rejects file.
+/// A slice's writes (by index in the slice) and the rejects-file lines of what the mapping
+/// refused. Made on the segment reader's thread.
+struct Prepared {
+    writes: Vec<(usize, Write)>,
+    rejects: Vec<serde_json::Value>,
+}
+
+fn prepare(manifest: &Manifest, plan: &MappingPlan, convert: &crate::value::dynamo::ConvertOptions, changes: &[Change]) -> Prepared {
+    let mut writes = Vec::new();
+    let mut rejects = Vec::new();
+    for (i, c) in changes.iter().enumerate() {
+        let (w, refused) = writes_for(manifest, plan, c, convert);
+        writes.extend(w.into_iter().map(|w| (i, w)));
+        if !refused.is_empty() {
+            rejects.push(reject(manifest, c, &refused.join("; ")));
+        }
+    }
+    Prepared { writes, rejects }
+}
+
+/// Sends a prepared slice and records the writes refused (the mapping's or DynamoDB's) in the
+/// rejects file.
 #[allow(clippy::too_many_arguments)]
 fn apply_slice(
     rt: &tokio::runtime::Runtime,
@@ -571,21 +576,13 @@ fn apply_slice(
     pacer: &Pacer,
     stats: &Stats,
     concurrency: usize,
-    (manifest, plan, convert): (&Manifest, &MappingPlan, &crate::value::dynamo::ConvertOptions),
+    manifest: &Manifest,
     changes: &[Change],
-    range: std::ops::Range<usize>,
+    prepared: Prepared,
     rejects_path: &Path,
     state: &mut ApplyState,
 ) -> Result<(), CdcError> {
-    let mut writes = Vec::new();
-    let mut rejects = Vec::new();
-    for (i, c) in changes.iter().enumerate().take(range.end).skip(range.start) {
-        let (w, refused) = writes_for(manifest, plan, c, convert);
-        writes.extend(w.into_iter().map(|w| (i, w)));
-        if !refused.is_empty() {
-            rejects.push(reject(manifest, c, &refused.join("; ")));
-        }
-    }
+    let Prepared { writes, mut rejects } = prepared;
     let refused = rt.block_on(execute(client, pacer, stats, writes, concurrency)).map_err(CdcError::Write)?;
     for (i, reason) in refused {
         rejects.push(reject(manifest, &changes[i], &format!("DynamoDB refused the write: {reason}")));
@@ -645,33 +642,41 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
             std::thread::sleep(POLL);
             continue;
         };
-        let changes = read_segment(&run, info)?;
-        let skip = state.offset as usize;
-        let ddl = changes.iter().skip(skip).position(|c| c.op == Op::Ddl).map(|p| p + skip);
-        let upto = ddl.unwrap_or(changes.len());
+        let path = segment_path(&run, info.index);
+        segment::verify(&path, &info.sha256)?;
         // A segment holds whole transactions, so one can hold a million changes: they are
-        // applied in slices, the offset stored after each, so the writes in memory stay bounded
-        // and a rerun after a kill resumes at the slice.
-        let mut from = skip;
-        while from < upto {
-            let to = upto.min(from + APPLY_SLICE);
-            apply_slice(&rt, &client, &pacer, &stats, s.concurrency, (&manifest, &plan, &s.transform.convert), &changes, from..to, &rejects_path, &mut state)?;
-            let last = &changes[to - 1];
-            state.last_at = Some(last.at.clone());
-            state.last_ts = Some(last.ts);
-            state.changes += (to - from) as u64;
-            from = to;
-            if from < upto {
-                state.offset = from as u64;
-                state.updated_at = crate::manifest::now_rfc3339();
-                state.store(&run)?;
+        // read, mapped and applied in slices, the offset stored after each, so the memory stays
+        // bounded and a rerun after a kill resumes at the slice.
+        let (manifest, plan, convert) = (&manifest, &plan, &s.transform.convert);
+        let ddl = std::thread::scope(|scope| -> Result<Option<Change>, CdcError> {
+            let slices = segment::read_slices(scope, path, state.offset as usize, APPLY_SLICE, |changes| prepare(manifest, plan, convert, changes));
+            for slice in slices {
+                match slice? {
+                    Slice::Changes { first, changes, prepared } => {
+                        apply_slice(&rt, &client, &pacer, &stats, s.concurrency, manifest, &changes, prepared, &rejects_path, &mut state)?;
+                        let last = changes.last().expect("slices are not empty");
+                        state.last_at = Some(last.at.clone());
+                        state.last_ts = Some(last.ts);
+                        state.changes += changes.len() as u64;
+                        state.offset = (first + changes.len()) as u64;
+                        state.updated_at = crate::manifest::now_rfc3339();
+                        state.store(&run)?;
+                        if let Some((p, bar)) = &progress {
+                            p.advance(*bar, changes.len() as u64, 0);
+                            p.set_status(format!("{} WCU sent, {} throttles", stats.wcu_milli.load(Ordering::Relaxed) / 1000, stats.throttles.load(Ordering::Relaxed)));
+                        }
+                    }
+                    Slice::Ddl { index, change } => {
+                        state.offset = index as u64;
+                        state.updated_at = crate::manifest::now_rfc3339();
+                        state.store(&run)?;
+                        return Ok(Some(change));
+                    }
+                }
             }
-        }
-        state.updated_at = crate::manifest::now_rfc3339();
-        if let Some(d) = ddl {
-            state.offset = d as u64;
-            state.store(&run)?;
-            let c = &changes[d];
+            Ok(None)
+        })?;
+        if let Some(c) = ddl {
             return Err(CdcError::Ddl {
                 table: manifest.tables[c.table].schema.display_name(),
                 at: c.at.clone(),
@@ -680,11 +685,8 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         }
         state.segments += 1;
         state.offset = 0;
+        state.updated_at = crate::manifest::now_rfc3339();
         state.store(&run)?;
-        if let Some((p, bar)) = &progress {
-            p.advance(*bar, (upto - skip) as u64, 0);
-            p.set_status(format!("{} WCU sent, {} throttles", stats.wcu_milli.load(Ordering::Relaxed) / 1000, stats.throttles.load(Ordering::Relaxed)));
-        }
         if s.follow && last_log.elapsed() > LOG_EVERY && !s.quiet {
             let behind = capture.changes.saturating_sub(state.changes);
             let lag = state.last_ts.map(|t| crate::cdc::now_unix().saturating_sub(t as u64)).unwrap_or(0);

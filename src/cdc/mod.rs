@@ -11,6 +11,7 @@ pub mod capture;
 pub mod check;
 pub mod ddl;
 pub mod event;
+pub mod segment;
 pub mod state;
 pub mod txn;
 
