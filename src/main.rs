@@ -43,6 +43,7 @@ fn main() {
 
 fn run_export(args: &mysql2ddb::cli::ExportArgs) -> Result<ExitCode, Error> {
     let settings = ExportSettings::resolve(args)?;
+    export::without_huge_pages();
     let report = export::run(&settings)?;
     eprintln!(
         "export {}: {} rows, {:.1} MB in {} tables, {:.1}s ({} chunks written, {} kept from an earlier run); report: {}",

@@ -109,6 +109,18 @@ enum Event {
     Failed(ExportError),
 }
 
+/// Turns transparent huge pages off for this process. Export allocates and frees row buffers
+/// and column chunks all the time; with huge pages the allocator's fresh segments were faulted
+/// in and zeroed 2 MB at a time, a seventh of the client's CPU and half its resident memory
+/// (`bench.orders`, 4 threads: 0.5 s of system time → 0.15 s, peak RSS 205 → 125 MB).
+pub fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's policy.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// Runs (or resumes) an export; returns the report, also written to the run folder.
 pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     let started = Instant::now();
