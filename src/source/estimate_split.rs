@@ -274,19 +274,23 @@ pub fn estimated_bounds(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -
         }
     }
 
-    // A boundary where the running total crosses each share, snapped to a real key.
+    let rows: Vec<f64> = pieces.iter().map(|p| p.rows).collect();
+    let (cuts, sizes) = cut_points(&rows, share);
+    let largest = sizes.iter().copied().fold(0.0, f64::max) / share;
+    tracing::debug!(
+        table = %table.display_name(), estimates = est.asked, pieces = pieces.len(), chunks = sizes.len(),
+        largest_share = largest, "keyset bounds from row estimates"
+    );
+    if cuts.is_empty() || largest > LOPSIDED {
+        return Ok(None);
+    }
+
+    // Each cut snapped to the first real key past it, its first column above the last bound's.
     let key_cols: Vec<String> = table.key.columns.iter().map(|c| quote_ident(c)).collect();
     let cols = key_cols.join(", ");
-    let (mut bounds, mut sizes) = (Vec::<Vec<KeyValue>>::new(), Vec::<f64>::new());
-    let (mut acc, mut in_chunk) = (0.0, 0.0);
-    let last = pieces.len().saturating_sub(1);
-    for (i, p) in pieces.iter().enumerate() {
-        acc += p.rows;
-        in_chunk += p.rows;
-        if i == last || acc < share * (bounds.len() + 1) as f64 {
-            continue;
-        }
-        let Some(at) = &p.hi else { continue };
+    let mut bounds = Vec::<Vec<KeyValue>>::new();
+    for i in cuts {
+        let Some(at) = &pieces[i].hi else { continue };
         let mut params = vec![est.space.value(at)];
         let mut sql = format!("SELECT {cols} FROM {} WHERE {} >= ?", est.name, est.column);
         if let Some(prev) = bounds.last() {
@@ -298,19 +302,27 @@ pub fn estimated_bounds(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -
             est.conn.exec_first(sql, params).map_err(|e| SourceError::query(ctx("placing a chunk boundary"), e))?;
         let Some(row) = row else { break };
         bounds.push((0..row.len()).map(|k| KeyValue::from_value(&row[k])).collect());
-        sizes.push(in_chunk);
-        in_chunk = 0.0;
+    }
+    Ok((!bounds.is_empty()).then_some(bounds))
+}
+
+/// Where the chunks end: after piece `i` whenever the running total of `rows` reaches the next
+/// multiple of `share` (never after the last piece). Returns those indices and each chunk's
+/// estimated rows.
+fn cut_points(rows: &[f64], share: f64) -> (Vec<usize>, Vec<f64>) {
+    let (mut cuts, mut sizes) = (Vec::new(), Vec::new());
+    let (mut acc, mut in_chunk) = (0.0, 0.0);
+    for (i, r) in rows.iter().enumerate() {
+        acc += r;
+        in_chunk += r;
+        if i + 1 < rows.len() && acc >= share * (cuts.len() + 1) as f64 {
+            cuts.push(i);
+            sizes.push(in_chunk);
+            in_chunk = 0.0;
+        }
     }
     sizes.push(in_chunk);
-    let largest = sizes.iter().copied().fold(0.0, f64::max) / share;
-    tracing::debug!(
-        table = %table.display_name(), estimates = est.asked, pieces = pieces.len(), chunks = sizes.len(),
-        largest_share = largest, "keyset bounds from row estimates"
-    );
-    if bounds.is_empty() || largest > LOPSIDED {
-        return Ok(None);
-    }
-    Ok(Some(bounds))
+    (cuts, sizes)
 }
 
 #[cfg(test)]
@@ -351,6 +363,22 @@ mod tests {
         }
         let Point::Digits(lo) = a else { unreachable!() };
         assert!(text(&lo).starts_with("c1555"), "{}", text(&lo));
+    }
+
+    #[test]
+    fn cuts_fall_where_the_running_total_crosses_each_share() {
+        // Eight even pieces, shares of two: a cut after every second piece, none after the last.
+        let (cuts, sizes) = cut_points(&[1.0; 8], 2.0);
+        assert_eq!(cuts, vec![1, 3, 5]);
+        assert_eq!(sizes, vec![2.0; 4]);
+        // A piece that cannot be split holds several shares: one cut after it, its size says so.
+        let (cuts, sizes) = cut_points(&[1.0, 9.0, 1.0, 1.0], 2.0);
+        assert_eq!(cuts, vec![1, 2]);
+        assert_eq!(sizes, vec![10.0, 1.0, 1.0]);
+        assert!(sizes.iter().copied().fold(0.0, f64::max) / 2.0 > LOPSIDED);
+        // Nothing to cut.
+        assert_eq!(cut_points(&[5.0], 2.0), (vec![], vec![5.0]));
+        assert_eq!(cut_points(&[], 2.0), (vec![], vec![0.0]));
     }
 
     #[test]
