@@ -377,7 +377,7 @@ mod tests {
         };
         // Sent as our own values (a key written `1.50`), handed back respelled with the set reordered.
         let sent_keys: Vec<Vec<Vec<u8>>> = ["1.50", "2"].iter().map(|k| vec![attr_key_part(&crate::value::attr::Attr::N(k.to_string()))]).collect();
-        let sent = vec![put("1.50", vec!["a", "b"]), put("2", vec!["c"])];
+        let sent = [put("1.50", vec!["a", "b"]), put("2", vec!["c"])];
         let back = vec![put("1.5", vec!["b", "a"])];
         let keys = vec!["pk".to_string()];
         assert_eq!(unprocessed_keys(sent_keys.iter().map(Vec::as_slice), &back, &keys), vec![true, false]);

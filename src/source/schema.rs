@@ -85,11 +85,14 @@ pub struct TableFilter {
     pub tables: Vec<String>,
 }
 
+/// One row of information_schema.TABLES: schema, name, estimated rows and bytes, engine.
+type TableRow = (String, String, Option<u64>, Option<u64>, Option<String>);
+
 /// Lists the selected tables with columns and keys. A filter entry that matches nothing is an
 /// error naming it.
 pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema>, SourceError> {
     let q = |e| SourceError::query("reading information_schema", e);
-    let rows: Vec<(String, String, Option<u64>, Option<u64>, Option<String>)> = conn
+    let rows: Vec<TableRow> = conn
         .query(format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, DATA_LENGTH, ENGINE FROM information_schema.TABLES \
              WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
