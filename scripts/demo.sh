@@ -24,10 +24,10 @@ m = json.load(open(os.path.join(run, "manifest.json")))
 s = m["snapshots"][0]
 b = s.get("binlog") or {}
 print(f"snapshot: {s['consistency']} ({s['guarantee']}) at binlog {b.get('file')}:{b.get('position')} gtid {b.get('gtid')}")
-print(f"{'table':28} {'strategy':14} {'chunks':>6} {'rows':>8} {'bytes':>10}")
+print(f"{'table':28} {'strategy':16} {'chunks':>6} {'rows':>8} {'bytes':>10}")
 for t in m["tables"]:
     rows = sum(c["rows"] for c in t["chunks"]); size = sum(c["bytes"] for c in t["chunks"])
-    print(f"{t['database'] + '.' + t['table']:28} {t['strategy']:14} {len(t['chunks']):>6} {rows:>8} {size:>10}")
+    print(f"{t['database'] + '.' + t['table']:28} {t['strategy']:16} {len(t['chunks']):>6} {rows:>8} {size:>10}")
 print(f"manifest complete: {m['complete']}; report: {os.path.join(run, 'export-report.json')}")
 PY
 echo
