@@ -98,23 +98,29 @@ impl Stager<'_> {
         if !self.ready.is_empty() {
             let index = self.state.segments.len() as u64 + 1;
             let path = segment_path(self.run, index);
-            let mut bytes = Vec::new();
-            for c in &self.ready {
-                serde_json::to_writer(&mut bytes, c).expect("changes serialize");
-                bytes.push(b'\n');
-            }
             let tmp = path.with_extension("jsonl.tmp");
             let io = |e: std::io::Error| CdcError::io(&path, e);
+            // Written and hashed a line at a time: a transaction of a million changes is not
+            // held a second time as one buffer.
+            let mut hasher = Sha256::new();
             {
-                let mut f = std::fs::File::create(&tmp).map_err(io)?;
-                f.write_all(&bytes).map_err(io)?;
+                let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
+                let mut line = Vec::new();
+                for c in &self.ready {
+                    line.clear();
+                    serde_json::to_writer(&mut line, c).expect("changes serialize");
+                    line.push(b'\n');
+                    hasher.update(&line);
+                    f.write_all(&line).map_err(io)?;
+                }
+                let f = f.into_inner().map_err(|e| io(e.into_error()))?;
                 f.sync_all().map_err(io)?;
             }
             std::fs::rename(&tmp, &path).map_err(io)?;
             self.state.segments.push(SegmentInfo {
                 index,
                 changes: self.ready.len() as u64,
-                sha256: hex::encode(Sha256::digest(&bytes)),
+                sha256: hex::encode(hasher.finalize()),
                 first_at: self.ready[0].at.clone(),
                 last_at: self.ready[self.ready.len() - 1].at.clone(),
                 last_ts: self.ready[self.ready.len() - 1].ts,
