@@ -73,6 +73,11 @@ impl KeyValue {
 pub struct ChunkRange {
     pub lower: Option<Vec<KeyValue>>,
     pub upper: Option<Vec<KeyValue>>,
+    /// Each bound is the first key of its leading column's value (`keyset-estimated` plans), so
+    /// the range is one of the leading column alone: the server compares one column per row
+    /// instead of the whole key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leading: bool,
 }
 
 /// How a table was split.
@@ -124,7 +129,7 @@ fn plan_ranges(
     bounds: KeyBounds,
     emit: &mut dyn FnMut(ChunkRange),
 ) -> Result<(Strategy, Vec<ChunkRange>), SourceError> {
-    let whole = vec![ChunkRange { lower: None, upper: None }];
+    let whole = vec![ChunkRange { lower: None, upper: None, leading: false }];
     if table.key.columns.is_empty() {
         return Ok((Strategy::SingleStream, whole));
     }
@@ -149,7 +154,7 @@ fn plan_ranges(
             let to_key = |b: i128| {
                 vec![if b > i64::MAX as i128 { KeyValue::Uint(b as u64) } else { KeyValue::Int(b as i64) }]
             };
-            return Ok((Strategy::IntRange, ranges_from_bounds(bounds.into_iter().map(to_key).collect())));
+            return Ok((Strategy::IntRange, ranges_from_bounds(bounds.into_iter().map(to_key).collect(), false)));
         }
     }
     if table.estimated_rows <= chunk_rows {
@@ -157,7 +162,7 @@ fn plan_ranges(
     }
     if bounds == KeyBounds::Estimate {
         if let Some(found) = estimated_bounds(conn, table, chunk_rows)? {
-            return Ok((Strategy::KeysetEstimated, ranges_from_bounds(found)));
+            return Ok((Strategy::KeysetEstimated, ranges_from_bounds(found, true)));
         }
     }
     let cols = key_cols.join(", ");
@@ -166,9 +171,9 @@ fn plan_ranges(
         if bounds.len() >= 2 {
             // [b(n-2), b(n-1)) is final: hand it out while the walk goes on.
             let n = bounds.len();
-            emit(ChunkRange { lower: Some(bounds[n - 2].clone()), upper: Some(bounds[n - 1].clone()) });
+            emit(ChunkRange { lower: Some(bounds[n - 2].clone()), upper: Some(bounds[n - 1].clone()), leading: false });
         } else if bounds.len() == 1 {
-            emit(ChunkRange { lower: None, upper: Some(bounds[0].clone()) });
+            emit(ChunkRange { lower: None, upper: Some(bounds[0].clone()), leading: false });
         }
         let (filter, params) = match bounds.last() {
             None => (String::new(), Vec::new()),
@@ -186,18 +191,18 @@ fn plan_ranges(
         }
     }
     // Everything but the last range was emitted during the walk.
-    let last = ChunkRange { lower: bounds.last().cloned(), upper: None };
+    let last = ChunkRange { lower: bounds.last().cloned(), upper: None, leading: false };
     Ok((Strategy::Keyset, vec![last]))
 }
 
-fn ranges_from_bounds(bounds: Vec<Vec<KeyValue>>) -> Vec<ChunkRange> {
+fn ranges_from_bounds(bounds: Vec<Vec<KeyValue>>, leading: bool) -> Vec<ChunkRange> {
     let mut out = Vec::with_capacity(bounds.len() + 1);
     let mut lower = None;
     for b in bounds {
-        out.push(ChunkRange { lower: lower.take(), upper: Some(b.clone()) });
+        out.push(ChunkRange { lower: lower.take(), upper: Some(b.clone()), leading });
         lower = Some(b);
     }
-    out.push(ChunkRange { lower, upper: None });
+    out.push(ChunkRange { lower, upper: None, leading });
     out
 }
 
@@ -257,13 +262,15 @@ pub fn chunk_query(table: &TableSchema, range: &ChunkRange) -> (String, Vec<Valu
     let key_cols: Vec<String> = table.key.columns.iter().map(|c| quote_ident(c)).collect();
     let mut filters = Vec::new();
     let mut params = Vec::new();
+    let terms = key_terms(table);
+    let width = if range.leading { 1 } else { terms.len() };
     if let Some(lower) = &range.lower {
-        let (sql, p) = tuple_compare(&key_terms(table), ">=", lower);
+        let (sql, p) = tuple_compare(&terms[..width], ">=", &lower[..width]);
         filters.push(sql);
         params.extend(p);
     }
     if let Some(upper) = &range.upper {
-        let (sql, p) = tuple_compare(&key_terms(table), "<", upper);
+        let (sql, p) = tuple_compare(&terms[..width], "<", &upper[..width]);
         filters.push(sql);
         params.extend(p);
     }
@@ -311,8 +318,31 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_range_compares_the_first_key_column_only() {
+        use crate::source::schema::{ColumnSchema, KeySchema};
+        let col = |name: &str| ColumnSchema { name: name.into(), ordinal: 1, mysql_type: String::new(), nullable: false, charset: None, collation: None, kind: ColumnKind::Text };
+        let t = TableSchema {
+            database: "db".into(),
+            table: "t".into(),
+            columns: vec![col("a"), col("b")],
+            key: KeySchema { source: "primary".into(), index: Some("PRIMARY".into()), columns: vec!["a".into(), "b".into()] },
+            unique_keys: vec![],
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            engine: None,
+        };
+        let bound = |a: &str| Some(vec![KeyValue::Text(a.into()), KeyValue::Text("x".into())]);
+        let (sql, params) = chunk_query(&t, &ChunkRange { lower: bound("c1"), upper: bound("c5"), leading: true });
+        assert!(sql.ends_with("WHERE `a` >= ? AND `a` < ? ORDER BY `a`, `b`"), "{sql}");
+        assert_eq!(params.len(), 2);
+        let (sql, params) = chunk_query(&t, &ChunkRange { lower: bound("c1"), upper: None, leading: false });
+        assert!(sql.contains("WHERE (`a` > ? OR (`a` = ? AND `b` >= ?))"), "{sql}");
+        assert_eq!(params.len(), 3);
+    }
+
+    #[test]
     fn ranges_cover_everything_with_open_ends() {
-        let r = ranges_from_bounds(vec![vec![KeyValue::Int(10)], vec![KeyValue::Int(20)]]);
+        let r = ranges_from_bounds(vec![vec![KeyValue::Int(10)], vec![KeyValue::Int(20)]], false);
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].lower, None);
         assert_eq!(r[1].lower, r[0].upper);
