@@ -1,7 +1,7 @@
 //! Import under pressure: through the capacity proxy with 30 % of write calls throttled every
 //! item lands exactly once (DynamoDB's consumed capacity equals one write per item) and the
-//! retries are counted; and kill -9 in the middle of an import, then a rerun that skips the
-//! finished buckets, leaves the table equal to the source.
+//! retries are counted; and kill -9 in the middle of an import (while it writes, and while it
+//! spills and groups rows into items), then a rerun, leaves the table equal to the source.
 
 use crate::common;
 
@@ -132,4 +132,87 @@ fn a_hot_partition_key_is_slowed_on_its_own_and_every_item_lands_once() {
     assert_eq!(r["items_written"], 3000);
     assert_eq!(r["wcu_consumed"].as_f64(), Some(3000.0), "one write per item: nothing written twice");
     assert!(r["key_throttles"].as_u64().unwrap() > 0, "the hot key was throttled on its own: {r}");
+}
+
+/// Files in a folder of the import's work folder (`import/<what>/<target>/`).
+fn files_in(run: &std::path::Path, what: &str) -> usize {
+    let Ok(targets) = std::fs::read_dir(run.join("import").join(what)) else { return 0 };
+    targets.flatten().filter_map(|t| std::fs::read_dir(t.path()).ok()).map(|d| d.flatten().filter(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false)).count()).sum()
+}
+
+/// Starts the import and kills it (SIGKILL) once `ready` holds; returns whether it was still
+/// before the end of grouping then.
+fn import_killed_when(run: &std::path::Path, args: &[&str], ready: impl Fn() -> bool) -> bool {
+    let mut child = import_cmd(run, &dynalite(), args).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while !ready() && child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(120), "import made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let grouped = std::fs::read(run.join("import/state.json")).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).map(|s| s["grouped"] == true).unwrap_or(false);
+    let _ = child.kill();
+    child.wait().unwrap();
+    !grouped
+}
+
+/// kill -9 while the import spills the rows by bucket, and again while it groups them into
+/// items, then a full run: every (customer, order) is one item holding every product of it.
+#[test]
+fn kill_9_while_spilling_and_grouping_then_rerun_gives_every_item_once() {
+    const ROWS: u32 = 200_000;
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "killed_grouping");
+    conn.query_drop("CREATE TABLE purchase (customerid VARCHAR(10), orderid VARCHAR(10), productid VARCHAR(12), quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid))").unwrap();
+    conn.query_drop(format!("INSERT INTO purchase SELECT CONCAT('c', seq % 500), CONCAT('o', seq DIV 500 % 40), CONCAT('p', seq), seq % 9 + 1 FROM seq_1_to_{ROWS}")).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "20000"]));
+    let table = format!("{db}_orders");
+    let mapping = run.path().join("grouping.json");
+    std::fs::write(
+        &mapping,
+        format!(
+            r#"{{"rules": [
+          {{"rule-type": "selection", "rule-id": "1", "rule-name": "all",
+           "object-locator": {{"schema-name": "{db}", "table-name": "purchase"}}, "rule-action": "include"}},
+          {{"rule-type": "object-mapping", "rule-id": "2", "rule-name": "orders", "rule-action": "group-records-to-item",
+           "object-locator": {{"schema-name": "{db}", "table-name": "purchase"}}, "target-table-name": "{table}",
+           "mapping-parameters": {{"partition-key-name": "customerid", "sort-key-name": "orderid",
+             "pivot": {{"name": "${{productid}}", "value": "${{quantity}}"}}}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    drop_table(&dynalite(), &table);
+    let m = mapping.to_str().unwrap();
+    let args = ["--create-tables", "--mapping", m, "--bucket-rows", "5000"];
+
+    let spilling = import_killed_when(run.path(), &args, || files_in(run.path(), "spill") > 0);
+    assert!(spilling, "the first kill came before grouping ended");
+    // The rerun starts over (spilling had not finished); killed once it has grouped a bucket.
+    let grouping = import_killed_when(run.path(), &args, || files_in(run.path(), "items") > 0);
+    assert!(grouping, "the second kill came after a bucket was grouped and before the last");
+    let out = import(run.path(), &dynalite(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut expected: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+    for seq in 1..=ROWS {
+        let key = (format!("c{}", seq % 500), format!("o{}", seq / 500 % 40));
+        expected.entry(key).or_default().insert(format!("p{seq}"), (seq % 9 + 1).to_string());
+    }
+    let mut got: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+    for item in scan(&dynalite(), &table) {
+        let (Attr::S(c), Attr::S(o)) = (&item["customerid"], &item["orderid"]) else { panic!("keys of {item:?}") };
+        let products = item
+            .iter()
+            .filter(|(k, _)| k.as_str() != "customerid" && k.as_str() != "orderid")
+            .map(|(k, v)| match v {
+                Attr::N(n) => (k.clone(), n.clone()),
+                other => panic!("{k}: {other:?}"),
+            })
+            .collect();
+        assert!(got.insert((c.clone(), o.clone()), products).is_none(), "one item per key");
+    }
+    assert_eq!(got.len(), expected.len(), "items");
+    assert!(got == expected, "every product of every order, once");
+    let r = &report(run.path())["tables"][0];
+    assert_eq!(r["items"], expected.len() as u64, "{r}");
 }
