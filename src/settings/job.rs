@@ -160,9 +160,10 @@ mod tests {
     #[test]
     fn every_section_parses() {
         let job: JobFile = toml::from_str(
-            "[sync]\nconcurrency = 2\nsse = \"kms\"\n[verify]\nexamples = 3\nagainst_source = true\n[cdc]\nmax_lag = \"2s\"\nserver_id = 7\n",
+            "[export]\nkey_bounds = \"walk\"\n[sync]\nconcurrency = 2\nsse = \"kms\"\n[verify]\nexamples = 3\nagainst_source = true\n[cdc]\nmax_lag = \"2s\"\nserver_id = 7\n",
         )
         .unwrap();
+        assert_eq!(job.export.key_bounds, Some(KeyBounds::Walk));
         assert_eq!(job.sync.concurrency, Some(2));
         assert_eq!(job.sync.sse, Some(crate::sync::SseMode::Kms));
         assert!(matches!(job.verify.against_source, Some(AgainstSource::UseSourceSection(true))));
