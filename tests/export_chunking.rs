@@ -140,13 +140,16 @@ fn string_keys_are_split_from_row_estimates_without_reading_the_table_twice() {
     let (walked, walk_read) = read("walk");
     let (m, estimate_read) = read("estimate");
     assert_eq!(entry(&walked, &db, "purchase").strategy, Some(Strategy::Keyset));
-    // export_and_compare reads the table once itself, after the export.
+    // export_and_compare reads the table once itself, after the export. Besides the keys it
+    // snaps to, the estimate counts one piece of about a quarter of a chunk exactly.
     assert!(walk_read >= 60_000 * 2 + 50_000, "the walk reads the table again: {walk_read}");
-    assert!(estimate_read < 60_000 * 2 + 1_000, "estimates read no more than a few keys: {estimate_read}");
+    assert!(estimate_read < 60_000 * 2 + 5_000, "estimates read no more than a chunk's worth: {estimate_read}");
     let e = entry(&m, &db, "purchase");
     assert_eq!(e.strategy, Some(Strategy::KeysetEstimated));
     let rows: Vec<u64> = e.chunks.iter().map(|c| c.rows).collect();
-    assert!(rows.len() >= 6, "{rows:?}");
+    // 60,000 rows at 5,000: about 12 chunks whatever the table's row estimate says (one piece is
+    // counted to calibrate it; InnoDB's estimate of this table has ranged from under 25,000 to 64,000).
+    assert!(rows.len() >= 8, "{rows:?}");
     assert!(rows.iter().all(|&r| r <= 5000 * 4), "no chunk far above the target: {rows:?}");
 }
 

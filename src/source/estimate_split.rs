@@ -12,6 +12,10 @@
 //! that column alone (`ChunkRange::leading`), which costs the server less than the whole key's
 //! lexicographic comparison.
 //!
+//! How many chunks: the table's own row estimate (information_schema) can be off by a factor of
+//! two or more, so the largest piece, about a quarter of a chunk, is counted exactly, and the
+//! ratio of its count to its estimate sets the number of chunks.
+//!
 //! Estimates are only proportional below the engine's cap (InnoDB answers at most half the
 //! table for one range), so pieces are first split below a quarter of the table. The first
 //! column is bisected as an integer, as bytes (binary strings), or as characters (printable
@@ -184,6 +188,21 @@ impl Estimator<'_> {
         Ok(Some(rows))
     }
 
+    /// Rows per estimated row, from the largest piece counted exactly (None if it holds none).
+    fn count_largest(&mut self, pieces: &[Piece]) -> Result<Option<f64>, SourceError> {
+        let Some(p) = pieces.iter().filter(|p| p.rows > 0.0).max_by(|a, b| a.rows.total_cmp(&b.rows)) else { return Ok(None) };
+        let c = &self.column;
+        let mut params = vec![self.space.value(&p.lo)];
+        let mut sql = format!("SELECT COUNT(*) FROM {} WHERE {c} >= ?", self.name);
+        if let Some(hi) = &p.hi {
+            sql.push_str(&format!(" AND {c} < ?"));
+            params.push(self.space.value(hi));
+        }
+        let ctx = || format!("counting a key range of {}", self.table.display_name());
+        let n: Option<u64> = self.conn.exec_first(sql, params).map_err(|e| SourceError::query(ctx(), e))?;
+        Ok(n.filter(|&n| n > 0).map(|n| n as f64 / p.rows))
+    }
+
     /// Splits `piece` at midpoints until every part is at most `limit` rows or cannot be split.
     /// Parts come out in key order.
     fn split(&mut self, piece: Piece, limit: f64, out: &mut Vec<Piece>) -> Result<bool, SourceError> {
@@ -269,11 +288,24 @@ pub fn estimated_bounds(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -
         return Ok(None);
     }
     let total: f64 = coarse.iter().map(|p| p.rows).sum();
-    let share = total / chunks as f64;
+    let mut share = total / chunks as f64;
     let mut pieces = Vec::new();
     for p in coarse {
         if !est.split(p, share / PIECES_PER_CHUNK, &mut pieces)? {
             return Ok(None);
+        }
+    }
+    // How many chunks: the table's row estimate can be off by a factor of two or more. The
+    // largest piece (about a quarter of a chunk) counted exactly says how many rows an estimated
+    // row stands for; with that, the pieces are split again if the chunks must be smaller.
+    if let Some(real) = est.count_largest(&pieces)? {
+        let chunks = (total * real).div_euclid(chunk_rows as f64) as u64 + 1;
+        share = total / chunks.max(1) as f64;
+        let coarse = std::mem::take(&mut pieces);
+        for p in coarse {
+            if !est.split(p, share / PIECES_PER_CHUNK, &mut pieces)? {
+                return Ok(None);
+            }
         }
     }
 
