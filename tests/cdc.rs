@@ -67,24 +67,6 @@ fn seed(db_name: &str) -> String {
     db
 }
 
-fn grouping_mapping(dir: &Path, db: &str) -> std::path::PathBuf {
-    let p = dir.join("mapping.json");
-    std::fs::write(
-        &p,
-        format!(
-            r#"{{"rules": [
-          {{"rule-type": "selection", "rule-id": "1", "rule-name": "all",
-           "object-locator": {{"schema-name": "{db}", "table-name": "%"}}, "rule-action": "include"}},
-          {{"rule-type": "object-mapping", "rule-id": "2", "rule-name": "orders", "rule-action": "group-records-to-item",
-           "object-locator": {{"schema-name": "{db}", "table-name": "purchase"}}, "target-table-name": "{db}_orders",
-           "mapping-parameters": {{"partition-key-name": "customerid", "sort-key-name": "orderid",
-             "pivot": {{"name": "${{productid}}", "value": "${{quantity}}"}}}}}}]}}"#
-        ),
-    )
-    .unwrap();
-    p
-}
-
 /// purchase collected per customer: a map of `order/product` → quantity, and a string set of
 /// `order/product` (two target tables from one source table is not allowed, so two runs use them).
 fn collect_mapping(dir: &Path, db: &str, as_: &str) -> std::path::PathBuf {
@@ -123,7 +105,7 @@ fn prepared(name: &str, kind: &str, endpoint: &str) -> (String, tempfile::TempDi
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mapping = match kind {
-        "pivot" => grouping_mapping(dir.path(), &db),
+        "pivot" => common::grouping_mapping(dir.path(), &db),
         "map" | "string-set" => collect_mapping(dir.path(), &db, kind),
         _ => automatic_mapping(dir.path(), &db),
     };

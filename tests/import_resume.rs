@@ -167,20 +167,7 @@ fn kill_9_while_spilling_and_grouping_then_rerun_gives_every_item_once() {
     let run = tempfile::tempdir().unwrap();
     assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "20000"]));
     let table = format!("{db}_orders");
-    let mapping = run.path().join("grouping.json");
-    std::fs::write(
-        &mapping,
-        format!(
-            r#"{{"rules": [
-          {{"rule-type": "selection", "rule-id": "1", "rule-name": "all",
-           "object-locator": {{"schema-name": "{db}", "table-name": "purchase"}}, "rule-action": "include"}},
-          {{"rule-type": "object-mapping", "rule-id": "2", "rule-name": "orders", "rule-action": "group-records-to-item",
-           "object-locator": {{"schema-name": "{db}", "table-name": "purchase"}}, "target-table-name": "{table}",
-           "mapping-parameters": {{"partition-key-name": "customerid", "sort-key-name": "orderid",
-             "pivot": {{"name": "${{productid}}", "value": "${{quantity}}"}}}}}}]}}"#
-        ),
-    )
-    .unwrap();
+    let mapping = common::grouping_mapping(run.path(), &db);
     drop_table(&dynalite(), &table);
     let m = mapping.to_str().unwrap();
     let args = ["--create-tables", "--mapping", m, "--bucket-rows", "5000"];

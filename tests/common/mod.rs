@@ -315,3 +315,23 @@ pub fn moto_objects(bucket: &str) -> Vec<(String, u64)> {
     assert!(out.status.success(), "boto3 list: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split_once(' ').map(|(n, k)| (k.to_string(), n.parse().unwrap())).unwrap()).collect()
 }
+
+/// A mapping (written to `dir/mapping.json`) that groups `db.purchase` into one item per
+/// (customer, order) in table `<db>_orders`, its products pivoted to quantities.
+pub fn grouping_mapping(dir: &Path, db: &str) -> PathBuf {
+    let p = dir.join("mapping.json");
+    std::fs::write(
+        &p,
+        format!(
+            r#"{{"rules": [
+          {{"rule-type": "selection", "rule-id": "1", "rule-name": "all",
+           "object-locator": {{"schema-name": "{db}", "table-name": "%"}}, "rule-action": "include"}},
+          {{"rule-type": "object-mapping", "rule-id": "2", "rule-name": "orders", "rule-action": "group-records-to-item",
+           "object-locator": {{"schema-name": "{db}", "table-name": "purchase"}}, "target-table-name": "{db}_orders",
+           "mapping-parameters": {{"partition-key-name": "customerid", "sort-key-name": "orderid",
+             "pivot": {{"name": "${{productid}}", "value": "${{quantity}}"}}}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    p
+}
