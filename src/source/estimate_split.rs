@@ -157,19 +157,26 @@ struct Estimator<'a> {
 }
 
 impl Estimator<'_> {
+    /// `FROM t WHERE first >= ? [AND first < ?]` for `[lo, hi)`, with its parameters.
+    fn range(&self, lo: &Point, hi: Option<&Point>) -> (String, Vec<Value>) {
+        let c = &self.column;
+        let mut sql = format!("FROM {} WHERE {c} >= ?", self.name);
+        let mut params = vec![self.space.value(lo)];
+        if let Some(hi) = hi {
+            sql.push_str(&format!(" AND {c} < ?"));
+            params.push(self.space.value(hi));
+        }
+        (sql, params)
+    }
+
     /// The engine's estimate of rows with `lo <= first < hi`.
     fn rows(&mut self, lo: &Point, hi: Option<&Point>) -> Result<Option<f64>, SourceError> {
         self.asked += 1;
         if self.asked > MAX_ESTIMATES {
             return Ok(None);
         }
-        let c = &self.column;
-        let mut params = vec![self.space.value(lo)];
-        let mut sql = format!("EXPLAIN SELECT 1 FROM {} WHERE {c} >= ?", self.name);
-        if let Some(hi) = hi {
-            sql.push_str(&format!(" AND {c} < ?"));
-            params.push(self.space.value(hi));
-        }
+        let (range, params) = self.range(lo, hi);
+        let sql = format!("EXPLAIN SELECT 1 {range}");
         let ctx = || format!("estimating key ranges of {}", self.table.display_name());
         let mut result = self.conn.exec_iter(sql, params).map_err(|e| SourceError::query(ctx(), e))?;
         let mut rows = 0.0;
@@ -191,13 +198,8 @@ impl Estimator<'_> {
     /// Rows per estimated row, from the largest piece counted exactly (None if it holds none).
     fn count_largest(&mut self, pieces: &[Piece]) -> Result<Option<f64>, SourceError> {
         let Some(p) = pieces.iter().filter(|p| p.rows > 0.0).max_by(|a, b| a.rows.total_cmp(&b.rows)) else { return Ok(None) };
-        let c = &self.column;
-        let mut params = vec![self.space.value(&p.lo)];
-        let mut sql = format!("SELECT COUNT(*) FROM {} WHERE {c} >= ?", self.name);
-        if let Some(hi) = &p.hi {
-            sql.push_str(&format!(" AND {c} < ?"));
-            params.push(self.space.value(hi));
-        }
+        let (range, params) = self.range(&p.lo, p.hi.as_ref());
+        let sql = format!("SELECT COUNT(*) {range}");
         let ctx = || format!("counting a key range of {}", self.table.display_name());
         let n: Option<u64> = self.conn.exec_first(sql, params).map_err(|e| SourceError::query(ctx(), e))?;
         Ok(n.filter(|&n| n > 0).map(|n| n as f64 / p.rows))
