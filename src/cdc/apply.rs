@@ -401,7 +401,7 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
 /// touches an item twice and rounds keep each item's order. Within a round, puts and deletes go
 /// in BatchWriteItem calls of 25, updates one by one, `in_flight` calls at a time. Each write
 /// carries the index of its change; the writes DynamoDB refused come back with it.
-async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<(usize, Write)>, in_flight: usize) -> Result<Vec<(usize, String)>, String> {
+async fn execute(client: &Client, pacer: &Arc<Pacer>, stats: &Arc<Stats>, writes: Vec<(usize, Write)>, in_flight: usize) -> Result<Vec<(usize, String)>, String> {
     use futures::StreamExt;
     let mut order: Vec<Vec<u8>> = Vec::new();
     let mut per_item: std::collections::HashMap<Vec<u8>, std::collections::VecDeque<(usize, Write)>> = Default::default();
@@ -438,12 +438,18 @@ async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<(usi
                 batches.push(ws.by_ref().take(MAX_BATCH_ITEMS).collect());
             }
         }
+        // Each call is a task of its own, so building, signing and answering calls spread over
+        // the runtime's threads; the guard stops the calls still running when apply gives up.
         let calls = batches
             .into_iter()
-            .map(|b| futures::future::Either::Left(async move { send_batch(client, pacer, stats, b).await }))
+            .map(|b| {
+                let (client, pacer, stats) = (client.clone(), pacer.clone(), stats.clone());
+                Task::spawn(async move { send_batch(&client, &pacer, &stats, b).await })
+            })
             .chain(single.into_iter().map(|(at, w)| {
-                futures::future::Either::Right(async move {
-                    match send(client, pacer, stats, &w).await {
+                let (client, pacer, stats) = (client.clone(), pacer.clone(), stats.clone());
+                Task::spawn(async move {
+                    match send(&client, &pacer, &stats, &w).await {
                         Ok(()) => Ok(vec![]),
                         Err(SendError::Refused(r)) => Ok(vec![(at, r)]),
                         Err(SendError::Abort(r)) => Err(r),
@@ -454,6 +460,28 @@ async fn execute(client: &Client, pacer: &Pacer, stats: &Stats, writes: Vec<(usi
         while let Some(r) = running.next().await {
             refused.extend(r?);
         }
+    }
+}
+
+/// A spawned call, stopped when dropped before it is answered (apply gave up on another call).
+struct Task<T>(tokio::task::JoinHandle<T>);
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self {
+        Task(tokio::spawn(f))
+    }
+}
+
+impl<T> Future for Task<Result<T, String>> {
+    type Output = Result<T, String>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or_else(|e| Err(format!("a write task ended: {e}"))))
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -573,8 +601,8 @@ fn prepare(manifest: &Manifest, plan: &MappingPlan, convert: &crate::value::dyna
 fn apply_slice(
     rt: &tokio::runtime::Runtime,
     client: &Client,
-    pacer: &Pacer,
-    stats: &Stats,
+    pacer: &Arc<Pacer>,
+    stats: &Arc<Stats>,
     concurrency: usize,
     manifest: &Manifest,
     changes: &[Change],
@@ -622,7 +650,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CdcError::Runtime)?;
     let client = rt.block_on(crate::aws::dynamo::build(&s.dynamo));
-    let pacer = Pacer::new(s.wcu);
+    let pacer = Arc::new(Pacer::new(s.wcu));
     let stats = Arc::new(Stats::default());
     let mut last_log = Instant::now();
     let mut window = (state.changes, 0u64); // changes and WCU (× 1000) at the last log line
