@@ -7,7 +7,8 @@
 #  2. BENCH_CAPTURE_ROWS rows are inserted, then updated (two row images each), in transactions
 #     of 1,000 rows.
 #  3. `cdc capture` (to the binlog's end) and mariadb-binlog over the same files are timed, with
-#     peak RSS. Writes bench-out/capture.md (paste it into docs/benchmarks.md).
+#     peak RSS; then capture again from the start with `--tx-memory-mb 64`, so the UPDATE's
+#     transaction spills to disk. Writes bench-out/capture.md (paste it into docs/benchmarks.md).
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 ROWS=${BENCH_CAPTURE_ROWS:-200000}
@@ -39,17 +40,22 @@ measure() { # label, command… → "seconds peak_kb"
 }
 read -r OURS_S OURS_KB < <(measure env M2D_SOURCE="$M2D_MYSQL_URL" "$BIN" cdc capture --quiet --from "$RUN")
 STAGED=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['changes'])" "$RUN/cdc/capture.json")
+SEGMENTS_SHA=$(cat "$RUN"/cdc/segments/*.jsonl | sha256sum | cut -d' ' -f1)
+rm -rf "$RUN/cdc"
+read -r SPILL_S SPILL_KB < <(measure env M2D_SOURCE="$M2D_MYSQL_URL" "$BIN" cdc capture --quiet --tx-memory-mb 64 --from "$RUN")
+[ "$(cat "$RUN"/cdc/segments/*.jsonl | sha256sum | cut -d' ' -f1)" = "$SEGMENTS_SHA" ] || { echo "the spilling capture staged other lines"; exit 1; }
 cd "$ROOT/.state/mariadb/binlog"
 read -r PEER_S PEER_KB < <(measure mariadb-binlog --no-defaults -vv --base64-output=decode-rows --start-position="$POS" $FILES)
 cd "$ROOT"
-python3 - "$OUT/capture.md" "$ROWS" "$STAGED" "$CHANGES" "$OURS_S" "$OURS_KB" "$PEER_S" "$PEER_KB" <<'PY'
+python3 - "$OUT/capture.md" "$ROWS" "$STAGED" "$CHANGES" "$OURS_S" "$OURS_KB" "$PEER_S" "$PEER_KB" "$SPILL_S" "$SPILL_KB" <<'PY'
 import sys
-out, rows, staged, changes, ours_s, ours_kb, peer_s, peer_kb = sys.argv[1:]
+out, rows, staged, changes, ours_s, ours_kb, peer_s, peer_kb, spill_s, spill_kb = sys.argv[1:]
 staged, changes = int(staged), int(changes)
 ours, peer = changes / max(float(ours_s), 1e-3), changes / max(float(peer_s), 1e-3)
 text = f"""| reader | row changes | seconds | changes/s | ratio | peak RSS |
 |---|---|---|---|---|---|
 | `cdc capture` (typed, staged, fsynced) | {staged} | {float(ours_s):.2f} | {ours:,.0f} | {ours / peer:.2f}x | {int(ours_kb) / 1024:.0f} MB |
+| `cdc capture --tx-memory-mb 64` (the {rows}-row UPDATE spills to disk; the same lines staged) | {staged} | {float(spill_s):.2f} | {changes / max(float(spill_s), 1e-3):,.0f} | {changes / max(float(spill_s), 1e-3) / peer:.2f}x | {int(spill_kb) / 1024:.0f} MB |
 | `mariadb-binlog -vv --base64-output=decode-rows` (to /dev/null) | {changes} | {float(peer_s):.2f} | {peer:,.0f} | 1.00x | {int(peer_kb) / 1024:.0f} MB |
 """
 open(out, "w").write(text)
@@ -58,3 +64,4 @@ assert staged == changes, f"capture staged {staged} changes, {changes} were made
 PY
 read -r ours peer ratio < <(python3 -c "c=$CHANGES; print(f'{c/max($OURS_S,1e-3):,.0f}/s', f'{c/max($PEER_S,1e-3):,.0f}/s', f'{$PEER_S/max($OURS_S,1e-3):.2f}')")
 summary "cdc capture of $CHANGES row changes vs mariadb-binlog -vv" "$ours" "$peer" "$ratio" "$((OURS_KB / 1024)) MB" "$((PEER_KB / 1024)) MB" "— (the peer decodes to text, untyped)"
+summary "cdc capture --tx-memory-mb 64 of the same changes (one $ROWS-row transaction spills)" "$(python3 -c "print(f'{$CHANGES/max($SPILL_S,1e-3):,.0f}/s')")" "$peer" "$(python3 -c "print(f'{$PEER_S/max($SPILL_S,1e-3):.2f}')")" "$((SPILL_KB / 1024)) MB" "$((PEER_KB / 1024)) MB" "memory set by --tx-memory-mb"

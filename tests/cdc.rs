@@ -625,3 +625,53 @@ fn a_transaction_larger_than_a_slice_is_applied_in_slices_and_resumes_after_a_ki
     let stale: Vec<_> = items.iter().filter(|i| i["v"] != mysql2ddb::value::attr::Attr::S(format!("new{}", i["id"].display()))).take(3).collect();
     assert!(stale.is_empty(), "items without their update: {stale:?}");
 }
+
+/// A transaction past capture's memory bound (`--tx-memory-mb 1`, about 15 MB of changes here)
+/// spills to cdc/spill/ and is staged exactly as a capture holding it in memory stages it: the
+/// same lines, in the same order, at the same commit position. A `ROLLBACK TO SAVEPOINT` (logged
+/// because the transaction also wrote a MyISAM table) cuts into the spilled part, and no spill
+/// file is left once the segment is recorded.
+#[test]
+fn a_transaction_past_the_memory_bound_spills_to_disk_and_is_staged_the_same() {
+    const ROWS: u32 = 30_000;
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "cdc_spill");
+    conn.query_drop(format!(
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(250) NOT NULL); CREATE TABLE nt (id INT PRIMARY KEY) ENGINE=MyISAM; \
+         SET SESSION sql_log_bin = 0; INSERT INTO t SELECT seq, 'old' FROM seq_1_to_{ROWS}; SET SESSION sql_log_bin = 1"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (held, spilled) = (dir.path().join("held"), dir.path().join("spilled"));
+    assert_ok(&export(&held, &["--databases", &db]));
+    let copied = std::process::Command::new("cp").arg("-r").arg(&held).arg(&spilled).status().unwrap();
+    assert!(copied.success());
+    for q in [
+        "BEGIN".to_string(),
+        format!("UPDATE `{db}`.t SET v = REPEAT(CONCAT('ü', id), 20)"),
+        "SAVEPOINT s1".into(),
+        format!("UPDATE `{db}`.t SET v = 'undone' WHERE id <= 20000"),
+        format!("INSERT INTO `{db}`.nt VALUES (1)"),
+        "ROLLBACK TO SAVEPOINT s1".into(),
+        format!("INSERT INTO `{db}`.t VALUES (0, 'last')"),
+        "COMMIT".into(),
+    ] {
+        conn.query_drop(&q).unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    ok(&capture(&held), "capture holding the transaction in memory");
+    let out = cdc_cmd(&["capture", "--tx-memory-mb", "1"], &spilled).env("M2D_LOG", "mysql2ddb=debug").output().unwrap();
+    ok(&out, "capture spilling it");
+    assert!(stderr(&out).contains("spilling it to"), "the transaction spilled: {}", stderr(&out));
+    let staged = |run: &Path| -> Vec<u8> {
+        let state: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("cdc/capture.json")).unwrap()).unwrap();
+        // The first UPDATE, the MyISAM row (no rollback undoes it) and the last INSERT.
+        assert_eq!(state["changes"], ROWS + 2, "the UPDATE rolled back to the savepoint is not staged");
+        (1..=state["segments"].as_array().unwrap().len()).flat_map(|i| std::fs::read(run.join(format!("cdc/segments/{i:08}.jsonl"))).unwrap()).collect()
+    };
+    let (a, b) = (staged(&held), staged(&spilled));
+    let text = String::from_utf8(b.clone()).unwrap();
+    assert!(!text.contains("undone") && text.contains("ü30000ü30000") && text.contains("last"), "what the transaction kept");
+    assert!(a == b, "the spilled capture staged other lines than the one in memory");
+    let left = std::fs::read_dir(spilled.join("cdc/spill")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "no spill file is left");
+}

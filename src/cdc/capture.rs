@@ -16,6 +16,7 @@ use mysql::{BinlogDumpFlags, BinlogRequest};
 use sha2::{Digest, Sha256};
 
 use super::event::{Change, Op};
+use super::spill::{remove_leftovers, spill_dir, Committed, OpenTx};
 use super::txn::{control, xa_prepare_xid, Step, Tracker};
 use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
 use super::CdcError;
@@ -49,6 +50,8 @@ pub struct CaptureSettings {
     pub server_id: u32,
     /// Keep following the binlog (else stop at its current end).
     pub follow: bool,
+    /// Bytes of an open transaction's changes held in memory; past them it spills to disk.
+    pub tx_memory: usize,
     pub quiet: bool,
 }
 
@@ -79,8 +82,9 @@ fn ddl_target(query: &str, default_db: &str, tables: &HashMap<(String, String), 
 struct Stager<'a> {
     run: &'a Path,
     state: CaptureState,
-    /// Changes of committed transactions not yet in a segment.
-    ready: Vec<Change>,
+    /// Committed transactions not yet in a segment, and how many changes they hold.
+    ready: Vec<Committed>,
+    ready_changes: u64,
     /// Position after the last committed transaction seen.
     committed: Option<BinlogPosition>,
     last_flush: Instant,
@@ -101,36 +105,49 @@ impl Stager<'_> {
             let tmp = path.with_extension("jsonl.tmp");
             let io = |e: std::io::Error| CdcError::io(&path, e);
             // Written and hashed a line at a time: a transaction of a million changes is not
-            // held a second time as one buffer.
+            // held a second time as one buffer (and a spilled one not even once).
             let mut hasher = Sha256::new();
             {
                 let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
                 let mut line = Vec::new();
-                for c in &self.ready {
-                    line.clear();
-                    serde_json::to_writer(&mut line, c).expect("changes serialize");
-                    line.push(b'\n');
-                    hasher.update(&line);
-                    f.write_all(&line).map_err(io)?;
+                for tx in &self.ready {
+                    if let Some(s) = &tx.spilled {
+                        s.copy_to(&tx.at, &mut f, |l| hasher.update(l))?;
+                    }
+                    for c in &tx.changes {
+                        line.clear();
+                        serde_json::to_writer(&mut line, c).expect("changes serialize");
+                        line.push(b'\n');
+                        hasher.update(&line);
+                        f.write_all(&line).map_err(io)?;
+                    }
                 }
                 let f = f.into_inner().map_err(|e| io(e.into_error()))?;
                 f.sync_all().map_err(io)?;
             }
             std::fs::rename(&tmp, &path).map_err(io)?;
+            let (first, last) = (&self.ready[0], &self.ready[self.ready.len() - 1]);
             self.state.segments.push(SegmentInfo {
                 index,
-                changes: self.ready.len() as u64,
+                changes: self.ready_changes,
                 sha256: hex::encode(hasher.finalize()),
-                first_at: self.ready[0].at.clone(),
-                last_at: self.ready[self.ready.len() - 1].at.clone(),
-                last_ts: self.ready[self.ready.len() - 1].ts,
+                first_at: first.at.clone(),
+                last_at: last.at.clone(),
+                last_ts: last.last_ts().unwrap_or_default(),
             });
-            self.state.changes += self.ready.len() as u64;
-            self.ready.clear();
+            self.state.changes += self.ready_changes;
         }
         self.state.next = pos;
         self.state.updated_at = crate::manifest::now_rfc3339();
-        self.state.store(self.run)
+        self.state.store(self.run)?;
+        // Recorded: the spilled transactions are in the segment now.
+        for tx in self.ready.drain(..) {
+            if let Some(s) = &tx.spilled {
+                s.remove();
+            }
+        }
+        self.ready_changes = 0;
+        Ok(())
     }
 }
 
@@ -151,6 +168,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     };
     let segments = cdc_dir(&s.run).join("segments");
     std::fs::create_dir_all(&segments).map_err(|e| CdcError::io(&segments, e))?;
+    remove_leftovers(&s.run)?;
     // Segments written after the last recorded one were never acknowledged: drop them.
     let mut extra = start.segments.len() as u64 + 1;
     while segment_path(&s.run, extra).exists() {
@@ -176,8 +194,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let start_file = start.next.file.clone();
     let mut seen_format = false;
     let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {}:{}", start.next.file, start.next.position), e))?;
-    let mut tracker = Tracker::new(start.next.file.clone(), start.next.gtid.clone(), start.prepared_xa.clone());
-    let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), committed: None, last_flush: Instant::now() };
+    let mut tracker = Tracker::new(start.next.file.clone(), start.next.gtid.clone(), start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
+    let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), ready_changes: 0, committed: None, last_flush: Instant::now() };
     let (mut last_log, mut logged) = (Instant::now(), st.state.changes);
     while let Some(ev) = stream.next() {
         let ev = ev.map_err(|e| CdcError::Binlog { at: format!("after {}", tracker.file()), reason: e.to_string() })?;
@@ -241,9 +259,12 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         let xa = matches!(step, Step::XaPrepare(_) | Step::XaCommit(_) | Step::XaRollback(_));
         // Heartbeats and the server's artificial events (position 0) never move the position.
         let pos = if raw_type == HEARTBEAT { 0 } else { log_pos };
-        let out = tracker.step(step, pos).map_err(|reason| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason })?;
-        let ddl = out.committed.iter().find(|c| c.op == Op::Ddl).map(|c| (c.table, c.query.clone().unwrap_or_default()));
-        st.ready.extend(out.committed);
+        let out = tracker.step(step, pos)?;
+        let ddl = out.committed.changes.iter().find(|c| c.op == Op::Ddl).map(|c| (c.table, c.query.clone().unwrap_or_default()));
+        if !out.committed.is_empty() {
+            st.ready_changes += out.committed.len();
+            st.ready.push(out.committed);
+        }
         if let Some(p) = out.position {
             // Between transactions every real event moves the position, so a quiet source's
             // position still reaches its binlog end.
@@ -256,7 +277,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
             st.flush()?;
             return Err(CdcError::Ddl { table: manifest.tables[i].schema.display_name(), at: format!("{file}:{log_pos}"), statement });
         }
-        if st.ready.len() >= SEGMENT_CHANGES || st.last_flush.elapsed() >= FLUSH_EVERY {
+        if st.ready_changes >= SEGMENT_CHANGES as u64 || st.last_flush.elapsed() >= FLUSH_EVERY {
             st.flush()?;
             if last_log.elapsed() >= super::apply::LOG_EVERY && !s.quiet {
                 let rate = (st.state.changes - logged) as f64 / last_log.elapsed().as_secs_f64();
@@ -266,6 +287,9 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         }
     }
     st.flush()?;
+    // An open transaction's spill: the next capture reads it again from its start.
+    drop(tracker);
+    remove_leftovers(&s.run)?;
     Ok(st.state)
 }
 

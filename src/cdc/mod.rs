@@ -12,6 +12,7 @@ pub mod check;
 pub mod ddl;
 pub mod event;
 pub mod segment;
+pub mod spill;
 pub mod state;
 pub mod txn;
 

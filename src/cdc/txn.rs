@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 
 use super::event::Change;
+use super::spill::{Committed, OpenTx};
+use super::CdcError;
 use crate::source::snapshot::BinlogPosition;
 
 /// One binlog event, as far as transactions are concerned.
@@ -87,7 +89,7 @@ pub fn xa_prepare_xid(body: &[u8]) -> Option<String> {
 pub struct Tracker {
     file: String,
     in_tx: bool,
-    tx: Vec<Change>,
+    tx: OpenTx,
     savepoints: Vec<(String, usize)>,
     tx_gtid: Option<String>,
     last_gtid: Option<String>,
@@ -96,10 +98,10 @@ pub struct Tracker {
 }
 
 /// What one step did.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Outcome {
-    /// Changes that committed, their `at` set to the commit's position.
-    pub committed: Vec<Change>,
+    /// The transaction that committed, its `at` set to the commit's position.
+    pub committed: Committed,
     /// Where a capture may resume after this event (None inside a transaction).
     pub position: Option<BinlogPosition>,
 }
@@ -107,6 +109,11 @@ pub struct Outcome {
 impl Tracker {
     pub fn new(file: String, last_gtid: Option<String>, prepared: BTreeMap<String, Vec<Change>>) -> Tracker {
         Tracker { file, last_gtid, prepared, ..Tracker::default() }
+    }
+
+    /// Holds the open transaction in `tx` (which spills it to disk past its bound).
+    pub fn spilling(self, tx: OpenTx) -> Tracker {
+        Tracker { tx, ..self }
     }
 
     pub fn file(&self) -> &str {
@@ -121,14 +128,18 @@ impl Tracker {
         }
     }
 
-    fn stage(&self, changes: Vec<Change>, log_pos: u64) -> Vec<Change> {
-        let at = format!("{}:{log_pos}", self.file);
-        changes.into_iter().map(|c| Change { at: at.clone(), ..c }).collect()
+    fn stage(&self, mut tx: Committed, log_pos: u64) -> Committed {
+        tx.at = format!("{}:{log_pos}", self.file);
+        for c in &mut tx.changes {
+            c.at.clone_from(&tx.at);
+        }
+        tx
     }
 
     /// Takes one event at `log_pos` (0 for the server's artificial events).
-    pub fn step(&mut self, step: Step, log_pos: u64) -> Result<Outcome, String> {
-        let mut committed = Vec::new();
+    pub fn step(&mut self, step: Step, log_pos: u64) -> Result<Outcome, CdcError> {
+        let at = |reason: String| CdcError::Binlog { at: format!("{}:{log_pos}", self.file), reason };
+        let mut committed = Committed::default();
         let mut resume_at = log_pos;
         match step {
             Step::Gtid(id) => {
@@ -138,10 +149,10 @@ impl Tracker {
             Step::Begin | Step::Xa => self.in_tx = true,
             Step::Rows(changes) => {
                 self.in_tx = true;
-                self.tx.extend(changes);
+                self.tx.extend(changes)?;
             }
             Step::Commit => {
-                let tx = std::mem::take(&mut self.tx);
+                let tx = self.tx.take()?;
                 committed = self.stage(tx, log_pos);
                 self.close();
             }
@@ -151,24 +162,23 @@ impl Tracker {
             }
             Step::Savepoint(name) => self.savepoints.push((name, self.tx.len())),
             Step::RollbackTo(name) => {
-                let i = self.savepoints.iter().rposition(|(n, _)| n.eq_ignore_ascii_case(&name)).ok_or_else(|| format!("ROLLBACK TO {name} at {}:{log_pos}: no such savepoint in the transaction", self.file))?;
+                let i = self.savepoints.iter().rposition(|(n, _)| n.eq_ignore_ascii_case(&name)).ok_or_else(|| at(format!("ROLLBACK TO {name}: no such savepoint in the transaction")))?;
                 let len = self.savepoints[i].1;
-                self.tx.truncate(len);
+                self.tx.truncate(len)?;
                 self.savepoints.truncate(i + 1);
             }
             Step::XaPrepare(xid) => {
-                let tx = std::mem::take(&mut self.tx);
+                let tx = self.tx.take_in_memory()?;
                 self.prepared.insert(xid, tx);
                 self.close();
             }
             Step::XaCommit(xid) => {
                 let Some(tx) = self.prepared.remove(&xid) else {
-                    return Err(format!(
-                        "XA COMMIT {xid} at {}:{log_pos} commits a transaction prepared before the export's snapshot position: its rows are in neither the snapshot nor the binlog after it. Export again (with no XA transaction left prepared)",
-                        self.file
-                    ));
+                    return Err(at(format!(
+                        "XA COMMIT {xid} commits a transaction prepared before the export's snapshot position: its rows are in neither the snapshot nor the binlog after it. Export again (with no XA transaction left prepared)"
+                    )));
                 };
-                committed = self.stage(tx, log_pos);
+                committed = self.stage(Committed { changes: tx, ..Committed::default() }, log_pos);
                 self.tx.clear();
                 self.close();
             }
@@ -184,8 +194,9 @@ impl Tracker {
                 }
             }
             Step::Statement(change) => {
-                let mut tx = std::mem::take(&mut self.tx);
-                tx.extend(change);
+                // The statement's change goes last, in memory, where capture looks for DDL.
+                let mut tx = self.tx.take()?;
+                tx.changes.extend(change);
                 committed = self.stage(tx, log_pos);
                 self.close();
             }
@@ -239,7 +250,7 @@ mod tests {
         let mut t = Tracker::new("bin.000001".into(), None, Default::default());
         t.step(Step::Gtid(None), 100).unwrap();
         t.step(Step::Rows(vec![row(1)]), 200).unwrap();
-        assert_eq!(t.step(Step::Commit, 300).unwrap().committed[0].at, "bin.000001:300");
+        assert_eq!(t.step(Step::Commit, 300).unwrap().committed.changes[0].at, "bin.000001:300");
         // The real ROTATE at the end of file 1 (its own position is 900 there).
         let out = t.step(Step::Rotate { file: "bin.000002".into(), position: 4 }, 900).unwrap();
         assert_eq!(out.position.map(|p| (p.file, p.position)), Some(("bin.000002".into(), 4)));
@@ -261,7 +272,7 @@ mod tests {
         t.step(Step::Rows(vec![row(3)]), 8).unwrap();
         t.step(Step::RollbackTo("s1".into()), 9).unwrap();
         let out = t.step(Step::Commit, 10).unwrap();
-        assert_eq!(ids(&out.committed), vec!["2"]);
+        assert_eq!(ids(&out.committed.changes), vec!["2"]);
         assert_eq!(out.position.unwrap().gtid.as_deref(), Some("0-1-5"));
     }
 
@@ -281,11 +292,11 @@ mod tests {
         let mut t = Tracker::new("f".into(), None, t.prepared.clone());
         t.step(Step::Gtid(None), 8).unwrap();
         let out = t.step(Step::XaCommit("a".into()), 9).unwrap();
-        assert_eq!(ids(&out.committed), vec!["10"]);
-        assert_eq!(out.committed[0].at, "f:9");
+        assert_eq!(ids(&out.committed.changes), vec!["10"]);
+        assert_eq!(out.committed.changes[0].at, "f:9");
         t.step(Step::Gtid(None), 10).unwrap();
         assert!(t.step(Step::XaRollback("b".into()), 11).unwrap().committed.is_empty());
         assert!(t.prepared.is_empty());
-        assert!(t.step(Step::XaCommit("c".into()), 12).unwrap_err().contains("prepared before"));
+        assert!(t.step(Step::XaCommit("c".into()), 12).unwrap_err().to_string().contains("prepared before"));
     }
 }

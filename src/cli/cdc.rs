@@ -39,6 +39,10 @@ pub struct CaptureArgs {
     /// Keep following the binlog; without it, capture stops at the binlog's current end.
     #[arg(long)]
     pub follow: bool,
+    /// MiB of an open transaction's changes held in memory; a larger transaction spills to
+    /// cdc/spill/ until it commits (default 256).
+    #[arg(long)]
+    pub tx_memory_mb: Option<u64>,
     #[arg(long, short)]
     pub quiet: bool,
 }

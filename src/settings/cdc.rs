@@ -50,6 +50,7 @@ pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsErro
         source: source(a.source.as_deref(), &job)?,
         server_id: a.server_id.or(job.cdc.server_id).unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000)),
         follow: a.follow,
+        tx_memory: in_range("--tx-memory-mb", a.tx_memory_mb.or(job.cdc.tx_memory_mb).unwrap_or(d::TX_MEMORY_MB), 1, 1 << 20)? as usize * (1 << 20),
         quiet: a.quiet,
     })
 }

@@ -135,6 +135,7 @@ pub enum AgainstSource {
 #[serde(deny_unknown_fields)]
 pub struct CdcSection {
     pub server_id: Option<u32>,
+    pub tx_memory_mb: Option<u64>,
     pub concurrency: Option<usize>,
     pub wcu: Option<f64>,
     pub max_lag: Option<String>,
@@ -160,7 +161,7 @@ mod tests {
     #[test]
     fn every_section_parses() {
         let job: JobFile = toml::from_str(
-            "[export]\nkey_bounds = \"walk\"\n[sync]\nconcurrency = 2\nsse = \"kms\"\n[verify]\nexamples = 3\nagainst_source = true\n[cdc]\nmax_lag = \"2s\"\nserver_id = 7\n",
+            "[export]\nkey_bounds = \"walk\"\n[sync]\nconcurrency = 2\nsse = \"kms\"\n[verify]\nexamples = 3\nagainst_source = true\n[cdc]\nmax_lag = \"2s\"\nserver_id = 7\ntx_memory_mb = 64\n",
         )
         .unwrap();
         assert_eq!(job.export.key_bounds, Some(KeyBounds::Walk));
@@ -168,6 +169,7 @@ mod tests {
         assert_eq!(job.sync.sse, Some(crate::sync::SseMode::Kms));
         assert!(matches!(job.verify.against_source, Some(AgainstSource::UseSourceSection(true))));
         assert_eq!(job.cdc.server_id, Some(7));
+        assert_eq!(job.cdc.tx_memory_mb, Some(64));
     }
 
     /// Every shipped example parses: job files as job files, mappings as mappings.

@@ -1,0 +1,373 @@
+//! The open transaction's changes, held in memory up to a bound (`cdc capture --tx-memory-mb`)
+//! and appended past it to a spill file in `cdc/spill/` (JSON lines, the segments' format), so a
+//! transaction of millions of rows costs capture disk, not memory. `ROLLBACK TO` a savepoint
+//! cuts the memory part or the file. At commit the transaction becomes a `Committed`: the spill
+//! file, then the changes still in memory, which the stager copies into its next segment with
+//! the commit's position. Spill files live only until that segment is recorded; a capture that
+//! starts removes any left by one that was killed (it resumes before their transactions).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::event::Change;
+use super::CdcError;
+use crate::value::Cell;
+
+/// How a spilled change's line starts: its `at` (the commit's position) is not known yet.
+const UNSET_AT: &[u8] = b"{\"at\":\"\",";
+
+pub fn spill_dir(run: &Path) -> PathBuf {
+    super::state::cdc_dir(run).join("spill")
+}
+
+/// Removes the spill files a killed capture left.
+pub fn remove_leftovers(run: &Path) -> Result<(), CdcError> {
+    let dir = spill_dir(run);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CdcError::io(&dir, e)),
+    }
+}
+
+/// About the memory a change holds (its cells' text and the structures around them).
+fn approx_bytes(c: &Change) -> usize {
+    let cells = |img: &Option<Vec<Cell>>| {
+        // The cell, and its text's allocation (which rounds up) where it has one.
+        let text = |n: usize| if n > 0 { n + 16 } else { 0 };
+        img.iter().flatten().map(|cell| 32 + match cell {
+            Cell::Null => 0,
+            Cell::Num(s) | Cell::Text(s) => text(s.len()),
+            Cell::Bytes(b) => text(b.len()),
+            Cell::Set(m) => m.iter().map(|s| 24 + text(s.len())).sum(),
+        }).sum::<usize>()
+    };
+    160 + c.at.len() + cells(&c.before) + cells(&c.after) + c.query.as_ref().map_or(0, String::len)
+}
+
+/// The spilled part of a transaction.
+#[derive(Debug)]
+pub struct Spilled {
+    pub path: PathBuf,
+    pub changes: u64,
+    /// Commit time of its last change.
+    pub last_ts: u32,
+}
+
+impl Spilled {
+    /// Copies the spilled changes to `out` a line at a time with `at` set, calling `line` with
+    /// each line written (for the segment's hash).
+    pub fn copy_to(&self, at: &str, out: &mut impl Write, mut line: impl FnMut(&[u8])) -> Result<(), CdcError> {
+        let io = |e: std::io::Error| CdcError::io(&self.path, e);
+        let mut reader = BufReader::with_capacity(1 << 20, File::open(&self.path).map_err(io)?);
+        let head = [b"{\"at\":", serde_json::to_string(at).expect("a string serializes").as_bytes(), b","].concat();
+        let (mut buf, mut full, mut n) = (Vec::new(), Vec::new(), 0u64);
+        while reader.read_until(b'\n', &mut buf).map_err(io)? > 0 {
+            let Some(rest) = buf.strip_prefix(UNSET_AT) else {
+                return Err(CdcError::Damaged { path: self.path.clone(), reason: format!("line {} does not start as a spilled change", n + 1) });
+            };
+            full.clear();
+            full.extend_from_slice(&head);
+            full.extend_from_slice(rest);
+            out.write_all(&full).map_err(io)?;
+            line(&full);
+            buf.clear();
+            n += 1;
+        }
+        if n != self.changes {
+            return Err(CdcError::Damaged { path: self.path.clone(), reason: format!("{n} changes where {} were spilled", self.changes) });
+        }
+        Ok(())
+    }
+
+    fn read_all(&self) -> Result<Vec<Change>, CdcError> {
+        let io = |e: std::io::Error| CdcError::io(&self.path, e);
+        let reader = BufReader::new(File::open(&self.path).map_err(io)?);
+        reader
+            .lines()
+            .map(|l| {
+                let l = l.map_err(io)?;
+                serde_json::from_str(&l).map_err(|e| CdcError::Damaged { path: self.path.clone(), reason: e.to_string() })
+            })
+            .collect()
+    }
+
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A committed transaction: the spilled changes first, then `changes`, all at `at`.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The commit's position (set on `changes` too; spilled lines get it as they are copied).
+    pub at: String,
+    pub spilled: Option<Spilled>,
+    pub changes: Vec<Change>,
+}
+
+impl Committed {
+    pub fn len(&self) -> u64 {
+        self.spilled.as_ref().map_or(0, |s| s.changes) + self.changes.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn last_ts(&self) -> Option<u32> {
+        self.changes.last().map(|c| c.ts).or(self.spilled.as_ref().map(|s| s.last_ts))
+    }
+}
+
+struct SpillFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+    changes: u64,
+    last_ts: u32,
+}
+
+/// The open transaction.
+#[derive(Default)]
+pub struct OpenTx {
+    dir: PathBuf,
+    /// Bytes of changes held in memory before they go to the spill file (0: never spill).
+    limit: usize,
+    mem: Vec<Change>,
+    mem_bytes: usize,
+    file: Option<SpillFile>,
+    /// Names the next spill file.
+    seq: u64,
+}
+
+impl std::fmt::Debug for OpenTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpenTx {{ in memory: {}, spilled: {} }}", self.mem.len(), self.file.as_ref().map_or(0, |s| s.changes))
+    }
+}
+
+impl OpenTx {
+    /// Spills to files in `dir` past `limit` bytes in memory (0: never).
+    pub fn new(dir: PathBuf, limit: usize) -> OpenTx {
+        OpenTx { dir, limit, ..OpenTx::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.file.as_ref().map_or(0, |s| s.changes as usize) + self.mem.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds changes; past the bound, the ones in memory go to the spill file.
+    pub fn extend(&mut self, changes: Vec<Change>) -> Result<(), CdcError> {
+        self.mem_bytes += changes.iter().map(approx_bytes).sum::<usize>();
+        self.mem.extend(changes);
+        if self.limit > 0 && self.mem_bytes > self.limit {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<(), CdcError> {
+        if self.file.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| CdcError::io(&self.dir, e))?;
+            self.seq += 1;
+            let path = self.dir.join(format!("tx-{}-{}.jsonl", std::process::id(), self.seq));
+            let f = File::create(&path).map_err(|e| CdcError::io(&path, e))?;
+            tracing::debug!("the open transaction passed the memory bound: spilling it to {}", path.display());
+            self.file = Some(SpillFile { path, out: BufWriter::with_capacity(1 << 20, f), changes: 0, last_ts: 0 });
+        }
+        let s = self.file.as_mut().expect("just made");
+        let mut line = Vec::new();
+        for c in self.mem.drain(..) {
+            let c_ts = c.ts;
+            line.clear();
+            serde_json::to_writer(&mut line, &Change { at: String::new(), ..c }).expect("changes serialize");
+            debug_assert!(line.starts_with(UNSET_AT));
+            line.push(b'\n');
+            s.out.write_all(&line).map_err(|e| CdcError::io(&s.path, e))?;
+            s.changes += 1;
+            s.last_ts = c_ts;
+        }
+        self.mem_bytes = 0;
+        Ok(())
+    }
+
+    /// Drops every change after the first `len` (`ROLLBACK TO` a savepoint taken at `len`).
+    pub fn truncate(&mut self, len: usize) -> Result<(), CdcError> {
+        let spilled = self.file.as_ref().map_or(0, |s| s.changes as usize);
+        if len >= spilled {
+            self.mem.truncate(len - spilled);
+            self.mem_bytes = self.mem.iter().map(approx_bytes).sum();
+            return Ok(());
+        }
+        self.mem.clear();
+        self.mem_bytes = 0;
+        let s = self.file.as_mut().expect("spilled changes are in a file");
+        let io = |e: std::io::Error| CdcError::io(&s.path, e);
+        s.out.flush().map_err(io)?;
+        // The byte where change `len` starts: savepoints are rare, so the lines are counted.
+        let mut reader = BufReader::new(File::open(&s.path).map_err(io)?);
+        let (mut offset, mut buf) = (0u64, Vec::new());
+        for _ in 0..len {
+            buf.clear();
+            offset += reader.read_until(b'\n', &mut buf).map_err(io)? as u64;
+        }
+        let f = s.out.get_mut();
+        f.set_len(offset).map_err(io)?;
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        s.changes = len as u64;
+        // `buf` holds the last line kept.
+        s.last_ts = if len > 0 { serde_json::from_slice::<Change>(&buf).map_err(|e| CdcError::Damaged { path: s.path.clone(), reason: e.to_string() })?.ts } else { 0 };
+        Ok(())
+    }
+
+    /// Drops the transaction (`ROLLBACK`).
+    pub fn clear(&mut self) {
+        self.mem.clear();
+        self.mem_bytes = 0;
+        if let Some(s) = self.file.take() {
+            drop(s.out);
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
+
+    /// The transaction, closed: the spill file made durable and handed over.
+    pub fn take(&mut self) -> Result<Committed, CdcError> {
+        let changes = std::mem::take(&mut self.mem);
+        self.mem_bytes = 0;
+        let spilled = match self.file.take() {
+            None => None,
+            Some(s) => {
+                let path = s.path.clone();
+                let last_ts = s.last_ts;
+                let f = s.out.into_inner().map_err(|e| CdcError::io(&path, e.into_error()))?;
+                drop(f);
+                Some(Spilled { path, changes: s.changes, last_ts })
+            }
+        };
+        Ok(Committed { at: String::new(), spilled, changes })
+    }
+
+    /// The whole transaction in memory (an XA PREPARE keeps it in capture.json).
+    pub fn take_in_memory(&mut self) -> Result<Vec<Change>, CdcError> {
+        let Committed { spilled, changes, .. } = self.take()?;
+        let mut all = match &spilled {
+            Some(s) => {
+                let v = s.read_all()?;
+                s.remove();
+                v
+            }
+            None => Vec::new(),
+        };
+        all.extend(changes);
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdc::event::Op;
+
+    fn change(id: u32) -> Change {
+        Change { at: String::new(), ts: id, table: 0, op: Op::Update, before: Some(vec![Cell::Num(id.to_string())]), after: Some(vec![Cell::Text("x\ny".repeat(20))]), query: None }
+    }
+
+    /// The staged lines of a committed transaction, as the stager writes them.
+    fn staged(tx: &Committed) -> Vec<Change> {
+        let mut out = Vec::new();
+        if let Some(s) = &tx.spilled {
+            let mut lines = 0;
+            s.copy_to(&tx.at, &mut out, |l| {
+                assert!(l.ends_with(b"\n"));
+                lines += 1;
+            })
+            .unwrap();
+            assert_eq!(lines, s.changes);
+        }
+        let mut all: Vec<Change> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        all.extend(tx.changes.iter().cloned().map(|c| Change { at: tx.at.clone(), ..c }));
+        all
+    }
+
+    #[test]
+    fn past_the_bound_changes_go_to_the_file_and_come_back_in_order_with_the_commit_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tx = OpenTx::new(dir.path().join("spill"), 2_000);
+        for id in 0..100 {
+            tx.extend(vec![change(id)]).unwrap();
+        }
+        assert_eq!(tx.len(), 100);
+        let mut done = tx.take().unwrap();
+        let spilled = done.spilled.as_ref().expect("past 2,000 bytes the transaction spilled");
+        assert!(spilled.changes > 50 && spilled.changes < 100, "the last changes stay in memory: {} spilled", spilled.changes);
+        done.at = "bin.000001:42".into();
+        let all = staged(&done);
+        assert_eq!(all, (0..100).map(|id| Change { at: "bin.000001:42".into(), ..change(id) }).collect::<Vec<_>>());
+        assert_eq!(done.last_ts(), Some(99));
+        assert_eq!(done.len(), 100);
+    }
+
+    #[test]
+    fn rollback_to_a_savepoint_cuts_the_memory_part_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tx = OpenTx::new(dir.path().join("spill"), 2_000);
+        tx.extend((0..60).map(change).collect()).unwrap();
+        tx.extend((60..63).map(change).collect()).unwrap();
+        // Inside the part still in memory.
+        tx.truncate(61).unwrap();
+        assert_eq!(tx.len(), 61);
+        // Inside the file: the savepoint was taken before anything spilled.
+        tx.truncate(25).unwrap();
+        assert_eq!(tx.len(), 25);
+        tx.extend((100..105).map(change).collect()).unwrap();
+        let mut done = tx.take().unwrap();
+        assert_eq!(done.spilled.as_ref().unwrap().changes, 25);
+        assert_eq!(done.last_ts(), Some(104));
+        done.at = "f:1".into();
+        let ids: Vec<u32> = staged(&done).iter().map(|c| c.ts).collect();
+        assert_eq!(ids, (0..25).chain(100..105).collect::<Vec<_>>());
+        // Cut to nothing: an empty file, then more changes.
+        let mut tx = OpenTx::new(dir.path().join("spill"), 2_000);
+        tx.extend((0..60).map(change).collect()).unwrap();
+        tx.truncate(0).unwrap();
+        tx.extend(vec![change(7)]).unwrap();
+        let mut done = tx.take().unwrap();
+        done.at = "f:2".into();
+        assert_eq!(staged(&done).iter().map(|c| c.ts).collect::<Vec<_>>(), vec![7]);
+    }
+
+    #[test]
+    fn a_rollback_removes_the_file_and_a_prepare_takes_everything_back_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        let mut tx = OpenTx::new(spill.clone(), 2_000);
+        tx.extend((0..60).map(change).collect()).unwrap();
+        assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 1);
+        tx.clear();
+        assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+        assert!(tx.is_empty());
+        tx.extend((0..60).map(change).collect()).unwrap();
+        tx.extend(vec![change(60)]).unwrap();
+        let all = tx.take_in_memory().unwrap();
+        assert_eq!(all.iter().map(|c| c.ts).collect::<Vec<_>>(), (0..61).collect::<Vec<_>>());
+        assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_changed_spill_file_is_named_not_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tx = OpenTx::new(dir.path().join("spill"), 1);
+        tx.extend((0..3).map(change).collect()).unwrap();
+        let done = tx.take().unwrap();
+        let s = done.spilled.as_ref().unwrap();
+        let text = std::fs::read_to_string(&s.path).unwrap();
+        std::fs::write(&s.path, text.replacen("{\"at\":\"\",", "{\"at\":\"x\",", 1)).unwrap();
+        let err = s.copy_to("f:1", &mut Vec::new(), |_| {}).unwrap_err().to_string();
+        assert!(err.contains(&s.path.display().to_string()), "{err}");
+    }
+}
