@@ -630,7 +630,8 @@ fn a_transaction_larger_than_a_slice_is_applied_in_slices_and_resumes_after_a_ki
 /// spills to cdc/spill/ and is staged exactly as a capture holding it in memory stages it: the
 /// same lines, in the same order, at the same commit position. A `ROLLBACK TO SAVEPOINT` (logged
 /// because the transaction also wrote a MyISAM table) cuts into the spilled part, and no spill
-/// file is left once the segment is recorded.
+/// file is left once the segment is recorded. A capture killed while it spills and rerun stages
+/// the same.
 #[test]
 fn a_transaction_past_the_memory_bound_spills_to_disk_and_is_staged_the_same() {
     const ROWS: u32 = 30_000;
@@ -659,6 +660,16 @@ fn a_transaction_past_the_memory_bound_spills_to_disk_and_is_staged_the_same() {
         conn.query_drop(&q).unwrap_or_else(|e| panic!("{q}: {e}"));
     }
     ok(&capture(&held), "capture holding the transaction in memory");
+    // Killed while it spills, then rerun: the next capture starts before the transaction.
+    let mut killed = cdc_cmd(&["capture", "--quiet", "--tx-memory-mb", "1"], &spilled).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let spilling = || std::fs::read_dir(spilled.join("cdc/spill")).map(|d| d.count() > 0).unwrap_or(false);
+    let started = std::time::Instant::now();
+    while !spilling() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(spilling(), "killed while a spill file was there");
     let out = cdc_cmd(&["capture", "--tx-memory-mb", "1"], &spilled).env("M2D_LOG", "mysql2ddb=debug").output().unwrap();
     ok(&out, "capture spilling it");
     assert!(stderr(&out).contains("spilling it to"), "the transaction spilled: {}", stderr(&out));
