@@ -144,20 +144,19 @@ pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: 
 
 fn mapped_writes(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::value::dynamo::ConvertOptions, refused: &mut Vec<String>) -> Result<Vec<Write>, String> {
     let schema = &manifest.tables[c.table].schema;
+    let temporal = schema.columns.iter().any(|col| col.kind.is_temporal());
     let mut out = Vec::new();
     for src in plan.sources.iter().filter(|s| s.table == c.table) {
         let t = &plan.targets[src.mapper.target];
         let collect = src.mapper.collect_target();
         let map = |img: &Option<Vec<Cell>>| -> Result<Option<Fragment>, String> {
-            match img {
-                Some(cells) => {
-                    // The export's --zero-date policy, as the import saw its effect in the chunks.
-                    let cells: Vec<Cell> =
-                        schema.columns.iter().zip(cells).map(|(col, c)| crate::value::zero_date(col, c.clone(), manifest.options.zero_date)).collect::<Result<_, _>>()?;
-                    src.mapper.map_row(schema, t, &cells, convert).map(Some)
-                }
-                None => Ok(None),
+            let Some(cells) = img else { return Ok(None) };
+            if !temporal {
+                return src.mapper.map_row(schema, t, cells, convert).map(Some);
             }
+            // The export's --zero-date policy, as the import saw its effect in the chunks.
+            let cells: Vec<Cell> = schema.columns.iter().zip(cells).map(|(col, c)| crate::value::zero_date(col, c.clone(), manifest.options.zero_date)).collect::<Result<_, _>>()?;
+            src.mapper.map_row(schema, t, &cells, convert).map(Some)
         };
         let mut refuse = |r: Result<Option<Fragment>, String>| {
             r.unwrap_or_else(|reason| {
@@ -173,24 +172,28 @@ fn mapped_writes(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &
                 Body::Item(_) => Write::Delete { table, key: key_of(t, &b) },
                 body => Write::Remove { table, key: key_of(t, &b), owned: owned(t, body, collect)?.0 },
             }),
-            (b, Some(a)) => match a.body.clone() {
-                Body::Item(item) => {
-                    if let Some(b) = b.filter(|b| key_of(t, b) != key_of(t, &a)) {
-                        out.push(Write::Delete { table: table.clone(), key: key_of(t, &b) });
-                    }
-                    out.push(Write::Put { table, key: key_of(t, &a), item });
-                }
-                body => {
-                    let (part, value) = owned(t, &body, collect)?;
-                    if let Some(b) = b {
-                        let (old, _) = owned(t, &b.body, collect)?;
-                        if key_of(t, &b) != key_of(t, &a) || old != part {
-                            out.push(Write::Remove { table: table.clone(), key: key_of(t, &b), owned: old });
+            (b, Some(a)) => {
+                let key = key_of(t, &a);
+                match a.body {
+                    Body::Item(item) => {
+                        if let Some(old) = b.map(|b| key_of(t, &b)).filter(|old| *old != key) {
+                            out.push(Write::Delete { table: table.clone(), key: old });
                         }
+                        out.push(Write::Put { table, key, item });
                     }
-                    out.push(Write::Set { table, key: key_of(t, &a), owned: part, value });
+                    body => {
+                        let (part, value) = owned(t, &body, collect)?;
+                        if let Some(b) = b {
+                            let (old, _) = owned(t, &b.body, collect)?;
+                            let old_key = key_of(t, &b);
+                            if old_key != key || old != part {
+                                out.push(Write::Remove { table: table.clone(), key: old_key, owned: old });
+                            }
+                        }
+                        out.push(Write::Set { table, key, owned: part, value });
+                    }
                 }
-            },
+            }
         }
     }
     Ok(out)
