@@ -5,7 +5,9 @@
 //! marked with the canonical `arrow.json` extension, spatial ones as WKB. The file's writer is
 //! opened at the first batch, which decides per column whether dictionary encoding pays: a
 //! column whose values are mostly distinct (a unique key) is written plain, since interning it
-//! costs a fifth of the export's CPU and its dictionary would be dropped anyway.
+//! costs a fifth of the export's CPU and its dictionary would be dropped anyway; so is one whose
+//! values come in runs (the leading columns of a composite key, in key order), which zstd packs
+//! smaller than dictionary indices, without interning every value.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,6 +34,9 @@ const BATCH_ROWS: usize = 8192;
 /// A column whose first batch has more distinct values than this share of its non-null ones is
 /// written without a dictionary.
 const PLAIN_ABOVE_DISTINCT_SHARE: f64 = 0.5;
+
+/// So is one whose non-null values change from one to the next at most this share of the time.
+const PLAIN_UP_TO_RUN_SHARE: f64 = 0.5;
 
 /// Fewer non-null values than this in the first batch leave the writer's default (dictionary).
 const MIN_VALUES_TO_JUDGE: usize = 256;
@@ -274,7 +279,7 @@ impl ParquetSink {
                 unreachable!("checked just above")
             };
             for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
-                if mostly_distinct(array.as_ref()) {
+                if plain_pays(array.as_ref()) {
                     props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
                 }
             }
@@ -331,37 +336,46 @@ impl ParquetSink {
     }
 }
 
-/// Whether more than `PLAIN_ABOVE_DISTINCT_SHARE` of the array's non-null values are distinct
-/// (judged on flat columns of at least `MIN_VALUES_TO_JUDGE` values; lists keep the default).
-fn mostly_distinct(array: &dyn Array) -> bool {
+/// Whether more than `PLAIN_ABOVE_DISTINCT_SHARE` of the array's non-null values are distinct,
+/// or they change at most `PLAIN_UP_TO_RUN_SHARE` of the time (judged on flat columns of at
+/// least `MIN_VALUES_TO_JUDGE` values; lists keep the default).
+fn plain_pays(array: &dyn Array) -> bool {
     let values = array.len() - array.null_count();
     if values < MIN_VALUES_TO_JUDGE {
         return false;
     }
     let valid = |i: usize| array.is_valid(i);
-    let distinct = match array.data_type() {
+    let (distinct, changes) = match array.data_type() {
         DataType::Utf8 => {
             let strings = array.as_string::<i32>();
-            count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| strings.value(i).as_bytes()))
+            distinct_and_changes((0..array.len()).filter(|&i| valid(i)).map(|i| strings.value(i).as_bytes()))
         }
         DataType::Binary => {
             let binary = array.as_binary::<i32>();
-            count_distinct((0..array.len()).filter(|&i| valid(i)).map(|i| binary.value(i)))
+            distinct_and_changes((0..array.len()).filter(|&i| valid(i)).map(|i| binary.value(i)))
         }
         dt => match dt.primitive_width() {
             Some(width) => {
                 let data = array.to_data();
                 let bytes = &data.buffers()[0].as_slice()[data.offset() * width..];
-                count_distinct(bytes.chunks_exact(width).take(array.len()).enumerate().filter(|(i, _)| valid(*i)).map(|(_, v)| v))
+                distinct_and_changes(bytes.chunks_exact(width).take(array.len()).enumerate().filter(|(i, _)| valid(*i)).map(|(_, v)| v))
             }
             None => return false,
         },
     };
-    distinct as f64 > values as f64 * PLAIN_ABOVE_DISTINCT_SHARE
+    let values = values as f64;
+    distinct as f64 > values * PLAIN_ABOVE_DISTINCT_SHARE || changes as f64 <= values * PLAIN_UP_TO_RUN_SHARE
 }
 
-fn count_distinct<'a>(values: impl Iterator<Item = &'a [u8]>) -> usize {
-    values.collect::<HashSet<&[u8]>>().len()
+/// How many distinct values, and how many times a value differs from the one before it.
+fn distinct_and_changes<'a>(values: impl Iterator<Item = &'a [u8]>) -> (usize, usize) {
+    let (mut seen, mut changes, mut last) = (HashSet::new(), 0, None);
+    for v in values {
+        changes += usize::from(last.is_some_and(|l| l != v));
+        last = Some(v);
+        seen.insert(v);
+    }
+    (seen.len(), changes)
 }
 
 #[cfg(test)]
@@ -372,8 +386,8 @@ mod tests {
 
     use crate::run_folder::PendingFile;
 
-    /// Writes `rows` rows of (unique text, repeated text, unique int, nullable int) and returns
-    /// the encodings of each column's first chunk and the file.
+    /// Writes `rows` rows of (unique text, text in runs of 100, unique int, nullable int, three
+    /// values in no order) and returns the encodings of each column's first chunk and the file.
     fn write(rows: usize) -> (Vec<Vec<Encoding>>, std::path::PathBuf, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.parquet");
@@ -382,13 +396,15 @@ mod tests {
             Field::new("customer", DataType::Utf8, false),
             Field::new("seq", DataType::Int64, false),
             Field::new("rare", DataType::Int64, true),
+            Field::new("status", DataType::Utf8, false),
         ]));
         let (pending, out) = PendingFile::create(path.clone()).unwrap();
         let mut sink = ParquetSink::new(out, schema, Compression::Zstd, 12 << 20).unwrap();
         for i in 0..rows {
             let (id, customer) = (format!("p{i}"), format!("c{}", i / 100));
             let rare = if i % 10 == 0 { Datum::I64(i as i64) } else { Datum::Null };
-            sink.append(&[Datum::Text(&id), Datum::Text(&customer), Datum::I64(i as i64), rare]).unwrap();
+            let status = ["new", "paid", "shipped"][(i * 7 + i / 3) % 3];
+            sink.append(&[Datum::Text(&id), Datum::Text(&customer), Datum::I64(i as i64), rare, Datum::Text(status)]).unwrap();
         }
         pending.commit(sink.finish().unwrap()).unwrap();
         let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
@@ -406,10 +422,11 @@ mod tests {
     }
 
     #[test]
-    fn unique_columns_are_written_plain_and_repeated_ones_with_a_dictionary() {
+    fn unique_columns_and_runs_are_written_plain_and_repeated_values_in_no_order_with_a_dictionary() {
         let (encodings, path, _dir) = write(20_000);
         assert!(!has_dictionary(&encodings[0]), "unique text: {:?}", encodings[0]);
-        assert!(has_dictionary(&encodings[1]), "repeated text: {:?}", encodings[1]);
+        assert!(!has_dictionary(&encodings[1]), "text in runs: {:?}", encodings[1]);
+        assert!(has_dictionary(&encodings[4]), "three values in no order: {:?}", encodings[4]);
         assert!(!has_dictionary(&encodings[2]), "unique integers: {:?}", encodings[2]);
         // 2,000 non-null values of 8,192 rows, all distinct: judged on the values, not the rows.
         assert!(!has_dictionary(&encodings[3]), "sparse unique integers: {:?}", encodings[3]);
@@ -421,6 +438,7 @@ mod tests {
         assert_eq!(batch.column(0).as_string::<i32>().value(12_345), "p12345");
         assert_eq!(batch.column(1).as_string::<i32>().value(12_345), "c123");
         assert_eq!(batch.column(3).null_count(), 18_000);
+        assert_eq!(batch.column(4).as_string::<i32>().value(12_345), ["new", "paid", "shipped"][(12_345 * 7 + 12_345 / 3) % 3]);
     }
 
     #[test]
@@ -431,6 +449,6 @@ mod tests {
         assert!(encodings.is_empty());
         let file = std::fs::File::open(&path).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
-        assert_eq!(arrow_array::RecordBatchReader::schema(&reader).fields().len(), 4);
+        assert_eq!(arrow_array::RecordBatchReader::schema(&reader).fields().len(), 5);
     }
 }
