@@ -84,16 +84,19 @@ impl Write {
         }
     }
 
-    /// The item this write touches: its table and key, encoded.
-    fn item_id(&self) -> Vec<u8> {
+    /// The item this write touches, as a hash of its table and key (two items that collide are
+    /// only kept in order as if they were one).
+    fn item_hash(&self, buf: &mut Vec<u8>) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
         let (Write::Put { key, .. } | Write::Delete { key, .. } | Write::Set { key, .. } | Write::Remove { key, .. }) = self;
-        let mut bytes = self.table().as_bytes().to_vec();
-        bytes.push(0);
+        buf.clear();
+        buf.extend_from_slice(self.table().as_bytes());
+        buf.push(0);
         for (name, v) in key {
-            bytes.extend_from_slice(name.as_bytes());
-            encode_attr(&mut bytes, v);
+            buf.extend_from_slice(name.as_bytes());
+            encode_attr(buf, v);
         }
-        bytes
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(&buf[..])
     }
 
     fn cost(&self) -> f64 {
@@ -406,21 +409,20 @@ async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Resul
 /// carries the index of its change; the writes DynamoDB refused come back with it.
 async fn execute(client: &Client, pacer: &Arc<Pacer>, stats: &Arc<Stats>, writes: Vec<(usize, Write)>, in_flight: usize) -> Result<Vec<(usize, String)>, String> {
     use futures::StreamExt;
-    let mut order: Vec<Vec<u8>> = Vec::new();
-    let mut per_item: std::collections::HashMap<Vec<u8>, std::collections::VecDeque<(usize, Write)>> = Default::default();
+    // The k-th write of an item goes in round k.
+    let mut rounds: Vec<Vec<(usize, Write)>> = Vec::new();
+    let mut writes_of: std::collections::HashMap<u64, usize> = std::collections::HashMap::with_capacity(writes.len());
+    let mut buf = Vec::new();
     for w in writes {
-        let k = w.1.item_id();
-        per_item.entry(k.clone()).or_insert_with(|| {
-            order.push(k);
-            Default::default()
-        }).push_back(w);
+        let n = writes_of.entry(w.1.item_hash(&mut buf)).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(w);
+        *n += 1;
     }
     let mut refused = Vec::new();
-    loop {
-        let round: Vec<(usize, Write)> = order.iter().filter_map(|k| per_item.get_mut(k).and_then(|q| q.pop_front())).collect();
-        if round.is_empty() {
-            return Ok(refused);
-        }
+    for round in rounds {
         // Writes are moved, never cloned: a round can hold a write for every item changed.
         let mut single = Vec::new();
         let mut by_table: std::collections::BTreeMap<String, Vec<(usize, Write)>> = Default::default();
@@ -464,6 +466,7 @@ async fn execute(client: &Client, pacer: &Arc<Pacer>, stats: &Arc<Stats>, writes
             refused.extend(r?);
         }
     }
+    Ok(refused)
 }
 
 /// A spawned call, stopped when dropped before it is answered (apply gave up on another call).
@@ -498,16 +501,13 @@ async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(u
         Write::Put { key, .. } | Write::Delete { key, .. } => key.keys().cloned().collect(),
         _ => unreachable!("only puts and deletes are batched"),
     };
-    // Each write as its request, its primary key (as `retry` compares keys) and its cost.
-    let mut pending: Vec<(Request, Vec<Vec<u8>>, f64)> = batch
+    // Each write as its request, its key and its cost.
+    let mut pending: Vec<(Request, &Item, f64)> = batch
         .iter()
-        .map(|(_, w)| {
-            let (req, key) = match w {
-                Write::Put { item, key, .. } => (Request::Put(item), key),
-                Write::Delete { key, .. } => (Request::Delete(key), key),
-                _ => unreachable!("only puts and deletes are batched"),
-            };
-            (req, retry::item_primary_key(key, &key_names), w.cost())
+        .map(|(_, w)| match w {
+            Write::Put { item, key, .. } => (Request::Put(item), key, w.cost()),
+            Write::Delete { key, .. } => (Request::Delete(key), key, w.cost()),
+            _ => unreachable!("only puts and deletes are batched"),
         })
         .collect();
     let mut backoff = Backoff::new(retry::ITEMS);
@@ -533,7 +533,12 @@ async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(u
             },
         };
         let back = out.unprocessed_items().and_then(|u| u.get(&table)).map(Vec::as_slice).unwrap_or_default();
-        let left = retry::unprocessed_keys(pending.iter().map(|p| p.1.as_slice()), back, &key_names);
+        if back.is_empty() {
+            break;
+        }
+        // Keys (as `retry` compares them) only when some came back.
+        let sent: Vec<Vec<Vec<u8>>> = pending.iter().map(|p| retry::item_primary_key(p.1, &key_names)).collect();
+        let left = retry::unprocessed_keys(sent.iter().map(Vec::as_slice), back, &key_names);
         let before = pending.len();
         pending = pending.into_iter().zip(left).filter(|(_, l)| *l).map(|(p, _)| p).collect();
         if pending.len() < before {
