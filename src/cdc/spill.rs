@@ -235,7 +235,8 @@ impl OpenTx {
         }
     }
 
-    /// The transaction, closed: the spill file made durable and handed over.
+    /// The transaction, closed: the spill file flushed and handed over (not synced: a crash
+    /// before its segment is named loses only the spill, and capture reads the transaction again).
     pub fn take(&mut self) -> Result<Committed, CdcError> {
         let changes = std::mem::take(&mut self.mem);
         self.mem_bytes = 0;
