@@ -115,9 +115,7 @@ impl Stager<'_> {
                         s.copy_to(&tx.at, &mut f, |l| hasher.update(l))?;
                     }
                     for c in &tx.changes {
-                        line.clear();
-                        serde_json::to_writer(&mut line, c).expect("changes serialize");
-                        line.push(b'\n');
+                        c.to_line(&mut line);
                         hasher.update(&line);
                         f.write_all(&line).map_err(io)?;
                     }

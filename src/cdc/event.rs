@@ -35,3 +35,14 @@ pub struct Change {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
 }
+
+impl Change {
+    /// The change as its segment line (JSON and a newline) in `line`, which is cleared first.
+    /// Capture's segments and spill files both write lines this way, so a spilled line differs
+    /// from the staged one only by its `at`.
+    pub fn to_line(&self, line: &mut Vec<u8>) {
+        line.clear();
+        serde_json::to_writer(&mut *line, self).expect("changes serialize");
+        line.push(b'\n');
+    }
+}

@@ -183,14 +183,12 @@ impl OpenTx {
         let s = self.file.as_mut().expect("just made");
         let mut line = Vec::new();
         for c in self.mem.drain(..) {
-            let c_ts = c.ts;
-            line.clear();
-            serde_json::to_writer(&mut line, &Change { at: String::new(), ..c }).expect("changes serialize");
+            let ts = c.ts;
+            Change { at: String::new(), ..c }.to_line(&mut line);
             debug_assert!(line.starts_with(UNSET_AT));
-            line.push(b'\n');
             s.out.write_all(&line).map_err(|e| CdcError::io(&s.path, e))?;
             s.changes += 1;
-            s.last_ts = c_ts;
+            s.last_ts = ts;
         }
         self.mem_bytes = 0;
         Ok(())
