@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use mysql::binlog::events::{EventData, RowsEventData};
 use mysql::prelude::Queryable;
-use mysql::{BinlogDumpFlags, BinlogRequest};
 use sha2::{Digest, Sha256};
 
 use super::event::{Change, Op};
@@ -20,8 +19,11 @@ use super::spill::{remove_leftovers, spill_dir, Committed, OpenTx};
 use super::txn::{control, xa_prepare_xid, Step, Tracker};
 use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
 use super::CdcError;
+use super::resume::{self, Resume};
 use crate::manifest::Manifest;
-use crate::source::connect::SourceConfig;
+use crate::source::connect::{server_version, SourceConfig};
+use crate::source::gtid::{Gtid, GtidSet};
+use crate::source::position::server_identity;
 use crate::source::snapshot::BinlogPosition;
 use crate::value::binlog::{row_of, undecodable_charset};
 use crate::value::row_image::{self, column_types, Raw};
@@ -56,22 +58,17 @@ pub struct CaptureSettings {
 }
 
 /// The file a ROTATE event names. The server's first event is an artificial ROTATE to the file
-/// capture asked for; it comes before the format description that tells the reader about
+/// capture starts in; it comes before the format description that tells the reader about
 /// checksums, so its name can carry the event's 4 CRC32 bytes (any bytes, digits and dots too).
-/// That one is recognised by the requested name; later ones are decoded whole.
-fn rotated_file(name: &str, requested: &str, first: bool) -> String {
-    if first && name.starts_with(requested) {
-        return requested.to_string();
+/// That one is recognised among the files it can be (the requested one, or on a GTID start the
+/// server's binary logs), the longest that matches; later ones are decoded whole.
+fn rotated_file(name: &str, candidates: &[String], first: bool) -> String {
+    if first {
+        if let Some(c) = candidates.iter().filter(|c| name.starts_with(c.as_str())).max_by_key(|c| c.len()) {
+            return c.clone();
+        }
     }
     name.chars().filter(|c| c.is_ascii_graphic()).collect()
-}
-
-/// MariaDB's GTID event body: the sequence number (u64 LE), then the domain id (u32 LE); the
-/// server id is the event header's. As `domain-server-seq`.
-fn mariadb_gtid(data: &[u8], server_id: u32) -> Option<String> {
-    let seq = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
-    let domain = u32::from_le_bytes(data.get(8..12)?.try_into().ok()?);
-    Some(format!("{domain}-{server_id}-{seq}"))
 }
 
 /// Which captured table a statement redefines (see `ddl`).
@@ -85,8 +82,9 @@ struct Stager<'a> {
     /// Committed transactions not yet in a segment, and how many changes they hold.
     ready: Vec<Committed>,
     ready_changes: u64,
-    /// Position after the last committed transaction seen.
+    /// Position after the last committed transaction seen, and the server it is on.
     committed: Option<BinlogPosition>,
+    server: Option<&'a str>,
     last_flush: Instant,
 }
 
@@ -136,6 +134,9 @@ impl Stager<'_> {
             self.state.changes += self.ready_changes;
         }
         self.state.next = pos;
+        if let Some(s) = self.server {
+            self.state.server = Some(s.to_string());
+        }
         self.state.updated_at = crate::manifest::now_rfc3339();
         self.state.store(self.run)?;
         // Recorded: the spilled transactions are in the segment now.
@@ -162,7 +163,11 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                 now: format!("{}:{}", began_at.file, began_at.position),
             })
         }
-        None => CaptureState { began_at: began_at.clone(), next: began_at, ..Default::default() },
+        None => {
+            // The export's snapshot names the server its position belongs to.
+            let server = manifest.snapshots.iter().find(|s| s.binlog.as_ref() == Some(&began_at)).and_then(|s| s.server.clone());
+            CaptureState { began_at: began_at.clone(), next: began_at, server, ..Default::default() }
+        }
     };
     let segments = cdc_dir(&s.run).join("segments");
     std::fs::create_dir_all(&segments).map_err(|e| CdcError::io(&segments, e))?;
@@ -179,21 +184,31 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     }
 
     let mut conn = s.source.connect()?;
-    super::check::check_server(&mut conn, &start.next)?;
+    let files = super::check::check_server(&mut conn)?;
+    let (_, flavor) = server_version(&mut conn)?;
+    let here = server_identity(&mut conn, flavor)?;
+    let how = resume::decide(&start.next, start.server.as_deref(), &here, &files)?;
     start.store(&s.run)?; // status can report from the first moment
     for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
         conn.query_drop(q).map_err(|e| CdcError::source(q, e))?;
     }
-    tracing::info!("capturing from {}:{} (server id {})", start.next.file, start.next.position, s.server_id);
-    let mut req = BinlogRequest::new(s.server_id).with_filename(start.next.file.as_bytes().to_vec()).with_pos(start.next.position);
-    if !s.follow {
-        req = req.with_flags(BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
-    }
-    let start_file = start.next.file.clone();
+    let gtids = match start.next.gtid.as_deref() {
+        Some(g) => GtidSet::parse(g).map_err(|e| CdcError::Settings(vec![e]))?,
+        None => GtidSet::default(),
+    };
+    let (from, candidates) = match &how {
+        Resume::Position => (format!("{}:{}", start.next.file, start.next.position), vec![start.next.file.clone()]),
+        Resume::Gtid(set) => (format!("GTID {set}"), files.clone()),
+    };
+    tracing::info!("capturing from {from} on {here} (replica server id {})", s.server_id);
+    let req = resume::request(&mut conn, flavor, &how, &start.next, s.server_id, s.follow)?;
+    // On a GTID start, positions count only from the first transaction read here: the events
+    // before it (rotate, format description) carry this server's offsets of a file's start.
+    let mut anchored = how == Resume::Position;
     let mut seen_format = false;
-    let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {}:{}", start.next.file, start.next.position), e))?;
-    let mut tracker = Tracker::new(start.next.file.clone(), start.next.gtid.clone(), start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
-    let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), ready_changes: 0, committed: None, last_flush: Instant::now() };
+    let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {from}"), e))?;
+    let mut tracker = Tracker::new(start.next.file.clone(), gtids, start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
+    let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), ready_changes: 0, committed: None, server: None, last_flush: Instant::now() };
     let (mut last_log, mut logged) = (Instant::now(), st.state.changes);
     while let Some(ev) = stream.next() {
         let ev = ev.map_err(|e| CdcError::Binlog { at: format!("after {}", tracker.file()), reason: e.to_string() })?;
@@ -206,12 +221,13 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
             )]));
         }
         let step = match raw_type {
-            GTID_MYSQL | ANONYMOUS_GTID_MYSQL => Step::Gtid(None),
-            GTID_MARIADB => Step::Gtid(mariadb_gtid(ev.data(), ev.header().server_id())),
+            GTID_MYSQL => Step::Gtid(Some(Gtid::from_mysql_event(ev.data()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a GTID event could not be read".into() })?)),
+            ANONYMOUS_GTID_MYSQL => Step::Gtid(None),
+            GTID_MARIADB => Step::Gtid(Some(Gtid::from_mariadb_event(ev.data(), ev.header().server_id()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a GTID event could not be read".into() })?)),
             XA_PREPARE => Step::XaPrepare(xa_prepare_xid(ev.data()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "an XA_PREPARE event could not be read".into() })?),
             HEARTBEAT => Step::Other,
             _ => match ev.read_data().map_err(|e| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: format!("decoding the event: {e}") })? {
-                Some(EventData::RotateEvent(r)) => Step::Rotate { file: rotated_file(&r.name(), &start_file, !seen_format), position: r.position() },
+                Some(EventData::RotateEvent(r)) => Step::Rotate { file: rotated_file(&r.name(), &candidates, !seen_format), position: r.position() },
                 Some(EventData::FormatDescriptionEvent(_)) => {
                     seen_format = true;
                     Step::Other
@@ -257,16 +273,18 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         let xa = matches!(step, Step::XaPrepare(_) | Step::XaCommit(_) | Step::XaRollback(_));
         // Heartbeats and the server's artificial events (position 0) never move the position.
         let pos = if raw_type == HEARTBEAT { 0 } else { log_pos };
+        anchored |= matches!(step, Step::Gtid(_)) && pos > 0;
         let out = tracker.step(step, pos)?;
         let ddl = out.committed.changes.iter().find(|c| c.op == Op::Ddl).map(|c| (c.table, c.query.clone().unwrap_or_default()));
         if !out.committed.is_empty() {
             st.ready_changes += out.committed.len();
             st.ready.push(out.committed);
         }
-        if let Some(p) = out.position {
+        if let Some(p) = out.position.filter(|_| anchored) {
             // Between transactions every real event moves the position, so a quiet source's
             // position still reaches its binlog end.
             st.committed = Some(p);
+            st.server = Some(&here);
             if xa {
                 st.state.prepared_xa = tracker.prepared.clone();
             }
@@ -296,19 +314,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mariadb_gtids_read_as_domain_server_seq() {
-        let mut body = 42u64.to_le_bytes().to_vec();
-        body.extend_from_slice(&0u32.to_le_bytes());
-        body.push(0);
-        assert_eq!(mariadb_gtid(&body, 1).as_deref(), Some("0-1-42"));
-        assert_eq!(mariadb_gtid(&body[..5], 1), None);
-    }
-
-    #[test]
     fn the_first_rotate_names_the_requested_file_whatever_bytes_follow() {
-        assert_eq!(rotated_file("mysql-bin.0000019", "mysql-bin.000001", true), "mysql-bin.000001");
-        assert_eq!(rotated_file("mysql-bin.000010n.z=", "mysql-bin.000010", true), "mysql-bin.000010");
-        assert_eq!(rotated_file("mysql-bin.000002", "mysql-bin.000001", false), "mysql-bin.000002");
-        assert_eq!(rotated_file("db.host-bin.000003", "db.host-bin.000003", true), "db.host-bin.000003");
+        let one = |f: &str| vec![f.to_string()];
+        assert_eq!(rotated_file("mysql-bin.0000019", &one("mysql-bin.000001"), true), "mysql-bin.000001");
+        assert_eq!(rotated_file("mysql-bin.000010n.z=", &one("mysql-bin.000010"), true), "mysql-bin.000010");
+        assert_eq!(rotated_file("mysql-bin.000002", &one("mysql-bin.000001"), false), "mysql-bin.000002");
+        assert_eq!(rotated_file("db.host-bin.000003", &one("db.host-bin.000003"), true), "db.host-bin.000003");
+        // A GTID start: the file is one of the server's, the longest name that matches.
+        let files: Vec<String> = ["bin.000001", "bin.0000012", "bin.000002"].map(String::from).to_vec();
+        assert_eq!(rotated_file("bin.0000012\x01ab", &files, true), "bin.0000012");
+        assert_eq!(rotated_file("bin.000002z9=q", &files, true), "bin.000002");
     }
 }

@@ -1,12 +1,11 @@
 //! The source's replication settings, checked before capture starts, each failure explained with
 //! what to change: the binlog on, ROW format, full row images, no transaction compression (MySQL
-//! 8) and no compressed events (MariaDB's log_bin_compress), and the run's start file still on the server (not purged). A short retention is a warning: capture must keep up with it.
+//! 8) and no compressed events (MariaDB's log_bin_compress). A short retention is a warning: capture must keep up with it.
 
 use mysql::prelude::Queryable;
 use mysql::Conn;
 
 use super::CdcError;
-use crate::source::snapshot::BinlogPosition;
 
 /// Retention below this many seconds is warned about.
 const SHORT_RETENTION_SECS: u64 = 24 * 3600;
@@ -42,8 +41,8 @@ pub fn problems(log_bin: Option<&str>, format: Option<&str>, row_image: Option<&
     out
 }
 
-/// Checks the server, and that `start` is still in its binary logs.
-pub fn check_server(conn: &mut Conn, start: &BinlogPosition) -> Result<(), CdcError> {
+/// Checks the server; returns its binary logs (where `resume` looks for the start file).
+pub fn check_server(conn: &mut Conn) -> Result<Vec<String>, CdcError> {
     let log_bin = var(conn, "log_bin");
     let format = var(conn, "binlog_format");
     let row_image = var(conn, "binlog_row_image");
@@ -69,14 +68,7 @@ pub fn check_server(conn: &mut Conn, start: &BinlogPosition) -> Result<(), CdcEr
     let logs: Vec<String> = conn
         .query_map("SHOW BINARY LOGS", |row: mysql::Row| row.get::<String, _>(0).unwrap_or_default())
         .map_err(|e| CdcError::Source { what: "SHOW BINARY LOGS (the capture user needs REPLICATION CLIENT and REPLICATION SLAVE)".into(), source: e })?;
-    if !logs.contains(&start.file) {
-        return Err(CdcError::Settings(vec![format!(
-            "binlog file {} (where capture starts) is no longer on the server (it has {}): it was purged; export again, and start capture before the server purges it",
-            start.file,
-            logs.first().map(|f| format!("{f} …")).unwrap_or_else(|| "none".into())
-        )]));
-    }
-    Ok(())
+    Ok(logs)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod check;
 pub mod ddl;
 pub mod event;
+pub mod resume;
 pub mod segment;
 pub mod spill;
 pub mod state;

@@ -37,6 +37,10 @@ pub struct CaptureState {
     pub began_at: BinlogPosition,
     /// Where the next capture starts: after the last transaction staged (or merely read).
     pub next: BinlogPosition,
+    /// The server `next.file` and offset belong to (`source::position::server_identity`); on any
+    /// other server capture resumes by `next.gtid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     pub segments: Vec<SegmentInfo>,
     pub changes: u64,
     pub updated_at: String,

@@ -14,13 +14,14 @@ use std::collections::BTreeMap;
 use super::event::Change;
 use super::spill::{Committed, OpenTx};
 use super::CdcError;
+use crate::source::gtid::{Gtid, GtidSet};
 use crate::source::snapshot::BinlogPosition;
 
 /// One binlog event, as far as transactions are concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// A GTID event opens a transaction (MariaDB's carries `domain-server-seq`).
-    Gtid(Option<String>),
+    /// A GTID event opens a transaction (None: MySQL's anonymous GTID).
+    Gtid(Option<Gtid>),
     Begin,
     /// XID event or COMMIT statement.
     Commit,
@@ -91,8 +92,9 @@ pub struct Tracker {
     in_tx: bool,
     tx: OpenTx,
     savepoints: Vec<(String, usize)>,
-    tx_gtid: Option<String>,
-    last_gtid: Option<String>,
+    tx_gtid: Option<Gtid>,
+    /// Every transaction up to the last one closed: what a position after it carries.
+    gtids: GtidSet,
     /// Prepared XA transactions not yet committed or rolled back, by xid.
     pub prepared: BTreeMap<String, Vec<Change>>,
 }
@@ -107,8 +109,8 @@ pub struct Outcome {
 }
 
 impl Tracker {
-    pub fn new(file: String, last_gtid: Option<String>, prepared: BTreeMap<String, Vec<Change>>) -> Tracker {
-        Tracker { file, last_gtid, prepared, ..Tracker::default() }
+    pub fn new(file: String, gtids: GtidSet, prepared: BTreeMap<String, Vec<Change>>) -> Tracker {
+        Tracker { file, gtids, prepared, ..Tracker::default() }
     }
 
     /// Holds the open transaction in `tx` (which spills it to disk past its bound).
@@ -124,7 +126,7 @@ impl Tracker {
         self.in_tx = false;
         self.savepoints.clear();
         if let Some(g) = self.tx_gtid.take() {
-            self.last_gtid = Some(g);
+            self.gtids.add(&g);
         }
     }
 
@@ -202,7 +204,7 @@ impl Tracker {
             }
             Step::Other => {}
         }
-        let position = (!self.in_tx && resume_at > 0).then(|| BinlogPosition { file: self.file.clone(), position: resume_at, gtid: self.last_gtid.clone() });
+        let position = (!self.in_tx && resume_at > 0).then(|| BinlogPosition { file: self.file.clone(), position: resume_at, gtid: (!self.gtids.is_empty()).then(|| self.gtids.to_string()) });
         Ok(Outcome { committed, position })
     }
 }
@@ -247,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_rotate_resumes_in_the_new_file_at_the_position_it_names() {
-        let mut t = Tracker::new("bin.000001".into(), None, Default::default());
+        let mut t = Tracker::new("bin.000001".into(), GtidSet::default(), Default::default());
         t.step(Step::Gtid(None), 100).unwrap();
         t.step(Step::Rows(vec![row(1)]), 200).unwrap();
         assert_eq!(t.step(Step::Commit, 300).unwrap().committed.changes[0].at, "bin.000001:300");
@@ -258,7 +260,7 @@ mod tests {
 
     #[test]
     fn rollback_and_rollback_to_savepoint_drop_what_they_undo() {
-        let mut t = Tracker::new("f".into(), None, Default::default());
+        let mut t = Tracker::new("f".into(), GtidSet::default(), Default::default());
         t.step(Step::Begin, 1).unwrap();
         t.step(Step::Rows(vec![row(1)]), 2).unwrap();
         assert_eq!(t.step(Step::Rows(vec![]), 3).unwrap().position, None, "no resuming inside a transaction");
@@ -266,7 +268,7 @@ mod tests {
         assert!(out.committed.is_empty());
         assert_eq!(out.position.unwrap().position, 4);
 
-        t.step(Step::Gtid(Some("0-1-5".into())), 5).unwrap();
+        t.step(Step::Gtid(Some(Gtid::Mariadb { domain: 0, server: 1, seq: 5 })), 5).unwrap();
         t.step(Step::Rows(vec![row(2)]), 6).unwrap();
         t.step(Step::Savepoint("s1".into()), 7).unwrap();
         t.step(Step::Rows(vec![row(3)]), 8).unwrap();
@@ -278,7 +280,7 @@ mod tests {
 
     #[test]
     fn prepared_xa_rows_wait_for_xa_commit_and_go_on_xa_rollback() {
-        let mut t = Tracker::new("f".into(), None, Default::default());
+        let mut t = Tracker::new("f".into(), GtidSet::default(), Default::default());
         t.step(Step::Gtid(None), 1).unwrap();
         t.step(Step::Xa, 2).unwrap();
         t.step(Step::Rows(vec![row(10)]), 3).unwrap();
@@ -289,7 +291,7 @@ mod tests {
         t.step(Step::Rows(vec![row(12)]), 6).unwrap();
         t.step(Step::XaPrepare("b".into()), 7).unwrap();
         // A restart: the held rows come back from capture.json.
-        let mut t = Tracker::new("f".into(), None, t.prepared.clone());
+        let mut t = Tracker::new("f".into(), GtidSet::default(), t.prepared.clone());
         t.step(Step::Gtid(None), 8).unwrap();
         let out = t.step(Step::XaCommit("a".into()), 9).unwrap();
         assert_eq!(ids(&out.committed.changes), vec!["10"]);

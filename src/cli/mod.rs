@@ -359,10 +359,17 @@ pub struct ExportArgs {
     /// Tables to export as db.table (comma-separated, wildcards, `backticks` for dotted names).
     #[arg(long, value_delimiter = ',')]
     pub tables: Vec<String>,
-    /// lock: brief FLUSH TABLES WITH READ LOCK, one point-in-time snapshot (default);
-    /// no-lock: no global lock, consistent after binlog catch-up; none: plain reads.
+    /// auto (default): the first of lock-tables, lock, stall-free, no-lock the privileges allow;
+    /// lock-tables: LOCK TABLES … READ on the exported tables while the snapshots open
+    /// (point-in-time); lock: the same under FLUSH TABLES WITH READ LOCK; stall-free: no lock,
+    /// no long transaction, exact after binlog catch-up (needs --watermark-schema); no-lock:
+    /// MariaDB's per-session snapshot positions; none: plain reads.
     #[arg(long, value_parser = choice::<Consistency>())]
     pub consistency: Option<Consistency>,
+    /// Schema where stall-free mode commits its one-row watermark table (mysql2ddb_watermark):
+    /// the user needs CREATE (once), INSERT and UPDATE there.
+    #[arg(long)]
+    pub watermark_schema: Option<String>,
     /// What to do with zero dates (0000-00-00): null (counted), string (temporal columns as text), reject.
     #[arg(long, value_parser = choice::<ZeroDatePolicy>())]
     pub zero_date: Option<ZeroDatePolicy>,

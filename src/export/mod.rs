@@ -143,7 +143,9 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
 
     let mut control = settings.source.connect()?;
     let (server_version, flavor) = connect::server_version(&mut control)?;
-    let tables = discover(&mut control, &settings.filter)?;
+    let mut tables = discover(&mut control, &settings.filter)?;
+    // Stall-free mode's own watermark table is never part of the migration.
+    tables.retain(|t| !(Some(t.database.as_str()) == settings.watermark_schema.as_deref() && t.table == snapshot::WATERMARK_TABLE));
     drop(control);
     info!(source = %settings.source, server = %server_version, tables = tables.len(), "discovered");
     if tables.is_empty() {
@@ -211,7 +213,18 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     if !tasks.is_empty() {
         let threads = settings.threads.clamp(1, 256);
         let snapshot_id = manifest.snapshots.len() as u32;
-        let (conns, snap) = snapshot::open(&settings.source, flavor, settings.consistency, threads, snapshot_id)?;
+        let names: Vec<(String, String)> = manifest.tables.iter().map(|t| (t.schema.database.clone(), t.schema.table.clone())).collect();
+        let request = snapshot::SnapshotRequest {
+            source: &settings.source,
+            flavor,
+            consistency: settings.consistency,
+            threads,
+            id: snapshot_id,
+            tables: &names,
+            watermark: settings.watermark_schema.as_deref(),
+        };
+        let (conns, snap) = snapshot::open(&request)?;
+        info!(consistency = crate::choice::Choice::name(snap.consistency), reason = snap.reason.as_deref().unwrap_or("asked for"), "snapshot mode");
         match &snap.binlog {
             Some(p) => info!(file = %p.file, position = p.position, gtid = ?p.gtid, guarantee = %snap.guarantee, "snapshot"),
             None => warn!("no binlog position recorded (binary log off or not readable): binlog catch-up cannot start from this export"),

@@ -28,6 +28,9 @@ pub struct ExportReport {
     pub chunks_written: usize,
     pub chunks_kept: usize,
     pub replay_from: Option<BinlogPosition>,
+    /// The consistency mode of this run's snapshot (what `auto` chose) and why.
+    pub consistency: Option<String>,
+    pub consistency_reason: Option<String>,
     pub tables: Vec<TableReport>,
 }
 
@@ -88,6 +91,8 @@ impl ExportReport {
             chunks_written: chunks_total - chunks_kept,
             chunks_kept,
             replay_from: m.replay_from.clone(),
+            consistency: m.snapshots.last().map(|s| crate::choice::Choice::name(s.consistency).to_string()),
+            consistency_reason: m.snapshots.last().and_then(|s| s.reason.clone()),
             tables,
         }
     }

@@ -19,7 +19,8 @@ pub const THREADS: usize = 4;
 pub const ROW_GROUP_MB: usize = 12;
 pub const FORMAT: ChunkFormat = ChunkFormat::Parquet;
 pub const COMPRESSION: Compression = Compression::Zstd;
-pub const CONSISTENCY: Consistency = Consistency::Lock;
+/// The safest mode the user's privileges allow (see `source::snapshot`).
+pub const CONSISTENCY: Consistency = Consistency::Auto;
 pub const KEY_BOUNDS: KeyBounds = KeyBounds::Estimate;
 pub const ZERO_DATE: ZeroDatePolicy = ZeroDatePolicy::Null;
 

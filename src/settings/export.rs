@@ -24,6 +24,8 @@ pub struct ExportSettings {
     pub key_bounds: KeyBounds,
     pub filter: TableFilter,
     pub consistency: Consistency,
+    /// The schema stall-free mode writes its watermark row in.
+    pub watermark_schema: Option<String>,
     pub zero_date: ZeroDatePolicy,
     pub row_group_bytes: usize,
     pub restart: bool,
@@ -74,6 +76,7 @@ impl ExportSettings {
             key_bounds: args.key_bounds.or(ex.key_bounds).unwrap_or(d::KEY_BOUNDS),
             filter: TableFilter { databases, tables },
             consistency: args.consistency.or(ex.consistency).unwrap_or(d::CONSISTENCY),
+            watermark_schema: args.watermark_schema.clone().or(ex.watermark_schema),
             zero_date: args.zero_date.or(ex.zero_date).unwrap_or(d::ZERO_DATE),
             row_group_bytes: row_group_mb << 20,
             restart: args.restart,

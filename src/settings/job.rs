@@ -65,6 +65,7 @@ pub struct ExportSection {
     pub databases: Option<Vec<String>>,
     pub tables: Option<Vec<String>>,
     pub consistency: Option<Consistency>,
+    pub watermark_schema: Option<String>,
     pub zero_date: Option<ZeroDatePolicy>,
     pub row_group_mb: Option<usize>,
 }

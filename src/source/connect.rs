@@ -1,7 +1,9 @@
 //! Connection settings for the source server: parsed from a `mysql://user[:pass]@host[:port]`
 //! URL, with the password taken from the URL, `MYSQL_PWD`, or a MySQL option file (`[client]`
 //! section), in that order. The password is held only here and never formatted: `Display`
-//! shows `mysql://user@host:port`. Every session is set to utf8mb4 and UTC.
+//! shows `mysql://user@host:port`. Every session is set to utf8mb4 and UTC. TLS follows the
+//! MySQL client's `ssl-mode` (`required` encrypts, `verify_ca` also checks the certificate
+//! against `ssl-ca`, `verify_identity` also its host name: what RDS and Aurora ask for).
 
 use std::path::Path;
 
@@ -17,7 +19,19 @@ pub struct SourceConfig {
     pub port: u16,
     pub user: String,
     password: Option<String>,
-    pub tls: bool,
+    pub tls: TlsMode,
+    /// PEM file of the certificate authorities the server's certificate must chain to.
+    pub ssl_ca: Option<std::path::PathBuf>,
+}
+
+/// The MySQL client's `--ssl-mode` values (`preferred` is taken as `disabled`: a downgrade
+/// would go unnoticed, so encryption is asked for explicitly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disabled,
+    Required,
+    VerifyCa,
+    VerifyIdentity,
 }
 
 impl std::fmt::Debug for SourceConfig {
@@ -57,16 +71,31 @@ impl SourceConfig {
             port: parsed.port().unwrap_or(3306),
             user: decode(parsed.username()),
             password: parsed.password().map(decode),
-            tls: false,
+            tls: TlsMode::Disabled,
+            ssl_ca: None,
         };
+        let mut mode = None;
         for (k, v) in parsed.query_pairs() {
-            match (k.as_ref(), v.to_ascii_lowercase().as_str()) {
-                ("ssl-mode" | "sslmode", "required" | "verify_ca" | "verify_identity") => cfg.tls = true,
-                ("ssl-mode" | "sslmode", "disabled" | "preferred") => cfg.tls = false,
+            match (k.as_ref(), v.to_ascii_lowercase().replace('-', "_").as_str()) {
+                ("ssl-mode" | "sslmode", "disabled" | "preferred") => mode = Some(TlsMode::Disabled),
+                ("ssl-mode" | "sslmode", "required") => mode = Some(TlsMode::Required),
+                ("ssl-mode" | "sslmode", "verify_ca") => mode = Some(TlsMode::VerifyCa),
+                ("ssl-mode" | "sslmode", "verify_identity") => mode = Some(TlsMode::VerifyIdentity),
                 ("ssl-mode" | "sslmode", value) => {
                     return Err(SourceError::BadUrl(format!("{k}={value}: expected one of disabled, preferred, required, verify_ca, verify_identity")))
                 }
-                (key, _) => return Err(SourceError::BadUrl(format!("unknown URL parameter {key:?} (known: ssl-mode)"))),
+                ("ssl-ca" | "sslca", _) => cfg.ssl_ca = Some(std::path::PathBuf::from(v.as_ref())),
+                (key, _) => return Err(SourceError::BadUrl(format!("unknown URL parameter {key:?} (known: ssl-mode, ssl-ca)"))),
+            }
+        }
+        // As the MySQL client: a CA file alone means verify_ca.
+        cfg.tls = mode.unwrap_or(if cfg.ssl_ca.is_some() { TlsMode::VerifyCa } else { TlsMode::Disabled });
+        if let Some(ca) = &cfg.ssl_ca {
+            if cfg.tls == TlsMode::Disabled {
+                return Err(SourceError::BadUrl("ssl-ca is given but ssl-mode disables TLS".into()));
+            }
+            if !ca.is_file() {
+                return Err(SourceError::BadUrl(format!("ssl-ca={}: no such file", ca.display())));
             }
         }
         if cfg.password.is_some() {
@@ -104,12 +133,12 @@ impl SourceConfig {
             .prefer_socket(false)
             .tcp_nodelay(true)
             .stmt_cache_size(Some(32));
-        if self.tls {
-            opts = opts.ssl_opts(Some(SslOpts::default()));
+        if let Some(ssl) = self.ssl_opts() {
+            opts = opts.ssl_opts(Some(ssl));
         }
         let mut conn = Conn::new(opts).map_err(|e| SourceError::Connect {
             target: self.to_string(),
-            reason: connect_reason(&e),
+            reason: connect_reason(&e, self),
         })?;
         conn.query_drop(
             "SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600",
@@ -117,6 +146,22 @@ impl SourceConfig {
         .and_then(|_| conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         .map_err(|e| SourceError::query("setting up the session", e))?;
         Ok(conn)
+    }
+}
+
+impl SourceConfig {
+    /// The driver's TLS options for `tls` and `ssl_ca`; None for a plain connection.
+    fn ssl_opts(&self) -> Option<SslOpts> {
+        let base = match &self.ssl_ca {
+            Some(ca) => SslOpts::default().with_root_cert_path(Some(ca.clone())),
+            None => SslOpts::default(),
+        };
+        match self.tls {
+            TlsMode::Disabled => None,
+            TlsMode::Required => Some(base.with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true)),
+            TlsMode::VerifyCa => Some(base.with_danger_skip_domain_validation(true)),
+            TlsMode::VerifyIdentity => Some(base),
+        }
     }
 }
 
@@ -130,7 +175,21 @@ pub fn server_version(conn: &mut Conn) -> Result<(String, Flavor), SourceError> 
 }
 
 /// A connection failure in words: refused, access denied, unknown host; never the password.
-fn connect_reason(e: &mysql::Error) -> String {
+fn connect_reason(e: &mysql::Error, cfg: &SourceConfig) -> String {
+    let text = e.to_string();
+    let ca = cfg.ssl_ca.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the system roots (give ssl-ca=FILE)".into());
+    if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        return format!("TLS: the server's certificate is not signed by a certificate authority in {ca} ({text})");
+    }
+    if text.contains("NotValidForName") || text.contains("not valid for name") {
+        return format!("TLS: the server's certificate does not name host {} (ssl-mode=verify_identity; connect by the name in the certificate, or use verify_ca) ({text})", cfg.host);
+    }
+    if text.contains("Expired") || text.contains("NotValidYet") {
+        return format!("TLS: the server's certificate is outside its validity period ({text})");
+    }
+    if cfg.tls != TlsMode::Disabled && (text.contains("SSL") || text.contains("TLS") || text.contains("tls")) {
+        return format!("TLS ({:?}, CA {ca}): {text}", cfg.tls);
+    }
     match e {
         mysql::Error::MySqlError(me) if me.code == 1045 => {
             "access denied (check the user and the password from the URL, MYSQL_PWD or the option file)".into()
@@ -223,6 +282,23 @@ mod tests {
         assert!(e.contains("ssl-mode=bogus") && e.contains("verify_identity") && !e.contains("unknown"), "{e}");
         let e = SourceConfig::parse("mysql://u@h/?colour=red", None).unwrap_err().to_string();
         assert!(e.contains("unknown URL parameter \"colour\""), "{e}");
+    }
+
+    #[test]
+    fn ssl_modes_follow_the_mysql_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let url = |q: &str| SourceConfig::parse(&format!("mysql://u@h/?{q}"), None);
+        assert_eq!(url("ssl-mode=REQUIRED").unwrap().tls, TlsMode::Required);
+        assert_eq!(url("ssl-mode=preferred").unwrap().tls, TlsMode::Disabled);
+        let c = url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.display())).unwrap();
+        assert_eq!((c.tls, c.ssl_ca.as_deref()), (TlsMode::VerifyIdentity, Some(ca.as_path())));
+        assert_eq!(url(&format!("ssl-ca={}", ca.display())).unwrap().tls, TlsMode::VerifyCa, "a CA alone verifies it");
+        assert!(url("ssl-ca=/nonexistent/ca.pem&ssl-mode=verify_ca").unwrap_err().to_string().contains("no such file"));
+        assert!(url(&format!("ssl-ca={}&ssl-mode=disabled", ca.display())).is_err());
+        assert!(c.ssl_opts().is_some_and(|o| !o.skip_domain_validation() && !o.accept_invalid_certs()));
+        assert!(url("ssl-mode=required").unwrap().ssl_opts().is_some_and(|o| o.accept_invalid_certs()));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 pub mod connect;
 pub mod estimate_split;
+pub mod gtid;
 pub mod plan;
+pub mod position;
 pub mod schema;
 pub mod snapshot;
 pub mod types;

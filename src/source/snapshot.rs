@@ -1,54 +1,66 @@
-//! The consistent snapshot all worker connections read, and the binlog position it stands at.
-//!
-//! - `lock` (default): `FLUSH TABLES WITH READ LOCK` for the moment it takes every worker to
-//!   `START TRANSACTION WITH CONSISTENT SNAPSHOT`, binlog position and GTID read under the lock,
-//!   then `UNLOCK TABLES`. Every chunk is the table as of that one position (point-in-time).
-//! - `no-lock`: no global lock (managed servers without RELOAD). Each worker opens its own
-//!   snapshot; the position recorded is one at or before every worker's snapshot (MariaDB's
-//!   `binlog_snapshot_position`). Chunks are each consistent, but not with each other;
-//!   replaying the binlog from the recorded position (the catch-up stage) makes the target equal
-//!   to the source. Refused on MySQL: see `no_lock_position_is_safe`.
-//! - `none`: plain autocommit reads, position recorded before the first read when readable.
+//! The snapshot the export's worker sessions read, and the binlog position it stands at. Modes,
+//! from what they need to what they give:
+//! - `lock-tables`: `LOCK TABLES … READ` on exactly the exported tables (privilege LOCK TABLES),
+//!   held while every worker runs `START TRANSACTION WITH CONSISTENT SNAPSHOT`; the position is
+//!   read under it. No transaction that wrote those tables is in flight then, so every chunk is
+//!   those tables as of that position (point-in-time). Writers to other tables never wait, and a
+//!   long SELECT does not hold it up (a read lock is compatible with readers).
+//! - `lock`: the same under `FLUSH TABLES WITH READ LOCK` (RELOAD; refused on managed servers;
+//!   it waits behind any long query while blocking every write on the server).
+//! - `stall-free`: no lock and no long transaction. The position P is read, then one row of a
+//!   watermark table in a schema the user names is committed. Commits happen in binlog order
+//!   (checked: `binlog_order_commits`), so once that commit returns every transaction before P is
+//!   committed and visible; chunks are then read by plain autocommit SELECTs, each its own short
+//!   read view. Chunks hold every change before P and maybe some after (replay-from): capture
+//!   and apply from P make the target exact.
+//! - `no-lock`: MariaDB only, per-worker snapshots at their reported positions (replay-from).
+//! - `none`: plain reads, position recorded before them, no guarantee on MySQL.
+//! - `auto` (default): the first of lock-tables, lock, stall-free (when a watermark schema is
+//!   given) and no-lock (MariaDB) that the user's privileges allow; the manifest and the report
+//!   say which was chosen and why the others were not.
 
 use mysql::prelude::Queryable;
 use mysql::Conn;
 use serde::{Deserialize, Serialize};
 
 use super::connect::{Flavor, SourceConfig};
-use super::SourceError;
+use crate::choice::Choice;
+use super::position::{binlog_position, gtid_at, privilege_error, server_identity};
+use super::{qualified, quote_ident, SourceError};
+
+pub use super::position::{binlog_status, BinlogPosition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Consistency {
+    Auto,
     Lock,
+    LockTables,
+    StallFree,
     NoLock,
     None,
 }
 
-crate::choices!(Consistency { "lock" => Consistency::Lock, "no-lock" => Consistency::NoLock, "none" => Consistency::None });
+crate::choices!(Consistency {
+    "auto" => Consistency::Auto,
+    "lock" => Consistency::Lock,
+    "lock-tables" => Consistency::LockTables,
+    "stall-free" => Consistency::StallFree,
+    "no-lock" => Consistency::NoLock,
+    "none" => Consistency::None
+});
 
-/// A binlog coordinate: file name and byte offset, plus the GTID set at that point.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BinlogPosition {
-    pub file: String,
-    pub position: u64,
-    pub gtid: Option<String>,
-}
-
-impl BinlogPosition {
-    /// Orders positions: binlog files are numbered by their extension.
-    pub fn sort_key(&self) -> (String, u64) {
-        let (base, seq) = self.file.rsplit_once('.').unwrap_or((&self.file, ""));
-        (format!("{base}.{seq:0>12}"), self.position)
-    }
-}
+/// The watermark table stall-free mode commits a row of, in the schema the user names.
+pub const WATERMARK_TABLE: &str = "mysql2ddb_watermark";
+/// How long a lock waits for transactions that hold the tables before the export gives up.
+const LOCK_WAIT_SECONDS: u32 = 60;
 
 /// What one export run (or resumed run) read: recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     pub id: u32,
+    /// The mode used (never `auto`: the one auto chose).
     pub consistency: Consistency,
     /// `point-in-time`: every chunk of this snapshot is the database as of `binlog`.
     /// `replay-from`: chunks are read at or after `binlog`; binlog replay from there converges.
@@ -56,66 +68,172 @@ pub struct Snapshot {
     pub guarantee: String,
     pub binlog: Option<BinlogPosition>,
     pub taken_at: String,
+    /// Why this mode: auto's choice and the modes it could not use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The server the position belongs to (`position::server_identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
+/// What the export asks for.
+pub struct SnapshotRequest<'a> {
+    pub source: &'a SourceConfig,
+    pub flavor: Flavor,
+    pub consistency: Consistency,
+    pub threads: usize,
+    pub id: u32,
+    /// (database, table) of every table the snapshot must cover.
+    pub tables: &'a [(String, String)],
+    /// The schema of the watermark table (stall-free).
+    pub watermark: Option<&'a str>,
+}
+
+type Opened = (Vec<Conn>, Option<BinlogPosition>, String);
+
 /// Opens `threads` sessions that read under one snapshot and returns them with the snapshot.
-pub fn open(
-    source: &SourceConfig,
-    flavor: Flavor,
-    consistency: Consistency,
-    threads: usize,
-    id: u32,
-) -> Result<(Vec<Conn>, Snapshot), SourceError> {
+pub fn open(req: &SnapshotRequest) -> Result<(Vec<Conn>, Snapshot), SourceError> {
     let taken_at = crate::manifest::now_rfc3339();
-    match consistency {
-        Consistency::Lock => {
-            let mut control = source.connect()?;
-            control
-                .query_drop("SET SESSION lock_wait_timeout = 60")
-                .map_err(|e| SourceError::query("setting lock_wait_timeout", e))?;
-            if let Err(e) = control.query_drop("FLUSH TABLES WITH READ LOCK") {
-                return Err(privilege_error(e, "FLUSH TABLES WITH READ LOCK", "RELOAD", source, "use --consistency no-lock, which needs no global lock"));
-            }
-            let opened = open_workers(source, threads);
-            let position = opened.as_ref().ok().map(|_| binlog_position(&mut control, flavor, source));
-            // Unlock before reporting any error so a failed run never leaves writes blocked.
-            control.query_drop("UNLOCK TABLES").map_err(|e| SourceError::query("UNLOCK TABLES", e))?;
-            let conns = opened?;
-            let binlog = position.expect("position read when workers opened")?;
-            let guarantee = if binlog.is_some() { "point-in-time" } else { "none" };
-            Ok((conns, Snapshot { id, consistency, guarantee: guarantee.into(), binlog, taken_at }))
-        }
-        Consistency::NoLock => {
-            no_lock_position_is_safe(flavor)?;
-            let mut control = source.connect()?;
-            let before = binlog_position(&mut control, flavor, source)?;
-            let mut conns = open_workers(source, threads)?;
-            // MariaDB tells each snapshot's exact binlog position; take the earliest.
-            let mut binlog = before;
-            {
-                let mut exact = Vec::new();
-                for conn in conns.iter_mut() {
-                    exact.push(mariadb_snapshot_position(conn)?);
+    let server = {
+        let mut c = req.source.connect()?;
+        server_identity(&mut c, req.flavor).ok()
+    };
+    let (mode, (conns, binlog, guarantee), reason) = match req.consistency {
+        Consistency::Auto => auto(req)?,
+        mode => (mode, open_mode(req, mode)?, None),
+    };
+    let guarantee = if binlog.is_none() { "none".to_string() } else { guarantee };
+    let snap = Snapshot { id: req.id, consistency: mode, guarantee, binlog, taken_at, reason, server };
+    Ok((conns, snap))
+}
+
+/// Tries the modes from the strongest guarantee with the least blocking, down; a mode the user's
+/// privileges do not allow is noted and the next one tried.
+fn auto(req: &SnapshotRequest) -> Result<(Consistency, Opened, Option<String>), SourceError> {
+    let mut refused: Vec<String> = Vec::new();
+    let mut candidates = vec![Consistency::LockTables, Consistency::Lock];
+    match req.watermark {
+        Some(_) => candidates.push(Consistency::StallFree),
+        None => refused.push("stall-free needs --watermark-schema".into()),
+    }
+    if req.flavor == Flavor::Mariadb {
+        candidates.push(Consistency::NoLock);
+    }
+    for mode in candidates {
+        match open_mode(req, mode) {
+            Ok(opened) => {
+                let mut why = format!("auto chose {}", mode.name());
+                if !refused.is_empty() {
+                    why.push_str(&format!(" ({})", refused.join("; ")));
                 }
-                if let Some(min) = exact.into_iter().flatten().min_by_key(|p| p.sort_key()) {
-                    if threads == 1 {
-                        let guarantee = "point-in-time".to_string();
-                        return Ok((conns, Snapshot { id, consistency, guarantee, binlog: Some(min), taken_at }));
-                    }
-                    binlog = Some(min);
-                }
+                return Ok((mode, opened, Some(why)));
             }
-            let guarantee = if binlog.is_some() { "replay-from" } else { "none" };
-            Ok((conns, Snapshot { id, consistency, guarantee: guarantee.into(), binlog, taken_at }))
-        }
-        Consistency::None => {
-            let mut control = source.connect()?;
-            let binlog = binlog_position(&mut control, flavor, source).unwrap_or(None);
-            let conns = (0..threads).map(|_| source.connect()).collect::<Result<Vec<_>, _>>()?;
-            let guarantee = if binlog.is_some() { "replay-from" } else { "none" };
-            Ok((conns, Snapshot { id, consistency, guarantee: guarantee.into(), binlog, taken_at }))
+            Err(SourceError::MissingPrivilege { what, privilege, .. }) => refused.push(format!("{} refused: {what} needs {privilege}", mode.name())),
+            Err(SourceError::Unsupported(why)) if mode == Consistency::StallFree => refused.push(format!("stall-free refused: {why}")),
+            Err(e) => return Err(e),
         }
     }
+    Err(SourceError::Unsupported(format!(
+        "no consistency mode is allowed for user {}: {}. Grant LOCK TABLES on the exported databases (lock-tables), or name a schema the user may write with --watermark-schema (stall-free: needs CREATE, INSERT and UPDATE there), or use --consistency none with no change capture",
+        req.source.user,
+        refused.join("; ")
+    )))
+}
+
+fn open_mode(req: &SnapshotRequest, mode: Consistency) -> Result<Opened, SourceError> {
+    match mode {
+        Consistency::Auto => unreachable!("auto is resolved by auto()"),
+        Consistency::Lock => lock(req, "FLUSH TABLES WITH READ LOCK".into(), "FLUSH TABLES WITH READ LOCK", "RELOAD", "use --consistency lock-tables (needs LOCK TABLES) or stall-free, which need no global lock"),
+        Consistency::LockTables => {
+            let list: Vec<String> = req.tables.iter().map(|(d, t)| format!("{} READ", qualified(d, t))).collect();
+            let sql = if list.is_empty() { String::new() } else { format!("LOCK TABLES {}", list.join(", ")) };
+            lock(req, sql, "LOCK TABLES … READ on the exported tables", "LOCK TABLES", "grant LOCK TABLES on the exported databases, or use --consistency stall-free --watermark-schema NAME, which locks nothing")
+        }
+        Consistency::StallFree => stall_free(req),
+        Consistency::NoLock => no_lock(req),
+        Consistency::None => {
+            let mut control = req.source.connect()?;
+            let binlog = binlog_position(&mut control, req.flavor, req.source).unwrap_or(None);
+            Ok((sessions(req.source, req.threads, false)?, binlog, "replay-from".into()))
+        }
+    }
+}
+
+/// Holds `lock_sql` while the workers open their snapshots and the position is read.
+fn lock(req: &SnapshotRequest, lock_sql: String, what: &str, privilege: &str, hint: &str) -> Result<Opened, SourceError> {
+    let mut control = req.source.connect()?;
+    control
+        .query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))
+        .map_err(|e| SourceError::query("setting lock_wait_timeout", e))?;
+    if !lock_sql.is_empty() {
+        if let Err(e) = control.query_drop(&lock_sql) {
+            return Err(privilege_error(e, what, privilege, req.source, hint));
+        }
+    }
+    let opened = sessions(req.source, req.threads, true);
+    let position = opened.as_ref().ok().map(|_| binlog_position(&mut control, req.flavor, req.source));
+    // Unlock before reporting any error so a failed run never leaves writes blocked.
+    control.query_drop("UNLOCK TABLES").map_err(|e| SourceError::query("UNLOCK TABLES", e))?;
+    let conns = opened?;
+    let binlog = position.expect("position read when workers opened")?;
+    Ok((conns, binlog, "point-in-time".into()))
+}
+
+/// The watermark barrier, then plain sessions (see the module's doc).
+fn stall_free(req: &SnapshotRequest) -> Result<Opened, SourceError> {
+    let schema = req.watermark.ok_or_else(|| {
+        SourceError::Unsupported("--consistency stall-free needs --watermark-schema NAME: a schema the export user may write one row to (CREATE, INSERT, UPDATE on it)".into())
+    })?;
+    let mut control = req.source.connect()?;
+    let var = |c: &mut Conn, name: &str| c.query_first::<Option<String>, _>(format!("SELECT @@GLOBAL.{name}")).ok().flatten().flatten();
+    if matches!(var(&mut control, "read_only").as_deref(), Some("1" | "ON")) {
+        return Err(SourceError::Unsupported(
+            "the server is read-only (a replica?): stall-free commits a watermark row, which a replica must not get. Export from the primary, or use --consistency lock-tables here (the GTID set recorded lets capture follow the primary)".into(),
+        ));
+    }
+    // MySQL only: with binlog_order_commits=OFF transactions may commit out of binlog order.
+    if matches!(var(&mut control, "binlog_order_commits").as_deref(), Some("0" | "OFF")) {
+        return Err(SourceError::Unsupported(
+            "binlog_order_commits is OFF: a commit seen does not prove the ones before it in the binlog are visible. SET GLOBAL binlog_order_commits = ON (RDS: in the DB parameter group), or use --consistency lock-tables".into(),
+        ));
+    }
+    let table = qualified(schema, WATERMARK_TABLE);
+    let exists: Option<u64> = control
+        .exec_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", (schema, WATERMARK_TABLE))
+        .map_err(|e| SourceError::query("looking for the watermark table", e))?;
+    if exists.unwrap_or(0) == 0 {
+        let ddl = format!("CREATE TABLE IF NOT EXISTS {table} (id TINYINT PRIMARY KEY, position VARCHAR(600) NOT NULL, written_at DATETIME(6) NOT NULL) ENGINE=InnoDB");
+        if let Err(e) = control.query_drop(&ddl) {
+            let hint = format!("create it yourself ({ddl}), or grant CREATE on {}", quote_ident(schema));
+            return Err(privilege_error(e, &format!("creating the watermark table {table}"), "CREATE", req.source, &hint));
+        }
+    }
+    let position = binlog_position(&mut control, req.flavor, req.source)?;
+    let text = position.as_ref().map(|p| format!("{}:{}", p.file, p.position)).unwrap_or_default();
+    let write = format!("INSERT INTO {table} (id, position, written_at) VALUES (1, ?, NOW(6)) ON DUPLICATE KEY UPDATE position = VALUES(position), written_at = VALUES(written_at)");
+    if let Err(e) = control.exec_drop(&write, (text,)) {
+        let hint = format!("grant INSERT, UPDATE ON {}.* to the user", quote_ident(schema));
+        return Err(privilege_error(e, &format!("committing the watermark row in {table}"), "INSERT and UPDATE", req.source, &hint));
+    }
+    Ok((sessions(req.source, req.threads, false)?, position, "replay-from".into()))
+}
+
+/// MariaDB tells each snapshot's exact binlog position; the earliest is recorded.
+fn no_lock(req: &SnapshotRequest) -> Result<Opened, SourceError> {
+    no_lock_position_is_safe(req.flavor)?;
+    let mut control = req.source.connect()?;
+    let before = binlog_position(&mut control, req.flavor, req.source)?;
+    let mut conns = sessions(req.source, req.threads, true)?;
+    let mut exact = Vec::new();
+    for conn in conns.iter_mut() {
+        exact.push(mariadb_snapshot_position(conn)?);
+    }
+    let Some(mut min) = exact.into_iter().flatten().min_by_key(|p| p.sort_key()) else {
+        return Ok((conns, before, "replay-from".into()));
+    };
+    min.gtid = gtid_at(&mut control, &min.file, min.position)?;
+    let guarantee = if req.threads == 1 { "point-in-time" } else { "replay-from" };
+    Ok((conns, Some(min), guarantee.into()))
 }
 
 /// Whether `no-lock` can record a position that misses nothing. MariaDB tells each snapshot's
@@ -127,49 +245,23 @@ pub fn no_lock_position_is_safe(flavor: Flavor) -> Result<(), SourceError> {
     match flavor {
         Flavor::Mariadb => Ok(()),
         Flavor::Mysql => Err(SourceError::Unsupported(
-            "--consistency no-lock is refused on MySQL: without the global lock it cannot record a binlog position that provably misses no transaction (MySQL does not report a snapshot's own position, as MariaDB's binlog_snapshot_position does). Use --consistency lock (needs RELOAD), or --consistency none with no change capture".into(),
+            "--consistency no-lock is refused on MySQL: it cannot record a binlog position that provably misses no transaction (MySQL does not report a snapshot's own position, as MariaDB's binlog_snapshot_position does). Use --consistency lock-tables (needs LOCK TABLES), or stall-free with --watermark-schema (no lock at all)".into(),
         )),
     }
 }
 
-fn open_workers(source: &SourceConfig, threads: usize) -> Result<Vec<Conn>, SourceError> {
+/// `threads` sessions, each in its own consistent snapshot, or plain autocommit ones.
+fn sessions(source: &SourceConfig, threads: usize, snapshot: bool) -> Result<Vec<Conn>, SourceError> {
     (0..threads)
         .map(|_| {
             let mut conn = source.connect()?;
-            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                .map_err(|e| SourceError::query("START TRANSACTION WITH CONSISTENT SNAPSHOT", e))?;
+            if snapshot {
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .map_err(|e| SourceError::query("START TRANSACTION WITH CONSISTENT SNAPSHOT", e))?;
+            }
             Ok(conn)
         })
         .collect()
-}
-
-/// The binlog file and position now: `SHOW MASTER STATUS`, or on MySQL 8.4+ (which removed it)
-/// `SHOW BINARY LOG STATUS`. None when the binlog is off.
-pub fn binlog_status(conn: &mut Conn) -> mysql::Result<Option<mysql::Row>> {
-    match conn.query_first("SHOW MASTER STATUS") {
-        Err(mysql::Error::MySqlError(e)) if e.code == 1064 => conn.query_first("SHOW BINARY LOG STATUS"),
-        other => other,
-    }
-}
-
-/// `SHOW MASTER STATUS` plus the GTID set; None when the binlog is off.
-fn binlog_position(conn: &mut Conn, flavor: Flavor, source: &SourceConfig) -> Result<Option<BinlogPosition>, SourceError> {
-    let row: Option<mysql::Row> = match binlog_status(conn) {
-        Ok(row) => row,
-        Err(e) => {
-            let privilege = if flavor == Flavor::Mariadb { "BINLOG MONITOR" } else { "REPLICATION CLIENT" };
-            return Err(privilege_error(e, "SHOW MASTER STATUS (recording the binlog position)", privilege, source, "or use --consistency none, which records no position"));
-        }
-    };
-    let Some(row) = row else { return Ok(None) };
-    let file: String = row.get(0).unwrap_or_default();
-    let position: u64 = row.get(1).unwrap_or_default();
-    let gtid: Option<String> = match flavor {
-        Flavor::Mariadb => conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos"),
-        Flavor::Mysql => conn.query_first("SELECT @@GLOBAL.gtid_executed"),
-    }
-    .map_err(|e| SourceError::query("reading the GTID position", e))?;
-    Ok(Some(BinlogPosition { file, position, gtid: gtid.filter(|g| !g.is_empty()) }))
 }
 
 /// MariaDB: the binlog position matching this session's consistent snapshot.
@@ -179,25 +271,8 @@ fn mariadb_snapshot_position(conn: &mut Conn) -> Result<Option<BinlogPosition>, 
         .map_err(|e| SourceError::query("SHOW STATUS LIKE 'binlog_snapshot_%'", e))?;
     let get = |name: &str| rows.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     match (get("Binlog_snapshot_file"), get("Binlog_snapshot_position")) {
-        (Some(file), Some(pos)) if !file.is_empty() => Ok(Some(BinlogPosition {
-            file,
-            position: pos.parse().unwrap_or(0),
-            gtid: None,
-        })),
+        (Some(file), Some(pos)) if !file.is_empty() => Ok(Some(BinlogPosition { file, position: pos.parse().unwrap_or(0), gtid: None })),
         _ => Ok(None),
-    }
-}
-
-/// Turns "access denied" (1227, 1045, 1142) into a message naming the privilege and the way out.
-fn privilege_error(e: mysql::Error, what: &str, privilege: &str, source: &SourceConfig, hint: &str) -> SourceError {
-    match &e {
-        mysql::Error::MySqlError(me) if matches!(me.code, 1227 | 1045 | 1142 | 1044) => SourceError::MissingPrivilege {
-            what: what.into(),
-            privilege: privilege.into(),
-            user: source.user.clone(),
-            hint: hint.into(),
-        },
-        _ => SourceError::query(what, e),
     }
 }
 
@@ -206,16 +281,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binlog_positions_order_by_file_number_then_offset() {
-        let p = |f: &str, n| BinlogPosition { file: f.into(), position: n, gtid: None };
-        assert!(p("mysql-bin.000009", 900).sort_key() < p("mysql-bin.000010", 4).sort_key());
-        assert!(p("mysql-bin.000010", 4).sort_key() < p("mysql-bin.000010", 5).sort_key());
+    fn no_lock_is_refused_on_mysql_with_a_way_out() {
+        assert!(no_lock_position_is_safe(Flavor::Mariadb).is_ok());
+        let e = no_lock_position_is_safe(Flavor::Mysql).unwrap_err().to_string();
+        assert!(e.contains("--consistency lock-tables") && e.contains("stall-free") && e.contains("misses no transaction"), "{e}");
     }
 
     #[test]
-    fn no_lock_is_refused_on_mysql_with_the_reason() {
-        assert!(no_lock_position_is_safe(Flavor::Mariadb).is_ok());
-        let e = no_lock_position_is_safe(Flavor::Mysql).unwrap_err().to_string();
-        assert!(e.contains("--consistency lock") && e.contains("misses no transaction"), "{e}");
+    fn snapshots_of_earlier_manifests_still_read() {
+        let old = r#"{"id":0,"consistency":"lock","guarantee":"point-in-time","binlog":null,"taken_at":"t"}"#;
+        let s: Snapshot = serde_json::from_str(old).unwrap();
+        assert_eq!((s.consistency, s.reason, s.server), (Consistency::Lock, None, None));
     }
 }

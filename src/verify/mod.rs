@@ -326,6 +326,7 @@ fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySet
         key_bounds: crate::settings::defaults::KEY_BOUNDS,
         filter: TableFilter { databases: vec![], tables: tables.iter().map(|&i| format!("{}.{}", quote(&manifest.tables[i].schema.database), quote(&manifest.tables[i].schema.table))).collect() },
         consistency: crate::source::snapshot::Consistency::None,
+        watermark_schema: None,
         zero_date: manifest.options.zero_date,
         row_group_bytes: crate::settings::defaults::ROW_GROUP_MB << 20,
         restart: true,
