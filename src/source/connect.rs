@@ -191,6 +191,9 @@ fn connect_reason(e: &mysql::Error, cfg: &SourceConfig) -> String {
         return format!("TLS ({:?}, CA {ca}): {text}", cfg.tls);
     }
     match e {
+        mysql::Error::MySqlError(me) if me.code == 1045 && cfg.tls == TlsMode::Disabled => {
+            "access denied (check the user and the password from the URL, MYSQL_PWD or the option file; a server that requires TLS, as RDS can, also answers so: add ?ssl-mode=verify_identity&ssl-ca=FILE)".into()
+        }
         mysql::Error::MySqlError(me) if me.code == 1045 => {
             "access denied (check the user and the password from the URL, MYSQL_PWD or the option file)".into()
         }

@@ -1,8 +1,14 @@
 //! `mysql2ddb cdc …` and `verify --against-source` as a user runs them, with the local servers'
-//! environment: shared by the change-capture tests and the type-conformance suite.
+//! environment, and the workload they run against a source: shared by the change-capture, managed-source and failover tests and the type-conformance suite.
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
 
 use super::ddb::dynalite;
 use super::{bin, mysql_url, services, stderr};
@@ -60,3 +66,57 @@ pub fn verify_against_source_with(run: &Path, endpoint: &str, args: &[&str]) -> 
 pub fn ok(o: &Output, what: &str) {
     assert!(o.status.success(), "{what} failed ({:?}): {}{}", o.status.code(), String::from_utf8_lossy(&o.stdout), stderr(o));
 }
+
+/// Random inserts, updates (quantity, value, and primary keys) and deletes, some in
+/// multi-statement transactions, until `stop`.
+/// (On the server at `url`.)
+pub fn workload(url: String, db: String, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut conn = super::connect_to(&url);
+        conn.query_drop(format!("USE `{db}`")).unwrap();
+        let mut next = 100_000u64;
+        while !stop.load(Ordering::Relaxed) {
+            next += 1;
+            let c = fastrand::u32(0..20);
+            let o = fastrand::u32(0..30);
+            let p = fastrand::u32(0..8);
+            let stmt = match fastrand::u32(0..9) {
+                0 => format!("INSERT IGNORE INTO purchase VALUES ('c{c}', 'o{o}', 'p{p}', {})", fastrand::u32(1..99)),
+                1 => format!("UPDATE purchase SET quantity = quantity + 1 WHERE customerid = 'c{c}' AND orderid = 'o{o}' LIMIT 2"),
+                2 => format!("UPDATE IGNORE purchase SET productid = 'p{}' WHERE customerid = 'c{c}' AND orderid = 'o{o}' AND productid = 'p{p}'", fastrand::u32(0..8)),
+                3 => format!("DELETE FROM purchase WHERE customerid = 'c{c}' AND orderid = 'o{o}' AND productid = 'p{p}'"),
+                4 => format!("INSERT INTO big VALUES ({}, 'v{next}', {}.25)", u64::MAX - next, next % 1000),
+                5 => format!("UPDATE big SET v = 'u{next}', amount = amount + 1 WHERE id % 17 = {}", next % 17),
+                6 => "UPDATE IGNORE big SET id = id - 1000000 WHERE id = (SELECT id FROM (SELECT id FROM big ORDER BY RAND() LIMIT 1) x)".to_string(),
+                7 => format!("DELETE FROM big WHERE id % 29 = {}", next % 29),
+                _ => format!(
+                    "START TRANSACTION; INSERT IGNORE INTO purchase VALUES ('c{c}', 'o{o}', 'p9', 1); UPDATE big SET v = 'tx{next}' WHERE id % 13 = 1; DELETE FROM purchase WHERE customerid = 'c{c}' AND orderid = 'o{}' LIMIT 1; COMMIT",
+                    (o + 1) % 30
+                ),
+            };
+            conn.query_drop(&stmt).unwrap_or_else(|e| panic!("{stmt}: {e}"));
+            done.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+}
+
+/// The tables the workload changes, seeded, in the connection's current database.
+pub fn seed_tables(conn: &mut mysql::Conn) {
+    conn.query_drop("CREATE TABLE purchase (customerid VARCHAR(10), orderid VARCHAR(10), productid VARCHAR(10), quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid))").unwrap();
+    conn.query_drop("INSERT INTO purchase SELECT CONCAT('c', seq % 20), CONCAT('o', seq DIV 20 % 30), CONCAT('p', seq DIV 600 % 8), seq FROM seq_1_to_2000").unwrap();
+    conn.query_drop("CREATE TABLE big (id BIGINT UNSIGNED PRIMARY KEY, v VARCHAR(20) NOT NULL, amount DECIMAL(10,2))").unwrap();
+    conn.query_drop("INSERT INTO big SELECT 18446744073709000000 + seq, CONCAT('v', seq), seq / 4 FROM seq_1_to_500").unwrap();
+}
+
+/// Every table of `db`, record to record.
+pub fn automatic_mapping(dir: &Path, db: &str) -> std::path::PathBuf {
+    let p = dir.join("mapping.json");
+    std::fs::write(
+        &p,
+        format!(r#"{{"rules": [{{"rule-type": "selection", "rule-id": "1", "rule-name": "all", "object-locator": {{"schema-name": "{db}", "table-name": "%"}}, "rule-action": "include"}}]}}"#),
+    )
+    .unwrap();
+    p
+}
+

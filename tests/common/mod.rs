@@ -23,6 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 pub mod cdc;
 pub mod corpus;
 pub mod ddb;
+pub mod servers;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,7 +51,12 @@ pub fn mysql_url() -> String {
 }
 
 pub fn connect() -> Conn {
-    let mut conn = Conn::new(mysql::Opts::from_url(&mysql_url()).unwrap()).expect("connect to local MariaDB");
+    connect_to(&mysql_url())
+}
+
+/// A session on the server at `url`, utf8mb4 and UTC.
+pub fn connect_to(url: &str) -> Conn {
+    let mut conn = Conn::new(mysql::Opts::from_url(url).unwrap()).expect("connect to local MariaDB");
     conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00'").unwrap();
     conn
 }
