@@ -16,6 +16,7 @@ mod export_consistency;
 mod export_errors;
 mod export_resume;
 mod export_types;
+mod failover;
 mod import_errors;
 mod import_mapping;
 mod import_resume;

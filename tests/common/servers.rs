@@ -116,9 +116,12 @@ impl PrivateServer {
         );
         self.root(&["-e", &sql]).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut conn = self.conn();
         loop {
-            let status = self.root(&["-e", "SHOW SLAVE STATUS\\G"]).unwrap();
-            if status.contains("Slave_IO_Running: Yes") && status.contains("Slave_SQL_Running: Yes") {
+            let row: mysql::Row = conn.query_first("SHOW SLAVE STATUS").unwrap().expect("a replica");
+            let running = |name: &str| row.get_opt::<String, _>(name).and_then(Result::ok).unwrap_or_default();
+            let status = format!("io {}, sql {}, error {}", running("Slave_IO_Running"), running("Slave_SQL_Running"), running("Last_Error"));
+            if running("Slave_IO_Running") == "Yes" && running("Slave_SQL_Running") == "Yes" {
                 return;
             }
             assert!(Instant::now() < deadline, "replication did not start: {status}");
