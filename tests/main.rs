@@ -23,6 +23,7 @@ mod import_resume;
 mod import_s3;
 mod import_types;
 mod import_via_s3;
+mod managed_source;
 mod parquet_readers;
 mod sync_s3;
 mod source_tls;
