@@ -6,7 +6,8 @@
 //! <new primary>` resumes by GTID (its files are other files of the same names), killed again
 //! at random moments. After apply, `verify --against-source <new primary>` finds 0
 //! differences, and every ledger id is in exactly one of the export and the captured inserts:
-//! nothing missed, nothing captured twice.
+//! nothing missed, nothing captured twice. And an export from a (read-only) replica is captured
+//! from the primary by GTID.
 
 use crate::common;
 
@@ -163,4 +164,46 @@ fn capture_resumes_by_gtid_on_the_promoted_replica_when_killed_around_the_switch
     let written = next.load(Ordering::Relaxed) - 1;
     assert!(!captured.is_empty() && !exported.is_empty(), "ids both exported ({}) and captured ({})", exported.len(), captured.len());
     assert_eq!(all, (1..=written).collect::<Vec<_>>(), "every ledger id once: exported or captured, never both, never twice");
+}
+
+/// Export from a replica (its own position and GTID set), capture from the primary: the
+/// replica's offsets mean nothing there, so capture starts by GTID; the target equals the
+/// primary.
+#[test]
+fn an_export_from_a_replica_is_captured_from_the_primary_by_gtid() {
+    let primary = PrivateServer::start(1, &[]);
+    let replica = PrivateServer::start(2, &["--read-only=ON".to_string()]);
+    replica.root(&["-e", "FLUSH BINARY LOGS"]).unwrap();
+    replica.replicate_from(&primary);
+    {
+        let mut c = primary.conn();
+        c.query_drop("CREATE DATABASE shop").unwrap();
+        c.query_drop("USE shop").unwrap();
+        seed_tables(&mut c);
+        c.query_drop("CREATE TABLE ledger (id BIGINT PRIMARY KEY, note VARCHAR(20) NOT NULL)").unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (run, mapping) = (dir.path().join("run"), automatic_mapping(dir.path(), "shop"));
+    for t in ["purchase", "big", "ledger"] {
+        drop_table(&dynalite(), &format!("shop_{t}"));
+    }
+    let (next, done) = (Arc::new(AtomicU64::new(1)), Arc::new(AtomicU64::new(0)));
+    let on_primary = writers(&primary.url(), &next, &done);
+    std::thread::sleep(Duration::from_millis(300));
+    replica.catch_up_with(&primary);
+    // Stall-free would write its watermark on the replica: refused there, with the way out.
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--consistency", "stall-free", "--watermark-schema", "shop", "--source", &replica.url(), "--out"]).arg(dir.path().join("refused")).output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("read-only (a replica?)"), "{}", stderr(&out));
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--source", &replica.url(), "--out"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "export from the replica: {}", stderr(&out));
+    let m = common::manifest(&run);
+    assert_eq!(m.snapshots[0].server.as_deref(), Some("server_id=2"));
+    ok(&import(&run, &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
+    std::thread::sleep(Duration::from_millis(500));
+    on_primary.stop();
+    ok(&capture_from(&run, &primary.url(), false).output().unwrap(), "capture from the primary");
+    ok(&apply(&run, &mapping), "apply");
+    let out = verify_against(&run, &primary.url(), &mapping);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.contains("\n0 differences"), "verify against the primary: {text}{}", stderr(&out));
 }
