@@ -26,5 +26,6 @@ mod import_via_s3;
 mod managed_source;
 mod parquet_readers;
 mod sync_s3;
+mod source_retention;
 mod source_tls;
 mod verify;

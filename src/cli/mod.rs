@@ -219,6 +219,10 @@ pub struct EstimateArgs {
     /// Partition keys to list, hottest first.
     #[arg(long)]
     pub hot_keys: Option<usize>,
+    /// mysql://… of the source: also compare its binlog retention with the time from the
+    /// snapshot until capture (default: the job file's [source] url, when a job file is given).
+    #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,

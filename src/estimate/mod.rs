@@ -29,6 +29,12 @@ pub enum EstimateError {
     Items { table: String, reason: String },
     #[error("{path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error("binlog retention: {0}")]
+    Retention(String),
 }
 
 /// What `estimate` runs from (`settings::estimate_settings`).
@@ -44,6 +50,8 @@ pub struct EstimateSettings {
     pub prices: Option<String>,
     /// Partition keys to list, hottest first.
     pub hot_keys: usize,
+    /// The source, to compare its binlog retention with the migration's time.
+    pub source: Option<crate::source::SourceConfig>,
 }
 
 /// Items at or above this size are reported as near DynamoDB's limit.
@@ -132,6 +140,9 @@ pub struct EstimateReport {
     pub prices_as_of: Option<String>,
     pub currency: String,
     pub tables: Vec<TableEstimate>,
+    /// With `--source`: the binlog retention against the time until capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_retention: Option<crate::source::retention::RetentionCheck>,
 }
 
 #[derive(Default)]
@@ -271,11 +282,30 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
             recommendation,
         });
     }
-    let report = EstimateReport { region: region.to_string(), prices_as_of: price.map(|_| file.as_of.clone()), currency: file.currency.clone(), tables };
+    let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let load_seconds: f64 = tables.iter().map(|t| t.wcu as f64 / slowest).sum();
+    let binlog_retention = s.source.as_ref().map(|src| retention_check(&run, src, load_seconds)).transpose()?;
+    let report = EstimateReport { region: region.to_string(), prices_as_of: price.map(|_| file.as_of.clone()), currency: file.currency.clone(), tables, binlog_retention };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     let path = run.join("estimate-report.json");
     crate::run_folder::write_atomically(&path, &json).map_err(|source| EstimateError::Io { path, source })?;
     Ok(report)
+}
+
+/// The source's binlog retention against the time since the run's snapshot plus `load` seconds
+/// of import (every table, one after another, at the slowest rate considered).
+fn retention_check(run: &std::path::Path, source: &crate::source::SourceConfig, load: f64) -> Result<crate::source::retention::RetentionCheck, EstimateError> {
+    use crate::source::retention;
+    let manifest = crate::manifest::Manifest::load(run)?;
+    let taken = manifest
+        .as_ref()
+        .and_then(|m| m.snapshots.iter().filter(|s| s.binlog.is_some()).map(|s| s.taken_at.clone()).min())
+        .and_then(|t| time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok());
+    let elapsed = taken.map(|t| (time::OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0)).unwrap_or(0.0);
+    let mut conn = source.connect()?;
+    let (_, flavor) = crate::source::connect::server_version(&mut conn)?;
+    let kept = retention::read(&mut conn).map_err(EstimateError::Retention)?;
+    Ok(retention::check(kept, flavor, elapsed, load))
 }
 
 fn duration(secs: f64) -> String {
@@ -316,6 +346,10 @@ pub fn render(r: &EstimateReport) -> String {
         for h in &t.hot_keys {
             out.push_str(&format!("  hot key {}: {} WCU ({:.2} % of the writes)\n", h.partition_key, h.wcu, 100.0 * h.share));
         }
+    }
+    if let Some(c) = &r.binlog_retention {
+        out.push_str(&c.message);
+        out.push('\n');
     }
     out
 }

@@ -121,6 +121,20 @@ pub fn without_huge_pages() {
     }
 }
 
+/// Pre-flight: binary logs that expire within a day (RDS keeps none by default) are named, with
+/// what to run next; capture reads them from the position this export records.
+fn warn_on_short_retention(control: &mut mysql::Conn) {
+    match crate::source::retention::read(control) {
+        Ok(r) if r.seconds.is_some_and(|s| s < 24 * 3600) => warn!(
+            "binary logs are kept {:.1} h ({}): capture must read them from this export's position before the server purges them. After the export, `mysql2ddb estimate --source …` compares that with the import's time and prints the command that raises it; or start `mysql2ddb cdc capture --follow` as soon as the export ends",
+            r.seconds.unwrap_or(0) as f64 / 3600.0,
+            r.setting
+        ),
+        Ok(r) => info!(retention = %r.setting, "binlog retention"),
+        Err(e) => warn!("binlog retention unknown: {e}"),
+    }
+}
+
 /// Runs (or resumes) an export; returns the report, also written to the run folder.
 pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     let started = Instant::now();
@@ -146,6 +160,9 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     let mut tables = discover(&mut control, &settings.filter)?;
     // Stall-free mode's own watermark table is never part of the migration.
     tables.retain(|t| !(Some(t.database.as_str()) == settings.watermark_schema.as_deref() && t.table == snapshot::WATERMARK_TABLE));
+    if settings.consistency != snapshot::Consistency::None {
+        warn_on_short_retention(&mut control);
+    }
     drop(control);
     info!(source = %settings.source, server = %server_version, tables = tables.len(), "discovered");
     if tables.is_empty() {

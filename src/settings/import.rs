@@ -96,7 +96,12 @@ fn s3_import_options(args: &ImportArgs, im: &ImportSection, run: &crate::sync::R
 
 /// Resolves `mysql2ddb estimate`; the price file is read here.
 pub fn estimate_settings(a: &EstimateArgs) -> Result<crate::estimate::EstimateSettings, SettingsError> {
-    let im = JobFile::load_or_default(a.run.job.as_deref())?.import;
+    let job = JobFile::load_or_default(a.run.job.as_deref())?;
+    let source = match a.source.clone().or(job.source.url.clone()) {
+        Some(url) => Some(crate::source::SourceConfig::parse(&url, job.source.option_file.as_deref())?),
+        None => None,
+    };
+    let im = job.import;
     let rates = if a.wcu.is_empty() { d::ESTIMATE_WCU.to_vec() } else { a.wcu.clone() };
     for &w in &rates {
         in_range("--wcu", w, 1.0, 1e9)?;
@@ -113,6 +118,7 @@ pub fn estimate_settings(a: &EstimateArgs) -> Result<crate::estimate::EstimateSe
         region,
         prices,
         hot_keys: in_range("--hot-keys", a.hot_keys.unwrap_or(d::HOT_KEYS), 0, 10_000)?,
+        source,
     })
 }
 

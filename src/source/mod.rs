@@ -7,6 +7,7 @@ pub mod estimate_split;
 pub mod gtid;
 pub mod plan;
 pub mod position;
+pub mod retention;
 pub mod schema;
 pub mod snapshot;
 pub mod types;
