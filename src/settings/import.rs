@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(v.transform.mapping.as_deref(), Some(std::path::Path::new("m.json")));
         assert_eq!(v.transform.convert.temporal, crate::value::dynamo::TemporalAs::Epoch);
         assert_eq!(v.examples, 3);
-        let e = estimate_settings(&EstimateArgs { run, map: Default::default(), wcu: vec![], region: None, prices: None, hot_keys: None, quiet: true }).unwrap();
+        let e = estimate_settings(&EstimateArgs { run, map: Default::default(), wcu: vec![], region: None, prices: None, hot_keys: None, source: None, quiet: true }).unwrap();
         assert_eq!(e.transform.convert.temporal, crate::value::dynamo::TemporalAs::Epoch);
         assert_eq!(e.rates, d::ESTIMATE_WCU.to_vec());
     }
