@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture bench-summary services services-down toolchain clean
+.PHONY: all build build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture bench-managed bench-summary services services-down toolchain clean
 
 all: build
 
@@ -42,7 +42,7 @@ import: build
 
 ## make bench: every benchmark, then one summary table of every ratio; results printed and
 ## written under bench-out/ (summary.md holds the table).
-bench: bench-export bench-sync bench-import bench-cdc bench-capture
+bench: bench-export bench-sync bench-import bench-cdc bench-capture bench-managed
 	scripts/bench-summary.sh
 
 ## make bench-summary: the summary table of what the benchmarks recorded last.
@@ -63,6 +63,10 @@ bench-cdc: build-bench services
 
 bench-capture: build-bench services
 	scripts/bench-capture.sh
+
+## make bench-managed: write stalls at the export's start and InnoDB purge during it, per consistency mode.
+bench-managed: build-bench services
+	scripts/bench-managed.sh
 
 clean:
 	rm -rf target bench-out demo-out
