@@ -57,15 +57,21 @@ fn missing_privileges_are_named_with_the_mode_that_avoids_them() {
     let url = format!("mysql://reader:reader-pw@127.0.0.1:{}", port());
     let dir = tempfile::tempdir().unwrap();
 
+    // auto tries every mode and names what each lacks, and the ways out.
     let out = export_as(&url, dir.path(), &["--databases", &db]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("FLUSH TABLES WITH READ LOCK needs the RELOAD privilege"), "{err}");
-    assert!(err.contains("--consistency no-lock"), "{err}");
+    assert!(err.contains("no consistency mode is allowed for user reader"), "{err}");
+    assert!(err.contains("needs LOCK TABLES") && err.contains("needs RELOAD") && err.contains("needs BINLOG MONITOR"), "{err}");
+    assert!(err.contains("--watermark-schema") && err.contains("--consistency none"), "{err}");
+
+    let out = export_as(&url, dir.path(), &["--databases", &db, "--consistency", "lock"]);
+    let err = stderr(&out);
+    assert!(err.contains("FLUSH TABLES WITH READ LOCK needs the RELOAD privilege") && err.contains("--consistency lock-tables"), "{err}");
 
     let out = export_as(&url, dir.path(), &["--databases", &db, "--consistency", "no-lock"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("needs the BINLOG MONITOR privilege"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs the BINLOG MONITOR (REPLICATION CLIENT) privilege"), "{}", stderr(&out));
 
     // With the binlog readable, no-lock works and says what it guarantees.
     conn.query_drop("GRANT BINLOG MONITOR ON *.* TO 'reader'@'%'").unwrap();
