@@ -70,13 +70,13 @@ for mode in lock stall-free; do
     rm -rf "$OUT/managed-run" "$OUT/probe.stop"
     sleep 5 # purge what the last run left
     HBASE[$mode]=$(history_len)
-    "$PROBE" --url "$M2D_MYSQL_URL" --sql "UPDATE bench_managed.data SET n = n + 1 WHERE id = FLOOR(1 + RAND() * $ROWS)" --every-ms 0 \
+    "$PROBE" --url "$M2D_MYSQL_URL" --sql "UPDATE bench_managed.data SET n = n + 1 WHERE id = {rand}" --rand-max "$ROWS" --every-ms 0 \
         --seconds 600 --until-file "$OUT/probe.stop" >"$OUT/updater.json" &
     updater=$!
     ( while [ ! -e "$OUT/probe.stop" ]; do history_len; sleep 0.5; done ) >"$OUT/history.txt" &
     sampler=$!
     "$BIN" export --quiet --source "$M2D_MYSQL_URL" --databases bench_managed --tables bench_managed.data \
-        --out "$OUT/managed-run" --consistency "$mode" --watermark-schema $WM --threads 1 --chunk-rows 50000
+        --out "$OUT/managed-run" --consistency "$mode" --watermark-schema $WM --threads 1 --chunk-rows 20000
     HEND[$mode]=$(history_len)
     touch "$OUT/probe.stop"
     wait $updater $sampler

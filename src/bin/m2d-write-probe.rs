@@ -1,6 +1,7 @@
 //! `m2d-write-probe`: an application's writer, as the managed-source benchmark needs it. It runs
 //! `--sql` every `--every-ms` milliseconds (0: back to back) on one connection until
-//! `--until-file` exists or `--seconds` pass, and prints one JSON line: statements run, the
+//! `--until-file` exists or `--seconds` pass (`{rand}` in it a new random key each time), and
+//! prints one JSON line: statements run, the
 //! longest a statement took (the stall a lock caused), its p99 and when the longest began.
 
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ struct Args {
     /// Stop as soon as this file exists.
     #[arg(long)]
     until_file: Option<PathBuf>,
+    /// `{rand}` in --sql becomes a random integer from 1 to this, new for each statement.
+    #[arg(long, default_value_t = 1)]
+    rand_max: u64,
 }
 
 fn main() {
@@ -34,7 +38,8 @@ fn main() {
     let (mut longest, mut longest_at) = (0.0f64, 0.0f64);
     while start.elapsed().as_secs_f64() < a.seconds && !a.until_file.as_ref().is_some_and(|f| f.exists()) {
         let t0 = Instant::now();
-        conn.query_drop(&a.sql).unwrap_or_else(|e| panic!("{}: {e}", a.sql));
+        let sql = a.sql.replace("{rand}", &fastrand::u64(1..=a.rand_max.max(1)).to_string());
+        conn.query_drop(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         if ms > longest {
             (longest, longest_at) = (ms, (t0 - start).as_secs_f64());
