@@ -8,6 +8,7 @@ mod common;
 
 mod bench;
 mod cdc;
+mod cdc_mysql_formats;
 mod cdc_settings;
 mod conformance;
 mod estimate;

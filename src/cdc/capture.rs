@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::event::{Change, Op};
 use super::spill::{remove_leftovers, spill_dir, Committed, OpenTx};
-use super::txn::{control, xa_prepare_xid, Step, Tracker};
+use super::txn::{control, xa_one_phase, xa_prepare_xid, Step, Tracker};
 use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
 use super::CdcError;
 use super::resume::{self, Resume};
@@ -25,7 +25,7 @@ use crate::source::connect::{server_version, SourceConfig};
 use crate::source::gtid::{Gtid, GtidSet};
 use crate::source::position::server_identity;
 use crate::source::snapshot::BinlogPosition;
-use crate::value::binlog::{row_of, undecodable_charset};
+use crate::value::binlog::{old_temporal_with_fraction, row_of, undecodable_charset};
 use crate::value::row_image::{self, column_types, Raw};
 
 /// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
@@ -72,8 +72,24 @@ fn rotated_file(name: &str, candidates: &[String], first: bool) -> String {
 }
 
 /// Which captured table a statement redefines (see `ddl`).
-fn ddl_target(query: &str, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<usize> {
-    tables.iter().find(|((db, table), _)| super::ddl::changes(query, default_db, db, table)).map(|(_, &i)| i)
+fn ddl_target(query: &str, ansi_quotes: bool, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<usize> {
+    tables.iter().find(|((db, table), _)| super::ddl::changes_in(query, ansi_quotes, default_db, db, table)).map(|(_, &i)| i)
+}
+
+/// Whether the statement ran under `ANSI_QUOTES` (its sql_mode is in the query event).
+fn ansi_quotes(q: &mysql::binlog::events::QueryEvent<'_>) -> bool {
+    use mysql_common::binlog::consts::StatusVarKey;
+    use mysql_common::binlog::events::StatusVarVal;
+    let Some(var) = q.status_vars().get_status_var(StatusVarKey::SqlMode) else { return false };
+    matches!(var.get_value(), Ok(StatusVarVal::SqlMode(mode)) if mode.0 & mysql_common::constants::SqlMode::MODE_ANSI_QUOTES.bits() != 0)
+}
+
+/// A query event that is neither transaction control nor DDL: statement-logged DML. On a
+/// captured table its rows are not in the binlog, so capture stops (flushing what came before)
+/// with the fix; on another table it is part of its transaction and nothing to stage.
+fn statement_dml(query: &str, ansi: bool, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<(String, usize)> {
+    let (verb, targets) = super::ddl::dml_targets(query, ansi)?;
+    tables.iter().find(|((db, table), _)| targets.iter().any(|t| super::ddl::names(t, default_db, db, table))).map(|(_, &i)| (verb, i))
 }
 
 struct Stager<'a> {
@@ -224,6 +240,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
             GTID_MYSQL => Step::Gtid(Some(Gtid::from_mysql_event(ev.data()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a GTID event could not be read".into() })?)),
             ANONYMOUS_GTID_MYSQL => Step::Gtid(None),
             GTID_MARIADB => Step::Gtid(Some(Gtid::from_mariadb_event(ev.data(), ev.header().server_id()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a GTID event could not be read".into() })?)),
+            XA_PREPARE if xa_one_phase(ev.data()) => Step::Commit,
             XA_PREPARE => Step::XaPrepare(xa_prepare_xid(ev.data()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "an XA_PREPARE event could not be read".into() })?),
             HEARTBEAT => Step::Other,
             _ => match ev.read_data().map_err(|e| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: format!("decoding the event: {e}") })? {
@@ -235,10 +252,19 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                 Some(EventData::XidEvent(_)) => Step::Commit,
                 Some(EventData::QueryEvent(q)) => {
                     let query = q.query();
-                    control(&query).unwrap_or_else(|| {
+                    let ansi = ansi_quotes(&q);
+                    match control(&query) {
+                        Some(step) => step,
+                        None if super::ddl::dml_targets(&query, ansi).is_some() => match statement_dml(&query, ansi, &q.schema(), &tables) {
+                            Some((verb, i)) => {
+                                st.flush()?;
+                                return Err(CdcError::StatementDml { at: format!("{file}:{log_pos}"), verb, table: manifest.tables[i].schema.display_name(), statement: query.chars().take(200).collect() });
+                            }
+                            None => Step::Other,
+                        },
                         // A statement of its own (DDL): apply stops at it if it redefines a captured table.
-                        Step::Statement(ddl_target(&query, &q.schema(), &tables).map(|i| Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) }))
-                    })
+                        None => Step::Statement(ddl_target(&query, ansi, &q.schema(), &tables).map(|i| Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) })),
+                    }
                 }
                 Some(EventData::TableMapEvent(_)) => Step::Rows(Vec::new()),
                 Some(EventData::TransactionPayloadEvent(_)) => {
@@ -259,6 +285,10 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                         };
                         let name = schema.display_name();
                         let at_row = |e: String| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: format!("table {name}: a row: {e}") };
+                        let codes: Vec<u8> = (0..tme.columns_count() as usize).map(|i| tme.get_raw_column_type(i).ok().flatten().map(|t| t as u8).unwrap_or(0)).collect();
+                        if let Some(why) = old_temporal_with_fraction(schema, &codes) {
+                            return Err(CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: why });
+                        }
                         let types = column_types(tme).map_err(at_row)?;
                         for (before, after) in row_image::rows(&rows, &types).map_err(at_row)? {
                             let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, values)).transpose().map_err(at_row);

@@ -3,7 +3,10 @@
 //! `/*M!100100 … */`), whose text counts; identifiers may be bare or back-quoted (any character,
 //! `` ` `` doubled); strings are skipped. Then the grammar of ALTER/DROP/RENAME/TRUNCATE/CREATE
 //! TABLE, CREATE/DROP INDEX and DROP DATABASE names the tables it changes — the created table of
-//! `CREATE TABLE a LIKE b` is `a` only.
+//! `CREATE TABLE a LIKE b` is `a` only, both tables of `ALTER TABLE a EXCHANGE PARTITION p WITH
+//! TABLE b`. Under the statement's `ANSI_QUOTES` sql_mode (the query event carries it) `"…"` is
+//! an identifier, not a string. `dml_targets` names the tables a statement-logged
+//! INSERT/UPDATE/DELETE/REPLACE/LOAD DATA writes: capture must refuse those, never skip them.
 
 /// A table a statement changes: database (None: the session's default) and name; or a whole
 /// database.
@@ -23,7 +26,7 @@ enum Tok {
     Str,
 }
 
-fn tokens(q: &str) -> Vec<Tok> {
+fn tokens(q: &str, ansi_quotes: bool) -> Vec<Tok> {
     let c: Vec<char> = q.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -64,13 +67,13 @@ fn tokens(q: &str) -> Vec<Tok> {
             while i < c.len() && c[i] != '\n' {
                 i += 1;
             }
-        } else if ch == '`' {
+        } else if ch == '`' || (ch == '"' && ansi_quotes) {
             let mut name = String::new();
             i += 1;
             while i < c.len() {
-                if c[i] == '`' {
-                    if c.get(i + 1) == Some(&'`') {
-                        name.push('`');
+                if c[i] == ch {
+                    if c.get(i + 1) == Some(&ch) {
+                        name.push(ch);
                         i += 2;
                         continue;
                     }
@@ -183,13 +186,30 @@ impl Parser {
 
 /// The tables (or databases) a statement changes the definition of; empty for anything else.
 pub fn targets(query: &str) -> Vec<Target> {
-    let mut p = Parser { toks: tokens(query), i: 0 };
+    targets_in(query, false)
+}
+
+/// `targets`, with `"…"` read as an identifier when `ansi_quotes`.
+pub fn targets_in(query: &str, ansi_quotes: bool) -> Vec<Target> {
+    let mut p = Parser { toks: tokens(query, ansi_quotes), i: 0 };
     if p.keyword("alter") {
         p.keyword("online");
         p.keyword("ignore");
         if p.keyword("table") {
             p.if_exists();
-            return p.table().into_iter().collect();
+            let mut out: Vec<Target> = p.table().into_iter().collect();
+            // EXCHANGE PARTITION p WITH TABLE b swaps b's rows with no row events.
+            while p.i < p.toks.len() {
+                if p.keyword("exchange") && p.keyword("partition") {
+                    p.ident();
+                    if p.keyword("with") && p.keyword("table") {
+                        out.extend(p.table());
+                    }
+                } else {
+                    p.i += 1;
+                }
+            }
+            return out;
         }
     } else if p.keyword("drop") {
         p.keyword("temporary");
@@ -236,13 +256,72 @@ pub fn targets(query: &str) -> Vec<Target> {
     Vec::new()
 }
 
+/// The tables a data-changing statement writes, when it is one: the table after INSERT/REPLACE
+/// [INTO] or LOAD DATA … INTO TABLE; every table reference of UPDATE (before SET) and of DELETE
+/// (before WHERE), which covers the multi-table forms (a false stop is safer than a missed one).
+/// With its verb.
+pub fn dml_targets(query: &str, ansi_quotes: bool) -> Option<(String, Vec<Target>)> {
+    let mut p = Parser { toks: tokens(query, ansi_quotes), i: 0 };
+    let verb = match p.toks.first() {
+        Some(Tok::Word(w)) => w.to_ascii_uppercase(),
+        _ => return None,
+    };
+    p.i = 1;
+    let skip = |p: &mut Parser, words: &[&str]| while words.iter().any(|w| p.keyword(w)) {};
+    let refs_until = |p: &mut Parser, stop: &[&str]| {
+        let mut out = Vec::new();
+        while p.i < p.toks.len() {
+            if matches!(&p.toks[p.i], Tok::Word(w) if stop.iter().any(|s| w.eq_ignore_ascii_case(s))) {
+                break;
+            }
+            match p.table() {
+                Some(t) => out.push(t),
+                None => p.i += 1,
+            }
+        }
+        out
+    };
+    let targets = match verb.as_str() {
+        "INSERT" | "REPLACE" => {
+            skip(&mut p, &["low_priority", "delayed", "high_priority", "ignore", "into"]);
+            p.table().into_iter().collect()
+        }
+        "LOAD" => {
+            while p.i < p.toks.len() && !(p.keyword("into") && p.keyword("table")) {
+                p.i += 1;
+            }
+            p.table().into_iter().collect()
+        }
+        "UPDATE" => {
+            skip(&mut p, &["low_priority", "ignore"]);
+            refs_until(&mut p, &["set"])
+        }
+        "DELETE" => {
+            skip(&mut p, &["low_priority", "quick", "ignore", "from"]);
+            refs_until(&mut p, &["where", "order", "limit", "returning"])
+        }
+        _ => return None,
+    };
+    Some((verb, targets))
+}
+
 /// Whether `query`, run with `default_db` selected, changes table `db`.`table`. Names compare
 /// without regard to case (a false stop is safer than a missed one).
 pub fn changes(query: &str, default_db: &str, db: &str, table: &str) -> bool {
-    targets(query).iter().any(|t| match t {
+    changes_in(query, false, default_db, db, table)
+}
+
+/// `changes`, with `"…"` read as an identifier when `ansi_quotes`.
+pub fn changes_in(query: &str, ansi_quotes: bool, default_db: &str, db: &str, table: &str) -> bool {
+    targets_in(query, ansi_quotes).iter().any(|t| names(t, default_db, db, table))
+}
+
+/// Whether target `t` (a bare name resolved in `default_db`) is `db`.`table` or its database.
+pub fn names(t: &Target, default_db: &str, db: &str, table: &str) -> bool {
+    match t {
         Target::Table(d, t) => d.as_deref().unwrap_or(default_db).eq_ignore_ascii_case(db) && t.eq_ignore_ascii_case(table),
         Target::Database(d) => d.eq_ignore_ascii_case(db),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +361,38 @@ mod tests {
         assert_eq!(targets("CREATE OR REPLACE TABLE t (id INT)"), vec![t(None, "t")]);
         assert!(!changes("CREATE TABLE db.t_bak LIKE db.t", "db", "db", "t"));
         assert!(changes("CREATE OR REPLACE TABLE t (id INT)", "db", "db", "t"));
+    }
+
+    #[test]
+    fn ansi_quotes_make_double_quotes_names_when_the_statement_ran_under_them() {
+        // Regression: under ANSI_QUOTES `ALTER TABLE "t" …` was read as a string, so a column
+        // reorder of t went unnoticed and apply swapped values.
+        assert_eq!(targets_in(r#"ALTER TABLE "t" MODIFY b INT FIRST"#, true), vec![t(None, "t")]);
+        assert_eq!(targets_in(r#"ALTER TABLE "shop"."we""ird" ADD x INT"#, true), vec![t(Some("shop"), "we\"ird")]);
+        assert!(targets_in(r#"ALTER TABLE "t" MODIFY b INT FIRST"#, false).is_empty(), "a string without ANSI_QUOTES");
+        assert!(changes_in(r#"DROP TABLE "purchase""#, true, "shop", "shop", "purchase"));
+    }
+
+    #[test]
+    fn exchange_partition_changes_both_tables() {
+        // Regression: EXCHANGE PARTITION changed b's rows with no row events, and was missed.
+        let q = "ALTER TABLE a EXCHANGE PARTITION p0 WITH TABLE shop.b WITHOUT VALIDATION";
+        assert_eq!(targets(q), vec![t(None, "a"), t(Some("shop"), "b")]);
+        assert!(changes(q, "shop", "shop", "b"));
+    }
+
+    #[test]
+    fn statement_logged_dml_names_the_tables_it_writes() {
+        let dml = |q: &str| dml_targets(q, false).map(|(v, t)| (v, t));
+        assert_eq!(dml("INSERT INTO shop.t VALUES (1)"), Some(("INSERT".into(), vec![t(Some("shop"), "t")])));
+        assert_eq!(dml("insert low_priority ignore `t` (a) select 1"), Some(("INSERT".into(), vec![t(None, "t")])));
+        assert_eq!(dml("REPLACE t SET a = 1").unwrap().1, vec![t(None, "t")]);
+        assert_eq!(dml("UPDATE a JOIN b ON a.id = b.id SET a.x = 1").unwrap().1.iter().filter(|x| matches!(x, Target::Table(None, n) if n == "b")).count(), 1);
+        assert!(dml("DELETE FROM shop.t WHERE id = 1").unwrap().1.contains(&t(Some("shop"), "t")));
+        assert!(dml("DELETE a, b FROM a JOIN b WHERE a.id = b.id").unwrap().1.contains(&t(None, "b")));
+        assert_eq!(dml("LOAD DATA INFILE 'x.csv' INTO TABLE t").unwrap().1, vec![t(None, "t")]);
+        assert_eq!(dml("ALTER TABLE t ADD x INT"), None);
+        assert_eq!(dml("BEGIN"), None);
     }
 
     #[test]

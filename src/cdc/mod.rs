@@ -68,6 +68,8 @@ pub enum CdcError {
     Write(String),
     #[error("stopped at {at}: table {table} was changed by `{statement}`. The run's schema no longer describes its rows: export that table again (a new run), import it, and capture from the new run's position")]
     Ddl { table: String, at: String, statement: String },
+    #[error("binlog at {at}: a statement-logged {verb} changes captured table {table}; its rows are not in the binlog as row events, so capture cannot follow it (that session ran with binlog_format STATEMENT or MIXED). Set binlog_format = ROW globally and in my.cnf (RDS: the parameter group), reconnect the application's sessions (a session keeps the format it opened with), then export again. The statement: {statement}")]
+    StatementDml { at: String, verb: String, table: String, statement: String },
     #[error("cutover: gave up after {seconds} s waiting for {what}; are `cdc capture --follow` and `cdc apply --follow` running?")]
     CutoverTimeout { seconds: u64, what: String },
     #[error("cutover: {late} changes were made to the captured tables after the final position {at}: the writes did not stop; do not switch yet")]

@@ -77,6 +77,12 @@ fn xid_key(s: &str) -> String {
     s.trim().to_ascii_lowercase()
 }
 
+/// Whether an XA_PREPARE event body is MySQL's `XA COMMIT … ONE PHASE`: its first byte, the
+/// one-phase flag, set. Such an event commits the transaction; nothing is left prepared.
+pub fn xa_one_phase(body: &[u8]) -> bool {
+    body.first().is_some_and(|&b| b != 0)
+}
+
 /// The xid of an XA_PREPARE event body: one-phase flag (1 byte), format id (u32 LE), gtrid and
 /// bqual lengths (u32 LE each), then their bytes; spelled as `XA COMMIT` spells it.
 pub fn xa_prepare_xid(body: &[u8]) -> Option<String> {
@@ -276,6 +282,20 @@ mod tests {
         let out = t.step(Step::Commit, 10).unwrap();
         assert_eq!(ids(&out.committed.changes), vec!["2"]);
         assert_eq!(out.position.unwrap().gtid.as_deref(), Some("0-1-5"));
+    }
+
+    #[test]
+    fn a_one_phase_xa_prepare_event_is_a_commit() {
+        // Regression: MySQL logs XA COMMIT … ONE PHASE as an XA_PREPARE event with the flag set;
+        // the flag was not read, so the rows waited in capture.json for a commit that never came.
+        let mut body = vec![1u8];
+        body.extend(1u32.to_le_bytes());
+        body.extend(2u32.to_le_bytes());
+        body.extend(0u32.to_le_bytes());
+        body.extend(b"x1");
+        assert!(xa_one_phase(&body));
+        body[0] = 0;
+        assert!(!xa_one_phase(&body));
     }
 
     #[test]

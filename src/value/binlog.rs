@@ -237,6 +237,28 @@ pub fn cell_of(c: &ColumnSchema, v: Raw<'_>) -> Result<Cell, String> {
     })
 }
 
+/// A column the table map gives an old temporal type code (TIMESTAMP 7, TIME 11, DATETIME 12)
+/// while the schema gives it a fraction: MariaDB's pre-10.1.2 (and MySQL's pre-5.6.4) format,
+/// whose row image widths grow with the fraction and which capture does not decode. Named with
+/// the fix, so its values are never read at the wrong width.
+pub fn old_temporal_with_fraction(t: &TableSchema, codes: &[u8]) -> Option<String> {
+    t.columns.iter().zip(codes).find_map(|(c, &code)| {
+        let fsp = match c.kind {
+            ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } | ColumnKind::Time { fsp } => fsp,
+            _ => 0,
+        };
+        (matches!(code, 7 | 11 | 12) && fsp > 0).then(|| {
+            format!(
+                "table {}, column {} ({}): stored in the temporal format of tables created before MariaDB 10.1.2 / MySQL 5.6.4 (binlog type {code} with a fraction), which capture does not decode. Convert the table (SET GLOBAL mysql56_temporal_format = ON on MariaDB, then ALTER TABLE {} FORCE), then export again",
+                t.display_name(),
+                c.name,
+                c.mysql_type,
+                crate::source::qualified(&t.database, &t.table)
+            )
+        })
+    })
+}
+
 /// A whole row image (raw values by ordinal) as cells.
 pub fn row_of(t: &TableSchema, values: Vec<Raw<'_>>) -> Result<Vec<Cell>, String> {
     if values.len() != t.columns.len() {
