@@ -3,41 +3,32 @@
 //! tables durably: whole transactions only, in numbered segment files (JSON lines) that are
 //! written, synced and renamed before `capture.json` names them with their SHA-256 and the
 //! binlog position after them. A crash loses nothing: the next capture starts at that position
-//! and writes the next segment again.
+//! and writes the next segment again. The events come from the server (`--source`) or from
+//! binlog files (`--binlog-file`), through one classifier (`classify`).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mysql::binlog::events::{EventData, RowsEventData};
+use mysql::binlog::events::TransactionPayloadEvent;
 use mysql::prelude::Queryable;
 use sha2::{Digest, Sha256};
 
-use super::event::{Change, Op};
-use super::spill::{remove_leftovers, spill_dir, Committed, OpenTx};
-use super::txn::{control, xa_one_phase, xa_prepare_xid, Step, Tracker};
-use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
-use super::CdcError;
+use super::classify::{Classifier, HEARTBEAT, TRANSACTION_PAYLOAD};
+use super::event::Op;
+use super::events::{payload, Events, FileEvents, Item};
 use super::resume::{self, Resume};
+use super::spill::{remove_leftovers, spill_dir, Committed, OpenTx};
+use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
+use super::txn::{Step, Tracker};
+use super::CdcError;
 use crate::manifest::Manifest;
 use crate::source::connect::{server_version, SourceConfig};
-use crate::source::gtid::{Gtid, GtidSet};
+use crate::source::gtid::GtidSet;
 use crate::source::position::server_identity;
 use crate::source::snapshot::BinlogPosition;
-use crate::value::binlog::{old_temporal_with_fraction, row_of, undecodable_charset};
-use crate::value::row_image::{self, column_types, Raw};
-
-/// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
-/// mysql crate does not decode); and the heartbeat, which is not in the binlog at all.
-const GTID_MYSQL: u8 = 33;
-const ANONYMOUS_GTID_MYSQL: u8 = 34;
-const GTID_MARIADB: u8 = 162;
-const HEARTBEAT: u8 = 27;
-/// XA_PREPARE_LOG_EVENT (MySQL and MariaDB): ends the prepared part of an XA transaction.
-const XA_PREPARE: u8 = 38;
-/// MariaDB's compressed events (log_bin_compress=ON): QUERY_COMPRESSED … DELETE_ROWS_COMPRESSED.
-const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
+use crate::value::binlog::undecodable_charset;
 
 /// Changes per segment file at most; a segment is also closed after `FLUSH_EVERY`.
 pub const SEGMENT_CHANGES: usize = 20_000;
@@ -47,7 +38,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct CaptureSettings {
     pub run: PathBuf,
-    pub source: SourceConfig,
+    /// The server to read the binlog from (None with `binlog_files`).
+    pub source: Option<SourceConfig>,
+    /// Binlog files (or folders) to read instead of the server's stream.
+    pub binlog_files: Vec<PathBuf>,
     /// Replica server id: unique among the source's replicas.
     pub server_id: u32,
     /// Keep following the binlog (else stop at its current end).
@@ -55,41 +49,6 @@ pub struct CaptureSettings {
     /// Bytes of an open transaction's changes held in memory; past them it spills to disk.
     pub tx_memory: usize,
     pub quiet: bool,
-}
-
-/// The file a ROTATE event names. The server's first event is an artificial ROTATE to the file
-/// capture starts in; it comes before the format description that tells the reader about
-/// checksums, so its name can carry the event's 4 CRC32 bytes (any bytes, digits and dots too).
-/// That one is recognised among the files it can be (the requested one, or on a GTID start the
-/// server's binary logs), the longest that matches; later ones are decoded whole.
-fn rotated_file(name: &str, candidates: &[String], first: bool) -> String {
-    if first {
-        if let Some(c) = candidates.iter().filter(|c| name.starts_with(c.as_str())).max_by_key(|c| c.len()) {
-            return c.clone();
-        }
-    }
-    name.chars().filter(|c| c.is_ascii_graphic()).collect()
-}
-
-/// Which captured table a statement redefines (see `ddl`).
-fn ddl_target(query: &str, ansi_quotes: bool, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<usize> {
-    tables.iter().find(|((db, table), _)| super::ddl::changes_in(query, ansi_quotes, default_db, db, table)).map(|(_, &i)| i)
-}
-
-/// Whether the statement ran under `ANSI_QUOTES` (its sql_mode is in the query event).
-fn ansi_quotes(q: &mysql::binlog::events::QueryEvent<'_>) -> bool {
-    use mysql_common::binlog::consts::StatusVarKey;
-    use mysql_common::binlog::events::StatusVarVal;
-    let Some(var) = q.status_vars().get_status_var(StatusVarKey::SqlMode) else { return false };
-    matches!(var.get_value(), Ok(StatusVarVal::SqlMode(mode)) if mode.0 & mysql_common::constants::SqlMode::MODE_ANSI_QUOTES.bits() != 0)
-}
-
-/// A query event that is neither transaction control nor DDL: statement-logged DML. On a
-/// captured table its rows are not in the binlog, so capture stops (flushing what came before)
-/// with the fix; on another table it is part of its transaction and nothing to stage.
-fn statement_dml(query: &str, ansi: bool, default_db: &str, tables: &HashMap<(String, String), usize>) -> Option<(String, usize)> {
-    let (verb, targets) = super::ddl::dml_targets(query, ansi)?;
-    tables.iter().find(|((db, table), _)| targets.iter().any(|t| super::ddl::names(t, default_db, db, table))).map(|(_, &i)| (verb, i))
 }
 
 struct Stager<'a> {
@@ -100,7 +59,7 @@ struct Stager<'a> {
     ready_changes: u64,
     /// Position after the last committed transaction seen, and the server it is on.
     committed: Option<BinlogPosition>,
-    server: Option<&'a str>,
+    server: Option<String>,
     last_flush: Instant,
 }
 
@@ -150,8 +109,8 @@ impl Stager<'_> {
             self.state.changes += self.ready_changes;
         }
         self.state.next = pos;
-        if let Some(s) = self.server {
-            self.state.server = Some(s.to_string());
+        if let Some(s) = &self.server {
+            self.state.server = Some(s.clone());
         }
         self.state.updated_at = crate::manifest::now_rfc3339();
         self.state.store(self.run)?;
@@ -199,160 +158,176 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         return Err(CdcError::Unsupported(why));
     }
 
-    let mut conn = s.source.connect()?;
-    let files = super::check::check_server(&mut conn)?;
-    let (_, flavor) = server_version(&mut conn)?;
-    let here = server_identity(&mut conn, flavor)?;
-    let how = resume::decide(&start.next, start.server.as_deref(), &here, &files)?;
-    start.store(&s.run)?; // status can report from the first moment
-    for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
-        conn.query_drop(q).map_err(|e| CdcError::source(q, e))?;
-    }
     let gtids = match start.next.gtid.as_deref() {
         Some(g) => GtidSet::parse(g).map_err(|e| CdcError::Settings(vec![e]))?,
         None => GtidSet::default(),
     };
-    let (from, candidates) = match &how {
-        Resume::Position => (format!("{}:{}", start.next.file, start.next.position), vec![start.next.file.clone()]),
-        Resume::Gtid(set) => (format!("GTID {set}"), files.clone()),
+    let mut classifier = Classifier { manifest: &manifest, tables, candidates: Vec::new(), seen_format: false };
+    let opened = if s.binlog_files.is_empty() { open_server(s, &start, &mut classifier)? } else { open_files(s, &start)? };
+    start.store(&s.run)?; // status can report from the first moment
+    let Opened { mut events, here, anchored, skip_to } = opened;
+    let tracker = Tracker::new(start.next.file.clone(), gtids, start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
+    let stager = Stager { run: &s.run, state: start, ready: Vec::new(), ready_changes: 0, committed: None, server: None, last_flush: Instant::now() };
+    let mut run = Running { tracker, st: stager, anchored, here, quiet: s.quiet, last_log: Instant::now(), logged: 0 };
+    run.logged = run.st.state.changes;
+    let mut skipping = skip_to;
+    while let Some(item) = events.next() {
+        let item = item.map_err(|reason| CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason })?;
+        let ev = match item {
+            Item::File(name) => {
+                // File mode: the start file is where capture stands already; the others begin at 4.
+                if skipping.as_ref().is_none_or(|(f, _)| *f != name) {
+                    skipping = None;
+                    run.take(Step::Rotate { file: name, position: 4 }, 4, &manifest)?;
+                }
+                continue;
+            }
+            Item::Event(ev) => ev,
+        };
+        let log_pos = ev.header().log_pos() as u64;
+        if let Some((_, upto)) = &skipping {
+            if log_pos <= *upto {
+                continue; // read before: the reader still learnt its format and table maps
+            }
+            skipping = None;
+        }
+        let file = run.tracker.file().to_string();
+        let raw_type = ev.header().event_type_raw();
+        if raw_type == TRANSACTION_PAYLOAD {
+            // A compressed transaction: its events, each at the payload's end position.
+            let at = |reason: String| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason };
+            let p: TransactionPayloadEvent<'_> = ev.read_event().map_err(|e| at(format!("a transaction payload: {e}")))?;
+            let (inner, reader) = payload(&p).map_err(at)?;
+            for iev in &inner {
+                let step = run.classified(classifier.step(iev, &file, &|id| reader.get_tme(id)))?;
+                run.take(step, log_pos, &manifest)?;
+            }
+            continue;
+        }
+        let step = run.classified(classifier.step(&ev, &file, &|id| events.tme(id)))?;
+        // Heartbeats and the server's artificial events (position 0) never move the position.
+        let pos = if raw_type == HEARTBEAT { 0 } else { log_pos };
+        run.take(step, pos, &manifest)?;
+    }
+    run.st.flush()?;
+    // An open transaction's spill: the next capture reads it again from its start.
+    drop(run.tracker);
+    remove_leftovers(&s.run)?;
+    Ok(run.st.state)
+}
+
+/// The event source, opened where capture stands.
+struct Opened {
+    events: Events,
+    /// The server positions read belong to.
+    here: Option<String>,
+    /// Whether positions count from the first event (not on a GTID start).
+    anchored: bool,
+    /// File mode: events up to this offset of this file were read before.
+    skip_to: Option<(String, u64)>,
+}
+
+/// A binlog dump from the source, by file/offset on the server that wrote them, else by GTID.
+fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Classifier) -> Result<Opened, CdcError> {
+    let source = s.source.as_ref().ok_or_else(|| CdcError::Settings(vec!["give --source mysql://… or --binlog-file".into()]))?;
+    let mut conn = source.connect()?;
+    let files = super::check::check_server(&mut conn)?;
+    let (_, flavor) = server_version(&mut conn)?;
+    let here = server_identity(&mut conn, flavor)?;
+    let how = resume::decide(&start.next, start.server.as_deref(), &here, &files)?;
+    for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
+        conn.query_drop(q).map_err(|e| CdcError::source(q, e))?;
+    }
+    let from = match &how {
+        Resume::Position => {
+            classifier.candidates = vec![start.next.file.clone()];
+            format!("{}:{}", start.next.file, start.next.position)
+        }
+        Resume::Gtid(set) => {
+            classifier.candidates = files.clone();
+            format!("GTID {set}")
+        }
     };
     tracing::info!("capturing from {from} on {here} (replica server id {})", s.server_id);
     let req = resume::request(&mut conn, flavor, &how, &start.next, s.server_id, s.follow)?;
+    let stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {from}"), e))?;
     // On a GTID start, positions count only from the first transaction read here: the events
     // before it (rotate, format description) carry this server's offsets of a file's start.
-    let mut anchored = how == Resume::Position;
-    let mut seen_format = false;
-    let mut stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {from}"), e))?;
-    let mut tracker = Tracker::new(start.next.file.clone(), gtids, start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
-    let mut st = Stager { run: &s.run, state: start, ready: Vec::new(), ready_changes: 0, committed: None, server: None, last_flush: Instant::now() };
-    let (mut last_log, mut logged) = (Instant::now(), st.state.changes);
-    while let Some(ev) = stream.next() {
-        let ev = ev.map_err(|e| CdcError::Binlog { at: format!("after {}", tracker.file()), reason: e.to_string() })?;
-        let (log_pos, ts) = (ev.header().log_pos() as u64, ev.header().timestamp());
-        let raw_type = ev.header().event_type_raw();
-        let file = tracker.file().to_string();
-        if MARIADB_COMPRESSED.contains(&raw_type) {
-            return Err(CdcError::Settings(vec![format!(
-                "a compressed binlog event (type {raw_type}) at {file}:{log_pos}: its rows cannot be read. SET GLOBAL log_bin_compress = OFF (and in my.cnf), then export again: changes logged compressed are lost to capture"
-            )]));
+    Ok(Opened { events: Events::Server(Box::new(stream)), here: Some(here), anchored: how == Resume::Position, skip_to: None })
+}
+
+/// Binlog files from where capture stands: they must hold its file (by name, as the server
+/// named it: archived with `mysqlbinlog --read-from-remote-server --raw`).
+fn open_files(s: &CaptureSettings, start: &CaptureState) -> Result<Opened, CdcError> {
+    let mut files = FileEvents::open(&s.binlog_files).map_err(|e| CdcError::Settings(vec![e]))?;
+    if !files.start_at(&start.next.file) {
+        return Err(CdcError::Settings(vec![format!(
+            "capture stands at {}:{}, but the binlog files given are {}: give the files from {} on",
+            start.next.file,
+            start.next.position,
+            files.names().join(", "),
+            start.next.file
+        )]));
+    }
+    tracing::info!("capturing from {}:{} in binlog files", start.next.file, start.next.position);
+    Ok(Opened { events: Events::Files(files), here: start.server.clone(), anchored: true, skip_to: Some((start.next.file.clone(), start.next.position)) })
+}
+
+/// Capture as it goes: the transaction tracker, the stager, and where positions belong.
+struct Running<'a> {
+    tracker: Tracker,
+    st: Stager<'a>,
+    anchored: bool,
+    here: Option<String>,
+    quiet: bool,
+    last_log: Instant,
+    logged: u64,
+}
+
+impl Running<'_> {
+    /// A classification error that stops capture: what was staged before it is kept.
+    fn classified(&mut self, step: Result<Step, CdcError>) -> Result<Step, CdcError> {
+        match step {
+            Err(e @ CdcError::StatementDml { .. }) => {
+                self.st.flush()?;
+                Err(e)
+            }
+            other => other,
         }
-        let step = match raw_type {
-            GTID_MYSQL => Step::Gtid(Some(Gtid::from_mysql_event(ev.data()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a GTID event could not be read".into() })?)),
-            ANONYMOUS_GTID_MYSQL => Step::Gtid(None),
-            GTID_MARIADB => Step::Gtid(Some(Gtid::from_mariadb_event(ev.data(), ev.header().server_id()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a GTID event could not be read".into() })?)),
-            XA_PREPARE if xa_one_phase(ev.data()) => Step::Commit,
-            XA_PREPARE => Step::XaPrepare(xa_prepare_xid(ev.data()).ok_or_else(|| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "an XA_PREPARE event could not be read".into() })?),
-            HEARTBEAT => Step::Other,
-            _ => match ev.read_data().map_err(|e| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: format!("decoding the event: {e}") })? {
-                Some(EventData::RotateEvent(r)) => Step::Rotate { file: rotated_file(&r.name(), &candidates, !seen_format), position: r.position() },
-                Some(EventData::FormatDescriptionEvent(_)) => {
-                    seen_format = true;
-                    Step::Other
-                }
-                Some(EventData::XidEvent(_)) => Step::Commit,
-                Some(EventData::QueryEvent(q)) => {
-                    let query = q.query();
-                    let ansi = ansi_quotes(&q);
-                    match control(&query) {
-                        Some(step) => step,
-                        None if super::ddl::dml_targets(&query, ansi).is_some() => match statement_dml(&query, ansi, &q.schema(), &tables) {
-                            Some((verb, i)) => {
-                                st.flush()?;
-                                return Err(CdcError::StatementDml { at: format!("{file}:{log_pos}"), verb, table: manifest.tables[i].schema.display_name(), statement: query.chars().take(200).collect() });
-                            }
-                            None => Step::Other,
-                        },
-                        // A statement of its own (DDL): apply stops at it if it redefines a captured table.
-                        None => Step::Statement(ddl_target(&query, ansi, &q.schema(), &tables).map(|i| Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) })),
-                    }
-                }
-                Some(EventData::TableMapEvent(_)) => Step::Rows(Vec::new()),
-                Some(EventData::TransactionPayloadEvent(_)) => {
-                    return Err(CdcError::Settings(vec![format!("a compressed transaction at {file}:{log_pos}: set binlog_transaction_compression = OFF; its rows cannot be read")]));
-                }
-                Some(EventData::RowsEvent(rows)) => {
-                    let Some(tme) = stream.get_tme(rows.table_id()) else {
-                        return Err(CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: "a rows event has no table map".into() });
-                    };
-                    let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
-                    let mut changes = Vec::new();
-                    if let Some(&ti) = tables.get(&key) {
-                        let schema = &manifest.tables[ti].schema;
-                        let op = match &rows {
-                            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
-                            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
-                            _ => Op::Update,
-                        };
-                        let name = schema.display_name();
-                        let at_row = |e: String| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: format!("table {name}: a row: {e}") };
-                        let codes: Vec<u8> = (0..tme.columns_count() as usize).map(|i| tme.get_raw_column_type(i).ok().flatten().map(|t| t as u8).unwrap_or(0)).collect();
-                        if let Some(why) = old_temporal_with_fraction(schema, &codes) {
-                            return Err(CdcError::Binlog { at: format!("{file}:{log_pos}"), reason: why });
-                        }
-                        let types = column_types(tme).map_err(at_row)?;
-                        for (before, after) in row_image::rows(&rows, &types).map_err(at_row)? {
-                            let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, values)).transpose().map_err(at_row);
-                            changes.push(Change { at: String::new(), ts, table: ti, op, before: typed(before)?, after: typed(after)? , query: None });
-                        }
-                    }
-                    Step::Rows(changes)
-                }
-                _ => Step::Other,
-            },
-        };
+    }
+
+    /// One step at binlog offset `pos`: staged when a transaction commits, flushed as due.
+    fn take(&mut self, step: Step, pos: u64, manifest: &Manifest) -> Result<(), CdcError> {
         let xa = matches!(step, Step::XaPrepare(_) | Step::XaCommit(_) | Step::XaRollback(_));
-        // Heartbeats and the server's artificial events (position 0) never move the position.
-        let pos = if raw_type == HEARTBEAT { 0 } else { log_pos };
-        anchored |= matches!(step, Step::Gtid(_)) && pos > 0;
-        let out = tracker.step(step, pos)?;
+        self.anchored |= matches!(step, Step::Gtid(_)) && pos > 0;
+        let out = self.tracker.step(step, pos)?;
         let ddl = out.committed.changes.iter().find(|c| c.op == Op::Ddl).map(|c| (c.table, c.query.clone().unwrap_or_default()));
         if !out.committed.is_empty() {
-            st.ready_changes += out.committed.len();
-            st.ready.push(out.committed);
+            self.st.ready_changes += out.committed.len();
+            self.st.ready.push(out.committed);
         }
-        if let Some(p) = out.position.filter(|_| anchored) {
+        if let Some(p) = out.position.filter(|_| self.anchored) {
             // Between transactions every real event moves the position, so a quiet source's
             // position still reaches its binlog end.
-            st.committed = Some(p);
-            st.server = Some(&here);
+            self.st.committed = Some(p);
+            self.st.server = self.here.clone();
             if xa {
-                st.state.prepared_xa = tracker.prepared.clone();
+                self.st.state.prepared_xa = self.tracker.prepared.clone();
             }
         }
         if let Some((i, statement)) = ddl {
-            st.flush()?;
-            return Err(CdcError::Ddl { table: manifest.tables[i].schema.display_name(), at: format!("{file}:{log_pos}"), statement });
+            self.st.flush()?;
+            return Err(CdcError::Ddl { table: manifest.tables[i].schema.display_name(), at: format!("{}:{pos}", self.tracker.file()), statement });
         }
-        if st.ready_changes >= SEGMENT_CHANGES as u64 || st.last_flush.elapsed() >= FLUSH_EVERY {
-            st.flush()?;
-            if last_log.elapsed() >= super::apply::LOG_EVERY && !s.quiet {
-                let rate = (st.state.changes - logged) as f64 / last_log.elapsed().as_secs_f64();
-                tracing::info!("captured to {}:{}: {} changes, {rate:.0} changes/s, {} segments", st.state.next.file, st.state.next.position, st.state.changes, st.state.segments.len());
-                (last_log, logged) = (Instant::now(), st.state.changes);
+        if self.st.ready_changes >= SEGMENT_CHANGES as u64 || self.st.last_flush.elapsed() >= FLUSH_EVERY {
+            self.st.flush()?;
+            if self.last_log.elapsed() >= super::apply::LOG_EVERY && !self.quiet {
+                let rate = (self.st.state.changes - self.logged) as f64 / self.last_log.elapsed().as_secs_f64();
+                let (next, st) = (&self.st.state.next, &self.st.state);
+                tracing::info!("captured to {}:{}: {} changes, {rate:.0} changes/s, {} segments", next.file, next.position, st.changes, st.segments.len());
+                (self.last_log, self.logged) = (Instant::now(), self.st.state.changes);
             }
         }
-    }
-    st.flush()?;
-    // An open transaction's spill: the next capture reads it again from its start.
-    drop(tracker);
-    remove_leftovers(&s.run)?;
-    Ok(st.state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_rotate_names_the_requested_file_whatever_bytes_follow() {
-        let one = |f: &str| vec![f.to_string()];
-        assert_eq!(rotated_file("mysql-bin.0000019", &one("mysql-bin.000001"), true), "mysql-bin.000001");
-        assert_eq!(rotated_file("mysql-bin.000010n.z=", &one("mysql-bin.000010"), true), "mysql-bin.000010");
-        assert_eq!(rotated_file("mysql-bin.000002", &one("mysql-bin.000001"), false), "mysql-bin.000002");
-        assert_eq!(rotated_file("db.host-bin.000003", &one("db.host-bin.000003"), true), "db.host-bin.000003");
-        // A GTID start: the file is one of the server's, the longest name that matches.
-        let files: Vec<String> = ["bin.000001", "bin.0000012", "bin.000002"].map(String::from).to_vec();
-        assert_eq!(rotated_file("bin.0000012\x01ab", &files, true), "bin.0000012");
-        assert_eq!(rotated_file("bin.000002z9=q", &files, true), "bin.000002");
+        Ok(())
     }
 }

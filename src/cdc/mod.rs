@@ -9,8 +9,10 @@
 pub mod apply;
 pub mod capture;
 pub mod check;
+pub mod classify;
 pub mod ddl;
 pub mod event;
+pub mod events;
 pub mod resume;
 pub mod segment;
 pub mod spill;

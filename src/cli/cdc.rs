@@ -33,6 +33,11 @@ pub struct CaptureArgs {
     /// REPLICATION CLIENT); default: the job file's [source] url.
     #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
     pub source: Option<String>,
+    /// Read these binlog files (or every binlog file in these folders, by name) instead of the
+    /// server: files archived with `mysqlbinlog --read-from-remote-server --raw`. Capture starts
+    /// in the file it stands at (the export's position at first), which must be among them.
+    #[arg(long, num_args = 1..)]
+    pub binlog_file: Vec<std::path::PathBuf>,
     /// Replica server id, unique among the source's replicas (default: random).
     #[arg(long)]
     pub server_id: Option<u32>,

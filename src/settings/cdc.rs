@@ -45,9 +45,14 @@ fn source(flag: Option<&str>, job: &JobFile) -> Result<SourceConfig, SettingsErr
 
 pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsError> {
     let job = job(&a.run)?;
+    let files = a.binlog_file.clone();
+    if !files.is_empty() && a.follow {
+        return Err(SettingsError::Missing("--binlog-file reads files to their end: --follow is for a server".into()));
+    }
     Ok(CaptureSettings {
         run: local_run(&a.run, &job)?,
-        source: source(a.source.as_deref(), &job)?,
+        source: if files.is_empty() { Some(source(a.source.as_deref(), &job)?) } else { None },
+        binlog_files: files,
         server_id: a.server_id.or(job.cdc.server_id).unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000)),
         follow: a.follow,
         tx_memory: in_range("--tx-memory-mb", a.tx_memory_mb.or(job.cdc.tx_memory_mb).unwrap_or(d::TX_MEMORY_MB), 1, 1 << 20)? as usize * (1 << 20),

@@ -21,6 +21,7 @@ pub mod attr;
 pub mod binlog;
 pub mod chunk;
 pub mod dynamo;
+pub mod jsonb;
 pub mod row;
 pub mod row_image;
 pub mod temporal;

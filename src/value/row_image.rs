@@ -32,7 +32,7 @@ pub enum Raw<'a> {
     Enum(u64),
     /// SET bitmask.
     Set(u64),
-    /// MySQL's binary JSON, as JSON text.
+    /// MySQL's binary JSON, as the JSON text a SELECT returns (`value::jsonb`).
     Json(String),
 }
 
@@ -283,8 +283,7 @@ fn value<'a>(buf: &mut &'a [u8], t: &ColumnType) -> Result<Raw<'a>, String> {
         JSON => {
             let bytes = length_prefixed(buf, meta(0).clamp(1, 4) as usize)?;
             let v: mysql_common::binlog::jsonb::Value<'_> = mysql_common::io::ParseBuf(bytes).parse(()).map_err(|e| format!("JSON: {e}"))?;
-            let json = serde_json::Value::try_from(v).map_err(|e| format!("JSON: {e}"))?;
-            Raw::Json(json.to_string())
+            Raw::Json(super::jsonb::to_text(&v)?)
         }
         DECIMAL_OLD => return Err("the pre-5.0 DECIMAL type is not supported: ALTER the column to DECIMAL".into()),
         other => return Err(format!("binlog column type {other} is not supported")),

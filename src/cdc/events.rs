@@ -1,0 +1,138 @@
+//! Where capture's binlog events come from: a server's binlog dump (the mysql crate's stream) or
+//! binlog files on disk (`cdc capture --binlog-file`, what `mysqlbinlog --read-from-remote-server
+//! --raw` archives), read by mysql_common's event reader. Both hand capture the same events with
+//! the table maps seen so far. A MySQL 8 compressed transaction (TRANSACTION_PAYLOAD_EVENT, zstd)
+//! is opened here into the events it holds (`payload`), each read with the payload's own table
+//! maps.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use mysql::binlog::events::{Event, TableMapEvent, TransactionPayloadEvent};
+use mysql_common::binlog::consts::BinlogVersion;
+use mysql_common::binlog::EventStreamReader;
+
+/// One item of the stream.
+pub enum Item {
+    Event(Event),
+    /// A binlog file begins (file mode): capture moves to it, at offset 4.
+    File(String),
+}
+
+/// A server's stream or a list of files.
+pub enum Events {
+    Server(Box<mysql::BinlogStream>),
+    Files(FileEvents),
+}
+
+impl Events {
+    pub fn next(&mut self) -> Option<Result<Item, String>> {
+        match self {
+            Events::Server(s) => s.next().map(|r| r.map(Item::Event).map_err(|e| e.to_string())),
+            Events::Files(f) => f.next(),
+        }
+    }
+
+    pub fn tme(&self, table_id: u64) -> Option<&TableMapEvent<'static>> {
+        match self {
+            Events::Server(s) => s.get_tme(table_id),
+            Events::Files(f) => f.reader.get_tme(table_id),
+        }
+    }
+}
+
+/// Binlog files read in the order given.
+pub struct FileEvents {
+    files: Vec<PathBuf>,
+    next_file: usize,
+    input: Option<BufReader<std::fs::File>>,
+    reader: EventStreamReader,
+}
+
+/// A file's name as the server names it in ROTATE events and positions (no folder).
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+impl FileEvents {
+    /// `paths`: files, or folders whose binlog files (every file but `*.index`, by name) are read.
+    pub fn open(paths: &[PathBuf]) -> Result<FileEvents, String> {
+        let mut files = Vec::new();
+        for p in paths {
+            if p.is_dir() {
+                let mut in_dir: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.is_file() && f.extension().is_none_or(|x| x != "index"))
+                    .collect();
+                in_dir.sort();
+                files.extend(in_dir);
+            } else if p.is_file() {
+                files.push(p.clone());
+            } else {
+                return Err(format!("{}: no such binlog file or folder", p.display()));
+            }
+        }
+        if files.is_empty() {
+            return Err("no binlog files given".into());
+        }
+        Ok(FileEvents { files, next_file: 0, input: None, reader: EventStreamReader::new(BinlogVersion::Version4) })
+    }
+
+    /// The files' names, in reading order.
+    pub fn names(&self) -> Vec<String> {
+        self.files.iter().map(|f| file_name(f)).collect()
+    }
+
+    /// Skips the files before `name` (the file capture resumes in).
+    pub fn start_at(&mut self, name: &str) -> bool {
+        match self.files.iter().position(|f| file_name(f) == name) {
+            Some(i) => {
+                self.next_file = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn next(&mut self) -> Option<Result<Item, String>> {
+        if self.input.is_none() {
+            let path = self.files.get(self.next_file)?.clone();
+            self.next_file += 1;
+            let mut input = match std::fs::File::open(&path) {
+                Ok(f) => BufReader::with_capacity(1 << 20, f),
+                Err(e) => return Some(Err(format!("{}: {e}", path.display()))),
+            };
+            if let Err(e) = mysql_common::binlog::BinlogFileHeader::read(&mut input) {
+                return Some(Err(format!("{}: not a binlog file ({e})", path.display())));
+            }
+            self.reader = EventStreamReader::new(BinlogVersion::Version4);
+            self.input = Some(input);
+            return Some(Ok(Item::File(file_name(&path))));
+        }
+        let input = self.input.as_mut().expect("open");
+        match self.reader.read(input) {
+            Ok(Some(ev)) => Some(Ok(Item::Event(ev))),
+            Ok(None) => {
+                self.input = None;
+                self.next()
+            }
+            Err(e) => {
+                let name = file_name(&self.files[self.next_file - 1]);
+                Some(Err(format!("{name}: {e} (a truncated or damaged file?)")))
+            }
+        }
+    }
+}
+
+/// The events a compressed transaction holds, in order, with a reader that knows the table maps
+/// among them (the rows events inside refer to those).
+pub fn payload(p: &TransactionPayloadEvent<'_>) -> Result<(Vec<Event>, EventStreamReader), String> {
+    let mut input = p.decompressed().map_err(|e| format!("decompressing a transaction payload: {e}"))?;
+    let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+    let mut out = Vec::new();
+    while let Some(ev) = reader.read_decompressed(&mut input).map_err(|e| format!("reading a transaction payload: {e}"))? {
+        out.push(ev);
+    }
+    Ok((out, reader))
+}
