@@ -7,6 +7,7 @@
 mod common;
 
 mod bench;
+mod capture_files;
 mod cdc;
 mod cdc_mysql_formats;
 mod cdc_settings;

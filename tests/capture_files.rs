@@ -1,0 +1,78 @@
+//! `cdc capture --binlog-file`: the binlog files a server wrote (as `mysqlbinlog
+//! --read-from-remote-server --raw` archives them) are captured through the same decoder as the
+//! server's stream: a run captured from the files stages the very segments a copy of it captured
+//! from the server stages, and resumes where it stood.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::cdc::cdc_cmd;
+use common::servers::PrivateServer;
+use common::{bin, stderr};
+
+fn segments(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(run.join("cdc/segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(p.file_name().unwrap()));
+        } else {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn binlog_files_are_captured_as_the_server_streams_them() {
+    let server = PrivateServer::start(41, &[]);
+    server.root(&["-e", "CREATE DATABASE shop; USE shop; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20), at DATETIME(6), amount DECIMAL(12,3)); INSERT INTO t SELECT seq, CONCAT('v', seq), '2024-01-01 00:00:00.5', seq / 8 FROM seq_1_to_100"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (run, copy) = (dir.path().join("run"), dir.path().join("copy"));
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--source", &server.url(), "--out"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    copy_dir(&run, &copy);
+    // Changes across a binlog rotation, with a savepoint rolled back and a multi-row update.
+    server
+        .root(&["-e", "USE shop; INSERT INTO t VALUES (101, 'new', NOW(6), 1.5); FLUSH BINARY LOGS; UPDATE t SET v = CONCAT(v, '!') WHERE id <= 30; START TRANSACTION; DELETE FROM t WHERE id = 5; SAVEPOINT s; DELETE FROM t WHERE id = 6; ROLLBACK TO SAVEPOINT s; COMMIT"])
+        .unwrap();
+    let out = cdc_cmd(&["capture", "--quiet", "--source", &server.url()], &run).output().unwrap();
+    assert!(out.status.success(), "capture from the server: {}", stderr(&out));
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(server.dir.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("mysql-bin.0")).collect();
+    files.sort();
+    assert!(files.len() >= 2, "the changes span a rotation: {files:?}");
+    // The first file alone, then all of them: capture resumes where it stood.
+    let from_files = |run: &Path, files: &[PathBuf]| {
+        let mut args = vec!["capture".to_string(), "--quiet".into(), "--binlog-file".into()];
+        args.extend(files.iter().map(|f| f.display().to_string()));
+        cdc_cmd(&args.iter().map(String::as_str).collect::<Vec<_>>(), run).output().unwrap()
+    };
+    let out = from_files(&copy, &files[..1]);
+    assert!(out.status.success(), "capture from the first file: {}", stderr(&out));
+    let out = from_files(&copy, &files);
+    assert!(out.status.success(), "capture from the files: {}", stderr(&out));
+
+    let (by_server, by_files) = (segments(&run), segments(&copy));
+    let lines = |s: &[(String, Vec<u8>)]| s.iter().flat_map(|(_, b)| String::from_utf8_lossy(b).lines().map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>();
+    assert_eq!(lines(&by_server).len(), 32, "1 insert, 30 updates, 1 delete");
+    assert_eq!(lines(&by_files), lines(&by_server), "the same changes, at the same positions");
+    let state = |r: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(r.join("cdc/capture.json")).unwrap()).unwrap() };
+    assert_eq!(state(&copy)["next"]["file"], state(&run)["next"]["file"]);
+    assert_eq!(state(&copy)["changes"], 32);
+
+    // A run whose position is in none of the files is refused, naming them.
+    let out = from_files(&run, &files[..1]);
+    assert!(!out.status.success() && stderr(&out).contains("give the files from"), "{}", stderr(&out));
+}
