@@ -7,6 +7,7 @@
 mod common;
 
 mod bench;
+mod binlog_files;
 mod capture_files;
 mod cdc;
 mod cdc_mysql_formats;

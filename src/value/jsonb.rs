@@ -3,8 +3,8 @@
 //! order MySQL stores them (by length, then bytes), `": "` and `", "` between them, strings
 //! escaped as MySQL escapes them, and the scalars only binary JSON has (opaque values) as MySQL
 //! prints them: DECIMAL as its exact digits, DATE as `"2024-01-15"`, TIME and DATETIME/TIMESTAMP
-//! with six fraction digits. An opaque value of another type (a BLOB cast to JSON) is refused
-//! with its type, never written wrong.
+//! with six fraction digits, and any other opaque value (a binary string cast to JSON) as
+//! `"base64:typeNN:…"`, MySQL's own spelling.
 
 use std::fmt::Write;
 
@@ -58,7 +58,11 @@ fn write_value(v: &Value<'_>, out: &mut String) -> Result<(), String> {
                     let t = MysqlTime::from_int64_datetime_packed(packed()?);
                     write!(out, "\"{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}\"", t.year, t.month, t.day, t.hour, t.minute, t.second, t.second_part).unwrap();
                 }
-                other => return Err(format!("JSON: an opaque value of type {other:?} (a binary value cast to JSON) is not decoded")),
+                // Any other type (a binary string cast to JSON): as MySQL prints it.
+                other => {
+                    use base64::Engine;
+                    write!(out, "\"base64:type{}:{}\"", other as u8, base64::engine::general_purpose::STANDARD.encode(o.data_raw())).unwrap();
+                }
             }
         }
     }
