@@ -278,3 +278,4 @@ fn every_rows_event_of_mysqls_binlog_files_decodes_as_mysql_common_decodes_it_or
     let total: usize = all.values().map(|r| r.values).sum();
     assert!(total > 250, "values compared: {total}");
 }
+

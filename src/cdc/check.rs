@@ -1,6 +1,7 @@
 //! The source's replication settings, checked before capture starts, each failure explained with
-//! what to change: the binlog on, ROW format, full row images, no transaction compression (MySQL
-//! 8) and no compressed events (MariaDB's log_bin_compress). A short retention is a warning: capture must keep up with it.
+//! what to change: the binlog on, ROW format, full row images, and no compressed events
+//! (MariaDB's log_bin_compress; MySQL 8's compressed transactions are decoded). A short retention
+//! is a warning: capture must keep up with it.
 
 use mysql::prelude::Queryable;
 use mysql::Conn;
@@ -15,13 +16,10 @@ fn var(conn: &mut Conn, name: &str) -> Option<String> {
 }
 
 /// What is wrong with these settings, one explanation per problem (empty when all is well).
-pub fn problems(log_bin: Option<&str>, format: Option<&str>, row_image: Option<&str>, compression: Option<&str>, mariadb_compress: Option<&str>) -> Vec<String> {
+pub fn problems(log_bin: Option<&str>, format: Option<&str>, row_image: Option<&str>, mariadb_compress: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     if matches!(mariadb_compress, Some("1" | "ON")) {
         out.push("log_bin_compress is ON: MariaDB's compressed binlog events are not decoded (SET GLOBAL log_bin_compress = OFF, and in my.cnf; changes already logged compressed are lost to capture: export again after turning it off)".to_string());
-    }
-    if matches!(compression, Some("1" | "ON")) {
-        out.push("binlog_transaction_compression is ON: compressed transactions are not decoded (SET GLOBAL binlog_transaction_compression = OFF, and in my.cnf)".to_string());
     }
     if !matches!(log_bin, Some("1" | "ON")) {
         out.push("the binary log is off: start the server with log_bin (e.g. log-bin=mysql-bin in my.cnf) and a server_id".to_string());
@@ -46,11 +44,9 @@ pub fn check_server(conn: &mut Conn) -> Result<Vec<String>, CdcError> {
     let log_bin = var(conn, "log_bin");
     let format = var(conn, "binlog_format");
     let row_image = var(conn, "binlog_row_image");
-    // MySQL 8.0.20+ only; MariaDB has no such variable.
-    let compression = var(conn, "binlog_transaction_compression");
     // MariaDB 10.2+ only.
     let mariadb_compress = var(conn, "log_bin_compress");
-    let found = problems(log_bin.as_deref(), format.as_deref(), row_image.as_deref(), compression.as_deref(), mariadb_compress.as_deref());
+    let found = problems(log_bin.as_deref(), format.as_deref(), row_image.as_deref(), mariadb_compress.as_deref());
     if !found.is_empty() {
         return Err(CdcError::Settings(found));
     }
@@ -77,12 +73,11 @@ mod tests {
 
     #[test]
     fn statement_and_mixed_formats_are_refused_with_the_fix() {
-        assert!(problems(Some("ON"), Some("ROW"), Some("FULL"), None, None).is_empty());
-        let p = problems(Some("ON"), Some("STATEMENT"), Some("FULL"), None, None);
+        assert!(problems(Some("ON"), Some("ROW"), Some("FULL"), None).is_empty());
+        let p = problems(Some("ON"), Some("STATEMENT"), Some("FULL"), None);
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("binlog_format is STATEMENT") && p[0].contains("SET GLOBAL binlog_format = 'ROW'"), "{p:?}");
-        assert!(problems(Some("OFF"), Some("ROW"), Some("MINIMAL"), None, None).len() == 2);
-        assert!(problems(Some("ON"), Some("ROW"), Some("FULL"), Some("ON"), None)[0].contains("binlog_transaction_compression"));
-        assert!(problems(Some("ON"), Some("ROW"), Some("FULL"), None, Some("ON"))[0].contains("SET GLOBAL log_bin_compress = OFF"));
+        assert!(problems(Some("OFF"), Some("ROW"), Some("MINIMAL"), None).len() == 2);
+        assert!(problems(Some("ON"), Some("ROW"), Some("FULL"), Some("ON"))[0].contains("SET GLOBAL log_bin_compress = OFF"));
     }
 }
