@@ -1,7 +1,9 @@
 //! `cdc capture --binlog-file`: the binlog files a server wrote (as `mysqlbinlog
 //! --read-from-remote-server --raw` archives them) are captured through the same decoder as the
 //! server's stream: a run captured from the files stages the very segments a copy of it captured
-//! from the server stages, and resumes where it stood.
+//! from the server stages, and resumes where it stood. Files MySQL servers wrote show MySQL's
+//! formats: a compressed transaction is captured, and MySQL GTIDs make the positions' GTID sets
+//! exactly as mysql_common's GTID event decoder reads them.
 
 use crate::common;
 
