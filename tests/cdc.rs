@@ -508,6 +508,23 @@ fn apply_refuses_a_mapping_whose_parts_several_rows_can_give() {
     assert!(c1["products"].display().contains("p0"), "nothing was applied: p0 is still given by another order");
 }
 
+/// Regression: with a collected list, apply started and rejected every change one by one (and a
+/// change's writes to its table's other targets were dropped with it). It is refused at start,
+/// naming the list, before anything is written.
+#[test]
+fn apply_refuses_a_collected_list_at_start() {
+    let (db, dir, run, _) = prepared("cdc_list", "string-set", &dynalite());
+    let list = collect_mapping(dir.path(), &db, "list");
+    export_and_import(&db, &run, &list, &dynalite());
+    connect().query_drop(format!("INSERT INTO `{db}`.purchase VALUES ('c1', 'o99', 'p1', 3)")).unwrap();
+    ok(&capture(&run), "capture");
+    let out = apply(&run, &list);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("collected into the list products") && err.contains("\"as\": \"map\""), "{err}");
+    assert!(!run.join("cdc/apply.json").exists() && !run.join("cdc/rejects.jsonl").exists(), "nothing applied, nothing rejected");
+}
+
 /// Regression: without --read-only, cutover said "stop the application's writes now" and took
 /// the source's position at once; writes made after that were neither waited for nor reported,
 /// and "switch now" came while the captured tables still changed. The final position is now

@@ -14,7 +14,8 @@
 //! that carries a large share of the writes is throttled on its own while the table has capacity
 //! left. A key throttled alone gets a lane: its own adaptive bucket starting below that cap, which
 //! climbs back five times faster than the table's. Its items wait in the lane while the other keys
-//! keep the table's rate.
+//! keep the table's rate. A lane not used for `LANE_IDLE` is dropped (looked for at most once a
+//! `LANE_IDLE`, when a key is throttled): a finished key's lane does not stay for the whole run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -172,8 +173,9 @@ impl Pacer {
 
 /// DynamoDB's write limit of one partition, which bounds the writes to one partition key value.
 pub const PARTITION_WCU: f64 = 1000.0;
-/// Lanes kept at most; past it, the lanes back at full rate are dropped.
-const MAX_LANES: usize = 10_000;
+/// A lane unused this long is dropped: by then it has climbed back to the partition limit (a
+/// quarter of it per second) or its key is done.
+pub const LANE_IDLE: Duration = Duration::from_secs(30);
 
 /// One key's lane: its pacer, and a turn taken to reserve from it, so reservations are made one
 /// at a time just before each send and a lane's rate change applies to the next one.
@@ -181,26 +183,44 @@ const MAX_LANES: usize = 10_000;
 struct Lane {
     pacer: Pacer,
     turn: tokio::sync::Mutex<()>,
+    last_used: Mutex<Instant>,
+}
+
+#[derive(Debug)]
+struct LaneMap {
+    lanes: HashMap<Vec<u8>, Arc<Lane>>,
+    last_prune: Instant,
+}
+
+impl Default for LaneMap {
+    fn default() -> Self {
+        LaneMap { lanes: HashMap::new(), last_prune: Instant::now() }
+    }
 }
 
 /// Per-key pacers for the keys throttled on their own (see the module note).
 #[derive(Debug, Default)]
 pub struct KeyLanes {
-    lanes: Mutex<HashMap<Vec<u8>, Arc<Lane>>>,
+    map: Mutex<LaneMap>,
 }
 
 impl KeyLanes {
     fn get(&self, key: &[u8]) -> Option<Arc<Lane>> {
-        self.lanes.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).lanes.get(key).cloned()
+    }
+
+    /// How many lanes there are.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).lanes.len()
     }
 
     /// Whether the key was throttled on its own.
     pub fn laned(&self, key: &[u8]) -> bool {
-        self.lanes.lock().unwrap_or_else(|e| e.into_inner()).contains_key(key)
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).lanes.contains_key(key)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lanes.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        self.len() == 0
     }
 
     /// The current rate of a key's lane.
@@ -210,11 +230,20 @@ impl KeyLanes {
 
     /// The key was throttled on its own: lower its lane (made at the partition limit).
     pub fn throttled(&self, key: &[u8]) {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        if lanes.len() >= MAX_LANES && !lanes.contains_key(key) {
-            lanes.retain(|_, l| l.pacer.rate().is_some_and(|r| r < PARTITION_WCU));
+        self.throttled_at(key, Instant::now());
+    }
+
+    fn throttled_at(&self, key: &[u8], now: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        // Lanes idle for LANE_IDLE go, looked for at most once per LANE_IDLE.
+        if now.saturating_duration_since(map.last_prune) >= LANE_IDLE {
+            map.lanes.retain(|_, l| now.saturating_duration_since(*l.last_used.lock().unwrap_or_else(|e| e.into_inner())) < LANE_IDLE);
+            map.last_prune = now;
         }
-        let lane = lanes.entry(key.to_vec()).or_insert_with(|| Arc::new(Lane { pacer: Pacer { recovery: LANE_RECOVERY_PER_SECOND, ..Pacer::new(Some(PARTITION_WCU)) }, turn: tokio::sync::Mutex::new(()) }));
+        let lane = map.lanes.entry(key.to_vec()).or_insert_with(|| {
+            Arc::new(Lane { pacer: Pacer { recovery: LANE_RECOVERY_PER_SECOND, ..Pacer::new(Some(PARTITION_WCU)) }, turn: tokio::sync::Mutex::new(()), last_used: Mutex::new(now) })
+        });
+        *lane.last_used.lock().unwrap_or_else(|e| e.into_inner()) = now;
         lane.pacer.throttled();
     }
 
@@ -231,6 +260,7 @@ impl KeyLanes {
             }
         }
         for (lane, cost) in costs {
+            *lane.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             let _turn = lane.turn.lock().await;
             lane.pacer.acquire(cost).await;
         }
@@ -295,6 +325,23 @@ mod tests {
         assert!((rate_after(5_000.0, 1_500) - 3_800.0).abs() < 1.0);
         // What was accepted two seconds ago or earlier does not count.
         assert!((rate_after(3_900.0, 2_500) - 3_000.0).abs() < 1.0);
+    }
+
+    /// Regression: a lane went only when its key was written again, so the lanes of finished
+    /// keys stayed for the whole run, and past 10,000 every new throttle scanned them all under
+    /// the lock every item takes.
+    #[test]
+    fn lanes_of_keys_no_longer_used_expire() {
+        let lanes = KeyLanes::default();
+        let t0 = Instant::now();
+        for i in 0..20_000u32 {
+            lanes.throttled_at(&i.to_le_bytes(), t0);
+        }
+        assert_eq!(lanes.len(), 20_000, "no lane is idle yet");
+        lanes.throttled_at(b"still-hot", t0 + LANE_IDLE / 2);
+        lanes.throttled_at(b"new", t0 + LANE_IDLE + Duration::from_secs(1));
+        assert_eq!(lanes.len(), 2, "the 20,000 idle lanes went; the recent and the new stay");
+        assert!(lanes.laned(b"still-hot") && lanes.laned(b"new"));
     }
 
     #[tokio::test]

@@ -640,7 +640,8 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     let run = s.run.local()?;
     let generation = check_import_done(&run)?;
     let (manifest, plan, _) = crate::transform::load_plan(&run, s.transform.mapping.as_deref(), &s.transform.convert, &s.transform.auto)?;
-    if let Some(why) = plan.shared_part(&manifest.tables) {
+    // Refused before anything is written: a list mapping would reject every change one by one.
+    if let Some(why) = plan.shared_part(&manifest.tables).or_else(|| plan.collected_list(&manifest.tables)) {
         return Err(CdcError::Unsupported(why));
     }
     let mut state = ApplyState::load(&run)?.unwrap_or_default();

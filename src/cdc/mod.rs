@@ -76,6 +76,8 @@ pub enum CdcError {
     CutoverTimeout { seconds: u64, what: String },
     #[error("cutover: {late} changes were made to the captured tables after the final position {at}: the writes did not stop; do not switch yet")]
     WritesDidNotStop { late: u64, at: String },
+    #[error("{reason}; {undone}")]
+    CutoverFailed { reason: String, undone: String },
     #[error("cutover: reading the confirmation: {0}")]
     Confirm(std::io::Error),
 }
@@ -209,6 +211,8 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: Write
             let mut conn = source.connect()?;
             conn.query_drop("SET GLOBAL read_only = ON").map_err(|e| CdcError::source("SET GLOBAL read_only = ON (needs the SUPER or READ_ONLY ADMIN privilege)", e))?;
             tracing::info!("the source is read-only now");
+            // A cutover that fails from here must not leave the application unable to write.
+            return final_position(run, stop, &wait, &captured, &caught_up_position).map_err(|e| undo_read_only(source, e));
         }
         WritesStop::Confirm => {
             println!("lag is under {} s: stop the application's writes to the source, then press Enter", max_lag.as_secs_f64());
@@ -217,11 +221,34 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: Write
         }
         WritesStop::Quiet(_) => println!("lag is under {} s: stop the application's writes to the source now", max_lag.as_secs_f64()),
     }
+    final_position(run, stop, &wait, &captured, &caught_up_position)
+}
+
+/// A failed read-only cutover: the source is made writable again, and the error says so (or
+/// says loudly that it is still read-only, and how to undo it).
+fn undo_read_only(source: &SourceConfig, e: CdcError) -> CdcError {
+    let undone = source.connect().map_err(|e| e.to_string()).and_then(|mut c| c.query_drop("SET GLOBAL read_only = OFF").map_err(|e| e.to_string()));
+    let said = match undone {
+        Ok(()) => "the source was made writable again (SET GLOBAL read_only = OFF)".to_string(),
+        Err(why) => format!("THE SOURCE IS STILL READ-ONLY ({why}): run SET GLOBAL read_only = OFF on it now"),
+    };
+    tracing::warn!("cutover failed: {said}");
+    CdcError::CutoverFailed { reason: e.to_string(), undone: said }
+}
+
+/// Waits until everything up to the source's position after the stop is applied; returns it.
+fn final_position(
+    run: &Path,
+    stop: WritesStop,
+    wait: &dyn Fn(&str) -> Result<(), CdcError>,
+    captured: &dyn Fn() -> Result<CaptureState, CdcError>,
+    caught_up_position: &dyn Fn() -> Result<BinlogPosition, CdcError>,
+) -> Result<Cutover, CdcError> {
     let t0 = Instant::now();
     let mut fin;
     loop {
         if let WritesStop::Quiet(period) = stop {
-            wait_quiet(&captured, &caught_up_position, &wait, period)?;
+            wait_quiet(captured, caught_up_position, wait, period)?;
         }
         fin = caught_up_position()?;
         let changes_at_fin = captured()?.changes;

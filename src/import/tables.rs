@@ -151,15 +151,18 @@ pub async fn prepare(client: &Client, t: &TargetTable, opts: &TableOptions, prep
         tracing::info!(table = %t.name, "the table is being deleted; waiting until it is gone");
         desc = wait(client, &t.name, true).await?;
     }
-    if let Some(d) = &desc {
+    // A table about to be dropped and created again may have any key.
+    let recreated = prep && opts.prep == TablePrep::DropAndCreate;
+    if let Some(d) = desc.as_ref().filter(|_| !recreated) {
         let (pk, sk) = keys_of(d);
         if pk.as_ref() != Some(&t.partition_key) || sk != t.sort_key {
             let have = pk.map(|p| show_keys(&p, sk.as_ref())).unwrap_or_else(|| "no key".into());
-            return Err(format!(
-                "table {} exists with {have}, but the mapping needs {} (choose another target-table-name, or --table-prep drop-and-create)",
-                t.name,
-                show_keys(&t.partition_key, t.sort_key.as_ref())
-            ));
+            let way_out = if opts.prep == TablePrep::DropAndCreate {
+                "this run resumes an import into it, so it is not dropped: start over with --restart, or choose another target-table-name"
+            } else {
+                "choose another target-table-name, or --table-prep drop-and-create"
+            };
+            return Err(format!("table {} exists with {have}, but the mapping needs {} ({way_out})", t.name, show_keys(&t.partition_key, t.sort_key.as_ref())));
         }
     }
     if prep && desc.is_some() {

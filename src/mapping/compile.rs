@@ -628,6 +628,19 @@ impl MappingPlan {
         })
     }
 
+    /// A source whose rows are collected into a list: a list has no stable place for a row, so
+    /// change data capture cannot apply changes to it. The message says what to use instead.
+    pub fn collected_list(&self, tables: &[TableEntry]) -> Option<String> {
+        self.sources.iter().find_map(|src| match src.mapper.collect_target() {
+            Some((attr, CollectAs::List)) => Some(format!(
+                "table {} → {}: its rows are collected into the list {attr}, and cdc apply cannot keep a list in order without reading it first; use \"as\": \"map\" or \"string-set\" for tables that change, then import again",
+                tables[src.table].schema.display_name(),
+                self.targets[src.mapper.target].name
+            )),
+            _ => None,
+        })
+    }
+
     pub fn names(&self, tables: &[TableEntry]) -> Vec<TableName> {
         self.sources.iter().map(|s| TableName { source: tables[s.table].schema.display_name(), target: self.targets[s.mapper.target].name.clone() }).collect()
     }

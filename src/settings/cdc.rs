@@ -94,6 +94,15 @@ pub struct CutoverSettings {
     pub timeout: Duration,
 }
 
+/// The lag is measured from binlog commit times, which are whole seconds: a finer bound would be
+/// rounded silently, so it is refused.
+fn whole_seconds(flag: &'static str, d: Duration) -> Result<Duration, SettingsError> {
+    if d.subsec_nanos() != 0 {
+        return Err(SettingsError::Range { flag, value: format!("{:?}", d), allowed: "whole seconds (0s, 1s, 2s …): the lag is measured from the binlog's commit times, which are whole seconds".into() });
+    }
+    Ok(d)
+}
+
 pub fn cutover_settings(a: &CutoverArgs) -> Result<CutoverSettings, SettingsError> {
     let job = job(&a.run)?;
     let cdc = &job.cdc;
@@ -101,6 +110,9 @@ pub fn cutover_settings(a: &CutoverArgs) -> Result<CutoverSettings, SettingsErro
         Some(t) => parse_duration(flag, t),
         None => Ok(default),
     };
+    if (a.read_only || a.confirm) && a.quiet_period.is_some() {
+        return Err(SettingsError::Missing("--quiet-period is how cutover knows writes stopped without --read-only or --confirm: give one of the three".into()));
+    }
     let stop = if a.read_only {
         WritesStop::ReadOnly
     } else if a.confirm {
@@ -111,7 +123,7 @@ pub fn cutover_settings(a: &CutoverArgs) -> Result<CutoverSettings, SettingsErro
     Ok(CutoverSettings {
         run: local_run(&a.run, &job)?,
         source: source(a.source.as_deref(), &job)?,
-        max_lag: duration("--max-lag", &a.max_lag, &cdc.max_lag, d::MAX_LAG)?,
+        max_lag: whole_seconds("--max-lag", duration("--max-lag", &a.max_lag, &cdc.max_lag, d::MAX_LAG)?)?,
         stop,
         timeout: Duration::from_secs(in_range("--timeout", a.timeout.or(cdc.timeout).unwrap_or(d::CUTOVER_TIMEOUT_SECONDS), 1, 7 * 86_400)?),
     })

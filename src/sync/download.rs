@@ -79,11 +79,14 @@ pub async fn download(
     let mut unnamed = Vec::new();
     for (key, size) in &remote {
         let Some(rel) = key.strip_prefix(&prefix) else { continue };
+        // Keys the run does not name are never written, whatever they look like: a console's
+        // "folder" marker (`prefix/`, `x/`) or a stray `../x` is left alone. The manifest's own
+        // names were checked above, so a named file cannot leave the run folder.
         if !safe_relative(rel) {
-            return Err(SyncError::S3(format!(
-                "{}: the key has an empty, '.' or '..' component or an absolute path and would be written outside the run folder; refusing to download (remove the object)",
-                src.with_key(key)
-            )));
+            if !rel.is_empty() {
+                unnamed.push(rel.to_string());
+            }
+            continue;
         }
         if named.contains(rel) && rel != MANIFEST_FILE {
             objects.push((rel.to_string(), key.clone(), *size));
