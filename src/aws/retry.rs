@@ -182,7 +182,8 @@ pub struct Failed<E> {
 }
 
 /// Runs `call` until it succeeds, waiting under `backoff` between attempts. `on_failure` sees
-/// every failure (to count it, or slow the pacer on a throttle).
+/// every failure that can be retried (to count it, or slow the pacer on a throttle); a fatal
+/// one is returned at once and is no retry.
 pub async fn send<T, E, Fut>(backoff: &mut Backoff, mut on_failure: impl FnMut(Failure), mut call: impl FnMut() -> Fut) -> Result<T, Failed<E>>
 where
     Fut: Future<Output = Result<T, E>>,
@@ -193,6 +194,9 @@ where
             Ok(v) => return Ok(v),
             Err(error) => {
                 let kind = error.failure();
+                if kind == Failure::Fatal {
+                    return Err(Failed { error, gave_up: GaveUp::Fatal });
+                }
                 on_failure(kind);
                 if let Err(gave_up) = backoff.wait(kind).await {
                     return Err(Failed { error, gave_up });
@@ -286,6 +290,31 @@ mod tests {
     }
 
     const P: Policy = Policy { base: Duration::from_millis(50), cap: Duration::from_secs(2), max_attempts: 8, max_elapsed: Duration::from_secs(60) };
+
+    struct Fails(Failure);
+    impl Classify for Fails {
+        fn failure(&self) -> Failure {
+            self.0
+        }
+    }
+
+    /// Regression: a fatal error (a bad request) was counted as a retry, though none followed.
+    #[tokio::test(start_paused = true)]
+    async fn a_fatal_error_is_no_retry_and_a_transient_one_is() {
+        let mut seen = Vec::new();
+        let out: Result<(), _> = send(&mut Backoff::seeded(P, 1), |f| seen.push(f), || async { Err(Fails(Failure::Fatal)) }).await;
+        assert!(matches!(out, Err(Failed { gave_up: GaveUp::Fatal, .. })));
+        assert!(seen.is_empty(), "{seen:?}");
+        let mut calls = 0;
+        let out = send(&mut Backoff::seeded(P, 1), |f| seen.push(f), || {
+            calls += 1;
+            let first = calls == 1;
+            async move { if first { Err(Fails(Failure::Transient)) } else { Ok(7) } }
+        })
+        .await;
+        assert_eq!(out.ok(), Some(7));
+        assert_eq!(seen, vec![Failure::Transient]);
+    }
 
     #[test]
     fn waits_are_decorrelated_jitter_within_base_and_cap() {
