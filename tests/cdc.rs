@@ -369,6 +369,20 @@ fn a_change_dynamodb_refuses_is_rejected_with_its_position_and_apply_goes_on() {
     assert!(c["parts"].display().contains("after the refused one"), "the change after the refused one was applied");
     let status = cdc_cmd(&["status"], &run).output().unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("1 rejected"), "{}", String::from_utf8_lossy(&status.stdout));
+
+    // Regression: an apply killed after it wrote a reject but before apply.json recorded it left
+    // the line, and the rerun wrote it again. Here the kill is played back: the state from
+    // before the apply is put back after it.
+    conn.query_drop(format!("INSERT INTO `{db}`.doc VALUES ('a', 5, REPEAT('y', 20000))")).unwrap();
+    ok(&capture(&run), "capture");
+    let before = std::fs::read(run.join("cdc/apply.json")).unwrap();
+    assert_eq!(apply(&run, &mapping).status.code(), Some(3));
+    std::fs::write(run.join("cdc/apply.json"), &before).unwrap();
+    assert_eq!(apply(&run, &mapping).status.code(), Some(3));
+    let rejects = std::fs::read_to_string(run.join("cdc/rejects.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count(), 2, "each refused change once: {rejects}");
+    let status = cdc_cmd(&["status"], &run).output().unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("2 rejected"), "{}", String::from_utf8_lossy(&status.stdout));
 }
 
 /// Regression: apply charged every update 1 WCU whatever the item's size, so `--wcu` was

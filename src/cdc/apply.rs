@@ -631,6 +631,7 @@ fn apply_slice(
         }
         f.sync_all().map_err(|e| CdcError::io(rejects_path, e))?;
         state.rejected += rejects.len() as u64;
+        state.rejects_bytes = Some(f.metadata().map_err(|e| CdcError::io(rejects_path, e))?.len());
     }
     Ok(())
 }
@@ -644,8 +645,20 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
     if let Some(why) = plan.shared_part(&manifest.tables).or_else(|| plan.collected_list(&manifest.tables)) {
         return Err(CdcError::Unsupported(why));
     }
-    let mut state = ApplyState::load(&run)?.unwrap_or_default();
+    let stored = ApplyState::load(&run)?;
     let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
+    // Rejects a killed apply wrote but never recorded: its rerun rejects those changes again.
+    let recorded = match &stored {
+        Some(st) => st.rejects_bytes.or(if st.rejected == 0 { Some(0) } else { None }),
+        None => Some(0),
+    };
+    if let (Some(keep), Ok(meta)) = (recorded, std::fs::metadata(&rejects_path)) {
+        if meta.len() > keep {
+            let f = std::fs::OpenOptions::new().write(true).open(&rejects_path).map_err(|e| CdcError::io(&rejects_path, e))?;
+            f.set_len(keep).and_then(|_| f.sync_all()).map_err(|e| CdcError::io(&rejects_path, e))?;
+        }
+    }
+    let mut state = stored.unwrap_or_default();
     if state.import_generation != Some(generation) {
         if state.changes > 0 || state.segments > 0 {
             // An import wrote snapshot rows after these changes were applied: replay them all.

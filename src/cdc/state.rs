@@ -65,6 +65,10 @@ pub struct ApplyState {
     /// The import generation (`ImportState::generation`) these changes were applied after.
     #[serde(default)]
     pub import_generation: Option<u64>,
+    /// Length of `rejects.jsonl` when this state was stored: lines past it were written by an
+    /// apply killed before it recorded them, and are written again by the rerun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejects_bytes: Option<u64>,
 }
 
 fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, CdcError> {
