@@ -171,7 +171,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let mut run = Running { tracker, st: stager, anchored, here, quiet: s.quiet, last_log: Instant::now(), logged: 0 };
     run.logged = run.st.state.changes;
     let mut skipping = skip_to;
-    while let Some(item) = events.next() {
+    while let Some(item) = events.next_item() {
         let item = item.map_err(|reason| CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason })?;
         let ev = match item {
             Item::File(name) => {

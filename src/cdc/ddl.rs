@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn statement_logged_dml_names_the_tables_it_writes() {
-        let dml = |q: &str| dml_targets(q, false).map(|(v, t)| (v, t));
+        let dml = |q: &str| dml_targets(q, false);
         assert_eq!(dml("INSERT INTO shop.t VALUES (1)"), Some(("INSERT".into(), vec![t(Some("shop"), "t")])));
         assert_eq!(dml("insert low_priority ignore `t` (a) select 1"), Some(("INSERT".into(), vec![t(None, "t")])));
         assert_eq!(dml("REPLACE t SET a = 1").unwrap().1, vec![t(None, "t")]);

@@ -26,10 +26,10 @@ pub enum Events {
 }
 
 impl Events {
-    pub fn next(&mut self) -> Option<Result<Item, String>> {
+    pub fn next_item(&mut self) -> Option<Result<Item, String>> {
         match self {
             Events::Server(s) => s.next().map(|r| r.map(Item::Event).map_err(|e| e.to_string())),
-            Events::Files(f) => f.next(),
+            Events::Files(f) => f.next_item(),
         }
     }
 
@@ -95,7 +95,7 @@ impl FileEvents {
         }
     }
 
-    fn next(&mut self) -> Option<Result<Item, String>> {
+    fn next_item(&mut self) -> Option<Result<Item, String>> {
         if self.input.is_none() {
             let path = self.files.get(self.next_file)?.clone();
             self.next_file += 1;
@@ -115,7 +115,7 @@ impl FileEvents {
             Ok(Some(ev)) => Some(Ok(Item::Event(ev))),
             Ok(None) => {
                 self.input = None;
-                self.next()
+                self.next_item()
             }
             Err(e) => {
                 let name = file_name(&self.files[self.next_file - 1]);

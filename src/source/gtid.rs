@@ -44,6 +44,9 @@ impl fmt::Display for Gtid {
     }
 }
 
+/// One source UUID's transactions as the dump command sends them: `[start, end)` intervals.
+pub type SidBlock = ([u8; 16], Vec<(u64, u64)>);
+
 /// A GTID set of either flavour (empty: no transaction known yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GtidSet {
@@ -112,7 +115,7 @@ impl GtidSet {
     }
 
     /// The MySQL set as COM_BINLOG_DUMP_GTID wants it: per UUID, half-open intervals.
-    pub fn mysql_blocks(&self) -> Vec<([u8; 16], Vec<(u64, u64)>)> {
+    pub fn mysql_blocks(&self) -> Vec<SidBlock> {
         self.mysql
             .iter()
             .filter_map(|(uuid, ranges)| {
