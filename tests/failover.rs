@@ -20,16 +20,16 @@ use std::time::Duration;
 use common::cdc::{apply, automatic_mapping, cdc_cmd, ok, seed_tables, workload};
 use common::ddb::{drop_table, dynalite, import};
 use common::servers::PrivateServer;
-use common::{bin, services, stderr};
+use common::{bin, stderr};
 use mysql::prelude::Queryable;
 
 /// Inserts ledger rows with ids from `next` on, one every few milliseconds, until `stop`.
-fn ledger(url: String, next: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn ledger(url: String, db: String, next: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut c = common::connect_to(&url);
         while !stop.load(Ordering::Relaxed) {
             let id = next.load(Ordering::Relaxed);
-            c.exec_drop("INSERT INTO shop.ledger VALUES (?, CONCAT('n', ?))", (id, id)).unwrap();
+            c.exec_drop(format!("INSERT INTO `{db}`.ledger VALUES (?, CONCAT('n', ?))"), (id, id)).unwrap();
             next.store(id + 1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(3));
         }
@@ -41,9 +41,9 @@ struct Writers {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn writers(url: &str, next: &Arc<AtomicU64>, done: &Arc<AtomicU64>) -> Writers {
+fn writers(url: &str, db: &str, next: &Arc<AtomicU64>, done: &Arc<AtomicU64>) -> Writers {
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = vec![workload(url.to_string(), "shop".into(), stop.clone(), done.clone()), ledger(url.to_string(), next.clone(), stop.clone())];
+    let threads = vec![workload(url.to_string(), db.into(), stop.clone(), done.clone()), ledger(url.to_string(), db.into(), next.clone(), stop.clone())];
     Writers { stop, threads }
 }
 
@@ -73,16 +73,30 @@ fn capture_killed(run: &Path, url: &str) {
 }
 
 fn verify_against(run: &Path, url: &str, mapping: &Path) -> Output {
-    let env = services();
-    Command::new(bin())
-        .args(["verify", "--quiet", "--endpoint", &dynalite(), "--against-source", url, "--mapping"])
-        .arg(mapping)
-        .arg("--from")
-        .arg(run)
-        .envs(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"].map(|k| (k, env[k].clone())))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap()
+    common::cdc::verify_against_url(url, run, &dynalite(), &["--mapping", mapping.to_str().unwrap()])
+}
+
+/// A primary (server id 1) with the workload's tables and a ledger in database `db` (its name
+/// also names the DynamoDB tables, so tests running at once keep apart), and a
+/// GTID replica (server id 2, `replica_args`) whose binlog has a history of its own (its files are
+/// other files: two fresh servers would write byte-identical binlogs and hide that); the
+/// DynamoDB tables dropped. Returns them with a folder, the run and the mapping in it.
+fn pair(db: &str, replica_args: &[String]) -> (PrivateServer, PrivateServer, tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let primary = PrivateServer::start(1, &[]);
+    let replica = PrivateServer::start(2, replica_args);
+    replica.root(&["-e", "FLUSH BINARY LOGS; FLUSH BINARY LOGS"]).unwrap();
+    replica.replicate_from(&primary);
+    let mut c = primary.conn();
+    c.query_drop(format!("CREATE DATABASE `{db}`")).unwrap();
+    c.query_drop(format!("USE `{db}`")).unwrap();
+    seed_tables(&mut c);
+    c.query_drop("CREATE TABLE ledger (id BIGINT PRIMARY KEY, note VARCHAR(20) NOT NULL)").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (run, mapping) = (dir.path().join("run"), automatic_mapping(dir.path(), db));
+    for t in ["purchase", "big", "ledger"] {
+        drop_table(&dynalite(), &format!("{db}_{t}"));
+    }
+    (primary, replica, dir, run, mapping)
 }
 
 /// The ledger ids of every captured insert, in segment order.
@@ -103,30 +117,13 @@ fn captured_ledger_inserts(run: &Path, ledger_table: usize) -> Vec<u64> {
 
 #[test]
 fn capture_resumes_by_gtid_on_the_promoted_replica_when_killed_around_the_switch() {
-    let primary = PrivateServer::start(1, &[]);
-    let replica = PrivateServer::start(2, &[]);
-    // A replica's binlog has a history of its own (restarts, rotations): its files are other
-    // files, so the primary's offsets mean nothing there (two fresh servers would write
-    // byte-identical binlogs and hide that).
-    replica.root(&["-e", "FLUSH BINARY LOGS; FLUSH BINARY LOGS"]).unwrap();
-    replica.replicate_from(&primary);
-    {
-        let mut c = primary.conn();
-        c.query_drop("CREATE DATABASE shop").unwrap();
-        c.query_drop("USE shop").unwrap();
-        seed_tables(&mut c);
-        c.query_drop("CREATE TABLE ledger (id BIGINT PRIMARY KEY, note VARCHAR(20) NOT NULL)").unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (run, mapping) = (dir.path().join("run"), automatic_mapping(dir.path(), "shop"));
-    for t in ["purchase", "big", "ledger"] {
-        drop_table(&dynalite(), &format!("shop_{t}"));
-    }
+    let db = "failover";
+    let (primary, replica, _dir, run, mapping) = pair(db, &[]);
     let (next, done) = (Arc::new(AtomicU64::new(1)), Arc::new(AtomicU64::new(0)));
 
-    let on_primary = writers(&primary.url(), &next, &done);
+    let on_primary = writers(&primary.url(), db, &next, &done);
     std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--threads", "2", "--source", &primary.url(), "--out"]).arg(&run).output().unwrap();
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--threads", "2", "--source", &primary.url(), "--out"]).arg(&run).output().unwrap();
     assert!(out.status.success(), "export: {}", stderr(&out));
     ok(&import(&run, &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
     for _ in 0..4 {
@@ -139,7 +136,7 @@ fn capture_resumes_by_gtid_on_the_promoted_replica_when_killed_around_the_switch
     let old_identity = primary.root(&["-e", "SELECT @@server_id"]).unwrap();
     drop(primary);
     replica.promote();
-    let on_replica = writers(&replica.url(), &next, &done);
+    let on_replica = writers(&replica.url(), db, &next, &done);
     for _ in 0..8 {
         capture_killed(&run, &replica.url());
     }
@@ -171,30 +168,16 @@ fn capture_resumes_by_gtid_on_the_promoted_replica_when_killed_around_the_switch
 /// primary.
 #[test]
 fn an_export_from_a_replica_is_captured_from_the_primary_by_gtid() {
-    let primary = PrivateServer::start(1, &[]);
-    let replica = PrivateServer::start(2, &["--read-only=ON".to_string()]);
-    replica.root(&["-e", "FLUSH BINARY LOGS"]).unwrap();
-    replica.replicate_from(&primary);
-    {
-        let mut c = primary.conn();
-        c.query_drop("CREATE DATABASE shop").unwrap();
-        c.query_drop("USE shop").unwrap();
-        seed_tables(&mut c);
-        c.query_drop("CREATE TABLE ledger (id BIGINT PRIMARY KEY, note VARCHAR(20) NOT NULL)").unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (run, mapping) = (dir.path().join("run"), automatic_mapping(dir.path(), "shop"));
-    for t in ["purchase", "big", "ledger"] {
-        drop_table(&dynalite(), &format!("shop_{t}"));
-    }
+    let db = "from_replica";
+    let (primary, replica, dir, run, mapping) = pair(db, &["--read-only=ON".to_string()]);
     let (next, done) = (Arc::new(AtomicU64::new(1)), Arc::new(AtomicU64::new(0)));
-    let on_primary = writers(&primary.url(), &next, &done);
+    let on_primary = writers(&primary.url(), db, &next, &done);
     std::thread::sleep(Duration::from_millis(300));
     replica.catch_up_with(&primary);
     // Stall-free would write its watermark on the replica: refused there, with the way out.
-    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--consistency", "stall-free", "--watermark-schema", "shop", "--source", &replica.url(), "--out"]).arg(dir.path().join("refused")).output().unwrap();
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--consistency", "stall-free", "--watermark-schema", db, "--source", &replica.url(), "--out"]).arg(dir.path().join("refused")).output().unwrap();
     assert!(!out.status.success() && stderr(&out).contains("read-only (a replica?)"), "{}", stderr(&out));
-    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--source", &replica.url(), "--out"]).arg(&run).output().unwrap();
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--source", &replica.url(), "--out"]).arg(&run).output().unwrap();
     assert!(out.status.success(), "export from the replica: {}", stderr(&out));
     let m = common::manifest(&run);
     assert_eq!(m.snapshots[0].server.as_deref(), Some("server_id=2"));

@@ -51,9 +51,14 @@ pub fn verify_against_source_at(run: &Path, mapping: &Path, endpoint: &str) -> O
 
 /// `verify --quiet --endpoint <endpoint> --against-source <local> <args…> --from <run>`.
 pub fn verify_against_source_with(run: &Path, endpoint: &str, args: &[&str]) -> Output {
+    verify_against_url(&mysql_url(), run, endpoint, args)
+}
+
+/// `verify --quiet --endpoint <endpoint> --against-source <url> <args…> --from <run>`.
+pub fn verify_against_url(url: &str, run: &Path, endpoint: &str, args: &[&str]) -> Output {
     let env = services();
     Command::new(bin())
-        .args(["verify", "--quiet", "--endpoint", endpoint, "--against-source", &mysql_url()])
+        .args(["verify", "--quiet", "--endpoint", endpoint, "--against-source", url])
         .args(args)
         .arg("--from")
         .arg(run)
