@@ -55,6 +55,12 @@ pub fn object_bytes(total: u64) -> u64 {
     MIN_OBJECT_BYTES.max(total.div_ceil(most))
 }
 
+/// A new cut when `objects` files holding `text` bytes are more than `object_bytes` allows (the
+/// first cut guessed the text from the items' size): None when they fit.
+pub fn recut(objects: u64, text: u64) -> Option<u64> {
+    (objects > MAX_IMPORT_OBJECTS * 9 / 10).then(|| object_bytes(text))
+}
+
 /// One input line: `{"Item":{…}}` and a newline.
 pub fn item_line(item: &Item) -> Vec<u8> {
     let mut line = serde_json::to_vec(&serde_json::json!({ "Item": item_to_json(item) })).expect("items serialize");
@@ -218,6 +224,20 @@ mod tests {
             let objects = total.div_ceil(object_bytes(total));
             assert!(objects <= MAX_IMPORT_OBJECTS, "{total}: {objects}");
         }
+    }
+
+    /// Regression: the cut assumed item text is at most twice the item size; numeric items run
+    /// four to five times, so a multi-TB table could be cut into more than 50,000 objects.
+    #[test]
+    fn files_cut_too_small_for_their_text_are_cut_again_under_the_limit() {
+        let items_bytes: u64 = 1 << 40; // 1 TiB of items, 4.5 TiB of text
+        let text = items_bytes * 9 / 2;
+        let first = object_bytes(items_bytes * 2);
+        let objects = text.div_ceil(first);
+        assert!(objects > MAX_IMPORT_OBJECTS, "the first guess is too small: {objects}");
+        let cut = recut(objects, text).expect("cut again");
+        assert!(text.div_ceil(cut) <= MAX_IMPORT_OBJECTS * 9 / 10);
+        assert_eq!(recut(100, 100 << 20), None, "files that fit are kept");
     }
 
     #[test]

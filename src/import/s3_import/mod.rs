@@ -138,9 +138,16 @@ pub fn prepare_files(work: &Path, target: &crate::transform::state::TargetState,
     let name = &target.table.name;
     let dir = work.join("s3-import").join(crate::run_folder::encode_component(name));
     let ids: Vec<u32> = target.buckets.iter().map(|b| b.id).collect();
-    // Item text runs about twice the item size (type wrappers, quotes): a bound for the cut.
+    // Item text runs about twice the item size (type wrappers, quotes) for text-heavy items, but
+    // four to five times for numeric ones: the cut is a first guess, and files that came out
+    // too many for one ImportTable are cut again by the text they really hold.
+    let items = target_dir(work, name, "items");
     let cut = files::object_bytes(target.buckets.iter().map(|b| b.bytes * 2).sum());
-    let written = files::write(&target_dir(work, name, "items"), &ids, &target.table.key_names(), &dir, c, cut).map_err(|e| table_err(name, e))?;
+    let mut written = files::write(&items, &ids, &target.table.key_names(), &dir, c, cut).map_err(|e| table_err(name, e))?;
+    if let Some(cut) = files::recut(written.files.len() as u64, written.bytes) {
+        tracing::info!(table = %name, "{} import files are too many for one ImportTable: writing them again {} MB each", written.files.len(), cut >> 20);
+        written = files::write(&items, &ids, &target.table.key_names(), &dir, c, cut).map_err(|e| table_err(name, e))?;
+    }
     Ok((written, dir))
 }
 
