@@ -63,6 +63,14 @@ fn binlog_files_are_captured_as_the_server_streams_them() {
     };
     let out = from_files(&copy, &files[..1]);
     assert!(out.status.success(), "capture from the first file: {}", stderr(&out));
+    // The last file still being archived: its last event not written whole yet.
+    let cut = dir.path().join(files[files.len() - 1].file_name().unwrap());
+    let bytes = std::fs::read(&files[files.len() - 1]).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let mut partial: Vec<PathBuf> = files[..files.len() - 1].to_vec();
+    partial.push(cut);
+    let out = from_files(&copy, &partial);
+    assert!(out.status.success(), "capture from files whose last event is cut short: {}", stderr(&out));
     let out = from_files(&copy, &files);
     assert!(out.status.success(), "capture from the files: {}", stderr(&out));
 

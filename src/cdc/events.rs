@@ -111,18 +111,56 @@ impl FileEvents {
             return Some(Ok(Item::File(file_name(&path))));
         }
         let input = self.input.as_mut().expect("open");
-        match self.reader.read(input) {
-            Ok(Some(ev)) => Some(Ok(Item::Event(ev))),
-            Ok(None) => {
-                self.input = None;
-                self.next_item()
-            }
-            Err(e) => {
-                let name = file_name(&self.files[self.next_file - 1]);
-                Some(Err(format!("{name}: {e} (a truncated or damaged file?)")))
+        let name = || file_name(&self.files[self.next_file - 1]);
+        // The event must be in the file whole before the reader sees it (mysql_common panics on
+        // a short one): its size is in its header, bytes 9..13.
+        let whole = match whole_event_ahead(input) {
+            Ok(w) => w,
+            Err(e) => return Some(Err(format!("{}: {e}", name()))),
+        };
+        match whole {
+            Ahead::End => {}
+            // In the last file, an event not yet written whole (the file is still being
+            // archived): the next capture reads on from the last position staged. Cut short
+            // anywhere else, a file is damaged.
+            Ahead::Short if self.next_file >= self.files.len() => {}
+            Ahead::Short => return Some(Err(format!("{}: the file ends inside an event: a truncated or damaged file", name()))),
+            Ahead::Whole => {
+                return match self.reader.read(input) {
+                    Ok(Some(ev)) => Some(Ok(Item::Event(ev))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(format!("{}: {e} (a damaged file?)", name()))),
+                }
             }
         }
+        self.input = None;
+        self.next_item()
     }
+}
+
+enum Ahead {
+    End,
+    Short,
+    Whole,
+}
+
+/// Whether the next event is in `input` whole: its header's size against the bytes left.
+fn whole_event_ahead(input: &mut BufReader<std::fs::File>) -> std::io::Result<Ahead> {
+    use std::io::{BufRead, Seek};
+    let buf = input.fill_buf()?;
+    if buf.is_empty() {
+        return Ok(Ahead::End);
+    }
+    if buf.len() < 13 {
+        return Ok(Ahead::Short);
+    }
+    let size = u32::from_le_bytes(buf[9..13].try_into().expect("4 bytes")) as u64;
+    if (buf.len() as u64) >= size {
+        return Ok(Ahead::Whole);
+    }
+    let here = input.stream_position()?;
+    let len = input.get_ref().metadata()?.len();
+    Ok(if here + size <= len { Ahead::Whole } else { Ahead::Short })
 }
 
 /// The events a compressed transaction holds, in order, with a reader that knows the table maps
