@@ -187,3 +187,44 @@ fn cdc_apply_after_an_s3_import_converges_with_the_source() {
     ok(&v, "verify --against-source");
     assert!(String::from_utf8_lossy(&v.stdout).contains("0 differences"), "{}", String::from_utf8_lossy(&v.stdout));
 }
+
+/// Regression: any `part-*` object under a table's import prefix was deleted as an earlier
+/// attempt's. Only the objects this run's import recorded are removed now; another object is
+/// named and left where it is, and nothing is uploaded.
+#[test]
+fn only_the_objects_this_import_wrote_are_removed_from_its_prefix() {
+    let (run, mapping, _) = purchase_run("s3i_owned", "it_s3i_owned");
+    let m = mapping.to_str().unwrap();
+    let bucket = format!("m2d-s3i-owned-{}", std::process::id());
+    drop_table(&moto(), "it_s3i_owned");
+    // Someone else's file where this import's would go.
+    moto_put(&bucket, &["p/it_s3i_owned/part-00009.json"]);
+    let out = import_via_s3(run.path(), &format!("s3://{bucket}/p"), &["--mapping", m]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("part-00009.json is not a file this import wrote"), "{}", stderr(&out));
+    let keys: Vec<String> = moto_objects(&bucket).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["p/it_s3i_owned/part-00009.json".to_string()], "nothing deleted, nothing uploaded");
+
+    // This import's own earlier attempt (gzip files; the table existed, so it stopped before
+    // ImportTable) is cleaned up by the next one (uncompressed files).
+    let prefix = format!("s3://{bucket}/q");
+    runtime().block_on(async {
+        use aws_sdk_dynamodb::types::*;
+        client(&moto())
+            .create_table()
+            .table_name("it_s3i_owned")
+            .key_schema(KeySchemaElement::builder().attribute_name("customerid").key_type(KeyType::Hash).build().unwrap())
+            .attribute_definitions(AttributeDefinition::builder().attribute_name("customerid").attribute_type(ScalarAttributeType::S).build().unwrap())
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(import_via_s3(run.path(), &prefix, &["--mapping", m]).status.code(), Some(1), "the table exists");
+    let gz: Vec<String> = moto_objects(&bucket).into_iter().map(|(k, _)| k).filter(|k| k.starts_with("q/it_s3i_owned/")).collect();
+    assert!(!gz.is_empty() && gz.iter().all(|k| k.ends_with(".json.gz")), "{gz:?}");
+    ok(&import_via_s3(run.path(), &prefix, &["--mapping", m, "--table-prep", "drop-and-create", "--import-compression", "none"]), "the next attempt");
+    let now: Vec<String> = moto_objects(&bucket).into_iter().map(|(k, _)| k).filter(|k| k.starts_with("q/it_s3i_owned/")).collect();
+    assert!(!now.is_empty() && now.iter().all(|k| k.ends_with(".json")), "the earlier attempt's files are gone: {now:?}");
+    assert!(!scan(&moto(), "it_s3i_owned").is_empty());
+}

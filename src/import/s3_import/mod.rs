@@ -96,7 +96,7 @@ pub async fn import_target(
         _ => {
             let (work2, target2, c) = (work.to_path_buf(), target.clone(), o.compression);
             let (written, dir) = tokio::task::spawn_blocking(move || prepare_files(&work2, &target2, c)).await.map_err(|e| table_err(&name, e.to_string()))??;
-            upload(&name, &dir, &loc, &written, sync).await?;
+            upload(&name, &dir, &o.prefix, &loc, &written, sync, &fingerprint).await?;
             let record = ImportRecord {
                 client_token: client_token(&fingerprint, &name, &loc.to_string()),
                 import_arn: None,
@@ -151,22 +151,53 @@ pub fn prepare_files(work: &Path, target: &crate::transform::state::TargetState,
     Ok((written, dir))
 }
 
-/// Uploads the files and removes objects of an earlier attempt under the table's prefix; any
-/// other object there would be imported too, so it is an error.
-async fn upload(table: &str, dir: &Path, loc: &S3Location, w: &files::Written, sync: &SyncOptions) -> Result<(), ImportError> {
+/// Which objects an import wrote under a table's prefix, kept beside it (not under it, where
+/// ImportTable would load it): `<import-prefix>/<table>.mysql2ddb-files.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FilesRecord {
+    /// The run's fingerprint: another run's files are not this import's.
+    fingerprint: String,
+    keys: Vec<String>,
+}
+
+fn files_record_key(prefix: &S3Location, table: &str) -> String {
+    prefix.key(&format!("{}.mysql2ddb-files.json", crate::run_folder::encode_component(table)))
+}
+
+/// Uploads the files, then removes what an earlier attempt of this run's import left under the
+/// table's prefix (the objects it recorded). Any other object there would be imported too, so it
+/// is an error naming it: nothing is deleted that this import did not write.
+#[allow(clippy::too_many_arguments)]
+async fn upload(table: &str, dir: &Path, prefix: &S3Location, loc: &S3Location, w: &files::Written, sync: &SyncOptions, fingerprint: &str) -> Result<(), ImportError> {
+    let s3_err = |key: &str, e: String| ImportError::Sync(crate::sync::SyncError::S3(format!("{}: {e}", loc.with_key(key))));
+    let client = crate::aws::s3::build(&sync.s3).await;
+    let record_key = files_record_key(prefix, table);
+    let earlier: FilesRecord = match client.get_object().bucket(&loc.bucket).key(&record_key).send().await {
+        Ok(out) => {
+            let body = out.body.collect().await.map_err(|e| s3_err(&record_key, e.to_string()))?.into_bytes();
+            serde_json::from_slice(&body).unwrap_or_default()
+        }
+        Err(_) => FilesRecord::default(),
+    };
+    let ours: Vec<String> = w.files.iter().filter_map(|f| f.file_name()).map(|n| loc.key(&n.to_string_lossy())).collect();
+    let remote = crate::sync::upload::list_remote(&client, loc).await?;
+    let mine = |k: &String| earlier.fingerprint == fingerprint && earlier.keys.contains(k);
+    if let Some(foreign) = remote.keys().find(|k| !ours.contains(k) && !mine(k)) {
+        return Err(table_err(table, format!("{} is not a file this import wrote, and ImportTable would load it too: empty the prefix or choose another --import-prefix", loc.with_key(foreign))));
+    }
+    // Recorded first, with the keys both attempts wrote, so a crash in between leaves no object
+    // that a rerun would not recognise as its own.
+    let mut keys: Vec<String> = ours.clone();
+    keys.extend(remote.keys().filter(|k| mine(k)).cloned());
+    let record = serde_json::to_vec(&FilesRecord { fingerprint: fingerprint.to_string(), keys }).expect("serializes");
+    client.put_object().bucket(&loc.bucket).key(&record_key).body(record.into()).send().await.map_err(|e| s3_err(&record_key, crate::aws::s3::describe(&record_key, &e)))?;
     let (dir2, loc2, opts) = (dir.to_path_buf(), loc.clone(), sync.clone());
     tokio::task::spawn_blocking(move || crate::sync::upload_folder(&dir2, &loc2, &opts)).await.map_err(|e| table_err(table, e.to_string()))??;
-    let ours: Vec<String> = w.files.iter().filter_map(|f| f.file_name()).map(|n| loc.key(&n.to_string_lossy())).collect();
-    let client = crate::aws::s3::build(&sync.s3).await;
-    let remote = crate::sync::upload::list_remote(&client, loc).await?;
     for key in remote.keys().filter(|k| !ours.contains(k)) {
-        let name = key.rsplit('/').next().unwrap_or_default();
-        let earlier = name.starts_with("part-") && [".json", ".json.gz", ".json.zst"].iter().any(|e| name.ends_with(e));
-        if !earlier {
-            return Err(table_err(table, format!("{} is not a file this import wrote, and ImportTable would load it too: empty the prefix or choose another --import-prefix", loc.with_key(key))));
-        }
         client.delete_object().bucket(&loc.bucket).key(key).send().await.map_err(|e| crate::sync::SyncError::S3(crate::aws::s3::describe(&loc.with_key(key), &e)))?;
     }
+    let record = serde_json::to_vec(&FilesRecord { fingerprint: fingerprint.to_string(), keys: ours }).expect("serializes");
+    client.put_object().bucket(&loc.bucket).key(&record_key).body(record.into()).send().await.map_err(|e| s3_err(&record_key, crate::aws::s3::describe(&record_key, &e)))?;
     Ok(())
 }
 
