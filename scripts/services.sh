@@ -98,15 +98,17 @@ mysql_admin() { mariadb --no-defaults --protocol=socket --socket="$STATE/mariadb
 start_mariadb() {
     local dir=$STATE/mariadb pid=$STATE/mariadb/mariadbd.pid
     if alive "$pid"; then return 0; fi
-    mkdir -p "$dir/binlog"
+    # A temporary folder of its own: a server deletes every #sql* file in its tmpdir at start,
+    # so one sharing /tmp with the tests' own servers would lose its temporary tables.
+    mkdir -p "$dir/binlog" "$dir/tmp"
     if [ ! -d "$dir/data/mysql" ]; then
         log "mariadb-install-db into the state folder"
         rm -rf "$dir/data"
-        mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$dir/data" \
+        mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$dir/data" --tmpdir="$dir/tmp" \
             --auth-root-authentication-method=socket --skip-test-db >"$dir/install.log" 2>&1
     fi
     log "starting mariadbd on 127.0.0.1:$MYSQL_PORT"
-    mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" \
+    mariadbd --no-defaults --user="$(id -un)" --datadir="$dir/data" --tmpdir="$dir/tmp" \
         --socket="$dir/mysqld.sock" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
         --pid-file="$dir/mariadbd.server.pid" --log-error="$dir/error.log" \
         --log-bin="$dir/binlog/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL --server-id=1 \

@@ -29,10 +29,15 @@ impl PrivateServer {
         super::services(); // mariadb-server is installed by then
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        // A temporary folder of its own: at start a server deletes every `#sql*` file in its
+        // tmpdir, so servers sharing one (/tmp) break each other's temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--auth-root-authentication-method=socket", "--skip-test-db"])
             .arg(format!("--user={}", whoami()))
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db");
         assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
@@ -42,6 +47,7 @@ impl PrivateServer {
             .arg("--no-defaults")
             .arg(format!("--user={}", whoami()))
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", p("mysqld.sock")))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
