@@ -36,6 +36,25 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A binlog file of mysql_common's test data (MySQL's own).
+fn mysql_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mysql-binlogs").join(name)
+}
+
+/// A run exported from `server`'s database `db`, its position moved to the start of the MySQL
+/// binlog file `name`, and `cdc capture --binlog-file` of that file on it.
+fn captured_from_mysql_file(server: &PrivateServer, db: &str, run: &Path, name: &str) -> std::process::Output {
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--source", &server.url(), "--out"]).arg(run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = run.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let at = serde_json::json!({"file": name, "position": 4, "gtid": null});
+    m["replay_from"] = at.clone();
+    m["snapshots"][0]["binlog"] = at;
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    cdc_cmd(&["capture", "--quiet", "--binlog-file", mysql_file(name).to_str().unwrap()], run).output().unwrap()
+}
+
 #[test]
 fn binlog_files_are_captured_as_the_server_streams_them() {
     let server = PrivateServer::start(41, &[]);
@@ -97,16 +116,7 @@ fn a_compressed_transaction_in_a_mysql_binlog_file_is_captured() {
     server.root(&["-e", "CREATE DATABASE test; CREATE TABLE test.tb1 (a INT PRIMARY KEY)"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "test", "--source", &server.url(), "--out"]).arg(&run).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let path = run.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let at = serde_json::json!({"file": "transaction_compression.000001", "position": 4, "gtid": null});
-    m["replay_from"] = at.clone();
-    m["snapshots"][0]["binlog"] = at;
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mysql-binlogs/transaction_compression.000001");
-    let out = cdc_cmd(&["capture", "--quiet", "--binlog-file", file.to_str().unwrap()], &run).output().unwrap();
+    let out = captured_from_mysql_file(&server, "test", &run, "transaction_compression.000001");
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = segments(&run).iter().flat_map(|(_, b)| String::from_utf8_lossy(b).lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -123,16 +133,7 @@ fn mysql_gtids_in_mysql_binlog_files_make_the_position_s_gtid_set() {
     let mut sets = Vec::new();
     for name in ["binlog_transaction_with_GTID.000001", "binlog_56_gtid_reserved_word.000001"] {
         let run = dir.path().join(name);
-        let out = Command::new(bin()).args(["export", "--quiet", "--databases", "test", "--source", &server.url(), "--out"]).arg(&run).output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        let path = run.join("manifest.json");
-        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let at = serde_json::json!({"file": name, "position": 4, "gtid": null});
-        m["replay_from"] = at.clone();
-        m["snapshots"][0]["binlog"] = at;
-        std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mysql-binlogs").join(name);
-        let out = cdc_cmd(&["capture", "--quiet", "--binlog-file", file.to_str().unwrap()], &run).output().unwrap();
+        let out = captured_from_mysql_file(&server, "test", &run, name);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let cap: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("cdc/capture.json")).unwrap()).unwrap();
         sets.push(cap["next"]["gtid"].as_str().unwrap_or_default().to_string());
@@ -140,7 +141,7 @@ fn mysql_gtids_in_mysql_binlog_files_make_the_position_s_gtid_set() {
     // The same files through mysql_common's own GTID event decoder.
     for (name, got) in ["binlog_transaction_with_GTID.000001", "binlog_56_gtid_reserved_word.000001"].iter().zip(&sets) {
         use mysql2ddb::source::gtid::{Gtid, GtidSet};
-        let f = std::fs::File::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mysql-binlogs").join(name)).unwrap();
+        let f = std::fs::File::open(mysql_file(name)).unwrap();
         let file = mysql_common::binlog::BinlogFile::new(mysql_common::binlog::consts::BinlogVersion::Version4, std::io::BufReader::new(f)).unwrap();
         let mut expected = GtidSet::default();
         for ev in file.flatten() {

@@ -29,6 +29,22 @@ fn import_via_s3(run: &Path, prefix: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Creates table `name` in moto (keyed by customerid), as if someone had made it already.
+fn table_in_the_way(name: &str) {
+    runtime().block_on(async {
+        use aws_sdk_dynamodb::types::*;
+        client(&moto())
+            .create_table()
+            .table_name(name)
+            .key_schema(KeySchemaElement::builder().attribute_name("customerid").key_type(KeyType::Hash).build().unwrap())
+            .attribute_definitions(AttributeDefinition::builder().attribute_name("customerid").attribute_type(ScalarAttributeType::S).build().unwrap())
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
 fn report_arns(run: &Path) -> Vec<String> {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("import-report.json")).unwrap()).unwrap();
     r["tables"].as_array().unwrap().iter().map(|t| t["s3_import"]["import_arn"].as_str().unwrap_or("-").to_string()).collect()
@@ -139,18 +155,7 @@ fn a_missing_bucket_and_an_existing_table_fail_clearly() {
     assert!(err.contains("m2d-no-such-bucket-here") && err.contains("the bucket does not exist"), "{err}");
 
     // The table exists: ImportTable only creates tables.
-    runtime().block_on(async {
-        use aws_sdk_dynamodb::types::*;
-        client(&moto())
-            .create_table()
-            .table_name("it_s3i_fail")
-            .key_schema(KeySchemaElement::builder().attribute_name("customerid").key_type(KeyType::Hash).build().unwrap())
-            .attribute_definitions(AttributeDefinition::builder().attribute_name("customerid").attribute_type(ScalarAttributeType::S).build().unwrap())
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .unwrap();
-    });
+    table_in_the_way("it_s3i_fail");
     let bucket = format!("m2d-s3i-fail-{}", std::process::id());
     moto_put(&bucket, &[]);
     let prefix = format!("s3://{bucket}/p");
@@ -208,18 +213,7 @@ fn only_the_objects_this_import_wrote_are_removed_from_its_prefix() {
     // This import's own earlier attempt (gzip files; the table existed, so it stopped before
     // ImportTable) is cleaned up by the next one (uncompressed files).
     let prefix = format!("s3://{bucket}/q");
-    runtime().block_on(async {
-        use aws_sdk_dynamodb::types::*;
-        client(&moto())
-            .create_table()
-            .table_name("it_s3i_owned")
-            .key_schema(KeySchemaElement::builder().attribute_name("customerid").key_type(KeyType::Hash).build().unwrap())
-            .attribute_definitions(AttributeDefinition::builder().attribute_name("customerid").attribute_type(ScalarAttributeType::S).build().unwrap())
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .unwrap();
-    });
+    table_in_the_way("it_s3i_owned");
     assert_eq!(import_via_s3(run.path(), &prefix, &["--mapping", m]).status.code(), Some(1), "the table exists");
     let gz: Vec<String> = moto_objects(&bucket).into_iter().map(|(k, _)| k).filter(|k| k.starts_with("q/it_s3i_owned/")).collect();
     assert!(!gz.is_empty() && gz.iter().all(|k| k.ends_with(".json.gz")), "{gz:?}");

@@ -8,12 +8,10 @@ use mysql::Conn;
 
 use super::CdcError;
 
+use crate::source::position::global_var as var;
+
 /// Retention below this many seconds is warned about.
 const SHORT_RETENTION_SECS: u64 = 24 * 3600;
-
-fn var(conn: &mut Conn, name: &str) -> Option<String> {
-    conn.query_first::<Option<String>, _>(format!("SELECT @@GLOBAL.{name}")).ok().flatten().flatten()
-}
 
 /// What is wrong with these settings, one explanation per problem (empty when all is well).
 pub fn problems(log_bin: Option<&str>, format: Option<&str>, row_image: Option<&str>, mariadb_compress: Option<&str>) -> Vec<String> {
@@ -50,16 +48,15 @@ pub fn check_server(conn: &mut Conn) -> Result<Vec<String>, CdcError> {
     if !found.is_empty() {
         return Err(CdcError::Settings(found));
     }
-    let retention = var(conn, "binlog_expire_logs_seconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .or_else(|| var(conn, "expire_logs_days").and_then(|d| d.parse::<f64>().ok()).filter(|d| *d > 0.0).map(|d| (d * 86400.0) as u64));
-    match retention {
-        Some(secs) if secs < SHORT_RETENTION_SECS => tracing::warn!(
-            "binary logs are kept {:.1} h: if capture falls further behind, the server purges what it has not read (raise binlog_expire_logs_seconds)",
-            secs as f64 / 3600.0
+    // Read as estimate and export read it (RDS's binlog retention hours included).
+    match crate::source::retention::read(conn) {
+        Ok(r) if r.seconds.is_some_and(|s| s < SHORT_RETENTION_SECS) => tracing::warn!(
+            "binary logs are kept {:.1} h ({}): if capture falls further behind, the server purges what it has not read (raise it: `mysql2ddb estimate --source …` prints the command)",
+            r.seconds.unwrap_or(0) as f64 / 3600.0,
+            r.setting
         ),
-        _ => {}
+        Ok(_) => {}
+        Err(e) => tracing::warn!("binlog retention unknown: {e}"),
     }
     let logs: Vec<String> = conn
         .query_map("SHOW BINARY LOGS", |row: mysql::Row| row.get::<String, _>(0).unwrap_or_default())

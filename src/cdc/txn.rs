@@ -242,13 +242,19 @@ mod tests {
         assert_eq!(control("ALTER TABLE t ADD x INT"), None);
     }
 
-    #[test]
-    fn the_xid_of_an_xa_prepare_event_matches_xa_commit() {
-        let mut body = vec![0u8];
+    /// An XA_PREPARE event body for xid gtrid `x1`, format 1, with the one-phase flag given.
+    fn xa_prepare_body(one_phase: bool) -> Vec<u8> {
+        let mut body = vec![one_phase as u8];
         body.extend(1u32.to_le_bytes());
         body.extend(2u32.to_le_bytes());
         body.extend(0u32.to_le_bytes());
         body.extend(b"x1");
+        body
+    }
+
+    #[test]
+    fn the_xid_of_an_xa_prepare_event_matches_xa_commit() {
+        let body = xa_prepare_body(false);
         assert_eq!(xa_prepare_xid(&body), Some("x'7831',x'',1".into()));
         assert_eq!(control("XA COMMIT X'7831',X'',1"), Some(Step::XaCommit(xa_prepare_xid(&body).unwrap())));
     }
@@ -288,14 +294,8 @@ mod tests {
     fn a_one_phase_xa_prepare_event_is_a_commit() {
         // Regression: MySQL logs XA COMMIT … ONE PHASE as an XA_PREPARE event with the flag set;
         // the flag was not read, so the rows waited in capture.json for a commit that never came.
-        let mut body = vec![1u8];
-        body.extend(1u32.to_le_bytes());
-        body.extend(2u32.to_le_bytes());
-        body.extend(0u32.to_le_bytes());
-        body.extend(b"x1");
-        assert!(xa_one_phase(&body));
-        body[0] = 0;
-        assert!(!xa_one_phase(&body));
+        assert!(xa_one_phase(&xa_prepare_body(true)));
+        assert!(!xa_one_phase(&xa_prepare_body(false)));
     }
 
     #[test]

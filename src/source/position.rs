@@ -64,6 +64,12 @@ pub fn gtid_at(conn: &mut Conn, file: &str, position: u64) -> Result<Option<Stri
         .map_err(|e| SourceError::query(format!("BINLOG_GTID_POS({file}, {position})"), e))
 }
 
+/// A global variable's value; None when the server has no such variable (MySQL and MariaDB
+/// each lack some of the other's) or it cannot be read.
+pub fn global_var(conn: &mut Conn, name: &str) -> Option<String> {
+    conn.query_first::<Option<String>, _>(format!("SELECT @@GLOBAL.{name}")).ok().flatten().flatten()
+}
+
 /// Which server this is, for telling whether a recorded file/offset means anything here:
 /// MySQL's `server_uuid`, MariaDB's `server_id` (unique in a replication topology).
 pub fn server_identity(conn: &mut Conn, flavor: Flavor) -> Result<String, SourceError> {

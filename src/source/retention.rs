@@ -49,7 +49,7 @@ pub fn read(conn: &mut Conn) -> Result<Retention, String> {
         }
         Err(_) => {}
     }
-    let var = |c: &mut Conn, name: &str| c.query_first::<Option<String>, _>(format!("SELECT @@GLOBAL.{name}")).ok().flatten().flatten();
+    let var = super::position::global_var;
     if let Some(secs) = var(conn, "binlog_expire_logs_seconds").and_then(|s| s.parse::<u64>().ok()) {
         if secs > 0 {
             return Ok(Retention { seconds: Some(secs), setting: format!("binlog_expire_logs_seconds = {secs}"), rds: false });

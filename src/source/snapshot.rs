@@ -185,7 +185,7 @@ fn stall_free(req: &SnapshotRequest) -> Result<Opened, SourceError> {
         SourceError::Unsupported("--consistency stall-free needs --watermark-schema NAME: a schema the export user may write one row to (CREATE, INSERT, UPDATE on it)".into())
     })?;
     let mut control = req.source.connect()?;
-    let var = |c: &mut Conn, name: &str| c.query_first::<Option<String>, _>(format!("SELECT @@GLOBAL.{name}")).ok().flatten().flatten();
+    let var = super::position::global_var;
     if matches!(var(&mut control, "read_only").as_deref(), Some("1" | "ON")) {
         return Err(SourceError::Unsupported(
             "the server is read-only (a replica?): stall-free commits a watermark row, which a replica must not get. Export from the primary, or use --consistency lock-tables here (the GTID set recorded lets capture follow the primary)".into(),
