@@ -2,7 +2,9 @@
 //! ImportTable (DYNAMODB_JSON, GZIP or none) in one process: the blog's purchase table grouped by
 //! the pivot rule and an automatic multi-table run land equal to what the WCU path writes on
 //! dynalite; a rerun starts no second import; a missing bucket and an existing table fail
-//! clearly; and cdc apply after an S3 import converges with the source.
+//! clearly; and cdc apply after an S3 import converges with the source. Through the capacity
+//! proxy with `--imports` (ClientToken and ListImports as DynamoDB has them): an import whose
+//! answer was lost is found and followed, and a FAILED one is retried under a new token.
 
 use crate::common;
 
@@ -221,4 +223,117 @@ fn only_the_objects_this_import_wrote_are_removed_from_its_prefix() {
     let now: Vec<String> = moto_objects(&bucket).into_iter().map(|(k, _)| k).filter(|k| k.starts_with("q/it_s3i_owned/")).collect();
     assert!(!now.is_empty() && now.iter().all(|k| k.ends_with(".json")), "the earlier attempt's files are gone: {now:?}");
     assert!(!scan(&moto(), "it_s3i_owned").is_empty());
+}
+
+/// The proxy in front of moto playing what moto leaves out of Import from S3 (ClientToken
+/// honoured, ListImports), with its fault files in `dir`: `lose` (ImportTable's answer lost after
+/// the import started) and `fail` (imports reported FAILED).
+fn import_service(dir: &Path) -> common::ddb::ProxyProcess {
+    let (lose, fail) = (dir.join("lose"), dir.join("fail"));
+    let args = ["--imports", "--lose-import-answers-while", lose.to_str().unwrap(), "--fail-imports-while", fail.to_str().unwrap()];
+    common::ddb::ProxyProcess::start_in_front(&moto(), 1_000_000, 0.0, &args)
+}
+
+fn via_service(run: &Path, service: &str, prefix: &str, args: &[&str]) -> Output {
+    import_cmd(run, service, &["--via", "s3-import", "--import-prefix", prefix])
+        .args(args)
+        .env("AWS_ENDPOINT_URL_S3", moto())
+        .env("M2D_S3_PATH_STYLE", "1")
+        .env("M2D_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+fn report_record(run: &Path) -> serde_json::Value {
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("import-report.json")).unwrap()).unwrap();
+    r["tables"][0]["s3_import"].clone()
+}
+
+/// The imports the service lists for a table.
+fn listed_imports(service: &str, table: &str) -> Vec<String> {
+    runtime().block_on(async {
+        let c = client(service);
+        let arn = c.describe_table().table_name(table).send().await.unwrap().table.unwrap().table_arn.unwrap();
+        let out = c.list_imports().table_arn(arn).send().await.unwrap();
+        out.import_summary_list().iter().filter_map(|s| s.import_arn().map(str::to_string)).collect()
+    })
+}
+
+/// Regression: when the process died after ImportTable started the import and before its ARN
+/// was kept, the rerun found the import's table in its way; with drop-and-create it dropped the
+/// imported table, the ClientToken gave back the first import, and the run said "imported" with
+/// the table gone. Now the rerun finds the import by its token and follows it.
+#[test]
+fn an_import_whose_answer_was_lost_is_found_by_its_token_and_its_table_kept() {
+    let (run, mapping, _) = purchase_run("s3i_lost", "it_s3i_lost");
+    let m = mapping.to_str().unwrap();
+    let bucket = format!("m2d-s3i-lost-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    drop_table(&moto(), "it_s3i_lost");
+    let faults = tempfile::tempdir().unwrap();
+    let service = import_service(faults.path());
+    let prefix = format!("s3://{bucket}/i");
+
+    std::fs::write(faults.path().join("lose"), "").unwrap();
+    let out = via_service(run.path(), &service.endpoint, &prefix, &["--mapping", m]);
+    assert_eq!(out.status.code(), Some(1), "the answer was lost: {}", stderr(&out));
+    let first = listed_imports(&service.endpoint, "it_s3i_lost");
+    assert_eq!(first.len(), 1, "the import started: {first:?}");
+    std::fs::remove_file(faults.path().join("lose")).unwrap();
+
+    // The rerun, even allowed to drop the table, follows the import it finds.
+    let again = via_service(run.path(), &service.endpoint, &prefix, &["--mapping", m, "--table-prep", "drop-and-create"]);
+    ok(&again, "rerun");
+    assert!(stderr(&again).contains("its answer was lost"), "{}", stderr(&again));
+    assert_eq!(report_record(run.path())["import_arn"], first[0].as_str());
+    assert_eq!(listed_imports(&service.endpoint, "it_s3i_lost"), first, "no second import");
+    let items = scan(&moto(), "it_s3i_lost");
+    assert_eq!(items.len() as u64, report_record(run.path())["items"].as_u64().unwrap(), "the imported table is there, whole");
+
+    // On a server that cannot list imports (moto itself), the table is not touched.
+    let (run2, mapping2, _) = purchase_run("s3i_lost2", "it_s3i_lost2");
+    let m2 = mapping2.to_str().unwrap();
+    drop_table(&moto(), "it_s3i_lost2");
+    std::fs::write(faults.path().join("lose"), "").unwrap();
+    assert_eq!(via_service(run2.path(), &service.endpoint, &prefix, &["--mapping", m2]).status.code(), Some(1));
+    std::fs::remove_file(faults.path().join("lose")).unwrap();
+    let held = scan(&moto(), "it_s3i_lost2");
+    let out = import_via_s3(run2.path(), &prefix, &["--mapping", m2, "--table-prep", "drop-and-create"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot be listed"), "{}", stderr(&out));
+    assert_eq!(scan(&moto(), "it_s3i_lost2").len(), held.len(), "the table is left as it was");
+}
+
+/// Regression: after a FAILED import the rerun followed it again, and `--restart` sent the same
+/// ClientToken, which the service answers with the failed import for 8 hours. Now each new
+/// attempt has a token of its own.
+#[test]
+fn a_failed_import_is_retried_under_a_new_token_by_a_rerun_and_by_restart() {
+    let (run, mapping, _) = purchase_run("s3i_failed", "it_s3i_failed");
+    let m = mapping.to_str().unwrap();
+    let bucket = format!("m2d-s3i-failed-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    drop_table(&moto(), "it_s3i_failed");
+    let faults = tempfile::tempdir().unwrap();
+    let service = import_service(faults.path());
+    let prefix = format!("s3://{bucket}/i");
+    let drop = ["--mapping", m, "--table-prep", "drop-and-create"];
+
+    std::fs::write(faults.path().join("fail"), "").unwrap();
+    let out = via_service(run.path(), &service.endpoint, &prefix, &drop);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("FAILED") && stderr(&out).contains("a rerun starts attempt 2"), "{}", stderr(&out));
+    let out = via_service(run.path(), &service.endpoint, &prefix, &drop);
+    assert_eq!(out.status.code(), Some(1), "attempt 2 fails too: {}", stderr(&out));
+    assert!(stderr(&out).contains("starting attempt 2 with a new ClientToken"), "{}", stderr(&out));
+    std::fs::remove_file(faults.path().join("fail")).unwrap();
+
+    let restarted = via_service(run.path(), &service.endpoint, &prefix, &[&drop[..], &["--restart"]].concat());
+    ok(&restarted, "--restart after FAILED imports");
+    let record = report_record(run.path());
+    assert_eq!(record["status"], "COMPLETED");
+    let imports = listed_imports(&service.endpoint, "it_s3i_failed");
+    assert_eq!(imports.len(), 3, "three attempts, three imports: {imports:?}");
+    assert_eq!(record["import_arn"], imports[2].as_str());
+    assert_eq!(scan(&moto(), "it_s3i_failed").len() as u64, record["items"].as_u64().unwrap());
 }

@@ -41,6 +41,16 @@ struct Args {
     /// Hand unprocessed requests back re-serialised (string sets reordered, numbers respelled).
     #[arg(long)]
     respell_unprocessed: bool,
+    /// Play what moto leaves out of Import from S3: ImportTable's ClientToken honoured,
+    /// DescribeImport's ClientToken, ListImports.
+    #[arg(long)]
+    imports: bool,
+    /// With --imports: while this file exists, ImportTable's answer is lost after the import started.
+    #[arg(long)]
+    lose_import_answers_while: Option<std::path::PathBuf>,
+    /// With --imports: while this file exists, imports started are reported FAILED.
+    #[arg(long)]
+    fail_imports_while: Option<std::path::PathBuf>,
 }
 
 fn parse_pair(s: &str) -> Result<(String, u64), String> {
@@ -61,6 +71,7 @@ fn main() {
         partition_log: a.partition_log,
         respell_unprocessed: a.respell_unprocessed,
         null_writes: a.null_writes,
+        imports: a.imports.then_some(mysql2ddb::proxy::imports::ImportFaults { lose_answers_while: a.lose_import_answers_while, fail_while: a.fail_imports_while }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let result = rt.block_on(async {

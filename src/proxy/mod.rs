@@ -9,9 +9,11 @@
 //! server side. Single writes are charged what the server reports they consumed (an update of a
 //! large item costs its size). With `respell_unprocessed` it hands UnprocessedItems back
 //! re-serialised, as a real service may. With `null_writes` it is the null endpoint of the write
-//! ceiling benchmark: every write is answered with success at once and only counted.
+//! ceiling benchmark: every write is answered with success at once and only counted. With
+//! `imports` it plays what moto's server leaves out of Import from S3 (`imports`).
 
 mod capacity;
+pub mod imports;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +44,8 @@ pub struct ProxyConfig {
     pub respell_unprocessed: bool,
     /// Answer every write with success at once, without forwarding it (the null endpoint).
     pub null_writes: bool,
+    /// Honour ImportTable's ClientToken and answer ListImports (see `imports`), with these faults.
+    pub imports: Option<imports::ImportFaults>,
 }
 
 pub struct Proxy {
@@ -49,6 +53,7 @@ pub struct Proxy {
     capacity: Capacity,
     /// Write requests (items of a batch, single writes) answered by the null endpoint.
     null_items: AtomicU64,
+    imports: Option<imports::Imports>,
 }
 
 const THROTTLE_MESSAGE: &str = "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.";
@@ -66,7 +71,8 @@ fn write_requests(target: &str, body: &[u8]) -> u64 {
 
 impl Proxy {
     pub fn new(cfg: ProxyConfig) -> std::io::Result<Arc<Proxy>> {
-        Ok(Arc::new(Proxy { capacity: Capacity::new(cfg.clone())?, cfg, null_items: AtomicU64::new(0) }))
+        let imports = cfg.imports.clone().map(imports::Imports::new);
+        Ok(Arc::new(Proxy { capacity: Capacity::new(cfg.clone())?, cfg, null_items: AtomicU64::new(0), imports }))
     }
 
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
@@ -94,6 +100,28 @@ impl Proxy {
                 write_response(client.get_mut(), "HTTP/1.1 200 OK", answer).await?;
                 continue;
             }
+            if let Some(step) = self.imports.as_ref().and_then(|i| i.step(&target, &body)) {
+                let i = self.imports.as_ref().expect("imports");
+                let (status, answer) = match step {
+                    imports::Step::Answer(doc) => ("HTTP/1.1 200 OK".to_string(), doc.to_string().into_bytes()),
+                    imports::Step::Forward => {
+                        let (rhead, rbody) = call(&mut upstream, &self.cfg.upstream, &head, &body).await?;
+                        let status = rhead.lines().next().unwrap_or_default().to_string();
+                        let rbody = if status.contains(" 200") { i.answered(&target, &body, &rbody) } else { rbody };
+                        (status, rbody)
+                    }
+                    imports::Step::Describe(arn) => {
+                        let describe = head.replacen(&format!(".{target}"), ".DescribeImport", 1);
+                        let (rhead, rbody) = call(&mut upstream, &self.cfg.upstream, &describe, json!({ "ImportArn": arn }).to_string().as_bytes()).await?;
+                        (rhead.lines().next().unwrap_or_default().to_string(), i.described(&rbody))
+                    }
+                };
+                if i.lose_answer(&target) {
+                    return Ok(());
+                }
+                write_response(client.get_mut(), &status, &answer).await?;
+                continue;
+            }
             let (forward, unprocessed) = match self.capacity.decide(&target, &body) {
                 Decision::Forward(f, u) => (f, u),
                 Decision::Throttle(reason) => {
@@ -103,31 +131,7 @@ impl Proxy {
                     continue;
                 }
             };
-            let head = with_content_length(&head, forward.len());
-            // An idle upstream connection may have been closed by the server: reconnect once.
-            let mut reply = None;
-            for _ in 0..2 {
-                if upstream.is_none() {
-                    let up = TcpStream::connect(&self.cfg.upstream).await?;
-                    up.set_nodelay(true)?;
-                    upstream = Some(BufReader::new(up));
-                }
-                let up = upstream.as_mut().expect("connected");
-                let sent = async {
-                    up.get_mut().write_all(head.as_bytes()).await?;
-                    up.get_mut().write_all(&forward).await?;
-                    read_message(up).await
-                }
-                .await;
-                match sent {
-                    Ok(Some(r)) => {
-                        reply = Some(r);
-                        break;
-                    }
-                    _ => upstream = None,
-                }
-            }
-            let Some((rhead, rbody)) = reply else { return Err(std::io::Error::other("the upstream server closed the connection twice")) };
+            let (rhead, rbody) = call(&mut upstream, &self.cfg.upstream, &head, &forward).await?;
             let status = rhead.lines().next().unwrap_or("HTTP/1.1 500 Internal Server Error").to_string();
             if matches!(target.as_str(), "CreateTable" | "DescribeTable") && status.contains(" 200") {
                 self.capacity.learn(&rbody);
@@ -159,6 +163,38 @@ impl Proxy {
     pub fn null_items(&self) -> u64 {
         self.null_items.load(Ordering::Relaxed)
     }
+}
+
+/// Sends one request upstream on the connection kept in `upstream` and reads its answer. An idle
+/// connection may have been closed by the server: reconnect once.
+async fn call(upstream: &mut Option<BufReader<TcpStream>>, addr: &str, head: &str, body: &[u8]) -> std::io::Result<(String, Vec<u8>)> {
+    let head = with_content_length(head, body.len());
+    for _ in 0..2 {
+        if upstream.is_none() {
+            let up = TcpStream::connect(addr).await?;
+            up.set_nodelay(true)?;
+            *upstream = Some(BufReader::new(up));
+        }
+        let up = upstream.as_mut().expect("connected");
+        let sent = async {
+            up.get_mut().write_all(head.as_bytes()).await?;
+            up.get_mut().write_all(body).await?;
+            read_message(up).await
+        }
+        .await;
+        match sent {
+            Ok(Some(r)) => {
+                // A server that says it closes may keep the socket open a while, answering
+                // nothing more on it (moto's): never send on it again.
+                if header(&r.0, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+                    *upstream = None;
+                }
+                return Ok(r);
+            }
+            _ => *upstream = None,
+        }
+    }
+    Err(std::io::Error::other("the upstream server closed the connection twice"))
 }
 
 fn header(head: &str, name: &str) -> Option<String> {

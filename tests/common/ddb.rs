@@ -95,8 +95,13 @@ impl ProxyProcess {
 
     /// With more of the proxy's flags (`--respell-unprocessed`, `--log FILE`).
     pub fn start_with(wcu: u64, throttle_probability: f64, extra: &[&str]) -> ProxyProcess {
+        Self::start_in_front(&dynalite(), wcu, throttle_probability, extra)
+    }
+
+    /// In front of another DynamoDB endpoint (moto's server, with `--imports`).
+    pub fn start_in_front(upstream: &str, wcu: u64, throttle_probability: f64, extra: &[&str]) -> ProxyProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let upstream = dynalite().trim_start_matches("http://").to_string();
+        let upstream = upstream.trim_start_matches("http://").to_string();
         let child = Command::new(env!("CARGO_BIN_EXE_m2d-capacity-proxy"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &upstream, "--wcu", &wcu.to_string()])
             .args(["--throttle-probability", &throttle_probability.to_string()])

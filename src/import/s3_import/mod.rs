@@ -2,10 +2,13 @@
 //! instead of paid writes. Per target table: the items are written as DynamoDB JSON files
 //! (`files`), synced to `<import-prefix>/<table>/` like a run (checksummed, resumable), and one
 //! ImportTable creates the table from them, with a ClientToken derived from the run, the table
-//! and the prefix so the service never starts a second import for one request. The import's ARN
-//! is kept in the checkpoint before anything else happens, so a rerun polls that import instead
-//! of starting another; DescribeImport is polled until COMPLETED, FAILED or CANCELLED, and the
-//! service's counts must equal the items written. Then the buckets are marked written, exactly
+//! and the prefix, the attempt and a number drawn for it so the service never starts a second
+//! import for one request, nor takes a new attempt for an old one. The attempt is kept in the
+//! checkpoint before ImportTable is called and its ARN as soon as it answers: a rerun follows
+//! that import, and one that finds an attempt without an ARN (a crash, or an answer lost) looks
+//! for its import by ClientToken among the table's (ListImports) before touching the table.
+//! DescribeImport is polled until COMPLETED, FAILED or CANCELLED, and the service's counts must
+//! equal the items written; a rerun after an import that ended otherwise starts a new attempt. Then the buckets are marked written, exactly
 //! as after a WCU import, so `cdc apply` starts from the snapshot position.
 
 pub mod files;
@@ -41,6 +44,7 @@ pub struct S3ImportOptions {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImportRecord {
     pub client_token: String,
+    /// None: the attempt is kept, its ImportTable not answered yet (or the answer was lost).
     pub import_arn: Option<String>,
     /// s3://bucket/prefix/table/ the files went to.
     pub source: String,
@@ -50,12 +54,26 @@ pub struct ImportRecord {
     pub bytes: u64,
     #[serde(default)]
     pub status: Option<String>,
+    /// Which attempt of this import (1, 2, …): each has a ClientToken of its own.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
-/// The ClientToken of a table's import: the same run, table and prefix give the same token
-/// (at most 36 characters, as ImportTable allows).
-pub fn client_token(fingerprint: &str, table: &str, source: &str) -> String {
-    let digest = Sha256::digest(format!("{fingerprint}\n{table}\n{source}").as_bytes());
+/// How an import ended that a rerun does not follow again but replaces by a new attempt.
+const ENDED_BADLY: &[&str] = &["FAILED", "CANCELLED", "INCOMPLETE"];
+
+impl ImportRecord {
+    fn ended_badly(&self) -> bool {
+        self.status.as_deref().is_some_and(|s| ENDED_BADLY.contains(&s))
+    }
+}
+
+/// The ClientToken of an attempt at a table's import (at most 36 characters, as ImportTable
+/// allows): the run, the table, the prefix, the attempt and a number drawn when the attempt was
+/// made, so a new attempt (after a FAILED import, or after `--restart`) is never taken by the
+/// service for the old one, which it would answer for 8 hours.
+pub fn client_token(fingerprint: &str, table: &str, source: &str, attempt: u32, nonce: u64) -> String {
+    let digest = Sha256::digest(format!("{fingerprint}\n{table}\n{source}\n{attempt}\n{nonce:016x}").as_bytes());
     hex::encode(digest)[..32].to_string()
 }
 
@@ -82,42 +100,65 @@ pub async fn import_target(
 ) -> Result<TargetReport, ImportError> {
     let started = Instant::now();
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
-    let (target, fingerprint, record) = {
+    let save = |record: &ImportRecord| {
+        let mut st = lock();
+        st.targets[ti].s3_import = Some(record.clone());
+        st.store(work).map_err(|e| super::io(work, e))
+    };
+    let (target, fingerprint, earlier) = {
         let st = lock();
         (st.targets[ti].clone(), st.fingerprint.clone(), st.targets[ti].s3_import.clone())
     };
     let name = target.table.name.clone();
     let loc = table_location(&o.prefix, &name);
-    let mut record = match record {
-        Some(r) if r.import_arn.is_some() => {
+    let files = || async {
+        let (work2, target2, c) = (work.to_path_buf(), target.clone(), o.compression);
+        let (written, dir) = tokio::task::spawn_blocking(move || prepare_files(&work2, &target2, c)).await.map_err(|e| table_err(&name, e.to_string()))??;
+        upload(&name, &dir, &o.prefix, &loc, &written, sync, &fingerprint).await?;
+        Ok::<_, ImportError>(written)
+    };
+    let mut record = match earlier {
+        Some(r) if r.import_arn.is_some() && !r.ended_badly() => {
             tracing::info!(table = %name, "following the import started earlier: {}", r.import_arn.as_deref().unwrap_or_default());
             r
         }
-        _ => {
-            let (work2, target2, c) = (work.to_path_buf(), target.clone(), o.compression);
-            let (written, dir) = tokio::task::spawn_blocking(move || prepare_files(&work2, &target2, c)).await.map_err(|e| table_err(&name, e.to_string()))??;
-            upload(&name, &dir, &o.prefix, &loc, &written, sync, &fingerprint).await?;
+        Some(r) if r.import_arn.is_none() => match find(client, &name, &r).await? {
+            Some(arn) => {
+                tracing::warn!(table = %name, "attempt {} had started import {arn} (its answer was lost): following it", r.attempt);
+                let r = ImportRecord { import_arn: Some(arn), ..r };
+                save(&r)?;
+                r
+            }
+            None => {
+                files().await?;
+                start_attempt(client, &target.table, tables, &loc, o.compression, r, &save).await?
+            }
+        },
+        earlier => {
+            let attempt = earlier.as_ref().map_or(1, |r| r.attempt + 1);
+            if let Some(r) = &earlier {
+                tracing::warn!(table = %name, "import attempt {} ended {}: starting attempt {attempt} with a new ClientToken", r.attempt, r.status.as_deref().unwrap_or("?"));
+            }
+            let written = files().await?;
             let record = ImportRecord {
-                client_token: client_token(&fingerprint, &name, &loc.to_string()),
+                client_token: client_token(&fingerprint, &name, &loc.to_string(), attempt, fastrand::u64(..)),
                 import_arn: None,
                 source: format!("{loc}/"),
                 objects: written.files.len() as u64,
                 items: written.items,
                 bytes: written.bytes,
                 status: None,
+                attempt,
             };
-            make_room(client, &target.table.name, tables).await?;
-            let arn = start(client, &target.table, tables, &loc, o.compression, &record.client_token).await?;
-            tracing::info!(table = %name, "ImportTable started: {arn} ({} objects, {} items, {:.1} MB of item text)", record.objects, record.items, record.bytes as f64 / 1e6);
-            let record = ImportRecord { import_arn: Some(arn), ..record };
-            let mut st = lock();
-            st.targets[ti].s3_import = Some(record.clone());
-            st.store(work).map_err(|e| super::io(work, e))?;
-            record
+            start_attempt(client, &target.table, tables, &loc, o.compression, record, &save).await?
         }
     };
-    let done = follow(client, &name, &record, o.poll, quiet).await?;
-    record.status = Some(done.clone());
+    let (status, failure) = follow(client, &name, &record, o.poll, quiet).await?;
+    record.status = Some(status);
+    if let Some(failure) = failure {
+        save(&record)?;
+        return Err(table_err(&name, format!("{failure}; a rerun starts attempt {} of the import, with a new ClientToken", record.attempt + 1)));
+    }
     {
         let mut st = lock();
         let t = &mut st.targets[ti];
@@ -131,6 +172,54 @@ pub async fn import_target(
     report.duration_seconds = started.elapsed().as_secs_f64();
     report.s3_import = Some(record);
     Ok(report)
+}
+
+/// Makes room for the table, keeps the attempt (its ClientToken) in the checkpoint, calls
+/// ImportTable and keeps the ARN: a crash between the last two leaves an attempt a rerun looks
+/// for (`find`) before it touches the table.
+#[allow(clippy::too_many_arguments)]
+async fn start_attempt(
+    client: &Client,
+    t: &crate::mapping::compile::TargetTable,
+    tables: &TableOptions,
+    loc: &S3Location,
+    c: ImportCompression,
+    record: ImportRecord,
+    save: &impl Fn(&ImportRecord) -> Result<(), ImportError>,
+) -> Result<ImportRecord, ImportError> {
+    make_room(client, &t.name, tables).await?;
+    save(&record)?;
+    let arn = start(client, t, tables, loc, c, &record.client_token).await?;
+    tracing::info!(table = %t.name, "ImportTable started (attempt {}): {arn} ({} objects, {} items, {:.1} MB of item text)", record.attempt, record.objects, record.items, record.bytes as f64 / 1e6);
+    let record = ImportRecord { import_arn: Some(arn), ..record };
+    save(&record)?;
+    Ok(record)
+}
+
+/// The import an attempt kept without its ARN may have started: when the table exists,
+/// ListImports names the table's imports and DescribeImport's ClientToken tells the attempt's.
+/// None: no table of that name, or a table no import of this attempt made. A server without
+/// ListImports cannot tell, and the table is not touched.
+async fn find(client: &Client, table: &str, r: &ImportRecord) -> Result<Option<String>, ImportError> {
+    let Some(desc) = super::tables::describe_table(client, table).await.map_err(|e| table_err(table, e))? else { return Ok(None) };
+    let table_arn = desc.table_arn().unwrap_or_default().to_string();
+    let unknown = |e: String| {
+        table_err(table, format!("the table exists and may be the one attempt {} of this import (ClientToken {}) created, but the imports of the table cannot be listed: {e}", r.attempt, r.client_token))
+    };
+    let mut next: Option<String> = None;
+    loop {
+        let out = client.list_imports().table_arn(&table_arn).set_next_token(next.take()).send().await.map_err(|e| unknown(describe("ListImports", &e)))?;
+        for arn in out.import_summary_list().iter().filter_map(|s| s.import_arn()) {
+            let d = client.describe_import().import_arn(arn).send().await.map_err(|e| table_err(table, describe("DescribeImport", &e)))?;
+            if d.import_table_description().and_then(|d| d.client_token()) == Some(r.client_token.as_str()) {
+                return Ok(Some(arn.to_string()));
+            }
+        }
+        match out.next_token() {
+            Some(t) => next = Some(t.to_string()),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Writes a target's import files into `<work>/s3-import/<table>/`; returns them and the folder.
@@ -239,9 +328,10 @@ async fn start(client: &Client, t: &crate::mapping::compile::TargetTable, tables
     out.import_table_description().and_then(|d| d.import_arn()).map(str::to_string).ok_or_else(|| bad("ImportTable answered without an import ARN".into()))
 }
 
-/// Polls DescribeImport until the import ends; COMPLETED with the service's counts equal to the
-/// items written is success, anything else an error that says where the service's log is.
-async fn follow(client: &Client, table: &str, r: &ImportRecord, poll: Duration, quiet: bool) -> Result<String, ImportError> {
+/// Polls DescribeImport until the import ends: its status, and what went wrong unless it
+/// COMPLETED with the service's counts equal to the items written (INCOMPLETE when it
+/// COMPLETED short), in words that say where the service's log is.
+async fn follow(client: &Client, table: &str, r: &ImportRecord, poll: Duration, quiet: bool) -> Result<(String, Option<String>), ImportError> {
     let arn = r.import_arn.as_deref().expect("started");
     let progress = crate::progress::Progress::items("s3-import", quiet);
     let bar = progress.add_table(table.to_string(), r.items, 0);
@@ -258,27 +348,23 @@ async fn follow(client: &Client, table: &str, r: &ImportRecord, poll: Duration, 
                 progress.finish();
                 let (imported, errors) = (d.imported_item_count().max(0) as u64, d.error_count().max(0) as u64);
                 if imported != r.items || errors > 0 || processed != r.items {
-                    return Err(table_err(
-                        table,
-                        format!("import {arn} COMPLETED with {imported} items imported, {processed} processed and {errors} errors, but {} items were written to {}; {log}", r.items, r.source),
-                    ));
+                    let why = format!("import {arn} COMPLETED with {imported} items imported, {processed} processed and {errors} errors, but {} items were written to {}; {log}", r.items, r.source);
+                    return Ok(("INCOMPLETE".into(), Some(why)));
                 }
-                return Ok("COMPLETED".into());
+                return Ok(("COMPLETED".into(), None));
             }
             Some(s @ (ImportStatus::Failed | ImportStatus::Cancelled)) => {
                 progress.finish();
-                return Err(table_err(
-                    table,
-                    format!(
-                        "import {arn} {}: {} {} ({} of {} items imported, {} errors); {log}",
-                        s.as_str(),
-                        d.failure_code().unwrap_or(""),
-                        d.failure_message().unwrap_or(""),
-                        d.imported_item_count(),
-                        r.items,
-                        d.error_count()
-                    ),
-                ));
+                let why = format!(
+                    "import {arn} {}: {} {} ({} of {} items imported, {} errors); {log}",
+                    s.as_str(),
+                    d.failure_code().unwrap_or(""),
+                    d.failure_message().unwrap_or(""),
+                    d.imported_item_count(),
+                    r.items,
+                    d.error_count()
+                );
+                return Ok((s.as_str().to_string(), Some(why)));
             }
             _ => tokio::time::sleep(poll).await,
         }
@@ -291,11 +377,14 @@ mod tests {
 
     #[test]
     fn the_token_is_the_runs_and_the_tables() {
-        let a = client_token("fp1", "orders", "s3://b/p/orders");
+        let a = client_token("fp1", "orders", "s3://b/p/orders", 1, 7);
         assert_eq!(a.len(), 32);
-        assert_eq!(a, client_token("fp1", "orders", "s3://b/p/orders"));
-        assert_ne!(a, client_token("fp2", "orders", "s3://b/p/orders"));
-        assert_ne!(a, client_token("fp1", "orders2", "s3://b/p/orders"));
+        assert_eq!(a, client_token("fp1", "orders", "s3://b/p/orders", 1, 7));
+        assert_ne!(a, client_token("fp2", "orders", "s3://b/p/orders", 1, 7));
+        assert_ne!(a, client_token("fp1", "orders2", "s3://b/p/orders", 1, 7));
+        // A new attempt, or the same attempt after --restart, is a new request to the service.
+        assert_ne!(a, client_token("fp1", "orders", "s3://b/p/orders", 2, 7));
+        assert_ne!(a, client_token("fp1", "orders", "s3://b/p/orders", 1, 8));
     }
 
     #[test]
