@@ -102,3 +102,32 @@ echo
 echo "Cutover under 1,000 changes/s (\`cdc cutover --read-only --max-lag 1s\`): write pause $pause s (goal < 5 s). The workload: $(cat "$OUT/changegen.txt")."
 } | tee -a "$OUT/cdc.md"
 summary "cdc cutover under 1,000 changes/s: write pause" "$pause s" "—" "—" "" "" "< 5 s"
+
+# --- a week of trickle segments ------------------------------------------------------------------
+# capture.json once held every segment's record; now it holds a count and the newest record, and
+# the records go into files of 10,000 lines. m2d-cdc-state times one segment's state work at the
+# first hour and after a week of half-second segments, and the old single list at both points.
+/usr/bin/time -v "$ROOT/target/release/m2d-cdc-state" --dir "$OUT/cdc-state" >"$OUT/cdc-state.json" 2>"$OUT/cdc-state.time"
+rss=$(awk -F': ' '/Maximum resident/ {printf "%.0f", $2 / 1024}' "$OUT/cdc-state.time")
+python3 - "$OUT/cdc-state.json" "$rss" <<'PY' | tee -a "$OUT/cdc.md"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print()
+print("### A week of trickle segments: state work per segment, first hour vs after a week")
+print()
+print(f"`scripts/bench-cdc.sh` (its last part: `target/release/m2d-cdc-state --dir DIR`): {r['segments_hour']:,} segments (an hour of one per 0.5 s), then {r['segments_week']:,} (a week); each figure the mean over 300 segments; peak RSS {sys.argv[2]} MB (the old list's week built in memory).")
+print()
+print("| per segment | first hour | after a week | week ÷ hour |")
+print("|---|---:|---:|---:|")
+for what, k in [("capture: append the record (synced), store capture.json", "capture"), ("apply: load capture.json, read the next record", "apply"), ("cdc status", "status")]:
+    h, w = r[f"{k}_ms_hour"], r[f"{k}_ms_week"]
+    print(f"| {what} | {h:.3f} ms | {w:.3f} ms | {w / h:.2f} |")
+print(f"| capture.json | {r['capture_json_bytes_hour']} B | {r['capture_json_bytes_week']} B | |")
+print(f"| peer, the old list in capture.json: store | {r['list_store_ms_hour']:.1f} ms | {r['list_store_ms_week']:.0f} ms | {r['list_store_ms_week'] / r['list_store_ms_hour']:.0f} |")
+print(f"| peer, the old list: load (apply, status, cutover) | {r['list_load_ms_hour']:.1f} ms | {r['list_load_ms_week']:.0f} ms | {r['list_load_ms_week'] / r['list_load_ms_hour']:.0f} |")
+print(f"| peer, the old list's capture.json | {r['list_bytes_hour'] / 1e6:.1f} MB | {r['list_bytes_week'] / 1e6:.0f} MB | |")
+print()
+print(f"The records of the week take {r['records_bytes_week'] / 1e6:.0f} MB in {r['segments_week'] // r['records_per_file'] + 1} files; each is read once by apply.")
+PY
+w=$(python3 -c "import json; r=json.load(open('$OUT/cdc-state.json')); print(f\"{r['capture_ms_week']/r['capture_ms_hour']:.2f} (capture), {r['apply_ms_week']/r['apply_ms_hour']:.2f} (apply), {r['status_ms_week']/r['status_ms_hour']:.2f} (status)\")")
+summary "cdc state after a week of trickle segments: per-segment time, week ÷ first hour" "$w" "old list: ×$(python3 -c "import json; r=json.load(open('$OUT/cdc-state.json')); print(round(r['list_store_ms_week']/r['list_store_ms_hour']))") store" "—" "$rss MB" "" "≈ 1 (as fast as the first hour)"

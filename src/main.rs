@@ -179,7 +179,7 @@ fn run_cdc(args: &mysql2ddb::cli::cdc::CdcArgs) -> Result<ExitCode, Error> {
     match &args.command {
         CdcCommand::Capture(a) => {
             let st = cdc::capture::run(&resolve::capture_settings(a)?)?;
-            println!("captured to {}:{}: {} changes in {} segments", st.next.file, st.next.position, st.changes, st.segments.len());
+            println!("captured to {}:{}: {} changes in {} segments", st.next.file, st.next.position, st.changes, st.staged());
             Ok(ExitCode::Success)
         }
         CdcCommand::Apply(a) => {

@@ -683,9 +683,10 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         let bar = p.add_table("staged changes".into(), staged, state.changes);
         (p, bar)
     });
+    let mut records = super::state::Records::default();
     loop {
         let capture = CaptureState::load(&run)?.unwrap_or_default();
-        let Some(info) = capture.segments.get(state.segments as usize) else {
+        let Some(info) = records.get(&capture, &run, state.segments + 1)? else {
             if !s.follow {
                 break;
             }

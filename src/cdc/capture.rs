@@ -1,8 +1,8 @@
 //! `cdc capture`: a replication client that reads the source's binlog from the run's snapshot
 //! position (or from where the last capture stopped) and stages the row changes of the run's
 //! tables durably: whole transactions only, in numbered segment files (JSON lines) that are
-//! written, synced and renamed before `capture.json` names them with their SHA-256 and the
-//! binlog position after them. A crash loses nothing: the next capture starts at that position
+//! written, synced and renamed, their records (SHA-256, changes, span) appended, before
+//! `capture.json` counts them with the binlog position after them. A crash loses nothing: the next capture starts at that position
 //! and writes the next segment again. The events come from the server (`--source`) or from
 //! binlog files (`--binlog-file`), through one classifier (`classify`).
 
@@ -73,7 +73,7 @@ impl Stager<'_> {
             return Ok(());
         }
         if !self.ready.is_empty() {
-            let index = self.state.segments.len() as u64 + 1;
+            let index = self.state.staged() + 1;
             let path = segment_path(self.run, index);
             let tmp = path.with_extension("jsonl.tmp");
             let io = |e: std::io::Error| CdcError::io(&path, e);
@@ -98,14 +98,15 @@ impl Stager<'_> {
             }
             std::fs::rename(&tmp, &path).map_err(io)?;
             let (first, last) = (&self.ready[0], &self.ready[self.ready.len() - 1]);
-            self.state.segments.push(SegmentInfo {
+            let info = SegmentInfo {
                 index,
                 changes: self.ready_changes,
                 sha256: hex::encode(hasher.finalize()),
                 first_at: first.at.clone(),
                 last_at: last.at.clone(),
                 last_ts: last.last_ts().unwrap_or_default(),
-            });
+            };
+            self.state.record(self.run, info)?;
             self.state.changes += self.ready_changes;
         }
         self.state.next = pos;
@@ -147,12 +148,14 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let segments = cdc_dir(&s.run).join("segments");
     std::fs::create_dir_all(&segments).map_err(|e| CdcError::io(&segments, e))?;
     remove_leftovers(&s.run)?;
-    // Segments written after the last recorded one were never acknowledged: drop them.
-    let mut extra = start.segments.len() as u64 + 1;
+    // Segments written after the last counted one were never acknowledged: drop them and
+    // their records.
+    let mut extra = start.staged() + 1;
     while segment_path(&s.run, extra).exists() {
         let _ = std::fs::remove_file(segment_path(&s.run, extra));
         extra += 1;
     }
+    start.drop_uncounted_records(&s.run)?;
     let tables: HashMap<(String, String), usize> = manifest.tables.iter().enumerate().map(|(i, t)| ((t.schema.database.clone(), t.schema.table.clone()), i)).collect();
     if let Some(why) = manifest.tables.iter().find_map(|t| undecodable_charset(&t.schema)) {
         return Err(CdcError::Unsupported(why));
@@ -324,7 +327,7 @@ impl Running<'_> {
             if self.last_log.elapsed() >= super::apply::LOG_EVERY && !self.quiet {
                 let rate = (self.st.state.changes - self.logged) as f64 / self.last_log.elapsed().as_secs_f64();
                 let (next, st) = (&self.st.state.next, &self.st.state);
-                tracing::info!("captured to {}:{}: {} changes, {rate:.0} changes/s, {} segments", next.file, next.position, st.changes, st.segments.len());
+                tracing::info!("captured to {}:{}: {} changes, {rate:.0} changes/s, {} segments", next.file, next.position, st.changes, st.staged());
                 (self.last_log, self.logged) = (Instant::now(), self.st.state.changes);
             }
         }

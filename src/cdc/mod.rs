@@ -130,7 +130,7 @@ pub fn source_position(source: &SourceConfig) -> Result<BinlogPosition, CdcError
 pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcError> {
     let cap = CaptureState::load(run)?.ok_or_else(|| CdcError::NoCapture { run: run.to_path_buf() })?;
     let ap = ApplyState::load(run)?.unwrap_or_default();
-    let newest = cap.segments.last().map(|s| s.last_ts as u64);
+    let newest = cap.newest().map(|s| s.last_ts as u64);
     let behind = cap.changes.saturating_sub(ap.changes);
     let lag = match (behind, newest, ap.last_ts) {
         (0, _, _) => 0,
@@ -142,7 +142,7 @@ pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcEr
         source_at: source.map(source_position).transpose()?.map(|p| at(&p)),
         captured_to: at(&cap.next),
         captured_changes: cap.changes,
-        segments: cap.segments.len() as u64,
+        segments: cap.staged(),
         applied_changes: ap.changes,
         applied_segments: ap.segments,
         applied_to: ap.last_at,
@@ -255,7 +255,7 @@ fn final_position(
         loop {
             let ap = ApplyState::load(run)?.unwrap_or_default();
             let cap = captured()?;
-            if ap.segments as usize >= cap.segments.len() && ap.offset == 0 && ap.changes >= changes_at_fin {
+            if ap.segments >= cap.staged() && ap.offset == 0 && ap.changes >= changes_at_fin {
                 break;
             }
             wait("apply to reach the final position")?;
