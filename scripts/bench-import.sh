@@ -17,6 +17,8 @@
 #  6. The write ceiling: `import --wcu 0` and `cdc apply` against the null endpoint (the proxy with
 #     --null-writes answers every write at once), items/s and client CPU per item, against
 #     m2d-loadgen's pre-built calls to the same endpoint.
+#  7. Grouping memory under skew (scripts/bench-skew.sh): the purchase rows uniform and with one
+#     customer holding half of them, grouped within one --memory-mb; time and peak RSS.
 # Writes bench-out/import.md (paste it into docs/benchmarks.md).
 #
 #   BENCH_WCU            WCU targets (default "500 1000 2000 4000 8000")
@@ -329,3 +331,6 @@ echo "| m2d-loadgen (pre-built BatchWriteItem calls) | $raw | — | 1.00 | — |
 } | tee -a "$OUT/import.md"
 summary "write ceiling, null endpoint, $CEILING items: import --wcu 0 items/s vs m2d-loadgen" "$imp_ips ($imp_us µs CPU/item)" "$raw" "$(python3 -c "print(f'{$imp_ips/$raw:.2f}')")" "" "" "≥ 100,000 items/s"
 summary "write ceiling, null endpoint, $CEILING changes: cdc apply changes/s vs m2d-loadgen" "$(python3 -c "print(round($CEILING/$a_s))") ($(python3 -c "print(f'{1e6*($a_u+$a_sys)/$CEILING:.1f}')") µs CPU/change)" "$raw" "$(python3 -c "print(f'{$CEILING/$a_s/$raw:.2f}')")" "$a_mb" "" "≥ 100,000 items/s"
+
+# --- 7. grouping memory under skew ---------------------------------------------------------------
+"$ROOT/scripts/bench-skew.sh"

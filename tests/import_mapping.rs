@@ -299,3 +299,42 @@ fn an_object_rule_matching_no_table_is_an_error_naming_the_rule() {
     assert!(err.contains("rule TransformTo") && err.contains("purchse") && err.contains("it_typo_rule.purchase"), "{err}");
     assert!(!common::ddb::table_exists(&dynalite(), "it_typo_rule_purchase"), "nothing imported in automatic mode");
 }
+
+/// Regression: buckets were chosen by partition key alone, so one big customer's rows all went
+/// to one bucket, read whole into memory however large. Now its items spread over the buckets
+/// (the items of one (customer, order) still together), and the table comes out the same.
+#[test]
+fn one_customer_with_most_of_the_rows_is_spread_over_the_buckets_and_grouped_whole() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "skewed");
+    conn.query_drop("CREATE TABLE purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL, productid VARCHAR(20) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid))").unwrap();
+    // 3,000 rows in orders of three products; two orders in three are the big customer's.
+    let rows: Vec<(String, String, String, i64)> = (0..3000i64).map(|i| (if (i / 3) % 3 == 2 { format!("c{}", i / 30) } else { "big".into() }, format!("o{}", i / 3), format!("p{}", i % 3), i % 7 + 1)).collect();
+    let values: Vec<String> = rows.iter().map(|(c, o, p, q)| format!("('{c}','{o}','{p}',{q})")).collect();
+    conn.query_drop(format!("INSERT INTO purchase VALUES {}", values.join(","))).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db, "--chunk-rows", "500"]));
+    let rule = r#"{"rules": [
+      {"rule-type": "selection", "rule-id": "1", "rule-name": "1", "object-locator": {"schema-name": "DB", "table-name": "purchase"}, "rule-action": "include"},
+      {"rule-type": "object-mapping", "rule-id": "2", "rule-name": "g", "rule-action": "group-records-to-item",
+       "object-locator": {"schema-name": "DB", "table-name": "purchase"}, "target-table-name": "it_skewed",
+       "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid", "pivot": {"name": "${productid}", "value": "${quantity}"}}}]}"#;
+    let mapping = write_mapping(run.path(), &rule.replace("DB", &db));
+    drop_table(&dynalite(), "it_skewed");
+    let out = import(run.path(), &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--bucket-rows", "300", "--wcu", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("import/state.json")).unwrap()).unwrap();
+    let counts: Vec<u64> = state["targets"][0]["buckets"].as_array().unwrap().iter().map(|b| b["items"].as_u64().unwrap()).collect();
+    assert_eq!(counts.len(), 10, "3,000 rows, 300 a bucket: {counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), 1000);
+    // Uniform within what hashing gives: the big customer's 667 items are not in one bucket.
+    assert!(counts.iter().all(|&c| c < 200), "{counts:?}");
+    let mut expected: BTreeMap<(String, String), Item> = BTreeMap::new();
+    for (c, o, p, q) in &rows {
+        let item = expected.entry((c.clone(), o.clone())).or_insert_with(|| Item::from([("customerid".into(), s(c)), ("orderid".into(), s(o))]));
+        item.insert(p.clone(), n(*q));
+    }
+    let expected: Vec<Item> = expected.into_values().collect();
+    assert_eq!(sorted(&scan(&dynalite(), "it_skewed")), sorted(&expected));
+}

@@ -95,10 +95,18 @@ pub struct Oversize {
     pub source_rows: Vec<u128>,
     pub rows: u64,
     pub size: usize,
+    /// Too large to hold for grouping: `size` is its records' bytes, not the item's.
+    pub unfolded: bool,
 }
 
 impl Oversize {
     pub fn reason(&self) -> String {
+        if self.unfolded {
+            return format!(
+                "the item's {} source rows hold {} bytes, more than the grouping memory of a bucket (--memory-mb): it is not grouped, as no item from them can be under DynamoDB's {MAX_ITEM_BYTES}-byte (400 KB) item limit unless its rows repeat attributes (--on-duplicate last-wins); its rows are not written",
+                self.rows, self.size
+            );
+        }
         format!("item is {} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte (400 KB) item limit; its {} source rows are not written", self.size, self.rows)
     }
 }
@@ -304,7 +312,7 @@ impl<'a> Folder<'a> {
 /// Records an item over the limit, or encodes it.
 fn finish(target: &TargetTable, out: &mut Grouped, first: &RecordView, sources: &[u128], rows: u64, size: usize, encode: impl FnOnce()) -> Option<usize> {
     if size > MAX_ITEM_BYTES {
-        out.oversize.push(Oversize { key: key_text(target, first.pk, first.sk), source_rows: sources.to_vec(), rows, size });
+        out.oversize.push(Oversize { key: key_text(target, first.pk, first.sk), source_rows: sources.to_vec(), rows, size, unfolded: false });
         out.rejected_rows += rows;
         return None;
     }
@@ -365,9 +373,18 @@ impl<'a> Chains<'a> {
     }
 }
 
-/// Groups one bucket: reads `<spill_dir>/bucket-N.spill`, writes `<items_dir>/bucket-N.items`.
-/// Records are read in place from the spill file; each item's records are linked in arrival
-/// order (`Chains`), so nothing is allocated per record.
+/// Memory grouping takes per byte of spill file it holds: the file, a view of each record
+/// (~100 bytes for records of ~30), the maps linking them, the encoded items.
+pub const GROUP_EXPANSION: u64 = 6;
+/// Parts a bucket too large for its memory is split into at most, per level.
+const MAX_PARTS: u64 = 1024;
+
+/// Groups one bucket: reads `<spill_dir>/bucket-N.spill`, writes `<items_dir>/bucket-N.items`,
+/// holding at most about `budget` bytes. A spill file that would take more is split first (by
+/// another hash of the item key, streamed, so one item's records stay together) and its parts
+/// grouped one after the other into the same item file; an item whose records alone exceed
+/// the budget (hundreds of times DynamoDB's 400 KB) is rejected as oversize without being held.
+#[allow(clippy::too_many_arguments)]
 pub fn group_bucket(
     target: &TargetTable,
     collect: Option<(&str, CollectAs)>,
@@ -375,65 +392,236 @@ pub fn group_bucket(
     spill_dir: &Path,
     items_dir: &Path,
     bucket: u32,
+    budget: u64,
 ) -> Result<Grouped, String> {
     let spill_path = Spill::path(spill_dir, bucket);
-    let data = match std::fs::read(&spill_path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(format!("{}: {e}", spill_path.display())),
-    };
-    let bad = |e: CodecError| format!("{}: {e}", spill_path.display());
-    // Sized up front (a pass over the length prefixes): growing them showed as rehashing and
-    // copying in profiles.
-    let count = {
-        let (mut d, mut n) = (Decoder { buf: &data }, 0usize);
-        while !d.buf.is_empty() {
-            d.bytes().map_err(bad)?;
-            n += 1;
-        }
-        n
-    };
-    // Records, and for each item (in first-seen order) its records.
-    let mut records: Vec<RecordView> = Vec::with_capacity(count);
-    let mut items = Chains::with_capacity(count);
-    let mut d = Decoder { buf: &data };
-    while !d.buf.is_empty() {
-        let r = view_record(&mut d).map_err(bad)?;
-        items.push(r.key);
-        records.push(r);
-    }
     let mut out = Grouped { stats: BucketStats { id: bucket, ..Default::default() }, ..Default::default() };
-    let mut folder = Folder { target, collect, on_duplicate, pivots: Vec::new(), collected: Vec::new(), entries: Vec::new(), order: Vec::new(), shown: Default::default() };
-    // Encoded items, and for each partition key (in first-seen order) its items.
-    let mut arena: Vec<u8> = Vec::with_capacity(data.len());
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(items.lists.len());
-    let mut by_pk = Chains::with_capacity(items.lists.len());
-    let (mut members, mut item) = (Vec::new(), Vec::new());
-    for &(head, _) in &items.lists {
-        members.clear();
-        members.extend(items.walk(head));
-        let Some(size) = folder.fold(&records, &members, &mut out, &mut item).map_err(bad)? else { continue };
-        out.stats.items += 1;
-        out.stats.wcu += size_wcu(size);
-        out.stats.bytes += size as u64;
-        out.stats.max_item_bytes = out.stats.max_item_bytes.max(size as u64);
-        spans.push((arena.len(), arena.len() + item.len()));
-        arena.extend_from_slice(&item);
-        by_pk.push(records[head as usize].pk);
-    }
-    // Round robin: one item of each partition key, then the next round.
-    let mut cursors: Vec<u32> = by_pk.lists.iter().map(|l| l.0).collect();
-    let mut order = Vec::with_capacity(spans.len());
-    while !cursors.is_empty() {
-        for c in cursors.iter_mut() {
-            order.push(*c);
-            *c = by_pk.next[*c as usize];
-        }
-        cursors.retain(|&c| c != NONE);
-    }
-    let encoded = order.iter().map(|&i| &arena[spans[i as usize].0..spans[i as usize].1]);
-    write_items(items_dir, bucket, encoded).map_err(|e| format!("{}: {e}", items_path(items_dir, bucket).display()))?;
+    let path = items_path(items_dir, bucket);
+    let mut w = ItemsWriter::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let g = Grouping { target, collect, on_duplicate, budget };
+    g.file(&spill_path, 0, &mut out, &mut w)?;
+    w.finish().map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(out)
+}
+
+/// What grouping a bucket needs at every level of splitting.
+struct Grouping<'t> {
+    target: &'t TargetTable,
+    collect: Option<(&'t str, CollectAs)>,
+    on_duplicate: OnDuplicate,
+    budget: u64,
+}
+
+impl Grouping<'_> {
+    /// Groups one spill file (a bucket, or a part of one) into `w`.
+    fn file(&self, path: &Path, depth: u32, out: &mut Grouped, w: &mut ItemsWriter) -> Result<(), String> {
+        let size = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        if size.saturating_mul(GROUP_EXPANSION) <= self.budget || depth >= 4 {
+            let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            return self.data(&data, path, out, w);
+        }
+        let parts = (size * GROUP_EXPANSION).div_ceil(self.budget.max(1)).saturating_mul(2).clamp(2, MAX_PARTS);
+        let (files, one_key) = split(path, depth, parts).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(oversize) = one_key {
+            // One item's records, more than the memory for a bucket: no item of that size can
+            // be under 400 KB (unless its rows repeat attributes under last-wins).
+            out.rejected_rows += oversize.rows;
+            let key = key_text(self.target, oversize.pk.as_deref().unwrap_or_default(), oversize.sk.as_deref());
+            out.oversize.push(Oversize { key, ..Oversize::from(oversize) });
+        } else {
+            for f in &files {
+                self.file(f, depth + 1, out, w)?;
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(())
+    }
+
+    /// Groups records held in memory: each item's records are linked in arrival order
+    /// (`Chains`), read in place, so nothing is allocated per record.
+    fn data(&self, data: &[u8], path: &Path, out: &mut Grouped, w: &mut ItemsWriter) -> Result<(), String> {
+        let bad = |e: CodecError| format!("{}: {e}", path.display());
+        // Sized up front (a pass over the length prefixes): growing them showed as rehashing and
+        // copying in profiles.
+        let count = {
+            let (mut d, mut n) = (Decoder { buf: data }, 0usize);
+            while !d.buf.is_empty() {
+                d.bytes().map_err(bad)?;
+                n += 1;
+            }
+            n
+        };
+        // Records, and for each item (in first-seen order) its records.
+        let mut records: Vec<RecordView> = Vec::with_capacity(count);
+        let mut items = Chains::with_capacity(count);
+        let mut d = Decoder { buf: data };
+        while !d.buf.is_empty() {
+            let r = view_record(&mut d).map_err(bad)?;
+            items.push(r.key);
+            records.push(r);
+        }
+        let (target, collect, on_duplicate) = (self.target, self.collect, self.on_duplicate);
+        let mut folder = Folder { target, collect, on_duplicate, pivots: Vec::new(), collected: Vec::new(), entries: Vec::new(), order: Vec::new(), shown: Default::default() };
+        // Encoded items, and for each partition key (in first-seen order) its items.
+        let mut arena: Vec<u8> = Vec::with_capacity(data.len());
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(items.lists.len());
+        let mut by_pk = Chains::with_capacity(items.lists.len());
+        let (mut members, mut item) = (Vec::new(), Vec::new());
+        for &(head, _) in &items.lists {
+            members.clear();
+            members.extend(items.walk(head));
+            let Some(size) = folder.fold(&records, &members, out, &mut item).map_err(bad)? else { continue };
+            out.stats.items += 1;
+            out.stats.wcu += size_wcu(size);
+            out.stats.bytes += size as u64;
+            out.stats.max_item_bytes = out.stats.max_item_bytes.max(size as u64);
+            spans.push((arena.len(), arena.len() + item.len()));
+            arena.extend_from_slice(&item);
+            by_pk.push(records[head as usize].pk);
+        }
+        // Round robin: one item of each partition key, then the next round.
+        let mut cursors: Vec<u32> = by_pk.lists.iter().map(|l| l.0).collect();
+        while !cursors.is_empty() {
+            for c in cursors.iter_mut() {
+                let (a, b) = spans[*c as usize];
+                w.push(&arena[a..b]).map_err(|e| format!("{}: {e}", w.path.display()))?;
+                *c = by_pk.next[*c as usize];
+            }
+            cursors.retain(|&c| c != NONE);
+        }
+        Ok(())
+    }
+}
+
+/// One item's records met while splitting: how many, the first few, their bytes, its key.
+#[derive(Debug, Default)]
+struct OneKey {
+    pk: Option<Vec<u8>>,
+    sk: Option<Vec<u8>>,
+    rows: u64,
+    bytes: u64,
+    source_rows: Vec<u128>,
+}
+
+impl From<OneKey> for Oversize {
+    fn from(k: OneKey) -> Oversize {
+        Oversize { key: String::new(), source_rows: k.source_rows, rows: k.rows, size: k.bytes as usize, unfolded: true }
+    }
+}
+
+/// Splits a spill file into `parts` files beside it by a hash of each record's item key salted
+/// by `depth`, streamed with a small buffer per part. When every record has one item key, the
+/// parts are not kept and that key's records are described instead.
+fn split(path: &Path, depth: u32, parts: u64) -> std::io::Result<(Vec<std::path::PathBuf>, Option<OneKey>)> {
+    use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+    let files: Vec<std::path::PathBuf> = (0..parts).map(|i| path.with_extension(format!("spill.{depth}.{i}"))).collect();
+    let mut writers = files.iter().map(|f| std::fs::File::create(f).map(|f| BufWriter::with_capacity(64 << 10, f))).collect::<std::io::Result<Vec<_>>>()?;
+    let mut r = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let (mut body, mut framed) = (Vec::new(), Vec::new());
+    let mut first_key: Option<Vec<u8>> = None;
+    let mut one = OneKey::default();
+    let mut same = true;
+    let bad = |e: CodecError| std::io::Error::other(e.to_string());
+    while !r.fill_buf()?.is_empty() {
+        // A length prefix (LEB128), then the record's body.
+        let (mut len, mut shift) = (0u64, 0);
+        loop {
+            let mut b = [0u8];
+            r.read_exact(&mut b)?;
+            len |= u64::from(b[0] & 0x7f) << shift;
+            shift += 7;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        body.resize(len as usize, 0);
+        r.read_exact(&mut body)?;
+        let key = super::spill::record_key(&body).map_err(bad)?;
+        match &first_key {
+            None => first_key = Some(key.to_vec()),
+            Some(k) => same &= k.as_slice() == key,
+        }
+        if same {
+            one.rows += 1;
+            one.bytes += len;
+            if one.source_rows.len() < SOURCE_EXAMPLES {
+                let mut d = Decoder { buf: &body };
+                let seq = (u128::from(d.varint().map_err(bad)?) << 64) | u128::from(d.varint().map_err(bad)?);
+                one.source_rows.push(seq);
+            }
+        }
+        let mut salted = Vec::with_capacity(key.len() + 8);
+        salted.extend_from_slice(format!("split{depth}:").as_bytes());
+        salted.extend_from_slice(key);
+        let part = (super::spill::fnv1a(&salted) % parts) as usize;
+        framed.clear();
+        put_bytes(&mut framed, &body);
+        writers[part].write_all(&framed)?;
+    }
+    for w in writers {
+        w.into_inner().map_err(|e| e.into_error())?;
+    }
+    if same {
+        if let Some(k) = first_key {
+            let mut d = Decoder { buf: &k };
+            let pk = d.attr_bytes().map_err(bad)?.0.to_vec();
+            let sk = if d.buf.first() == Some(&1) {
+                d.buf = &d.buf[1..];
+                Some(d.attr_bytes().map_err(bad)?.0.to_vec())
+            } else {
+                None
+            };
+            one.pk = Some(pk);
+            one.sk = sk;
+            return Ok((files, Some(one)));
+        }
+    }
+    Ok((files, None))
+}
+
+/// An item file written as it is grouped: each item length-prefixed and hashed as it comes, the
+/// SHA-256 trailer at the end; durable before it takes its name.
+struct ItemsWriter {
+    path: std::path::PathBuf,
+    partial: std::path::PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    framed: Vec<u8>,
+}
+
+impl ItemsWriter {
+    fn create(path: &Path) -> std::io::Result<ItemsWriter> {
+        let partial = path.with_extension("items.partial");
+        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial)?);
+        Ok(ItemsWriter { path: path.to_path_buf(), partial, file, hasher: Sha256::new(), framed: Vec::new() })
+    }
+
+    fn push(&mut self, item: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.framed.clear();
+        put_bytes(&mut self.framed, item);
+        self.hasher.update(&self.framed);
+        self.file.write_all(&self.framed)
+    }
+
+    /// Durable before the state says the run is grouped: a power loss must not leave a short
+    /// item file that a resumed import would take for the whole bucket.
+    fn finish(self) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = self.file;
+        file.write_all(TRAILER)?;
+        file.write_all(&self.hasher.finalize())?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&self.partial, &self.path)?;
+        std::fs::File::open(self.path.parent().expect("in a folder"))?.sync_all()
+    }
 }
 
 /// Writes items round-robin across partition keys: one item of each key, then the next round
@@ -457,27 +645,13 @@ pub(crate) fn write_interleaved(dir: &Path, bucket: u32, mut lists: Vec<Vec<Item
 
 /// Writes a bucket's item file from encoded items (`encode_item`), in the order given, with
 /// its checksum trailer; durable before it takes its name.
+#[cfg(test)]
 fn write_items<'b>(dir: &Path, bucket: u32, items: impl Iterator<Item = &'b [u8]>) -> std::io::Result<()> {
-    let path = items_path(dir, bucket);
-    let partial = path.with_extension("items.partial");
-    let mut buf = Vec::with_capacity(items.size_hint().0 * 64);
+    let mut w = ItemsWriter::create(&items_path(dir, bucket))?;
     for item in items {
-        put_bytes(&mut buf, item);
+        w.push(item)?;
     }
-    // A trailer with the SHA-256 of everything before it: `read_items` refuses a damaged file.
-    let digest = Sha256::digest(&buf);
-    buf.extend_from_slice(TRAILER);
-    buf.extend_from_slice(&digest);
-    // Durable before the state says the run is grouped: a power loss must not leave a short item
-    // file that a resumed import would take for the whole bucket.
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&partial)?;
-        f.write_all(&buf)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&partial, &path)?;
-    std::fs::File::open(dir)?.sync_all()
+    w.finish()
 }
 
 /// Marks the checksum at the end of an item file.
@@ -534,7 +708,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let piv = |n: &str, q: &str| Body::Pivot(n.into(), Attr::N(q.into()));
         spill(dir.path(), &[rec(1, "c1", "o1", piv("p1", "2")), rec(2, "c1", "o1", piv("p2", "5")), rec(3, "c2", "o1", piv("p1", "1")), rec(4, "c2", "o1", piv("p1", "9")), rec(5, "c3", "o1", piv("pk", "1"))]);
-        let g = group_bucket(&target(true), None, OnDuplicate::Error, dir.path(), dir.path(), 0).unwrap();
+        let g = group_bucket(&target(true), None, OnDuplicate::Error, dir.path(), dir.path(), 0, 1 << 30).unwrap();
         assert_eq!(g.conflicts, 2, "{:?}", g.examples);
         let shown: Vec<String> = g.examples.iter().map(|e| e.render(&|seq| format!("row{seq}"))).collect();
         assert!(shown.iter().any(|e| e.contains("pk=c2") && e.contains("\"p1\"") && e.contains("row4")), "{shown:?}");
@@ -543,7 +717,7 @@ mod tests {
         let c1 = items.iter().find(|i| i["pk"] == Attr::S("c1".into())).unwrap();
         assert_eq!(c1.len(), 4);
         assert_eq!(c1["p2"], Attr::N("5".into()));
-        let g = group_bucket(&target(true), None, OnDuplicate::LastWins, dir.path(), dir.path(), 0).unwrap();
+        let g = group_bucket(&target(true), None, OnDuplicate::LastWins, dir.path(), dir.path(), 0, 1 << 30).unwrap();
         assert_eq!(g.stats.items, 3);
         let items = read_items(dir.path(), 0).unwrap();
         assert_eq!(items.iter().find(|i| i["pk"] == Attr::S("c2".into())).unwrap()["p1"], Attr::N("9".into()));
@@ -561,7 +735,7 @@ mod tests {
         recs.push(rec(11, "b", "1", item("b", "1", 1)));
         recs.push(rec(12, "c", "0", item("c", "0", MAX_ITEM_BYTES)));
         spill(dir.path(), &recs);
-        let g = group_bucket(&target(false), None, OnDuplicate::Error, dir.path(), dir.path(), 0).unwrap();
+        let g = group_bucket(&target(false), None, OnDuplicate::Error, dir.path(), dir.path(), 0, 1 << 30).unwrap();
         assert_eq!(g.oversize.len(), 1);
         assert!(g.oversize[0].reason().contains("400 KB"));
         assert_eq!(g.oversize[0].source_rows, vec![12]);
@@ -633,7 +807,7 @@ mod tests {
                 }
             }
             spill(dir.path(), recs);
-            let g = group_bucket(&target(grouped), collect, OnDuplicate::LastWins, dir.path(), dir.path(), 0).unwrap();
+            let g = group_bucket(&target(grouped), collect, OnDuplicate::LastWins, dir.path(), dir.path(), 0, 1 << 30).unwrap();
             std::fs::remove_file(Spill::path(dir.path(), 0)).unwrap();
             let got = read_items(dir.path(), 0).unwrap();
             assert_eq!(g.stats.items as usize, want.len());
@@ -642,5 +816,51 @@ mod tests {
             got.sort_by_key(|i| (i["pk"].display(), i["sk"].display()));
             assert_eq!(got, want.into_values().collect::<Vec<_>>());
         }
+    }
+
+    /// Regression: a bucket was read whole into memory however large, so one big customer's rows
+    /// (all in one bucket, chosen by partition key) took as much memory as they were large.
+    #[test]
+    fn a_bucket_larger_than_its_memory_is_grouped_in_parts_into_the_same_items() {
+        let recs: Vec<Record> = (0..3000u128)
+            .map(|i| rec(i, "big", &format!("o{}", i / 3), Body::Pivot(format!("p{}", i % 3), Attr::N(i.to_string()))))
+            .chain((0..300u128).map(|i| rec(10_000 + i, &format!("c{i}"), "o", Body::Pivot("p".into(), Attr::N("1".into())))))
+            .collect();
+        let whole = tempfile::tempdir().unwrap();
+        spill(whole.path(), &recs);
+        let a = group_bucket(&target(true), None, OnDuplicate::Error, whole.path(), whole.path(), 0, 1 << 30).unwrap();
+        let parts = tempfile::tempdir().unwrap();
+        spill(parts.path(), &recs);
+        let size = std::fs::metadata(Spill::path(parts.path(), 0)).unwrap().len();
+        // A twentieth of what the bucket needs held whole: split, and split again.
+        let b = group_bucket(&target(true), None, OnDuplicate::Error, parts.path(), parts.path(), 0, size * GROUP_EXPANSION / 20).unwrap();
+        assert_eq!((a.stats.items, a.stats.bytes, a.stats.wcu), (b.stats.items, b.stats.bytes, b.stats.wcu));
+        assert_eq!(a.stats.items, 1300);
+        let key = |i: &Item| (i["pk"].display(), i["sk"].display());
+        let (mut x, mut y) = (read_items(whole.path(), 0).unwrap(), read_items(parts.path(), 0).unwrap());
+        x.sort_by_key(key);
+        y.sort_by_key(key);
+        assert_eq!(x, y);
+        let left: Vec<_> = std::fs::read_dir(parts.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.contains(".spill.")).collect();
+        assert!(left.is_empty(), "the parts are removed: {left:?}");
+    }
+
+    #[test]
+    fn one_item_whose_rows_exceed_the_memory_is_rejected_without_being_held() {
+        let mut recs: Vec<Record> = (0..2000u128).map(|i| rec(i, "big", "o1", Body::Pivot(format!("p{i}"), Attr::S("x".repeat(40))))).collect();
+        recs.push(rec(5000, "small", "o1", Body::Pivot("p".into(), Attr::N("1".into()))));
+        let dir = tempfile::tempdir().unwrap();
+        spill(dir.path(), &recs[..2000]);
+        let size = std::fs::metadata(Spill::path(dir.path(), 0)).unwrap().len();
+        let g = group_bucket(&target(true), None, OnDuplicate::Error, dir.path(), dir.path(), 0, size).unwrap();
+        assert_eq!((g.stats.items, g.rejected_rows, g.oversize.len()), (0, 2000, 1));
+        let o = &g.oversize[0];
+        assert!(o.unfolded && o.key == "pk=big / sk=o1" && o.source_rows == vec![0, 1, 2], "{o:?}");
+        assert!(o.reason().contains("2000 source rows") && o.reason().contains("--memory-mb"), "{}", o.reason());
+        // Beside a small item, in one bucket: split off, the small one grouped.
+        let dir = tempfile::tempdir().unwrap();
+        spill(dir.path(), &recs);
+        let g = group_bucket(&target(true), None, OnDuplicate::Error, dir.path(), dir.path(), 0, size).unwrap();
+        assert_eq!((g.stats.items, g.rejected_rows), (1, 2000));
     }
 }

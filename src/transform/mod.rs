@@ -2,8 +2,8 @@
 //! command that needs them (import writes them, estimate prices them, verify compares them,
 //! bench replays them, and a later S3-import path will upload them). `reader` reads chunk files
 //! back into typed cells (each checked against the manifest's SHA-256); the mapping
-//! (`crate::mapping`) turns rows into fragments; `spill` scatters them into buckets by partition
-//! key; `group` folds each bucket into items (in parallel, memory bounded by bucket size),
+//! (`crate::mapping`) turns rows into fragments; `spill` scatters them into buckets by item key;
+//! `group` folds each bucket into items (in parallel, each within its share of `--memory-mb`),
 //! finding duplicates, collisions and items over 400 KB before anything is written; `state` is
 //! the checkpoint (grouped buckets, and which the import has written), so a rerun resumes.
 
@@ -30,8 +30,10 @@ use group::OnDuplicate;
 use spill::{Record, Spill};
 use state::{fingerprint, target_dir, ImportState, TargetState};
 
-/// Upper bound on buckets per target table.
-const MAX_BUCKETS: u64 = 4096;
+/// Upper bound on buckets per target table: the count grows with the data (a bucket per share of
+/// the grouping memory), this only keeps a file count sane; a bucket that comes out larger than
+/// its memory is split when it is grouped.
+const MAX_BUCKETS: u64 = 1 << 20;
 /// In-memory size of grouped rows relative to their chunk files (measured on Parquet chunks).
 const MEMORY_EXPANSION: u64 = 8;
 
@@ -138,10 +140,15 @@ fn bucket_count(manifest: &Manifest, plan: &MappingPlan, target: usize, memory_m
             rows += c.rows;
         }
     }
-    let per_bucket = (memory_mb.max(16) << 20) / rayon::current_num_threads().max(1) as u64;
+    let per_bucket = bucket_budget(memory_mb);
     let by_memory = (bytes * MEMORY_EXPANSION).div_ceil(per_bucket.max(1));
     let by_rows = rows.div_ceil(bucket_rows.max(1));
     (by_memory.max(by_rows).clamp(1, MAX_BUCKETS) as u32, rows)
+}
+
+/// The memory one bucket may take while it is grouped: the budget shared by the threads.
+fn bucket_budget(memory_mb: u64) -> u64 {
+    (memory_mb.max(16) << 20) / rayon::current_num_threads().max(1) as u64
 }
 
 /// Reads every chunk, maps its rows and spills them; then groups every bucket into items.
@@ -228,7 +235,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         .map(|&(t, b)| {
             let target = &plan.targets[t];
             let collect = plan.sources.iter().find(|s| s.mapper.target == t).and_then(|s| s.mapper.collect_target());
-            let g = group::group_bucket(target, collect, s.on_duplicate, &target_dir(work, &target.name, "spill"), &target_dir(work, &target.name, "items"), b)
+            let g = group::group_bucket(target, collect, s.on_duplicate, &target_dir(work, &target.name, "spill"), &target_dir(work, &target.name, "items"), b, bucket_budget(s.memory_mb))
                 .map_err(|reason| TransformError::Group { table: target.name.clone(), bucket: b, reason })?;
             let _ = std::fs::remove_file(Spill::path(&target_dir(work, &target.name, "spill"), b));
             Ok((t, g))

@@ -1,6 +1,8 @@
 //! The first half of grouping at scale: every mapped row (a `Fragment`) is appended to one of a
-//! target table's bucket files on local disk, chosen by a hash of its partition key, so that all
-//! rows of one item land in one bucket and a bucket fits in memory when it is grouped. Rows are
+//! target table's bucket files on local disk, chosen by a hash of its item's key (partition key
+//! and sort key), so that all rows of one item land in one bucket, and the items of one partition
+//! key (a tenant, a big customer) spread over all buckets instead of filling one: a bucket fits in
+//! memory when it is grouped whatever the skew (and `group` splits one that does not). Rows are
 //! buffered per bucket and appended in blocks; each record is length-prefixed. A record carries
 //! its place in the source (`row_seq`), not the row's key text: the few rows an error message
 //! names are looked up in their chunks afterwards (`source_rows`), which halves what is spilled.
@@ -10,7 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::value::attr::{encode_attr, encode_item, put_bytes, put_varint, Attr, CodecError, Decoder};
+use crate::value::attr::{encode_attr, encode_item, put_bytes, put_varint, CodecError, Decoder};
+#[cfg(test)]
+use crate::value::attr::Attr;
 use crate::mapping::compile::{Body, Fragment};
 
 /// A row's place in the source order: table, chunk, row index, each with room to spare (a chunk
@@ -49,11 +53,26 @@ pub enum BodyView<'a> {
     Collect { key: Option<&'a [u8]>, value: &'a [u8] },
 }
 
-/// The bucket of a partition key: FNV-1a over its encoded form (stable across runs and builds).
-pub fn bucket_of(pk: &Attr, buckets: u32) -> u32 {
-    let mut bytes = Vec::with_capacity(32);
-    encode_attr(&mut bytes, pk);
-    (fnv1a(&bytes) % buckets as u64) as u32
+/// The bucket of an item's key: FNV-1a over its encoded form (`record_key`), stable across runs
+/// and builds.
+pub fn bucket_of(f: &Fragment, buckets: u32) -> u32 {
+    let mut body = Vec::with_capacity(64);
+    let key = encode_body(&mut body, &Record { seq: 0, fragment: f.clone() });
+    (fnv1a(&body[key]) % buckets as u64) as u32
+}
+
+/// The encoded item key (partition key, then the sort key's flag and value) of a record body:
+/// the bytes a record's bucket is a hash of, and the `key` of `RecordView`.
+pub fn record_key(body: &[u8]) -> Result<&[u8], CodecError> {
+    let mut d = Decoder { buf: body };
+    d.varint()?;
+    d.varint()?;
+    let start = d.buf;
+    d.attr_bytes()?;
+    if byte(&mut d)? == 1 {
+        d.attr_bytes()?;
+    }
+    Ok(&start[..start.len() - d.buf.len()])
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -102,14 +121,13 @@ pub fn encode_record(out: &mut Vec<u8>, r: &Record) {
 }
 
 /// A record's body (what `encode_record` length-prefixes) into `body`, cleared first; returns
-/// where its encoded partition key lies in it (the spill's bucket is a hash of those bytes).
+/// where its encoded item key lies in it (the spill's bucket is a hash of those bytes).
 fn encode_body(body: &mut Vec<u8>, r: &Record) -> std::ops::Range<usize> {
     body.clear();
     put_varint(body, (r.seq >> 64) as u64);
     put_varint(body, r.seq as u64);
-    let pk_start = body.len();
+    let key_start = body.len();
     encode_attr(body, &r.fragment.pk);
-    let pk = pk_start..body.len();
     match &r.fragment.sk {
         Some(sk) => {
             body.push(1);
@@ -117,6 +135,7 @@ fn encode_body(body: &mut Vec<u8>, r: &Record) -> std::ops::Range<usize> {
         }
         None => body.push(0),
     }
+    let key = key_start..body.len();
     match &r.fragment.body {
         Body::Item(item) => {
             body.push(0);
@@ -127,18 +146,18 @@ fn encode_body(body: &mut Vec<u8>, r: &Record) -> std::ops::Range<usize> {
             put_bytes(body, name.as_bytes());
             encode_attr(body, v);
         }
-        Body::Collect(key, v) => {
-            body.push(match key {
+        Body::Collect(map_key, v) => {
+            body.push(match map_key {
                 Some(_) => 3,
                 None => 2,
             });
-            if let Some(k) = key {
+            if let Some(k) = map_key {
                 put_bytes(body, k.as_bytes());
             }
             encode_attr(body, v);
         }
     }
-    pk
+    key
 }
 
 fn byte(d: &mut Decoder) -> Result<u8, CodecError> {
@@ -235,8 +254,8 @@ impl Spill {
 
 impl SpillBuffer<'_> {
     pub fn push(&mut self, r: &Record) -> std::io::Result<()> {
-        let pk = encode_body(&mut self.scratch, r);
-        let b = (fnv1a(&self.scratch[pk]) % self.spill.buckets as u64) as usize;
+        let key = encode_body(&mut self.scratch, r);
+        let b = (fnv1a(&self.scratch[key]) % self.spill.buckets as u64) as usize;
         let before = self.buffers[b].len();
         put_bytes(&mut self.buffers[b], &self.scratch);
         self.held += self.buffers[b].len() - before;
@@ -290,7 +309,7 @@ mod tests {
         let back: Vec<Record> = (0..recs.len()).map(|_| decode_record(&mut d).unwrap()).collect();
         assert_eq!(back, recs);
         assert!(d.buf.is_empty());
-        assert_eq!(bucket_of(&Attr::S("c1".into()), 64), bucket_of(&Attr::S("c1".into()), 64));
+        assert_eq!(bucket_of(&recs[1].fragment, 64), bucket_of(&recs[1].fragment.clone(), 64));
         // A spill buffer puts each record in its partition key's bucket.
         let dir = tempfile::tempdir().unwrap();
         let spill = Spill::create(dir.path().to_path_buf(), 7).unwrap();
@@ -298,12 +317,19 @@ mod tests {
         recs.iter().for_each(|r| buf.push(r).unwrap());
         buf.flush().unwrap();
         for r in &recs {
-            let data = std::fs::read(Spill::path(dir.path(), bucket_of(&r.fragment.pk, 7))).unwrap();
+            let data = std::fs::read(Spill::path(dir.path(), bucket_of(&r.fragment, 7))).unwrap();
             let mut d = Decoder { buf: &data };
             let found = std::iter::from_fn(|| (!d.buf.is_empty()).then(|| decode_record(&mut d).unwrap())).any(|x| x == *r);
             assert!(found, "{r:?} is not in its bucket");
         }
-        let spread: std::collections::HashSet<u32> = (0..1000).map(|i| bucket_of(&Attr::N(i.to_string()), 16)).collect();
+        let spread: std::collections::HashSet<u32> = (0..1000).map(|i| bucket_of(&Fragment { pk: Attr::N(i.to_string()), sk: None, body: Body::Collect(None, Attr::Null) }, 16)).collect();
         assert_eq!(spread.len(), 16);
+        // One partition key's items (one big customer) spread over the buckets too.
+        let one_pk = |i: u32| Fragment { pk: Attr::S("big".into()), sk: Some(Attr::N(i.to_string())), body: Body::Collect(None, Attr::Null) };
+        let spread: std::collections::HashSet<u32> = (0..1000).map(|i| bucket_of(&one_pk(i), 16)).collect();
+        assert_eq!(spread.len(), 16);
+        let mut body = Vec::new();
+        let key = encode_body(&mut body, &Record { seq: 5, fragment: one_pk(3) });
+        assert_eq!(record_key(&body).unwrap(), &body[key]);
     }
 }
