@@ -11,6 +11,7 @@
 #     transaction spills to disk. Writes bench-out/capture.md (paste it into docs/benchmarks.md).
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
+need_gnu_time
 ROWS=${BENCH_CAPTURE_ROWS:-200000}
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
 RUN=$OUT/capture-run

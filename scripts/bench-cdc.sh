@@ -15,6 +15,7 @@
 #   BENCH_CDC_ROWS   rows of the table (default 100000)
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
+need_gnu_time
 RATES=${BENCH_CDC_RATES:-"200 1000 5000"}
 SECS=${BENCH_SECONDS:-20}
 ROWS=${BENCH_CDC_ROWS:-100000}

@@ -19,3 +19,8 @@ summary() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$what" "$1" "$2" "$3" "$4" "$5" "$6" "$(date -u +%F)" >>"$OUT/summary.tsv.new"
     mv "$OUT/summary.tsv.new" "$OUT/summary.tsv"
 }
+
+# GNU time (peak RSS), installed from Debian when missing.
+need_gnu_time() {
+    [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+}

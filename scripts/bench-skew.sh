@@ -12,6 +12,7 @@
 #                         of the same table
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
+need_gnu_time
 ROWS=${BENCH_GROUP_ROWS:-10000000}
 MEM=${BENCH_SKEW_MEMORY_MB:-256}
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
