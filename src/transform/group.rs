@@ -437,6 +437,7 @@ impl Grouping<'_> {
                 self.file(f, depth + 1, out, w)?;
                 let _ = std::fs::remove_file(f);
             }
+            return Ok(());
         }
         for f in &files {
             let _ = std::fs::remove_file(f);
@@ -529,6 +530,8 @@ fn split(path: &Path, depth: u32, parts: u64) -> std::io::Result<(Vec<std::path:
     let mut one = OneKey::default();
     let mut same = true;
     let bad = |e: CodecError| std::io::Error::other(e.to_string());
+    let mut salted = format!("split{depth}:").into_bytes();
+    let salt = salted.len();
     while !r.fill_buf()?.is_empty() {
         // A length prefix (LEB128), then the record's body.
         let (mut len, mut shift) = (0u64, 0);
@@ -557,8 +560,7 @@ fn split(path: &Path, depth: u32, parts: u64) -> std::io::Result<(Vec<std::path:
                 one.source_rows.push(seq);
             }
         }
-        let mut salted = Vec::with_capacity(key.len() + 8);
-        salted.extend_from_slice(format!("split{depth}:").as_bytes());
+        salted.truncate(salt);
         salted.extend_from_slice(key);
         let part = (super::spill::fnv1a(&salted) % parts) as usize;
         framed.clear();
