@@ -24,3 +24,24 @@ summary() {
 need_gnu_time() {
     [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
 }
+
+# measure CMD…: runs it (its output discarded, stderr kept in $OUT/cmd.err and shown if it fails)
+# and prints "seconds peak_rss_mb".
+measure() {
+    /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" >/dev/null 2>"$OUT/cmd.err" || { cat "$OUT/cmd.err" >&2; exit 1; }
+    awk '{printf "%s %.0f\n", $1, $2 / 1024}' "$OUT/time.txt"
+}
+
+# purchase_group_mapping DB TARGET: the grouping rule of the purchase benchmarks (one item per
+# (customer, order), products pivoted to their quantities) for DB.purchase into TARGET.
+purchase_group_mapping() {
+    cat <<JSON
+{"rules": [
+  {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
+   "object-locator": {"schema-name": "$1", "table-name": "purchase"}, "rule-action": "include"},
+  {"rule-type": "object-mapping", "rule-id": "2", "rule-name": "group", "rule-action": "group-records-to-item",
+   "object-locator": {"schema-name": "$1", "table-name": "purchase"}, "target-table-name": "$2",
+   "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid",
+     "pivot": {"name": "\${productid}", "value": "\${quantity}"}}}]}
+JSON
+}

@@ -179,19 +179,7 @@ summary "import --wcu 0 into dynalite, $UNPACED items: items/s vs m2d-loadgen (r
 summary "import --wcu 0 into dynalite, $UNPACED items: items/s vs boto3 batch_writer" "$ours" "$boto" "$(python3 -c "print(f'{$ours/$boto:.2f}')")" "" "" "≥ 2×"
 
 # --- 3. grouping vs DuckDB ------------------------------------------------------------------------
-cat >"$OUT/group.json" <<'JSON'
-{"rules": [
-  {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
-   "object-locator": {"schema-name": "bench_group", "table-name": "purchase"}, "rule-action": "include"},
-  {"rule-type": "object-mapping", "rule-id": "2", "rule-name": "group", "rule-action": "group-records-to-item",
-   "object-locator": {"schema-name": "bench_group", "table-name": "purchase"}, "target-table-name": "bench_grouped",
-   "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid",
-     "pivot": {"name": "${productid}", "value": "${quantity}"}}}]}
-JSON
-measure() {  # prints "seconds peak_rss_mb"
-    /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" >/dev/null 2>"$OUT/cmd.err" || { cat "$OUT/cmd.err" >&2; exit 1; }
-    awk '{printf "%s %.0f\n", $1, $2 / 1024}' "$OUT/time.txt"
-}
+purchase_group_mapping bench_group bench_grouped >"$OUT/group.json"
 read -r g_s g_mb < <(measure "$BIN" import --quiet --from "$OUT/group-run" --mapping "$OUT/group.json" --restart --dry-run)
 # Import from S3: the DynamoDB JSON files from the grouped items (the dry run above left them).
 read -r p_s p_mb < <(measure "$BIN" import --quiet --from "$OUT/group-run" --mapping "$OUT/group.json" --dry-run \

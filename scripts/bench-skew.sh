@@ -32,24 +32,12 @@ for db in bench_uniform bench_skew; do
     done
 done
 
-measure() {  # prints "seconds peak_rss_mb"
-    /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" >/dev/null 2>"$OUT/cmd.err" || { cat "$OUT/cmd.err" >&2; exit 1; }
-    awk '{printf "%s %.0f\n", $1, $2 / 1024}' "$OUT/time.txt"
-}
 declare -A secs rss items biggest
 for db in bench_uniform bench_skew; do
     run=$OUT/$db-run
     rm -rf "$run"
     "$BIN" export --quiet --source "$M2D_MYSQL_URL" --out "$run" --databases $db
-    cat >"$OUT/$db.json" <<JSON
-{"rules": [
-  {"rule-type": "selection", "rule-id": "1", "rule-name": "1",
-   "object-locator": {"schema-name": "$db", "table-name": "purchase"}, "rule-action": "include"},
-  {"rule-type": "object-mapping", "rule-id": "2", "rule-name": "group", "rule-action": "group-records-to-item",
-   "object-locator": {"schema-name": "$db", "table-name": "purchase"}, "target-table-name": "${db}_grouped",
-   "mapping-parameters": {"partition-key-name": "customerid", "sort-key-name": "orderid",
-     "pivot": {"name": "\${productid}", "value": "\${quantity}"}}}]}
-JSON
+    purchase_group_mapping $db "${db}_grouped" >"$OUT/$db.json"
     read -r s m < <(measure "$BIN" import --quiet --from "$run" --mapping "$OUT/$db.json" --restart --dry-run --memory-mb "$MEM")
     secs[$db]=$s; rss[$db]=$m
     if [ -n "${BENCH_SKEW_BEFORE:-}" ]; then

@@ -127,12 +127,6 @@ impl CaptureState {
         self.last_segment.as_ref().or(self.segments.last())
     }
 
-    /// Segment `index`'s record (1-based); None past the last one staged. Reads its records
-    /// file: `Records` reads each once.
-    pub fn segment(&self, run: &Path, index: u64) -> Result<Option<SegmentInfo>, CdcError> {
-        Records::default().get(self, run, index)
-    }
-
     /// Appends a new segment's record (its file written already) and syncs it; counted when
     /// this state is stored next.
     pub fn record(&mut self, run: &Path, info: SegmentInfo) -> Result<(), CdcError> {

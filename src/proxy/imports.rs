@@ -39,7 +39,8 @@ pub struct Imports {
 pub enum Step {
     /// Forward this request upstream, then hand the answer to `answered`.
     Forward,
-    /// Answer DescribeImport of this ARN upstream, then hand it to `described` (a repeated token).
+    /// Ask DescribeImport of this ARN upstream and answer with its description (a repeated
+    /// token: the first import's, as DynamoDB gives it), dressed by `answered`.
     Describe(String),
     /// Answer this at once.
     Answer(Value),
@@ -77,7 +78,8 @@ impl Imports {
         }
     }
 
-    /// Records an import the server started, and dresses its description.
+    /// Records an import the server started (an ImportTable answer), and dresses the
+    /// description of any answer.
     pub fn answered(&self, target: &str, body: &[u8], answer: &[u8]) -> Vec<u8> {
         let Ok(mut doc) = serde_json::from_slice::<Value>(answer) else { return answer.to_vec() };
         if target == "ImportTable" {
@@ -102,13 +104,6 @@ impl Imports {
             d["FailureCode"] = json!("InjectedFailure");
             d["FailureMessage"] = json!("the proxy reports this import FAILED (--fail-imports-while)");
         }
-    }
-
-    /// A repeated token's answer: the first import's description, as DynamoDB gives it.
-    pub fn described(&self, answer: &[u8]) -> Vec<u8> {
-        let Ok(mut doc) = serde_json::from_slice::<Value>(answer) else { return answer.to_vec() };
-        self.dress(&mut doc["ImportTableDescription"]);
-        serde_json::to_vec(&doc).expect("json")
     }
 
     /// Whether ImportTable's answer is to be lost now.

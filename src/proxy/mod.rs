@@ -113,7 +113,7 @@ impl Proxy {
                     imports::Step::Describe(arn) => {
                         let describe = head.replacen(&format!(".{target}"), ".DescribeImport", 1);
                         let (rhead, rbody) = call(&mut upstream, &self.cfg.upstream, &describe, json!({ "ImportArn": arn }).to_string().as_bytes()).await?;
-                        (rhead.lines().next().unwrap_or_default().to_string(), i.described(&rbody))
+                        (rhead.lines().next().unwrap_or_default().to_string(), i.answered("DescribeImport", &[], &rbody))
                     }
                 };
                 if i.lose_answer(&target) {

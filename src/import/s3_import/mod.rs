@@ -8,8 +8,9 @@
 //! that import, and one that finds an attempt without an ARN (a crash, or an answer lost) looks
 //! for its import by ClientToken among the table's (ListImports) before touching the table.
 //! DescribeImport is polled until COMPLETED, FAILED or CANCELLED, and the service's counts must
-//! equal the items written; a rerun after an import that ended otherwise starts a new attempt. Then the buckets are marked written, exactly
-//! as after a WCU import, so `cdc apply` starts from the snapshot position.
+//! equal the items written; a rerun after an import that ended otherwise starts a new attempt.
+//! Then the buckets are marked written, exactly as after a WCU import, so `cdc apply` starts
+//! from the snapshot position.
 
 pub mod files;
 
