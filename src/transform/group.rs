@@ -384,7 +384,6 @@ const MAX_PARTS: u64 = 1024;
 /// another hash of the item key, streamed, so one item's records stay together) and its parts
 /// grouped one after the other into the same item file; an item whose records alone exceed
 /// the budget (hundreds of times DynamoDB's 400 KB) is rejected as oversize without being held.
-#[allow(clippy::too_many_arguments)]
 pub fn group_bucket(
     target: &TargetTable,
     collect: Option<(&str, CollectAs)>,
@@ -426,21 +425,18 @@ impl Grouping<'_> {
         }
         let parts = (size * GROUP_EXPANSION).div_ceil(self.budget.max(1)).saturating_mul(2).clamp(2, MAX_PARTS);
         let (files, one_key) = split(path, depth, parts).map_err(|e| format!("{}: {e}", path.display()))?;
+        for f in &files {
+            if one_key.is_none() {
+                self.file(f, depth + 1, out, w)?;
+            }
+            let _ = std::fs::remove_file(f);
+        }
         if let Some(oversize) = one_key {
             // One item's records, more than the memory for a bucket: no item of that size can
             // be under 400 KB (unless its rows repeat attributes under last-wins).
             out.rejected_rows += oversize.rows;
             let key = key_text(self.target, oversize.pk.as_deref().unwrap_or_default(), oversize.sk.as_deref());
             out.oversize.push(Oversize { key, ..Oversize::from(oversize) });
-        } else {
-            for f in &files {
-                self.file(f, depth + 1, out, w)?;
-                let _ = std::fs::remove_file(f);
-            }
-            return Ok(());
-        }
-        for f in &files {
-            let _ = std::fs::remove_file(f);
         }
         Ok(())
     }
