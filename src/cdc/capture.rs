@@ -1,10 +1,10 @@
 //! `cdc capture`: a replication client that reads the source's binlog from the run's snapshot
-//! position (or from where the last capture stopped) and stages the row changes of the run's
-//! tables durably: whole transactions only, in numbered segment files (JSON lines) that are
-//! written, synced and renamed, their records (SHA-256, changes, span) appended, before
-//! `capture.json` counts them with the binlog position after them. A crash loses nothing: the next capture starts at that position
-//! and writes the next segment again. The events come from the server (`--source`) or from
-//! binlog files (`--binlog-file`), through one classifier (`classify`).
+//! position (or from where the last capture stopped) and stages the row changes of the run's tables
+//! durably: whole transactions only, in numbered segment files (JSON lines) that are written,
+//! synced and renamed, their records (SHA-256, changes, span) appended, before `capture.json`
+//! counts them with the binlog position after them. A crash loses nothing: the next capture starts
+//! at that position and writes the next segment again. The events come from the server (`--source`)
+//! or from binlog files (`--binlog-file`), through one classifier (`classify`).
 
 use std::collections::HashMap;
 use std::io::Write;
