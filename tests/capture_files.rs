@@ -106,6 +106,47 @@ fn binlog_files_are_captured_as_the_server_streams_them() {
     assert!(!out.status.success() && stderr(&out).contains("give the files from"), "{}", stderr(&out));
 }
 
+/// Regression: with the second of four binlog files absent from the folder given, capture
+/// succeeded and the changes in the missing file were gone. It now stops, naming the file.
+#[test]
+fn a_binlog_file_missing_from_the_folder_stops_capture_naming_it() {
+    let server = PrivateServer::start(42, &[]);
+    server.root(&["-e", "CREATE DATABASE shop; USE shop; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO t VALUES (1, 'a')"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--source", &server.url(), "--out"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    let first = from["replay_from"]["file"].as_str().unwrap().to_string();
+    server
+        .root(&["-e", "USE shop; INSERT INTO t VALUES (2, 'b'); FLUSH BINARY LOGS; INSERT INTO t VALUES (3, 'c'); FLUSH BINARY LOGS; INSERT INTO t VALUES (4, 'd'); FLUSH BINARY LOGS; INSERT INTO t VALUES (5, 'e')"])
+        .unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(server.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().as_ref() >= first.as_str() && p.file_name().unwrap().to_string_lossy().starts_with("mysql-bin.0"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "the changes span four files: {files:?}");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    for (i, f) in files.iter().enumerate() {
+        if i != 1 {
+            std::fs::copy(f, archive.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = cdc_cmd(&["capture", "--quiet", "--binlog-file", archive.to_str().unwrap()], &run).output().unwrap();
+    let missing = files[1].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(!out.status.success(), "capture with a file missing must fail: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr(&out).contains(&format!("{missing} missing")), "the error names the missing file: {}", stderr(&out));
+    // With the file back, everything is captured.
+    std::fs::copy(&files[1], archive.join(&missing)).unwrap();
+    let out = cdc_cmd(&["capture", "--quiet", "--binlog-file", archive.to_str().unwrap()], &run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("cdc/capture.json")).unwrap()).unwrap();
+    assert_eq!(state["changes"], 4);
+}
+
 /// A compressed transaction (MySQL 8's binlog_transaction_compression, zstd) in a binlog file a
 /// MySQL 8.0.32 server wrote: capture opens it and stages its insert at the payload's end. The
 /// run is a MariaDB export of a table of the same definition (`test`.`tb1`, one INT column),

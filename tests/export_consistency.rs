@@ -131,3 +131,25 @@ fn exported_under_writes(mode: &str, extra: &[&str]) {
         assert_eq!(r[1], balances[id].to_string(), "balance of account {id}");
     }
 }
+
+/// Regression: stall-free's proof is the watermark's commit read back from the binlog, and a
+/// binlog filter (`binlog_ignore_db`, `binlog_do_db`) that leaves its schema or an exported
+/// schema out was not looked at. Now the export is refused, naming the schema and the filter.
+#[test]
+fn stall_free_is_refused_when_a_binlog_filter_leaves_a_schema_out() {
+    let server = common::servers::PrivateServer::start(43, &["--binlog-ignore-db=wm".to_string()]);
+    server.root(&["-e", "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1); CREATE DATABASE wm; CREATE DATABASE other"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let export_with = |watermark: &str, out: &str| {
+        std::process::Command::new(bin())
+            .args(["export", "--quiet", "--databases", "shop", "--consistency", "stall-free", "--watermark-schema", watermark, "--source", &server.url(), "--out"])
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let out = export_with("wm", "ignored");
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("leaves out schema `wm`") && stderr(&out).contains("binlog_ignore_db: wm"), "{}", stderr(&out));
+    let out = export_with("other", "logged");
+    assert!(out.status.success(), "a watermark schema the binlog logs: {}", stderr(&out));
+}

@@ -190,3 +190,44 @@ fn an_export_from_a_replica_is_captured_from_the_primary_by_gtid() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success() && text.contains("\n0 differences"), "verify against the primary: {text}{}", stderr(&out));
 }
+
+/// Regression: an export resumed on another server (after a failover) took the replay position
+/// with the lowest file name among its snapshots; the promoted replica's files sort lower than
+/// the old primary's, so replay started after the changes made between the two snapshots. Now
+/// positions of two servers are ordered by GTID set. And stall-free was refused on a replica only
+/// when read_only was on: a writable replica is refused too.
+#[test]
+fn an_export_resumed_on_the_promoted_replica_replays_from_the_old_primary_s_position() {
+    let db = "resumed_on_replica";
+    let (primary, replica, dir, run, _) = pair(db, &[]);
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--consistency", "stall-free", "--watermark-schema", db, "--source", &replica.url(), "--out"]).arg(dir.path().join("refused")).output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("the server is a replica"), "{}", stderr(&out));
+    // The primary's binlog files are further on than the replica's.
+    primary.root(&["-e", "FLUSH BINARY LOGS; FLUSH BINARY LOGS; FLUSH BINARY LOGS; FLUSH BINARY LOGS"]).unwrap();
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--source", &primary.url(), "--out"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // As if the export had been killed before the purchase table's chunks.
+    let path = run.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for t in m["tables"].as_array_mut().unwrap() {
+        if t["table"] == "purchase" {
+            assert!(!t["chunks"].as_array().unwrap().is_empty());
+            for c in t["chunks"].as_array_mut().unwrap() {
+                c["state"] = "pending".into();
+                c["snapshot"] = serde_json::Value::Null;
+            }
+        }
+    }
+    m["complete"] = false.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    primary.conn().query_drop(format!("INSERT INTO `{db}`.ledger VALUES (1, 'between')")).unwrap();
+    replica.catch_up_with(&primary);
+    let out = Command::new(bin()).args(["export", "--databases", db, "--source", &replica.url(), "--out"]).arg(&run).env("M2D_LOG", "info").output().unwrap();
+    assert!(out.status.success(), "the export resumed on the replica: {}", stderr(&out));
+    let m = common::manifest(&run);
+    assert_eq!(m.snapshots.len(), 2, "{}", stderr(&out));
+    assert_eq!((m.snapshots[0].server.as_deref(), m.snapshots[1].server.as_deref()), (Some("server_id=1"), Some("server_id=2")));
+    let (first, second) = (m.snapshots[0].binlog.clone().unwrap(), m.snapshots[1].binlog.clone().unwrap());
+    assert!(second.file < first.file, "the replica's file sorts lower: {second:?} {first:?}");
+    assert_eq!(m.replay_from, Some(first), "replay starts at the old primary's snapshot, the earlier by GTID");
+}

@@ -229,8 +229,16 @@ fn only_the_objects_this_import_wrote_are_removed_from_its_prefix() {
 /// honoured, ListImports), with its fault files in `dir`: `lose` (ImportTable's answer lost after
 /// the import started) and `fail` (imports reported FAILED).
 fn import_service(dir: &Path) -> common::ddb::ProxyProcess {
-    let (lose, fail) = (dir.join("lose"), dir.join("fail"));
-    let args = ["--imports", "--lose-import-answers-while", lose.to_str().unwrap(), "--fail-imports-while", fail.to_str().unwrap()];
+    let (lose, fail, unlisted) = (dir.join("lose"), dir.join("fail"), dir.join("unlisted"));
+    let args = [
+        "--imports",
+        "--lose-import-answers-while",
+        lose.to_str().unwrap(),
+        "--fail-imports-while",
+        fail.to_str().unwrap(),
+        "--unlisted-imports-while",
+        unlisted.to_str().unwrap(),
+    ];
     common::ddb::ProxyProcess::start_in_front(&moto(), 1_000_000, 0.0, &args)
 }
 
@@ -302,6 +310,39 @@ fn an_import_whose_answer_was_lost_is_found_by_its_token_and_its_table_kept() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot be listed"), "{}", stderr(&out));
     assert_eq!(scan(&moto(), "it_s3i_lost2").len(), held.len(), "the table is left as it was");
+}
+
+/// Regression: when ListImports did not list the import a lost answer had started (DynamoDB's
+/// may miss one in progress), the rerun made room first — with drop-and-create it dropped the
+/// imported table — and then sent the same token. Now the same token is sent again first, which
+/// gives back the import, and the table is kept.
+#[test]
+fn an_unlisted_import_is_asked_for_again_by_its_token_before_the_table_is_touched() {
+    let (run, mapping, _) = purchase_run("s3i_unlisted", "it_s3i_unlisted");
+    let m = mapping.to_str().unwrap();
+    let bucket = format!("m2d-s3i-unlisted-{}", std::process::id());
+    moto_put(&bucket, &[]);
+    drop_table(&moto(), "it_s3i_unlisted");
+    let faults = tempfile::tempdir().unwrap();
+    let service = import_service(faults.path());
+    let prefix = format!("s3://{bucket}/i");
+
+    std::fs::write(faults.path().join("lose"), "").unwrap();
+    assert_eq!(via_service(run.path(), &service.endpoint, &prefix, &["--mapping", m]).status.code(), Some(1), "the answer was lost");
+    std::fs::remove_file(faults.path().join("lose")).unwrap();
+    let first = listed_imports(&service.endpoint, "it_s3i_unlisted");
+    assert_eq!(first.len(), 1, "the import started: {first:?}");
+
+    std::fs::write(faults.path().join("unlisted"), "").unwrap();
+    let again = via_service(run.path(), &service.endpoint, &prefix, &["--mapping", m, "--table-prep", "drop-and-create"]);
+    std::fs::remove_file(faults.path().join("unlisted")).unwrap();
+    ok(&again, "rerun");
+    assert!(stderr(&again).contains("sent again under attempt 1's ClientToken"), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("dropping the existing table"), "{}", stderr(&again));
+    assert_eq!(report_record(run.path())["import_arn"], first[0].as_str());
+    assert_eq!(listed_imports(&service.endpoint, "it_s3i_unlisted"), first, "no second import");
+    let items = scan(&moto(), "it_s3i_unlisted");
+    assert_eq!(items.len() as u64, report_record(run.path())["items"].as_u64().unwrap(), "the imported table is there, whole");
 }
 
 /// Regression: after a FAILED import the rerun followed it again, and `--restart` sent the same

@@ -49,6 +49,17 @@ fn export_and_capture_verify_the_servers_certificate_and_name_a_wrong_ca() {
     let out = run(&["export", "--databases", "shop"], &server.url_without_password(), &dir.path().join("plain"));
     assert!(!out.status.success() && stderr(&out).contains("ssl-mode=verify_identity"), "{}", stderr(&out));
 
+    // Regression: ssl-mode=preferred meant plaintext, refused by this server; it encrypts when
+    // the server can, and falls back to plain on one that cannot (the shared test server).
+    let out = run(&["export", "--databases", "shop"], &format!("{}?ssl-mode=preferred", server.url_without_password()), &dir.path().join("preferred"));
+    assert!(out.status.success(), "preferred encrypts: {}", stderr(&out));
+    let shared = mysql2ddb::source::connect::SourceConfig::parse(&format!("{}?ssl-mode=preferred", common::mysql_url()), None).unwrap();
+    let mut conn = shared.connect().expect("preferred connects whether or not the server has TLS");
+    let have: Option<(String, String)> = mysql::prelude::Queryable::query_first(&mut conn, "SHOW GLOBAL VARIABLES LIKE 'have_ssl'").unwrap();
+    let cipher: Option<(String, String)> = mysql::prelude::Queryable::query_first(&mut conn, "SHOW SESSION STATUS LIKE 'Ssl_cipher'").unwrap();
+    let encrypted = !cipher.map(|c| c.1).unwrap_or_default().is_empty();
+    assert_eq!(encrypted, have.is_some_and(|h| h.1 == "YES"), "encrypted exactly when the server offers TLS");
+
     let wrong = format!("{}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", server.url_without_password(), other_ca.display());
     for args in [&["export", "--databases", "shop"][..], &["cdc", "capture"][..]] {
         let out = run(args, &wrong, &dir.path().join("run"));

@@ -51,6 +51,9 @@ struct Args {
     /// With --imports: while this file exists, imports started are reported FAILED.
     #[arg(long)]
     fail_imports_while: Option<std::path::PathBuf>,
+    /// With --imports: while this file exists, ListImports lists no import.
+    #[arg(long)]
+    unlisted_imports_while: Option<std::path::PathBuf>,
 }
 
 fn parse_pair(s: &str) -> Result<(String, u64), String> {
@@ -71,7 +74,7 @@ fn main() {
         partition_log: a.partition_log,
         respell_unprocessed: a.respell_unprocessed,
         null_writes: a.null_writes,
-        imports: a.imports.then_some(mysql2ddb::proxy::imports::ImportFaults { lose_answers_while: a.lose_import_answers_while, fail_while: a.fail_imports_while }),
+        imports: a.imports.then_some(mysql2ddb::proxy::imports::ImportFaults { lose_answers_while: a.lose_import_answers_while, fail_while: a.fail_imports_while, unlisted_while: a.unlisted_imports_while }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let result = rt.block_on(async {

@@ -263,7 +263,7 @@ fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Class
 /// named it: archived with `mysqlbinlog --read-from-remote-server --raw`).
 fn open_files(s: &CaptureSettings, start: &CaptureState) -> Result<Opened, CdcError> {
     let mut files = FileEvents::open(&s.binlog_files).map_err(|e| CdcError::Settings(vec![e]))?;
-    if !files.start_at(&start.next.file) {
+    if !files.start_at(&start.next.file).map_err(|e| CdcError::Settings(vec![e]))? {
         return Err(CdcError::Settings(vec![format!(
             "capture stands at {}:{}, but the binlog files given are {}: give the files from {} on",
             start.next.file,

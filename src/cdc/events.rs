@@ -60,12 +60,11 @@ impl FileEvents {
         let mut files = Vec::new();
         for p in paths {
             if p.is_dir() {
-                let mut in_dir: Vec<PathBuf> = std::fs::read_dir(p)
+                let in_dir: Vec<PathBuf> = std::fs::read_dir(p)
                     .map_err(|e| format!("{}: {e}", p.display()))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|f| f.is_file() && f.extension().is_none_or(|x| x != "index"))
                     .collect();
-                in_dir.sort();
                 files.extend(in_dir);
             } else if p.is_file() {
                 files.push(p.clone());
@@ -76,6 +75,9 @@ impl FileEvents {
         if files.is_empty() {
             return Err("no binlog files given".into());
         }
+        // In the server's order: by sequence number, not as text (`.1000000` after `.999999`).
+        files.sort_by(|a, b| sequence_key(&file_name(a)).cmp(&sequence_key(&file_name(b))));
+        files.dedup_by(|a, b| file_name(a) == file_name(b));
         Ok(FileEvents { files, next_file: 0, input: None, reader: EventStreamReader::new(BinlogVersion::Version4) })
     }
 
@@ -84,15 +86,14 @@ impl FileEvents {
         self.files.iter().map(|f| file_name(f)).collect()
     }
 
-    /// Skips the files before `name` (the file capture resumes in).
-    pub fn start_at(&mut self, name: &str) -> bool {
-        match self.files.iter().position(|f| file_name(f) == name) {
-            Some(i) => {
-                self.next_file = i;
-                true
-            }
-            None => false,
-        }
+    /// Skips the files before `name` (the file capture resumes in). Ok(false): `name` is not
+    /// among the files. Err: the files from `name` on are not one unbroken sequence (one missing,
+    /// or another server's), which would lose the changes in the missing file.
+    pub fn start_at(&mut self, name: &str) -> Result<bool, String> {
+        let Some(i) = self.files.iter().position(|f| file_name(f) == name) else { return Ok(false) };
+        self.next_file = i;
+        check_sequence(&self.names()[i..])?;
+        Ok(true)
     }
 
     fn next_item(&mut self) -> Option<Result<Item, String>> {
@@ -138,6 +139,43 @@ impl FileEvents {
     }
 }
 
+/// A binlog file name's base and sequence number (`mysql-bin.000012` → ("mysql-bin", 12)); a
+/// name without a numeric extension sorts by its text, after the numbered ones.
+pub fn sequence_key(name: &str) -> (String, Option<u64>, String) {
+    match name.rsplit_once('.') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => (base.to_string(), n.parse().ok(), String::new()),
+        _ => (name.to_string(), None, name.to_string()),
+    }
+}
+
+/// The files, in order, must be one server's numbered sequence with none missing.
+fn check_sequence(names: &[String]) -> Result<(), String> {
+    for pair in names.windows(2) {
+        let (a, b) = (sequence_key(&pair[0]), sequence_key(&pair[1]));
+        let (Some(na), Some(nb)) = (a.1, b.1) else {
+            return Err(format!("{} and {} are not numbered binlog files of one sequence (base.NNNNNN): give only the files of the server capture reads", pair[0], pair[1]));
+        };
+        if a.0 != b.0 {
+            return Err(format!(
+                "{} and {} belong to two binlog sequences: give only the files of the server capture reads (after a failover, capture from the new server by GTID)",
+                pair[0], pair[1]
+            ));
+        }
+        if nb != na + 1 {
+            let width = pair[0].len() - a.0.len() - 1;
+            let missing: Vec<String> = (na + 1..nb).take(3).map(|n| format!("{}.{n:0width$}", a.0)).collect();
+            let more = if nb - na - 1 > 3 { format!(" and {} more", nb - na - 1 - 3) } else { String::new() };
+            return Err(format!(
+                "binlog file {}{more} missing between {} and {}: its changes would be lost; give every file from the one capture stands in on",
+                missing.join(", "),
+                pair[0],
+                pair[1]
+            ));
+        }
+    }
+    Ok(())
+}
+
 enum Ahead {
     End,
     Short,
@@ -173,4 +211,22 @@ pub fn payload(p: &TransactionPayloadEvent<'_>) -> Result<(Vec<Event>, EventStre
         out.push(ev);
     }
     Ok((out, reader))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binlog_files_sort_by_number_and_a_gap_is_named() {
+        let mut names = vec!["mysql-bin.1000000", "mysql-bin.999999", "mysql-bin.999998"];
+        names.sort_by_key(|n| sequence_key(n));
+        assert_eq!(names, ["mysql-bin.999998", "mysql-bin.999999", "mysql-bin.1000000"]);
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_sequence(&owned(&names)).is_ok());
+        let e = check_sequence(&owned(&["mysql-bin.000001", "mysql-bin.000003", "mysql-bin.000004"])).unwrap_err();
+        assert!(e.contains("mysql-bin.000002 missing between mysql-bin.000001 and mysql-bin.000003"), "{e}");
+        let e = check_sequence(&owned(&["a-bin.000001", "b-bin.000002"])).unwrap_err();
+        assert!(e.contains("two binlog sequences"), "{e}");
+    }
 }

@@ -26,6 +26,7 @@ use mysql::prelude::Queryable;
 use serde::Serialize;
 
 use crate::source::connect::SourceConfig;
+use crate::source::position::ServerPosition;
 use crate::source::snapshot::BinlogPosition;
 use state::{ApplyState, CaptureState};
 
@@ -120,11 +121,21 @@ fn at(p: &BinlogPosition) -> String {
 }
 
 /// The source's current binlog end (SHOW MASTER STATUS).
-pub fn source_position(source: &SourceConfig) -> Result<BinlogPosition, CdcError> {
+pub fn source_position(source: &SourceConfig) -> Result<ServerPosition, CdcError> {
     let mut conn = source.connect()?;
-    let row = crate::source::snapshot::binlog_status(&mut conn).map_err(|e| CdcError::source("SHOW MASTER STATUS", e))?;
-    let row = row.ok_or_else(|| CdcError::Settings(vec!["SHOW MASTER STATUS is empty: the binary log is off".into()]))?;
-    Ok(BinlogPosition { file: row.get::<String, _>(0).unwrap_or_default(), position: row.get::<u64, _>(1).unwrap_or(0), gtid: None })
+    let (_, flavor) = crate::source::connect::server_version(&mut conn)?;
+    let at = crate::source::position::binlog_position(&mut conn, flavor, source)?;
+    let at = at.ok_or_else(|| CdcError::Settings(vec!["SHOW MASTER STATUS is empty: the binary log is off".into()]))?;
+    let server = crate::source::position::server_identity(&mut conn, flavor)?;
+    Ok(ServerPosition::new(Some(server), at))
+}
+
+/// Whether capture has reached `target` (a position of the cutover's source): on the server
+/// capture reads, by file and offset; on another (after a failover) by GTID set, or an error.
+fn captured_reached(cap: &CaptureState, target: &ServerPosition) -> Result<bool, CdcError> {
+    ServerPosition::new(cap.server.clone(), cap.next.clone())
+        .reached(target)
+        .map_err(|why| CdcError::Settings(vec![format!("cutover cannot tell whether capture has reached the source's position: {why}")]))
 }
 
 pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcError> {
@@ -139,7 +150,7 @@ pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcEr
         _ => 0,
     };
     Ok(Status {
-        source_at: source.map(source_position).transpose()?.map(|p| at(&p)),
+        source_at: source.map(source_position).transpose()?.map(|p| at(&p.at)),
         captured_to: at(&cap.next),
         captured_changes: cap.changes,
         segments: cap.staged(),
@@ -201,10 +212,10 @@ pub fn cutover(run: &Path, source: &SourceConfig, max_lag: Duration, stop: Write
     // Captures up to the source's current position, then returns that position.
     let caught_up_position = || -> Result<BinlogPosition, CdcError> {
         let pos = source_position(source)?;
-        while captured()?.next.sort_key() < pos.sort_key() {
+        while !captured_reached(&captured()?, &pos)? {
             wait("capture to reach the source's position")?;
         }
-        Ok(pos)
+        Ok(pos.at)
     };
     match stop {
         WritesStop::ReadOnly => {

@@ -214,6 +214,11 @@ impl Records {
             f.read_to_end(&mut bytes).map_err(|e| CdcError::io(&path, e))?;
             for line in bytes.split_inclusive(|b| *b == b'\n').take_while(|l| l.ends_with(b"\n")) {
                 let info: SegmentInfo = serde_json::from_slice(line).map_err(|e| damaged(e.to_string()))?;
+                // A line past capture.json's count is not durable yet: a capture that restarts
+                // cuts it and writes that segment again, so it is never kept here.
+                if info.index > capture.staged() {
+                    break;
+                }
                 self.read += line.len() as u64;
                 self.lines.push(info);
             }
@@ -296,6 +301,25 @@ mod tests {
         st.record(run.path(), info(2)).unwrap();
         assert_eq!(r.get(&st, run.path(), 2).unwrap(), Some(info(2)));
         assert_eq!(r.lines.len(), 2);
+    }
+
+    /// Regression: apply --follow read (and kept) a whole line past the count; the restarted
+    /// capture cut it and wrote that segment again, and apply stopped with a false "damaged".
+    #[test]
+    fn a_record_past_the_count_is_not_kept_so_a_restarted_capture_s_rewrite_is_read() {
+        let run = tempfile::tempdir().unwrap();
+        let mut st = CaptureState::default();
+        st.record(run.path(), info(1)).unwrap();
+        st.store(run.path()).unwrap();
+        let counted = st.clone();
+        st.record(run.path(), info(2)).unwrap();
+        let mut r = Records::default();
+        assert_eq!(r.get(&counted, run.path(), 1).unwrap(), Some(info(1)));
+        counted.drop_uncounted_records(run.path()).unwrap();
+        let mut st = counted;
+        let rewritten = SegmentInfo { sha256: "f".repeat(64), ..info(2) };
+        st.record(run.path(), rewritten.clone()).unwrap();
+        assert_eq!(r.get(&st, run.path(), 2).unwrap(), Some(rewritten));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::source::connect::Flavor;
 use crate::source::plan::{ChunkRange, Strategy};
 use crate::source::schema::TableSchema;
+use crate::source::position::ServerPosition;
 use crate::source::snapshot::{BinlogPosition, Consistency, Snapshot};
 use crate::source::types::ZeroDatePolicy;
 
@@ -29,6 +30,8 @@ pub enum ManifestError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} has manifest format {found}; this mysql2ddb reads format {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },
+    #[error("the run's chunks were read at positions that cannot be ordered ({reason}): replay could not start where every chunk is covered. Export again with --restart from one server (with GTIDs on, a resume on another server is ordered by GTID set)")]
+    Positions { reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +188,7 @@ impl Manifest {
         self.updated_at = now_rfc3339();
         self.complete = !self.tables.is_empty()
             && self.tables.iter().all(|t| t.strategy.is_some() && t.chunks.iter().all(|c| c.state == ChunkState::Complete));
-        self.replay_from = self.earliest_position();
+        self.replay_from = self.earliest_position()?;
         for i in 0..self.tables.len() {
             self.tables[i].guarantee = self.table_guarantee(&self.tables[i]);
         }
@@ -212,14 +215,19 @@ impl Manifest {
         Some(if weakest == "point-in-time" && !t.schema.has_snapshots() { "replay-from" } else { weakest }.to_string())
     }
 
-    fn earliest_position(&self) -> Option<BinlogPosition> {
+    /// The position replay starts from: the earliest of the snapshots the chunks were read in.
+    /// Snapshots of two servers (an export resumed after a failover) are ordered by GTID set,
+    /// never by file name; without GTID sets they cannot be, and the manifest is not stored.
+    fn earliest_position(&self) -> Result<Option<BinlogPosition>, ManifestError> {
         let used: std::collections::HashSet<u32> =
             self.tables.iter().flat_map(|t| t.chunks.iter().filter_map(|c| c.snapshot)).collect();
-        self.snapshots
+        let positions: Vec<ServerPosition> = self
+            .snapshots
             .iter()
             .filter(|s| used.contains(&s.id))
-            .filter_map(|s| s.binlog.clone())
-            .min_by_key(|p| p.sort_key())
+            .filter_map(|s| s.binlog.clone().map(|b| ServerPosition::new(s.server.clone(), b)))
+            .collect();
+        ServerPosition::earliest(&positions).map(|p| p.map(|p| p.at)).map_err(|reason| ManifestError::Positions { reason })
     }
 
     pub fn table_mut(&mut self, database: &str, table: &str) -> Option<&mut TableEntry> {

@@ -1,10 +1,11 @@
 //! What DynamoDB's Import from S3 does that moto's server does not, played by the proxy in
 //! front of it (`--imports`): a ClientToken makes ImportTable idempotent (a second call with the
 //! token gets the first import's description and starts nothing), DescribeImport tells the
-//! ClientToken, and ListImports lists the imports of a table. Two faults are injected on demand,
+//! ClientToken, and ListImports lists the imports of a table. Three faults are injected on demand,
 //! each while a file exists so a test turns it on and off between runs: the answer to ImportTable
-//! is lost after the import started (what a crash or a cut connection does), and imports started
-//! meanwhile are reported FAILED.
+//! is lost after the import started (what a crash or a cut connection does), imports started
+//! meanwhile are reported FAILED, and ListImports lists none (as an import in progress may be
+//! missing from DynamoDB's list).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -18,6 +19,9 @@ pub struct ImportFaults {
     pub lose_answers_while: Option<PathBuf>,
     /// While this file exists, imports started are reported FAILED.
     pub fail_while: Option<PathBuf>,
+    /// While this file exists, ListImports lists nothing (DynamoDB's may not list an import
+    /// still in progress).
+    pub unlisted_while: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +75,8 @@ impl Imports {
             "DescribeImport" => Some(Step::Forward),
             "ListImports" => {
                 let table = doc["TableArn"].as_str();
-                let list: Vec<Value> = self.started().iter().filter(|s| table.is_none_or(|t| t == s.table_arn)).map(|s| json!({"ImportArn": s.arn, "TableArn": s.table_arn})).collect();
+                let unlisted = on(&self.faults.unlisted_while);
+                let list: Vec<Value> = self.started().iter().filter(|s| !unlisted && table.is_none_or(|t| t == s.table_arn)).map(|s| json!({"ImportArn": s.arn, "TableArn": s.table_arn})).collect();
                 Some(Step::Answer(json!({ "ImportSummaryList": list })))
             }
             _ => None,

@@ -24,11 +24,13 @@ pub struct SourceConfig {
     pub ssl_ca: Option<std::path::PathBuf>,
 }
 
-/// The MySQL client's `--ssl-mode` values (`preferred` is taken as `disabled`: a downgrade
-/// would go unnoticed, so encryption is asked for explicitly).
+/// The MySQL client's `--ssl-mode` values. `preferred` encrypts when the server offers TLS and
+/// falls back to a plain connection (said once in the log) when it does not, as the client does;
+/// without an ssl-mode the connection is plain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
     Disabled,
+    Preferred,
     Required,
     VerifyCa,
     VerifyIdentity,
@@ -77,7 +79,8 @@ impl SourceConfig {
         let mut mode = None;
         for (k, v) in parsed.query_pairs() {
             match (k.as_ref(), v.to_ascii_lowercase().replace('-', "_").as_str()) {
-                ("ssl-mode" | "sslmode", "disabled" | "preferred") => mode = Some(TlsMode::Disabled),
+                ("ssl-mode" | "sslmode", "disabled") => mode = Some(TlsMode::Disabled),
+                ("ssl-mode" | "sslmode", "preferred") => mode = Some(TlsMode::Preferred),
                 ("ssl-mode" | "sslmode", "required") => mode = Some(TlsMode::Required),
                 ("ssl-mode" | "sslmode", "verify_ca") => mode = Some(TlsMode::VerifyCa),
                 ("ssl-mode" | "sslmode", "verify_identity") => mode = Some(TlsMode::VerifyIdentity),
@@ -133,10 +136,19 @@ impl SourceConfig {
             .prefer_socket(false)
             .tcp_nodelay(true)
             .stmt_cache_size(Some(32));
+        let plain = opts.clone();
         if let Some(ssl) = self.ssl_opts() {
             opts = opts.ssl_opts(Some(ssl));
         }
-        let mut conn = Conn::new(opts).map_err(|e| SourceError::Connect {
+        let opened = match Conn::new(opts) {
+            Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if self.tls == TlsMode::Preferred => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| tracing::warn!("{self}: the server offers no TLS; ssl-mode=preferred goes on unencrypted (ssl-mode=required refuses that)"));
+                Conn::new(plain)
+            }
+            other => other,
+        };
+        let mut conn = opened.map_err(|e| SourceError::Connect {
             target: self.to_string(),
             reason: connect_reason(&e, self),
         })?;
@@ -158,7 +170,7 @@ impl SourceConfig {
         };
         match self.tls {
             TlsMode::Disabled => None,
-            TlsMode::Required => Some(base.with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true)),
+            TlsMode::Required | TlsMode::Preferred => Some(base.with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true)),
             TlsMode::VerifyCa => Some(base.with_danger_skip_domain_validation(true)),
             TlsMode::VerifyIdentity => Some(base),
         }
@@ -294,7 +306,7 @@ mod tests {
         std::fs::write(&ca, "x").unwrap();
         let url = |q: &str| SourceConfig::parse(&format!("mysql://u@h/?{q}"), None);
         assert_eq!(url("ssl-mode=REQUIRED").unwrap().tls, TlsMode::Required);
-        assert_eq!(url("ssl-mode=preferred").unwrap().tls, TlsMode::Disabled);
+        assert_eq!(url("ssl-mode=preferred").unwrap().tls, TlsMode::Preferred);
         let c = url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.display())).unwrap();
         assert_eq!((c.tls, c.ssl_ca.as_deref()), (TlsMode::VerifyIdentity, Some(ca.as_path())));
         assert_eq!(url(&format!("ssl-ca={}", ca.display())).unwrap().tls, TlsMode::VerifyCa, "a CA alone verifies it");

@@ -125,6 +125,18 @@ impl GtidSet {
             .collect()
     }
 
+    /// Whether every transaction of `other` is in this set: MySQL's `GTID_SUBSET(other, self)`;
+    /// MariaDB per replication domain (a domain's sequence numbers only grow, whichever server
+    /// wrote them).
+    pub fn contains(&self, other: &GtidSet) -> bool {
+        let mariadb = other.mariadb.iter().all(|(d, &(_, seq))| self.mariadb.get(d).is_some_and(|&(_, mine)| mine >= seq));
+        let mysql = other.mysql.iter().all(|(uuid, ranges)| {
+            let mine = self.mysql.get(uuid).map(Vec::as_slice).unwrap_or_default();
+            ranges.iter().all(|&(a, b)| mine.iter().any(|&(x, y)| x <= a && b <= y))
+        });
+        mariadb && mysql
+    }
+
     /// True when the set is MySQL's kind (UUIDs).
     pub fn is_mysql(&self) -> bool {
         !self.mysql.is_empty()
@@ -145,6 +157,19 @@ impl fmt::Display for GtidSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containment_is_per_uuid_interval_and_per_mariadb_domain() {
+        let p = |s: &str| GtidSet::parse(s).unwrap();
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        assert!(p(&format!("{u}:1-10")).contains(&p(&format!("{u}:3-5:7"))));
+        assert!(!p(&format!("{u}:1-5:7-10")).contains(&p(&format!("{u}:5-7"))), "6 is missing");
+        assert!(!p(&format!("{u}:1-10")).contains(&p("4e11fa47-71ca-11e1-9e33-c80aa9429562:1")));
+        assert!(p("0-2-150,1-1-3").contains(&p("0-1-100")), "another server of the same domain, further on");
+        assert!(!p("0-2-150").contains(&p("0-1-100,1-1-3")), "domain 1 is unknown to it");
+        assert!(!p("0-1-99").contains(&p("0-1-100")));
+        assert!(p("0-1-1").contains(&GtidSet::default()));
+    }
 
     #[test]
     fn mariadb_positions_keep_the_last_gtid_of_each_domain() {

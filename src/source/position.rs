@@ -10,6 +10,7 @@ use mysql::Conn;
 use serde::{Deserialize, Serialize};
 
 use super::connect::{Flavor, SourceConfig};
+use super::gtid::GtidSet;
 use super::SourceError;
 
 /// A binlog coordinate: file name and byte offset, plus the GTID set at that point.
@@ -22,10 +23,76 @@ pub struct BinlogPosition {
 }
 
 impl BinlogPosition {
-    /// Orders positions of one server: binlog files are numbered by their extension.
-    pub fn sort_key(&self) -> (String, u64) {
+    /// Orders positions of one server: binlog files are numbered by their extension. Only this
+    /// module orders by it; across servers positions compare through `ServerPosition`.
+    pub(in crate::source) fn sort_key(&self) -> (String, u64) {
         let (base, seq) = self.file.rsplit_once('.').unwrap_or((&self.file, ""));
         (format!("{base}.{seq:0>12}"), self.position)
+    }
+}
+
+/// A position and the server it belongs to (`server_identity`; None when not recorded, as in
+/// runs of earlier versions). File and offset compare only on one server; across servers the
+/// GTID sets compare, and without them nothing can be said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerPosition {
+    pub server: Option<String>,
+    pub at: BinlogPosition,
+}
+
+impl ServerPosition {
+    pub fn new(server: Option<String>, at: BinlogPosition) -> ServerPosition {
+        ServerPosition { server, at }
+    }
+
+    /// Whether this position is at or after `other`: every transaction before `other` is before
+    /// this one too. Err when the two cannot be compared (two servers, a GTID set missing).
+    pub fn reached(&self, other: &ServerPosition) -> Result<bool, String> {
+        let same_server = match (&self.server, &other.server) {
+            (Some(a), Some(b)) => a == b,
+            // Positions of earlier versions name no server: they were taken on one.
+            (None, None) => true,
+            _ => false,
+        };
+        if same_server {
+            return Ok(self.at.sort_key() >= other.at.sort_key());
+        }
+        match (self.gtid_set()?, other.gtid_set()?) {
+            (Some(mine), Some(theirs)) => Ok(mine.contains(&theirs)),
+            _ => Err(format!(
+                "{} and {} are positions of two servers ({} and {}), and a GTID set is missing: binlog file names and offsets mean nothing across servers",
+                self.at.display(),
+                other.at.display(),
+                self.server.as_deref().unwrap_or("unknown"),
+                other.server.as_deref().unwrap_or("unknown")
+            )),
+        }
+    }
+
+    fn gtid_set(&self) -> Result<Option<GtidSet>, String> {
+        self.at.gtid.as_deref().map(GtidSet::parse).transpose()
+    }
+
+    /// Of positions possibly on several servers, the one every other has reached: where a replay
+    /// that must cover all of them starts. Err when two cannot be ordered.
+    pub fn earliest(all: &[ServerPosition]) -> Result<Option<ServerPosition>, String> {
+        let mut best: Option<&ServerPosition> = None;
+        for p in all {
+            best = match best {
+                None => Some(p),
+                Some(b) if b.reached(p)? => Some(p),
+                Some(b) if p.reached(b)? => Some(b),
+                Some(b) => return Err(format!("{} (server {}) and {} (server {}) hold transactions each other lacks: their GTID sets do not nest", b.at.display(), b.server.as_deref().unwrap_or("?"), p.at.display(), p.server.as_deref().unwrap_or("?"))),
+            };
+        }
+        Ok(best.cloned())
+    }
+}
+
+impl BinlogPosition {
+    /// `file:offset`.
+    pub fn display(&self) -> String {
+        format!("{}:{}", self.file, self.position)
     }
 }
 
@@ -109,5 +176,25 @@ mod tests {
         let p = |f: &str, n| BinlogPosition { file: f.into(), position: n, gtid: None };
         assert!(p("mysql-bin.000009", 900).sort_key() < p("mysql-bin.000010", 4).sort_key());
         assert!(p("mysql-bin.000010", 4).sort_key() < p("mysql-bin.000010", 5).sort_key());
+    }
+
+    /// Regression: positions of two servers were ordered by file name, so a new server's lower
+    /// file looked earlier than the old server's position it had passed.
+    #[test]
+    fn positions_of_two_servers_compare_by_gtid_set_or_not_at_all() {
+        let at = |server: &str, f: &str, n, g: Option<&str>| ServerPosition::new(Some(server.into()), BinlogPosition { file: f.into(), position: n, gtid: g.map(Into::into) });
+        let old = at("server_id=1", "mysql-bin.000010", 900, Some("0-1-100"));
+        let new = at("server_id=2", "mysql-bin.000002", 4, Some("0-1-150"));
+        assert!(new.reached(&old).unwrap(), "the new server is further on, whatever its file");
+        assert!(!old.reached(&new).unwrap());
+        assert_eq!(ServerPosition::earliest(&[new.clone(), old.clone()]).unwrap(), Some(old.clone()));
+        let blind = at("server_id=2", "mysql-bin.000002", 4, None);
+        assert!(blind.reached(&old).unwrap_err().contains("two servers"));
+        assert!(ServerPosition::earliest(&[old.clone(), blind]).is_err());
+        // On one server, file and offset decide.
+        let later = at("server_id=1", "mysql-bin.000011", 4, Some("0-1-100"));
+        assert!(later.reached(&old).unwrap() && !old.reached(&later).unwrap());
+        let (a, b) = (at("1", "f.000001", 4, Some("0-1-5,1-1-9")), at("2", "f.000001", 4, Some("0-1-6,1-1-8")));
+        assert!(ServerPosition::earliest(&[a, b]).unwrap_err().contains("do not nest"));
     }
 }

@@ -191,6 +191,36 @@ fn stall_free(req: &SnapshotRequest) -> Result<Opened, SourceError> {
             "the server is read-only (a replica?): stall-free commits a watermark row, which a replica must not get. Export from the primary, or use --consistency lock-tables here (the GTID set recorded lets capture follow the primary)".into(),
         ));
     }
+    // A replica applies its primary's transactions with their own positions: the watermark's
+    // commit would be the replica's own transaction, mixed into another server's stream.
+    for q in ["SHOW REPLICA STATUS", "SHOW SLAVE STATUS"] {
+        if let Ok(Some(_)) = control.query_first::<mysql::Row, _>(q) {
+            return Err(SourceError::Unsupported(format!(
+                "the server is a replica ({q} has a row): stall-free commits a watermark row, which a replica must not get. Export from the primary, or use --consistency lock-tables here (the GTID set recorded lets capture follow the primary)"
+            )));
+        }
+    }
+    // The proof is the watermark's commit read back from the binlog: binlog filters that leave
+    // out its schema (or an exported one) would hide it (or the rows).
+    if let Ok(Some(row)) = super::position::binlog_status(&mut control) {
+        let list = |i: usize| -> Vec<String> { row.get_opt::<String, _>(i).and_then(Result::ok).unwrap_or_default().split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect() };
+        let (only, ignored) = (list(2), list(3));
+        let mut schemas: Vec<&str> = req.tables.iter().map(|(d, _)| d.as_str()).collect();
+        schemas.push(schema);
+        schemas.sort_unstable();
+        schemas.dedup();
+        for db in schemas {
+            if ignored.iter().any(|d| d == db) || (!only.is_empty() && !only.iter().any(|d| d == db)) {
+                return Err(SourceError::Unsupported(format!(
+                    "the binlog leaves out schema {} (binlog_do_db: {}; binlog_ignore_db: {}): stall-free's watermark and capture both need its changes in the binlog. Remove the filter (RDS: in the DB parameter group), or use --consistency lock-tables{}",
+                    quote_ident(db),
+                    if only.is_empty() { "none".to_string() } else { only.join(",") },
+                    if ignored.is_empty() { "none".to_string() } else { ignored.join(",") },
+                    if db == schema { ", or a --watermark-schema the binlog logs" } else { "" }
+                )));
+            }
+        }
+    }
     // MySQL only: with binlog_order_commits=OFF transactions may commit out of binlog order.
     if matches!(var(&mut control, "binlog_order_commits").as_deref(), Some("0" | "OFF")) {
         return Err(SourceError::Unsupported(

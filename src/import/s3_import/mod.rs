@@ -118,6 +118,22 @@ pub async fn import_target(
         upload(&name, &dir, &o.prefix, &loc, &written, sync, &fingerprint).await?;
         Ok::<_, ImportError>(written)
     };
+    let (files, save, fingerprint, loc, name, table) = (&files, &save, &fingerprint, &loc, &name, &target.table);
+    let new_attempt = |earlier: Option<ImportRecord>| async move {
+        let attempt = earlier.as_ref().map_or(1, |r| r.attempt + 1);
+        let written = files().await?;
+        let record = ImportRecord {
+            client_token: client_token(&fingerprint, &name, &loc.to_string(), attempt, fastrand::u64(..)),
+            import_arn: None,
+            source: format!("{loc}/"),
+            objects: written.files.len() as u64,
+            items: written.items,
+            bytes: written.bytes,
+            status: None,
+            attempt,
+        };
+        start_attempt(client, table, tables, loc, o.compression, record, save).await
+    };
     let mut record = match earlier {
         Some(r) if r.import_arn.is_some() && !r.ended_badly() => {
             tracing::info!(table = %name, "following the import started earlier: {}", r.import_arn.as_deref().unwrap_or_default());
@@ -130,28 +146,30 @@ pub async fn import_target(
                 save(&r)?;
                 r
             }
+            // Not listed (an import in progress may not be): the same token sent again gets
+            // the attempt's import if it started, and starts it if not. Only when the table is
+            // in the way did it never start, and a new attempt may make room.
             None => {
                 files().await?;
-                start_attempt(client, &target.table, tables, &loc, o.compression, r, &save).await?
+                match start(client, &target.table, tables, &loc, o.compression, &r.client_token).await? {
+                    Started::Import(arn) => {
+                        tracing::info!(table = %name, "ImportTable sent again under attempt {}'s ClientToken: {arn}", r.attempt);
+                        let r = ImportRecord { import_arn: Some(arn), ..r };
+                        save(&r)?;
+                        r
+                    }
+                    Started::TableInUse(why) => {
+                        tracing::warn!(table = %name, "attempt {} never started (ImportTable under its ClientToken: {why}): starting attempt {}", r.attempt, r.attempt + 1);
+                        new_attempt(Some(r)).await?
+                    }
+                }
             }
         },
         earlier => {
-            let attempt = earlier.as_ref().map_or(1, |r| r.attempt + 1);
             if let Some(r) = &earlier {
-                tracing::warn!(table = %name, "import attempt {} ended {}: starting attempt {attempt} with a new ClientToken", r.attempt, r.status.as_deref().unwrap_or("?"));
+                tracing::warn!(table = %name, "import attempt {} ended {}: starting attempt {} with a new ClientToken", r.attempt, r.status.as_deref().unwrap_or("?"), r.attempt + 1);
             }
-            let written = files().await?;
-            let record = ImportRecord {
-                client_token: client_token(&fingerprint, &name, &loc.to_string(), attempt, fastrand::u64(..)),
-                import_arn: None,
-                source: format!("{loc}/"),
-                objects: written.files.len() as u64,
-                items: written.items,
-                bytes: written.bytes,
-                status: None,
-                attempt,
-            };
-            start_attempt(client, &target.table, tables, &loc, o.compression, record, &save).await?
+            new_attempt(earlier).await?
         }
     };
     let (status, failure) = follow(client, &name, &record, o.poll, quiet).await?;
@@ -190,7 +208,10 @@ async fn start_attempt(
 ) -> Result<ImportRecord, ImportError> {
     make_room(client, &t.name, tables).await?;
     save(&record)?;
-    let arn = start(client, t, tables, loc, c, &record.client_token).await?;
+    let arn = match start(client, t, tables, loc, c, &record.client_token).await? {
+        Started::Import(arn) => arn,
+        Started::TableInUse(why) => return Err(table_err(&t.name, format!("ImportTable: {why}"))),
+    };
     tracing::info!(table = %t.name, "ImportTable started (attempt {}): {arn} ({} objects, {} items, {:.1} MB of item text)", record.attempt, record.objects, record.items, record.bytes as f64 / 1e6);
     let record = ImportRecord { import_arn: Some(arn), ..record };
     save(&record)?;
@@ -303,7 +324,16 @@ async fn make_room(client: &Client, table: &str, tables: &TableOptions) -> Resul
     super::tables::drop_table(client, table).await.map_err(|r| table_err(table, r))
 }
 
-async fn start(client: &Client, t: &crate::mapping::compile::TargetTable, tables: &TableOptions, loc: &S3Location, c: ImportCompression, token: &str) -> Result<String, ImportError> {
+/// What ImportTable answered.
+enum Started {
+    /// The import of this ClientToken: started now, or earlier (the token makes the call
+    /// idempotent).
+    Import(String),
+    /// The table exists and no import of this token made it: nothing started.
+    TableInUse(String),
+}
+
+async fn start(client: &Client, t: &crate::mapping::compile::TargetTable, tables: &TableOptions, loc: &S3Location, c: ImportCompression, token: &str) -> Result<Started, ImportError> {
     let bad = |r: String| table_err(&t.name, r);
     let (schema, attrs) = super::tables::key_schema(t).map_err(bad)?;
     let (mode, throughput) = super::tables::billing(tables).map_err(bad)?;
@@ -324,9 +354,14 @@ async fn start(client: &Client, t: &crate::mapping::compile::TargetTable, tables
         .input_compression_type(c.sdk())
         .table_creation_parameters(params)
         .send()
-        .await
-        .map_err(|e| bad(describe("ImportTable", &e)))?;
-    out.import_table_description().and_then(|d| d.import_arn()).map(str::to_string).ok_or_else(|| bad("ImportTable answered without an import ARN".into()))
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => return Ok(Started::TableInUse(describe("ImportTable", &e))),
+        Err(e) => return Err(bad(describe("ImportTable", &e))),
+    };
+    let arn = out.import_table_description().and_then(|d| d.import_arn()).map(str::to_string).ok_or_else(|| bad("ImportTable answered without an import ARN".into()))?;
+    Ok(Started::Import(arn))
 }
 
 /// Polls DescribeImport until the import ends: its status, and what went wrong unless it
