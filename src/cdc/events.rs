@@ -76,7 +76,7 @@ impl FileEvents {
             return Err("no binlog files given".into());
         }
         // In the server's order: by sequence number, not as text (`.1000000` after `.999999`).
-        files.sort_by(|a, b| sequence_key(&file_name(a)).cmp(&sequence_key(&file_name(b))));
+        files.sort_by_key(|a| sequence_key(&file_name(a)));
         files.dedup_by(|a, b| file_name(a) == file_name(b));
         Ok(FileEvents { files, next_file: 0, input: None, reader: EventStreamReader::new(BinlogVersion::Version4) })
     }

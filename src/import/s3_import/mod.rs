@@ -123,7 +123,7 @@ pub async fn import_target(
         let attempt = earlier.as_ref().map_or(1, |r| r.attempt + 1);
         let written = files().await?;
         let record = ImportRecord {
-            client_token: client_token(&fingerprint, &name, &loc.to_string(), attempt, fastrand::u64(..)),
+            client_token: client_token(fingerprint, name, &loc.to_string(), attempt, fastrand::u64(..)),
             import_arn: None,
             source: format!("{loc}/"),
             objects: written.files.len() as u64,
@@ -139,7 +139,7 @@ pub async fn import_target(
             tracing::info!(table = %name, "following the import started earlier: {}", r.import_arn.as_deref().unwrap_or_default());
             r
         }
-        Some(r) if r.import_arn.is_none() => match find(client, &name, &r).await? {
+        Some(r) if r.import_arn.is_none() => match find(client, name, &r).await? {
             Some(arn) => {
                 tracing::warn!(table = %name, "attempt {} had started import {arn} (its answer was lost): following it", r.attempt);
                 let r = ImportRecord { import_arn: Some(arn), ..r };
@@ -151,7 +151,7 @@ pub async fn import_target(
             // in the way did it never start, and a new attempt may make room.
             None => {
                 files().await?;
-                match start(client, &target.table, tables, &loc, o.compression, &r.client_token).await? {
+                match start(client, &target.table, tables, loc, o.compression, &r.client_token).await? {
                     Started::Import(arn) => {
                         tracing::info!(table = %name, "ImportTable sent again under attempt {}'s ClientToken: {arn}", r.attempt);
                         let r = ImportRecord { import_arn: Some(arn), ..r };
@@ -172,11 +172,11 @@ pub async fn import_target(
             new_attempt(earlier).await?
         }
     };
-    let (status, failure) = follow(client, &name, &record, o.poll, quiet).await?;
+    let (status, failure) = follow(client, name, &record, o.poll, quiet).await?;
     record.status = Some(status);
     if let Some(failure) = failure {
         save(&record)?;
-        return Err(table_err(&name, format!("{failure}; a rerun starts attempt {} of the import, with a new ClientToken", record.attempt + 1)));
+        return Err(table_err(name, format!("{failure}; a rerun starts attempt {} of the import, with a new ClientToken", record.attempt + 1)));
     }
     {
         let mut st = lock();
