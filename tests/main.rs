@@ -28,6 +28,7 @@ mod import_types;
 mod import_via_s3;
 mod managed_source;
 mod parquet_readers;
+mod same_answer;
 mod sync_s3;
 mod source_retention;
 mod source_tls;

@@ -195,3 +195,35 @@ fn a_long_statement_holds_up_the_global_lock_but_not_lock_tables_or_stall_free()
     }
     assert!(!ended_first("lock", None, batch_job), "FLUSH TABLES WITH READ LOCK waits for a running write (the stall it causes)");
 }
+
+/// Regression: under `--consistency auto` with a watermark schema, LOCK TABLES timing out behind
+/// an open write transaction failed the export, though stall-free was allowed. Now auto goes on
+/// to stall-free (not to the global lock, which would wait behind the same write while blocking
+/// every other), and says why.
+#[test]
+fn auto_falls_back_to_stall_free_when_lock_tables_waits_out_its_timeout() {
+    let mut c = connect();
+    let db = fresh_db(&mut c, "managed_lock_wait");
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)").unwrap();
+    c.query_drop("INSERT INTO t SELECT seq, seq FROM seq_1_to_500").unwrap();
+    let url = managed_user("it_rds_wait", true, true);
+    let mut writer = connect();
+    writer.query_drop(format!("USE `{db}`")).unwrap();
+    writer.query_drop("START TRANSACTION").unwrap();
+    writer.query_drop("UPDATE t SET v = v + 1 WHERE id = 1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let table = format!("{db}.t");
+    let out = export_as(&url, &dir.path().join("run"), &["--tables", &table, "--consistency", "auto", "--watermark-schema", WATERMARK_SCHEMA, "--lock-wait-seconds", "1"]);
+    writer.query_drop("ROLLBACK").unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = manifest(&dir.path().join("run"));
+    let reason = m.snapshots[0].reason.clone().unwrap_or_default();
+    assert_eq!(mysql2ddb::choice::Choice::name(m.snapshots[0].consistency), "stall-free", "{reason}");
+    assert!(reason.contains("lock-tables gave up") && reason.contains("lock not tried"), "{reason}");
+    // Without a watermark schema there is nothing to fall back to: the error says what to do.
+    writer.query_drop("START TRANSACTION").unwrap();
+    writer.query_drop("UPDATE t SET v = v + 1 WHERE id = 1").unwrap();
+    let out = export_as(&url, &dir.path().join("refused"), &["--tables", &table, "--consistency", "lock-tables", "--lock-wait-seconds", "1"]);
+    writer.query_drop("ROLLBACK").unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("--lock-wait-seconds"), "{}", stderr(&out));
+}

@@ -30,7 +30,8 @@ use crate::source::position::server_identity;
 use crate::source::snapshot::BinlogPosition;
 use crate::value::binlog::undecodable_charset;
 
-/// Changes per segment file at most; a segment is also closed after `FLUSH_EVERY`.
+/// Changes per segment file by default (`--segment-changes`); a segment is also closed after
+/// `FLUSH_EVERY`.
 pub const SEGMENT_CHANGES: usize = 20_000;
 /// Staged changes are made durable at least this often (the server sends a heartbeat when idle).
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -48,6 +49,8 @@ pub struct CaptureSettings {
     pub follow: bool,
     /// Bytes of an open transaction's changes held in memory; past them it spills to disk.
     pub tx_memory: usize,
+    /// A segment is closed once it holds this many changes (whole transactions: it may hold more).
+    pub segment_changes: usize,
     pub quiet: bool,
 }
 
@@ -171,7 +174,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let Opened { mut events, here, anchored, skip_to } = opened;
     let tracker = Tracker::new(start.next.file.clone(), gtids, start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
     let stager = Stager { run: &s.run, state: start, ready: Vec::new(), ready_changes: 0, committed: None, server: None, last_flush: Instant::now() };
-    let mut run = Running { tracker, st: stager, anchored, here, quiet: s.quiet, last_log: Instant::now(), logged: 0 };
+    let mut run = Running { tracker, st: stager, anchored, here, quiet: s.quiet, last_log: Instant::now(), logged: 0, segment_changes: s.segment_changes as u64 };
     run.logged = run.st.state.changes;
     let mut skipping = skip_to;
     while let Some(item) = events.next_item() {
@@ -285,6 +288,7 @@ struct Running<'a> {
     quiet: bool,
     last_log: Instant,
     logged: u64,
+    segment_changes: u64,
 }
 
 impl Running<'_> {
@@ -322,7 +326,7 @@ impl Running<'_> {
             self.st.flush()?;
             return Err(CdcError::Ddl { table: manifest.tables[i].schema.display_name(), at: format!("{}:{pos}", self.tracker.file()), statement });
         }
-        if self.st.ready_changes >= SEGMENT_CHANGES as u64 || self.st.last_flush.elapsed() >= FLUSH_EVERY {
+        if self.st.ready_changes >= self.segment_changes || self.st.last_flush.elapsed() >= FLUSH_EVERY {
             self.st.flush()?;
             if self.last_log.elapsed() >= super::apply::LOG_EVERY && !self.quiet {
                 let rate = (self.st.state.changes - self.logged) as f64 / self.last_log.elapsed().as_secs_f64();

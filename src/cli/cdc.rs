@@ -48,6 +48,10 @@ pub struct CaptureArgs {
     /// cdc/spill/ until it commits (default 256).
     #[arg(long)]
     pub tx_memory_mb: Option<u64>,
+    /// Changes per segment file: a segment is closed past this many (whole transactions only;
+    /// default 20000).
+    #[arg(long)]
+    pub segment_changes: Option<u64>,
     #[arg(long, short)]
     pub quiet: bool,
 }

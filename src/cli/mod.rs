@@ -374,6 +374,10 @@ pub struct ExportArgs {
     /// the user needs CREATE (once), INSERT and UPDATE there.
     #[arg(long)]
     pub watermark_schema: Option<String>,
+    /// Seconds lock-tables and lock wait for their lock (behind a long statement or an open
+    /// write) before giving up; auto then falls back to stall-free (with --watermark-schema).
+    #[arg(long)]
+    pub lock_wait_seconds: Option<u32>,
     /// What to do with zero dates (0000-00-00): null (counted), string (temporal columns as text), reject.
     #[arg(long, value_parser = choice::<ZeroDatePolicy>())]
     pub zero_date: Option<ZeroDatePolicy>,

@@ -239,6 +239,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
             id: snapshot_id,
             tables: &names,
             watermark: settings.watermark_schema.as_deref(),
+            lock_wait_seconds: settings.lock_wait_seconds,
         };
         let (conns, snap) = snapshot::open(&request)?;
         info!(consistency = crate::choice::Choice::name(snap.consistency), reason = snap.reason.as_deref().unwrap_or("asked for"), "snapshot mode");

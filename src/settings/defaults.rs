@@ -21,6 +21,8 @@ pub const FORMAT: ChunkFormat = ChunkFormat::Parquet;
 pub const COMPRESSION: Compression = Compression::Zstd;
 /// The safest mode the user's privileges allow (see `source::snapshot`).
 pub const CONSISTENCY: Consistency = Consistency::Auto;
+/// Seconds lock-tables and lock wait for their lock before giving up (`lock_wait_timeout`).
+pub const LOCK_WAIT_SECONDS: u32 = 60;
 pub const KEY_BOUNDS: KeyBounds = KeyBounds::Estimate;
 pub const ZERO_DATE: ZeroDatePolicy = ZeroDatePolicy::Null;
 

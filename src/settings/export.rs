@@ -26,6 +26,9 @@ pub struct ExportSettings {
     pub consistency: Consistency,
     /// The schema stall-free mode writes its watermark row in.
     pub watermark_schema: Option<String>,
+    /// Seconds a lock mode waits for its lock (`lock_wait_timeout`) before it gives up; `auto`
+    /// then goes on to a mode that locks nothing.
+    pub lock_wait_seconds: u32,
     pub zero_date: ZeroDatePolicy,
     pub row_group_bytes: usize,
     pub restart: bool,
@@ -77,6 +80,7 @@ impl ExportSettings {
             filter: TableFilter { databases, tables },
             consistency: args.consistency.or(ex.consistency).unwrap_or(d::CONSISTENCY),
             watermark_schema: args.watermark_schema.clone().or(ex.watermark_schema),
+            lock_wait_seconds: in_range("--lock-wait-seconds", args.lock_wait_seconds.or(ex.lock_wait_seconds).unwrap_or(d::LOCK_WAIT_SECONDS), 1, 31_536_000)?,
             zero_date: args.zero_date.or(ex.zero_date).unwrap_or(d::ZERO_DATE),
             row_group_bytes: row_group_mb << 20,
             restart: args.restart,

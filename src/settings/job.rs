@@ -66,6 +66,7 @@ pub struct ExportSection {
     pub tables: Option<Vec<String>>,
     pub consistency: Option<Consistency>,
     pub watermark_schema: Option<String>,
+    pub lock_wait_seconds: Option<u32>,
     pub zero_date: Option<ZeroDatePolicy>,
     pub row_group_mb: Option<usize>,
 }

@@ -37,6 +37,8 @@ pub enum SourceError {
     OptionFile { path: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}: rerun when it has ended, raise --lock-wait-seconds, or use --consistency stall-free --watermark-schema NAME, which locks nothing")]
+    LockWait(String),
 }
 
 impl SourceError {

@@ -52,8 +52,6 @@ crate::choices!(Consistency {
 
 /// The watermark table stall-free mode commits a row of, in the schema the user names.
 pub const WATERMARK_TABLE: &str = "mysql2ddb_watermark";
-/// How long a lock waits for transactions that hold the tables before the export gives up.
-const LOCK_WAIT_SECONDS: u32 = 60;
 
 /// What one export run (or resumed run) read: recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +85,8 @@ pub struct SnapshotRequest<'a> {
     pub tables: &'a [(String, String)],
     /// The schema of the watermark table (stall-free).
     pub watermark: Option<&'a str>,
+    /// `lock_wait_timeout` of the lock modes.
+    pub lock_wait_seconds: u32,
 }
 
 type Opened = (Vec<Conn>, Option<BinlogPosition>, String);
@@ -119,7 +119,14 @@ fn auto(req: &SnapshotRequest) -> Result<(Consistency, Opened, Option<String>), 
     if req.flavor == Flavor::Mariadb {
         candidates.push(Consistency::NoLock);
     }
+    let mut lock_waited = false;
     for mode in candidates {
+        // After lock-tables timed out, the global lock would wait behind the same statement
+        // while it blocks every write on the server: not tried.
+        if lock_waited && mode == Consistency::Lock {
+            refused.push("lock not tried: it would wait behind the same statement, blocking every write meanwhile".into());
+            continue;
+        }
         match open_mode(req, mode) {
             Ok(opened) => {
                 let mut why = format!("auto chose {}", mode.name());
@@ -130,6 +137,10 @@ fn auto(req: &SnapshotRequest) -> Result<(Consistency, Opened, Option<String>), 
             }
             Err(SourceError::MissingPrivilege { what, privilege, .. }) => refused.push(format!("{} refused: {what} needs {privilege}", mode.name())),
             Err(SourceError::Unsupported(why)) if mode == Consistency::StallFree => refused.push(format!("stall-free refused: {why}")),
+            Err(SourceError::LockWait(why)) => {
+                lock_waited = true;
+                refused.push(format!("{} gave up: {why}", mode.name()));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -163,10 +174,17 @@ fn open_mode(req: &SnapshotRequest, mode: Consistency) -> Result<Opened, SourceE
 fn lock(req: &SnapshotRequest, lock_sql: String, what: &str, privilege: &str, hint: &str) -> Result<Opened, SourceError> {
     let mut control = req.source.connect()?;
     control
-        .query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"))
+        .query_drop(format!("SET SESSION lock_wait_timeout = {}", req.lock_wait_seconds))
         .map_err(|e| SourceError::query("setting lock_wait_timeout", e))?;
     if !lock_sql.is_empty() {
         if let Err(e) = control.query_drop(&lock_sql) {
+            // 1205: lock_wait_timeout ran out behind a long statement or an open write.
+            if matches!(&e, mysql::Error::MySqlError(me) if me.code == 1205) {
+                return Err(SourceError::LockWait(format!(
+                    "{what} waited {} s (--lock-wait-seconds) behind a long statement or an open write transaction on the exported tables",
+                    req.lock_wait_seconds
+                )));
+            }
             return Err(privilege_error(e, what, privilege, req.source, hint));
         }
     }

@@ -333,6 +333,7 @@ fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySet
         filter: TableFilter { databases: vec![], tables: tables.iter().map(|&i| format!("{}.{}", quote(&manifest.tables[i].schema.database), quote(&manifest.tables[i].schema.table))).collect() },
         consistency: crate::source::snapshot::Consistency::None,
         watermark_schema: None,
+        lock_wait_seconds: crate::settings::defaults::LOCK_WAIT_SECONDS,
         zero_date: manifest.options.zero_date,
         row_group_bytes: crate::settings::defaults::ROW_GROUP_MB << 20,
         restart: true,
