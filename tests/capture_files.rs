@@ -44,11 +44,16 @@ fn mysql_file(name: &str) -> PathBuf {
 /// A run exported from `server`'s database `db`, its position moved to the start of the MySQL
 /// binlog file `name`, and `cdc capture --binlog-file` of that file on it.
 fn captured_from_mysql_file(server: &PrivateServer, db: &str, run: &Path, name: &str) -> std::process::Output {
+    captured_from_mysql_file_at(server, db, run, name, 4, None)
+}
+
+/// As `captured_from_mysql_file`, the run's position at `position` with GTID set `gtid`.
+fn captured_from_mysql_file_at(server: &PrivateServer, db: &str, run: &Path, name: &str, position: u64, gtid: Option<&str>) -> std::process::Output {
     let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--source", &server.url(), "--out"]).arg(run).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let path = run.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let at = serde_json::json!({"file": name, "position": 4, "gtid": null});
+    let at = serde_json::json!({"file": name, "position": position, "gtid": gtid});
     m["replay_from"] = at.clone();
     m["snapshots"][0]["binlog"] = at;
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
@@ -181,18 +186,69 @@ fn mysql_gtids_in_mysql_binlog_files_make_the_position_s_gtid_set() {
     }
     // The same files through mysql_common's own GTID event decoder.
     for (name, got) in ["binlog_transaction_with_GTID.000001", "binlog_56_gtid_reserved_word.000001"].iter().zip(&sets) {
-        use mysql2ddb::source::gtid::{Gtid, GtidSet};
-        let f = std::fs::File::open(mysql_file(name)).unwrap();
-        let file = mysql_common::binlog::BinlogFile::new(mysql_common::binlog::consts::BinlogVersion::Version4, std::io::BufReader::new(f)).unwrap();
-        let mut expected = GtidSet::default();
-        for ev in file.flatten() {
-            if ev.header().event_type_raw() == 33 {
-                let g: mysql_common::binlog::events::GtidEvent = ev.read_event().unwrap();
-                let h = hex::encode(g.sid());
-                expected.add(&Gtid::Mysql { uuid: format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]), gno: g.gno() });
-            }
-        }
+        let (expected, _) = gtids_of_file(name);
         assert!(expected.is_mysql(), "{name} holds GTID events");
         assert_eq!(got, &expected.to_string(), "{name}");
+    }
+}
+
+/// A MySQL binlog file's GTID set as mysql_common decodes it (its PREVIOUS_GTIDS event and
+/// every GTID event), and the offsets where its GTID events begin, with each event's GTID.
+fn gtids_of_file(name: &str) -> (mysql2ddb::source::gtid::GtidSet, Vec<(u64, String)>) {
+    use mysql2ddb::source::gtid::{Gtid, GtidSet};
+    use mysql_common::binlog::events::EventData;
+    let f = std::fs::File::open(mysql_file(name)).unwrap();
+    let file = mysql_common::binlog::BinlogFile::new(mysql_common::binlog::consts::BinlogVersion::Version4, std::io::BufReader::new(f)).unwrap();
+    let uuid = |sid: [u8; 16]| {
+        let h = hex::encode(sid);
+        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    };
+    let (mut set, mut starts) = (GtidSet::default(), Vec::new());
+    for ev in file.flatten() {
+        match ev.read_data().unwrap() {
+            Some(EventData::GtidEvent(g)) => {
+                let gtid = Gtid::Mysql { uuid: uuid(g.sid()), gno: g.gno() };
+                starts.push((ev.header().log_pos() as u64 - ev.header().event_size() as u64, gtid.to_string()));
+                set.add(&gtid);
+            }
+            Some(EventData::PreviousGtidsEvent(p)) => {
+                for sid in p.sids() {
+                    for i in sid.intervals() {
+                        for gno in i.start()..i.end() {
+                            set.add(&Gtid::Mysql { uuid: uuid(sid.uuid()), gno });
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (set, starts)
+}
+
+/// Regression: the GTID set recorded with a MySQL position comes from SHOW MASTER STATUS, read
+/// before the offset: transactions just before the position can be missing from it, and a
+/// capture by position never added them, so a GTID resume after a failover replayed them (old
+/// values back) or found them purged. The first capture now folds the set from the start of the
+/// position's file (PREVIOUS_GTIDS and the GTID events before the position): on MySQL's own
+/// files the captured set is the whole file's, as mysql_common reads it, whatever holes the
+/// recorded one had.
+#[test]
+fn the_first_capture_makes_a_holey_mysql_gtid_set_exact_from_the_file_start() {
+    let server = PrivateServer::start(44, &[]);
+    server.root(&["-e", "CREATE DATABASE test; CREATE TABLE test.t (a INT PRIMARY KEY)"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["binlog_56_gtid_reserved_word.000001", "binlog_transaction_with_GTID.000001", "binlog_transaction_previous_GTID_no_tag.000001"] {
+        let (expected, starts) = gtids_of_file(name);
+        // The position at the last transaction's GTID event (or the file's end), with a set
+        // that knows only the first transaction (or nothing).
+        let position = starts.last().map(|s| s.0).unwrap_or_else(|| std::fs::metadata(mysql_file(name)).unwrap().len());
+        let holey = starts.first().map(|s| s.1.clone());
+        let run = dir.path().join(name);
+        let out = captured_from_mysql_file_at(&server, "test", &run, name, position, holey.as_deref());
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let cap: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("cdc/capture.json")).unwrap()).unwrap();
+        assert!(!expected.is_empty(), "{name} knows GTIDs");
+        assert_eq!(cap["next"]["gtid"].as_str().unwrap_or_default(), expected.to_string(), "{name} captured from {position} with {holey:?}");
     }
 }

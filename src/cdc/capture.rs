@@ -15,7 +15,7 @@ use mysql::binlog::events::TransactionPayloadEvent;
 use mysql::prelude::Queryable;
 use sha2::{Digest, Sha256};
 
-use super::classify::{Classifier, HEARTBEAT, TRANSACTION_PAYLOAD};
+use super::classify::{Classifier, GTID_MYSQL, HEARTBEAT, PREVIOUS_GTIDS_MYSQL, TRANSACTION_PAYLOAD};
 use super::event::Op;
 use super::events::{payload, Events, FileEvents, Item};
 use super::resume::{self, Resume};
@@ -25,7 +25,7 @@ use super::txn::{Step, Tracker};
 use super::CdcError;
 use crate::manifest::Manifest;
 use crate::source::connect::{server_version, SourceConfig};
-use crate::source::gtid::GtidSet;
+use crate::source::gtid::{Gtid, GtidSet};
 use crate::source::position::server_identity;
 use crate::source::snapshot::BinlogPosition;
 use crate::value::binlog::undecodable_charset;
@@ -169,13 +169,18 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         None => GtidSet::default(),
     };
     let mut classifier = Classifier { manifest: &manifest, tables, candidates: Vec::new(), seen_format: false };
-    let opened = if s.binlog_files.is_empty() { open_server(s, &start, &mut classifier)? } else { open_files(s, &start)? };
+    // The first capture reads the export's file from its start: the GTID set recorded with the
+    // position may lack transactions just before it (MySQL prints it before the offset), and the
+    // file's PREVIOUS_GTIDS and GTID events before the position give it exactly.
+    let first = start.staged() == 0 && start.changes == 0 && start.next == start.began_at;
+    let opened = if s.binlog_files.is_empty() { open_server(s, &start, &mut classifier, first)? } else { open_files(s, &start)? };
     start.store(&s.run)?; // status can report from the first moment
     let Opened { mut events, here, anchored, skip_to } = opened;
     let tracker = Tracker::new(start.next.file.clone(), gtids, start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
     let stager = Stager { run: &s.run, state: start, ready: Vec::new(), ready_changes: 0, committed: None, server: None, last_flush: Instant::now() };
     let mut run = Running { tracker, st: stager, anchored, here, quiet: s.quiet, last_log: Instant::now(), logged: 0, segment_changes: s.segment_changes as u64 };
     run.logged = run.st.state.changes;
+    let mut folding = (first && skip_to.is_some()).then(GtidSet::default);
     let mut skipping = skip_to;
     while let Some(item) = events.next_item() {
         let item = item.map_err(|reason| CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason })?;
@@ -193,9 +198,15 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         let log_pos = ev.header().log_pos() as u64;
         if let Some((_, upto)) = &skipping {
             if log_pos <= *upto {
+                if let Some(set) = folding.as_mut() {
+                    fold(set, &ev).map_err(|reason| CdcError::Binlog { at: format!("{}:{log_pos}", run.tracker.file()), reason })?;
+                }
                 continue; // read before: the reader still learnt its format and table maps
             }
             skipping = None;
+        }
+        if let Some(set) = folding.take() {
+            run.tracker.know(&set);
         }
         let file = run.tracker.file().to_string();
         let raw_type = ev.header().event_type_raw();
@@ -216,6 +227,16 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         run.take(step, pos, &manifest)?;
     }
     run.st.flush()?;
+    if let Some(set) = folding.filter(|s| !s.is_empty()) {
+        // Nothing after the start position yet: the set it carries is made exact all the same.
+        let mut exact = match run.st.state.next.gtid.as_deref() {
+            Some(g) => GtidSet::parse(g).map_err(|e| CdcError::Settings(vec![e]))?,
+            None => GtidSet::default(),
+        };
+        exact.union(&set);
+        run.st.state.next.gtid = Some(exact.to_string());
+        run.st.state.store(&s.run)?;
+    }
     // An open transaction's spill: the next capture reads it again from its start.
     drop(run.tracker);
     remove_leftovers(&s.run)?;
@@ -233,8 +254,33 @@ struct Opened {
     skip_to: Option<(String, u64)>,
 }
 
+/// The GTID set a MySQL binlog file's events before the start position make: its
+/// PREVIOUS_GTIDS event (the set before the file) and each GTID event.
+fn fold(set: &mut GtidSet, ev: &mysql::binlog::events::Event) -> Result<(), String> {
+    use mysql::binlog::events::EventData;
+    match ev.header().event_type_raw() {
+        PREVIOUS_GTIDS_MYSQL => {
+            let Some(EventData::PreviousGtidsEvent(p)) = ev.read_data().map_err(|e| format!("a PREVIOUS_GTIDS event could not be read: {e}"))? else {
+                return Err("a PREVIOUS_GTIDS event could not be read".into());
+            };
+            for sid in p.sids() {
+                if let Some(tag) = sid.tag() {
+                    return Err(format!("the PREVIOUS_GTIDS event holds tagged GTIDs (tag {}, MySQL 8.3+), which are not supported", tag.as_str()));
+                }
+                for i in sid.intervals() {
+                    set.add_mysql(sid.uuid(), i.start(), i.end() - 1);
+                }
+            }
+        }
+        GTID_MYSQL => set.add(&Gtid::from_mysql_event(ev.data()).ok_or("a GTID event could not be read")?),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// A binlog dump from the source, by file/offset on the server that wrote them, else by GTID.
-fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Classifier) -> Result<Opened, CdcError> {
+/// On MySQL, the first capture asks for the file from its start (see `run`).
+fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Classifier, first: bool) -> Result<Opened, CdcError> {
     let source = s.source.as_ref().ok_or_else(|| CdcError::Settings(vec!["give --source mysql://… or --binlog-file".into()]))?;
     let mut conn = source.connect()?;
     let files = super::check::check_server(&mut conn)?;
@@ -255,11 +301,16 @@ fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Class
         }
     };
     tracing::info!("capturing from {from} on {here} (replica server id {})", s.server_id);
-    let req = resume::request(&mut conn, flavor, &how, &start.next, s.server_id, s.follow)?;
+    // MySQL, first capture by position: from the file's start, its events before the position
+    // skipped but folded into the GTID set (MariaDB's BINLOG_GTID_POS is exact already).
+    let fold = first && how == Resume::Position && flavor == crate::source::connect::Flavor::Mysql && start.next.position > 4;
+    let dump_from = if fold { BinlogPosition { position: 4, ..start.next.clone() } } else { start.next.clone() };
+    let req = resume::request(&mut conn, flavor, &how, &dump_from, s.server_id, s.follow)?;
     let stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {from}"), e))?;
     // On a GTID start, positions count only from the first transaction read here: the events
     // before it (rotate, format description) carry this server's offsets of a file's start.
-    Ok(Opened { events: Events::Server(Box::new(stream)), here: Some(here), anchored: how == Resume::Position, skip_to: None })
+    let skip_to = fold.then(|| (start.next.file.clone(), start.next.position));
+    Ok(Opened { events: Events::Server(Box::new(stream)), here: Some(here), anchored: how == Resume::Position, skip_to })
 }
 
 /// Binlog files from where capture stands: they must hold its file (by name, as the server

@@ -20,6 +20,10 @@ use crate::value::row_image::{self, column_types, Raw};
 pub const GTID_MYSQL: u8 = 33;
 pub const ANONYMOUS_GTID_MYSQL: u8 = 34;
 pub const GTID_MARIADB: u8 = 162;
+/// MySQL 8.3+'s GTID_TAGGED_LOG_EVENT (`uuid:tag:N`).
+pub const GTID_TAGGED_MYSQL: u8 = 42;
+/// MySQL's PREVIOUS_GTIDS_LOG_EVENT: the GTID set before the file it begins.
+pub const PREVIOUS_GTIDS_MYSQL: u8 = 35;
 pub const HEARTBEAT: u8 = 27;
 /// XA_PREPARE_LOG_EVENT (MySQL and MariaDB): ends the prepared part of an XA transaction.
 pub const XA_PREPARE: u8 = 38;
@@ -89,6 +93,12 @@ impl Classifier<'_> {
         Ok(match raw_type {
             GTID_MYSQL => Step::Gtid(Some(Gtid::from_mysql_event(ev.data()).ok_or_else(|| unreadable("a GTID event"))?)),
             ANONYMOUS_GTID_MYSQL => Step::Gtid(None),
+            GTID_TAGGED_MYSQL => {
+                return Err(CdcError::Unsupported(format!(
+                    "a tagged GTID (uuid:tag:N, MySQL 8.3+) at {}: tagged GTIDs are not supported, so this capture's positions could not be carried to another server by GTID. Run the writes without SET gtid_next = AUTOMATIC:<tag>",
+                    at()
+                )))
+            }
             GTID_MARIADB => Step::Gtid(Some(Gtid::from_mariadb_event(ev.data(), ev.header().server_id()).ok_or_else(|| unreadable("a GTID event"))?)),
             XA_PREPARE if xa_one_phase(ev.data()) => Step::Commit,
             XA_PREPARE => Step::XaPrepare(xa_prepare_xid(ev.data()).ok_or_else(|| unreadable("an XA_PREPARE event"))?),

@@ -128,6 +128,12 @@ impl Tracker {
         &self.file
     }
 
+    /// Adds transactions known to be before the position it stands at (the set folded from the
+    /// start of its file).
+    pub fn know(&mut self, before: &GtidSet) {
+        self.gtids.union(before);
+    }
+
     fn close(&mut self) {
         self.in_tx = false;
         self.savepoints.clear();

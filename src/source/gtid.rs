@@ -125,6 +125,26 @@ impl GtidSet {
             .collect()
     }
 
+    /// Adds every transaction of `other` (MariaDB: the later of the two per domain).
+    pub fn union(&mut self, other: &GtidSet) {
+        for (&d, &(server, seq)) in &other.mariadb {
+            if self.mariadb.get(&d).is_none_or(|&(_, mine)| mine < seq) {
+                self.mariadb.insert(d, (server, seq));
+            }
+        }
+        for (uuid, ranges) in &other.mysql {
+            for &(a, b) in ranges {
+                self.add_mysql_range(uuid, a, b);
+            }
+        }
+    }
+
+    /// Adds MySQL's `uuid` transactions `a..=b` (a PREVIOUS_GTIDS event's interval).
+    pub fn add_mysql(&mut self, uuid: [u8; 16], a: u64, b: u64) {
+        let h = hex::encode(uuid);
+        self.add_mysql_range(&format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]), a, b);
+    }
+
     /// Whether every transaction of `other` is in this set: MySQL's `GTID_SUBSET(other, self)`;
     /// MariaDB per replication domain (a domain's sequence numbers only grow, whichever server
     /// wrote them).
