@@ -231,3 +231,45 @@ fn an_export_resumed_on_the_promoted_replica_replays_from_the_old_primary_s_posi
     assert!(second.file < first.file, "the replica's file sorts lower: {second:?} {first:?}");
     assert_eq!(m.replay_from, Some(first), "replay starts at the old primary's snapshot, the earlier by GTID");
 }
+
+/// Regression: a GTID resume on another server checked nothing. A replica promoted while behind
+/// was resumed on (what capture had read there is missing, and would come back later as new),
+/// and a server that purged what capture still needs gave a raw stream error naming the old
+/// server's file. Now the first is refused, and the second says to export again and how to keep
+/// binary logs longer.
+#[test]
+fn a_gtid_resume_is_refused_on_a_server_that_is_behind_or_purged_what_capture_needs() {
+    let db = "resume_checks";
+    let (primary, replica, _dir, run, _) = pair(db, &[]);
+    replica.catch_up_with(&primary);
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--source", &primary.url(), "--out"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The replica falls behind; capture reads the primary's newer transactions.
+    replica.root(&["-e", "STOP SLAVE"]).unwrap();
+    primary.conn().query_drop(format!("INSERT INTO `{db}`.ledger VALUES (1, 'a'), (2, 'b')")).unwrap();
+    ok(&capture_from(&run, &primary.url(), false).output().unwrap(), "capture from the primary");
+    let out = capture_from(&run, &replica.url(), false).output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("has not executed every transaction capture has read"), "{}", stderr(&out));
+    // Caught up, it is fine.
+    replica.root(&["-e", "START SLAVE"]).unwrap();
+    replica.catch_up_with(&primary);
+    ok(&capture_from(&run, &replica.url(), false).output().unwrap(), "capture from the caught-up replica");
+    // New writes reach the replica, which then purges the binlog files that hold them.
+    primary.conn().query_drop(format!("INSERT INTO `{db}`.ledger VALUES (3, 'c')")).unwrap();
+    replica.catch_up_with(&primary);
+    replica.root(&["-e", "FLUSH BINARY LOGS; FLUSH BINARY LOGS"]).unwrap();
+    let files = replica.root(&["-N", "-e", "SHOW BINARY LOGS"]).unwrap();
+    let last = files.lines().last().unwrap().split_whitespace().next().unwrap().to_string();
+    // The server purges a file only once its binlog checkpoint has moved past it.
+    for _ in 0..50 {
+        replica.root(&["-e", &format!("PURGE BINARY LOGS TO '{last}'")]).unwrap();
+        if replica.root(&["-N", "-e", "SHOW BINARY LOGS"]).unwrap().lines().count() == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(replica.root(&["-N", "-e", "SHOW BINARY LOGS"]).unwrap().lines().count(), 1, "the replica purged its older files");
+    let out = capture_from(&run, &replica.url(), false).output().unwrap();
+    let e = stderr(&out);
+    assert!(!out.status.success() && e.contains("purged transactions capture has not read yet") && e.contains("Export again"), "{e}");
+}

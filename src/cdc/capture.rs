@@ -296,6 +296,7 @@ fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Class
             format!("{}:{}", start.next.file, start.next.position)
         }
         Resume::Gtid(set) => {
+            resume::check_gtid_resume(&mut conn, flavor, set, &files)?;
             classifier.candidates = files.clone();
             format!("GTID {set}")
         }

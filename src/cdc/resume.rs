@@ -23,6 +23,53 @@ pub enum Resume {
     Gtid(GtidSet),
 }
 
+/// Before a GTID resume on `conn`'s server: it must hold every transaction capture has read
+/// (else it is a promoted replica that was behind, and resuming there would skip what it lacks
+/// once it catches up elsewhere), and must still have every transaction capture has not read
+/// (else it purged them, and the dump would fail with the old server's file in the message).
+pub fn check_gtid_resume(conn: &mut Conn, flavor: Flavor, set: &GtidSet, files: &[String]) -> Result<(), CdcError> {
+    let var = |conn: &mut Conn, name: &str| crate::source::position::global_var(conn, name).unwrap_or_default();
+    let (executed, purged) = match flavor {
+        Flavor::Mysql => (var(conn, "gtid_executed"), var(conn, "gtid_purged")),
+        Flavor::Mariadb => {
+            // What the oldest binlog file starts after (its Gtid_list event) is what the server
+            // no longer has.
+            let oldest = match files.first() {
+                Some(f) => oldest_gtid_list(conn, f)?,
+                None => String::new(),
+            };
+            (var(conn, "gtid_binlog_pos"), oldest)
+        }
+    };
+    let parse = |text: &str| GtidSet::parse(text).map_err(|e| CdcError::Settings(vec![e]));
+    let (executed, purged) = (parse(&executed)?, parse(&purged)?);
+    if !executed.contains(set) {
+        return Err(CdcError::Settings(vec![format!(
+            "this server has not executed every transaction capture has read (capture's GTID set {set}; the server's {executed}): a replica that is behind, or promoted while behind. Capture from the server that is ahead, or wait until this one has caught up"
+        )]));
+    }
+    if !set.contains(&purged) {
+        return Err(CdcError::Settings(vec![format!(
+            "this server purged transactions capture has not read yet (capture's GTID set {set}; purged up to {purged}): their changes are lost to capture. Export again, and keep binary logs longer than export, import and capture take (RDS: CALL mysql.rds_set_configuration('binlog retention hours', 168); elsewhere binlog_expire_logs_seconds)"
+        )]));
+    }
+    Ok(())
+}
+
+/// MariaDB: the GTID_LIST a binlog file begins with (`[0-1-5,1-2-9]`), as `0-1-5,1-2-9`.
+fn oldest_gtid_list(conn: &mut Conn, file: &str) -> Result<String, CdcError> {
+    let q = format!("SHOW BINLOG EVENTS IN '{}' LIMIT 4", file.replace('\\', "").replace('\'', ""));
+    let rows: Vec<mysql::Row> = conn.query(&q).map_err(|e| CdcError::Source { what: q.clone(), source: e })?;
+    for row in rows {
+        let kind: String = row.get_opt::<String, _>(2).and_then(Result::ok).unwrap_or_default();
+        if kind == "Gtid_list" {
+            let info: String = row.get_opt::<String, _>(5).and_then(Result::ok).unwrap_or_default();
+            return Ok(info.trim().trim_start_matches('[').trim_end_matches(']').to_string());
+        }
+    }
+    Ok(String::new())
+}
+
 /// Chooses how to resume at `next`, recorded on server `recorded` (None: a run folder from before
 /// positions named their server), now connected to `here`, which holds binary logs `files`.
 pub fn decide(next: &BinlogPosition, recorded: Option<&str>, here: &str, files: &[String]) -> Result<Resume, CdcError> {
