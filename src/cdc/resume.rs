@@ -58,7 +58,7 @@ pub fn check_gtid_resume(conn: &mut Conn, flavor: Flavor, set: &GtidSet, files: 
 
 /// MariaDB: the GTID_LIST a binlog file begins with (`[0-1-5,1-2-9]`), as `0-1-5,1-2-9`.
 fn oldest_gtid_list(conn: &mut Conn, file: &str) -> Result<String, CdcError> {
-    let q = format!("SHOW BINLOG EVENTS IN '{}' LIMIT 4", file.replace('\\', "").replace('\'', ""));
+    let q = format!("SHOW BINLOG EVENTS IN '{}' LIMIT 4", file.replace(['\\', '\''], ""));
     let rows: Vec<mysql::Row> = conn.query(&q).map_err(|e| CdcError::Source { what: q.clone(), source: e })?;
     for row in rows {
         let kind: String = row.get_opt::<String, _>(2).and_then(Result::ok).unwrap_or_default();
