@@ -192,12 +192,17 @@ fn visit(ev: &Event, tme: &dyn Fn(u64) -> Option<TableMapEvent<'static>>, at: &s
                 return;
             }
         };
-        match mysql2ddb::cdc::events::payload(&p) {
-            Ok((inner, reader)) => {
-                for iev in &inner {
-                    visit(iev, &|id| reader.get_tme(id).cloned(), &format!("{at} (compressed)"), r);
+        match mysql2ddb::cdc::events::Payload::open(&p) {
+            Ok(mut inner) => loop {
+                match inner.next_event() {
+                    Ok(Some(iev)) => visit(&iev, &|id| inner.reader.get_tme(id).cloned(), &format!("{at} (compressed)"), r),
+                    Ok(None) => break,
+                    Err(e) => {
+                        *r.refused.entry(e).or_default() += 1;
+                        break;
+                    }
                 }
-            }
+            },
             Err(e) => *r.refused.entry(e).or_default() += 1,
         }
         return;

@@ -169,6 +169,105 @@ fn a_compressed_transaction_in_a_mysql_binlog_file_is_captured() {
     assert_eq!((lines[0]["op"].as_str(), lines[0]["at"].as_str(), lines[0]["after"][0]["n"].as_str()), (Some("insert"), Some("transaction_compression.000001:431"), Some("1")));
 }
 
+/// CRC-32 (IEEE), as binlog checksums are.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// MySQL 8's file with one compressed transaction (one insert), written again with that
+/// insert's rows event repeated `copies` times inside the zstd payload: a bulk change as MySQL
+/// logs it with binlog_transaction_compression=ON. The file ends after the payload.
+fn inflated_compressed_file(dir: &Path, copies: usize) -> PathBuf {
+    use mysql_common::binlog::consts::TransactionPayloadCompressionType;
+    use mysql_common::binlog::events::TransactionPayloadEvent;
+    use mysql_common::proto::MySerialize;
+    let name = "transaction_compression.000001";
+    let bytes = std::fs::read(mysql_file(name)).unwrap();
+    let (at, size) = (274usize, 157usize);
+    assert_eq!((bytes[at + 4], u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize), (40, size), "the payload event");
+    assert_eq!(crc32(&bytes[at..at + size - 4]), u32::from_le_bytes(bytes[at + size - 4..at + size].try_into().unwrap()), "binlog checksums are CRC-32");
+    let file = mysql_common::binlog::BinlogFile::new(mysql_common::binlog::consts::BinlogVersion::Version4, &bytes[..]).unwrap();
+    let ev = file.flatten().find(|e| e.header().event_type_raw() == 40).unwrap();
+    let p: TransactionPayloadEvent<'_> = ev.read_event().unwrap();
+    let inner = p.into_owned().danger_decompress();
+    // The inner events, with the rows event (WRITE_ROWS, 30) repeated.
+    let (mut events, mut i) = (Vec::new(), 0);
+    while i < inner.len() {
+        let len = u32::from_le_bytes(inner[i + 9..i + 13].try_into().unwrap()) as usize;
+        events.push(&inner[i..i + len]);
+        i += len;
+    }
+    let mut inflated = Vec::new();
+    for e in &events {
+        for _ in 0..if e[4] == 30 { copies } else { 1 } {
+            inflated.extend_from_slice(e);
+        }
+    }
+    let compressed = zstd::encode_all(&inflated[..], 3).unwrap();
+    let event = TransactionPayloadEvent::new(compressed.len() as u64, TransactionPayloadCompressionType::ZSTD, inflated.len() as u64, compressed);
+    let mut body = Vec::new();
+    event.serialize(&mut body);
+    let total = 19 + body.len() + 4;
+    let mut out = bytes[..at].to_vec();
+    let mut header = bytes[at..at + 19].to_vec();
+    header[9..13].copy_from_slice(&(total as u32).to_le_bytes());
+    header[13..17].copy_from_slice(&((at + total) as u32).to_le_bytes());
+    let start = out.len();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&body);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// Regression: a compressed transaction was decompressed into a list of all its events before
+/// the first was staged, whatever --tx-memory-mb said, so a bulk change made capture run out of
+/// memory at the same position on every restart. Its events are now read as the payload
+/// decompresses, and its changes spill like any large transaction's: under a data-size limit
+/// the old way overran (300,000 events held at once), capture stages every change.
+#[test]
+fn a_large_compressed_transaction_is_streamed_within_the_memory_bound() {
+    let server = PrivateServer::start(45, &[]);
+    server.root(&["-e", "CREATE DATABASE test; CREATE TABLE test.tb1 (a INT PRIMARY KEY)"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copies = 300_000;
+    let file = inflated_compressed_file(dir.path(), copies);
+    let run = dir.path().join("run");
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "test", "--source", &server.url(), "--out"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = run.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let at = serde_json::json!({"file": "transaction_compression.000001", "position": 4, "gtid": null});
+    m["replay_from"] = at.clone();
+    m["snapshots"][0]["binlog"] = at;
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let mut cmd = cdc_cmd(&["capture", "--quiet", "--tx-memory-mb", "4", "--binlog-file", file.to_str().unwrap()], &run);
+    let limit = 100u64 << 20;
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_DATA, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "capture of {copies} compressed changes within {} MiB of data: {}", limit >> 20, stderr(&out));
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("cdc/capture.json")).unwrap()).unwrap();
+    assert_eq!(state["changes"].as_u64(), Some(copies as u64));
+}
+
 /// MySQL's GTID events in files MySQL servers wrote: capture adds each transaction's
 /// `uuid:gno` to the set its positions carry, merged into intervals.
 #[test]

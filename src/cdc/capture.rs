@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::classify::{Classifier, GTID_MYSQL, HEARTBEAT, PREVIOUS_GTIDS_MYSQL, TRANSACTION_PAYLOAD};
 use super::event::Op;
-use super::events::{payload, Events, FileEvents, Item};
+use super::events::{Events, FileEvents, Item, Payload};
 use super::resume::{self, Resume};
 use super::spill::{remove_leftovers, spill_dir, Committed, OpenTx};
 use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
@@ -214,9 +214,9 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
             // A compressed transaction: its events, each at the payload's end position.
             let at = |reason: String| CdcError::Binlog { at: format!("{file}:{log_pos}"), reason };
             let p: TransactionPayloadEvent<'_> = ev.read_event().map_err(|e| at(format!("a transaction payload: {e}")))?;
-            let (inner, reader) = payload(&p).map_err(at)?;
-            for iev in &inner {
-                let step = run.classified(classifier.step(iev, &file, &|id| reader.get_tme(id)))?;
+            let mut inner = Payload::open(&p).map_err(at)?;
+            while let Some(iev) = inner.next_event().map_err(at)? {
+                let step = run.classified(classifier.step(&iev, &file, &|id| inner.reader.get_tme(id)))?;
                 run.take(step, log_pos, &manifest)?;
             }
             continue;

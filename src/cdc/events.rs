@@ -201,16 +201,25 @@ fn whole_event_ahead(input: &mut BufReader<std::fs::File>) -> std::io::Result<Ah
     Ok(if here + size <= len { Ahead::Whole } else { Ahead::Short })
 }
 
-/// The events a compressed transaction holds, in order, with a reader that knows the table maps
-/// among them (the rows events inside refer to those).
-pub fn payload(p: &TransactionPayloadEvent<'_>) -> Result<(Vec<Event>, EventStreamReader), String> {
-    let mut input = p.decompressed().map_err(|e| format!("decompressing a transaction payload: {e}"))?;
-    let mut reader = EventStreamReader::new(BinlogVersion::Version4);
-    let mut out = Vec::new();
-    while let Some(ev) = reader.read_decompressed(&mut input).map_err(|e| format!("reading a transaction payload: {e}"))? {
-        out.push(ev);
+/// The events a compressed transaction holds, read one at a time as the payload decompresses
+/// (a bulk change can decompress to many times the memory capture is allowed; its changes go
+/// to the open transaction, which spills), with the reader that knows the table maps among them
+/// (the rows events inside refer to those).
+pub struct Payload<'a> {
+    input: mysql_common::binlog::events::TransactionPayloadReader<'a>,
+    pub reader: EventStreamReader,
+}
+
+impl<'a> Payload<'a> {
+    pub fn open(p: &'a TransactionPayloadEvent<'_>) -> Result<Payload<'a>, String> {
+        let input = p.decompressed().map_err(|e| format!("decompressing a transaction payload: {e}"))?;
+        Ok(Payload { input, reader: EventStreamReader::new(BinlogVersion::Version4) })
     }
-    Ok((out, reader))
+
+    /// The next event; None at the payload's end.
+    pub fn next_event(&mut self) -> Result<Option<Event>, String> {
+        self.reader.read_decompressed(&mut self.input).map_err(|e| format!("reading a transaction payload: {e}"))
+    }
 }
 
 #[cfg(test)]
