@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::ddb::{drop_table, dynalite, import, import_cmd, scan, ProxyProcess};
+use common::ddb::{drop_table, dynalite, import, import_cmd, runtime, scan, ProxyProcess};
 use common::{assert_ok, connect, export, fresh_db, stderr};
 use mysql::prelude::Queryable;
 use mysql2ddb::value::attr::Attr;
@@ -202,4 +202,43 @@ fn kill_9_while_spilling_and_grouping_then_rerun_gives_every_item_once() {
     assert!(got == expected, "every product of every order, once");
     let r = &report(run.path())["tables"][0];
     assert_eq!(r["items"], expected.len() as u64, "{r}");
+}
+
+/// The one BatchWriteItem loop (`aws::batch_write`) under partial answers, for each of its three
+/// callers, through the capacity proxy throttling 30 % of calls (whole or in part) and handing
+/// UnprocessedItems back respelled: the import's puts, `cdc apply`'s batched puts and deletes,
+/// and `--table-prep truncate`'s deletes each end with exactly the source's items.
+#[test]
+fn import_apply_and_truncate_write_every_item_through_partial_answers() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "one_writer");
+    conn.query_drop("CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(40) NOT NULL)").unwrap();
+    conn.query_drop("INSERT INTO items SELECT seq, CONCAT('value-', seq * 7) FROM seq_1_to_700").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let table = format!("{db}_items");
+    drop_table(&dynalite(), &table);
+    let proxy = ProxyProcess::start_with(100_000, 0.3, &["--respell-unprocessed"]);
+    let out = import(run.path(), &proxy.endpoint, &["--create-tables", "--wcu", "0", "--concurrency", "4"]);
+    assert!(out.status.success(), "import: {}", stderr(&out));
+    assert_eq!(table_contents(&table), expected(700));
+
+    // Inserts and deletes, applied in batches through the same proxy.
+    conn.query_drop("INSERT INTO items SELECT seq, CONCAT('value-', seq * 7) FROM seq_701_to_1000").unwrap();
+    conn.query_drop("DELETE FROM items WHERE id % 3 = 0").unwrap();
+    let out = common::cdc::capture(run.path());
+    assert!(out.status.success(), "capture: {}", stderr(&out));
+    let out = common::cdc::apply_with(run.path(), &proxy.endpoint, &[]);
+    assert!(out.status.success(), "apply: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let now: BTreeMap<u32, String> = expected(1000).into_iter().filter(|(id, _)| id % 3 != 0).collect();
+    assert_eq!(table_contents(&table), now);
+
+    // A rerun with --restart --table-prep truncate deletes every item first, through the proxy.
+    runtime().block_on(async {
+        let c = common::ddb::client(&dynalite());
+        c.put_item().table_name(&table).item("id", aws_sdk_dynamodb::types::AttributeValue::N("5000".into())).item("v", aws_sdk_dynamodb::types::AttributeValue::S("stray".into())).send().await.unwrap();
+    });
+    let out = import(run.path(), &proxy.endpoint, &["--restart", "--table-prep", "truncate", "--wcu", "0", "--concurrency", "4"]);
+    assert!(out.status.success(), "truncate and import: {}", stderr(&out));
+    assert_eq!(table_contents(&table), expected(700), "the stray item and the applied changes are gone: the table is the run's again");
 }

@@ -1,8 +1,10 @@
 //! What every stage that talks to AWS shares: the DynamoDB client and its error words
 //! (`dynamo`), the S3 client (`s3`), both built once from the standard AWS configuration chain;
 //! the retry layer every DynamoDB call goes through (`retry`); the WCU pacer (`pacing`); and
-//! BatchWriteItem bodies written from our items without the SDK's maps (`wire`).
+//! BatchWriteItem bodies written from our items without the SDK's maps (`wire`), and the one
+//! BatchWriteItem loop every writer sends through (`batch_write`).
 
+pub mod batch_write;
 pub mod dynamo;
 pub mod pacing;
 pub mod retry;

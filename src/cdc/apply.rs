@@ -8,25 +8,19 @@
 //! in parallel at a WCU budget. The position is checkpointed after the writes it
 //! covers, and every write sets a value rather than adding to one, so a replay converges.
 
-use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
 use super::event::Change;
 use super::segment::{self, Slice};
 use super::state::{segment_path, ApplyState, CaptureState};
 use super::CdcError;
-use crate::aws::retry::{self, Backoff, Failed, Failure};
-use crate::aws::dynamo::{describe, item_to_sdk, to_sdk};
+use super::write::{execute, Stats};
 use crate::aws::pacing::Pacer;
-use crate::import::writer::MAX_BATCH_ITEMS;
 
 use crate::manifest::Manifest;
 use crate::value::attr::{encode_attr, item_wcu, Attr, Item};
@@ -78,7 +72,7 @@ pub enum Write {
 }
 
 impl Write {
-    fn table(&self) -> &str {
+    pub(super) fn table(&self) -> &str {
         match self {
             Write::Put { table, .. } | Write::Delete { table, .. } | Write::Set { table, .. } | Write::Remove { table, .. } => table,
         }
@@ -86,7 +80,7 @@ impl Write {
 
     /// The item this write touches, as a hash of its table and key (two items that collide are
     /// only kept in order as if they were one).
-    fn item_hash(&self, buf: &mut Vec<u8>) -> u64 {
+    pub(super) fn item_hash(&self, buf: &mut Vec<u8>) -> u64 {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let (Write::Put { key, .. } | Write::Delete { key, .. } | Write::Set { key, .. } | Write::Remove { key, .. }) = self;
         buf.clear();
@@ -99,7 +93,7 @@ impl Write {
         BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(&buf[..])
     }
 
-    fn cost(&self) -> f64 {
+    pub(super) fn cost(&self) -> f64 {
         match self {
             Write::Put { item, .. } => item_wcu(item) as f64,
             _ => 1.0,
@@ -200,359 +194,6 @@ fn mapped_writes(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &
         }
     }
     Ok(out)
-}
-
-#[derive(Default)]
-struct Stats {
-    writes: AtomicU64,
-    /// WCU DynamoDB reports consumed by the writes (our estimate where it reports none), × 1000.
-    wcu_milli: AtomicU64,
-    throttles: AtomicU64,
-    retries: AtomicU64,
-}
-
-/// The capacity an answer reports consumed.
-trait Consumed {
-    fn consumed(&self) -> Option<f64>;
-}
-
-macro_rules! consumed_single {
-    ($($t:ty),*) => {$(
-        impl Consumed for $t {
-            fn consumed(&self) -> Option<f64> {
-                self.consumed_capacity().and_then(|c| c.capacity_units())
-            }
-        }
-    )*};
-}
-consumed_single!(
-    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
-    aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput,
-    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput
-);
-
-impl Consumed for aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput {
-    fn consumed(&self) -> Option<f64> {
-        let c = self.consumed_capacity();
-        (!c.is_empty()).then(|| c.iter().filter_map(|c| c.capacity_units()).sum())
-    }
-}
-
-type CallError<E> = Failed<SdkError<E, HttpResponse>>;
-
-/// Sends one call through the retry layer with `estimate` WCU reserved first; once answered,
-/// the pacer is charged what DynamoDB reports consumed (an update of a large item costs its
-/// size, not the one unit reserved for it).
-async fn paced<T, E, Fut>(pacer: &Pacer, stats: &Stats, estimate: f64, mut call: impl FnMut() -> Fut) -> Result<T, CallError<E>>
-where
-    T: Consumed,
-    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-    E: ProvideErrorMetadata,
-{
-    let mut backoff = Backoff::new(retry::ITEMS);
-    let on_failure = |f: Failure| {
-        stats.retries.fetch_add(1, Ordering::Relaxed);
-        if f.throttle() {
-            stats.throttles.fetch_add(1, Ordering::Relaxed);
-            pacer.throttled();
-        }
-    };
-    let out = retry::send(&mut backoff, on_failure, || {
-        let fut = call();
-        async move {
-            pacer.acquire(estimate).await;
-            fut.await
-        }
-    })
-    .await?;
-    let used = out.consumed().unwrap_or(estimate);
-    pacer.charge(used - estimate);
-    pacer.accepted(used);
-    stats.writes.fetch_add(1, Ordering::Relaxed);
-    stats.wcu_milli.fetch_add((used * 1000.0).round() as u64, Ordering::Relaxed);
-    Ok(out)
-}
-
-/// A call's failure in words, with why the retry layer stopped.
-fn failed<E>(what: &str, f: &CallError<E>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match f.gave_up {
-        retry::GaveUp::Fatal => describe(what, &f.error),
-        ref g => format!("{} ({g})", describe(what, &f.error)),
-    }
-}
-
-/// An UpdateItem on `key` with its expression and placeholder names and values.
-fn update_item(client: &Client, table: &str, key: &std::collections::HashMap<String, AttributeValue>, expr: &str, names: &[(&str, &str)], values: &[(&str, AttributeValue)]) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-    let mut u = client.update_item().table_name(table).set_key(Some(key.clone())).update_expression(expr).return_consumed_capacity(ReturnConsumedCapacity::Total);
-    for (n, v) in names {
-        u = u.expression_attribute_names(*n, *v);
-    }
-    for (n, v) in values {
-        u = u.expression_attribute_values(*n, v.clone());
-    }
-    u
-}
-
-const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
-
-/// Why a write did not happen.
-#[derive(Debug)]
-enum SendError {
-    /// DynamoDB refuses this write for good (a ValidationException: an item over 400 KB after
-    /// the update, a value it cannot store): the change goes to the rejects, apply goes on.
-    Refused(String),
-    /// Anything else stops apply (retries spent, access denied, a missing table).
-    Abort(String),
-}
-
-fn send_error<E>(what: &str, f: &CallError<E>) -> SendError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let text = failed(what, f);
-    if f.gave_up == retry::GaveUp::Fatal && f.error.code() == Some("ValidationException") {
-        SendError::Refused(text)
-    } else {
-        SendError::Abort(text)
-    }
-}
-
-async fn send(client: &Client, pacer: &Pacer, stats: &Stats, w: &Write) -> Result<(), SendError> {
-    let cost = w.cost();
-    let total = ReturnConsumedCapacity::Total;
-    match w {
-        Write::Put { table, item, .. } => {
-            let sdk = item_to_sdk(item);
-            paced(pacer, stats, cost, || client.put_item().table_name(table).set_item(Some(sdk.clone())).return_consumed_capacity(total.clone()).send())
-                .await
-                .map_err(|e| send_error(&format!("PutItem {table}"), &e))?;
-        }
-        Write::Delete { table, key } => {
-            let sdk = item_to_sdk(key);
-            paced(pacer, stats, cost, || client.delete_item().table_name(table).set_key(Some(sdk.clone())).return_consumed_capacity(total.clone()).send())
-                .await
-                .map_err(|e| send_error(&format!("DeleteItem {table}"), &e))?;
-        }
-        Write::Set { table, key, owned, value } => {
-            let sdk = item_to_sdk(key);
-            let update = |expr: &str, names: &[(&str, &str)], values: &[(&str, AttributeValue)]| update_item(client, table, &sdk, expr, names, values);
-            let (expr, names, values) = match owned {
-                Owned::Attr(a) => ("SET #a = :v", vec![("#a", a.as_str())], vec![(":v", to_sdk(value))]),
-                Owned::Entry { map, entry } => {
-                    // The map must exist before an entry can be set in it: two idempotent writes.
-                    let empty = AttributeValue::M(Default::default());
-                    paced(pacer, stats, cost, || update("SET #m = if_not_exists(#m, :e)", &[("#m", map)], &[(":e", empty.clone())]).send())
-                        .await
-                        .map_err(|e| send_error(&format!("UpdateItem {table}"), &e))?;
-                    ("SET #m.#e = :v", vec![("#m", map.as_str()), ("#e", entry.as_str())], vec![(":v", to_sdk(value))])
-                }
-                Owned::Member { set, member } => ("ADD #s :v", vec![("#s", set.as_str())], vec![(":v", AttributeValue::Ss(vec![member.clone()]))]),
-            };
-            paced(pacer, stats, cost, || update(expr, &names, &values).send()).await.map_err(|e| send_error(&format!("UpdateItem {table}"), &e))?;
-        }
-        Write::Remove { table, key, owned } => {
-            let sdk = item_to_sdk(key);
-            let pk = key.keys().next().cloned().unwrap_or_default();
-            let (expr, top, mut names, values) = match owned {
-                Owned::Attr(a) => ("REMOVE #a", a, vec![("#a", a.as_str())], vec![]),
-                Owned::Entry { map, entry } => ("REMOVE #a.#e", map, vec![("#a", map.as_str()), ("#e", entry.as_str())], vec![]),
-                Owned::Member { set, member } => ("DELETE #a :v", set, vec![("#a", set.as_str())], vec![(":v", AttributeValue::Ss(vec![member.clone()]))]),
-            };
-            names.push(("#k", pk.as_str()));
-            let removed = paced(pacer, stats, cost, || {
-                update_item(client, table, &sdk, expr, &names, &values).condition_expression("attribute_exists(#k)").return_values(ReturnValue::AllNew).send()
-            })
-            .await;
-            let attrs = match removed {
-                Ok(out) => out.attributes.unwrap_or_default(),
-                Err(e) if e.error.code() == Some(CONDITION_FAILED) => return Ok(()), // no such item
-                Err(e) => return Err(send_error(&format!("UpdateItem {table}"), &e)),
-            };
-            // What is left of the part's attribute: an empty map counts as gone.
-            let part_left = match attrs.get(top.as_str()) {
-                Some(AttributeValue::M(m)) => !m.is_empty(),
-                Some(_) => true,
-                None => false,
-            };
-            let others = attrs.len() - key.len().min(attrs.len()) - usize::from(attrs.contains_key(top.as_str()));
-            if !part_left && others == 0 {
-                // Only the key is left: the item's last row went. Delete it unless a row came back.
-                let gone = paced(pacer, stats, 1.0, || {
-                    client
-                        .delete_item()
-                        .table_name(table)
-                        .set_key(Some(sdk.clone()))
-                        .condition_expression("attribute_not_exists(#a) OR size(#a) = :zero")
-                        .expression_attribute_names("#a", top)
-                        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-                        .return_consumed_capacity(total.clone())
-                        .send()
-                })
-                .await;
-                match gone {
-                    Ok(_) => {}
-                    Err(e) if e.error.code() == Some(CONDITION_FAILED) => {}
-                    Err(e) => return Err(send_error(&format!("DeleteItem {table}"), &e)),
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Runs the writes in rounds: round k holds the k-th write of every item, so a round never
-/// touches an item twice and rounds keep each item's order. Within a round, puts and deletes go
-/// in BatchWriteItem calls of 25, updates one by one, `in_flight` calls at a time. Each write
-/// carries the index of its change; the writes DynamoDB refused come back with it.
-async fn execute(client: &Client, pacer: &Arc<Pacer>, stats: &Arc<Stats>, writes: Vec<(usize, Write)>, in_flight: usize) -> Result<Vec<(usize, String)>, String> {
-    use futures::StreamExt;
-    // The k-th write of an item goes in round k.
-    let mut rounds: Vec<Vec<(usize, Write)>> = Vec::new();
-    let mut writes_of: std::collections::HashMap<u64, usize> = std::collections::HashMap::with_capacity(writes.len());
-    let mut buf = Vec::new();
-    for w in writes {
-        let n = writes_of.entry(w.1.item_hash(&mut buf)).or_insert(0);
-        if rounds.len() <= *n {
-            rounds.push(Vec::new());
-        }
-        rounds[*n].push(w);
-        *n += 1;
-    }
-    let mut refused = Vec::new();
-    for round in rounds {
-        // Writes are moved, never cloned: a round can hold a write for every item changed.
-        let mut single = Vec::new();
-        let mut by_table: std::collections::BTreeMap<String, Vec<(usize, Write)>> = Default::default();
-        for w in round {
-            if matches!(w.1, Write::Put { .. } | Write::Delete { .. }) {
-                match by_table.get_mut(w.1.table()) {
-                    Some(ws) => ws.push(w),
-                    None => drop(by_table.insert(w.1.table().to_string(), vec![w])),
-                }
-            } else {
-                single.push(w);
-            }
-        }
-        let mut batches: Vec<Vec<(usize, Write)>> = Vec::new();
-        for ws in by_table.into_values() {
-            let mut ws = ws.into_iter().peekable();
-            while ws.peek().is_some() {
-                batches.push(ws.by_ref().take(MAX_BATCH_ITEMS).collect());
-            }
-        }
-        // Each call is a task of its own, so building, signing and answering calls spread over
-        // the runtime's threads; the guard stops the calls still running when apply gives up.
-        let calls = batches
-            .into_iter()
-            .map(|b| {
-                let (client, pacer, stats) = (client.clone(), pacer.clone(), stats.clone());
-                Task::spawn(async move { send_batch(&client, &pacer, &stats, b).await })
-            })
-            .chain(single.into_iter().map(|(at, w)| {
-                let (client, pacer, stats) = (client.clone(), pacer.clone(), stats.clone());
-                Task::spawn(async move {
-                    match send(&client, &pacer, &stats, &w).await {
-                        Ok(()) => Ok(vec![]),
-                        Err(SendError::Refused(r)) => Ok(vec![(at, r)]),
-                        Err(SendError::Abort(r)) => Err(r),
-                    }
-                })
-            }));
-        let mut running = futures::stream::iter(calls).buffer_unordered(in_flight.max(1));
-        while let Some(r) = running.next().await {
-            refused.extend(r?);
-        }
-    }
-    Ok(refused)
-}
-
-/// A spawned call, stopped when dropped before it is answered (apply gave up on another call).
-struct Task<T>(tokio::task::JoinHandle<T>);
-
-impl<T: Send + 'static> Task<T> {
-    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self {
-        Task(tokio::spawn(f))
-    }
-}
-
-impl<T> Future for Task<Result<T, String>> {
-    type Output = Result<T, String>;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or_else(|e| Err(format!("a write task ended: {e}"))))
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Puts and deletes of distinct items in one BatchWriteItem, unprocessed ones (matched by key)
-/// sent again. A batch DynamoDB refuses is sent again write by write, to refuse only the writes
-/// at fault.
-async fn send_batch(client: &Client, pacer: &Pacer, stats: &Stats, batch: Vec<(usize, Write)>) -> Result<Vec<(usize, String)>, String> {
-    use crate::aws::wire::{self, Request};
-    let table = batch[0].1.table().to_string();
-    let key_names: Vec<String> = match &batch[0].1 {
-        Write::Put { key, .. } | Write::Delete { key, .. } => key.keys().cloned().collect(),
-        _ => unreachable!("only puts and deletes are batched"),
-    };
-    // Each write as its request, its key and its cost.
-    let mut pending: Vec<(Request, &Item, f64)> = batch
-        .iter()
-        .map(|(_, w)| match w {
-            Write::Put { item, key, .. } => (Request::Put(item), key, w.cost()),
-            Write::Delete { key, .. } => (Request::Delete(key), key, w.cost()),
-            _ => unreachable!("only puts and deletes are batched"),
-        })
-        .collect();
-    let mut backoff = Backoff::new(retry::ITEMS);
-    while !pending.is_empty() {
-        let cost: f64 = pending.iter().map(|p| p.2).sum();
-        let body = bytes::Bytes::from(wire::batch_write_body(&table, pending.iter().map(|p| p.0)));
-        let call = || wire::batch_write(client, &table, body.clone());
-        let out = match paced(pacer, stats, cost, call).await {
-            Ok(out) => out,
-            Err(e) => match send_error(&format!("BatchWriteItem {table}"), &e) {
-                SendError::Abort(r) => return Err(r),
-                SendError::Refused(_) => {
-                    let mut refused = Vec::new();
-                    for (at, w) in &batch {
-                        match send(client, pacer, stats, w).await {
-                            Ok(()) => {}
-                            Err(SendError::Refused(r)) => refused.push((*at, r)),
-                            Err(SendError::Abort(r)) => return Err(r),
-                        }
-                    }
-                    return Ok(refused);
-                }
-            },
-        };
-        let back = out.unprocessed_items().and_then(|u| u.get(&table)).map(Vec::as_slice).unwrap_or_default();
-        if back.is_empty() {
-            break;
-        }
-        // Keys (as `retry` compares them) only when some came back.
-        let sent: Vec<Vec<Vec<u8>>> = pending.iter().map(|p| retry::item_primary_key(p.1, &key_names)).collect();
-        let left = retry::unprocessed_keys(sent.iter().map(Vec::as_slice), back, &key_names);
-        let before = pending.len();
-        pending = pending.into_iter().zip(left).filter(|(_, l)| *l).map(|(p, _)| p).collect();
-        if pending.len() < before {
-            backoff.progress();
-        }
-        if !pending.is_empty() {
-            stats.throttles.fetch_add(1, Ordering::Relaxed);
-            pacer.throttled();
-            if let Err(g) = backoff.wait(Failure::Throttled).await {
-                return Err(format!("BatchWriteItem {table}: {} writes still unprocessed ({g})", pending.len()));
-            }
-        }
-    }
-    Ok(vec![])
 }
 
 /// A rejects-file line for a change: its binlog position, table, operation, source key, reason.

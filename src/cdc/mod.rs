@@ -18,6 +18,7 @@ pub mod segment;
 pub mod spill;
 pub mod state;
 pub mod txn;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

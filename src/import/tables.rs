@@ -6,14 +6,14 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType as DdbKeyType, ProvisionedThroughput, ScalarAttributeType,
-    TableDescription, TableStatus, WriteRequest,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType as DdbKeyType, ProvisionedThroughput, ScalarAttributeType,
+    TableDescription, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::dynamo::describe;
-use crate::aws::retry::{self, Backoff, Failure};
+use crate::aws::retry;
 use crate::mapping::compile::{KeyDef, KeyType, TargetTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -197,6 +197,26 @@ pub async fn drop_table(client: &Client, name: &str) -> Result<(), String> {
     wait(client, name, true).await.map(|_| ())
 }
 
+/// A delete of one key, for the one BatchWriteItem loop.
+struct TruncateEntry {
+    key: crate::value::attr::Item,
+    primary: Vec<Vec<u8>>,
+}
+
+impl crate::aws::batch_write::Entry for TruncateEntry {
+    fn request(&self) -> crate::aws::wire::Request<'_> {
+        crate::aws::wire::Request::Delete(&self.key)
+    }
+
+    fn primary(&self) -> &[Vec<u8>] {
+        &self.primary
+    }
+
+    fn wcu(&self) -> f64 {
+        1.0
+    }
+}
+
 /// Deletes every item, reading keys with a Scan and deleting them 25 at a time.
 async fn truncate(client: &Client, t: &TargetTable) -> Result<(), String> {
     let mut names = vec![t.partition_key.name.clone()];
@@ -211,20 +231,18 @@ async fn truncate(client: &Client, t: &TargetTable) -> Result<(), String> {
         }
         let page = req.send().await.map_err(|e| describe(&format!("Scan {}", t.name), &e))?;
         for batch in page.items().chunks(super::writer::MAX_BATCH_ITEMS) {
-            let mut pending: Vec<WriteRequest> = batch
+            let keys: Vec<TruncateEntry> = batch
                 .iter()
-                .map(|k| WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(k.clone())).build().expect("key set")).build())
+                .map(|k| {
+                    let key = crate::aws::dynamo::item_from_sdk(k);
+                    TruncateEntry { primary: retry::item_primary_key(&key, &names), key }
+                })
                 .collect();
-            let mut backoff = Backoff::new(retry::ITEMS);
-            while !pending.is_empty() {
-                let out = retry::send(&mut backoff, |_| {}, || client.batch_write_item().request_items(&t.name, pending.clone()).send())
-                    .await
-                    .map_err(|f| format!("{} ({})", describe(&format!("BatchWriteItem (truncate) {}", t.name), &f.error), f.gave_up))?;
-                pending = out.unprocessed_items().and_then(|u| u.get(&t.name)).cloned().unwrap_or_default();
-                if !pending.is_empty() {
-                    backoff.wait(Failure::Throttled).await.map_err(|g| format!("BatchWriteItem (truncate) {}: deletes still unprocessed ({g})", t.name))?;
-                }
-            }
+            crate::aws::batch_write::write(client, &t.name, &names, keys, &crate::aws::batch_write::Plain).await.map_err(|e| match e {
+                crate::aws::batch_write::BatchError::Failed { failure, .. } => format!("{} ({})", describe(&format!("BatchWriteItem (truncate) {}", t.name), &failure.error), failure.gave_up),
+                crate::aws::batch_write::BatchError::Unprocessed { gave_up, .. } => format!("BatchWriteItem (truncate) {}: deletes still unprocessed ({gave_up})", t.name),
+                crate::aws::batch_write::BatchError::Stopped => unreachable!("no deadline"),
+            })?;
             deleted += batch.len() as u64;
         }
         match page.last_evaluated_key {

@@ -15,15 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::WriteRequest;
 use aws_sdk_dynamodb::Client;
 use tokio::sync::mpsc;
 
 use crate::aws::dynamo::describe;
+use crate::aws::batch_write::{self, BatchError, Before};
 use crate::aws::wire;
 use crate::transform::group::read_items;
 use crate::aws::pacing::{KeyLanes, Pacer};
-use crate::aws::retry::{self, Backoff, Failure};
+use crate::aws::retry::{self, Failure};
 use crate::value::attr::{item_size, size_wcu, Item};
 use crate::progress::Progress;
 
@@ -334,135 +334,123 @@ async fn stop(failure: &Mutex<Option<WriteError>>, rx: &tokio::sync::Mutex<mpsc:
     rx.lock().await.close();
 }
 
-/// What one attempt came to.
-enum Attempt {
-    Sent(aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput),
-    /// Past the deadline: stop unsent.
-    Stopped,
-    /// Some keys have lanes now: set their items aside.
-    SetAside,
+impl batch_write::Entry for Pending {
+    fn request(&self) -> wire::Request<'_> {
+        wire::Request::Put(&self.item)
+    }
+
+    fn primary(&self) -> &[Vec<u8>] {
+        &self.primary
+    }
+
+    fn wcu(&self) -> f64 {
+        self.wcu as f64
+    }
 }
 
-/// Sends the requests until every one is written (or, past the `deadline`, stops unsent). With
-/// `set_aside`, the items of laned keys are handed back instead of waited for.
-async fn send_batch(t: &Target, mut pending: Vec<Pending>, deadline: Option<Instant>, set_aside: bool) -> Result<Vec<Pending>, String> {
-    let stats = &t.stats;
-    let mut later = Vec::new();
-    let mut backoff = Backoff::new(retry::ITEMS);
-    while !pending.is_empty() {
-        if set_aside && !t.lanes.is_empty() {
-            let (laned, now): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|p| t.lanes.laned(p.key()));
-            later.extend(laned);
-            pending = now;
-            if pending.is_empty() {
-                break;
-            }
+/// The import's part of the one BatchWriteItem loop: its pacer and key lanes, its counters,
+/// the benchmark's deadline, and (with `set_aside`) items of laned keys handed back to be sent
+/// at their lane's pace.
+struct ImportHooks<'a> {
+    t: &'a Target,
+    deadline: Option<Instant>,
+    set_aside: bool,
+}
+
+impl batch_write::Hooks<Pending> for ImportHooks<'_> {
+    fn set_aside(&self, p: &Pending) -> bool {
+        self.set_aside && self.t.lanes.laned(p.key())
+    }
+
+    async fn before(&self, pending: &[Pending], cost: f64) -> Before {
+        let t = self.t;
+        if self.set_aside && pending.iter().any(|p| t.lanes.laned(p.key())) {
+            return Before::SetAside;
         }
-        let cost: u64 = pending.iter().map(|p| p.wcu).sum();
-        let body = bytes::Bytes::from(wire::batch_write_body(&t.table, pending.iter().map(|p| wire::Request::Put(&p.item))));
-        let on_failure = |f: Failure| {
-            stats.retries.fetch_add(1, Ordering::Relaxed);
-            if f.throttle() {
-                stats.throttles.fetch_add(1, Ordering::Relaxed);
-            }
-            match f {
-                Failure::KeyThrottled => {
-                    t.keys_throttled(pending.iter().map(|p| p.key()));
-                    t.pacer.charge(-(cost as f64));
-                }
-                Failure::Throttled => {
-                    tracing::debug!(table = %t.table, "the table's capacity was exceeded: lowering its rate");
-                    t.pacer.throttled()
-                }
-                _ => {}
-            }
-        };
-        let out = retry::send(&mut backoff, on_failure, || {
-            let body = body.clone();
-            let pending = &pending;
-            async move {
-                if set_aside && pending.iter().any(|p| t.lanes.laned(p.key())) {
-                    return Ok(Attempt::SetAside);
-                }
-                t.lanes.wait(pending.iter().map(|p| (p.key(), p.wcu as f64))).await;
-                let wait = t.pacer.reserve(cost as f64);
-                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                    return Ok(Attempt::Stopped);
-                }
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-                let t0 = Instant::now();
-                let out = wire::batch_write(&t.client, &t.table, body).await;
-                stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(t0.elapsed().as_millis() as u32);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                out.map(Attempt::Sent)
-            }
-        })
-        .await;
-        let o = match out {
-            Ok(Attempt::Sent(o)) => o,
-            Ok(Attempt::SetAside) => continue,
-            Ok(Attempt::Stopped) => return Ok(Vec::new()), // past the deadline
-            Err(f) => {
-                // The request is refused as a whole: say which items it held, by key.
-                let keys: Vec<String> = pending
-                    .iter()
-                    .map(|p| crate::value::attr::item_to_json(&p.item.iter().filter(|(k, _)| t.key_names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()).to_string())
-                    .collect();
-                let keys: String = keys.join(", ").chars().take(600).collect();
-                return Err(format!("{} ({}; the batch held the items with keys {keys})", describe("BatchWriteItem", &f.error), f.gave_up));
-            }
-        };
-        let consumed: f64 = o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum();
-        stats.consumed_milli.fetch_add((consumed * 1000.0).round() as u64, Ordering::Relaxed);
-        let back: &[WriteRequest] = o.unprocessed_items().and_then(|u| u.get(&t.table)).map(Vec::as_slice).unwrap_or_default();
-        let left_flags = retry::unprocessed_keys(pending.iter().map(|p| p.primary.as_slice()), back, &t.key_names);
-        let sent_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key()).collect();
-        let sent_keys = sent_keys.len();
-        let before = pending.len();
-        let mut left = Vec::new();
-        let mut accepted = 0;
-        for (p, left_over) in pending.drain(..).zip(left_flags) {
-            if left_over {
-                left.push(p);
-            } else {
-                stats.items.fetch_add(1, Ordering::Relaxed);
-                accepted += p.wcu;
-            }
+        t.lanes.wait(pending.iter().map(|p| (p.key(), p.wcu as f64))).await;
+        let wait = t.pacer.reserve(cost);
+        if self.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            return Before::Stop;
         }
-        stats.estimated_wcu.fetch_add(accepted, Ordering::Relaxed);
-        t.pacer.accepted(accepted as f64);
-        pending = left;
-        if pending.len() < before {
-            backoff.progress();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
-        if pending.is_empty() {
-            break;
-        }
+        Before::Send
+    }
+
+    fn called(&self, took: std::time::Duration) {
+        let stats = &self.t.stats;
+        stats.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(took.as_millis() as u32);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failed(&self, f: Failure, pending: &[Pending], cost: f64) {
+        let (t, stats) = (self.t, &self.t.stats);
         stats.retries.fetch_add(1, Ordering::Relaxed);
-        stats.throttles.fetch_add(1, Ordering::Relaxed);
+        if f.throttle() {
+            stats.throttles.fetch_add(1, Ordering::Relaxed);
+        }
+        match f {
+            Failure::KeyThrottled => {
+                t.keys_throttled(pending.iter().map(|p| p.key()));
+                t.pacer.charge(-cost);
+            }
+            Failure::Throttled => {
+                tracing::debug!(table = %t.table, "the table's capacity was exceeded: lowering its rate");
+                t.pacer.throttled()
+            }
+            _ => {}
+        }
+    }
+
+    fn written(&self, written: &[Pending], consumed: Option<f64>, _sent_cost: f64) {
+        let stats = &self.t.stats;
+        stats.consumed_milli.fetch_add((consumed.unwrap_or(0.0) * 1000.0).round() as u64, Ordering::Relaxed);
+        stats.items.fetch_add(written.len() as u64, Ordering::Relaxed);
+        let accepted: u64 = written.iter().map(|p| p.wcu).sum();
+        stats.estimated_wcu.fetch_add(accepted, Ordering::Relaxed);
+        self.t.pacer.accepted(accepted as f64);
+    }
+
+    fn handed_back(&self, left: &[Pending], sent_keys: usize) -> bool {
+        let t = self.t;
+        t.stats.retries.fetch_add(1, Ordering::Relaxed);
+        t.stats.throttles.fetch_add(1, Ordering::Relaxed);
         // Up to three quarters of the call's keys handed back, or only keys already laned: those
         // keys' partitions are full, not the table. (A call's keys fall into partitions at
         // random, so half of them in one partition is not rare; three quarters is.) A table out
         // of capacity also refuses whole calls, which lower its rate.
-        let left_keys: std::collections::HashSet<&[u8]> = pending.iter().map(|p| p.key()).collect();
+        let left_keys: std::collections::HashSet<&[u8]> = left.iter().map(|p| p.key()).collect();
         if left_keys.len() * 4 <= sent_keys * 3 || left_keys.iter().all(|k| t.lanes.laned(k)) {
             t.keys_throttled(left_keys.into_iter());
             // The table had room: what was handed back consumed none of it.
-            t.pacer.charge(-(pending.iter().map(|p| p.wcu).sum::<u64>() as f64));
-            if set_aside {
-                continue; // set aside at the top, without a wait
-            }
+            t.pacer.charge(-(left.iter().map(|p| p.wcu).sum::<u64>() as f64));
+            !self.set_aside // set aside at the top, without a wait
         } else {
             tracing::debug!(table = %t.table, "{} of the call's {sent_keys} partition keys handed back: lowering the table's rate", left_keys.len());
             t.pacer.throttled();
-        }
-        if let Err(g) = backoff.wait(Failure::Throttled).await {
-            return Err(format!("BatchWriteItem {}: {} items still unprocessed ({g})", t.table, pending.len()));
+            true
         }
     }
-    Ok(later)
+}
+
+/// Sends the items until every one is written (or, past the `deadline`, stops unsent). With
+/// `set_aside`, the items of laned keys are handed back instead of waited for.
+async fn send_batch(t: &Target, pending: Vec<Pending>, deadline: Option<Instant>, set_aside: bool) -> Result<Vec<Pending>, String> {
+    match batch_write::write(&t.client, &t.table, &t.key_names, pending, &ImportHooks { t, deadline, set_aside }).await {
+        Ok(later) => Ok(later),
+        Err(BatchError::Stopped) => Ok(Vec::new()), // past the deadline
+        Err(BatchError::Failed { failure, entries }) => {
+            // The request is refused as a whole: say which items it held, by key.
+            let keys: Vec<String> = entries
+                .iter()
+                .map(|p| crate::value::attr::item_to_json(&p.item.iter().filter(|(k, _)| t.key_names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()).to_string())
+                .collect();
+            let keys: String = keys.join(", ").chars().take(600).collect();
+            Err(format!("{} ({}; the batch held the items with keys {keys})", describe("BatchWriteItem", &failure.error), failure.gave_up))
+        }
+        Err(BatchError::Unprocessed { left, gave_up }) => Err(format!("BatchWriteItem {}: {left} items still unprocessed ({gave_up})", t.table)),
+    }
 }
 
 #[cfg(test)]
