@@ -115,14 +115,42 @@ fn string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// A double as MySQL prints one in JSON: the shortest text that reads back, with `.0` on whole
-/// numbers (`2.0`, `1e100`, `-0.5`).
+/// A double as MySQL prints one in JSON (`my_gcvt` with its widest field, then `.0` when neither
+/// a point nor an exponent was written): the shortest digits that read back, in fixed notation
+/// while the decimal point falls within 10^-15 … 10^15 of them (`MAX_DECPT_FOR_F_FORMAT`, 15),
+/// else as `d.ddde-N` with no `+` and no padding: `2.0`, `0.00001`, `100000000000000.0`, `1e15`,
+/// `1.5e-16`, `1e100`.
 fn double(x: f64) -> String {
-    let s = format!("{x:?}");
-    match s.split_once('e') {
-        Some((m, e)) => format!("{}e{e}", m.strip_suffix(".0").unwrap_or(m)),
-        None => s,
+    const MAX_DECPT_FOR_F_FORMAT: i32 = 15;
+    let sci = format!("{:e}", x.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} writes an exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let (len, decpt) = (digits.len() as i32, exp.parse::<i32>().expect("an integer exponent") + 1);
+    let mut out = String::from(if x.is_sign_negative() { "-" } else { "" });
+    if (decpt > -MAX_DECPT_FOR_F_FORMAT && decpt <= MAX_DECPT_FOR_F_FORMAT) || (decpt > MAX_DECPT_FOR_F_FORMAT && len > decpt) {
+        if decpt <= 0 {
+            out.push_str("0.");
+            out.push_str(&"0".repeat(-decpt as usize));
+            out.push_str(&digits);
+        } else if decpt < len {
+            out.push_str(&digits[..decpt as usize]);
+            out.push('.');
+            out.push_str(&digits[decpt as usize..]);
+        } else {
+            out.push_str(&digits);
+            out.push_str(&"0".repeat((decpt - len) as usize));
+            out.push_str(".0");
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if len > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push_str(&(decpt - 1).to_string());
     }
+    out
 }
 
 #[cfg(test)]
@@ -138,6 +166,27 @@ mod tests {
         assert_eq!(double(2.0), "2.0");
         assert_eq!(double(1e100), "1e100");
         assert_eq!(double(-0.5), "-0.5");
+        // Regression: Rust's own rule wrote 1e15 as 1000000000000000.0 and 0.00001 as 1e-5. MySQL
+        // (my_gcvt, MAX_DECPT_FOR_F_FORMAT = 15) writes fixed notation for a decimal point
+        // within 10^-15 … 10^15 and `e` notation outside it.
+        for (x, mysql) in [
+            (1e15, "1e15"),
+            (1e14, "100000000000000.0"),
+            (123456789012345.6, "123456789012345.6"),
+            (1234567890123456.8, "1234567890123456.8"),
+            (1.2345678901234567e16, "1.2345678901234568e16"),
+            (0.00001, "0.00001"),
+            (1e-15, "0.000000000000001"),
+            (1.5e-16, "1.5e-16"),
+            (-2.5e-300, "-2.5e-300"),
+            (1.7976931348623157e308, "1.7976931348623157e308"),
+            (0.1, "0.1"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (100.0, "100.0"),
+        ] {
+            assert_eq!(double(x), mysql, "{x:e}");
+        }
         let mut s = String::new();
         string("a\"b\\c\nd\u{1}é", &mut s);
         assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
