@@ -19,6 +19,8 @@
 #     m2d-loadgen's pre-built calls to the same endpoint.
 #  7. Grouping memory under skew (scripts/bench-skew.sh): the purchase rows uniform and with one
 #     customer holding half of them, grouped within one --memory-mb; time and peak RSS.
+#  8. How the stages grow (scripts/bench-scale.sh): purchase at 1M, 2M and 4M rows through export,
+#     import and a full verify; each stage's time and peak RSS, time per row against 1M's.
 # Writes bench-out/import.md (paste it into docs/benchmarks.md).
 #
 #   BENCH_WCU            WCU targets (default "500 1000 2000 4000 8000")
@@ -322,3 +324,6 @@ summary "write ceiling, null endpoint, $CEILING changes: cdc apply changes/s vs 
 
 # --- 7. grouping memory under skew ---------------------------------------------------------------
 "$ROOT/scripts/bench-skew.sh"
+
+# --- 8. how export, import and verify grow with the rows -----------------------------------------
+"$ROOT/scripts/bench-scale.sh"

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Part of make bench-import: how each stage grows with the rows. The purchase table (one item per
+# (customer, order), products pivoted) at BENCH_SCALE_ROWS rows each (default 1M, 2M and 4M):
+# export, import (unpaced, into dynalite) and a full verify (a Scan of every item against the
+# run), each stage's wall time and peak RSS, and the time per million rows against the smallest
+# size's. Goal (issue 31): every stage linear in the rows (time per row within 1.3x of the
+# smallest size's), peak RSS flat (bounded by the settings, not the table). Appends to
+# bench-out/import.md.
+#
+#   BENCH_SCALE_ROWS   space-separated sizes (default "1000000 2000000 4000000")
+set -euo pipefail
+source "$(dirname "$0")/bench-common.sh"
+need_gnu_time
+SIZES=${BENCH_SCALE_ROWS:-1000000 2000000 4000000}
+SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
+AWS=(--endpoint "$M2D_DDB_ENDPOINT")
+
+declare -A secs rss items
+for rows in $SIZES; do
+    db=bench_scale_$rows
+    have=$($SQL -N -e "SELECT COUNT(*) FROM $db.purchase" 2>/dev/null || echo 0)
+    if [ "$have" != "$rows" ]; then
+        echo "== generating $db.purchase ($rows rows)"
+        $SQL -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;
+          CREATE TABLE $db.purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL,
+            productid VARCHAR(20) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid));"
+        for ((lo = 1; lo <= rows; lo += 1000000)); do
+            hi=$((lo + 999999)); [ $hi -gt "$rows" ] && hi=$rows
+            $SQL $db -e "SET SESSION sql_log_bin = 0; INSERT INTO purchase
+              SELECT CONCAT('c', seq DIV 100), CONCAT('o', seq DIV 5), CONCAT('p', seq % 5), seq % 9 + 1 FROM seq_${lo}_to_${hi};"
+        done
+        $SQL -e "ANALYZE TABLE $db.purchase" >/dev/null
+    fi
+    run=$OUT/$db-run
+    table=${db}_grouped
+    rm -rf "$run"
+    purchase_group_mapping $db "$table" >"$OUT/$db.json"
+    echo "== $rows rows: export, import, verify"
+    read -r secs[export-$rows] rss[export-$rows] < <(measure "$BIN" export --quiet --source "$M2D_MYSQL_URL" --out "$run" --databases $db)
+    read -r secs[import-$rows] rss[import-$rows] < <(measure "$BIN" import --quiet --from "$run" --mapping "$OUT/$db.json" "${AWS[@]}" --create-tables --table-prep drop-and-create --wcu 0)
+    read -r secs[verify-$rows] rss[verify-$rows] < <(measure "$BIN" verify --quiet --from "$run" --mapping "$OUT/$db.json" "${AWS[@]}")
+    items[$rows]=$(python3 -c "import json; r=json.load(open('$run/verify-report.json')); print(r['differences'], sum(t['actual_items'] for t in r['tables']))")
+    rm -rf "$run"
+done
+first=${SIZES%% *}
+{
+echo
+echo "### How the stages grow with the rows: purchase at $(echo $SIZES | sed 's/ /, /g') rows"
+echo
+echo "\`make bench-import\` (its part \`scripts/bench-scale.sh\`; BENCH_SCALE_ROWS=\"$SIZES\"): export (default threads and chunks), import (unpaced, grouped into one item per (customer, order), into dynalite) and a full \`verify\` (a Scan of every item against the run), $(nproc) threads. Growth: seconds per million rows against the $first-row run's."
+echo
+echo "| rows | items (verify differences) | export s / RSS | import s / RSS | verify s / RSS | export growth | import growth | verify growth |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+for rows in $SIZES; do
+    read -r diffs n <<<"${items[$rows]}"
+    g() { python3 -c "print(f'{(${secs[$1-$rows]}/$rows)/(${secs[$1-$first]}/$first):.2f}')"; }
+    echo "| $rows | $n ($diffs) | ${secs[export-$rows]} / ${rss[export-$rows]} MB | ${secs[import-$rows]} / ${rss[import-$rows]} MB | ${secs[verify-$rows]} / ${rss[verify-$rows]} MB | $(g export) | $(g import) | $(g verify) |"
+done
+} | tee -a "$OUT/import.md"
+last=${SIZES##* }
+for stage in export import verify; do
+    summary "$stage of $last purchase rows: time per row vs $first rows" "${secs[$stage-$last]} s, ${rss[$stage-$last]} MB" "${secs[$stage-$first]} s, ${rss[$stage-$first]} MB" "$(python3 -c "print(f'{(${secs[$stage-$last]}/$last)/(${secs[$stage-$first]}/$first):.2f}')")" "${rss[$stage-$last]} MB" "${rss[$stage-$first]} MB" "linear (≤ 1.3×), RSS flat"
+done
