@@ -15,7 +15,10 @@ use mysql::binlog::events::TransactionPayloadEvent;
 use mysql::prelude::Queryable;
 use sha2::{Digest, Sha256};
 
-use super::classify::{Classifier, GTID_MYSQL, HEARTBEAT, PREVIOUS_GTIDS_MYSQL, TRANSACTION_PAYLOAD};
+use super::classify::{Classifier, GTID_MYSQL, GTID_TAGGED_MYSQL, HEARTBEAT, PREVIOUS_GTIDS_MYSQL, TRANSACTION_PAYLOAD};
+
+/// ROTATE_EVENT: the stream goes on in another file.
+const ROTATE: u8 = 4;
 use super::event::Op;
 use super::events::{Events, FileEvents, Item, Payload};
 use super::resume::{self, Resume};
@@ -182,6 +185,7 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     run.logged = run.st.state.changes;
     let mut folding = (first && skip_to.is_some()).then(GtidSet::default);
     let mut skipping = skip_to;
+    let mut skipped = 0u64;
     while let Some(item) = events.next_item() {
         let item = item.map_err(|reason| CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason })?;
         let ev = match item {
@@ -197,7 +201,11 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         };
         let log_pos = ev.header().log_pos() as u64;
         if let Some((_, upto)) = &skipping {
-            if log_pos <= *upto {
+            // A ROTATE after the stream's first event moves to another file (the server's own,
+            // with offset 0, when the start file ended without one): skipping is over there.
+            let rotated = ev.header().event_type_raw() == ROTATE && skipped > 0;
+            if log_pos <= *upto && !rotated {
+                skipped += 1;
                 if let Some(set) = folding.as_mut() {
                     fold(set, &ev).map_err(|reason| CdcError::Binlog { at: format!("{}:{log_pos}", run.tracker.file()), reason })?;
                 }
@@ -273,6 +281,7 @@ fn fold(set: &mut GtidSet, ev: &mysql::binlog::events::Event) -> Result<(), Stri
             }
         }
         GTID_MYSQL => set.add(&Gtid::from_mysql_event(ev.data()).ok_or("a GTID event could not be read")?),
+        GTID_TAGGED_MYSQL => return Err("a tagged GTID (uuid:tag:N, MySQL 8.3+) before the start position: tagged GTIDs are not supported".into()),
         _ => {}
     }
     Ok(())

@@ -139,8 +139,9 @@ impl FileEvents {
     }
 }
 
-/// A binlog file name's base and sequence number (`mysql-bin.000012` → ("mysql-bin", 12)); a
-/// name without a numeric extension sorts by its text, after the numbered ones.
+/// A binlog file name's base and sequence number (`mysql-bin.000012` → ("mysql-bin", 12)): files
+/// of one base sort by number; a name without a numeric extension sorts by its text (and is
+/// refused by `check_sequence` once capture reads past it).
 pub fn sequence_key(name: &str) -> (String, Option<u64>, String) {
     match name.rsplit_once('.') {
         Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => (base.to_string(), n.parse().ok(), String::new()),

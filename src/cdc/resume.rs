@@ -28,6 +28,11 @@ pub enum Resume {
 /// once it catches up elsewhere), and must still have every transaction capture has not read
 /// (else it purged them, and the dump would fail with the old server's file in the message).
 pub fn check_gtid_resume(conn: &mut Conn, flavor: Flavor, set: &GtidSet, files: &[String]) -> Result<(), CdcError> {
+    match flavor {
+        Flavor::Mariadb if set.is_mysql() => return Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MySQL's, but this server is MariaDB")])),
+        Flavor::Mysql if !set.is_mysql() => return Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MariaDB's, but this server is MySQL")])),
+        _ => {}
+    }
     let var = |conn: &mut Conn, name: &str| crate::source::position::global_var(conn, name).unwrap_or_default();
     let (executed, purged) = match flavor {
         Flavor::Mysql => (var(conn, "gtid_executed"), var(conn, "gtid_purged")),

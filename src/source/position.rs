@@ -48,16 +48,22 @@ impl ServerPosition {
     /// Whether this position is at or after `other`: every transaction before `other` is before
     /// this one too. Err when the two cannot be compared (two servers, a GTID set missing).
     pub fn reached(&self, other: &ServerPosition) -> Result<bool, String> {
+        let (mine, theirs) = (self.gtid_set()?, other.gtid_set()?);
         let same_server = match (&self.server, &other.server) {
             (Some(a), Some(b)) => a == b,
-            // Positions of earlier versions name no server: they were taken on one.
-            (None, None) => true,
-            _ => false,
+            // A position of an earlier version names no server: by GTID set when both have one,
+            // else taken as the same server's (as capture's resume takes it).
+            _ => mine.is_none() || theirs.is_none(),
         };
         if same_server {
             return Ok(self.at.sort_key() >= other.at.sort_key());
         }
-        match (self.gtid_set()?, other.gtid_set()?) {
+        match (mine, theirs) {
+            (Some(mine), Some(theirs)) if mine.is_mysql() != theirs.is_mysql() && !mine.is_empty() && !theirs.is_empty() => Err(format!(
+                "{} and {} carry GTID sets of two flavours ({mine} and {theirs}): one is MySQL's, the other MariaDB's",
+                self.at.display(),
+                other.at.display()
+            )),
             (Some(mine), Some(theirs)) => Ok(mine.contains(&theirs)),
             _ => Err(format!(
                 "{} and {} are positions of two servers ({} and {}), and a GTID set is missing: binlog file names and offsets mean nothing across servers",
@@ -196,5 +202,12 @@ mod tests {
         assert!(later.reached(&old).unwrap() && !old.reached(&later).unwrap());
         let (a, b) = (at("1", "f.000001", 4, Some("0-1-5,1-1-9")), at("2", "f.000001", 4, Some("0-1-6,1-1-8")));
         assert!(ServerPosition::earliest(&[a, b]).unwrap_err().contains("do not nest"));
+        // A position of an earlier version names no server: by GTID set when both have one,
+        // else as the same server's.
+        let legacy = |f: &str, n, g: Option<&str>| ServerPosition::new(None, BinlogPosition { file: f.into(), position: n, gtid: g.map(Into::into) });
+        assert!(new.reached(&legacy("mysql-bin.000099", 4, Some("0-1-120"))).unwrap(), "by GTID set");
+        assert!(at("server_id=1", "mysql-bin.000011", 4, None).reached(&legacy("mysql-bin.000010", 900, None)).unwrap(), "by file");
+        let mysql = at("uuid", "b.000001", 4, Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"));
+        assert!(mysql.reached(&old).unwrap_err().contains("two flavours"));
     }
 }

@@ -144,6 +144,10 @@ fn auto(req: &SnapshotRequest) -> Result<(Consistency, Opened, Option<String>), 
             Err(e) => return Err(e),
         }
     }
+    if lock_waited {
+        // The lock was allowed but held up: waiting or a longer wait is the way, not a grant.
+        return Err(SourceError::LockWait(format!("auto found no mode to use ({})", refused.join("; "))));
+    }
     Err(SourceError::Unsupported(format!(
         "no consistency mode is allowed for user {}: {}. Grant LOCK TABLES on the exported databases (lock-tables), or name a schema the user may write with --watermark-schema (stall-free: needs CREATE, INSERT and UPDATE there), or use --consistency none with no change capture",
         req.source.user,
@@ -212,10 +216,14 @@ fn stall_free(req: &SnapshotRequest) -> Result<Opened, SourceError> {
     // A replica applies its primary's transactions with their own positions: the watermark's
     // commit would be the replica's own transaction, mixed into another server's stream.
     for q in ["SHOW REPLICA STATUS", "SHOW SLAVE STATUS"] {
-        if let Ok(Some(_)) = control.query_first::<mysql::Row, _>(q) {
-            return Err(SourceError::Unsupported(format!(
-                "the server is a replica ({q} has a row): stall-free commits a watermark row, which a replica must not get. Export from the primary, or use --consistency lock-tables here (the GTID set recorded lets capture follow the primary)"
-            )));
+        if let Ok(Some(row)) = control.query_first::<mysql::Row, _>(q) {
+            let yes = |names: [&str; 2]| names.iter().any(|n| row.get_opt::<String, _>(*n).and_then(Result::ok).is_some_and(|v| v == "Yes"));
+            if yes(["Replica_IO_Running", "Slave_IO_Running"]) || yes(["Replica_SQL_Running", "Slave_SQL_Running"]) {
+                return Err(SourceError::Unsupported(format!(
+                    "the server is a replica ({q}: replication is running): stall-free commits a watermark row, which a replica must not get. Export from the primary, or use --consistency lock-tables here (the GTID set recorded lets capture follow the primary)"
+                )));
+            }
+            break;
         }
     }
     // The proof is the watermark's commit read back from the binlog: binlog filters that leave

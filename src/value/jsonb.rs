@@ -122,6 +122,9 @@ fn string(s: &str, out: &mut String) {
 /// `1.5e-16`, `1e100`.
 fn double(x: f64) -> String {
     const MAX_DECPT_FOR_F_FORMAT: i32 = 15;
+    if !x.is_finite() {
+        return x.to_string(); // JSON holds none; a damaged document must not panic here
+    }
     let sci = format!("{:e}", x.abs());
     let (mantissa, exp) = sci.split_once('e').expect("{:e} writes an exponent");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
