@@ -273,3 +273,33 @@ fn a_gtid_resume_is_refused_on_a_server_that_is_behind_or_purged_what_capture_ne
     let e = stderr(&out);
     assert!(!out.status.success() && e.contains("purged transactions capture has not read yet") && e.contains("Export again"), "{e}");
 }
+
+/// Regression: cutover compared capture's position with the cutover source's by file name. After
+/// a failover, capture standing at the old primary's position (nothing read on the new one yet)
+/// looked further on than the new primary, whose files sort lower, and cutover went on while the
+/// new primary had a change capture had not read. Positions of two servers now compare by GTID
+/// set: cutover waits for capture to read it there.
+#[test]
+fn cutover_on_the_new_primary_waits_for_its_changes_by_gtid_set() {
+    let db = "cutover_failover";
+    let (primary, replica, _dir, run, mapping) = pair(db, &[]);
+    primary.root(&["-e", "FLUSH BINARY LOGS; FLUSH BINARY LOGS; FLUSH BINARY LOGS; FLUSH BINARY LOGS"]).unwrap();
+    replica.catch_up_with(&primary);
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--source", &primary.url(), "--out"]).arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    ok(&import(&run, &dynalite(), &["--mapping", mapping.to_str().unwrap(), "--create-tables", "--wcu", "0"]), "import");
+    ok(&capture_from(&run, &primary.url(), false).output().unwrap(), "capture from the primary");
+    ok(&apply(&run, &mapping), "apply");
+    replica.catch_up_with(&primary);
+    replica.promote();
+    replica.conn().query_drop(format!("INSERT INTO `{db}`.ledger VALUES (1, 'after')")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("cdc/capture.json")).unwrap()).unwrap();
+    let theirs = replica.root(&["-N", "-e", "SHOW MASTER STATUS"]).unwrap();
+    assert!(theirs.split_whitespace().next().unwrap() < state["next"]["file"].as_str().unwrap(), "the new primary's file sorts lower: {theirs} vs {state}");
+    let cutover = |timeout: &str| cdc_cmd(&["cutover", "--source", &replica.url(), "--max-lag", "30s", "--quiet-period", "1s", "--timeout", timeout], &run).output().unwrap();
+    let out = cutover("6");
+    assert!(!out.status.success() && stderr(&out).contains("capture to reach the source's position"), "cutover must wait for the new primary's change: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    ok(&capture_from(&run, &replica.url(), false).output().unwrap(), "capture from the new primary");
+    ok(&apply(&run, &mapping), "apply");
+    ok(&cutover("60"), "cutover once the change is captured and applied");
+}
