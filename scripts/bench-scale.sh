@@ -15,6 +15,18 @@ SIZES=${BENCH_SCALE_ROWS:-1000000 2000000 4000000}
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
 AWS=(--endpoint "$M2D_DDB_ENDPOINT")
 
+# drop_table NAME: DeleteTable on the local DynamoDB (dynalite takes any signature).
+drop_table() {
+    python3 - "$M2D_DDB_ENDPOINT" "$1" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=json.dumps({"TableName": sys.argv[2]}).encode(), headers={
+    "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.DeleteTable",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=m2dlocal/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+    "X-Amz-Date": "20260101T000000Z"})
+urllib.request.urlopen(req).read()
+PY
+}
+
 declare -A secs rss items
 for rows in $SIZES; do
     db=bench_scale_$rows
@@ -41,6 +53,8 @@ for rows in $SIZES; do
     read -r secs[verify-$rows] rss[verify-$rows] < <(measure "$BIN" verify --quiet --from "$run" --mapping "$OUT/$db.json" "${AWS[@]}")
     items[$rows]=$(python3 -c "import json; r=json.load(open('$run/verify-report.json')); print(r['differences'], sum(t['actual_items'] for t in r['tables']))")
     rm -rf "$run"
+    drop_table "$table" # dynalite holds its tables in memory: leave the server as it was
+
 done
 first=${SIZES%% *}
 {
