@@ -351,3 +351,16 @@ fn the_first_capture_makes_a_holey_mysql_gtid_set_exact_from_the_file_start() {
         assert_eq!(cap["next"]["gtid"].as_str().unwrap_or_default(), expected.to_string(), "{name} captured from {position} with {holey:?}");
     }
 }
+
+/// MySQL 8.3+'s tagged GTIDs (`uuid:tag:N`, event type 42) are refused by name, never read as
+/// untagged or skipped: a position's GTID set without them would replay or lose their
+/// transactions after a failover.
+#[test]
+fn a_tagged_gtid_in_a_mysql_binlog_file_is_refused_by_name() {
+    let server = PrivateServer::start(46, &[]);
+    server.root(&["-e", "CREATE DATABASE test; CREATE TABLE test.t (a INT PRIMARY KEY)"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = captured_from_mysql_file(&server, "test", &dir.path().join("run"), "binlog_transaction_with_GTID_TAG.000001");
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr(&out).contains("a tagged GTID (uuid:tag:N, MySQL 8.3+) at binlog_transaction_with_GTID_TAG.000001:"), "{}", stderr(&out));
+}
