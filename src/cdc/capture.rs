@@ -16,9 +16,6 @@ use mysql::prelude::Queryable;
 use sha2::{Digest, Sha256};
 
 use super::classify::{Classifier, GTID_MYSQL, GTID_TAGGED_MYSQL, HEARTBEAT, PREVIOUS_GTIDS_MYSQL, TRANSACTION_PAYLOAD};
-
-/// ROTATE_EVENT: the stream goes on in another file.
-const ROTATE: u8 = 4;
 use super::event::Op;
 use super::events::{Events, FileEvents, Item, Payload};
 use super::resume::{self, Resume};
@@ -33,6 +30,8 @@ use crate::source::position::server_identity;
 use crate::source::snapshot::BinlogPosition;
 use crate::value::binlog::undecodable_charset;
 
+/// ROTATE_EVENT: the stream goes on in another file.
+const ROTATE: u8 = 4;
 /// Changes per segment file by default (`--segment-changes`); a segment is also closed after
 /// `FLUSH_EVERY`.
 pub const SEGMENT_CHANGES: usize = 20_000;
@@ -275,7 +274,7 @@ fn fold(set: &mut GtidSet, ev: &mysql::binlog::events::Event) -> Result<(), Stri
                 if let Some(tag) = sid.tag() {
                     return Err(format!("the PREVIOUS_GTIDS event holds tagged GTIDs (tag {}, MySQL 8.3+), which are not supported", tag.as_str()));
                 }
-                for i in sid.intervals() {
+                for i in sid.intervals().iter().filter(|i| i.end() > i.start()) {
                     set.add_mysql(sid.uuid(), i.start(), i.end() - 1);
                 }
             }
