@@ -140,8 +140,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
         Some(st) => {
             return Err(CdcError::EarlierExport {
                 cdc: cdc_dir(&s.run),
-                earlier: format!("{}:{}", st.began_at.file, st.began_at.position),
-                now: format!("{}:{}", began_at.file, began_at.position),
+                earlier: st.began_at.display(),
+                now: began_at.display(),
             })
         }
         None => {
@@ -301,7 +301,7 @@ fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Class
     let from = match &how {
         Resume::Position => {
             classifier.candidates = vec![start.next.file.clone()];
-            format!("{}:{}", start.next.file, start.next.position)
+            start.next.display()
         }
         Resume::Gtid(set) => {
             resume::check_gtid_resume(&mut conn, flavor, set, &files)?;

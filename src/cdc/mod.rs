@@ -117,10 +117,6 @@ pub struct Status {
     pub rejected: u64,
 }
 
-fn at(p: &BinlogPosition) -> String {
-    format!("{}:{}", p.file, p.position)
-}
-
 /// The source's current binlog end (SHOW MASTER STATUS).
 pub fn source_position(source: &SourceConfig) -> Result<ServerPosition, CdcError> {
     let mut conn = source.connect()?;
@@ -151,8 +147,8 @@ pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcEr
         _ => 0,
     };
     Ok(Status {
-        source_at: source.map(source_position).transpose()?.map(|p| at(&p.at)),
-        captured_to: at(&cap.next),
+        source_at: source.map(source_position).transpose()?.map(|p| p.at.display()),
+        captured_to: cap.next.display(),
         captured_changes: cap.changes,
         segments: cap.staged(),
         applied_changes: ap.changes,
@@ -278,12 +274,12 @@ fn final_position(
         if late == 0 {
             break;
         }
-        println!("{late} changes reached the captured tables after {}: writes have not stopped; waiting for them to stop", at(&fin));
+        println!("{late} changes reached the captured tables after {}: writes have not stopped; waiting for them to stop", fin.display());
         if !matches!(stop, WritesStop::Quiet(_)) {
-            return Err(CdcError::WritesDidNotStop { late, at: at(&fin) });
+            return Err(CdcError::WritesDidNotStop { late, at: fin.display() });
         }
     }
-    Ok(Cutover { final_at: at(&fin), pause_seconds: t0.elapsed().as_secs_f64() })
+    Ok(Cutover { final_at: fin.display(), pause_seconds: t0.elapsed().as_secs_f64() })
 }
 
 /// Waits until no change reached the captured tables for `period` (capture kept up with the

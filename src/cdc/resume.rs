@@ -28,11 +28,7 @@ pub enum Resume {
 /// once it catches up elsewhere), and must still have every transaction capture has not read
 /// (else it purged them, and the dump would fail with the old server's file in the message).
 pub fn check_gtid_resume(conn: &mut Conn, flavor: Flavor, set: &GtidSet, files: &[String]) -> Result<(), CdcError> {
-    match flavor {
-        Flavor::Mariadb if set.is_mysql() => return Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MySQL's, but this server is MariaDB")])),
-        Flavor::Mysql if !set.is_mysql() => return Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MariaDB's, but this server is MySQL")])),
-        _ => {}
-    }
+    same_flavor(flavor, set)?;
     let var = |conn: &mut Conn, name: &str| crate::source::position::global_var(conn, name).unwrap_or_default();
     let (executed, purged) = match flavor {
         Flavor::Mysql => (var(conn, "gtid_executed"), var(conn, "gtid_purged")),
@@ -110,24 +106,29 @@ pub fn decide(next: &BinlogPosition, recorded: Option<&str>, here: &str, files: 
     )]))
 }
 
+/// A GTID set of the server's own flavour, or an error naming both.
+fn same_flavor(flavor: Flavor, set: &GtidSet) -> Result<(), CdcError> {
+    match flavor {
+        Flavor::Mariadb if set.is_mysql() => Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MySQL's, but this server is MariaDB")])),
+        Flavor::Mysql if !set.is_mysql() => Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MariaDB's, but this server is MySQL")])),
+        _ => Ok(()),
+    }
+}
+
 /// The dump request for `resume`; on MariaDB a GTID start is set on the session first.
 pub fn request(conn: &mut Conn, flavor: Flavor, resume: &Resume, next: &BinlogPosition, server_id: u32, follow: bool) -> Result<BinlogRequest<'static>, CdcError> {
     let mut req = BinlogRequest::new(server_id);
     match resume {
         Resume::Position => req = req.with_filename(next.file.as_bytes().to_vec()).with_pos(next.position),
         Resume::Gtid(set) if flavor == Flavor::Mariadb => {
-            if set.is_mysql() {
-                return Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MySQL's, but this server is MariaDB")]));
-            }
+            same_flavor(flavor, set)?;
             for q in [format!("SET @slave_connect_state = '{set}'"), "SET @slave_gtid_strict_mode = 0".into(), "SET @slave_gtid_ignore_duplicates = 0".into()] {
                 conn.query_drop(&q).map_err(|e| CdcError::Source { what: q.clone(), source: e })?;
             }
             req = req.with_filename(Vec::new()).with_pos(4u64);
         }
         Resume::Gtid(set) => {
-            if !set.is_mysql() {
-                return Err(CdcError::Settings(vec![format!("the recorded GTID set {set} is MariaDB's, but this server is MySQL")]));
-            }
+            same_flavor(flavor, set)?;
             let sids = set.mysql_blocks().into_iter().map(|(uuid, ranges)| {
                 mysql_common::packets::Sid::new(uuid).with_intervals(ranges.into_iter().map(|(a, b)| mysql_common::packets::GnoInterval::new(a, b)).collect())
             });

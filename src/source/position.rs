@@ -29,6 +29,11 @@ impl BinlogPosition {
         let (base, seq) = self.file.rsplit_once('.').unwrap_or((&self.file, ""));
         (format!("{base}.{seq:0>12}"), self.position)
     }
+
+    /// `file:offset`.
+    pub fn display(&self) -> String {
+        format!("{}:{}", self.file, self.position)
+    }
 }
 
 /// A position and the server it belongs to (`server_identity`; None when not recorded, as in
@@ -92,13 +97,6 @@ impl ServerPosition {
             };
         }
         Ok(best.cloned())
-    }
-}
-
-impl BinlogPosition {
-    /// `file:offset`.
-    pub fn display(&self) -> String {
-        format!("{}:{}", self.file, self.position)
     }
 }
 

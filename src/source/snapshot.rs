@@ -265,7 +265,7 @@ fn stall_free(req: &SnapshotRequest) -> Result<Opened, SourceError> {
         }
     }
     let position = binlog_position(&mut control, req.flavor, req.source)?;
-    let text = position.as_ref().map(|p| format!("{}:{}", p.file, p.position)).unwrap_or_default();
+    let text = position.as_ref().map(BinlogPosition::display).unwrap_or_default();
     let write = format!("INSERT INTO {table} (id, position, written_at) VALUES (1, ?, NOW(6)) ON DUPLICATE KEY UPDATE position = VALUES(position), written_at = VALUES(written_at)");
     if let Err(e) = control.exec_drop(&write, (text,)) {
         let hint = format!("grant INSERT, UPDATE ON {}.* to the user", quote_ident(schema));
