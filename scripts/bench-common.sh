@@ -32,6 +32,25 @@ measure() {
     awk '{printf "%s %.0f\n", $1, $2 / 1024}' "$OUT/time.txt"
 }
 
+# purchase_table DB ROWS CUSTOMER PRODUCT: DB.purchase with ROWS rows (generated from seq, a million
+# at a time, kept out of the binlog), customerid and productid the SQL expressions given, five rows an
+# order; nothing is done when it already has ROWS rows.
+purchase_table() {
+    local db=$1 rows=$2 cust=$3 prod=$4 lo hi
+    local sql="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
+    [ "$($sql -N -e "SELECT COUNT(*) FROM $db.purchase" 2>/dev/null || echo 0)" = "$rows" ] && return 0
+    echo "== generating $db.purchase ($rows rows)"
+    $sql -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;
+      CREATE TABLE $db.purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL,
+        productid VARCHAR(20) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid));"
+    for ((lo = 1; lo <= rows; lo += 1000000)); do
+        hi=$((lo + 999999)); [ $hi -gt "$rows" ] && hi=$rows
+        $sql $db -e "SET SESSION sql_log_bin = 0; INSERT INTO purchase
+          SELECT $cust, CONCAT('o', seq DIV 5), $prod, seq % 9 + 1 FROM seq_${lo}_to_${hi};"
+    done
+    $sql -e "ANALYZE TABLE $db.purchase" >/dev/null
+}
+
 # purchase_group_mapping DB TARGET: the grouping rule of the purchase benchmarks (one item per
 # (customer, order), products pivoted to their quantities) for DB.purchase into TARGET.
 purchase_group_mapping() {

@@ -12,7 +12,6 @@ set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 need_gnu_time
 SIZES=${BENCH_SCALE_ROWS:-1000000 2000000 4000000}
-SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
 AWS=(--endpoint "$M2D_DDB_ENDPOINT")
 
 # drop_table NAME: DeleteTable on the local DynamoDB (dynalite takes any signature).
@@ -30,19 +29,7 @@ PY
 declare -A secs rss items
 for rows in $SIZES; do
     db=bench_scale_$rows
-    have=$($SQL -N -e "SELECT COUNT(*) FROM $db.purchase" 2>/dev/null || echo 0)
-    if [ "$have" != "$rows" ]; then
-        echo "== generating $db.purchase ($rows rows)"
-        $SQL -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;
-          CREATE TABLE $db.purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL,
-            productid VARCHAR(20) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid));"
-        for ((lo = 1; lo <= rows; lo += 1000000)); do
-            hi=$((lo + 999999)); [ $hi -gt "$rows" ] && hi=$rows
-            $SQL $db -e "SET SESSION sql_log_bin = 0; INSERT INTO purchase
-              SELECT CONCAT('c', seq DIV 100), CONCAT('o', seq DIV 5), CONCAT('p', seq % 5), seq % 9 + 1 FROM seq_${lo}_to_${hi};"
-        done
-        $SQL -e "ANALYZE TABLE $db.purchase" >/dev/null
-    fi
+    purchase_table $db "$rows" "CONCAT('c', seq DIV 100)" "CONCAT('p', seq % 5)"
     run=$OUT/$db-run
     table=${db}_grouped
     rm -rf "$run"

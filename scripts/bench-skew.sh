@@ -17,20 +17,8 @@ ROWS=${BENCH_GROUP_ROWS:-10000000}
 MEM=${BENCH_SKEW_MEMORY_MB:-256}
 SQL="mariadb --no-defaults --protocol=socket --socket=$M2D_MYSQL_SOCKET -uroot"
 
-for db in bench_uniform bench_skew; do
-    have=$($SQL -N -e "SELECT COUNT(*) FROM $db.purchase" 2>/dev/null || echo 0)
-    [ "$have" = "$ROWS" ] && continue
-    if [ $db = bench_uniform ]; then cust="CONCAT('c', seq DIV 100)"; else cust="IF((seq DIV 5) % 2 = 0, 'cbig', CONCAT('c', seq DIV 100))"; fi
-    echo "== generating $db.purchase ($ROWS rows)"
-    $SQL -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;
-      CREATE TABLE $db.purchase (customerid VARCHAR(20) NOT NULL, orderid VARCHAR(20) NOT NULL,
-        productid VARCHAR(20) NOT NULL, quantity INT NOT NULL, PRIMARY KEY (customerid, orderid, productid));"
-    for ((lo = 1; lo <= ROWS; lo += 1000000)); do
-        hi=$((lo + 999999)); [ $hi -gt "$ROWS" ] && hi=$ROWS
-        $SQL $db -e "SET SESSION sql_log_bin = 0; INSERT INTO purchase
-          SELECT $cust, CONCAT('o', seq DIV 5), CONCAT('p', seq), seq % 9 + 1 FROM seq_${lo}_to_${hi};"
-    done
-done
+purchase_table bench_uniform "$ROWS" "CONCAT('c', seq DIV 100)" "CONCAT('p', seq)"
+purchase_table bench_skew "$ROWS" "IF((seq DIV 5) % 2 = 0, 'cbig', CONCAT('c', seq DIV 100))" "CONCAT('p', seq)"
 
 declare -A secs rss items biggest
 for db in bench_uniform bench_skew; do

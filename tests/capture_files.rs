@@ -49,6 +49,13 @@ fn captured_from_mysql_file(server: &PrivateServer, db: &str, run: &Path, name: 
 
 /// As `captured_from_mysql_file`, the run's position at `position` with GTID set `gtid`.
 fn captured_from_mysql_file_at(server: &PrivateServer, db: &str, run: &Path, name: &str, position: u64, gtid: Option<&str>) -> std::process::Output {
+    exported_at(server, db, run, name, position, gtid);
+    cdc_cmd(&["capture", "--quiet", "--binlog-file", mysql_file(name).to_str().unwrap()], run).output().unwrap()
+}
+
+/// A run exported from `server`'s database `db`, its position moved to `position` of binlog
+/// file `name` with GTID set `gtid`.
+fn exported_at(server: &PrivateServer, db: &str, run: &Path, name: &str, position: u64, gtid: Option<&str>) {
     let out = Command::new(bin()).args(["export", "--quiet", "--databases", db, "--source", &server.url(), "--out"]).arg(run).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let path = run.join("manifest.json");
@@ -57,7 +64,6 @@ fn captured_from_mysql_file_at(server: &PrivateServer, db: &str, run: &Path, nam
     m["replay_from"] = at.clone();
     m["snapshots"][0]["binlog"] = at;
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    cdc_cmd(&["capture", "--quiet", "--binlog-file", mysql_file(name).to_str().unwrap()], run).output().unwrap()
 }
 
 #[test]
@@ -242,14 +248,7 @@ fn a_large_compressed_transaction_is_streamed_within_the_memory_bound() {
     let copies = 300_000;
     let file = inflated_compressed_file(dir.path(), copies);
     let run = dir.path().join("run");
-    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "test", "--source", &server.url(), "--out"]).arg(&run).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let path = run.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let at = serde_json::json!({"file": "transaction_compression.000001", "position": 4, "gtid": null});
-    m["replay_from"] = at.clone();
-    m["snapshots"][0]["binlog"] = at;
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    exported_at(&server, "test", &run, "transaction_compression.000001", 4, None);
     let mut cmd = cdc_cmd(&["capture", "--quiet", "--tx-memory-mb", "4", "--binlog-file", file.to_str().unwrap()], &run);
     let limit = 100u64 << 20;
     unsafe {

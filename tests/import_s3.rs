@@ -10,15 +10,6 @@ use common::ddb::{drop_table, dynalite, import_cmd, scan};
 use common::{assert_ok, bin, connect, export, fresh_db, services, stderr};
 use mysql::prelude::Queryable;
 
-fn with_s3(cmd: &mut Command) -> &mut Command {
-    for (k, v) in services() {
-        if k.starts_with("AWS_") || k == "M2D_S3_PATH_STYLE" {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL")
-}
-
 #[test]
 fn import_reads_a_run_from_s3_and_refuses_a_corrupted_chunk() {
     let mut conn = connect();
@@ -30,7 +21,7 @@ fn import_reads_a_run_from_s3_and_refuses_a_corrupted_chunk() {
     let bucket = PathBuf::from(&services()["M2D_S3_DATA"]).join("it-import");
     let _ = std::fs::remove_dir_all(&bucket);
     std::fs::create_dir_all(&bucket).unwrap();
-    let up = with_s3(Command::new(bin()).args(["sync", "--quiet"]).arg(run.path()).arg("s3://it-import/runs/r1")).output().unwrap();
+    let up = common::s3_env(Command::new(bin()).args(["sync", "--quiet"]).arg(run.path()).arg("s3://it-import/runs/r1")).output().unwrap();
     assert!(up.status.success(), "{}", stderr(&up));
 
     drop_table(&dynalite(), "it_from_s3_t");
@@ -39,7 +30,7 @@ fn import_reads_a_run_from_s3_and_refuses_a_corrupted_chunk() {
     let spool_arg = spool.path().join("r1");
     let run_import = || {
         let mut cmd = import_cmd(std::path::Path::new(from), &dynalite(), &["--create-tables", "--spool", spool_arg.to_str().unwrap()]);
-        with_s3(&mut cmd).output().unwrap()
+        common::s3_env(&mut cmd).output().unwrap()
     };
     let out = run_import();
     assert!(out.status.success(), "{}", stderr(&out));

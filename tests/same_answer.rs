@@ -121,27 +121,8 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn verify(run: &Path, args: &[&str]) -> Output {
-    let env = services();
-    Command::new(bin())
-        .args(["verify", "--quiet", "--endpoint", &dynalite(), "--from"])
-        .arg(run)
-        .args(args)
-        .envs(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"].map(|k| (k, env[k].clone())))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap()
-}
-
 fn s3_sync(from: &str, to: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(bin());
-    cmd.args(["sync", "--quiet", from, to]).args(args);
-    for (k, v) in services() {
-        if k.starts_with("AWS_") || k == "M2D_S3_PATH_STYLE" {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL").output().unwrap()
+    common::s3_env(Command::new(bin()).args(["sync", "--quiet", from, to]).args(args)).output().unwrap()
 }
 
 /// A table's items as comparable text: canonical values, in key order.
@@ -194,7 +175,7 @@ fn every_size_gives_the_same_dynamodb_state_and_verify_agrees() {
         ok(&import(&run, &dynalite(), &[&strs(&args)[..], &["--create-tables", "--wcu", "0"]].concat()), &format!("{}: import", cfg.name));
         // Regression: verify of the sort-key table found thousands of false differences once
         // the table spanned more than one bucket.
-        let out = verify(&run, &strs(&args));
+        let out = common::cdc::verify_with(&run, &dynalite(), &strs(&args));
         assert_eq!(differences(&out), 0, "{}: verify from the run: {}{}", cfg.name, String::from_utf8_lossy(&out.stdout), stderr(&out));
         runs.push((run, args));
     }

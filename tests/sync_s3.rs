@@ -15,15 +15,6 @@ use common::*;
 use mysql::prelude::Queryable;
 use sha2::{Digest, Sha256};
 
-fn s3_env(cmd: &mut Command) -> &mut Command {
-    for (k, v) in services() {
-        if k.starts_with("AWS_") || k == "M2D_S3_PATH_STYLE" {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL")
-}
-
 fn sync(args: &[&str]) -> Output {
     s3_env(Command::new(bin()).arg("sync").arg("--quiet").args(args)).output().unwrap()
 }

@@ -5,11 +5,11 @@
 use crate::common;
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::ddb::{client, drop_table, dynalite, import, runtime};
-use common::{assert_ok, bin, connect, export, fresh_db, services, stderr};
+use common::{assert_ok, connect, export, fresh_db, stderr};
 use mysql::prelude::Queryable;
 use serde_json::Value;
 
@@ -18,15 +18,7 @@ fn verify(run: &std::path::Path, mapping: &str) -> (Output, Value) {
 }
 
 fn verify_with(run: &std::path::Path, args: &[&str]) -> (Output, Value) {
-    let env = services();
-    let out = Command::new(bin())
-        .args(["verify", "--quiet", "--endpoint", &dynalite(), "--from"])
-        .arg(run)
-        .args(args)
-        .envs(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"].map(|k| (k, env[k].clone())))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
+    let out = common::cdc::verify_with(run, &dynalite(), args);
     let report = serde_json::from_slice(&std::fs::read(run.join("verify-report.json")).unwrap_or_default()).unwrap_or(Value::Null);
     (out, report)
 }

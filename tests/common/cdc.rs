@@ -56,9 +56,14 @@ pub fn verify_against_source_with(run: &Path, endpoint: &str, args: &[&str]) -> 
 
 /// `verify --quiet --endpoint <endpoint> --against-source <url> <args…> --from <run>`.
 pub fn verify_against_url(url: &str, run: &Path, endpoint: &str, args: &[&str]) -> Output {
+    verify_with(run, endpoint, &[&["--against-source", url][..], args].concat())
+}
+
+/// `verify --quiet --endpoint <endpoint> <args…> --from <run>` with local credentials.
+pub fn verify_with(run: &Path, endpoint: &str, args: &[&str]) -> Output {
     let env = services();
     Command::new(bin())
-        .args(["verify", "--quiet", "--endpoint", endpoint, "--against-source", url])
+        .args(["verify", "--quiet", "--endpoint", endpoint])
         .args(args)
         .arg("--from")
         .arg(run)

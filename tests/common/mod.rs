@@ -72,6 +72,16 @@ pub fn fresh_db(conn: &mut Conn, name: &str) -> String {
     db
 }
 
+/// The local servers' AWS settings (s3s-fs for S3, path-style) on `cmd`, none of the user's.
+pub fn s3_env(cmd: &mut Command) -> &mut Command {
+    for (k, v) in services() {
+        if k.starts_with("AWS_") || k == "M2D_S3_PATH_STYLE" {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL")
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mysql2ddb")
 }
