@@ -30,6 +30,7 @@ pub fn transform_settings(m: &MappingArgs, im: &ImportSection, restart: bool, qu
             nulls: m.nulls.or(im.nulls).unwrap_or_default(),
             wide_decimal: m.wide_decimal.or(im.wide_decimal).unwrap_or_default(),
             tinyint1_as_bool: m.tinyint1_as_bool || im.tinyint1_as_bool.unwrap_or(false),
+            reference_temporal: false,
         },
         auto: crate::mapping::compile::AutoOptions {
             table_name_template: m.table_name_template.clone().or_else(|| im.table_name_template.clone()).unwrap_or_else(|| d::TABLE_NAME_TEMPLATE.into()),
@@ -151,9 +152,12 @@ pub fn verify_settings(a: &VerifyArgs) -> Result<crate::verify::VerifySettings, 
         _ => None,
     };
     let option_file = job.source.option_file.as_deref();
+    let mut transform = transform_settings(&a.map, im, false, a.quiet)?;
+    // Expected temporal values come from an independent computation, not the writer's.
+    transform.convert.reference_temporal = true;
     Ok(crate::verify::VerifySettings {
         run: run_source(&a.run, im, dynamo.region.clone(), a.quiet)?,
-        transform: transform_settings(&a.map, im, false, a.quiet)?,
+        transform,
         dynamo,
         examples: a.examples.or(ve.examples).unwrap_or(d::EXAMPLES),
         against_source: against.map(|u| crate::source::SourceConfig::parse(&u, option_file)).transpose()?,

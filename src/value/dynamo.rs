@@ -69,6 +69,9 @@ pub struct ConvertOptions {
     pub wide_decimal: WideDecimal,
     /// TINYINT(1) columns as BOOL.
     pub tinyint1_as_bool: bool,
+    /// Temporal values computed by `reference` instead (verify's expected values).
+    #[serde(skip)]
+    pub reference_temporal: bool,
 }
 
 /// Checks DynamoDB's number limits; Ok(false) when there are too many significant digits.
@@ -143,7 +146,11 @@ pub fn convert(col: &ColumnSchema, cell: &Cell, opts: &ConvertOptions) -> Result
         Cell::Num(s) | Cell::Text(s) => s,
     };
     Ok(Some(match col.kind {
-        ColumnKind::Int { bits: 8, .. } if opts.tinyint1_as_bool && col.mysql_type.starts_with("tinyint(1)") => Attr::Bool(text != "0"),
+        ColumnKind::Int { bits: 8, .. } if opts.tinyint1_as_bool && col.mysql_type.starts_with("tinyint(1)") => match text.as_str() {
+            "0" => Attr::Bool(false),
+            "1" => Attr::Bool(true),
+            _ => return Err(format!("{text} is not a boolean: only 0 and 1 are (--tinyint1-as-bool; TINYINT(1) holds -128 to 127, so leave the flag off to keep every value as a number)")),
+        },
         ColumnKind::Int { .. } | ColumnKind::Year | ColumnKind::Bit { .. } | ColumnKind::Float | ColumnKind::Double => {
             check_number(text)?;
             Attr::N(text.clone())
@@ -173,6 +180,9 @@ pub fn convert(col: &ColumnSchema, cell: &Cell, opts: &ConvertOptions) -> Result
 }
 
 fn temporal(col: &ColumnSchema, text: &str, opts: &ConvertOptions) -> Result<Attr, String> {
+    if opts.reference_temporal {
+        return super::reference::temporal(&col.kind, text, opts.temporal);
+    }
     if is_zero_date(text) {
         return match opts.temporal {
             TemporalAs::Iso => Ok(Attr::S(text.to_string())),
@@ -189,20 +199,29 @@ fn temporal(col: &ColumnSchema, text: &str, opts: &ConvertOptions) -> Result<Att
         }
         TemporalAs::Epoch => {
             let p = parse_datetime(text).ok_or_else(|| format!("{text:?} is not a date/time"))?;
-            let micros = p.epoch_micros();
-            let secs = micros.div_euclid(1_000_000);
-            let frac = micros.rem_euclid(1_000_000);
-            let fsp = match col.kind {
-                ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } => fsp as usize,
-                _ => 0,
-            };
-            if fsp == 0 {
-                Attr::N(secs.to_string())
-            } else {
-                Attr::N(format!("{secs}.{}", &format!("{frac:06}")[..fsp]))
-            }
+            Attr::N(epoch_text(p.epoch_micros(), fraction_digits(&col.kind)))
         }
     })
+}
+
+/// Fraction digits a temporal column carries (DATE none).
+pub fn fraction_digits(kind: &ColumnKind) -> usize {
+    match kind {
+        ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } => *fsp as usize,
+        _ => 0,
+    }
+}
+
+/// Signed seconds since the epoch with `fsp` fraction digits: sign, then the magnitude's whole
+/// seconds and fraction (`-500000` µs is `-0.5`, not the floor `-1` plus `.5`).
+fn epoch_text(micros: i64, fsp: usize) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    let (secs, frac) = (m / 1_000_000, m % 1_000_000);
+    match fsp {
+        0 => format!("{sign}{secs}"),
+        _ => format!("{sign}{secs}.{}", &format!("{frac:06}")[..fsp]),
+    }
 }
 
 /// JSON text to a native attribute value, numbers kept as their exact text.

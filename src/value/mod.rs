@@ -22,6 +22,7 @@ pub mod binlog;
 pub mod chunk;
 pub mod dynamo;
 pub mod jsonb;
+pub mod reference;
 pub mod row;
 pub mod row_image;
 pub mod temporal;

@@ -1,0 +1,72 @@
+//! What a hostile new user found the tool doing without a word (exit 0, something missing or
+//! changed): each test is named after what broke and runs against the real servers.
+
+use crate::common;
+
+use common::cdc::{capture, ok, verify_against_source_with};
+use common::ddb::{drop_table, dynalite, import, scan};
+use common::{assert_ok, connect, export, fresh_db, stderr};
+use mysql::prelude::Queryable;
+use mysql2ddb::value::attr::Attr;
+use mysql2ddb::verify::canonical_number;
+
+/// The item's attribute `name` of the item whose `id` is `id`.
+fn attr_of(items: &[mysql2ddb::value::attr::Item], id: i64, name: &str) -> Option<Attr> {
+    items.iter().find(|i| i.get("id") == Some(&Attr::N(id.to_string()))).and_then(|i| i.get(name).cloned())
+}
+
+#[test]
+fn epoch_seconds_before_1970_with_a_fraction_count_toward_zero_on_import_apply_and_verify() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "epoch_1969");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, dt DATETIME(3), ts DATE)").unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1, '1969-12-31 23:59:59.5', '1969-12-31'), (2, '1969-07-20 20:17:40.250', '1900-01-01'), (3, '2001-02-03 04:05:06.007', '2001-02-03')").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    conn.query_drop("INSERT INTO t VALUES (4, '1960-01-01 00:00:00.125', '1960-01-01')").unwrap();
+    conn.query_drop("UPDATE t SET dt = '1969-12-31 23:59:58.999' WHERE id = 3").unwrap();
+    let table = format!("{db}_t");
+    drop_table(&dynalite(), &table);
+    let out = import(run.path(), &dynalite(), &["--create-tables", "--temporal", "epoch"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    ok(&capture(run.path()), "capture");
+    ok(&common::cdc::apply_with(run.path(), &dynalite(), &["--temporal", "epoch"]), "apply");
+    // The expected seconds come from the server's own arithmetic.
+    let expected: Vec<(i64, String, String)> = conn
+        .query(format!(
+            "SELECT id, CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', dt) / 1000000 AS CHAR), CAST(TIMESTAMPDIFF(SECOND, '1970-01-01', ts) AS CHAR) FROM `{db}`.t ORDER BY id"
+        ))
+        .unwrap();
+    assert_eq!(expected.len(), 4);
+    let items = scan(&dynalite(), &table);
+    for (id, dt, ts) in &expected {
+        assert_eq!(attr_of(&items, *id, "dt"), Some(Attr::N(canonical_number(dt))), "row {id}: dt");
+        assert_eq!(attr_of(&items, *id, "ts"), Some(Attr::N(canonical_number(ts))), "row {id}: ts");
+    }
+    assert_eq!(attr_of(&items, 1, "dt"), Some(Attr::N("-0.5".into())));
+    let v = verify_against_source_with(run.path(), &dynalite(), &["--temporal", "epoch"]);
+    assert!(v.status.success(), "verify: {}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
+}
+
+#[test]
+fn tinyint1_as_bool_rejects_values_other_than_0_and_1_naming_the_column() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "bool_2");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, flag TINYINT(1))").unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1, 0), (2, 1), (3, 2), (4, -1), (5, NULL)").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let table = format!("{db}_t");
+    drop_table(&dynalite(), &table);
+    let out = import(run.path(), &dynalite(), &["--create-tables", "--tinyint1-as-bool"]);
+    assert_eq!(out.status.code(), Some(3), "rows rejected: {}", stderr(&out));
+    let items = scan(&dynalite(), &table);
+    assert_eq!(items.len(), 3, "0, 1 and NULL written");
+    assert_eq!(attr_of(&items, 1, "flag"), Some(Attr::Bool(false)));
+    assert_eq!(attr_of(&items, 2, "flag"), Some(Attr::Bool(true)));
+    let rejects = std::fs::read_to_string(run.path().join("import/rejects").join(format!("{table}.jsonl"))).unwrap();
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    assert!(rejects.contains("column flag") && rejects.contains("2 is not a boolean") && rejects.contains("-1 is not a boolean"), "{rejects}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("import-report.json")).unwrap()).unwrap();
+    assert_eq!(report["rejected_rows"], 2);
+}
