@@ -70,3 +70,13 @@ fn tinyint1_as_bool_rejects_values_other_than_0_and_1_naming_the_column() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("import-report.json")).unwrap()).unwrap();
     assert_eq!(report["rejected_rows"], 2);
 }
+
+#[test]
+fn a_write_rate_too_small_to_write_or_too_large_is_refused_with_the_range() {
+    let run = tempfile::tempdir().unwrap();
+    for (wcu, says) in [("1e-9", "at least 1 WCU/s"), ("1e12", "at most 1000000000 WCU/s")] {
+        let out = import(run.path(), &dynalite(), &["--wcu", wcu]);
+        assert!(!out.status.success(), "--wcu {wcu} accepted");
+        assert!(stderr(&out).contains(says) && !stderr(&out).contains("positive number"), "--wcu {wcu}: {}", stderr(&out));
+    }
+}

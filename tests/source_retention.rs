@@ -22,15 +22,16 @@ fn estimate_compares_the_binlog_retention_with_the_migration_and_prints_the_fix(
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("binary logs are kept 2.0 h (binlog_expire_logs_seconds = 7200)"), "export warns: {}", stderr(&out));
 
-    let estimate = |wcu: &str| {
+    let estimate_as = |url: &str, wcu: &str| {
         let out = Command::new(bin())
-            .args(["estimate", "--quiet", "--wcu", wcu, "--source", &server.url(), "--mapping", mapping.to_str().unwrap(), "--from"])
+            .args(["estimate", "--quiet", "--wcu", wcu, "--source", url, "--mapping", mapping.to_str().unwrap(), "--from"])
             .arg(&run)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("binlog retention:")).unwrap_or_default().to_string()
     };
+    let estimate = |wcu: &str| estimate_as(&server.url(), wcu);
     // 5,000 items at 1 WCU/s: 1.4 h of import and the hour of margin, past the 2 h kept.
     let line = estimate("1");
     assert!(line.contains("binlog_expire_logs_seconds = 7200") && line.contains("TOO SHORT") && line.contains("SET GLOBAL binlog_expire_logs_seconds = 86400"), "{line}");
@@ -43,4 +44,15 @@ fn estimate_compares_the_binlog_retention_with_the_migration_and_prints_the_fix(
     server.root(&["-e", "DROP PROCEDURE mysql.rds_show_configuration; CREATE PROCEDURE mysql.rds_show_configuration() SELECT 'binlog retention hours' AS name, '48' AS value, '' AS description"]).unwrap();
     let line = estimate("1");
     assert!(line.contains("binlog retention hours = 48") && line.ends_with(": enough"), "{line}");
+
+    // A migration user without EXECUTE on the procedure still gets the estimate, warned that
+    // the RDS setting it could not read is the one that applies there.
+    server.root(&["-e", "CREATE USER 'migrator'@'%' IDENTIFIED BY 'pw'; GRANT SELECT, RELOAD, REPLICATION CLIENT, REPLICATION SLAVE ON *.* TO 'migrator'@'%'"]).unwrap();
+    let limited = format!("mysql://migrator:pw@127.0.0.1:{}", server.port);
+    let line = estimate_as(&limited, "10000");
+    assert!(line.contains("binlog_expire_logs_seconds = 7200") && line.contains("cannot be run by this user") && line.contains("binlog retention hours"), "{line}");
+    // Without the procedure (any MariaDB): the same.
+    server.root(&["-e", "DROP PROCEDURE mysql.rds_show_configuration"]).unwrap();
+    let line = estimate_as(&limited, "1");
+    assert!(line.contains("binlog_expire_logs_seconds = 7200") && line.contains("TOO SHORT"), "{line}");
 }

@@ -55,6 +55,7 @@ pub fn check_server(conn: &mut Conn) -> Result<Vec<String>, CdcError> {
             r.seconds.unwrap_or(0) as f64 / 3600.0,
             r.setting
         ),
+        Ok(crate::source::retention::Retention { warning: Some(w), .. }) => tracing::warn!("binlog retention: {w}"),
         Ok(_) => {}
         Err(e) => tracing::warn!("binlog retention unknown: {e}"),
     }

@@ -124,7 +124,9 @@ pub fn without_huge_pages() {
 /// Pre-flight: binary logs that expire within a day (RDS keeps none by default) are named, with
 /// what to run next; capture reads them from the position this export records.
 fn warn_on_short_retention(control: &mut mysql::Conn) {
-    match crate::source::retention::read(control) {
+    use crate::source::retention::Retention;
+    let kept = crate::source::retention::read(control);
+    match &kept {
         Ok(r) if r.seconds.is_some_and(|s| s < 24 * 3600) => warn!(
             "binary logs are kept {:.1} h ({}): capture must read them from this export's position before the server purges them. After the export, `mysql2ddb estimate --source …` compares that with the import's time and prints the command that raises it; or start `mysql2ddb cdc capture --follow` as soon as the export ends",
             r.seconds.unwrap_or(0) as f64 / 3600.0,
@@ -132,6 +134,9 @@ fn warn_on_short_retention(control: &mut mysql::Conn) {
         ),
         Ok(r) => info!(retention = %r.setting, "binlog retention"),
         Err(e) => warn!("binlog retention unknown: {e}"),
+    }
+    if let Ok(Retention { warning: Some(w), .. }) = &kept {
+        warn!("binlog retention: {w}");
     }
 }
 

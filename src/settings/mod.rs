@@ -40,9 +40,23 @@ pub fn in_range<T: PartialOrd + std::fmt::Display + Copy>(flag: &'static str, va
     }
 }
 
-/// A write rate: 0 (unpaced) or a positive finite WCU/s.
+/// The lowest paced write rate: the smallest provisioned table has 1 WCU, and a slower pace
+/// would take minutes per item (a rate of 1e-9 once looked like a hang).
+pub const MIN_WCU_RATE: f64 = 1.0;
+/// The highest: far above any table's capacity (DynamoDB's default quota is 40,000 WCU per table).
+pub const MAX_WCU_RATE: f64 = 1e9;
+
+/// A write rate: 0 (unpaced) or from `MIN_WCU_RATE` to `MAX_WCU_RATE` WCU/s.
 pub fn wcu_rate(flag: &'static str, value: f64) -> Result<f64, SettingsError> {
-    in_range(flag, value, 0.0, 1e9).map_err(|_| SettingsError::Range { flag, value: value.to_string(), allowed: "0 (unpaced) or a positive number of WCU/s".into() })
+    if value == 0.0 || (MIN_WCU_RATE..=MAX_WCU_RATE).contains(&value) {
+        return Ok(value);
+    }
+    let allowed = match value {
+        v if v > MAX_WCU_RATE && v.is_finite() => format!("at most {MAX_WCU_RATE:.0} WCU/s, far above any table's capacity; 0 writes unpaced"),
+        v if v > 0.0 && v < MIN_WCU_RATE => format!("at least {MIN_WCU_RATE} WCU/s (the smallest provisioned table has 1; a slower pace takes minutes per item), or 0 for unpaced"),
+        _ => format!("0 (unpaced) or a number of WCU/s from {MIN_WCU_RATE} to {MAX_WCU_RATE:.0}"),
+    };
+    Err(SettingsError::Range { flag, value: value.to_string(), allowed })
 }
 
 /// Largest useful numbers of threads / calls in flight.
@@ -65,6 +79,11 @@ mod tests {
         assert!(wcu_rate("--wcu", f64::NAN).is_err());
         assert!(wcu_rate("--wcu", f64::INFINITY).is_err());
         assert_eq!(wcu_rate("--wcu", 0.0).unwrap(), 0.0);
+        let big = wcu_rate("--wcu", 1e12).unwrap_err().to_string();
+        assert!(big.contains("at most 1000000000") && !big.contains("positive"), "{big}");
+        let tiny = wcu_rate("--wcu", 1e-9).unwrap_err().to_string();
+        assert!(tiny.contains("at least 1 WCU/s"), "{tiny}");
+        assert_eq!(wcu_rate("--wcu", 1.0).unwrap(), 1.0);
         let err = in_range("--threads", 0usize, 1, MAX_THREADS).unwrap_err().to_string();
         assert_eq!(err, "--threads 0: must be from 1 to 256");
     }

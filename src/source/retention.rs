@@ -26,9 +26,14 @@ pub struct Retention {
     pub setting: String,
     /// Amazon RDS / Aurora (`mysql.rds_*` procedures).
     pub rds: bool,
+    /// What could not be read, when the figure may not be the one that applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
-/// Reads the retention; an unreadable RDS setting is reported as such, not guessed.
+/// Reads the retention. An RDS setting this user may not read (EXECUTE denied, as for every
+/// MariaDB user without rights on `mysql`) leaves the server's own variables, with a warning
+/// that on RDS/Aurora the unread setting is the one that applies.
 pub fn read(conn: &mut Conn) -> Result<Retention, String> {
     // Rows of (name, value, description); the value NULL when unset.
     match conn.query::<mysql::Row, _>("CALL mysql.rds_show_configuration") {
@@ -36,28 +41,39 @@ pub fn read(conn: &mut Conn) -> Result<Retention, String> {
             let cell = |r: &mysql::Row, i: usize| r.get_opt::<Option<String>, _>(i).and_then(Result::ok).flatten();
             let value = rows.iter().find(|r| cell(r, 0).is_some_and(|n| n.eq_ignore_ascii_case("binlog retention hours"))).and_then(|r| cell(r, 1));
             return Ok(match value.as_deref().map(str::trim) {
-                None | Some("NULL") | Some("") => Retention { seconds: Some(0), setting: "binlog retention hours is NULL (RDS removes binary logs as soon as it can)".into(), rds: true },
+                None | Some("NULL") | Some("") => Retention { seconds: Some(0), setting: "binlog retention hours is NULL (RDS removes binary logs as soon as it can)".into(), rds: true, warning: None },
                 Some(h) => {
                     let hours: f64 = h.parse().map_err(|_| format!("binlog retention hours is {h:?}"))?;
-                    Retention { seconds: Some((hours * 3600.0) as u64), setting: format!("binlog retention hours = {h} (mysql.rds_show_configuration)"), rds: true }
+                    Retention { seconds: Some((hours * 3600.0) as u64), setting: format!("binlog retention hours = {h} (mysql.rds_show_configuration)"), rds: true, warning: None }
                 }
             });
         }
         // 1305: no such procedure (not RDS). 1370: EXECUTE denied (RDS, but not readable by this user).
         Err(mysql::Error::MySqlError(e)) if e.code == 1370 => {
-            return Err(format!("mysql.rds_show_configuration cannot be run by this user ({}): grant EXECUTE on it, or read 'binlog retention hours' as the master user", e.message))
+            let warning = format!(
+                "mysql.rds_show_configuration cannot be run by this user ({}); on Amazon RDS / Aurora its 'binlog retention hours' decides, not the variable read instead: grant EXECUTE on it, or read it as the master user",
+                e.message
+            );
+            let mut r = from_variables(conn);
+            r.warning = Some(warning);
+            return Ok(r);
         }
         Err(_) => {}
     }
+    Ok(from_variables(conn))
+}
+
+/// `binlog_expire_logs_seconds`, else `expire_logs_days`.
+fn from_variables(conn: &mut Conn) -> Retention {
     let var = super::position::global_var;
     if let Some(secs) = var(conn, "binlog_expire_logs_seconds").and_then(|s| s.parse::<u64>().ok()) {
         if secs > 0 {
-            return Ok(Retention { seconds: Some(secs), setting: format!("binlog_expire_logs_seconds = {secs}"), rds: false });
+            return Retention { seconds: Some(secs), setting: format!("binlog_expire_logs_seconds = {secs}"), rds: false, warning: None };
         }
     }
     match var(conn, "expire_logs_days").and_then(|d| d.parse::<f64>().ok()) {
-        Some(d) if d > 0.0 => Ok(Retention { seconds: Some((d * 86_400.0) as u64), setting: format!("expire_logs_days = {d}"), rds: false }),
-        _ => Ok(Retention { seconds: None, setting: "no expiry set (binlog_expire_logs_seconds and expire_logs_days are 0)".into(), rds: false }),
+        Some(d) if d > 0.0 => Retention { seconds: Some((d * 86_400.0) as u64), setting: format!("expire_logs_days = {d}"), rds: false, warning: None },
+        _ => Retention { seconds: None, setting: "no expiry set (binlog_expire_logs_seconds and expire_logs_days are 0)".into(), rds: false, warning: None },
     }
 }
 
@@ -111,6 +127,9 @@ pub fn check(r: Retention, flavor: Flavor, elapsed: f64, load: f64) -> Retention
             }
         }
     }
+    if let Some(w) = &r.warning {
+        message.push_str(&format!(". Warning: {w}"));
+    }
     RetentionCheck { retention: r, needed_seconds: needed, enough, command, message }
 }
 
@@ -119,7 +138,7 @@ mod tests {
     use super::*;
 
     fn kept(hours: Option<u64>, rds: bool) -> Retention {
-        Retention { seconds: hours.map(|h| h * 3600), setting: "x".into(), rds }
+        Retention { seconds: hours.map(|h| h * 3600), setting: "x".into(), rds, warning: None }
     }
 
     #[test]
