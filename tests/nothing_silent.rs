@@ -80,3 +80,53 @@ fn a_write_rate_too_small_to_write_or_too_large_is_refused_with_the_range() {
         assert!(stderr(&out).contains(says) && !stderr(&out).contains("positive number"), "--wcu {wcu}: {}", stderr(&out));
     }
 }
+
+/// A mapping of selection rules (action, table-name pattern) and object-mapping rules (name,
+/// table-name pattern) over `db`.
+fn mapping(dir: &std::path::Path, db: &str, selections: &[(&str, &str)], objects: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut rules: Vec<serde_json::Value> = selections
+        .iter()
+        .enumerate()
+        .map(|(i, (action, t))| serde_json::json!({"rule-type": "selection", "rule-id": i + 1, "rule-name": format!("sel{}", i + 1), "object-locator": {"schema-name": db, "table-name": t}, "rule-action": action}))
+        .collect();
+    for (name, t) in objects {
+        rules.push(serde_json::json!({"rule-type": "object-mapping", "rule-id": name, "rule-name": name, "rule-action": "map-record-to-record",
+            "object-locator": {"schema-name": db, "table-name": t}, "target-table-name": format!("{db}_{name}"), "mapping-parameters": {"partition-key-name": "id"}}));
+    }
+    let p = dir.join(format!("mapping-{}.json", fastrand::u64(..)));
+    std::fs::write(&p, serde_json::json!({ "rules": rules }).to_string()).unwrap();
+    p
+}
+
+#[test]
+fn selection_rules_match_names_with_wildcard_characters_and_say_why_nothing_or_two_rules_match() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "sel_pct");
+    for t in ["%", "%off", "50%off", "a_b", "[uo]x", "plain"] {
+        conn.query_drop(format!("CREATE TABLE `{t}` (id INT PRIMARY KEY)")).unwrap();
+        conn.query_drop(format!("INSERT INTO `{t}` VALUES (1)")).unwrap();
+    }
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let dry = |m: &std::path::Path| import(run.path(), &dynalite(), &["--dry-run", "--mapping", m.to_str().unwrap()]);
+    let tables_in = |o: &std::process::Output| stderr(o).lines().filter(|l| l.starts_with("dry run")).count();
+
+    let all = dry(&mapping(run.path(), &db, &[("include", "%")], &[]));
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert_eq!(tables_in(&all), 6, "every table, `%` and `%off` too: {}", stderr(&all));
+    for literal in ["%", "50%off", "[uo]x"] {
+        let one = dry(&mapping(run.path(), &db, &[("include", literal)], &[]));
+        assert!(one.status.success(), "{literal}: {}", stderr(&one));
+        assert!(tables_in(&one) >= 1, "{literal} selects the table named so");
+    }
+    // A bracket is no character class: the rule exists, it matches nothing, and the message says both.
+    let none = dry(&mapping(run.path(), &db, &[("include", "[pq]%")], &[]));
+    assert!(!none.status.success());
+    let err = stderr(&none);
+    assert!(err.contains("sel1") && err.contains("[pq]%") && err.contains("match none") && !err.contains("add a selection rule"), "{err}");
+    // Two object-mapping rules for one table: refused, naming both.
+    let two = dry(&mapping(run.path(), &db, &[("include", "plain")], &[("first", "plain"), ("second", "pl%")]));
+    assert!(!two.status.success(), "two rules for one table accepted");
+    let err = stderr(&two);
+    assert!(err.contains("first") && err.contains("second") && err.contains("plain"), "{err}");
+}

@@ -20,8 +20,8 @@ pub enum MappingError {
     Rule { rule: String, reason: String },
     #[error("table {table}: {reason}")]
     Table { table: String, reason: String },
-    #[error("the mapping selects no table: add a selection rule with rule-action include")]
-    NothingSelected,
+    #[error("the mapping selects no table: {0}")]
+    NothingSelected(String),
 }
 
 fn rule_err(rule: &str, reason: impl Into<String>) -> MappingError {
@@ -219,7 +219,7 @@ impl TableMapping {
     pub fn resolve<'a>(&'a self, tables: &'a [TableSchema]) -> Result<Vec<(&'a TableSchema, Option<&'a ObjectMappingRule>)>, MappingError> {
         let selected: Vec<&TableSchema> = tables.iter().filter(|t| self.selects(t)).collect();
         if selected.is_empty() {
-            return Err(MappingError::NothingSelected);
+            return Err(MappingError::NothingSelected(self.why_nothing(tables)));
         }
         // A rule that matches nothing is a typo, not a wish for automatic mode.
         if let Some(r) = self.objects.iter().find(|r| !selected.iter().any(|t| r.object_locator.matches(t))) {
@@ -237,13 +237,45 @@ impl TableMapping {
         }
         let mut out = Vec::new();
         for t in selected {
-            let rule = self.objects.iter().find(|r| r.object_locator.matches(t));
+            let mut rules = self.objects.iter().filter(|r| r.object_locator.matches(t));
+            let rule = rules.next();
+            if let (Some(first), Some(second)) = (rule, rules.next()) {
+                return Err(MappingError::Table {
+                    table: t.display_name(),
+                    reason: format!(
+                        "object-mapping rules {} and {} both match it; one table has one mapping here: narrow the object-locator of one of them (or exclude the table from it)",
+                        first.rule_name, second.rule_name
+                    ),
+                });
+            }
             if let Some(r) = rule {
                 check_columns(r, t)?;
             }
             out.push((t, rule));
         }
         Ok(out)
+    }
+
+    /// Why no table is selected, in words the user can act on.
+    fn why_nothing(&self, tables: &[TableSchema]) -> String {
+        let rules = |a: SelectionAction| -> Vec<&SelectionRule> { self.selections.iter().filter(|s| s.rule_action == a).collect() };
+        let includes: Vec<&SelectionRule> = [rules(SelectionAction::Include), rules(SelectionAction::Explicit)].concat();
+        if includes.is_empty() {
+            return "add a selection rule with rule-action include".into();
+        }
+        let listed = |rs: &[&SelectionRule]| rs.iter().map(|r| format!("{} ({}.{})", r.rule_name, r.object_locator.schema_name, r.object_locator.table_name)).collect::<Vec<_>>().join(", ");
+        let names: Vec<String> = tables.iter().take(10).map(TableSchema::display_name).collect();
+        let more = if tables.len() > 10 { ", …" } else { "" };
+        let included = tables.iter().any(|t| includes.iter().any(|r| r.object_locator.matches(t)));
+        if included {
+            return format!("every table the include rules {} match is excluded by {}", listed(&includes), listed(&rules(SelectionAction::Exclude)));
+        }
+        format!(
+            "the include rules {} match none of the run's {} tables ({}{more}); `%` matches any run of characters and `_` one, every other character (`[`, `]` included) only itself",
+            listed(&includes),
+            tables.len(),
+            names.join(", ")
+        )
     }
 }
 
@@ -440,7 +472,8 @@ mod tests {
         let m = TableMapping::parse(text).unwrap();
         assert!(m.selects(&table("a", "orders", &["id"])));
         assert!(!m.selects(&table("a", "logins", &["id"])));
-        assert_eq!(m.resolve(&[table("a", "log1", &["id"])]).unwrap_err(), MappingError::NothingSelected);
+        let err = m.resolve(&[table("a", "log1", &["id"])]).unwrap_err().to_string();
+        assert!(err.contains("excluded by no-logs"), "{err}");
     }
 
     #[test]

@@ -253,19 +253,24 @@ pub fn split_qualified(s: &str) -> Result<(String, String), SourceError> {
 }
 
 /// `%` and `*` match any run of characters, `_` and `?` one character (case-sensitive, like
-/// table names on Linux).
+/// table names on Linux). A name literally equal to the pattern matches it, wildcards or not.
 pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    if pattern == name {
+        return true;
+    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '_' || p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && (p[pi] == '%' || p[pi] == '*') {
+        // A wildcard first: a `%` of the pattern facing a `%` of the name is still a wildcard
+        // (taken as the literal, it left `%off` out of an include rule of `%`).
+        if pi < p.len() && (p[pi] == '%' || p[pi] == '*') {
             star = Some(pi);
             mark = ni;
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '_' || p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
         } else if let Some(s) = star {
             pi = s + 1;
             mark += 1;
@@ -290,6 +295,33 @@ mod tests {
         assert!(wildcard_match("*", "anything"));
         assert!(wildcard_match("ord?rs", "orders"));
         assert!(!wildcard_match("shop", "shop2"));
+    }
+
+    /// Regression: a `%` of the pattern facing a `%` of the name was taken as the literal.
+    #[test]
+    fn wildcards_agree_with_a_backtracking_matcher_on_names_holding_wildcard_characters() {
+        fn reference(p: &[char], n: &[char]) -> bool {
+            match p.first() {
+                None => n.is_empty(),
+                Some('%' | '*') => (0..=n.len()).any(|k| reference(&p[1..], &n[k..])),
+                Some('_' | '?') => !n.is_empty() && reference(&p[1..], &n[1..]),
+                Some(c) => n.first() == Some(c) && reference(&p[1..], &n[1..]),
+            }
+        }
+        assert!(wildcard_match("%", "%off"));
+        let alphabet = ['a', '%', '_', 'b', '*'];
+        let word = |mut i: usize, len: usize| -> String { (0..len).map(|_| { let c = alphabet[i % 5]; i /= 5; c }).collect() };
+        for len_p in 0..=4 {
+            for len_n in 0..=4 {
+                for i in 0..5usize.pow(len_p as u32) {
+                    for j in 0..5usize.pow(len_n as u32) {
+                        let (p, n) = (word(i, len_p), word(j, len_n));
+                        let expected = p == n || reference(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
+                        assert_eq!(wildcard_match(&p, &n), expected, "pattern {p:?}, name {n:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
