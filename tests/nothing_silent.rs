@@ -130,3 +130,32 @@ fn selection_rules_match_names_with_wildcard_characters_and_say_why_nothing_or_t
     let err = stderr(&two);
     assert!(err.contains("first") && err.contains("second") && err.contains("plain"), "{err}");
 }
+
+#[test]
+fn a_change_whose_before_image_had_no_item_is_applied_and_not_called_a_reject() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "before_refused");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, amount DECIMAL(65,30))").unwrap();
+    // 45 significant digits: more than DynamoDB's 38, refused under --wide-decimal reject.
+    let wide = "123456789012345.123456789012345678901234567891";
+    conn.query_drop(format!("INSERT INTO t VALUES (1, {wide}), (2, {wide}), (3, 1.5)")).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let table = format!("{db}_t");
+    drop_table(&dynalite(), &table);
+    let out = import(run.path(), &dynalite(), &["--create-tables", "--wide-decimal", "reject"]);
+    assert_eq!(out.status.code(), Some(3), "rows 1 and 2 rejected: {}", stderr(&out));
+    // Row 1 becomes storable (its before-image is not), row 2 is deleted (its before-image is not storable).
+    conn.query_drop(format!("UPDATE `{db}`.t SET amount = 2.25 WHERE id = 1")).unwrap();
+    conn.query_drop(format!("DELETE FROM `{db}`.t WHERE id = 2")).unwrap();
+    ok(&capture(run.path()), "capture");
+    let applied = common::cdc::apply_with(run.path(), &dynalite(), &["--wide-decimal", "reject"]);
+    assert!(applied.status.success(), "nothing was left unwritten ({:?}): {}", applied.status.code(), stderr(&applied));
+    let rejects = run.path().join("cdc/rejects.jsonl");
+    assert_eq!(std::fs::read_to_string(&rejects).unwrap_or_default(), "", "no change is a reject");
+    let items = scan(&dynalite(), &table);
+    assert_eq!(attr_of(&items, 1, "amount"), Some(Attr::N("2.25".into())));
+    assert_eq!(items.len(), 2, "rows 1 and 3");
+    let v = verify_against_source_with(run.path(), &dynalite(), &["--wide-decimal", "reject"]);
+    assert!(v.status.success(), "verify: {}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
+}

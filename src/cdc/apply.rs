@@ -125,8 +125,9 @@ fn owned(t: &TargetTable, body: &Body, collect: Option<(&str, CollectAs)>) -> Re
 
 /// The writes one change makes, and why part of it was refused. An image that does not map (a
 /// value DynamoDB cannot hold, a zero date under `--zero-date reject`) is refused as the import
-/// refuses its row: a refused before-image had no item, and a refused after-image leaves none
-/// (the old item is deleted, as importing the new values would give no item).
+/// refuses its row: a refused before-image had no item (so the change is no reject when its
+/// after-image or its delete is written), and a refused after-image leaves none (the old item
+/// is deleted, as importing the new values would give no item; that change is a reject).
 pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::value::dynamo::ConvertOptions) -> (Vec<Write>, Vec<String>) {
     let mut refused = Vec::new();
     let out = match mapped_writes(manifest, plan, c, convert, &mut refused) {
@@ -161,7 +162,14 @@ fn mapped_writes(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &
                 None
             })
         };
-        let (before, after) = (refuse(map(&c.before)), refuse(map(&c.after)));
+        // A before-image that does not map had no item (the import or an earlier change refused
+        // it): nothing of it is to be undone, so it is no reject. Only a refused after-image
+        // leaves the change's effect unwritten.
+        let before = map(&c.before).unwrap_or_else(|reason| {
+            tracing::debug!(target = %t.name, "the before-image of a change at {} had no item: {reason}", c.at);
+            None
+        });
+        let after = refuse(map(&c.after));
         let table = t.name.clone();
         match (before, after) {
             (None, None) => {}
