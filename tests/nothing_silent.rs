@@ -159,3 +159,50 @@ fn a_change_whose_before_image_had_no_item_is_applied_and_not_called_a_reject() 
     let v = verify_against_source_with(run.path(), &dynalite(), &["--wide-decimal", "reject"]);
     assert!(v.status.success(), "verify: {}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
 }
+
+/// Edits `manifest.json` of `run` by `edit` on the JSON of the table's columns and encodings.
+fn edit_manifest(run: &std::path::Path, edit: impl Fn(&mut serde_json::Value)) {
+    let path = run.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut m["tables"][0]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn a_hand_edited_manifest_is_refused_naming_the_table_and_column_not_trusted_over_the_chunk() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "edited_manifest");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, qty INT)").unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1, 10), (2, 20)").unwrap();
+    for format in ["parquet", "csv"] {
+        let fresh = || {
+            let run = tempfile::tempdir().unwrap();
+            assert_ok(&export(run.path(), &["--databases", &db, "--format", format]));
+            run
+        };
+        let refused = |run: &std::path::Path, says: &[&str]| {
+            let out = import(run, &dynalite(), &["--dry-run"]);
+            assert!(!out.status.success(), "{format}: an edited manifest was trusted: {}", stderr(&out));
+            assert!(says.iter().all(|s| stderr(&out).contains(s)), "{format}: {says:?} in {}", stderr(&out));
+        };
+        // The kind of qty made text: its Int32 values would become S "10".
+        let run = fresh();
+        edit_manifest(run.path(), |t| t["columns"][1]["kind"] = "text".into());
+        refused(run.path(), &[&format!("{db}.t"), "column qty"]);
+        // Renamed (columns and encodings alike): the attribute would be renamed.
+        let run = fresh();
+        edit_manifest(run.path(), |t| {
+            t["columns"][1]["name"] = "quantity".into();
+            t["encodings"][1]["column"] = "quantity".into();
+        });
+        refused(run.path(), &[&format!("{db}.t"), "SHA-256"]);
+        // The same edit with the checksum removed too: the chunk's own schema (Parquet) or
+        // header (CSV) still names the column.
+        edit_manifest(run.path(), |t| {
+            t.as_object_mut().unwrap().remove("columns_sha256");
+        });
+        refused(run.path(), &["quantity", "qty", "changed since the export"]);
+        // Unedited, the run imports.
+        assert_ok(&import(fresh().path(), &dynalite(), &["--dry-run"]));
+    }
+}

@@ -457,7 +457,7 @@ fn job_for(entry: &TableEntry, table: usize, index: usize) -> ChunkJob {
 }
 
 fn new_entry(schema: &TableSchema, zero_date: ZeroDatePolicy) -> TableEntry {
-    TableEntry {
+    let mut entry = TableEntry {
         schema: schema.clone(),
         encodings: schema
             .columns
@@ -471,7 +471,10 @@ fn new_entry(schema: &TableSchema, zero_date: ZeroDatePolicy) -> TableEntry {
         strategy: None,
         chunks: Vec::new(),
         guarantee: None,
-    }
+        columns_sha256: None,
+    };
+    entry.columns_sha256 = Some(entry.columns_digest());
+    entry
 }
 
 /// Checks an earlier run's manifest against this run, keeps chunks whose files still match

@@ -30,6 +30,8 @@ pub enum ManifestError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} has manifest format {found}; this mysql2ddb reads format {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },
+    #[error("{path}: table {table}: {reason}. The manifest is what the export wrote; a hand edit changes how every value is read. Restore it (or export again)")]
+    Edited { path: PathBuf, table: String, reason: String },
     #[error("the run's chunks were read at positions that cannot be ordered ({reason}): replay could not start where every chunk is covered. Export again with --restart from one server (with GTIDs on, a resume on another server is ordered by GTID set)")]
     Positions { reason: String },
 }
@@ -125,6 +127,45 @@ pub struct TableEntry {
     /// without snapshots (MyISAM, Aria) read under `lock` is `replay-from`, not `point-in-time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guarantee: Option<String>,
+    /// SHA-256 of the columns and their encodings as the export wrote them
+    /// (`TableEntry::columns_digest`): a hand-edited column is refused on load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns_sha256: Option<String>,
+}
+
+impl TableEntry {
+    /// SHA-256 of the table's columns and encodings in their JSON form.
+    pub fn columns_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = serde_json::to_vec(&(&self.schema.columns, &self.encodings)).expect("columns serialize");
+        hex::encode(Sha256::digest(&text))
+    }
+
+    /// The columns against their encodings (both derive from the column kind) and against the
+    /// digest the export recorded. Names the column that differs where one can be named.
+    fn check_columns(&self, zero_date: ZeroDatePolicy) -> Result<(), String> {
+        let cols = &self.schema.columns;
+        if self.encodings.len() != cols.len() {
+            return Err(format!("{} columns but {} encodings", cols.len(), self.encodings.len()));
+        }
+        for (c, e) in cols.iter().zip(&self.encodings) {
+            if c.name != e.column {
+                return Err(format!("column {:?} is listed as {:?} in the encodings", c.name, e.column));
+            }
+            let (arrow, csv) = (c.kind.arrow_type(zero_date).to_string(), c.kind.csv_encoding(zero_date));
+            // Runs written before a time unit changed record the older unit: still the same kind.
+            let same_family = |a: &str, b: &str| a == b || ["Timestamp(", "Duration("].iter().any(|f| a.starts_with(f) && b.starts_with(f));
+            if !same_family(&e.arrow_type, &arrow) || e.csv != csv {
+                return Err(format!("column {}: its kind reads as {arrow} / {csv}, but its chunks were written as {} / {}", c.name, e.arrow_type, e.csv));
+            }
+        }
+        match &self.columns_sha256 {
+            Some(want) if *want != self.columns_digest() => {
+                Err("the columns (names, types, kinds) no longer match the SHA-256 the export recorded for them".to_string())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +221,11 @@ impl Manifest {
         if found != FORMAT_VERSION {
             return Err(ManifestError::Version { path, found });
         }
-        serde_json::from_slice(&text).map(Some).map_err(|source| ManifestError::Parse { path, source })
+        let m: Manifest = serde_json::from_slice(&text).map_err(|source| ManifestError::Parse { path: path.clone(), source })?;
+        for t in &m.tables {
+            t.check_columns(m.options.zero_date).map_err(|reason| ManifestError::Edited { path: path.clone(), table: t.schema.display_name(), reason })?;
+        }
+        Ok(Some(m))
     }
 
     /// Writes the manifest atomically: a reader sees the old one or the new one, never a mix.

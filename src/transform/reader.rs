@@ -43,9 +43,9 @@ pub fn read_chunk(
     if file.ends_with(".csv") {
         read_csv(f, table, file, &mut row)
     } else {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-            .and_then(|b| b.with_batch_size(8192).build())
-            .map_err(|e| err(e.to_string()))?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(e.to_string()))?;
+        check_parquet_schema(builder.schema(), table).map_err(err)?;
+        let reader = builder.with_batch_size(8192).build().map_err(|e| err(e.to_string()))?;
         let kinds: Vec<ColumnKind> = table.schema.columns.iter().map(|c| c.kind).collect();
         let mut index = 0u64;
         let mut cells = vec![Cell::Null; kinds.len()];
@@ -66,9 +66,45 @@ pub fn read_chunk(
     }
 }
 
+/// The file's own schema against the manifest: every column's name, Arrow type and MySQL type
+/// (a hand-edited manifest would otherwise read Int32 values as text, or rename attributes).
+fn check_parquet_schema(file: &arrow_schema::Schema, table: &TableEntry) -> Result<(), String> {
+    let cols = &table.schema.columns;
+    if file.fields().len() != cols.len() {
+        return Err(format!("{} columns, the manifest lists {}", file.fields().len(), cols.len()));
+    }
+    for ((f, c), e) in file.fields().iter().zip(cols).zip(&table.encodings) {
+        let mysql_type = f.metadata().get("mysql.type");
+        if f.name() != &c.name || f.data_type().to_string() != e.arrow_type || mysql_type.is_some_and(|t| *t != c.mysql_type) {
+            return Err(format!(
+                "column {}: the file has {} {} ({}), the manifest {} {} ({}): the manifest or the file was changed since the export",
+                c.name,
+                f.name(),
+                f.data_type(),
+                mysql_type.map(String::as_str).unwrap_or("?"),
+                c.name,
+                e.arrow_type,
+                c.mysql_type
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn read_csv(f: File, table: &TableEntry, file: &str, row: &mut impl FnMut(u64, &[Cell]) -> Result<(), ReadError>) -> Result<(), ReadError> {
     let err = |reason: String| ReadError { file: file.to_string(), reason };
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(std::io::BufReader::new(f));
+    let header = rdr.headers().map_err(|e| err(e.to_string()))?;
+    let names: Vec<&str> = table.schema.columns.iter().map(|c| c.name.as_str()).collect();
+    if header.iter().ne(names.iter().copied()) {
+        let differs = header.iter().zip(&names).position(|(h, n)| h != *n).unwrap_or(header.len().min(names.len()));
+        return Err(err(format!(
+            "its header ({}) is not the manifest's columns ({}){}: the manifest or the file was changed since the export",
+            header.iter().collect::<Vec<_>>().join(","),
+            names.join(","),
+            header.get(differs).map(|h| format!("; column {} differs ({h:?} in the file)", differs + 1)).unwrap_or_default()
+        )));
+    }
     let mut record = csv::StringRecord::new();
     let mut cells = vec![Cell::Null; table.schema.columns.len()];
     let mut index = 0u64;
