@@ -206,3 +206,39 @@ fn a_hand_edited_manifest_is_refused_naming_the_table_and_column_not_trusted_ove
         assert_ok(&import(fresh().path(), &dynalite(), &["--dry-run"]));
     }
 }
+
+#[test]
+fn an_import_rerun_against_another_dynamodb_imports_afresh_instead_of_trusting_the_checkpoint() {
+    use common::ddb::ddblocal;
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "other_target");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))").unwrap();
+    conn.query_drop("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_30").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let table = format!("{db}_t");
+    for endpoint in [dynalite(), ddblocal()] {
+        drop_table(&endpoint, &table);
+    }
+    let prep = ["--create-tables", "--table-prep", "drop-and-create"];
+    assert_ok(&import(run.path(), &dynalite(), &prep));
+    assert_eq!(scan(&dynalite(), &table).len(), 30);
+    // At the other endpoint the table exists with an item the prep must drop.
+    assert_ok(&import(run.path(), &ddblocal(), &["--create-tables", "--restart"]));
+    let rt = common::ddb::runtime();
+    rt.block_on(common::ddb::client(&ddblocal()).put_item().table_name(&table)
+        .item("id", aws_sdk_dynamodb::types::AttributeValue::N("999".into())).send()).unwrap();
+    assert_ok(&import(run.path(), &dynalite(), &prep));
+    let out = import(run.path(), &ddblocal(), &prep);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("importing this table afresh"), "says why: {}", stderr(&out));
+    let items = scan(&ddblocal(), &table);
+    assert_eq!(items.len(), 30, "every row written at the other endpoint, the stray item dropped with the table");
+    assert!(attr_of(&items, 999, "id").is_none());
+    // The checkpoint now belongs to that table: a rerun there writes nothing more.
+    let again = import(run.path(), &ddblocal(), &prep);
+    assert_ok(&again);
+    assert!(!stderr(&again).contains("afresh"), "{}", stderr(&again));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.path().join("import-report.json")).unwrap()).unwrap();
+    assert_eq!(report["tables"][0]["items_written"], 0, "{report}");
+}

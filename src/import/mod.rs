@@ -81,6 +81,27 @@ pub struct ImportSettings {
     pub s3_import: Option<s3_import::S3ImportOptions>,
 }
 
+/// Binds the checkpoint to the tables it wrote: a target whose recorded table is not the one at
+/// this endpoint now (another endpoint, account or region, or dropped and created again), or
+/// that no longer exists, is imported afresh, prepared as a new import (`--table-prep`).
+async fn check_targets(client: &aws_sdk_dynamodb::Client, endpoint: Option<&str>, state: &mut crate::transform::state::ImportState) -> Result<(), (String, String)> {
+    for t in state.targets.iter_mut().filter(|t| t.started()) {
+        let now = tables::identity(client, &t.table.name, endpoint).await.map_err(|r| (t.table.name.clone(), r))?;
+        let why = match (&t.written_to, &now) {
+            (_, None) => "it does not exist here".to_string(),
+            (Some(was), Some(now)) if !was.same_table(now) => format!("the checkpoint was written to {}, this is {}", was.display(), now.display()),
+            _ => continue,
+        };
+        // An Import from S3 still running creates its table when it ends: followed, not redone.
+        if now.is_none() && t.written_to.is_none() && t.s3_import.is_some() && !t.buckets.iter().all(|b| b.written) {
+            continue;
+        }
+        tracing::warn!(table = %t.table.name, "{why}: importing this table afresh");
+        t.forget_writes();
+    }
+    Ok(())
+}
+
 /// Runs the import; returns the report (also written to import-report.json).
 pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
@@ -108,6 +129,11 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
         report.write(&run).map_err(|e| io(&run, e))?;
         return Ok(report);
     }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ImportError::Runtime)?;
+    let endpoint = s.dynamo.endpoint.clone().or_else(|| ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"].iter().find_map(|k| std::env::var(k).ok()));
+    let control = rt.block_on(crate::aws::dynamo::build(&crate::aws::dynamo::DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }));
+    rt.block_on(check_targets(&control, endpoint.as_deref(), &mut state)).map_err(|(table, reason)| ImportError::Table { table, reason })?;
+    state.store(&work).map_err(|e| io(&work, e))?;
     if state.targets.iter().flat_map(|t| &t.buckets).any(|b| !b.written) {
         // Snapshot rows are about to be written: changes apply made since may be overwritten, so
         // apply will replay every staged change from the snapshot position (it is idempotent).
@@ -117,13 +143,11 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             tracing::warn!("this import writes snapshot rows over what `cdc apply` applied: the next `cdc apply` replays every staged change from the snapshot position");
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ImportError::Runtime)?;
     let mut reports = Vec::new();
     let state = Arc::new(Mutex::new(state));
     rt.block_on(async {
         // Writes retry in `writer` (counted, paced); control-plane calls use the SDK's retries.
         let client = crate::aws::dynamo::build(&s.dynamo).await;
-        let control = crate::aws::dynamo::build(&crate::aws::dynamo::DynamoOptions { sdk_retries: true, ..s.dynamo.clone() }).await;
         let n_targets = state.lock().unwrap_or_else(|e| e.into_inner()).targets.len();
         for ti in 0..n_targets {
             let (target, prepared, done) = {
@@ -137,13 +161,19 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
                     reports.push(TargetReport { s3_import: st.targets[ti].s3_import.clone(), ..TargetReport::planned(&st.targets[ti]) });
                 } else {
                     reports.push(s3_import::import_target(&control, &s.run.sync, o, &s.tables, &work, ti, &state, s.quiet).await?);
+                    let written_to = tables::identity(&control, &target.name, endpoint.as_deref()).await.map_err(|reason| ImportError::Table { table: target.name.clone(), reason })?;
+                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.targets[ti].written_to = written_to;
+                    st.store(&work).map_err(|e| io(&work, e))?;
                 }
                 continue;
             }
             let provisioned = tables::prepare(&control, &target, &s.tables, !prepared).await.map_err(|reason| ImportError::Table { table: target.name.clone(), reason })?;
+            let written_to = tables::identity(&control, &target.name, endpoint.as_deref()).await.map_err(|reason| ImportError::Table { table: target.name.clone(), reason })?;
             {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 st.targets[ti].prepared = true;
+                st.targets[ti].written_to = written_to;
                 st.store(&work).map_err(|e| io(&work, e))?;
             }
             let rate = match s.wcu {

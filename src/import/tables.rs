@@ -88,6 +88,16 @@ pub async fn describe_table(client: &Client, name: &str) -> Result<Option<TableD
     }
 }
 
+/// The table's identity at this client's endpoint (`endpoint` as the user gave it, for
+/// messages); None when it does not exist.
+pub async fn identity(client: &Client, name: &str, endpoint: Option<&str>) -> Result<Option<crate::transform::state::TableIdentity>, String> {
+    Ok(describe_table(client, name).await?.map(|d| crate::transform::state::TableIdentity {
+        arn: d.table_arn().unwrap_or_default().to_string(),
+        created: d.creation_date_time().map(|t| format!("{}.{:09}", t.secs(), t.subsec_nanos())).unwrap_or_default(),
+        endpoint: endpoint.map(str::to_string),
+    }))
+}
+
 /// The key schema and attribute definitions a table needs for the mapping's keys.
 pub fn key_schema(t: &TargetTable) -> Result<(Vec<KeySchemaElement>, Vec<AttributeDefinition>), String> {
     let mut schema = Vec::new();

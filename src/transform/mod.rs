@@ -162,7 +162,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         let (buckets, rows) = bucket_count(manifest, plan, i, s.memory_mb, s.bucket_rows);
         spills.push(Spill::create(target_dir(work, &t.name, "spill"), buckets).map_err(|e| io(work, e))?);
         std::fs::create_dir_all(target_dir(work, &t.name, "items")).map_err(|e| io(work, e))?;
-        state.targets.push(TargetState { table: t.clone(), prepared: false, source_rows: rows, rejected_rows: 0, conflicts: 0, buckets: Vec::new(), s3_import: None });
+        state.targets.push(TargetState { table: t.clone(), prepared: false, source_rows: rows, rejected_rows: 0, conflicts: 0, buckets: Vec::new(), s3_import: None, written_to: None });
     }
     std::fs::create_dir_all(work.join("rejects")).map_err(|e| io(work, e))?;
     let rejects: Vec<Mutex<std::io::BufWriter<std::fs::File>>> = plan

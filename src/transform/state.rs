@@ -41,6 +41,30 @@ pub struct TargetState {
     /// `import --via s3-import`: the table's ImportTable request, kept so a rerun follows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_import: Option<crate::import::s3_import::ImportRecord>,
+    /// The DynamoDB table this checkpoint's writes went to: a rerun against another one (another
+    /// endpoint, account or region, or the table dropped and created again) imports afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_to: Option<TableIdentity>,
+}
+
+/// A DynamoDB table as DescribeTable names it: its ARN (account, region, name) and creation
+/// time tell it from any other table, on any endpoint. The endpoint is kept for messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableIdentity {
+    pub arn: String,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+impl TableIdentity {
+    pub fn same_table(&self, other: &TableIdentity) -> bool {
+        self.arn == other.arn && self.created == other.created
+    }
+
+    pub fn display(&self) -> String {
+        format!("{} created {}{}", self.arn, self.created, self.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default())
+    }
 }
 
 impl TargetState {
@@ -50,6 +74,22 @@ impl TargetState {
 
     pub fn wcu(&self) -> u64 {
         self.buckets.iter().map(|b| b.wcu).sum()
+    }
+
+    /// Has anything of this target been done in DynamoDB?
+    pub fn started(&self) -> bool {
+        self.prepared || self.s3_import.is_some() || self.buckets.iter().any(|b| b.written)
+    }
+
+    /// Forgets what was done in DynamoDB (not the grouped items): the next run prepares the
+    /// table and writes every bucket again.
+    pub fn forget_writes(&mut self) {
+        self.prepared = false;
+        self.s3_import = None;
+        self.written_to = None;
+        for b in &mut self.buckets {
+            b.written = false;
+        }
     }
 }
 
