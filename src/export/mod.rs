@@ -162,7 +162,16 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
 
     let mut control = settings.source.connect()?;
     let (server_version, flavor) = connect::server_version(&mut control)?;
-    let mut tables = discover(&mut control, &settings.filter)?;
+    let (mut tables, skipped_objects) = discover(&mut control, &settings.filter)?;
+    for o in &skipped_objects {
+        warn!("not exported: {} ({}): {}", o.name, o.kind, o.reason);
+    }
+    for t in tables.iter().filter(|t| t.system_versioned) {
+        warn!(
+            "table {} is system-versioned: its current rows are exported, its history is not (DynamoDB keeps one version of an item); `cdc capture` refuses it, as its binlog carries history rows",
+            t.display_name()
+        );
+    }
     // Stall-free mode's own watermark table is never part of the migration.
     tables.retain(|t| !(Some(t.database.as_str()) == settings.watermark_schema.as_deref() && t.table == snapshot::WATERMARK_TABLE));
     if settings.consistency != snapshot::Consistency::None {
@@ -287,7 +296,8 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
         warn!(error = %e, "could not record chunk hashes for sync; it will hash the files itself");
     }
 
-    let report = ExportReport::build(&manifest, &skipped, settings, &started_at, started.elapsed());
+    let mut report = ExportReport::build(&manifest, &skipped, settings, &started_at, started.elapsed());
+    report.skipped_objects = skipped_objects;
     report.write(&run).map_err(out_err)?;
     if let Some((dest, opts)) = &settings.upload {
         // Everything not yet sent (and a check of what was), then the manifest, last.

@@ -32,6 +32,8 @@ pub struct ExportReport {
     pub consistency: Option<String>,
     pub consistency_reason: Option<String>,
     pub tables: Vec<TableReport>,
+    /// Selected objects that are not exported (views, sequences) and why.
+    pub skipped_objects: Vec<crate::source::schema::SkippedObject>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +96,7 @@ impl ExportReport {
             consistency: m.snapshots.last().map(|s| crate::choice::Choice::name(s.consistency).to_string()),
             consistency_reason: m.snapshots.last().and_then(|s| s.reason.clone()),
             tables,
+            skipped_objects: Vec::new(),
         }
     }
 

@@ -422,6 +422,7 @@ mod tests {
             estimated_rows: 0,
             estimated_bytes: 0,
             engine: None,
+            system_versioned: false,
         }
     }
 

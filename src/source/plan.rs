@@ -312,6 +312,7 @@ mod tests {
             estimated_rows: 0,
             estimated_bytes: 0,
             engine: None,
+            system_versioned: false,
         };
         let (sql, _) = tuple_compare(&key_terms(&t), "<", &[KeyValue::Text("1.5".into()), KeyValue::Int(2)]);
         assert_eq!(sql, "(`d` < CAST(? AS DECIMAL(38,18)) OR (`d` = CAST(? AS DECIMAL(38,18)) AND `n` < ?))");
@@ -330,6 +331,7 @@ mod tests {
             estimated_rows: 0,
             estimated_bytes: 0,
             engine: None,
+            system_versioned: false,
         };
         let bound = |a: &str| Some(vec![KeyValue::Text(a.into()), KeyValue::Text("x".into())]);
         let (sql, params) = chunk_query(&t, &ChunkRange { lower: bound("c1"), upper: bound("c5"), leading: true });

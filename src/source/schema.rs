@@ -51,6 +51,29 @@ pub struct TableSchema {
     /// The storage engine (InnoDB, MyISAM, Aria, …): only transactional engines have snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// MariaDB's `WITH SYSTEM VERSIONING`: its current rows are exported, not its history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system_versioned: bool,
+}
+
+/// An object discovery found among the selected names but does not export, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedObject {
+    pub name: String,
+    /// information_schema's TABLE_TYPE: VIEW, SEQUENCE, …
+    pub kind: String,
+    pub reason: String,
+}
+
+/// The table types that hold rows of their own and are exported.
+const EXPORTED_TYPES: [&str; 2] = ["BASE TABLE", "SYSTEM VERSIONED"];
+
+fn skip_reason(kind: &str) -> String {
+    match kind {
+        "VIEW" | "SYSTEM VIEW" => "a view holds no rows of its own; the tables it reads are exported when selected".into(),
+        "SEQUENCE" => "a sequence holds a counter, not rows: create it again on the target side (DynamoDB has no sequences)".into(),
+        other => format!("table type {other} holds no rows this tool exports"),
+    }
 }
 
 /// Engines whose tables a consistent-snapshot transaction reads as of its start.
@@ -85,25 +108,29 @@ pub struct TableFilter {
     pub tables: Vec<String>,
 }
 
-/// One row of information_schema.TABLES: schema, name, estimated rows and bytes, engine.
-type TableRow = (String, String, Option<u64>, Option<u64>, Option<String>);
+/// One row of information_schema.TABLES: schema, name, estimated rows and bytes, engine, type.
+type TableRow = (String, String, Option<u64>, Option<u64>, Option<String>, String);
 
-/// Lists the selected tables with columns and keys. A filter entry that matches nothing is an
+/// Lists the selected tables with columns and keys, and the selected objects that are not
+/// exported (views, sequences) with the reason. A filter entry that matches nothing is an
 /// error naming it.
-pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema>, SourceError> {
+pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchema>, Vec<SkippedObject>), SourceError> {
     let q = |e| SourceError::query("reading information_schema", e);
-    let rows: Vec<TableRow> = conn
+    let all: Vec<TableRow> = conn
         .query(format!(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, DATA_LENGTH, ENGINE FROM information_schema.TABLES \
-             WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS, DATA_LENGTH, ENGINE, TABLE_TYPE FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
              ORDER BY TABLE_SCHEMA, TABLE_NAME"
         ))
         .map_err(q)?;
-    let selected = select(&rows.iter().map(|r| (r.0.clone(), r.1.clone())).collect::<Vec<_>>(), filter)?;
-    if selected.is_empty() {
-        return Ok(Vec::new());
-    }
+    let selected = select(&all.iter().map(|r| (r.0.clone(), r.1.clone())).collect::<Vec<_>>(), filter)?;
     let wanted: HashSet<(String, String)> = selected.into_iter().collect();
+    let (rows, others): (Vec<TableRow>, Vec<TableRow>) =
+        all.into_iter().filter(|r| wanted.contains(&(r.0.clone(), r.1.clone()))).partition(|r| EXPORTED_TYPES.contains(&r.5.as_str()));
+    let skipped: Vec<SkippedObject> = others.into_iter().map(|r| SkippedObject { name: format!("{}.{}", r.0, r.1), reason: skip_reason(&r.5), kind: r.5 }).collect();
+    if rows.is_empty() {
+        return Ok((Vec::new(), skipped));
+    }
 
     type ColumnRow = (String, String, String, u32, String, String, String, Option<u64>, Option<u64>, Option<u64>, Option<String>, Option<String>);
     let columns: Vec<ColumnRow> = conn
@@ -125,10 +152,7 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema
     let json_columns = json_check_columns(conn)?;
 
     let mut out = Vec::new();
-    for (db, table, est_rows, est_bytes, engine) in rows {
-        if !wanted.contains(&(db.clone(), table.clone())) {
-            continue;
-        }
+    for (db, table, est_rows, est_bytes, engine, kind) in rows {
         let display = format!("{db}.{table}");
         let mut cols = Vec::new();
         for c in columns.iter().filter(|c| c.0 == db && c.1 == table) {
@@ -177,9 +201,10 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<Vec<TableSchema
             estimated_rows: est_rows.unwrap_or(0),
             estimated_bytes: est_bytes.unwrap_or(0),
             engine,
+            system_versioned: kind == "SYSTEM VERSIONED",
         });
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// MariaDB stores JSON as LONGTEXT with a `json_valid(`col`)` check constraint.
