@@ -53,6 +53,9 @@ pub struct CaptureSettings {
     pub tx_memory: usize,
     /// A segment is closed once it holds this many changes (whole transactions: it may hold more).
     pub segment_changes: usize,
+    /// Capture tables whose foreign keys cascade from a parent, knowing the cascaded child
+    /// changes never reach DynamoDB (they are not in the binlog).
+    pub allow_fk_cascades: bool,
     pub quiet: bool,
 }
 
@@ -164,6 +167,16 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let tables: HashMap<(String, String), usize> = manifest.tables.iter().enumerate().map(|(i, t)| ((t.schema.database.clone(), t.schema.table.clone()), i)).collect();
     if let Some(why) = manifest.tables.iter().find_map(|t| undecodable_charset(&t.schema)) {
         return Err(CdcError::Unsupported(why));
+    }
+    let cascading: Vec<String> = manifest.tables.iter().filter(|t| !t.schema.fk_cascades.is_empty()).map(|t| format!("{} ({})", t.schema.display_name(), t.schema.fk_cascades.join("; "))).collect();
+    if !cascading.is_empty() && !s.allow_fk_cascades {
+        return Err(CdcError::Unsupported(format!(
+            "foreign keys change captured tables from their parents: {}. InnoDB makes those cascaded changes without writing them to the binlog, so a parent's delete or update would leave the child items in DynamoDB unchanged. Either change these constraints to ON DELETE/UPDATE RESTRICT (or NO ACTION) and let the application change the child rows itself, then capture; or capture anyway with --allow-fk-cascades and remove the cascaded items yourself (verify --against-source lists them)",
+            cascading.join(", ")
+        )));
+    }
+    for t in &cascading {
+        tracing::warn!("--allow-fk-cascades: cascaded changes of {t} are not in the binlog and will not reach DynamoDB");
     }
     if let Some(t) = manifest.tables.iter().find(|t| t.schema.system_versioned) {
         return Err(CdcError::Unsupported(format!(

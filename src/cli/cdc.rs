@@ -52,6 +52,10 @@ pub struct CaptureArgs {
     /// default 20000).
     #[arg(long)]
     pub segment_changes: Option<u64>,
+    /// Capture tables whose foreign keys cascade from a parent (ON DELETE/UPDATE CASCADE, SET
+    /// NULL): the cascaded child changes are not in the binlog and never reach DynamoDB.
+    #[arg(long)]
+    pub allow_fk_cascades: bool,
     #[arg(long, short)]
     pub quiet: bool,
 }

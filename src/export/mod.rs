@@ -166,6 +166,13 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     for o in &skipped_objects {
         warn!("not exported: {} ({}): {}", o.name, o.kind, o.reason);
     }
+    for t in tables.iter().filter(|t| !t.fk_cascades.is_empty()) {
+        warn!(
+            "table {}: its parent changes it through {}: InnoDB does not write those child changes to the binlog, so `cdc capture` refuses this table unless given --allow-fk-cascades (see the README, \"Foreign keys\")",
+            t.display_name(),
+            t.fk_cascades.join("; ")
+        );
+    }
     for t in tables.iter().filter(|t| t.system_versioned) {
         warn!(
             "table {} is system-versioned: its current rows are exported, its history is not (DynamoDB keeps one version of an item); `cdc capture` refuses it, as its binlog carries history rows",

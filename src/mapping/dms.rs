@@ -423,6 +423,7 @@ mod tests {
             estimated_bytes: 0,
             engine: None,
             system_versioned: false,
+            fk_cascades: Vec::new(),
         }
     }
 

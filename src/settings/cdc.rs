@@ -57,6 +57,7 @@ pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsErro
         follow: a.follow,
         tx_memory: in_range("--tx-memory-mb", a.tx_memory_mb.or(job.cdc.tx_memory_mb).unwrap_or(d::TX_MEMORY_MB), 1, 1 << 20)? as usize * (1 << 20),
         segment_changes: in_range("--segment-changes", a.segment_changes.unwrap_or(crate::cdc::capture::SEGMENT_CHANGES as u64), 1, 10_000_000)? as usize,
+        allow_fk_cascades: a.allow_fk_cascades || job.cdc.allow_fk_cascades.unwrap_or(false),
         quiet: a.quiet,
     })
 }

@@ -143,6 +143,7 @@ pub struct CdcSection {
     pub max_lag: Option<String>,
     pub quiet_period: Option<String>,
     pub timeout: Option<u64>,
+    pub allow_fk_cascades: Option<bool>,
 }
 
 #[cfg(test)]

@@ -313,6 +313,7 @@ mod tests {
             estimated_bytes: 0,
             engine: None,
             system_versioned: false,
+            fk_cascades: Vec::new(),
         };
         let (sql, _) = tuple_compare(&key_terms(&t), "<", &[KeyValue::Text("1.5".into()), KeyValue::Int(2)]);
         assert_eq!(sql, "(`d` < CAST(? AS DECIMAL(38,18)) OR (`d` = CAST(? AS DECIMAL(38,18)) AND `n` < ?))");
@@ -332,6 +333,7 @@ mod tests {
             estimated_bytes: 0,
             engine: None,
             system_versioned: false,
+            fk_cascades: Vec::new(),
         };
         let bound = |a: &str| Some(vec![KeyValue::Text(a.into()), KeyValue::Text("x".into())]);
         let (sql, params) = chunk_query(&t, &ChunkRange { lower: bound("c1"), upper: bound("c5"), leading: true });

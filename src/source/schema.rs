@@ -54,6 +54,11 @@ pub struct TableSchema {
     /// MariaDB's `WITH SYSTEM VERSIONING`: its current rows are exported, not its history.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub system_versioned: bool,
+    /// Foreign keys of this table whose parent changes it (`ON DELETE/UPDATE CASCADE`, `SET
+    /// NULL`, `SET DEFAULT`): InnoDB makes those child changes without writing them to the
+    /// binlog, so capture cannot see them. One line per constraint, for messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fk_cascades: Vec<String>,
 }
 
 /// An object discovery found among the selected names but does not export, and why.
@@ -150,6 +155,15 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchem
         ))
         .map_err(q)?;
     let json_columns = json_check_columns(conn)?;
+    type ForeignKeyRow = (String, String, String, String, String, String, String);
+    let foreign_keys: Vec<ForeignKeyRow> = conn
+        .query(format!(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, UPDATE_RULE, DELETE_RULE \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
+             ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME"
+        ))
+        .map_err(q)?;
+    let changes_child = |rule: &str| matches!(rule, "CASCADE" | "SET NULL" | "SET DEFAULT");
 
     let mut out = Vec::new();
     for (db, table, est_rows, est_bytes, engine, kind) in rows {
@@ -192,6 +206,14 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchem
         } else {
             KeySchema { source: "none".into(), index: None, columns: Vec::new() }
         };
+        let fk_cascades = foreign_keys
+            .iter()
+            .filter(|f| f.0 == db && f.1 == table && (changes_child(&f.5) || changes_child(&f.6)))
+            .map(|f| {
+                let rules: Vec<String> = [("DELETE", &f.6), ("UPDATE", &f.5)].iter().filter(|(_, r)| changes_child(r)).map(|(on, r)| format!("ON {on} {r}")).collect();
+                format!("{} {} from {}.{}", f.2, rules.join(" "), f.3, f.4)
+            })
+            .collect();
         out.push(TableSchema {
             database: db,
             table,
@@ -202,6 +224,7 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchem
             estimated_bytes: est_bytes.unwrap_or(0),
             engine,
             system_versioned: kind == "SYSTEM VERSIONED",
+            fk_cascades,
         });
     }
     Ok((out, skipped))
