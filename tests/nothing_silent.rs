@@ -314,3 +314,57 @@ fn a_foreign_key_cascade_the_binlog_does_not_carry_stops_capture_naming_it() {
     ok(&allowed, "capture --allow-fk-cascades");
     assert!(stderr(&allowed).contains("will not reach DynamoDB"), "{}", stderr(&allowed));
 }
+
+#[test]
+fn the_password_of_a_source_url_is_hidden_from_the_process_list_of_a_following_capture() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "hidden_pw");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    let url = common::mysql_url();
+    let password = url::Url::parse(&url).unwrap().password().expect("the local URL has a password").to_string();
+    let mut child = common::cdc::cdc_cmd(&["capture", "--quiet", "--follow", "--source", &url], run.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cmdline = || std::fs::read(format!("/proc/{}/cmdline", child.id())).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = cmdline();
+    while !seen.contains(&"x".repeat(password.len())) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen = cmdline();
+    }
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "capture --follow stopped early");
+    assert!(!seen.contains(&password), "the password is in the process list: {seen}");
+    assert!(seen.contains("capture") && seen.contains(&format!(":{}@", "x".repeat(password.len()))), "{seen}");
+}
+
+#[test]
+fn an_option_file_with_includes_and_an_upper_case_group_supplies_the_password() {
+    let url = url::Url::parse(&common::mysql_url()).unwrap();
+    let (user, password) = (url.username().to_string(), url.password().unwrap().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let conf_d = dir.path().join("conf.d");
+    std::fs::create_dir(&conf_d).unwrap();
+    std::fs::write(conf_d.join("secret.cnf"), format!("[CLIENT]\nloose-password = \"{password}\"\n")).unwrap();
+    let main = dir.path().join("my.cnf");
+    std::fs::write(&main, format!("[client]\nuser={user}\n!includedir {}\n", conf_d.display())).unwrap();
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "option_includes");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["export", "--quiet", "--databases", &db, "--defaults-file"])
+        .arg(&main)
+        .args(["--source", &format!("mysql://{}:{}", url.host_str().unwrap(), url.port().unwrap()), "--out"])
+        .arg(run.path())
+        .env_remove("MYSQL_PWD")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -6,6 +6,7 @@
 //! `mysql2ddb cdc …` subcommands.
 
 pub mod cdc;
+pub mod secrets;
 
 use std::path::PathBuf;
 
@@ -328,7 +329,8 @@ pub struct ExportArgs {
     /// Source server, mysql://user[:password]@host:port (password also from MYSQL_PWD or an option file).
     #[arg(long, env = "M2D_SOURCE", hide_env_values = true)]
     pub source: Option<String>,
-    /// MySQL option file to read user/password from ([client] section); default ~/.my.cnf if present.
+    /// MySQL option file to read user/password from ([client], [client-server], [client-mariadb] or
+    /// [mysql2ddb], with !include and !includedir as the mysql client reads them); default ~/.my.cnf.
     #[arg(long)]
     pub defaults_file: Option<PathBuf>,
     /// Run folder to write manifest.json and chunk files into, or s3://bucket/prefix (spooled

@@ -1,5 +1,5 @@
 //! Connection settings for the source server: parsed from a `mysql://user[:pass]@host[:port]`
-//! URL, with the password taken from the URL, `MYSQL_PWD`, or a MySQL option file (`[client]`
+//! URL, with the password taken from the URL, `MYSQL_PWD`, or a MySQL option file (`option_file`; `[client]`
 //! section), in that order. The password is held only here and never formatted: `Display`
 //! shows `mysql://user@host:port`. Every session is set to utf8mb4 and UTC. TLS follows the
 //! MySQL client's `ssl-mode` (`required` encrypts, `verify_ca` also checks the certificate
@@ -103,7 +103,7 @@ impl SourceConfig {
         }
         if cfg.password.is_some() {
             tracing::warn!(
-                "the source URL holds a password: given on the command line it is visible to every user of this host in `ps` and /proc for as long as the command runs; give it in MYSQL_PWD or an option file ([client] password=…) instead"
+                "the source URL holds a password: it is hidden from `ps` and /proc once the command line is read, but your shell history and anyone who listed the processes before then saw it; give it in MYSQL_PWD or an option file ([client] password=…) instead"
             );
         }
         if cfg.password.is_none() {
@@ -112,7 +112,7 @@ impl SourceConfig {
         let default_file = std::env::var_os("HOME").map(|h| Path::new(&h).join(".my.cnf"));
         let file = option_file.map(Path::to_path_buf).or(default_file.filter(|p| p.exists()));
         if let Some(file) = file {
-            let from_file = read_option_file(&file)?;
+            let from_file = super::option_file::read(&file)?;
             if cfg.user.is_empty() {
                 cfg.user = from_file.user.unwrap_or_default();
             }
@@ -221,72 +221,6 @@ fn connect_reason(e: &mysql::Error, cfg: &SourceConfig) -> String {
     }
 }
 
-#[derive(Default)]
-struct OptionFile {
-    user: Option<String>,
-    password: Option<String>,
-}
-
-/// Reads `user` and `password` from the `[client]` or `[mysql2ddb]` section of an option file.
-fn read_option_file(path: &Path) -> Result<OptionFile, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SourceError::OptionFile {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let mut out = OptionFile::default();
-    let mut in_section = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_section = matches!(line, "[client]" | "[mysql2ddb]");
-            continue;
-        }
-        if !in_section || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = option_value(v);
-            match k.trim() {
-                "user" => out.user = Some(v),
-                "password" => out.password = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// A value as the mariadb client reads it: quoted (`"…"` or `'…'`, where `#` is literal), or
-/// unquoted up to a `#` comment; backslash escapes (`\n`, `\t`, `\s` for a space, `\\`…) undone.
-fn option_value(raw: &str) -> String {
-    let raw = raw.trim();
-    let (body, quote) = match raw.chars().next() {
-        Some(q @ ('"' | '\'')) => (&raw[1..], Some(q)),
-        _ => (raw, None),
-    };
-    let mut out = String::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('r') => out.push('\r'),
-                Some('b') => out.push('\u{8}'),
-                Some('s') => out.push(' '),
-                Some(other) => out.push(other),
-                None => out.push('\\'),
-            },
-            c if Some(c) == quote => break,
-            '#' if quote.is_none() => break,
-            c => out.push(c),
-        }
-    }
-    if quote.is_none() {
-        out.truncate(out.trim_end().len());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,16 +248,6 @@ mod tests {
         assert!(url(&format!("ssl-ca={}&ssl-mode=disabled", ca.display())).is_err());
         assert!(c.ssl_opts().is_some_and(|o| !o.skip_domain_validation() && !o.accept_invalid_certs()));
         assert!(url("ssl-mode=required").unwrap().ssl_opts().is_some_and(|o| o.accept_invalid_certs()));
-    }
-
-    #[test]
-    fn option_file_values_read_as_the_mariadb_client_reads_them() {
-        // Regression: `password=x # comment` gave the password "x # comment".
-        assert_eq!(option_value(" x # comment"), "x");
-        assert_eq!(option_value("\"a#b\" # c"), "a#b");
-        assert_eq!(option_value("'it''"), "it");
-        assert_eq!(option_value("a\\sb"), "a b");
-        assert_eq!(option_value("p@ss"), "p@ss");
     }
 
     #[test]

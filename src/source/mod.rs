@@ -5,6 +5,7 @@
 pub mod connect;
 pub mod estimate_split;
 pub mod gtid;
+pub mod option_file;
 pub mod plan;
 pub mod position;
 pub mod retention;
