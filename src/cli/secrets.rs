@@ -84,7 +84,9 @@ mod tests {
 
     #[test]
     fn the_password_of_a_source_url_is_found_in_an_argument() {
-        let span = |s: &str| password_span(s.as_bytes()).map(|r| &s[r]);
+        fn span(s: &str) -> Option<&str> {
+            password_span(s.as_bytes()).map(|r| &s[r])
+        }
         assert_eq!(span("mysql://bob:s%40cret@db:3306"), Some("s%40cret"));
         assert_eq!(span("--source=mysql://bob:p:w@db/x?ssl-mode=required"), Some("p:w"));
         assert_eq!(span("mariadb://u:pw@h"), Some("pw"));
