@@ -17,7 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let cli = Cli::parse();
     // Parsed: a password in a source URL is not needed in the argument area any more.
-    mysql2ddb::cli::secrets::hide_passwords_from_process_list();
+    // SAFETY: the arguments are parsed and no other thread has started yet.
+    unsafe { mysql2ddb::cli::secrets::hide_passwords_from_process_list() };
     let default_level = if cli.command.quiet() { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("M2D_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)))

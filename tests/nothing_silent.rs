@@ -158,6 +158,20 @@ fn a_change_whose_before_image_had_no_item_is_applied_and_not_called_a_reject() 
     assert_eq!(items.len(), 2, "rows 1 and 3");
     let v = verify_against_source_with(run.path(), &dynalite(), &["--wide-decimal", "reject"]);
     assert!(v.status.success(), "verify: {}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
+
+    // An item the import did write (under --wide-decimal string) whose before-image apply
+    // refuses (under reject) is still deleted by its key, and that is no reject either.
+    conn.query_drop(format!("INSERT INTO `{db}`.t VALUES (4, {wide})")).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    assert_ok(&export(run.path(), &["--databases", &db]));
+    drop_table(&dynalite(), &table);
+    assert_ok(&import(run.path(), &dynalite(), &["--create-tables"]));
+    assert!(attr_of(&scan(&dynalite(), &table), 4, "amount").is_some());
+    conn.query_drop(format!("DELETE FROM `{db}`.t WHERE id = 4")).unwrap();
+    ok(&capture(run.path()), "capture");
+    let applied = common::cdc::apply_with(run.path(), &dynalite(), &["--wide-decimal", "reject"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert!(attr_of(&scan(&dynalite(), &table), 4, "id").is_none(), "the item is deleted by its key");
 }
 
 /// Edits `manifest.json` of `run` by `edit` on the JSON of the table's columns and encodings.
@@ -283,9 +297,12 @@ fn a_system_versioned_table_is_exported_with_its_current_rows_and_views_and_sequ
     assert_eq!(items.len(), 35);
     assert_eq!(attr_of(&items, 3, "v"), Some(Attr::S("new".into())), "the current version, not a history row");
 
-    // Named on its own, the table is found; capture refuses it by name instead of applying history.
+    // Named on its own, the table is found; a view named so is refused, naming what it is.
     let one = tempfile::tempdir().unwrap();
     assert_ok(&export(one.path(), &["--tables", &format!("{db}.sv")]));
+    let view = export(tempfile::tempdir().unwrap().path(), &["--tables", &format!("{db}.vw")]);
+    assert!(!view.status.success() && stderr(&view).contains("is a VIEW, not exported"), "{}", stderr(&view));
+    // Capture refuses it by name instead of applying history rows.
     let c = capture(run.path());
     assert!(!c.status.success(), "capture accepted a system-versioned table");
     assert!(stderr(&c).contains(&format!("{db}.s")) && stderr(&c).contains("system-versioned"), "{}", stderr(&c));
@@ -313,6 +330,13 @@ fn a_foreign_key_cascade_the_binlog_does_not_carry_stops_capture_naming_it() {
     let allowed = common::cdc::cdc_cmd(&["capture", "--quiet", "--allow-fk-cascades"], run.path()).output().unwrap();
     ok(&allowed, "capture --allow-fk-cascades");
     assert!(stderr(&allowed).contains("will not reach DynamoDB"), "{}", stderr(&allowed));
+
+    // A cascade added after the export is read from the server when capture starts.
+    let later = tempfile::tempdir().unwrap();
+    assert_ok(&export(later.path(), &["--tables", &format!("{db}.note")]));
+    conn.query_drop("ALTER TABLE note DROP FOREIGN KEY fk_note, ADD CONSTRAINT fk_note_late FOREIGN KEY (parent_id) REFERENCES parent (id) ON UPDATE SET NULL").unwrap();
+    let refused = capture(later.path());
+    assert!(!refused.status.success() && stderr(&refused).contains("fk_note_late ON UPDATE SET NULL"), "{}", stderr(&refused));
 }
 
 #[test]

@@ -125,9 +125,11 @@ fn owned(t: &TargetTable, body: &Body, collect: Option<(&str, CollectAs)>) -> Re
 
 /// The writes one change makes, and why part of it was refused. An image that does not map (a
 /// value DynamoDB cannot hold, a zero date under `--zero-date reject`) is refused as the import
-/// refuses its row: a refused before-image had no item (so the change is no reject when its
-/// after-image or its delete is written), and a refused after-image leaves none (the old item
-/// is deleted, as importing the new values would give no item; that change is a reject).
+/// refuses its row: a refused before-image still names its item by its key (deleted or
+/// replaced by that key, so the change is no reject when its after-image or its delete is
+/// written; a folded part needs more than the key, so there it is a reject), and a refused
+/// after-image leaves none (the old item is deleted, as importing the new values would give no
+/// item; that change is a reject).
 pub fn writes_for(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &crate::value::dynamo::ConvertOptions) -> (Vec<Write>, Vec<String>) {
     let mut refused = Vec::new();
     let out = match mapped_writes(manifest, plan, c, convert, &mut refused) {
@@ -162,13 +164,19 @@ fn mapped_writes(manifest: &Manifest, plan: &MappingPlan, c: &Change, convert: &
                 None
             })
         };
-        // A before-image that does not map had no item (the import or an earlier change refused
-        // it): nothing of it is to be undone, so it is no reject. Only a refused after-image
-        // leaves the change's effect unwritten.
-        let before = map(&c.before).unwrap_or_else(|reason| {
-            tracing::debug!(target = %t.name, "the before-image of a change at {} had no item: {reason}", c.at);
-            None
-        });
+        // A before-image that does not map names its item by its key alone: a whole-item
+        // target's old item is deleted by that key (none may exist: the import refused the row
+        // too, unless it ran with other options), and the change is no reject, as its effect
+        // is written. A key that does not convert named no item ever written. A folded
+        // target's part is named by more than the key: that change stays a reject.
+        let before = match map(&c.before) {
+            Ok(b) => b,
+            Err(reason) => match c.before.as_ref().and_then(|cells| src.mapper.map_key(schema, t, cells, convert)) {
+                Some(Ok(key)) => Some(key),
+                Some(Err(_)) => None,
+                None => refuse(Err(reason)),
+            },
+        };
         let after = refuse(map(&c.after));
         let table = t.name.clone();
         match (before, after) {

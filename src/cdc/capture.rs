@@ -168,16 +168,6 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     if let Some(why) = manifest.tables.iter().find_map(|t| undecodable_charset(&t.schema)) {
         return Err(CdcError::Unsupported(why));
     }
-    let cascading: Vec<String> = manifest.tables.iter().filter(|t| !t.schema.fk_cascades.is_empty()).map(|t| format!("{} ({})", t.schema.display_name(), t.schema.fk_cascades.join("; "))).collect();
-    if !cascading.is_empty() && !s.allow_fk_cascades {
-        return Err(CdcError::Unsupported(format!(
-            "foreign keys change captured tables from their parents: {}. InnoDB makes those cascaded changes without writing them to the binlog, so a parent's delete or update would leave the child items in DynamoDB unchanged. Either change these constraints to ON DELETE/UPDATE RESTRICT (or NO ACTION) and let the application change the child rows itself, then capture; or capture anyway with --allow-fk-cascades and remove the cascaded items yourself (verify --against-source lists them)",
-            cascading.join(", ")
-        )));
-    }
-    for t in &cascading {
-        tracing::warn!("--allow-fk-cascades: cascaded changes of {t} are not in the binlog and will not reach DynamoDB");
-    }
     if let Some(t) = manifest.tables.iter().find(|t| t.schema.system_versioned) {
         return Err(CdcError::Unsupported(format!(
             "table {} is system-versioned (WITH SYSTEM VERSIONING): every UPDATE and DELETE of it writes history rows to the binlog as row changes, which capture does not tell from current ones. Its current rows were exported and import as usual; to capture the other tables, export again without it (--tables), and move its later changes by exporting it again at cutover",
@@ -194,7 +184,12 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     // position may lack transactions just before it (MySQL prints it before the offset), and the
     // file's PREVIOUS_GTIDS and GTID events before the position give it exactly.
     let first = start.staged() == 0 && start.changes == 0 && start.next == start.began_at;
-    let opened = if s.binlog_files.is_empty() { open_server(s, &start, &mut classifier, first)? } else { open_files(s, &start)? };
+    let opened = if s.binlog_files.is_empty() {
+        open_server(s, &start, &mut classifier, first)?
+    } else {
+        check_cascades(s, &manifest, None)?;
+        open_files(s, &start)?
+    };
     start.store(&s.run)?; // status can report from the first moment
     let Opened { mut events, here, anchored, skip_to } = opened;
     let tracker = Tracker::new(start.next.file.clone(), gtids, start.prepared_xa.clone()).spilling(OpenTx::new(spill_dir(&s.run), s.tx_memory));
@@ -305,12 +300,41 @@ fn fold(set: &mut GtidSet, ev: &mysql::binlog::events::Event) -> Result<(), Stri
     Ok(())
 }
 
+/// Foreign keys that let a parent change a captured table (the export's, and with `live` the
+/// server's now: one may have been added since): refused unless `--allow-fk-cascades`.
+fn check_cascades(s: &CaptureSettings, manifest: &Manifest, live: Option<&std::collections::BTreeMap<(String, String), Vec<String>>>) -> Result<(), CdcError> {
+    let mut cascading = Vec::new();
+    for t in &manifest.tables {
+        let mut fks = t.schema.fk_cascades.clone();
+        for fk in live.and_then(|l| l.get(&(t.schema.database.clone(), t.schema.table.clone()))).into_iter().flatten() {
+            if !fks.contains(fk) {
+                fks.push(fk.clone());
+            }
+        }
+        if !fks.is_empty() {
+            cascading.push(format!("{} ({})", t.schema.display_name(), fks.join("; ")));
+        }
+    }
+    if !cascading.is_empty() && !s.allow_fk_cascades {
+        return Err(CdcError::Unsupported(format!(
+            "foreign keys change captured tables from their parents: {}. InnoDB makes those cascaded changes without writing them to the binlog, so a parent's delete or update would leave the child items in DynamoDB unchanged. Either change these constraints to ON DELETE/UPDATE RESTRICT (or NO ACTION) and let the application change the child rows itself, then capture; or capture anyway with --allow-fk-cascades and remove the cascaded items yourself (verify --against-source lists them)",
+            cascading.join(", ")
+        )));
+    }
+    for t in &cascading {
+        tracing::warn!("--allow-fk-cascades: cascaded changes of {t} are not in the binlog and will not reach DynamoDB");
+    }
+    Ok(())
+}
+
 /// A binlog dump from the source, by file/offset on the server that wrote them, else by GTID.
 /// On MySQL, the first capture asks for the file from its start (see `run`).
 fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Classifier, first: bool) -> Result<Opened, CdcError> {
     let source = s.source.as_ref().ok_or_else(|| CdcError::Settings(vec!["give --source mysql://… or --binlog-file".into()]))?;
     let mut conn = source.connect()?;
     let files = super::check::check_server(&mut conn)?;
+    let live = crate::source::schema::cascading_foreign_keys(&mut conn)?;
+    check_cascades(s, classifier.manifest, Some(&live))?;
     let (_, flavor) = server_version(&mut conn)?;
     let here = server_identity(&mut conn, flavor)?;
     let how = resume::decide(&start.next, start.server.as_deref(), &here, &files)?;

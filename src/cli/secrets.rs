@@ -4,16 +4,25 @@
 //! `mysql://user:xxxx@host` for the rest of a run that may last days. (The shell's history and
 //! the moment before the overwrite still saw it: MYSQL_PWD or an option file is better.)
 
-/// Where the password of a source URL inside one argument is: the bytes between the `:` after
-/// the user and the `@` that ends the user information. None when the argument holds none.
-pub fn password_span(arg: &[u8]) -> Option<std::ops::Range<usize>> {
-    let scheme = ["mysql://", "mariadb://"].iter().find_map(|s| find(arg, s.as_bytes()).map(|i| i + s.len()))?;
-    let rest = &arg[scheme..];
-    // The authority ends at the first `/`, `?` or `#`; the user information at its last `@`.
-    let end = rest.iter().position(|b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
-    let at = rest[..end].iter().rposition(|&b| b == b'@')?;
-    let colon = rest[..at].iter().position(|&b| b == b':')?;
-    (colon + 1 < at).then(|| scheme + colon + 1..scheme + at)
+/// Where the passwords of the source URLs inside one argument are: for each `mysql://` or
+/// `mariadb://` (any case), the bytes between the `:` after the user and the `@` that ends the
+/// user information.
+pub fn password_spans(arg: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let lower = arg.to_ascii_lowercase();
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(scheme) = ["mysql://", "mariadb://"].iter().filter_map(|s| find(&lower[from..], s.as_bytes()).map(|i| from + i + s.len())).min() {
+        let rest = &arg[scheme..];
+        // The authority ends at the first `/`, `?`, `#` or space; the user information at its last `@`.
+        let end = rest.iter().position(|b| matches!(b, b'/' | b'?' | b'#' | b' ')).unwrap_or(rest.len());
+        if let Some(at) = rest[..end].iter().rposition(|&b| b == b'@') {
+            if let Some(colon) = rest[..at].iter().position(|&b| b == b':').filter(|c| c + 1 < at) {
+                spans.push(scheme + colon + 1..scheme + at);
+            }
+        }
+        from = scheme + end;
+    }
+    spans
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -21,8 +30,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Overwrites the password of every source URL among the process's arguments (Linux, glibc:
-/// the argument area as `main` received it). Call once the arguments are parsed.
-pub fn hide_passwords_from_process_list() -> usize {
+/// the argument area as `main` received it). Returns how many it hid.
+///
+/// # Safety
+/// Call it from `main` once the arguments are parsed and before any other thread starts:
+/// `std::env::args` reads the same bytes without synchronisation.
+pub unsafe fn hide_passwords_from_process_list() -> usize {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         argv::hide()
@@ -68,7 +81,7 @@ mod argv {
                 }
                 let len = CStr::from_ptr(p).to_bytes().len();
                 let bytes = std::slice::from_raw_parts_mut(p as *mut u8, len);
-                if let Some(span) = super::password_span(bytes) {
+                for span in super::password_spans(bytes) {
                     bytes[span].fill(b'x');
                     hidden += 1;
                 }
@@ -80,19 +93,21 @@ mod argv {
 
 #[cfg(test)]
 mod tests {
-    use super::password_span;
+    use super::password_spans;
 
     #[test]
-    fn the_password_of_a_source_url_is_found_in_an_argument() {
-        fn span(s: &str) -> Option<&str> {
-            password_span(s.as_bytes()).map(|r| &s[r])
+    fn the_passwords_of_source_urls_are_found_in_an_argument() {
+        fn spans(s: &str) -> Vec<&str> {
+            password_spans(s.as_bytes()).into_iter().map(|r| &s[r]).collect()
         }
-        assert_eq!(span("mysql://bob:s%40cret@db:3306"), Some("s%40cret"));
-        assert_eq!(span("--source=mysql://bob:p:w@db/x?ssl-mode=required"), Some("p:w"));
-        assert_eq!(span("mariadb://u:pw@h"), Some("pw"));
-        assert_eq!(span("mysql://bob@db:3306"), None, "no password");
-        assert_eq!(span("mysql://db:3306/a@b"), None, "an @ past the authority");
-        assert_eq!(span("mysql://bob:@db"), None, "an empty password");
-        assert_eq!(span("s3://bucket/run"), None);
+        assert_eq!(spans("mysql://bob:s%40cret@db:3306"), vec!["s%40cret"]);
+        assert_eq!(spans("--source=mysql://bob:p:w@db/x?ssl-mode=required"), vec!["p:w"]);
+        assert_eq!(spans("mariadb://u:pw@h"), vec!["pw"]);
+        assert_eq!(spans("MySQL://u:Upper@h"), vec!["Upper"], "the scheme in any case");
+        assert_eq!(spans("url = \"mysql://a:one@h\" and mysql://b:two@k/db"), vec!["one", "two"], "every URL of an argument");
+        assert!(spans("mysql://bob@db:3306").is_empty(), "no password");
+        assert!(spans("mysql://db:3306/a@b").is_empty(), "an @ past the authority");
+        assert!(spans("mysql://bob:@db").is_empty(), "an empty password");
+        assert!(spans("s3://bucket/run").is_empty());
     }
 }

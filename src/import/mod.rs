@@ -87,15 +87,21 @@ pub struct ImportSettings {
 async fn check_targets(client: &aws_sdk_dynamodb::Client, endpoint: Option<&str>, state: &mut crate::transform::state::ImportState) -> Result<(), (String, String)> {
     for t in state.targets.iter_mut().filter(|t| t.started()) {
         let now = tables::identity(client, &t.table.name, endpoint).await.map_err(|r| (t.table.name.clone(), r))?;
+        let finished_s3 = t.s3_import.is_some() && t.buckets.iter().all(|b| b.written);
         let why = match (&t.written_to, &now) {
+            // An Import from S3 still running creates its table when it ends: followed, not redone.
+            (None, None) if t.s3_import.is_some() && !finished_s3 => continue,
             (_, None) => "it does not exist here".to_string(),
-            (Some(was), Some(now)) if !was.same_table(now) => format!("the checkpoint was written to {}, this is {}", was.display(), now.display()),
-            _ => continue,
+            (Some(was), Some(now)) if was.known() && now.known() && was.same_table(now) => continue,
+            (Some(was), Some(now)) if was.known() && now.known() => format!("the checkpoint was written to {}, this is {}", was.display(), now.display()),
+            // Imported from S3 into a table of this name: it cannot be imported into it again.
+            (_, Some(now)) if finished_s3 => {
+                tracing::warn!(table = %t.table.name, "the checkpoint does not record which table its Import from S3 created; taking {} as that table (verify it)", now.display());
+                t.written_to = Some(now.clone());
+                continue;
+            }
+            (_, Some(_)) => "the checkpoint does not record which table it wrote to (written by an earlier version, or the endpoint names no table ARN)".to_string(),
         };
-        // An Import from S3 still running creates its table when it ends: followed, not redone.
-        if now.is_none() && t.written_to.is_none() && t.s3_import.is_some() && !t.buckets.iter().all(|b| b.written) {
-            continue;
-        }
         tracing::warn!(table = %t.table.name, "{why}: importing this table afresh");
         t.forget_writes();
     }

@@ -134,11 +134,27 @@ pub struct TableEntry {
 }
 
 impl TableEntry {
-    /// SHA-256 of the table's columns and encodings in their JSON form.
+    /// SHA-256 of what says how each column is read: name, MySQL type, nullability, kind and
+    /// CSV encoding, in a fixed form of its own (version-tagged), so new optional fields of the
+    /// manifest or another Arrow type spelling do not make an old run look edited.
     pub fn columns_digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let text = serde_json::to_vec(&(&self.schema.columns, &self.encodings)).expect("columns serialize");
-        hex::encode(Sha256::digest(&text))
+        let mut h = Sha256::new();
+        h.update(b"columns-v1");
+        for (c, e) in self.schema.columns.iter().zip(&self.encodings) {
+            let kind = serde_json::to_string(&c.kind).expect("kind serializes");
+            for part in [c.name.as_str(), c.mysql_type.as_str(), if c.nullable { "null" } else { "not null" }, kind.as_str(), e.column.as_str(), e.csv.as_str()] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// Two Arrow type spellings of one column kind: equal, or the same temporal type in
+    /// another time unit (runs written before a unit changed).
+    pub fn same_arrow_family(a: &str, b: &str) -> bool {
+        a == b || ["Timestamp(", "Duration("].iter().any(|f| a.starts_with(f) && b.starts_with(f))
     }
 
     /// The columns against their encodings (both derive from the column kind) and against the
@@ -153,9 +169,7 @@ impl TableEntry {
                 return Err(format!("column {:?} is listed as {:?} in the encodings", c.name, e.column));
             }
             let (arrow, csv) = (c.kind.arrow_type(zero_date).to_string(), c.kind.csv_encoding(zero_date));
-            // Runs written before a time unit changed record the older unit: still the same kind.
-            let same_family = |a: &str, b: &str| a == b || ["Timestamp(", "Duration("].iter().any(|f| a.starts_with(f) && b.starts_with(f));
-            if !same_family(&e.arrow_type, &arrow) || e.csv != csv {
+            if !Self::same_arrow_family(&e.arrow_type, &arrow) || e.csv != csv {
                 return Err(format!("column {}: its kind reads as {arrow} / {csv}, but its chunks were written as {} / {}", c.name, e.arrow_type, e.csv));
             }
         }

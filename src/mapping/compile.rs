@@ -311,6 +311,26 @@ impl RowMapper {
     }
 
     /// Maps one row; Err is the reason the row is rejected.
+    /// The key of the item `map_row` would give, from the key columns alone (a row whose other
+    /// values do not convert still names its item), with the body of a whole-item target left
+    /// empty. None for targets that fold rows into parts of an item: a part is named by more
+    /// than the key.
+    pub fn map_key(&self, t: &TableSchema, target: &TargetTable, cells: &[Cell], opts: &ConvertOptions) -> Option<Result<Fragment, String>> {
+        if !matches!(self.fold, Fold::None | Fold::Document { .. }) {
+            return None;
+        }
+        let kopts = key_opts(opts);
+        let key = || -> Result<Fragment, String> {
+            let pk = key_value(&self.pk, &target.partition_key, MAX_PARTITION_KEY_BYTES, t, cells, &kopts)?;
+            let sk = match (&self.sk, &target.sort_key) {
+                (Some(r), Some(def)) => Some(key_value(r, def, MAX_SORT_KEY_BYTES, t, cells, &kopts)?),
+                _ => None,
+            };
+            Ok(Fragment { pk, sk, body: Body::Item(Item::new()) })
+        };
+        Some(key())
+    }
+
     pub fn map_row(&self, t: &TableSchema, target: &TargetTable, cells: &[Cell], opts: &ConvertOptions) -> Result<Fragment, String> {
         let kopts = key_opts(opts);
         let pk = key_value(&self.pk, &target.partition_key, MAX_PARTITION_KEY_BYTES, t, cells, &kopts)?;

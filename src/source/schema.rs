@@ -132,6 +132,14 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchem
     let wanted: HashSet<(String, String)> = selected.into_iter().collect();
     let (rows, others): (Vec<TableRow>, Vec<TableRow>) =
         all.into_iter().filter(|r| wanted.contains(&(r.0.clone(), r.1.clone()))).partition(|r| EXPORTED_TYPES.contains(&r.5.as_str()));
+    // A --tables entry that names only objects without rows of their own asked for nothing.
+    for entry in &filter.tables {
+        let (d, n) = split_qualified(entry)?;
+        let hits = |r: &TableRow| wildcard_match(&d, &r.0) && wildcard_match(&n, &r.1);
+        if let (false, Some(o)) = (rows.iter().any(hits), others.iter().find(|r| hits(r))) {
+            return Err(SourceError::Unsupported(format!("--tables {entry}: {}.{} is a {}, not exported: {}", o.0, o.1, o.5, skip_reason(&o.5))));
+        }
+    }
     let skipped: Vec<SkippedObject> = others.into_iter().map(|r| SkippedObject { name: format!("{}.{}", r.0, r.1), reason: skip_reason(&r.5), kind: r.5 }).collect();
     if rows.is_empty() {
         return Ok((Vec::new(), skipped));
@@ -155,15 +163,7 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchem
         ))
         .map_err(q)?;
     let json_columns = json_check_columns(conn)?;
-    type ForeignKeyRow = (String, String, String, String, String, String, String);
-    let foreign_keys: Vec<ForeignKeyRow> = conn
-        .query(format!(
-            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, UPDATE_RULE, DELETE_RULE \
-             FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
-             ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME"
-        ))
-        .map_err(q)?;
-    let changes_child = |rule: &str| matches!(rule, "CASCADE" | "SET NULL" | "SET DEFAULT");
+    let mut cascades = cascading_foreign_keys(conn)?;
 
     let mut out = Vec::new();
     for (db, table, est_rows, est_bytes, engine, kind) in rows {
@@ -206,14 +206,7 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchem
         } else {
             KeySchema { source: "none".into(), index: None, columns: Vec::new() }
         };
-        let fk_cascades = foreign_keys
-            .iter()
-            .filter(|f| f.0 == db && f.1 == table && (changes_child(&f.5) || changes_child(&f.6)))
-            .map(|f| {
-                let rules: Vec<String> = [("DELETE", &f.6), ("UPDATE", &f.5)].iter().filter(|(_, r)| changes_child(r)).map(|(on, r)| format!("ON {on} {r}")).collect();
-                format!("{} {} from {}.{}", f.2, rules.join(" "), f.3, f.4)
-            })
-            .collect();
+        let fk_cascades = cascades.remove(&(db.clone(), table.clone())).unwrap_or_default();
         out.push(TableSchema {
             database: db,
             table,
@@ -228,6 +221,29 @@ pub fn discover(conn: &mut Conn, filter: &TableFilter) -> Result<(Vec<TableSchem
         });
     }
     Ok((out, skipped))
+}
+
+/// Per child table, its foreign keys that let the parent change it (`ON DELETE/UPDATE CASCADE`,
+/// `SET NULL`, `SET DEFAULT`), each as `name ON DELETE CASCADE from db.parent`: the changes
+/// InnoDB makes for them are not in the binlog.
+pub fn cascading_foreign_keys(conn: &mut Conn) -> Result<BTreeMap<(String, String), Vec<String>>, SourceError> {
+    type ForeignKeyRow = (String, String, String, String, String, String, String);
+    let rows: Vec<ForeignKeyRow> = conn
+        .query(format!(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, UPDATE_RULE, DELETE_RULE \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
+             ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME"
+        ))
+        .map_err(|e| SourceError::query("reading information_schema.REFERENTIAL_CONSTRAINTS", e))?;
+    let changes_child = |rule: &str| matches!(rule, "CASCADE" | "SET NULL" | "SET DEFAULT");
+    let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (db, table, name, parent_db, parent, on_update, on_delete) in rows {
+        let rules: Vec<String> = [("DELETE", &on_delete), ("UPDATE", &on_update)].iter().filter(|(_, r)| changes_child(r)).map(|(on, r)| format!("ON {on} {r}")).collect();
+        if !rules.is_empty() {
+            out.entry((db, table)).or_default().push(format!("{name} {} from {parent_db}.{parent}", rules.join(" ")));
+        }
+    }
+    Ok(out)
 }
 
 /// MariaDB stores JSON as LONGTEXT with a `json_valid(`col`)` check constraint.

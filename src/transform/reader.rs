@@ -75,7 +75,8 @@ fn check_parquet_schema(file: &arrow_schema::Schema, table: &TableEntry) -> Resu
     }
     for ((f, c), e) in file.fields().iter().zip(cols).zip(&table.encodings) {
         let mysql_type = f.metadata().get("mysql.type");
-        if f.name() != &c.name || f.data_type().to_string() != e.arrow_type || mysql_type.is_some_and(|t| *t != c.mysql_type) {
+        let arrow_type = f.data_type().to_string();
+        if f.name() != &c.name || !TableEntry::same_arrow_family(&arrow_type, &e.arrow_type) || mysql_type.is_some_and(|t| *t != c.mysql_type) {
             return Err(format!(
                 "column {}: the file has {} {} ({}), the manifest {} {} ({}): the manifest or the file was changed since the export",
                 c.name,

@@ -58,6 +58,11 @@ pub struct TableIdentity {
 }
 
 impl TableIdentity {
+    /// Both parts present (an endpoint may answer without them).
+    pub fn known(&self) -> bool {
+        !self.arn.is_empty() && !self.created.is_empty()
+    }
+
     pub fn same_table(&self, other: &TableIdentity) -> bool {
         self.arn == other.arn && self.created == other.created
     }
