@@ -33,4 +33,5 @@ mod same_answer;
 mod sync_s3;
 mod source_retention;
 mod source_tls;
+mod surroundings;
 mod verify;

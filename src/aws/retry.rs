@@ -149,9 +149,10 @@ const TABLE_RANGE: &str = "ProvisionedThroughputExceeded\"";
 pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Failure {
     match err {
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Failure::Transient,
-        // Connection refused/reset and timeouts are worth another try; a missing credential
-        // provider (also a dispatch failure) is not.
-        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Failure::Transient,
+        // Connection refused/reset, timeouts and a connection closed before the answer was
+        // complete (a server restarted mid-call: the connector marks it transient) are worth
+        // another try; a missing credential provider (also a dispatch failure) is not.
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() || d.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError) => Failure::Transient,
         SdkError::DispatchFailure(_) => Failure::Fatal,
         SdkError::ServiceError(s) => {
             let code = err.code().unwrap_or("");

@@ -281,7 +281,7 @@ async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, clien
             }
         })
     };
-    let buckets: Vec<u32> = target.buckets.iter().map(|b| b.id).collect();
+    let buckets: Vec<(u32, u32)> = target.buckets.iter().map(|b| (b.id, 0)).collect();
     writer.write_buckets(target_dir(work, &target.table.name, "items"), buckets, &progress, bar, |_| {}).await?;
     let took = t0.elapsed().as_secs_f64().max(0.001);
     progress.finish();

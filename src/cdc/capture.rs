@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::classify::{Classifier, GTID_MYSQL, GTID_TAGGED_MYSQL, HEARTBEAT, PREVIOUS_GTIDS_MYSQL, TRANSACTION_PAYLOAD};
 use super::event::Op;
-use super::events::{Events, FileEvents, Item, Payload};
+use super::events::{Events, FileEvents, Item, Payload, StreamError};
 use super::resume::{self, Resume};
 use super::spill::{remove_leftovers, spill_dir, Committed, OpenTx};
 use super::state::{cdc_dir, segment_path, CaptureState, SegmentInfo};
@@ -56,6 +56,8 @@ pub struct CaptureSettings {
     /// Capture tables whose foreign keys cascade from a parent, knowing the cascaded child
     /// changes never reach DynamoDB (they are not in the binlog).
     pub allow_fk_cascades: bool,
+    /// With `follow`: how long to keep reconnecting to a lost source.
+    pub reconnect_for: std::time::Duration,
     pub quiet: bool,
 }
 
@@ -134,9 +136,66 @@ impl Stager<'_> {
     }
 }
 
-/// Runs the capture until the binlog's end (`follow` off) or forever.
+/// Runs the capture until the binlog's end (`follow` off), or with `follow` until stopped:
+/// a source that is lost (restarted, failed over, not answering for the read bound) is
+/// connected to again with backoff, and capture goes on from its last staged position (by
+/// GTID on another server), for `reconnect_for` without the source before it gives up.
 pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
+    if !s.follow {
+        return run_once(s, &|| {});
+    }
+    let mut lost_since: Option<std::time::Instant> = None;
+    let mut wait = RECONNECT_FIRST_WAIT;
+    loop {
+        let reading = std::cell::Cell::new(false);
+        let outcome = run_once(s, &|| reading.set(true));
+        if reading.get() {
+            if let Some(since) = lost_since.take() {
+                tracing::info!("reconnected to the source after {:.0} s without it", since.elapsed().as_secs_f64());
+            }
+            wait = RECONNECT_FIRST_WAIT;
+        }
+        let reason = match &outcome {
+            Ok(_) => "the source ended the binlog stream".to_string(),
+            Err(e) => match lost_reason(e, s.source.as_ref().and_then(|c| c.timeout)) {
+                Some(r) => r,
+                None => return outcome,
+            },
+        };
+        let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() + wait > s.reconnect_for {
+            return Err(CdcError::SourceGone { reason, seconds: s.reconnect_for.as_secs() });
+        }
+        tracing::warn!(
+            "{reason}: connecting again in {:.0} s; capture goes on from its last staged position (giving up after {} s without the source, --reconnect-for)",
+            wait.as_secs_f64(),
+            s.reconnect_for.as_secs()
+        );
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+    }
+}
+
+const RECONNECT_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const RECONNECT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why `e` is the loss of the source (worth connecting again), in words; None otherwise.
+fn lost_reason(e: &CdcError, timeout: Option<std::time::Duration>) -> Option<String> {
+    use crate::source::connect::lost_connection;
+    use crate::source::SourceError;
+    match e {
+        CdcError::SourceLost { reason, .. } => Some(reason.clone()),
+        CdcError::Source { source, .. } | CdcError::Connect(SourceError::Query { source, .. }) => lost_connection(source, timeout),
+        CdcError::Connect(SourceError::Unreachable { reason, .. }) => Some(format!("cannot connect to the source ({reason})")),
+        _ => None,
+    }
+}
+
+/// One capture: from where it stands until the stream ends or fails. `on_reading` is called
+/// once the first event is read.
+fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, CdcError> {
     let manifest = Manifest::load(&s.run)?.ok_or_else(|| CdcError::NoManifest { run: s.run.clone() })?;
+    let _lock = crate::run_folder::lock::acquire(&s.run, "cdc capture")?;
     let began_at = manifest.replay_from.clone().ok_or(CdcError::NoPosition)?;
     let start = match CaptureState::load(&s.run)? {
         Some(st) if st.began_at == began_at => st,
@@ -199,8 +258,16 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     let mut folding = (first && skip_to.is_some()).then(GtidSet::default);
     let mut skipping = skip_to;
     let mut skipped = 0u64;
+    let mut reading = false;
     while let Some(item) = events.next_item() {
-        let item = item.map_err(|reason| CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason })?;
+        let item = item.map_err(|e| match e {
+            StreamError::Lost(reason) => CdcError::SourceLost { at: run.st.state.next.display(), reason },
+            StreamError::Bad(reason) => CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason },
+        })?;
+        if !reading {
+            reading = true;
+            on_reading();
+        }
         let ev = match item {
             Item::File(name) => {
                 // File mode: the start file is where capture stands already; the others begin at 4.
@@ -362,7 +429,7 @@ fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Class
     // On a GTID start, positions count only from the first transaction read here: the events
     // before it (rotate, format description) carry this server's offsets of a file's start.
     let skip_to = fold.then(|| (start.next.file.clone(), start.next.position));
-    Ok(Opened { events: Events::Server(Box::new(stream)), here: Some(here), anchored: how == Resume::Position, skip_to })
+    Ok(Opened { events: Events::Server(Box::new(stream), source.timeout), here: Some(here), anchored: how == Resume::Position, skip_to })
 }
 
 /// Binlog files from where capture stands: they must hold its file (by name, as the server

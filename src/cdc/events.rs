@@ -19,23 +19,35 @@ pub enum Item {
     File(String),
 }
 
-/// A server's stream or a list of files.
+/// A server's stream (with its read bound) or a list of files.
 pub enum Events {
-    Server(Box<mysql::BinlogStream>),
+    Server(Box<mysql::BinlogStream>, Option<std::time::Duration>),
     Files(FileEvents),
 }
 
+/// Why the stream stopped: the connection was lost (capture may connect again and go on from
+/// its last staged position), or what it read is wrong.
+pub enum StreamError {
+    Lost(String),
+    Bad(String),
+}
+
 impl Events {
-    pub fn next_item(&mut self) -> Option<Result<Item, String>> {
+    pub fn next_item(&mut self) -> Option<Result<Item, StreamError>> {
         match self {
-            Events::Server(s) => s.next().map(|r| r.map(Item::Event).map_err(|e| e.to_string())),
-            Events::Files(f) => f.next_item(),
+            Events::Server(s, timeout) => s.next().map(|r| {
+                r.map(Item::Event).map_err(|e| match crate::source::connect::lost_connection(&e, *timeout) {
+                    Some(why) => StreamError::Lost(why),
+                    None => StreamError::Bad(e.to_string()),
+                })
+            }),
+            Events::Files(f) => f.next_item().map(|r| r.map_err(StreamError::Bad)),
         }
     }
 
     pub fn tme(&self, table_id: u64) -> Option<&TableMapEvent<'static>> {
         match self {
-            Events::Server(s) => s.get_tme(table_id),
+            Events::Server(s, _) => s.get_tme(table_id),
             Events::Files(f) => f.reader.get_tme(table_id),
         }
     }

@@ -39,6 +39,8 @@ pub enum CdcError {
     Manifest(#[from] crate::manifest::ManifestError),
     #[error(transparent)]
     Transform(#[from] crate::transform::TransformError),
+    #[error(transparent)]
+    Lock(#[from] crate::run_folder::lock::LockError),
     #[error("{run}: no manifest.json (is this a run folder written by export?)")]
     NoManifest { run: PathBuf },
     #[error("the export recorded no binlog position (binlog off, or --consistency none); capture needs one: enable the binlog and export again")]
@@ -62,6 +64,11 @@ pub enum CdcError {
     Source { what: String, source: mysql::Error },
     #[error("binlog at {at}: {reason}")]
     Binlog { at: String, reason: String },
+    /// The connection to the source failed (closed, reset, not answering), not the data.
+    #[error("binlog at {at}: {reason}. Rerun `mysql2ddb cdc capture` to go on from its last staged position (with --follow it reconnects by itself, for --reconnect-for seconds)")]
+    SourceLost { at: String, reason: String },
+    #[error("the source was lost ({reason}) and did not come back within {seconds} s of reconnecting (--reconnect-for). Capture stands at its last staged position: rerun `mysql2ddb cdc capture --follow` once the source answers (after a failover, point --source at the new server: capture resumes there by GTID)")]
+    SourceGone { reason: String, seconds: u64 },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}")]

@@ -41,7 +41,10 @@ pub fn verify(path: &Path, sha256: &str) -> Result<(), CdcError> {
     if hex::encode(hasher.finalize()) != sha256 {
         return Err(CdcError::Damaged {
             path: path.to_path_buf(),
-            reason: "the segment does not match its SHA-256 in capture.json; nothing after it was applied".into(),
+            reason: format!(
+                "the segment does not match its SHA-256 in capture.json; nothing after it was applied. It was changed after capture wrote it (or two captures wrote it at once). The way out: stop capture and apply, move the staged changes aside (mv {cdc} {cdc}.damaged), then run `mysql2ddb cdc capture` (it captures again from the export's position, while the source still holds those binlogs; if they are purged, export again) and `mysql2ddb cdc apply` (it applies every change again; its writes are idempotent)",
+                cdc = path.parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_else(|| "RUN/cdc".into())
+            ),
         });
     }
     Ok(())

@@ -56,6 +56,14 @@ pub struct CaptureArgs {
     /// NULL): the cascaded child changes are not in the binlog and never reach DynamoDB.
     #[arg(long)]
     pub allow_fk_cascades: bool,
+    /// Seconds one read of the binlog stream may wait (default 60; the server sends a heartbeat
+    /// every half second when idle): past it, the source is taken as lost.
+    #[arg(long)]
+    pub source_timeout: Option<u64>,
+    /// With --follow: seconds to keep reconnecting to a lost source (restarted, failed over,
+    /// not answering) before giving up (default 3600; 0: stop at once).
+    #[arg(long)]
+    pub reconnect_for: Option<u64>,
     #[arg(long, short)]
     pub quiet: bool,
 }

@@ -380,6 +380,10 @@ pub struct ExportArgs {
     /// write) before giving up; auto then falls back to stall-free (with --watermark-schema).
     #[arg(long)]
     pub lock_wait_seconds: Option<u32>,
+    /// Seconds one read from the source may wait (default 600): a source that stops answering
+    /// is named ("did not answer for N s") instead of waited on for ever; rerun to resume.
+    #[arg(long)]
+    pub source_timeout: Option<u64>,
     /// What to do with zero dates (0000-00-00): null (counted), string (temporal columns as text), reject.
     #[arg(long, value_parser = choice::<ZeroDatePolicy>())]
     pub zero_date: Option<ZeroDatePolicy>,

@@ -86,11 +86,15 @@ pub fn export_chunk(
     let kinds: Vec<_> = table.columns.iter().map(|c| c.kind).collect();
     let mut rows = 0u64;
     let mut since_update = 0u64;
-    let result = conn.exec_iter(sql, params).map_err(|e| SourceError::query(&name, e))?;
+    let read_err = |e: mysql::Error| match crate::source::connect::lost_connection(&e, opts.source_timeout) {
+        Some(reason) => ExportError::SourceLost { table: name.clone(), chunk: job.id, reason },
+        None => SourceError::query(&name, e).into(),
+    };
+    let result = conn.exec_iter(sql, params).map_err(read_err)?;
     // One row's values, its allocation kept from row to row.
     let mut spare: Vec<Datum<'static>> = Vec::with_capacity(kinds.len());
     for row in result {
-        let row = row.map_err(|e| SourceError::query(&name, e))?;
+        let row = row.map_err(read_err)?;
         let mut datums: Vec<Datum> = recycle(spare);
         let mut rejected: Option<(usize, DecodeError)> = None;
         for (i, kind) in kinds.iter().enumerate() {

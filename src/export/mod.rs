@@ -59,10 +59,14 @@ pub enum ExportError {
     ChunkIo { table: String, chunk: u32, path: PathBuf, source: std::io::Error },
     #[error("table {table}, chunk {chunk}: writing {path}: {source}")]
     Sink { table: String, chunk: u32, path: PathBuf, source: SinkError },
+    #[error("table {table}, chunk {chunk}: {reason}. Rerun the same command once the source answers: finished chunks are kept and this one is read again")]
+    SourceLost { table: String, chunk: u32, reason: String },
     #[error("{0}")]
     Incompatible(String),
     #[error("output folder {path}: {source}")]
     OutDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Lock(#[from] crate::run_folder::lock::LockError),
     #[error("stopped because another worker failed")]
     Cancelled,
     #[error(transparent)]
@@ -99,6 +103,8 @@ pub struct ExportOptionsRef {
     pub compression: Compression,
     pub zero_date: ZeroDatePolicy,
     pub row_group_bytes: usize,
+    /// The source's read bound, named when a chunk's read times out.
+    pub source_timeout: Option<std::time::Duration>,
 }
 
 enum Event {
@@ -146,6 +152,8 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     let started_at = crate::manifest::now_rfc3339();
     let run = settings.out.clone();
     let out_err = |source| ExportError::OutDir { path: run.clone(), source };
+    std::fs::create_dir_all(&run).map_err(out_err)?;
+    let _lock = crate::run_folder::lock::acquire(&run, "export")?;
     if settings.restart {
         for sub in ["data", "rejects"] {
             match std::fs::remove_dir_all(run.join(sub)) {
@@ -250,7 +258,11 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
 
     if !tasks.is_empty() {
         let threads = settings.threads.clamp(1, 256);
-        let snapshot_id = manifest.snapshots.len() as u32;
+        // Snapshots of killed runs that completed no chunk say nothing any chunk needs: keeping
+        // them made the list grow with every kill.
+        let used: std::collections::HashSet<u32> = manifest.tables.iter().flat_map(|t| t.chunks.iter().filter_map(|c| c.snapshot)).collect();
+        manifest.snapshots.retain(|s| used.contains(&s.id));
+        let snapshot_id = manifest.snapshots.iter().map(|s| s.id + 1).max().unwrap_or(0);
         let names: Vec<(String, String)> = manifest.tables.iter().map(|t| (t.schema.database.clone(), t.schema.table.clone())).collect();
         let request = snapshot::SnapshotRequest {
             source: &settings.source,
@@ -334,6 +346,7 @@ fn execute(
         compression: settings.compression,
         zero_date: settings.zero_date,
         row_group_bytes: settings.row_group_bytes,
+        source_timeout: settings.source.timeout,
     });
     let mut outstanding = tasks.len();
     for t in tasks {

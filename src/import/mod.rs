@@ -55,6 +55,8 @@ pub enum ImportError {
     Write(#[from] writer::WriteError),
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    Lock(#[from] crate::run_folder::lock::LockError),
 }
 
 fn io(path: &Path, source: std::io::Error) -> ImportError {
@@ -89,8 +91,9 @@ async fn check_targets(client: &aws_sdk_dynamodb::Client, endpoint: Option<&str>
         let now = tables::identity(client, &t.table.name, endpoint).await.map_err(|r| (t.table.name.clone(), r))?;
         let finished_s3 = t.s3_import.is_some() && t.buckets.iter().all(|b| b.written);
         let why = match (&t.written_to, &now) {
-            // An Import from S3 still running creates its table when it ends: followed, not redone.
-            (None, None) if t.s3_import.is_some() && !finished_s3 => continue,
+            // An Import from S3 not finished (running, failed, its answer lost) is followed by
+            // its ClientToken (`s3_import`), which knows its table: not redone here.
+            (None, _) if t.s3_import.is_some() && !finished_s3 => continue,
             (_, None) => "it does not exist here".to_string(),
             (Some(was), Some(now)) if was.known() && now.known() && was.same_table(now) => continue,
             (Some(was), Some(now)) if was.known() && now.known() => format!("the checkpoint was written to {}, this is {}", was.display(), now.display()),
@@ -113,6 +116,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let started_at = crate::manifest::now_rfc3339();
     let run = s.run.local()?;
+    let _lock = crate::run_folder::lock::acquire(&run, "import")?;
     let work = work_dir(&run);
     let Transformed { manifest, plan, mut state } = crate::transform::transform(&run, &work, &s.transform)?;
     for sk in &plan.skipped {
@@ -187,14 +191,14 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
                 Some(w) => Some(w),
                 None => Some(provisioned.map(|p| p as f64).unwrap_or(ON_DEMAND_DEFAULT_WCU) * s.wcu_fraction),
             };
-            let (pending, total_items, done_items): (Vec<u32>, u64, u64) = {
+            let (pending, total_items, done_items): (Vec<(u32, u32)>, u64, u64) = {
                 let st = state.lock().unwrap_or_else(|e| e.into_inner());
                 let b = &st.targets[ti].buckets;
                 // The largest buckets first: a bucket holding a hot partition key is the long pole,
                 // and its key's lane then runs beside the other buckets instead of after them.
                 let mut pending: Vec<&BucketStats> = b.iter().filter(|b| !b.written).collect();
                 pending.sort_by_key(|b| std::cmp::Reverse(b.items));
-                (pending.iter().map(|b| b.id).collect(), b.iter().map(|b| b.items).sum(), b.iter().filter(|b| b.written).map(|b| b.items).sum())
+                (pending.iter().map(|b| (b.id, b.batches_written)).collect(), b.iter().map(|b| b.items).sum(), b.iter().filter(|b| b.written).map(|b| b.items).sum())
             };
             let progress = Progress::items("import", s.quiet);
             let bar = progress.add_table(target.name.clone(), total_items, done_items);
@@ -214,10 +218,15 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
             let work2 = work.clone();
             let mut store_err = None;
             writer
-                .write_buckets(target_dir(&work, &target.name, "items"), pending, &progress, bar, |bucket| {
+                .write_buckets(target_dir(&work, &target.name, "items"), pending, &progress, bar, |event| {
                     let mut st = st2.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(b) = st.targets[ti].buckets.iter_mut().find(|b: &&mut BucketStats| b.id == bucket) {
-                        b.written = true;
+                    let (id, done, batches) = match event {
+                        writer::BucketEvent::Done(id) => (id, true, 0),
+                        writer::BucketEvent::Partial { bucket, batches } => (bucket, false, batches),
+                    };
+                    if let Some(b) = st.targets[ti].buckets.iter_mut().find(|b: &&mut BucketStats| b.id == id) {
+                        b.written |= done;
+                        b.batches_written = if done { 0 } else { batches };
                     }
                     if let Err(e) = st.store(&work2) {
                         store_err.get_or_insert(e);

@@ -7,7 +7,11 @@
 //! gives those keys a lane (`pacing::KeyLanes`). A batch's items of laned keys are set aside and
 //! sent by a task of their own at their lane's pace, so the sending tasks keep the other keys at
 //! the table's rate; what is set aside is bounded (`DEFERRED_BYTES`), past it a task waits for the
-//! lane itself. A bucket is reported done once all its batches are written.
+//! lane itself. A bucket's batches are made the same way on every run (the item file is checked
+//! against its SHA-256, `scatter` and the batching are deterministic), so the number of its
+//! batches written without a gap is a checkpoint: it is reported every `CHECKPOINT_EVERY` and a
+//! rerun skips those batches, so a kill costs seconds of writing, not the bucket. A bucket is
+//! reported done once all its batches are written.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -66,10 +70,37 @@ pub struct WriteError {
 
 struct Batch {
     bucket: u32,
+    /// The batch's place among its bucket's batches.
+    index: u32,
     /// Each item with its size (`item_size`), measured once.
     items: Vec<(Item, usize)>,
-    /// Set on a bucket's last batch: how many batches the bucket has.
-    of: Option<u32>,
+}
+
+/// What the feeder and the sending tasks tell the bookkeeping loop.
+enum Note {
+    /// A bucket's batches: `first` were written by an earlier run, `total` in all.
+    Plan { bucket: u32, first: u32, total: u32 },
+    Written { bucket: u32, index: u32 },
+}
+
+/// What `write_buckets` reports of a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketEvent {
+    /// The bucket's first `batches` batches are written (a checkpoint within the bucket).
+    Partial { bucket: u32, batches: u32 },
+    Done(u32),
+}
+
+/// How often the batches written without a gap are reported: a kill costs about this much
+/// writing (plus the batches in flight).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A bucket being written: the batches done out of order past `next`, the first not yet done.
+struct Track {
+    next: u32,
+    total: u32,
+    done: std::collections::BTreeSet<u32>,
+    reported: u32,
 }
 
 pub struct Writer {
@@ -88,23 +119,26 @@ pub struct Writer {
 
 impl Writer {
     /// Writes the given buckets' item files; `done(bucket)` runs as each bucket completes.
+    /// Writes `buckets` (id, batches an earlier run wrote) and reports each bucket's progress
+    /// and end to `on` (not while cycling, as the bench does).
     pub async fn write_buckets(
         &self,
         items_dir: PathBuf,
-        buckets: Vec<u32>,
+        buckets: Vec<(u32, u32)>,
         progress: &Progress,
         progress_table: usize,
-        mut done: impl FnMut(u32),
+        mut on: impl FnMut(BucketEvent),
     ) -> Result<(), WriteError> {
         let (tx, rx) = mpsc::channel::<Batch>(self.concurrency * 2);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u32, Option<u32>)>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Note>();
         let table = self.table.clone();
         let feeder_done = done_tx.clone();
         let (deadline, cycle) = (self.deadline, self.cycle && self.deadline.is_some());
         let past = move || deadline.is_some_and(|d| Instant::now() >= d);
+        let feeder_progress = progress.clone();
         let feeder = std::thread::spawn(move || -> Result<(), WriteError> {
-            let order: Box<dyn Iterator<Item = u32>> = if cycle { Box::new(buckets.into_iter().cycle()) } else { Box::new(buckets.into_iter()) };
-            for bucket in order {
+            let order: Box<dyn Iterator<Item = (u32, u32)>> = if cycle { Box::new(buckets.into_iter().cycle()) } else { Box::new(buckets.into_iter()) };
+            for (bucket, written) in order {
                 if past() {
                     return Ok(());
                 }
@@ -123,13 +157,13 @@ impl Writer {
                 if !cur.is_empty() {
                     batches.push(cur);
                 }
-                let n = batches.len() as u32;
-                if n == 0 {
-                    let _ = feeder_done.send((bucket, Some(0)));
-                }
-                for (i, items) in batches.into_iter().enumerate() {
-                    let of = (i as u32 + 1 == n).then_some(n);
-                    if past() || tx.blocking_send(Batch { bucket, items, of }).is_err() {
+                let (total, first) = (batches.len() as u32, if cycle { 0 } else { written.min(batches.len() as u32) });
+                let _ = feeder_done.send(Note::Plan { bucket, first, total });
+                let skipped = batches.iter().take(first as usize).flatten();
+                let (items, bytes) = skipped.fold((0u64, 0u64), |(n, b), (_, size)| (n + 1, b + *size as u64));
+                feeder_progress.advance(progress_table, items, bytes);
+                for (i, items) in batches.into_iter().enumerate().skip(first as usize) {
+                    if past() || tx.blocking_send(Batch { bucket, index: i as u32, items }).is_err() {
                         return Ok(()); // the writers stopped on an error
                     }
                 }
@@ -157,7 +191,7 @@ impl Writer {
                     if past() {
                         continue; // drain what was queued before the deadline
                     }
-                    let (bucket, of, n) = (batch.bucket, batch.of, batch.items.len() as u64);
+                    let (bucket, index, n) = (batch.bucket, batch.index, batch.items.len() as u64);
                     let bytes: usize = batch.items.iter().map(|(_, size)| size).sum();
                     let pending = batch.items.into_iter().map(|(it, size)| target.pending(it, size)).collect();
                     let later = match send_batch(&target, pending, deadline, true).await {
@@ -180,7 +214,7 @@ impl Writer {
                                 }
                             }
                             progress.advance(progress_table, n, bytes as u64);
-                            let _ = done_tx.send((bucket, of));
+                            let _ = done_tx.send(Note::Written { bucket, index });
                         }
                     };
                     match permit {
@@ -196,21 +230,38 @@ impl Writer {
             }));
         }
         drop(done_tx);
-        let mut counts: HashMap<u32, (u32, Option<u32>)> = HashMap::new();
+        let mut tracks: HashMap<u32, Track> = HashMap::new();
         let status_every = std::time::Duration::from_millis(500);
         let mut last_status = Instant::now();
+        let mut last_checkpoint = Instant::now();
         let started = Instant::now();
-        while let Some((bucket, of)) = done_rx.recv().await {
-            let c = counts.entry(bucket).or_insert((0, None));
-            if of != Some(0) {
-                c.0 += 1;
+        while let Some(note) = done_rx.recv().await {
+            match note {
+                // Cycling (the bench) writes buckets again and again: nothing to report.
+                _ if cycle => {}
+                Note::Plan { bucket, first, total } if first >= total => on(BucketEvent::Done(bucket)),
+                Note::Plan { bucket, first, total } => {
+                    tracks.insert(bucket, Track { next: first, total, done: Default::default(), reported: first });
+                }
+                Note::Written { bucket, index } => {
+                    if let Some(t) = tracks.get_mut(&bucket) {
+                        t.done.insert(index);
+                        while t.done.remove(&t.next) {
+                            t.next += 1;
+                        }
+                        if t.next == t.total {
+                            tracks.remove(&bucket);
+                            on(BucketEvent::Done(bucket));
+                        }
+                    }
+                }
             }
-            if of.is_some() {
-                c.1 = of;
-            }
-            if c.1 == Some(c.0) {
-                counts.remove(&bucket);
-                done(bucket);
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                last_checkpoint = Instant::now();
+                for (&bucket, t) in tracks.iter_mut().filter(|(_, t)| t.next > t.reported) {
+                    t.reported = t.next;
+                    on(BucketEvent::Partial { bucket, batches: t.next });
+                }
             }
             if last_status.elapsed() > status_every {
                 last_status = Instant::now();

@@ -72,7 +72,8 @@ pub struct Manifest {
     pub updated_at: String,
     pub source: SourceInfo,
     pub options: ExportOptions,
-    /// One per run that read rows: the first run, then one per resumed run.
+    /// One per run whose chunks the manifest holds: the first run, then one per resumed run
+    /// that completed a chunk (a run killed before its first chunk leaves none).
     pub snapshots: Vec<Snapshot>,
     /// The earliest binlog position any complete chunk was read at: binlog catch-up starts here.
     pub replay_from: Option<BinlogPosition>,

@@ -101,6 +101,15 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
 }
 
+/// The way out of a full disk, to follow an I/O error's text ("" for any other error).
+pub fn disk_full_hint(e: &std::io::Error) -> &'static str {
+    if is_disk_full(e) {
+        ": the disk is full. Free space (or give the run folder more) and rerun the same command: it resumes where it stopped"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,8 @@ fn local_run(r: &RunArgs, job: &JobFile) -> Result<PathBuf, SettingsError> {
 /// `--source`, else the job file's [source] url.
 fn source(flag: Option<&str>, job: &JobFile) -> Result<SourceConfig, SettingsError> {
     let url = flag.map(String::from).or_else(|| job.source.url.clone()).ok_or_else(|| SettingsError::Missing("give --source mysql://user@host:port (or [source] url in the job file)".into()))?;
-    Ok(SourceConfig::parse(&url, job.source.option_file.as_deref())?)
+    let timeout = in_range("--source-timeout", job.source.timeout.unwrap_or(d::SOURCE_TIMEOUT_SECONDS), 1, 31_536_000)?;
+    Ok(SourceConfig::parse(&url, job.source.option_file.as_deref())?.with_timeout(Some(std::time::Duration::from_secs(timeout))))
 }
 
 pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsError> {
@@ -51,7 +52,13 @@ pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsErro
     }
     Ok(CaptureSettings {
         run: local_run(&a.run, &job)?,
-        source: if files.is_empty() { Some(source(a.source.as_deref(), &job)?) } else { None },
+        source: if files.is_empty() {
+            let timeout = in_range("--source-timeout", a.source_timeout.or(job.source.timeout).unwrap_or(d::CAPTURE_TIMEOUT_SECONDS), 1, 31_536_000)?;
+            Some(source(a.source.as_deref(), &job)?.with_timeout(Some(std::time::Duration::from_secs(timeout))))
+        } else {
+            None
+        },
+        reconnect_for: std::time::Duration::from_secs(in_range("--reconnect-for", a.reconnect_for.or(job.cdc.reconnect_for).unwrap_or(d::RECONNECT_FOR_SECONDS), 0, 31_536_000)?),
         binlog_files: files,
         server_id: a.server_id.or(job.cdc.server_id).unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000)),
         follow: a.follow,

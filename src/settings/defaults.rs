@@ -24,6 +24,13 @@ pub const CONSISTENCY: Consistency = Consistency::Auto;
 /// Seconds lock-tables and lock wait for their lock before giving up (`lock_wait_timeout`).
 pub const LOCK_WAIT_SECONDS: u32 = 60;
 pub const KEY_BOUNDS: KeyBounds = KeyBounds::Estimate;
+/// Seconds one wait for the source may last before it is named as not answering (at least the
+/// lock wait plus a minute for the export's control session).
+pub const SOURCE_TIMEOUT_SECONDS: u64 = 600;
+/// Capture's binlog stream: the server sends a heartbeat every half second when idle.
+pub const CAPTURE_TIMEOUT_SECONDS: u64 = 60;
+/// How long `cdc capture --follow` keeps reconnecting to a lost source.
+pub const RECONNECT_FOR_SECONDS: u64 = 3600;
 pub const ZERO_DATE: ZeroDatePolicy = ZeroDatePolicy::Null;
 
 // sync

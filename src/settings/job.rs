@@ -49,6 +49,8 @@ impl JobFile {
 pub struct SourceSection {
     pub url: Option<String>,
     pub option_file: Option<PathBuf>,
+    /// Seconds one wait for the source may last (`--source-timeout`).
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +146,7 @@ pub struct CdcSection {
     pub quiet_period: Option<String>,
     pub timeout: Option<u64>,
     pub allow_fk_cascades: Option<bool>,
+    pub reconnect_for: Option<u64>,
 }
 
 #[cfg(test)]

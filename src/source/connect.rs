@@ -6,6 +6,7 @@
 //! against `ssl-ca`, `verify_identity` also its host name: what RDS and Aurora ask for).
 
 use std::path::Path;
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, SslOpts};
@@ -22,6 +23,9 @@ pub struct SourceConfig {
     pub tls: TlsMode,
     /// PEM file of the certificate authorities the server's certificate must chain to.
     pub ssl_ca: Option<std::path::PathBuf>,
+    /// How long a read or write on a session may wait for the server (None: for ever). A
+    /// stopped server then shows as "did not answer for N s" instead of a silent wait.
+    pub timeout: Option<Duration>,
 }
 
 /// The MySQL client's `--ssl-mode` values. `preferred` encrypts when the server offers TLS and
@@ -75,6 +79,7 @@ impl SourceConfig {
             password: parsed.password().map(decode),
             tls: TlsMode::Disabled,
             ssl_ca: None,
+            timeout: Some(DEFAULT_TIMEOUT),
         };
         let mut mode = None;
         for (k, v) in parsed.query_pairs() {
@@ -135,6 +140,9 @@ impl SourceConfig {
             .pass(self.password.clone())
             .prefer_socket(false)
             .tcp_nodelay(true)
+            .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
+            .read_timeout(self.timeout)
+            .write_timeout(self.timeout)
             .stmt_cache_size(Some(32));
         let plain = opts.clone();
         if let Some(ssl) = self.ssl_opts() {
@@ -148,9 +156,9 @@ impl SourceConfig {
             }
             other => other,
         };
-        let mut conn = opened.map_err(|e| SourceError::Connect {
-            target: self.to_string(),
-            reason: connect_reason(&e, self),
+        let mut conn = opened.map_err(|e| match lost_connection(&e, self.timeout) {
+            Some(reason) => SourceError::Unreachable { target: self.to_string(), reason },
+            None => SourceError::Connect { target: self.to_string(), reason: connect_reason(&e, self) },
         })?;
         conn.query_drop(
             "SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600",
@@ -161,7 +169,38 @@ impl SourceConfig {
     }
 }
 
+/// Default bound of one wait for the source (`--source-timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a failure is the connection's, not the statement's (closed, reset, timed out, the server
+/// shutting down or killing the session), in words; None for any other failure. After such a
+/// failure the work can go on over a new connection.
+pub fn lost_connection(e: &mysql::Error, timeout: Option<Duration>) -> Option<String> {
+    use std::io::ErrorKind;
+    match e {
+        mysql::Error::IoError(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Some(format!("the source did not answer for {} s", timeout.map(|t| t.as_secs()).unwrap_or(0)))
+        }
+        mysql::Error::IoError(io) => Some(format!("the source closed the connection ({io})")),
+        mysql::Error::DriverError(mysql::DriverError::ConnectTimeout | mysql::DriverError::Timeout) => {
+            Some(format!("the source did not answer for {} s", timeout.map(|t| t.as_secs()).unwrap_or(0)))
+        }
+        mysql::Error::DriverError(mysql::DriverError::CouldNotConnect(_) | mysql::DriverError::PacketOutOfSync) => Some(format!("the connection to the source failed ({e})")),
+        mysql::Error::CodecError(c) => Some(format!("the connection to the source broke ({c})")),
+        // Server shutdown, gone away, lost during query, connection killed (MariaDB).
+        mysql::Error::MySqlError(m) if [1053, 2006, 2013, 1927].contains(&m.code) => Some(format!("the source ended the session ({})", m.message)),
+        _ => None,
+    }
+}
+
 impl SourceConfig {
+    /// The same source with another bound on one wait.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> SourceConfig {
+        self.timeout = timeout;
+        self
+    }
+
     /// The driver's TLS options for `tls` and `ssl_ca`; None for a plain connection.
     fn ssl_opts(&self) -> Option<SslOpts> {
         let base = match &self.ssl_ca {

@@ -24,6 +24,9 @@ pub enum SourceError {
     BadUrl(String),
     #[error("cannot connect to {target}: {reason}")]
     Connect { target: String, reason: String },
+    /// The server did not take the connection (refused, reset, not answering): it may come back.
+    #[error("cannot connect to {target}: {reason}")]
+    Unreachable { target: String, reason: String },
     #[error("{what} needs the {privilege} privilege, which {user} lacks; {hint}")]
     MissingPrivilege { what: String, privilege: String, user: String, hint: String },
     #[error("table {table} was dropped or changed while the export ran ({detail})")]

@@ -19,7 +19,7 @@ pub const SYNC_REPORT: &str = "sync-report.json";
 /// Working folders of the later stages (checkpoints of import, staged changes of cdc, the
 /// re-export of verify --against-source): they belong where those stages run and are neither
 /// uploaded nor overwritten by a download.
-pub const LOCAL_ONLY: [&str; 3] = ["import", "cdc", "verify-source"];
+pub const LOCAL_ONLY: [&str; 4] = ["import", "cdc", "verify-source", crate::run_folder::lock::LOCK_DIR];
 
 /// Whether a relative path lies in one of the `LOCAL_ONLY` folders.
 pub fn local_only(rel: &str) -> bool {

@@ -159,7 +159,10 @@ pub struct Counters {
     pub bytes_sent: AtomicU64,
     pub parts_sent: AtomicU64,
     pub parts_reused: AtomicU64,
+    /// Multipart uploads this sync gave up on and the server aborted.
     pub stale_aborted: AtomicU64,
+    /// Those the server would not abort (`key upload-id: why`): storage left for a lifecycle rule.
+    pub not_aborted: std::sync::Mutex<Vec<String>>,
 }
 
 /// `sync-report.json`. For a download, `transferred` counts objects fetched.
@@ -179,7 +182,12 @@ pub struct SyncReport {
     pub bytes: u64,
     pub parts_sent: u64,
     pub parts_reused: u64,
+    /// Incomplete multipart uploads this sync abandoned (a recorded one the server no longer
+    /// resumes, a stale or changed one, one a killed run started but never recorded) and aborted.
     pub stale_uploads_aborted: u64,
+    /// Abandoned uploads the server refused to abort, `key upload-id: why`: their parts stay
+    /// billed until a lifecycle rule (AbortIncompleteMultipartUpload) removes them.
+    pub uploads_not_aborted: Vec<String>,
     pub duration_seconds: f64,
 }
 
@@ -217,7 +225,10 @@ pub fn upload_folder(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Resul
         let uploader =
             upload::Uploader::new(client, run.to_path_buf(), dest.clone(), opts.clone(), counters.clone(), progress.clone())
                 .await?;
-        uploader.upload(files).await
+        uploader.upload(files).await?;
+        // Every file is up: no upload of the prefix started before this sync is still needed.
+        uploader.abort_abandoned().await;
+        Ok::<(), SyncError>(())
     })?;
     progress.finish();
     let report = report("upload", run.display().to_string(), dest.to_string(), n, &counters, started);
@@ -311,6 +322,7 @@ fn report(direction: &'static str, from: String, to: String, files: usize, c: &C
         parts_sent: get(&c.parts_sent),
         parts_reused: get(&c.parts_reused),
         stale_uploads_aborted: get(&c.stale_aborted),
+        uploads_not_aborted: c.not_aborted.lock().map(|v| v.clone()).unwrap_or_default(),
         duration_seconds: started.elapsed().as_secs_f64(),
     }
 }

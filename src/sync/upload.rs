@@ -94,6 +94,9 @@ impl UploadBook {
 
 struct Ctx {
     client: Client,
+    /// When this session began (uploads of the prefix started before it and not in the book
+    /// are abandoned ones).
+    began: std::time::SystemTime,
     dest: S3Location,
     opts: SyncOptions,
     permits: Semaphore,
@@ -120,6 +123,7 @@ impl Uploader {
         let remote = list_remote(&client, &dest).await?;
         let ctx = Arc::new(Ctx {
             client,
+            began: std::time::SystemTime::now(),
             permits: Semaphore::new(opts.concurrency.max(1)),
             book: UploadBook::open(&run),
             dest,
@@ -145,6 +149,72 @@ impl Uploader {
             sync_one(&self.ctx, &self.remote, f).await?;
         }
         Ok(())
+    }
+}
+
+impl Uploader {
+    /// Aborts every incomplete multipart upload under the prefix that began before this
+    /// session and is not in the upload book: uploads a killed run started but never recorded,
+    /// or recorded ones the book lost. A server without ListMultipartUploads (s3s-fs) is skipped.
+    pub async fn abort_abandoned(&self) {
+        let ctx = &self.ctx;
+        let began = aws_sdk_s3::primitives::DateTime::from(ctx.began);
+        let mut abandoned: Vec<(String, String)> = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let listed = ctx
+                .client
+                .list_multipart_uploads()
+                .bucket(&ctx.dest.bucket)
+                .prefix(ctx.dest.key(""))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await;
+            let page = match listed {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!("listing incomplete multipart uploads: {}", describe("ListMultipartUploads", &e));
+                    return;
+                }
+            };
+            for u in page.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
+                let recorded = ctx.book.get(key).is_some_and(|r| r.upload_id == id);
+                if !recorded && u.initiated().is_none_or(|t| t.secs() < began.secs()) {
+                    abandoned.push((key.to_string(), id.to_string()));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        for (key, id) in abandoned {
+            abort(ctx, &key, &id, "an incomplete upload of this prefix that no run records").await;
+        }
+    }
+}
+
+/// Aborts an upload this sync gives up on, counting it as aborted or as left on the server.
+async fn abort(ctx: &Ctx, key: &str, upload_id: &str, why: &str) {
+    let object = ctx.dest.with_key(key);
+    match ctx.client.abort_multipart_upload().bucket(&ctx.dest.bucket).key(key).upload_id(upload_id).send().await {
+        Ok(_) => {
+            ctx.counters.stale_aborted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(object = %object, "aborted {why} ({upload_id})");
+        }
+        Err(e) => {
+            let reason = describe("AbortMultipartUpload", &e);
+            tracing::warn!(object = %object, "could not abort {why} ({upload_id}): {reason}; its parts stay on the server until a lifecycle rule (AbortIncompleteMultipartUpload) removes them");
+            if let Ok(mut v) = ctx.counters.not_aborted.lock() {
+                v.push(format!("{key} {upload_id}: {reason}"));
+            }
+        }
     }
 }
 
@@ -324,7 +394,7 @@ async fn upload_multipart(ctx: &Ctx, key: &str, f: &LocalFile) -> Result<(), Syn
             let object = ctx.dest.with_key(key);
             tracing::info!(object = %object, "the recorded multipart upload is no longer known to the server ({why}); uploading afresh");
             if let Some(rec) = ctx.book.get(key) {
-                let _ = ctx.client.abort_multipart_upload().bucket(&ctx.dest.bucket).key(key).upload_id(&rec.upload_id).send().await;
+                abort(ctx, key, &rec.upload_id, "the recorded upload the server no longer resumes").await;
             }
             ctx.book.update(|u| {
                 u.remove(key);
@@ -372,7 +442,10 @@ async fn upload_parts(ctx: &Ctx, key: &str, f: &LocalFile, resume: bool) -> Resu
                 }
                 upload_id = Some(rec.upload_id.clone());
             }
-            Err(e) => tracing::info!(object = %object, error = %describe("ListParts", &e), "earlier upload is gone; starting a new one"),
+            Err(e) => {
+                tracing::info!(object = %object, error = %describe("ListParts", &e), "the recorded upload cannot be resumed; starting a new one");
+                abort(ctx, key, &rec.upload_id, "the recorded upload that could not be listed").await;
+            }
         }
     }
     let resumed = upload_id.is_some();
@@ -488,9 +561,7 @@ async fn abort_stale(ctx: &Ctx, files: &[LocalFile]) {
         if current && now_unix().saturating_sub(rec.started_unix) < stale_after {
             continue;
         }
-        let _ = ctx.client.abort_multipart_upload().bucket(&ctx.dest.bucket).key(&key).upload_id(&rec.upload_id).send().await;
-        ctx.counters.stale_aborted.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(object = %ctx.dest.with_key(&key), "aborted a stale multipart upload");
+        abort(ctx, &key, &rec.upload_id, "a stale multipart upload (old, or of a file that changed)").await;
         let _ = ctx.book.update(|u| {
             u.remove(&key);
         });

@@ -44,6 +44,13 @@ pub struct BucketStats {
     pub bytes: u64,
     pub max_item_bytes: u64,
     pub written: bool,
+    /// Of a bucket being written: its first batches written without a gap (a rerun skips them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub batches_written: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Two or more rows claiming one item or attribute. The rows are named by their place in the

@@ -51,7 +51,7 @@ pub enum TransformError {
     Mapping(#[from] crate::mapping::dms::MappingError),
     #[error(transparent)]
     Read(#[from] reader::ReadError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("table {table}, bucket {bucket}: {reason}")]
     Group { table: String, bucket: u32, reason: String },
@@ -202,7 +202,10 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
             let seq = spill::row_seq(src.table, chunk.id, row);
             match src.mapper.map_row(&entry.schema, target, cells, &s.convert) {
                 Ok(fragment) => {
-                    buf.push(&Record { seq, fragment }).map_err(|e| reader::ReadError { file: "spill".into(), reason: e.to_string() })
+                    buf.push(&Record { seq, fragment }).map_err(|e| reader::ReadError {
+                        file: target_dir(work, &target.name, "spill").display().to_string(),
+                        reason: format!("spilling the rows of table {} for target {}: {e}{}", entry.schema.display_name(), target.name, crate::run_folder::disk_full_hint(&e)),
+                    })
                 }
                 Err(reason) => {
                     local_rejects.push(json!({

@@ -94,6 +94,7 @@ impl TargetState {
         self.written_to = None;
         for b in &mut self.buckets {
             b.written = false;
+            b.batches_written = 0;
         }
     }
 }

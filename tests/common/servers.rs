@@ -16,6 +16,8 @@ pub struct PrivateServer {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
+    server_id: u32,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -42,8 +44,52 @@ impl PrivateServer {
             .expect("mariadb-install-db");
         assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
         let port = free_port();
-        let p = |name: &str| dir.path().join(name).display().to_string();
-        let child = Command::new("mariadbd")
+        let child = launch(dir.path(), port, server_id, extra);
+        let mut server = PrivateServer { port, dir, child, server_id, extra: extra.to_vec() };
+        server.wait_ready();
+        let grant = format!(
+            "SET sql_log_bin = 0; CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'; GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'%' WITH GRANT OPTION; CREATE USER '{USER}'@'localhost' IDENTIFIED BY '{PASSWORD}'; GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'localhost' WITH GRANT OPTION"
+        );
+        server.root(&["-e", &grant]).unwrap();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.root(&["-e", "SELECT 1"]).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("mariadbd exited ({status}): {}", self.error_log());
+            }
+            assert!(Instant::now() < deadline, "mariadbd did not start: {}", self.error_log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server (SIGKILL, as a crash), waits `down`, and starts it again on the same
+    /// port and datadir.
+    pub fn crash_and_restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = launch(self.dir.path(), self.port, self.server_id, &self.extra);
+        self.wait_ready();
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) the server: it keeps its connections but answers nothing.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+}
+
+/// Starts mariadbd on `dir`'s datadir (see `PrivateServer::start`).
+fn launch(dir: &Path, port: u16, server_id: u32, extra: &[String]) -> Child {
+    {
+        let data = dir.join("data");
+        let tmp = dir.join("tmp");
+        let p = |name: &str| dir.join(name).display().to_string();
+        Command::new("mariadbd")
             .arg("--no-defaults")
             .arg(format!("--user={}", whoami()))
             .arg(format!("--datadir={}", data.display()))
@@ -61,22 +107,11 @@ impl PrivateServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start mariadbd");
-        let mut server = PrivateServer { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.root(&["-e", "SELECT 1"]).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("mariadbd exited ({status}): {}", server.error_log());
-            }
-            assert!(Instant::now() < deadline, "mariadbd did not start: {}", server.error_log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let grant = format!(
-            "SET sql_log_bin = 0; CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'; GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'%' WITH GRANT OPTION; CREATE USER '{USER}'@'localhost' IDENTIFIED BY '{PASSWORD}'; GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'localhost' WITH GRANT OPTION"
-        );
-        server.root(&["-e", &grant]).unwrap();
-        server
+            .expect("start mariadbd")
     }
+}
+
+impl PrivateServer {
 
     /// Runs the mariadb client as root over the socket.
     pub fn root(&self, args: &[&str]) -> Result<String, String> {
