@@ -213,6 +213,17 @@ fn a_damaged_segment_applies_nothing_and_is_named() {
     let v = |id: &str| items.iter().find(|i| i.get("id").map(|a| a.display()) == Some(id.into())).and_then(|i| i.get("v")).map(|a| a.display());
     assert_eq!(v("18446744073709000001").as_deref(), Some("v1"), "the first change is not applied either");
     assert_eq!(v("18446744073709000002").as_deref(), Some("v2"), "nor the damaged one");
+
+    // The way out the message gives, followed word for word, ends with both changes applied.
+    let cdc = run.join("cdc");
+    let aside = format!("mv {} {}.damaged", cdc.display(), cdc.display());
+    assert!(stderr(&out).contains(&aside), "the exact way out: {}", stderr(&out));
+    std::fs::rename(&cdc, run.join("cdc.damaged")).unwrap();
+    ok(&capture(&run), "capture again");
+    ok(&apply(&run, &mapping), "apply again");
+    let items = common::ddb::scan(&dynalite(), &format!("{db}_big"));
+    let v = |id: &str| items.iter().find(|i| i.get("id").map(|a| a.display()) == Some(id.into())).and_then(|i| i.get("v")).map(|a| a.display());
+    assert_eq!((v("18446744073709000001").as_deref(), v("18446744073709000002").as_deref()), (Some("first"), Some("second")));
 }
 
 #[test]

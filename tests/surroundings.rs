@@ -139,7 +139,7 @@ fn staged_changes(run: &Path) -> u64 {
 #[test]
 fn capture_follow_reconnects_when_the_source_restarts_or_stops_answering() {
     let mut server = PrivateServer::start(61, &[]);
-    server.root(&["-e", "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v INT); INSERT INTO shop.t SELECT seq, seq FROM seq_1_to_100"]).unwrap();
+    server.root(&["-e", "CREATE DATABASE shop; USE shop; CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t SELECT seq, seq FROM seq_1_to_100"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--source", &server.url(), "--out"]).arg(&run).output().unwrap();
@@ -150,7 +150,7 @@ fn capture_follow_reconnects_when_the_source_restarts_or_stops_answering() {
         .spawn()
         .unwrap();
     let batch = |server: &PrivateServer, from: u32| {
-        server.root(&["-e", &format!("INSERT INTO shop.t SELECT seq, seq FROM seq_{from}_to_{}", from + 49)]).unwrap();
+        server.root(&["shop", "-e", &format!("INSERT INTO t SELECT seq, seq FROM seq_{from}_to_{}", from + 49)]).unwrap();
     };
     batch(&server, 1000);
     wait_for("the first changes", Duration::from_secs(30), || staged_changes(&run) >= 50);
@@ -188,7 +188,7 @@ fn wait_output(child: &mut Child, limit: Duration) -> String {
 #[test]
 fn an_export_whose_source_stops_answering_names_the_table_and_chunk_and_a_rerun_finishes() {
     let server = PrivateServer::start(62, &[]);
-    server.root(&["-e", "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(100)); INSERT INTO shop.t SELECT seq, REPEAT('x', 100) FROM seq_1_to_300000"]).unwrap();
+    server.root(&["-e", "CREATE DATABASE shop; USE shop; CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100)); INSERT INTO t SELECT seq, REPEAT('x', 100) FROM seq_1_to_300000"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let cmd = || {

@@ -144,15 +144,17 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     if !s.follow {
         return run_once(s, &|| {});
     }
-    let mut lost_since: Option<std::time::Instant> = None;
+    let lost_since: std::cell::Cell<Option<std::time::Instant>> = std::cell::Cell::new(None);
     let mut wait = RECONNECT_FIRST_WAIT;
     loop {
         let reading = std::cell::Cell::new(false);
-        let outcome = run_once(s, &|| reading.set(true));
-        if reading.get() {
+        let outcome = run_once(s, &|| {
+            reading.set(true);
             if let Some(since) = lost_since.take() {
                 tracing::info!("reconnected to the source after {:.0} s without it", since.elapsed().as_secs_f64());
             }
+        });
+        if reading.get() {
             wait = RECONNECT_FIRST_WAIT;
         }
         let reason = match &outcome {
@@ -162,7 +164,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
                 None => return outcome,
             },
         };
-        let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+        let since = lost_since.get().unwrap_or_else(std::time::Instant::now);
+        lost_since.set(Some(since));
         if since.elapsed() + wait > s.reconnect_for {
             return Err(CdcError::SourceGone { reason, seconds: s.reconnect_for.as_secs() });
         }

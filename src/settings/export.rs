@@ -46,9 +46,7 @@ impl ExportSettings {
             SettingsError::Missing("no source: give --source mysql://user@host:port or [source] url in the job file".into())
         })?;
         let option_file = args.defaults_file.clone().or(src.option_file);
-        let lock_wait = args.lock_wait_seconds.or(ex.lock_wait_seconds).unwrap_or(d::LOCK_WAIT_SECONDS);
-        // A lock mode's wait is a read of the control session too: the bound covers it.
-        let timeout = in_range("--source-timeout", args.source_timeout.or(src.timeout).unwrap_or(d::SOURCE_TIMEOUT_SECONDS), 1, 31_536_000)?.max(lock_wait as u64 + 60);
+        let timeout = in_range("--source-timeout", args.source_timeout.or(src.timeout).unwrap_or(d::SOURCE_TIMEOUT_SECONDS), 1, 31_536_000)?;
         let source = SourceConfig::parse(&url, option_file.as_deref())?.with_timeout(Some(std::time::Duration::from_secs(timeout)));
         let out_arg = args
             .out

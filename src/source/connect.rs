@@ -169,7 +169,8 @@ impl SourceConfig {
     }
 }
 
-/// Default bound of one wait for the source (`--source-timeout`).
+/// Default bound of one wait for the source (`--source-timeout`; the export's lock wait adds to
+/// it on the session that waits for the lock).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -187,6 +188,9 @@ pub fn lost_connection(e: &mysql::Error, timeout: Option<Duration>) -> Option<St
             Some(format!("the source did not answer for {} s", timeout.map(|t| t.as_secs()).unwrap_or(0)))
         }
         mysql::Error::DriverError(mysql::DriverError::CouldNotConnect(_) | mysql::DriverError::PacketOutOfSync) => Some(format!("the connection to the source failed ({e})")),
+        mysql::Error::CodecError(mysql_common::proto::codec::error::PacketCodecError::Io(io)) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Some(format!("the source did not answer for {} s", timeout.map(|t| t.as_secs()).unwrap_or(0)))
+        }
         mysql::Error::CodecError(c) => Some(format!("the connection to the source broke ({c})")),
         // Server shutdown, gone away, lost during query, connection killed (MariaDB).
         mysql::Error::MySqlError(m) if [1053, 2006, 2013, 1927].contains(&m.code) => Some(format!("the source ended the session ({})", m.message)),

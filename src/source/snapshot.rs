@@ -176,7 +176,9 @@ fn open_mode(req: &SnapshotRequest, mode: Consistency) -> Result<Opened, SourceE
 
 /// Holds `lock_sql` while the workers open their snapshots and the position is read.
 fn lock(req: &SnapshotRequest, lock_sql: String, what: &str, privilege: &str, hint: &str) -> Result<Opened, SourceError> {
-    let mut control = req.source.connect()?;
+    // Waiting for the lock is a read of this session: its bound covers the lock wait.
+    let waits = std::time::Duration::from_secs(req.lock_wait_seconds as u64 + 60);
+    let mut control = req.source.clone().with_timeout(req.source.timeout.map(|t| t.max(waits))).connect()?;
     control
         .query_drop(format!("SET SESSION lock_wait_timeout = {}", req.lock_wait_seconds))
         .map_err(|e| SourceError::query("setting lock_wait_timeout", e))?;
