@@ -243,15 +243,7 @@ fn sync_aborts_every_multipart_upload_it_abandons() {
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join("manifest.json"), b"{}").unwrap();
     std::fs::create_dir_all(run.path().join("data")).unwrap();
-    let mut big = Vec::with_capacity(40 << 20);
-    let mut x: u64 = 0x2545F4914F6CDD1D;
-    while big.len() < 40 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        big.extend_from_slice(&x.to_le_bytes());
-    }
-    std::fs::write(run.path().join("data/big.bin"), &big).unwrap();
+    std::fs::write(run.path().join("data/big.bin"), common::pseudo_random_bytes(40 << 20, 0x2545F4914F6CDD1D)).unwrap();
     let bucket = format!("abandoned-{}", fastrand::u32(..));
     common::moto_put(&bucket, &[]);
     // An upload a killed run started but never recorded.

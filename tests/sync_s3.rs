@@ -111,14 +111,7 @@ fn killed_multipart_upload(bucket_name: &str) -> (tempfile::TempDir, String, Pat
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join("manifest.json"), b"{}").unwrap();
     std::fs::create_dir_all(run.path().join("data")).unwrap();
-    let mut big = Vec::with_capacity(120 << 20);
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    while big.len() < 120 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        big.extend_from_slice(&x.to_le_bytes());
-    }
+    let big = common::pseudo_random_bytes(120 << 20, 0x9E3779B97F4A7C15);
     std::fs::write(run.path().join("data/big.bin"), &big).unwrap();
     let want = hex::encode(Sha256::digest(&big));
     drop(big);

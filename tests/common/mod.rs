@@ -320,6 +320,20 @@ pub fn moto_put(bucket: &str, keys: &[&str]) {
     assert!(out.status.success(), "boto3 put: {}", stderr(&out));
 }
 
+/// `len` bytes of xorshift output from `seed`: a file no compression or dedup shortens.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x = seed;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// Every object of a moto bucket as (key, size), listed by boto3.
 pub fn moto_objects(bucket: &str) -> Vec<(String, u64)> {
     let script = format!(
