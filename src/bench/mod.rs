@@ -173,7 +173,7 @@ fn pick_target<'a>(state: &'a ImportState, name: Option<&str>) -> Result<&'a Tar
 pub fn run(s: &BenchSettings) -> Result<BenchReport, BenchError> {
     std::fs::create_dir_all(&s.out).map_err(|source| BenchError::Io { path: s.out.clone(), source })?;
     let started_at = crate::manifest::now_rfc3339();
-    let run = s.run.local()?;
+    let (run, _lock) = s.run.local_locked("bench")?;
     let work = crate::transform::state::dry_run_dir(&run, "bench");
     let state = crate::transform::transform(&run, &work, &s.transform)?.state;
     let target = pick_target(&state, s.table.as_deref())?;

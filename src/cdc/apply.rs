@@ -295,8 +295,7 @@ fn apply_slice(
 
 /// Applies staged changes until all are applied (or forever with `follow`).
 pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
-    let run = s.run.local()?;
-    let _lock = crate::run_folder::lock::acquire(&run, "cdc apply")?;
+    let (run, _lock) = s.run.local_locked("cdc apply")?;
     let generation = check_import_done(&run)?;
     let (manifest, plan, _) = crate::transform::load_plan(&run, s.transform.mapping.as_deref(), &s.transform.convert, &s.transform.auto)?;
     // Refused before anything is written: a list mapping would reject every change one by one.

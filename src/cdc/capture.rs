@@ -141,20 +141,28 @@ impl Stager<'_> {
 /// connected to again with backoff, and capture goes on from its last staged position (by
 /// GTID on another server), for `reconnect_for` without the source before it gives up.
 pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
+    // Held across reconnects: a supervisor's second capture must not slip in while this one waits.
+    let _lock = crate::run_folder::lock::acquire(&s.run, "cdc capture")?;
     if !s.follow {
         return run_once(s, &|| {});
     }
     let lost_since: std::cell::Cell<Option<std::time::Instant>> = std::cell::Cell::new(None);
     let mut wait = RECONNECT_FIRST_WAIT;
     loop {
-        let reading = std::cell::Cell::new(false);
+        let before = CaptureState::load(&s.run).ok().flatten().map(|st| st.next);
+        let reading_since: std::cell::Cell<Option<std::time::Instant>> = std::cell::Cell::new(None);
         let outcome = run_once(s, &|| {
-            reading.set(true);
-            if let Some(since) = lost_since.take() {
+            reading_since.set(Some(std::time::Instant::now()));
+            if let Some(since) = lost_since.get() {
                 tracing::info!("reconnected to the source after {:.0} s without it", since.elapsed().as_secs_f64());
             }
         });
-        if reading.get() {
+        // The source is back once capture staged something or read for a while: a server that
+        // takes the connection and fails again at once (the same error every time) does not
+        // reset the clock, so --reconnect-for still runs out.
+        let after = CaptureState::load(&s.run).ok().flatten().map(|st| st.next);
+        if after != before || reading_since.get().is_some_and(|t| t.elapsed() >= HEALTHY_AFTER) {
+            lost_since.set(None);
             wait = RECONNECT_FIRST_WAIT;
         }
         let reason = match &outcome {
@@ -181,6 +189,8 @@ pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
 
 const RECONNECT_FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const RECONNECT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Reading this long after a reconnect counts as the source being back.
+const HEALTHY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why `e` is the loss of the source (worth connecting again), in words; None otherwise.
 fn lost_reason(e: &CdcError, timeout: Option<std::time::Duration>) -> Option<String> {
@@ -198,7 +208,6 @@ fn lost_reason(e: &CdcError, timeout: Option<std::time::Duration>) -> Option<Str
 /// once the first event is read.
 fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, CdcError> {
     let manifest = Manifest::load(&s.run)?.ok_or_else(|| CdcError::NoManifest { run: s.run.clone() })?;
-    let _lock = crate::run_folder::lock::acquire(&s.run, "cdc capture")?;
     let began_at = manifest.replay_from.clone().ok_or(CdcError::NoPosition)?;
     let start = match CaptureState::load(&s.run)? {
         Some(st) if st.began_at == began_at => st,
@@ -401,16 +410,16 @@ fn check_cascades(s: &CaptureSettings, manifest: &Manifest, live: Option<&std::c
 /// On MySQL, the first capture asks for the file from its start (see `run`).
 fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Classifier, first: bool) -> Result<Opened, CdcError> {
     let source = s.source.as_ref().ok_or_else(|| CdcError::Settings(vec!["give --source mysql://… or --binlog-file".into()]))?;
-    let mut conn = source.connect()?;
+    // The checks read information_schema, which can be slow on a server with many tables: their
+    // session has the export's bound, the dump's session the short one (`--source-timeout`).
+    let setup_bound = source.timeout.map(|t| t.max(crate::source::connect::DEFAULT_TIMEOUT));
+    let mut conn = source.clone().with_timeout(setup_bound).connect()?;
     let files = super::check::check_server(&mut conn)?;
     let live = crate::source::schema::cascading_foreign_keys(&mut conn)?;
     check_cascades(s, classifier.manifest, Some(&live))?;
     let (_, flavor) = server_version(&mut conn)?;
     let here = server_identity(&mut conn, flavor)?;
     let how = resume::decide(&start.next, start.server.as_deref(), &here, &files)?;
-    for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
-        conn.query_drop(q).map_err(|e| CdcError::source(q, e))?;
-    }
     let from = match &how {
         Resume::Position => {
             classifier.candidates = vec![start.next.file.clone()];
@@ -427,8 +436,13 @@ fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Class
     // skipped but folded into the GTID set (MariaDB's BINLOG_GTID_POS is exact already).
     let fold = first && how == Resume::Position && flavor == crate::source::connect::Flavor::Mysql && start.next.position > 4;
     let dump_from = if fold { BinlogPosition { position: 4, ..start.next.clone() } } else { start.next.clone() };
-    let req = resume::request(&mut conn, flavor, &how, &dump_from, s.server_id, s.follow)?;
-    let stream = conn.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {from}"), e))?;
+    drop(conn);
+    let mut dump = source.connect()?;
+    for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
+        dump.query_drop(q).map_err(|e| CdcError::source(q, e))?;
+    }
+    let req = resume::request(&mut dump, flavor, &how, &dump_from, s.server_id, s.follow)?;
+    let stream = dump.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {from}"), e))?;
     // On a GTID start, positions count only from the first transaction read here: the events
     // before it (rotate, format description) carry this server's offsets of a file's start.
     let skip_to = fold.then(|| (start.next.file.clone(), start.next.position));

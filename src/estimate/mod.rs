@@ -207,7 +207,7 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
         tracing::warn!("no prices for region {region} in the price file (as of {}): costs are left out; pass --prices", file.as_of);
     }
     // Resolve (download and verify) an s3:// run once; the dry run then reads the local folder.
-    let run = s.run.local()?;
+    let (run, _lock) = s.run.local_locked("estimate")?;
     let work = crate::transform::state::dry_run_dir(&run, "estimate");
     let state = crate::transform::transform(&run, &work, &s.transform)?.state;
     let mut tables = Vec::new();

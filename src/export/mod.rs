@@ -155,6 +155,8 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     std::fs::create_dir_all(&run).map_err(out_err)?;
     let _lock = crate::run_folder::lock::acquire(&run, "export")?;
     if settings.restart {
+        // Starting over deletes the chunks a running import or capture reads.
+        crate::run_folder::lock::check_free(&run, &["import", "cdc capture", "cdc apply"])?;
         for sub in ["data", "rejects"] {
             match std::fs::remove_dir_all(run.join(sub)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(out_err(e)),

@@ -115,8 +115,7 @@ async fn check_targets(client: &aws_sdk_dynamodb::Client, endpoint: Option<&str>
 pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let started_at = crate::manifest::now_rfc3339();
-    let run = s.run.local()?;
-    let _lock = crate::run_folder::lock::acquire(&run, "import")?;
+    let (run, _lock) = s.run.local_locked("import")?;
     let work = work_dir(&run);
     let Transformed { manifest, plan, mut state } = crate::transform::transform(&run, &work, &s.transform)?;
     for sk in &plan.skipped {

@@ -157,7 +157,15 @@ impl Writer {
                 if !cur.is_empty() {
                     batches.push(cur);
                 }
-                let (total, first) = (batches.len() as u32, if cycle { 0 } else { written.min(batches.len() as u32) });
+                let total = batches.len() as u32;
+                let first = match written {
+                    _ if cycle => 0,
+                    w if w > total => {
+                        tracing::warn!(table = %table, bucket, "the checkpoint records {w} batches written of a bucket that has {total}: writing it whole");
+                        0
+                    }
+                    w => w,
+                };
                 let _ = feeder_done.send(Note::Plan { bucket, first, total });
                 let skipped = batches.iter().take(first as usize).flatten();
                 let (items, bytes) = skipped.fold((0u64, 0u64), |(n, b), (_, size)| (n + 1, b + *size as u64));
@@ -267,6 +275,10 @@ impl Writer {
                 last_status = Instant::now();
                 progress.set_status(self.status(started));
             }
+        }
+        // What was written without a gap is kept even when the run stops on an error.
+        for (&bucket, t) in tracks.iter().filter(|(_, t)| t.next > t.reported) {
+            on(BucketEvent::Partial { bucket, batches: t.next });
         }
         for t in tasks {
             let _ = t.await;

@@ -48,6 +48,17 @@ pub fn acquire(run: &Path, stage: &str) -> Result<StageLock, LockError> {
     Ok(StageLock { _file: file })
 }
 
+/// Fails naming the holder when any of `stages` is running on `run` (for a change that would
+/// pull the folder from under them, such as `export --restart`).
+pub fn check_free(run: &Path, stages: &[&str]) -> Result<(), LockError> {
+    for stage in stages {
+        if run.join(LOCK_DIR).join(stage.replace(' ', "-")).exists() {
+            drop(acquire(run, stage)?);
+        }
+    }
+    Ok(())
+}
+
 /// An exclusive, non-blocking `flock`: Ok(false) when another open file holds it.
 fn try_lock(file: &File) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;

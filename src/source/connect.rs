@@ -174,6 +174,19 @@ impl SourceConfig {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// I/O failures of the transport itself (a TLS or certificate failure is an I/O error too, but
+/// one that repeats: not among them).
+const TRANSPORT: [std::io::ErrorKind; 8] = [
+    std::io::ErrorKind::ConnectionRefused,
+    std::io::ErrorKind::ConnectionReset,
+    std::io::ErrorKind::ConnectionAborted,
+    std::io::ErrorKind::NotConnected,
+    std::io::ErrorKind::BrokenPipe,
+    std::io::ErrorKind::UnexpectedEof,
+    std::io::ErrorKind::TimedOut,
+    std::io::ErrorKind::WouldBlock,
+];
+
 /// Why a failure is the connection's, not the statement's (closed, reset, timed out, the server
 /// shutting down or killing the session), in words; None for any other failure. After such a
 /// failure the work can go on over a new connection.
@@ -183,15 +196,19 @@ pub fn lost_connection(e: &mysql::Error, timeout: Option<Duration>) -> Option<St
         mysql::Error::IoError(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
             Some(format!("the source did not answer for {} s", timeout.map(|t| t.as_secs()).unwrap_or(0)))
         }
-        mysql::Error::IoError(io) => Some(format!("the source closed the connection ({io})")),
+        mysql::Error::IoError(io) if TRANSPORT.contains(&io.kind()) => Some(format!("the source closed the connection ({io})")),
         mysql::Error::DriverError(mysql::DriverError::ConnectTimeout | mysql::DriverError::Timeout) => {
             Some(format!("the source did not answer for {} s", timeout.map(|t| t.as_secs()).unwrap_or(0)))
         }
-        mysql::Error::DriverError(mysql::DriverError::CouldNotConnect(_) | mysql::DriverError::PacketOutOfSync) => Some(format!("the connection to the source failed ({e})")),
+        mysql::Error::DriverError(mysql::DriverError::CouldNotConnect(Some((_, _, kind)))) if TRANSPORT.contains(kind) => {
+            Some(format!("the connection to the source failed ({e})"))
+        }
         mysql::Error::CodecError(mysql_common::proto::codec::error::PacketCodecError::Io(io)) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
             Some(format!("the source did not answer for {} s", timeout.map(|t| t.as_secs()).unwrap_or(0)))
         }
-        mysql::Error::CodecError(c) => Some(format!("the connection to the source broke ({c})")),
+        mysql::Error::CodecError(mysql_common::proto::codec::error::PacketCodecError::Io(io)) if TRANSPORT.contains(&io.kind()) => {
+            Some(format!("the connection to the source broke ({io})"))
+        }
         // Server shutdown, gone away, lost during query, connection killed (MariaDB).
         mysql::Error::MySqlError(m) if [1053, 2006, 2013, 1927].contains(&m.code) => Some(format!("the source ended the session ({})", m.message)),
         _ => None,
@@ -309,6 +326,19 @@ mod tests {
         let cfg = SourceConfig::parse("mysql://127.0.0.1:3307", Some(&file)).unwrap();
         assert_eq!(cfg.user, "alice");
         assert_eq!(cfg.password.as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn only_transport_failures_count_as_a_lost_source() {
+        use std::io::{Error, ErrorKind};
+        let io = |k: ErrorKind, m: &str| mysql::Error::IoError(Error::new(k, m));
+        let t = Some(Duration::from_secs(7));
+        assert_eq!(lost_connection(&io(ErrorKind::WouldBlock, "x"), t).as_deref(), Some("the source did not answer for 7 s"));
+        assert!(lost_connection(&io(ErrorKind::BrokenPipe, "server disconnected"), t).is_some());
+        assert!(lost_connection(&io(ErrorKind::ConnectionRefused, "refused"), t).is_some());
+        // A certificate the CA did not sign fails the same way every time: no reconnect loop.
+        assert!(lost_connection(&io(ErrorKind::InvalidData, "invalid peer certificate: UnknownIssuer"), t).is_none());
+        assert!(lost_connection(&mysql::Error::DriverError(mysql::DriverError::PacketTooLarge), t).is_none());
     }
 
     #[test]

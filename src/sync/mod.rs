@@ -31,6 +31,8 @@ pub enum SyncError {
     Mismatch { object: String, expected: String, got: String },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Lock(#[from] crate::run_folder::lock::LockError),
 }
 
 impl SyncError {
@@ -137,6 +139,24 @@ pub struct RunSource {
 }
 
 impl RunSource {
+    /// The local run folder with `stage`'s lock taken before anything in it is written (an
+    /// s3:// run is downloaded under the lock, so a second process cannot overwrite the chunks
+    /// a first one reads).
+    pub fn local_locked(&self, stage: &str) -> Result<(PathBuf, crate::run_folder::lock::StageLock), SyncError> {
+        let dir = match S3Location::parse(&self.from) {
+            Some(loc) => {
+                let dir = self.spool.clone().unwrap_or_else(|| loc.default_spool());
+                std::fs::create_dir_all(&dir).map_err(|e| SyncError::local(&dir, e))?;
+                dir
+            }
+            // A folder that is not there is named by the stage's own check, not created here.
+            None if !std::path::Path::new(&self.from).is_dir() => return Err(SyncError::Usage(format!("{}: no such run folder", self.from))),
+            None => PathBuf::from(&self.from),
+        };
+        let lock = crate::run_folder::lock::acquire(&dir, stage)?;
+        Ok((self.local()?, lock))
+    }
+
     /// The local run folder, downloading an s3:// run first.
     pub fn local(&self) -> Result<PathBuf, SyncError> {
         match S3Location::parse(&self.from) {
@@ -216,6 +236,7 @@ pub fn upload_dir(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Result<S
 pub fn upload_folder(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
     let files = local::scan(run).map_err(|e| SyncError::local(run, e))?;
+    let keys: std::collections::HashSet<String> = files.iter().map(|f| dest.key(&f.rel)).collect();
     let counters = Arc::new(Counters::default());
     let progress = Progress::bytes("upload", opts.quiet);
     progress.add_table("upload".into(), files.iter().map(|f| f.size).sum(), 0);
@@ -227,7 +248,7 @@ pub fn upload_folder(run: &Path, dest: &S3Location, opts: &SyncOptions) -> Resul
                 .await?;
         uploader.upload(files).await?;
         // Every file is up: no upload of the prefix started before this sync is still needed.
-        uploader.abort_abandoned().await;
+        uploader.abort_abandoned(run, &keys).await;
         Ok::<(), SyncError>(())
     })?;
     progress.finish();

@@ -153,11 +153,14 @@ impl Uploader {
 }
 
 impl Uploader {
-    /// Aborts every incomplete multipart upload under the prefix that began before this
+    /// Aborts every incomplete multipart upload of the run's files that began before this
     /// session and is not in the upload book: uploads a killed run started but never recorded,
     /// or recorded ones the book lost. A server without ListMultipartUploads (s3s-fs) is skipped.
-    pub async fn abort_abandoned(&self) {
+    /// Only uploads of `keys` (the run's own files) are touched, and the book is read again
+    /// from disk first, so an upload another process of this run recorded meanwhile is kept.
+    pub async fn abort_abandoned(&self, run: &std::path::Path, keys: &std::collections::HashSet<String>) {
         let ctx = &self.ctx;
+        let book = UploadBook::open(run);
         let began = aws_sdk_s3::primitives::DateTime::from(ctx.began);
         let mut abandoned: Vec<(String, String)> = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
@@ -180,8 +183,8 @@ impl Uploader {
             };
             for u in page.uploads() {
                 let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
-                let recorded = ctx.book.get(key).is_some_and(|r| r.upload_id == id);
-                if !recorded && u.initiated().is_none_or(|t| t.secs() < began.secs()) {
+                let recorded = book.get(key).is_some_and(|r| r.upload_id == id) || ctx.book.get(key).is_some_and(|r| r.upload_id == id);
+                if keys.contains(key) && !recorded && u.initiated().is_none_or(|t| t.secs() < began.secs()) {
                     abandoned.push((key.to_string(), id.to_string()));
                 }
             }

@@ -348,7 +348,7 @@ fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySet
 pub fn run(s: &VerifySettings) -> Result<VerifyReport, VerifyError> {
     let keep = s.examples;
     // Resolve (download and verify) an s3:// run once; everything after reads local folders.
-    let report_dir = s.run.local()?;
+    let (report_dir, _lock) = s.run.local_locked("verify")?;
     let run = match &s.against_source {
         Some(source) => export_source(&report_dir, source, s)?,
         None => report_dir.clone(),
