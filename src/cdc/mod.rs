@@ -69,7 +69,7 @@ pub enum CdcError {
     SourceLost { at: String, reason: String },
     #[error("the source was lost ({reason}) and did not come back within {seconds} s of reconnecting (--reconnect-for). Capture stands at its last staged position: rerun `mysql2ddb cdc capture --follow` once the source answers (after a failover, point --source at the new server: capture resumes there by GTID)")]
     SourceGone { reason: String, seconds: u64 },
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}")]
     Damaged { path: PathBuf, reason: String },

@@ -43,7 +43,7 @@ pub const ON_DEMAND_DEFAULT_WCU: f64 = 4000.0;
 pub enum ImportError {
     #[error(transparent)]
     Mapping(#[from] crate::mapping::dms::MappingError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),

@@ -26,7 +26,7 @@ pub enum ManifestError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a mysql2ddb manifest: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {source}{}", crate::run_folder::disk_full_hint(source))]
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} has manifest format {found}; this mysql2ddb reads format {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },

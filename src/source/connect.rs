@@ -156,9 +156,13 @@ impl SourceConfig {
             }
             other => other,
         };
-        let mut conn = opened.map_err(|e| match lost_connection(&e, self.timeout) {
-            Some(reason) => SourceError::Unreachable { target: self.to_string(), reason },
-            None => SourceError::Connect { target: self.to_string(), reason: connect_reason(&e, self) },
+        let mut conn = opened.map_err(|e| {
+            let reason = connect_reason(&e, self);
+            match lost_connection(&e, self.timeout) {
+                Some(lost) if lost.contains("did not answer") => SourceError::Unreachable { target: self.to_string(), reason: lost },
+                Some(_) => SourceError::Unreachable { target: self.to_string(), reason },
+                None => SourceError::Connect { target: self.to_string(), reason },
+            }
         })?;
         conn.query_drop(
             "SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600",

@@ -25,7 +25,7 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 pub enum SyncError {
     #[error("{0}")]
     S3(String),
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
     Local { path: PathBuf, source: std::io::Error },
     #[error("{object} does not match the manifest: SHA-256 {got}, expected {expected}")]
     Mismatch { object: String, expected: String, got: String },

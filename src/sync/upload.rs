@@ -211,9 +211,18 @@ async fn abort(ctx: &Ctx, key: &str, upload_id: &str, why: &str) {
             ctx.counters.stale_aborted.fetch_add(1, Ordering::Relaxed);
             tracing::info!(object = %object, "aborted {why} ({upload_id})");
         }
+        // The server does not know the upload (any more): nothing of it is left to abort.
+        Err(e) if e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code) == Some("NoSuchUpload") => {
+            tracing::info!(object = %object, "{why} ({upload_id}) is gone already");
+        }
         Err(e) => {
-            let reason = describe("AbortMultipartUpload", &e);
-            tracing::warn!(object = %object, "could not abort {why} ({upload_id}): {reason}; its parts stay on the server until a lifecycle rule (AbortIncompleteMultipartUpload) removes them");
+            // The code, not the usual advice: for a dropped upload some servers (s3s-fs) answer
+            // AccessDenied, which is no matter of permissions.
+            let reason = match e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code) {
+                Some(code) => format!("AbortMultipartUpload answered {code}"),
+                None => describe("AbortMultipartUpload", &e),
+            };
+            tracing::warn!(object = %object, "could not abort {why} ({upload_id}): {reason}; if the server still holds its parts, they stay until a lifecycle rule (AbortIncompleteMultipartUpload) removes them");
             if let Ok(mut v) = ctx.counters.not_aborted.lock() {
                 v.push(format!("{key} {upload_id}: {reason}"));
             }

@@ -33,7 +33,7 @@ pub enum VerifyError {
     AgainstSource(Box<crate::export::ExportError>),
     #[error("table {table}: {reason}")]
     Table { table: String, reason: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
