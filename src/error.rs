@@ -22,6 +22,8 @@ pub enum Error {
     Bench(#[from] crate::bench::BenchError),
     #[error(transparent)]
     Cdc(#[from] crate::cdc::CdcError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
 }
 
 impl Error {

@@ -30,6 +30,7 @@ pub mod import;
 pub mod mapping;
 pub mod progress;
 pub mod proxy;
+pub mod run;
 pub mod run_folder;
 pub mod settings;
 pub mod transform;

@@ -36,12 +36,24 @@ fn main() {
         Command::Verify(args) => run_verify(&args),
         Command::Bench(args) => run_bench(&args),
         Command::Cdc(args) => run_cdc(&args),
+        Command::Status(args) => run_status(&args),
     };
     let code = outcome.unwrap_or_else(|e| {
         eprintln!("mysql2ddb {name}: {e}");
         e.exit_code()
     });
     std::process::exit(code as i32);
+}
+
+fn run_status(args: &mysql2ddb::cli::RunStatusArgs) -> Result<ExitCode, Error> {
+    let dir = mysql2ddb::settings::cdc::run_status_folder(args)?;
+    let st = mysql2ddb::run::status::status(&mysql2ddb::run::RunFolder::new(dir))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
+    } else {
+        print!("{}", mysql2ddb::run::status::render(&st));
+    }
+    Ok(ExitCode::Success)
 }
 
 fn run_export(args: &mysql2ddb::cli::ExportArgs) -> Result<ExitCode, Error> {

@@ -33,5 +33,6 @@ mod same_answer;
 mod sync_s3;
 mod source_retention;
 mod source_tls;
+mod status;
 mod surroundings;
 mod verify;

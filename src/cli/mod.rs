@@ -50,6 +50,18 @@ pub enum Command {
     Bench(BenchArgs),
     /// Binlog change capture and apply, status, and cutover: the changes made after the export.
     Cdc(cdc::CdcArgs),
+    /// One view of every stage of a run (export, sync, import, capture, apply, verify) and which
+    /// are running now, read from the run folder while they run.
+    Status(RunStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunStatusArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The status as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Command {
@@ -63,6 +75,7 @@ impl Command {
             Command::Verify(_) => "verify",
             Command::Bench(_) => "bench",
             Command::Cdc(a) => a.name(),
+            Command::Status(_) => "status",
         }
     }
 
@@ -75,6 +88,7 @@ impl Command {
             Command::Verify(a) => a.quiet,
             Command::Bench(a) => a.quiet,
             Command::Cdc(a) => a.quiet(),
+            Command::Status(_) => true,
         }
     }
 }

@@ -48,6 +48,20 @@ pub fn acquire(run: &Path, stage: &str) -> Result<StageLock, LockError> {
     Ok(StageLock { _file: file })
 }
 
+/// Who holds `stage`'s lock on `run` now (its file's text), without touching the lock: the
+/// kernel's table of `flock`s (/proc/locks) names the file's inode while a process holds it.
+pub fn holder(run: &Path, stage: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = run.join(LOCK_DIR).join(stage.replace(' ', "-"));
+    let inode = std::fs::metadata(&path).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let held = locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK") && f.get(5).and_then(|id| id.rsplit(':').next()).and_then(|i| i.parse::<u64>().ok()) == Some(inode)
+    });
+    held.then(|| std::fs::read_to_string(&path).unwrap_or_default().trim().to_string())
+}
+
 /// Fails naming the holder when any of `stages` is running on `run` (for a change that would
 /// pull the folder from under them, such as `export --restart`).
 pub fn check_free(run: &Path, stages: &[&str]) -> Result<(), LockError> {
@@ -84,7 +98,9 @@ mod tests {
         let err = acquire(run.path(), "cdc capture").unwrap_err().to_string();
         assert!(err.contains("mysql2ddb cdc capture") && err.contains(&format!("pid {}", std::process::id())), "{err}");
         assert!(acquire(run.path(), "cdc apply").is_ok(), "another stage has its own lock");
+        assert!(holder(run.path(), "cdc capture").is_some_and(|h| h.contains(&format!("pid {}", std::process::id()))));
         drop(first);
+        assert_eq!(holder(run.path(), "cdc capture"), None, "seen as free once released");
         assert!(acquire(run.path(), "cdc capture").is_ok());
     }
 }

@@ -157,6 +157,15 @@ impl RunSource {
         Ok((self.local()?, lock))
     }
 
+    /// The local folder of the run without downloading anything: the folder itself, or an
+    /// s3:// run's spool, where the stages that ran here keep their state.
+    pub fn local_dir(&self) -> PathBuf {
+        match S3Location::parse(&self.from) {
+            Some(loc) => self.spool.clone().unwrap_or_else(|| loc.default_spool()),
+            None => PathBuf::from(&self.from),
+        }
+    }
+
     /// The local run folder, downloading an s3:// run first.
     pub fn local(&self) -> Result<PathBuf, SyncError> {
         match S3Location::parse(&self.from) {
@@ -218,8 +227,15 @@ fn runtime() -> tokio::runtime::Runtime {
 /// `mysql2ddb sync FROM TO`: exactly one side is `s3://…`.
 pub fn run(from: &str, to: &str, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
     match (S3Location::parse(from), S3Location::parse(to)) {
-        (None, Some(dest)) => upload_dir(Path::new(from), &dest, opts),
-        (Some(src), None) => download_dir(&src, Path::new(to), opts),
+        (None, Some(dest)) => {
+            let _lock = Path::new(from).is_dir().then(|| crate::run_folder::lock::acquire(Path::new(from), "sync")).transpose()?;
+            upload_dir(Path::new(from), &dest, opts)
+        }
+        (Some(src), None) => {
+            std::fs::create_dir_all(to).map_err(|e| SyncError::local(Path::new(to), e))?;
+            let _lock = crate::run_folder::lock::acquire(Path::new(to), "sync")?;
+            download_dir(&src, Path::new(to), opts)
+        }
         _ => Err(SyncError::Usage("one side of sync must be a local folder and the other s3://bucket/prefix".into())),
     }
 }
