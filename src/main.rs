@@ -37,12 +37,26 @@ fn main() {
         Command::Bench(args) => run_bench(&args),
         Command::Cdc(args) => run_cdc(&args),
         Command::Status(args) => run_status(&args),
+        Command::Migrate(args) => run_migrate(&args),
     };
     let code = outcome.unwrap_or_else(|e| {
         eprintln!("mysql2ddb {name}: {e}");
         e.exit_code()
     });
     std::process::exit(code as i32);
+}
+
+fn run_migrate(args: &mysql2ddb::cli::MigrateArgs) -> Result<ExitCode, Error> {
+    let settings = mysql2ddb::run::migrate::MigrateSettings {
+        run: mysql2ddb::run::migrate::job_run(&args.job)?,
+        job: args.job.clone(),
+        until_ready: args.until_ready,
+        verify_sample: args.verify_sample.clone(),
+        restart_after: std::time::Duration::from_secs(5),
+        quiet: args.quiet,
+    };
+    mysql2ddb::run::migrate::run(&settings)?;
+    Ok(ExitCode::Success)
 }
 
 fn run_status(args: &mysql2ddb::cli::RunStatusArgs) -> Result<ExitCode, Error> {

@@ -53,6 +53,25 @@ pub enum Command {
     /// One view of every stage of a run (export, sync, import, capture, apply, verify) and which
     /// are running now, read from the run folder while they run.
     Status(RunStatusArgs),
+    /// The whole near-zero-downtime plan from a job file, in one process: export, capture
+    /// following, import, apply following, a sampled verify, then "ready for cutover".
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Job file (TOML): [source] url, [export] out (a local run folder), [import] mapping and
+    /// the settings of every stage.
+    #[arg(long)]
+    pub job: PathBuf,
+    /// End once ready for cutover instead of following until stopped.
+    #[arg(long)]
+    pub until_ready: bool,
+    /// Share of the items read by key in the verify before cutover (default 1%).
+    #[arg(long, default_value = "1%")]
+    pub verify_sample: String,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +95,7 @@ impl Command {
             Command::Bench(_) => "bench",
             Command::Cdc(a) => a.name(),
             Command::Status(_) => "status",
+            Command::Migrate(_) => "migrate",
         }
     }
 
@@ -89,6 +109,7 @@ impl Command {
             Command::Bench(a) => a.quiet,
             Command::Cdc(a) => a.quiet(),
             Command::Status(_) => true,
+            Command::Migrate(a) => a.quiet,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! are the stages' own (`Manifest::load`, `ImportState::load`, `CaptureState::load`, …), so this
 //! module adds no second reading of any file.
 
+pub mod migrate;
 pub mod status;
 
 use std::path::{Path, PathBuf};

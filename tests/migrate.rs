@@ -1,0 +1,114 @@
+//! `mysql2ddb migrate --job job.toml`: the whole plan in one process, under writes and after
+//! kill -9 at several points, ends with DynamoDB equal to the source (verify against the source,
+//! after the changes made past "ready" are applied by the separate commands).
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cdc::{apply_with, capture, ok, seed_tables, verify_against_source_with, workload};
+use common::ddb::{drop_table, dynalite};
+use common::{bin, connect, fresh_db, mysql_url, services, stderr};
+use mysql::prelude::Queryable;
+
+fn job(dir: &Path, db: &str) -> std::path::PathBuf {
+    let run = dir.join("run");
+    let path = dir.join("job.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[source]\nurl = \"{}\"\n\n[export]\nout = \"{}\"\ndatabases = [\"{db}\"]\nchunk_rows = 300\n\n[import]\ncreate_tables = true\nendpoint = \"{}\"\n",
+            mysql_url(),
+            run.display(),
+            dynalite()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn migrate(job: &Path, args: &[&str]) -> Command {
+    let env = services();
+    let mut cmd = Command::new(bin());
+    cmd.args(["migrate", "--job"]).arg(job).args(args);
+    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+        cmd.env(k, &env[k]);
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true").env("AWS_ENDPOINT_URL_DYNAMODB", dynalite());
+    cmd
+}
+
+fn until_ready(job: &Path) -> Output {
+    migrate(job, &["--until-ready"]).output().unwrap()
+}
+
+/// After "ready", the changes made since are captured and applied by the separate commands,
+/// then DynamoDB must equal the source.
+fn converged(run: &Path) {
+    ok(&capture(run), "capture");
+    ok(&apply_with(run, &dynalite(), &[]), "apply");
+    let v = verify_against_source_with(run, &dynalite(), &[]);
+    assert!(v.status.success(), "verify against the source: {}{}", String::from_utf8_lossy(&v.stdout), stderr(&v));
+}
+
+#[test]
+fn migrate_runs_the_whole_plan_under_writes_and_is_ready_for_cutover() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "migrate_once");
+    seed_tables(&mut conn);
+    for t in ["purchase", "big"] {
+        drop_table(&dynalite(), &format!("{db}_{t}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), &db);
+    let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let writer = workload(mysql_url(), db.clone(), stop.clone(), done.clone());
+    let out = until_ready(&job);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(out.status.success(), "migrate: {}", stderr(&out));
+    let said = stderr(&out);
+    for step in ["pre-flight", "export:", "import:", "ready for cutover: 0 differences"] {
+        assert!(said.contains(step), "{step:?} in:\n{said}");
+    }
+    assert!(done.load(Ordering::Relaxed) > 0, "the workload wrote during the migration");
+    converged(&dir.path().join("run"));
+}
+
+#[test]
+fn migrate_killed_during_export_and_during_import_continues_where_each_stage_stands() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "migrate_kills");
+    seed_tables(&mut conn);
+    conn.query_drop("INSERT INTO big SELECT 18446744073000000000 + seq, CONCAT('w', seq), seq FROM seq_1_to_30000").unwrap();
+    for t in ["purchase", "big"] {
+        drop_table(&dynalite(), &format!("{db}_{t}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let job = job(dir.path(), &db);
+    // Kill points: once the export has written chunks, and once the import has begun writing.
+    let kill_when = |what: &str, ready: &dyn Fn() -> bool| {
+        let mut child = migrate(&job, &[]).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ready() {
+            assert!(child.try_wait().unwrap().is_none(), "migrate ended before {what}");
+            assert!(Instant::now() < deadline, "never reached {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    kill_when("export chunks", &|| std::fs::read_dir(run.join(format!("data/{db}/big"))).is_ok_and(|d| d.count() >= 3));
+    conn.query_drop("UPDATE big SET v = 'after-first-kill' WHERE id % 7 = 0").unwrap();
+    kill_when("import writes", &|| run.join("import/state.json").exists() && std::fs::read_to_string(run.join("import/state.json")).is_ok_and(|s| s.contains("\"prepared\": true")));
+    conn.query_drop("DELETE FROM purchase WHERE quantity % 5 = 0").unwrap();
+    let out = until_ready(&job);
+    assert!(out.status.success(), "migrate after two kills: {}", stderr(&out));
+    assert!(stderr(&out).contains("ready for cutover: 0 differences"), "{}", stderr(&out));
+    converged(&run);
+}
