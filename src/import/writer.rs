@@ -118,7 +118,6 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes the given buckets' item files; `done(bucket)` runs as each bucket completes.
     /// Writes `buckets` (id, batches an earlier run wrote) and reports each bucket's progress
     /// and end to `on` (not while cycling, as the bench does).
     pub async fn write_buckets(
