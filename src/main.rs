@@ -55,8 +55,7 @@ fn run_migrate(args: &mysql2ddb::cli::MigrateArgs) -> Result<ExitCode, Error> {
         restart_after: std::time::Duration::from_secs(5),
         quiet: args.quiet,
     };
-    mysql2ddb::run::migrate::run(&settings)?;
-    Ok(ExitCode::Success)
+    Ok(if mysql2ddb::run::migrate::run(&settings)? { ExitCode::Success } else { ExitCode::Differences })
 }
 
 fn run_status(args: &mysql2ddb::cli::RunStatusArgs) -> Result<ExitCode, Error> {

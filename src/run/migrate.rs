@@ -40,7 +40,8 @@ fn command(s: &MigrateSettings, args: &[&str]) -> Result<Command, Error> {
     let mut line = vec!["mysql2ddb"];
     line.extend_from_slice(args);
     line.extend_from_slice(&["--job", &job, "--quiet"]);
-    let cli = Cli::try_parse_from(&line).map_err(|e| crate::settings::SettingsError::Missing(format!("{}: {e}", line.join(" "))))?;
+    // The error names the subcommand, not the line: a source URL in it may hold a password.
+    let cli = Cli::try_parse_from(&line).map_err(|e| crate::settings::SettingsError::Missing(format!("mysql2ddb {} (from the job file): {}", args.iter().take_while(|a| !a.starts_with("--")).copied().collect::<Vec<_>>().join(" "), e.kind())))?;
     Ok(cli.command)
 }
 
@@ -50,8 +51,9 @@ fn say(s: &MigrateSettings, what: impl std::fmt::Display) {
     }
 }
 
-/// Runs the plan; returns once ready for cutover with `until_ready`, else only on a fatal error.
-pub fn run(s: &MigrateSettings) -> Result<(), Error> {
+/// Runs the plan; returns once ready for cutover with `until_ready` (true), or not ready
+/// (false: the sampled verify kept finding differences), else only on a fatal error.
+pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     let from = s.run.as_str();
     // Pre-flight: capture's needs of the source, before an export it could not follow.
     let Command::Cdc(cdc) = command(s, &["cdc", "capture", "--from", from])? else { unreachable!("parsed as cdc capture") };
@@ -77,45 +79,72 @@ pub fn run(s: &MigrateSettings) -> Result<(), Error> {
 
     // Capture follows from the export's position while the import runs.
     let capture_line = ["cdc", "capture", "--follow", "--from", from];
-    let capture_thread = follow(s, "cdc capture", &capture_line)?;
+    let failing = Failing::default();
+    let capture_started = std::time::SystemTime::now();
+    let capture_thread = follow(s, "cdc capture", &capture_line, &failing)?;
 
     let Command::Import(import_args) = command(s, &["import", "--from", from])? else { unreachable!("parsed as import") };
     let report = crate::import::run(&crate::settings::import_settings(&import_args)?)?;
     say(s, format!("import: {} tables, {} rejected rows", report.tables.len(), report.rejected_rows));
 
     let apply_line = ["cdc", "apply", "--follow", "--from", from];
-    let apply_thread = follow(s, "cdc apply", &apply_line)?;
+    let apply_thread = follow(s, "cdc apply", &apply_line, &failing)?;
 
-    // Ready once apply has caught up with what capture staged, and a sample verifies.
+    // Ready once apply has caught up with what capture staged, and a sample verifies. Rows
+    // written between apply's catch-up and verify's read differ for a moment: a difference is
+    // looked at again after apply moved on, a few times, before it counts.
     let run = crate::run::RunFolder::new(&local);
-    wait_caught_up(&run, Duration::from_secs(3600))?;
-    let url = crate::settings::JobFile::load_or_default(Some(&s.job))?.source.url.unwrap_or_default();
-    let Command::Verify(verify_args) = command(s, &["verify", "--from", from, "--sample", &s.verify_sample, "--against-source", &url])? else {
-        unreachable!("parsed as verify")
-    };
-    let verdict = crate::verify::run(&crate::settings::verify_settings(&verify_args)?)?;
+    let url = crate::settings::JobFile::load_or_default(Some(&s.job))?.source.url;
+    let mut verify_line = vec!["verify", "--from", from, "--sample", s.verify_sample.as_str()];
+    if let Some(url) = url.as_deref() {
+        verify_line.extend(["--against-source", url]);
+    }
+    let Command::Verify(verify_args) = command(s, &verify_line)? else { unreachable!("parsed as verify") };
+    let mut differences = 0;
+    for _ in 0..VERIFY_ATTEMPTS {
+        wait_caught_up(&run, capture_started, Duration::from_secs(3600), &failing)?;
+        differences = crate::verify::run(&crate::settings::verify_settings(&verify_args)?)?.differences;
+        if differences == 0 {
+            break;
+        }
+    }
     let st = crate::run::status::status(&run)?;
     let lag = st.apply.as_ref().map(|a| a.lag_seconds).unwrap_or(0);
+    if differences > 0 {
+        say(s, format!("not ready for cutover: a {} sample against the source still finds {differences} differences after {VERIFY_ATTEMPTS} looks (verify-report.json names them)", s.verify_sample));
+        return Ok(false);
+    }
     say(
         s,
         format!(
-            "ready for cutover: {} differences in a {} sample against the source, apply {} s behind. Run `mysql2ddb cdc cutover --from {from} --source …` when the application can pause its writes",
-            verdict.differences, s.verify_sample, lag
+            "ready for cutover: 0 differences in a {} sample against the source, apply {lag} s behind. Run `mysql2ddb cdc cutover --from {from} --source …` when the application can pause its writes",
+            s.verify_sample
         ),
     );
     if s.until_ready {
-        return Ok(());
+        return Ok(true);
     }
     let _ = capture_thread.join();
     let _ = apply_thread.join();
-    Ok(())
+    Ok(true)
 }
+
+/// Sampled verifies before a difference is taken as real.
+const VERIFY_ATTEMPTS: usize = 3;
+/// Failures in a row after which a following stage's error stops the wait for "ready".
+const FAILURES_TO_GIVE_UP: u32 = 3;
+
+/// The last error of a following stage that keeps failing, for the wait to end with.
+#[derive(Clone, Default)]
+struct Failing(std::sync::Arc<std::sync::Mutex<Option<String>>>);
 
 /// Starts a following stage in a thread of its own; when it fails it is started again after
 /// `restart_after` (its own retries handle what they can; this is the supervisor's).
-fn follow(s: &MigrateSettings, name: &'static str, line: &[&str]) -> Result<std::thread::JoinHandle<()>, Error> {
+fn follow(s: &MigrateSettings, name: &'static str, line: &[&str], failing: &Failing) -> Result<std::thread::JoinHandle<()>, Error> {
     let cmd = command(s, line)?;
     let s = s.clone();
+    let failing = failing.clone();
+    let mut in_a_row = 0u32;
     Ok(std::thread::spawn(move || loop {
         let outcome: Result<(), Error> = match &cmd {
             Command::Cdc(c) => match &c.command {
@@ -126,23 +155,43 @@ fn follow(s: &MigrateSettings, name: &'static str, line: &[&str]) -> Result<std:
             _ => Ok(()),
         };
         match outcome {
-            Ok(()) => say(&s, format!("{name} ended; starting it again in {} s", s.restart_after.as_secs())),
-            Err(e) => say(&s, format!("{name} stopped ({e}); starting it again in {} s", s.restart_after.as_secs())),
+            Ok(()) => {
+                in_a_row = 0;
+                say(&s, format!("{name} ended; starting it again in {} s", s.restart_after.as_secs()));
+            }
+            Err(e) => {
+                in_a_row += 1;
+                tracing::warn!("{name} stopped ({e}); starting it again in {} s", s.restart_after.as_secs());
+                say(&s, format!("{name} stopped ({e}); starting it again in {} s", s.restart_after.as_secs()));
+                if in_a_row >= FAILURES_TO_GIVE_UP {
+                    *failing.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{name} failed {in_a_row} times in a row: {e}"));
+                }
+            }
         }
         std::thread::sleep(s.restart_after);
     }))
 }
 
-/// Waits until apply has applied every change capture staged so far (and capture staged at
-/// least up to where it stood when the wait began).
-fn wait_caught_up(run: &crate::run::RunFolder, limit: Duration) -> Result<(), Error> {
+/// Waits until apply has applied every change capture had staged when first seen after this
+/// process's capture wrote its state (`since`: when it was started): a fixed target, so steady
+/// writes cannot keep it moving, and a capture.json left by an earlier run cannot end the wait
+/// before capture is back. A quiet source (nothing staged) is caught up at once; apply writes
+/// no state before its first change.
+fn wait_caught_up(run: &crate::run::RunFolder, since: std::time::SystemTime, limit: Duration, failing: &Failing) -> Result<(), Error> {
     let started = Instant::now();
+    let mut target: Option<u64> = None;
     loop {
+        if let Some(why) = failing.0.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(crate::cdc::CdcError::Unsupported(format!("not ready for cutover: {why}")).into());
+        }
+        let fresh = std::fs::metadata(run.path("cdc/capture.json")).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
         let st = crate::run::status::status(run)?;
-        if let (Some(_), Some(a)) = (&st.capture, &st.apply) {
-            if a.behind_changes == 0 {
-                return Ok(());
-            }
+        if target.is_none() && fresh {
+            target = st.capture.as_ref().map(|c| c.changes);
+        }
+        let applied = st.apply.as_ref().map(|a| a.changes).unwrap_or(0);
+        if target.is_some_and(|t| applied >= t) {
+            return Ok(());
         }
         if started.elapsed() > limit {
             return Err(crate::cdc::CdcError::CutoverTimeout { seconds: limit.as_secs(), what: "apply to catch up with capture".into() }.into());
