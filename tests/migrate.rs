@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cdc::{apply_with, capture, ok, seed_tables, verify_against_source_with, workload};
 use common::ddb::{drop_table, dynalite};
-use common::{bin, connect, fresh_db, mysql_url, services, stderr};
+use common::{bin, connect, free_port, fresh_db, mysql_url, scrape, services, stderr};
 use mysql::prelude::Queryable;
 
 fn job(dir: &Path, db: &str) -> std::path::PathBuf {
@@ -81,14 +81,25 @@ fn migrate_runs_the_whole_plan_under_writes_and_is_ready_for_cutover() {
     let job = job(dir.path(), &db);
     let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let writer = workload(mysql_url(), db.clone(), stop.clone(), done.clone());
-    let child = migrate(&job, &["--until-ready"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // The writes go on through the export and the import, and stop before the sampled verify.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = migrate(&job, &["--until-ready", "--metrics-addr", &addr]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The writes go on through the export and the import, and stop before the sampled verify;
+    // the metrics are read by prometheus_client meanwhile.
     let run = dir.path().join("run");
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen = None;
     while !run.join("import-report.json").exists() {
         assert!(Instant::now() < deadline, "the import never finished");
+        if let Some(m) = scrape(&addr).filter(|m| m.get(r#"m2d_stage_running{stage="cdc capture"}"#) == Some(&1.0)) {
+            seen = Some(m);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let m = seen.expect("migrate's metrics show capture following while the import runs");
+    let exported: f64 = m.iter().filter(|(k, _)| k.starts_with("m2d_rows_exported_total{")).map(|(_, v)| v).sum();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("export-report.json")).unwrap()).unwrap();
+    assert_eq!(exported, report["rows"].as_f64().unwrap(), "rows exported, as the export's report counts them");
+    assert_eq!(m.get(r#"m2d_stage_done{stage="export"}"#), Some(&1.0));
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let out = child.wait_with_output().unwrap();

@@ -288,6 +288,7 @@ fn apply_slice(
         }
         f.sync_all().map_err(|e| CdcError::io(rejects_path, e))?;
         state.rejected += rejects.len() as u64;
+        crate::run::metrics::rejected("apply", rejects.len() as u64);
         state.rejects_bytes = Some(f.metadata().map_err(|e| CdcError::io(rejects_path, e))?.len());
     }
     Ok(())
@@ -366,6 +367,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
                         state.last_at = Some(last.at.clone());
                         state.last_ts = Some(last.ts);
                         state.changes += changes.len() as u64;
+                        crate::run::metrics::applied(changes.len() as u64);
                         state.offset = (first + changes.len()) as u64;
                         state.updated_at = crate::manifest::now_rfc3339();
                         state.store(&run)?;

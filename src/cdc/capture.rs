@@ -118,6 +118,7 @@ impl Stager<'_> {
             };
             self.state.record(self.run, info)?;
             self.state.changes += self.ready_changes;
+            crate::run::metrics::captured(self.ready_changes);
         }
         self.state.next = pos;
         if let Some(s) = &self.server {

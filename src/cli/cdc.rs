@@ -64,6 +64,9 @@ pub struct CaptureArgs {
     /// not answering) before giving up (default 3600; 0: stop at once).
     #[arg(long)]
     pub reconnect_for: Option<u64>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while this runs.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -83,6 +86,9 @@ pub struct ApplyArgs {
     /// Write budget in WCU/s (default: unpaced).
     #[arg(long)]
     pub wcu: Option<f64>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while this runs.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     #[command(flatten)]
     pub aws: DynamoArgs,
     #[arg(long, short)]

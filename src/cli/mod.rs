@@ -70,6 +70,9 @@ pub struct MigrateArgs {
     /// Share of the items read by key in the verify before cutover (default 1%).
     #[arg(long, default_value = "1%")]
     pub verify_sample: String,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while this runs.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -313,6 +316,9 @@ pub struct ImportArgs {
     /// Map and group only: report items and WCU per table, write nothing to DynamoDB.
     #[arg(long)]
     pub dry_run: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while this runs.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,

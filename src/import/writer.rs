@@ -28,6 +28,7 @@ use crate::aws::wire;
 use crate::transform::group::read_items;
 use crate::aws::pacing::{KeyLanes, Pacer};
 use crate::aws::retry::{self, Failure};
+use crate::run::metrics;
 use crate::value::attr::{item_size, size_wcu, Item};
 use crate::progress::Progress;
 
@@ -452,6 +453,7 @@ impl batch_write::Hooks<Pending> for ImportHooks<'_> {
         if f.throttle() {
             stats.throttles.fetch_add(1, Ordering::Relaxed);
         }
+        metrics::retried("import", f.throttle());
         match f {
             Failure::KeyThrottled => {
                 t.keys_throttled(pending.iter().map(|p| p.key()));
@@ -469,6 +471,7 @@ impl batch_write::Hooks<Pending> for ImportHooks<'_> {
         let stats = &self.t.stats;
         stats.consumed_milli.fetch_add((consumed.unwrap_or(0.0) * 1000.0).round() as u64, Ordering::Relaxed);
         stats.items.fetch_add(written.len() as u64, Ordering::Relaxed);
+        metrics::written(&self.t.table, written.len() as u64, consumed.unwrap_or(0.0));
         let accepted: u64 = written.iter().map(|p| p.wcu).sum();
         stats.estimated_wcu.fetch_add(accepted, Ordering::Relaxed);
         self.t.pacer.accepted(accepted as f64);
@@ -478,6 +481,7 @@ impl batch_write::Hooks<Pending> for ImportHooks<'_> {
         let t = self.t;
         t.stats.retries.fetch_add(1, Ordering::Relaxed);
         t.stats.throttles.fetch_add(1, Ordering::Relaxed);
+        metrics::retried("import", true);
         // Up to three quarters of the call's keys handed back, or only keys already laned: those
         // keys' partitions are full, not the table. (A call's keys fall into partitions at
         // random, so half of them in one partition is not rare; three quarters is.) A table out

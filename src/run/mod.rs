@@ -3,6 +3,7 @@
 //! are the stages' own (`Manifest::load`, `ImportState::load`, `CaptureState::load`, …), so this
 //! module adds no second reading of any file.
 
+pub mod metrics;
 pub mod migrate;
 pub mod status;
 
@@ -18,6 +19,8 @@ pub enum RunError {
     Manifest(#[from] crate::manifest::ManifestError),
     #[error(transparent)]
     Cdc(#[from] crate::cdc::CdcError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     #[error("{path}: {reason}")]
     Report { path: PathBuf, reason: String },
 }

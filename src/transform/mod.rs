@@ -219,6 +219,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         buf.flush().map_err(|e| io(work, e))?;
         if !local_rejects.is_empty() {
             rejected[src.mapper.target].fetch_add(local_rejects.len() as u64, Ordering::Relaxed);
+            crate::run::metrics::rejected("import", local_rejects.len() as u64);
             let mut w = rejects[src.mapper.target].lock().unwrap_or_else(|e| e.into_inner());
             for r in &local_rejects {
                 writeln!(w, "{r}").map_err(|e| io(work, e))?;

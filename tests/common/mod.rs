@@ -365,3 +365,34 @@ pub fn grouping_mapping(dir: &Path, db: &str) -> PathBuf {
     .unwrap();
     p
 }
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Parses what `http://ADDR/metrics` serves with Python's `prometheus_client` (an independent
+/// parser): each sample as `name{label="v",…}` (labels sorted) to its value; None while
+/// nothing answers there.
+pub fn scrape(addr: &str) -> Option<std::collections::BTreeMap<String, f64>> {
+    const PARSE: &str = r#"
+import sys, json, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+try:
+    text = urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=5).read().decode()
+except OSError:
+    sys.exit(3)
+out = {}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        labels = ",".join('%s="%s"' % kv for kv in sorted(s.labels.items()))
+        out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+print(json.dumps(out))
+"#;
+    let out = Command::new(&services()["M2D_PYTHON"]).arg("-c").arg(PARSE).arg(addr).output().expect("run the venv's python");
+    if out.status.code() == Some(3) {
+        return None;
+    }
+    assert!(out.status.success(), "prometheus_client could not parse the metrics: {}", stderr(&out));
+    Some(serde_json::from_slice(&out.stdout).expect("the parser's JSON"))
+}
