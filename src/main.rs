@@ -55,10 +55,11 @@ fn metrics(addr: &Option<String>, run: impl FnOnce() -> std::path::PathBuf) -> R
 }
 
 fn run_migrate(args: &mysql2ddb::cli::MigrateArgs) -> Result<ExitCode, Error> {
-    let run = mysql2ddb::run::migrate::job_run(&args.job)?;
-    metrics(&args.metrics_addr, || run.clone().into())?;
+    let (run, spool) = mysql2ddb::run::migrate::job_run(&args.job)?;
+    metrics(&args.metrics_addr, || spool.clone().unwrap_or_else(|| run.clone().into()))?;
     let settings = mysql2ddb::run::migrate::MigrateSettings {
         run,
+        spool,
         job: args.job.clone(),
         until_ready: args.until_ready,
         verify_sample: args.verify_sample.clone(),

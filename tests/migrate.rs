@@ -145,3 +145,61 @@ fn migrate_killed_during_export_and_during_import_continues_where_each_stage_sta
     assert!(stderr(&out).contains("ready for cutover: 0 differences"), "{}", stderr(&out));
     converged(&run);
 }
+
+#[test]
+fn migrate_of_an_s3_run_loads_through_import_from_s3_when_the_estimate_advises_it_and_the_job_allows_it() {
+    let mut conn = connect();
+    let db = fresh_db(&mut conn, "migrate_s3");
+    seed_tables(&mut conn);
+    let moto = services()["M2D_MOTO_ENDPOINT"].clone();
+    for t in ["purchase", "big"] {
+        drop_table(&moto, &format!("{db}_{t}"));
+    }
+    let bucket = format!("m2d-migrate-{}", std::process::id());
+    common::moto_put(&bucket, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[source]\nurl = \"{}\"\n\n[export]\nout = \"s3://{bucket}/run\"\nspool = \"{}\"\ndatabases = [\"{db}\"]\nchunk_rows = 300\n\n[import]\ncreate_tables = true\nendpoint = \"{moto}\"\n\n[migrate]\nallow_s3_import = true\n",
+            mysql_url(),
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let out = migrate(&job, &["--until-ready"]).env("AWS_ENDPOINT_URL_S3", &moto).env("AWS_ENDPOINT_URL_DYNAMODB", &moto).env("M2D_S3_PATH_STYLE", "1").output().unwrap();
+    let said = stderr(&out);
+    assert!(out.status.success(), "migrate: {said}");
+    for step in ["pre-flight: binlog retention", "estimate: ", "import: Import from S3, as the estimate advises for every table", "ready for cutover: 0 differences"] {
+        assert!(said.contains(step), "{step:?} in:\n{said}");
+    }
+    // The run is on S3 (manifest and chunks uploaded), and each table came from an import.
+    let keys: Vec<String> = common::moto_objects(&bucket).into_iter().map(|(k, _)| k).collect();
+    assert!(keys.contains(&"run/manifest.json".to_string()), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with(&format!("run/data/{db}/purchase/"))), "{keys:?}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("spool/import-report.json")).unwrap()).unwrap();
+    for t in report["tables"].as_array().unwrap() {
+        assert!(t["s3_import"]["status"] == "COMPLETED" && t["s3_import"]["import_arn"].as_str().is_some_and(|a| a.contains("/import/")), "{t}");
+    }
+    // Rows the server counts are the items moto holds.
+    for (t, target) in [("purchase", format!("{db}_purchase")), ("big", format!("{db}_big"))] {
+        let rows: u64 = conn.query_first(format!("SELECT COUNT(*) FROM `{db}`.`{t}`")).unwrap().unwrap();
+        assert_eq!(common::ddb::scan(&moto, &target).len() as u64, rows, "{target}");
+    }
+}
+
+#[test]
+fn migrate_refuses_before_exporting_when_the_binlog_would_be_purged_before_capture_reads_it() {
+    let server = common::servers::PrivateServer::start(61, &["--binlog-expire-logs-seconds=600".to_string()]);
+    server.root(&["-e", "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1)"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let job = dir.path().join("job.toml");
+    std::fs::write(&job, format!("[source]\nurl = \"{}\"\n\n[export]\nout = \"{}\"\ndatabases = [\"shop\"]\n\n[import]\nendpoint = \"{}\"\n", server.url(), run.display(), dynalite())).unwrap();
+    let out = migrate(&job, &["--until-ready"]).output().unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("binlog retention") && said.contains("TOO SHORT") && said.contains("SET GLOBAL binlog_expire_logs_seconds"), "{said}");
+    assert!(!run.join("manifest.json").exists(), "nothing exported before the pre-flight passed");
+}

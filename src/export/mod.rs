@@ -178,7 +178,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     }
     for t in tables.iter().filter(|t| !t.fk_cascades.is_empty()) {
         warn!(
-            "table {}: its parent changes it through {}: InnoDB does not write those child changes to the binlog, so `cdc capture` refuses this table unless given --allow-fk-cascades (see the README, \"Foreign keys\")",
+            "table {}: its parent changes it through {}: InnoDB does not write those child changes to the binlog, so `cdc capture` refuses this table unless given --allow-fk-cascades (see docs/cdc.md, \"Foreign keys\")",
             t.display_name(),
             t.fk_cascades.join("; ")
         );

@@ -25,6 +25,8 @@ pub struct MigrateSettings {
     pub job: PathBuf,
     /// The run folder or s3:// run the export writes (the job's `[export] out`).
     pub run: String,
+    /// The local folder of an s3:// run (the export's spool), given to every stage.
+    pub spool: Option<PathBuf>,
     /// End once ready for cutover instead of following until stopped.
     pub until_ready: bool,
     /// Share of the items the verify before cutover reads by key.
@@ -37,9 +39,13 @@ pub struct MigrateSettings {
 /// Parses the command line a user would type for a stage.
 fn command(s: &MigrateSettings, args: &[&str]) -> Result<Command, Error> {
     let job = s.job.display().to_string();
+    let spool = s.spool.as_ref().map(|p| p.display().to_string());
     let mut line = vec!["mysql2ddb"];
     line.extend_from_slice(args);
     line.extend_from_slice(&["--job", &job, "--quiet"]);
+    if let Some(spool) = &spool {
+        line.extend_from_slice(&["--spool", spool]);
+    }
     // The error names the subcommand, not the line: a source URL in it may hold a password.
     let cli = Cli::try_parse_from(&line).map_err(|e| crate::settings::SettingsError::Missing(format!("mysql2ddb {} (from the job file): {}", args.iter().take_while(|a| !a.starts_with("--")).copied().collect::<Vec<_>>().join(" "), e.kind())))?;
     Ok(cli.command)
@@ -55,21 +61,21 @@ fn say(s: &MigrateSettings, what: impl std::fmt::Display) {
 /// (false: the sampled verify kept finding differences), else only on a fatal error.
 pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     let from = s.run.as_str();
-    // Pre-flight: capture's needs of the source, before an export it could not follow.
-    let Command::Cdc(cdc) = command(s, &["cdc", "capture", "--from", from])? else { unreachable!("parsed as cdc capture") };
-    let CdcCommand::Capture(capture_args) = &cdc.command else { unreachable!("parsed as cdc capture") };
-    let capture = crate::settings::cdc::capture_settings(capture_args)?;
-    if let Some(source) = &capture.source {
-        let mut conn = source.connect().map_err(crate::cdc::CdcError::from)?;
-        crate::cdc::check::check_server(&mut conn)?;
-        say(s, format!("pre-flight: {} keeps a ROW binlog capture can follow", source));
-    }
-
-    // Export, or continue it.
     let Command::Export(export_args) = command(s, &["export"])? else { unreachable!("parsed as export") };
     let export = crate::settings::ExportSettings::resolve(&export_args)?;
     let local = export.out.clone();
-    let done = crate::manifest::Manifest::load(&local).ok().flatten().is_some_and(|m| m.complete);
+    let run = crate::run::RunFolder::new(&local);
+    let manifest = crate::manifest::Manifest::load(&local).ok().flatten();
+
+    // Pre-flight: capture's needs of the source and its binlog retention, before an export
+    // capture could not follow.
+    let captured = run.capture_state().ok().flatten().is_some();
+    for line in super::preflight::source(&export.source, manifest.as_ref(), captured)? {
+        say(s, line);
+    }
+
+    // Export, or continue it.
+    let done = manifest.as_ref().is_some_and(|m| m.complete);
     if done {
         say(s, "export: complete already");
     } else {
@@ -83,7 +89,11 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     let capture_started = std::time::SystemTime::now();
     let capture_thread = follow(s, "cdc capture", &capture_line, &failing)?;
 
-    let Command::Import(import_args) = command(s, &["import", "--from", from])? else { unreachable!("parsed as import") };
+    let mut import_line = vec!["import", "--from", from];
+    if let Some(via) = choose_via(s, from)? {
+        import_line.extend(["--via", via]);
+    }
+    let Command::Import(import_args) = command(s, &import_line)? else { unreachable!("parsed as import") };
     let report = crate::import::run(&crate::settings::import_settings(&import_args)?)?;
     say(s, format!("import: {} tables, {} rejected rows", report.tables.len(), report.rejected_rows));
 
@@ -93,7 +103,6 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     // Ready once apply has caught up with what capture staged, and a sample verifies. Rows
     // written between apply's catch-up and verify's read differ for a moment: a difference is
     // looked at again after apply moved on, a few times, before it counts.
-    let run = crate::run::RunFolder::new(&local);
     let url = crate::settings::JobFile::load_or_default(Some(&s.job))?.source.url;
     let mut verify_line = vec!["verify", "--from", from, "--sample", s.verify_sample.as_str()];
     if let Some(url) = url.as_deref() {
@@ -127,6 +136,35 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     let _ = capture_thread.join();
     let _ = apply_thread.join();
     Ok(true)
+}
+
+/// With `[migrate] allow_s3_import` and no `[import] via`: `estimate` at the job's import rate
+/// decides between paced writes and Import from S3 (its load time and the retention during the
+/// import are said). None: the job's own `[import] via` (or paced writes).
+fn choose_via(s: &MigrateSettings, from: &str) -> Result<Option<&'static str>, Error> {
+    let job = crate::settings::JobFile::load_or_default(Some(&s.job))?;
+    if !job.migrate.allow_s3_import.unwrap_or(false) || job.import.via.is_some() {
+        return Ok(None);
+    }
+    let rate = job.import.wcu.filter(|&w| w > 0.0).map(|w| w.to_string());
+    let mut line = vec!["estimate", "--from", from];
+    if let Some(rate) = rate.as_deref() {
+        line.extend(["--wcu", rate]);
+    }
+    let Command::Estimate(args) = command(s, &line)? else { unreachable!("parsed as estimate") };
+    let report = crate::estimate::run(&crate::settings::estimate_settings(&args)?)?;
+    for t in &report.tables {
+        if let Some(load) = t.loads.iter().min_by(|a, b| a.wcu_per_second.total_cmp(&b.wcu_per_second)) {
+            say(s, format!("estimate: {}: {} items, {} WCU, {:.0} s of paced writes at {} WCU/s", t.table, t.items, t.wcu, load.seconds, load.wcu_per_second));
+        }
+    }
+    if let Some(warning) = report.binlog_retention.as_ref().and_then(super::preflight::retention_during_import) {
+        tracing::warn!("{warning}");
+        say(s, warning);
+    }
+    let (via, why) = super::preflight::advice(&report);
+    say(s, format!("import: {why}"));
+    Ok((via == crate::import::Via::S3Import).then_some("s3-import"))
 }
 
 /// Sampled verifies before a difference is taken as real.
@@ -200,13 +238,12 @@ fn wait_caught_up(run: &crate::run::RunFolder, since: std::time::SystemTime, lim
     }
 }
 
-/// The run a job file's export writes (`[export] out`): a local folder (an s3:// run is not
-/// supervised by `migrate` yet: use the separate commands).
-pub fn job_run(job: &Path) -> Result<String, Error> {
+/// The run a job file's export writes (`[export] out`, a folder or s3://bucket/prefix), and
+/// for an s3:// run the local folder every stage works in (`[export] spool`, else the default
+/// spool).
+pub fn job_run(job: &Path) -> Result<(String, Option<PathBuf>), Error> {
     let file = crate::settings::JobFile::load_or_default(Some(job))?;
     let out = file.export.out.clone().ok_or_else(|| crate::settings::SettingsError::Missing(format!("{}: [export] out names the run migrate writes", job.display())))?;
-    if out.starts_with("s3://") {
-        return Err(crate::settings::SettingsError::Missing(format!("{}: [export] out = {out}: migrate supervises a local run folder for now; for an s3:// run use the separate commands", job.display())).into());
-    }
-    Ok(out)
+    let spool = crate::sync::S3Location::parse(&out).map(|loc| file.export.spool.clone().unwrap_or_else(|| loc.default_spool()));
+    Ok((out, spool))
 }

@@ -5,6 +5,7 @@
 
 pub mod metrics;
 pub mod migrate;
+pub mod preflight;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub enum RunError {
     Manifest(#[from] crate::manifest::ManifestError),
     #[error(transparent)]
     Cdc(#[from] crate::cdc::CdcError),
+    #[error(transparent)]
+    Preflight(#[from] preflight::PreflightError),
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
     #[error("{path}: {reason}")]

@@ -29,6 +29,17 @@ pub struct JobFile {
     pub verify: VerifySection,
     #[serde(default)]
     pub cdc: CdcSection,
+    #[serde(default)]
+    pub migrate: MigrateSection,
+}
+
+/// `[migrate]`: what `migrate` may decide for the job.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateSection {
+    /// Without `[import] via`: load through Import from S3 where `estimate` advises it for
+    /// every table (new tables, an import prefix on S3).
+    pub allow_s3_import: Option<bool>,
 }
 
 impl JobFile {
