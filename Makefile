@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture bench-managed bench-summary services services-down toolchain clean
+.PHONY: all build build-dev build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture bench-managed bench-summary services services-down toolchain clean
 
 all: build
 
@@ -12,6 +12,11 @@ toolchain:
 
 build: toolchain
 	$(CARGO) build --release
+
+## The build `make demo` and `make test` share: the test profile and features, so the second
+## command compiles only the tests (the release build is for benchmarks and `make export/import`).
+build-dev: toolchain
+	$(CARGO) build --features bench-tools
 
 ## The benchmark tools (capacity proxy, load and change generators) are built for benchmarks only.
 build-bench: toolchain
@@ -25,11 +30,12 @@ services-down:
 
 ## make test: install and start the local servers, then run every test (unit + integration).
 test: toolchain services
+	scripts/check-circles.py
 	$(CARGO) test --no-fail-fast --features bench-tools
 	$(CARGO) test --no-fail-fast --features bench-tools --test main -- --ignored --test-threads=1
 
 ## make demo: servers up, sample database loaded, the pipeline run as far as it exists.
-demo: build services
+demo: build-dev services
 	scripts/demo.sh
 
 ## make export JOB=job.toml: run `mysql2ddb export` from a job file.

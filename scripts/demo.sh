@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # make demo: local servers up, the sample database loaded, then the pipeline as far as it
-# exists today: a consistent parallel export, sync to S3 and back, and the import into DynamoDB.
+# exists: every stage by hand (export, sync, estimate, import, verify, cdc, bench), then the
+# same migration in one `migrate` command and its `status`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 eval "$(scripts/services.sh env)"
-BIN=${M2D_BIN:-$ROOT/target/release/mysql2ddb}
+# The build `make test` uses too (same profile and features), so a test run after the demo
+# compiles only the tests.
+BIN=${M2D_BIN:-$ROOT/target/debug/mysql2ddb}
 OUT=${M2D_DEMO_OUT:-demo-out}
 
 echo "== loading the sample database demo_shop"
@@ -82,3 +85,24 @@ echo "   through the capacity proxy, projected to 1,000,000,000 source rows"
 "$BIN" bench --quiet --from s3://demo/migrations/run1 --spool "$OUT/run1-import" \
     --mapping examples/mapping.json --table demo_orders --wcu 250,500,1000 --seconds 4 --out "$OUT/bench"
 echo "chart: $OUT/bench/bench.png (and .svg)"
+echo
+echo "== the same migration in one command: mysql2ddb migrate --job (pre-flight, export, capture"
+echo "   following, import, apply following, a sampled verify against the source), then status"
+rm -rf "$OUT/run2"
+cat > "$OUT/job.toml" <<JOB
+[source]
+url = "$M2D_MYSQL_URL"
+
+[export]
+out = "$OUT/run2"
+databases = ["demo_shop"]
+chunk_rows = 4000
+
+[import]
+mapping = "examples/mapping.json"
+create_tables = true
+table_prep = "drop-and-create"
+wcu = 4000
+JOB
+"$BIN" migrate --job "$OUT/job.toml" --until-ready 2>&1 | grep -v "source URL holds a password"
+"$BIN" status --from "$OUT/run2"

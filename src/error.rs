@@ -24,6 +24,11 @@ pub enum Error {
     Cdc(#[from] crate::cdc::CdcError),
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+
 }
 
 impl Error {
@@ -32,7 +37,7 @@ impl Error {
         match self {
             // The server could not be reached or refused us: not the user's typing.
             Error::Settings(SettingsError::Source(_) | SettingsError::Run(_)) => ExitCode::Failure,
-            Error::Settings(_) | Error::Sync(crate::sync::SyncError::Usage(_)) | Error::Run(crate::run::RunError::Metrics(crate::run::metrics::MetricsError::Address { .. })) => ExitCode::Usage,
+            Error::Settings(_) | Error::Sync(crate::sync::SyncError::Usage(_)) | Error::Metrics(crate::metrics::MetricsError::Address { .. }) => ExitCode::Usage,
             _ => ExitCode::Failure,
         }
     }

@@ -7,7 +7,9 @@
 //! measures the write rate per capacity setting; `cdc` captures the binlog from the snapshot
 //! position and applies it. `value` is the one model of a column's value every stage shares,
 //! from the export's result set, a chunk file or a binlog row image to a DynamoDB attribute.
-//! `run_folder` says where each file of a run goes and writes files whole or not at all.
+//! `run` owns the run folder: where each of its files goes, and writing files whole or not at
+//! all. `status` reads every stage's files for one view of a run, `migrate` runs every stage in
+//! one process, and `metrics` serves what they count.
 //! `aws` holds what every stage shares with AWS: the DynamoDB and S3 clients, the one retry
 //! layer and the WCU pacer.
 //! `transform` is stage two's first half: chunks read, mapped, spilled and grouped into item
@@ -21,6 +23,8 @@ pub mod aws;
 pub mod bench;
 pub mod cdc;
 pub mod choice;
+pub mod clock;
+pub mod defaults;
 pub mod cli;
 pub mod error;
 pub mod estimate;
@@ -28,13 +32,15 @@ pub mod export;
 pub mod manifest;
 pub mod import;
 pub mod mapping;
+pub mod metrics;
+pub mod migrate;
 pub mod progress;
 pub mod proxy;
 pub mod run;
-pub mod run_folder;
 pub mod settings;
 pub mod transform;
 pub mod source;
+pub mod status;
 pub mod sync;
 pub mod value;
 pub mod verify;

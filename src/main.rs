@@ -5,7 +5,8 @@
 use clap::Parser;
 use mysql2ddb::cli::{Cli, Command};
 use mysql2ddb::error::Error;
-use mysql2ddb::settings::{self, ExportSettings};
+use mysql2ddb::export::ExportSettings;
+use mysql2ddb::settings;
 use mysql2ddb::{export, ExitCode};
 use tracing_subscriber::EnvFilter;
 
@@ -49,15 +50,16 @@ fn main() {
 /// `--metrics-addr`: the metrics served for the rest of the process, the gauges read from `run`.
 fn metrics(addr: &Option<String>, run: impl FnOnce() -> std::path::PathBuf) -> Result<(), Error> {
     if let Some(addr) = addr {
-        mysql2ddb::run::metrics::serve(addr, Some(mysql2ddb::run::RunFolder::new(run()))).map_err(mysql2ddb::run::RunError::from)?;
+        let run = mysql2ddb::run::RunFolder::new(run());
+        mysql2ddb::metrics::serve(addr, Some(Box::new(move || mysql2ddb::status::publish(&run))))?;
     }
     Ok(())
 }
 
 fn run_migrate(args: &mysql2ddb::cli::MigrateArgs) -> Result<ExitCode, Error> {
-    let (run, spool) = mysql2ddb::run::migrate::job_run(&args.job)?;
+    let (run, spool) = mysql2ddb::migrate::job_run(&args.job)?;
     metrics(&args.metrics_addr, || spool.clone().unwrap_or_else(|| run.clone().into()))?;
-    let settings = mysql2ddb::run::migrate::MigrateSettings {
+    let settings = mysql2ddb::migrate::MigrateSettings {
         run,
         spool,
         job: args.job.clone(),
@@ -66,16 +68,16 @@ fn run_migrate(args: &mysql2ddb::cli::MigrateArgs) -> Result<ExitCode, Error> {
         restart_after: std::time::Duration::from_secs(5),
         quiet: args.quiet,
     };
-    Ok(if mysql2ddb::run::migrate::run(&settings)? { ExitCode::Success } else { ExitCode::Differences })
+    Ok(if mysql2ddb::migrate::run(&settings)? { ExitCode::Success } else { ExitCode::Differences })
 }
 
 fn run_status(args: &mysql2ddb::cli::RunStatusArgs) -> Result<ExitCode, Error> {
     let dir = mysql2ddb::settings::cdc::run_status_folder(args)?;
-    let st = mysql2ddb::run::status::status(&mysql2ddb::run::RunFolder::new(dir))?;
+    let st = mysql2ddb::status::status(&mysql2ddb::run::RunFolder::new(dir))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
     } else {
-        print!("{}", mysql2ddb::run::status::render(&st));
+        print!("{}", mysql2ddb::status::render(&st));
     }
     Ok(ExitCode::Success)
 }

@@ -172,7 +172,7 @@ fn pick_target<'a>(state: &'a ImportState, name: Option<&str>) -> Result<&'a Tar
 /// bench.svg into `out`.
 pub fn run(s: &BenchSettings) -> Result<BenchReport, BenchError> {
     std::fs::create_dir_all(&s.out).map_err(|source| BenchError::Io { path: s.out.clone(), source })?;
-    let started_at = crate::manifest::now_rfc3339();
+    let started_at = crate::clock::now_rfc3339();
     let (run, _lock) = s.run.local_locked("bench")?;
     let work = crate::transform::state::dry_run_dir(&run, "bench");
     let state = crate::transform::transform(&run, &work, &s.transform)?.state;
@@ -312,7 +312,7 @@ async fn one_setting(s: &BenchSettings, work: &Path, target: &TargetState, clien
 }
 
 fn write_outputs(r: &BenchReport, out: &Path) -> Result<(), BenchError> {
-    let w = |name: &str, bytes: &[u8]| crate::run_folder::write_atomically(&out.join(name), bytes).map_err(|source| BenchError::Io { path: out.join(name), source });
+    let w = |name: &str, bytes: &[u8]| crate::run::write_atomically(&out.join(name), bytes).map_err(|source| BenchError::Io { path: out.join(name), source });
     w("bench.json", &serde_json::to_vec_pretty(r).expect("report serializes"))?;
     let mut summary = String::from("target_wcu,achieved_wcu_per_s,achieved_ratio,items_per_s,seconds,items,wcu_consumed,throttles,retries,latency_ms_p50,latency_ms_p99,projected_rows,projected_hours\n");
     let mut timeline = String::from("target_wcu,second,wcu_per_s,items_per_s,throttles,retries\n");

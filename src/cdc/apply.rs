@@ -288,7 +288,7 @@ fn apply_slice(
         }
         f.sync_all().map_err(|e| CdcError::io(rejects_path, e))?;
         state.rejected += rejects.len() as u64;
-        crate::run::metrics::rejected("apply", rejects.len() as u64);
+        crate::metrics::rejected("apply", rejects.len() as u64);
         state.rejects_bytes = Some(f.metadata().map_err(|e| CdcError::io(rejects_path, e))?.len());
     }
     Ok(())
@@ -304,7 +304,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         return Err(CdcError::Unsupported(why));
     }
     let stored = ApplyState::load(&run)?;
-    let rejects_path = super::state::cdc_dir(&run).join("rejects.jsonl");
+    let rejects_path = crate::run::paths::cdc_rejects(&run);
     // Rejects a killed apply wrote but never recorded: its rerun rejects those changes again.
     let recorded = match &stored {
         Some(st) => st.rejects_bytes.or(if st.rejected == 0 { Some(0) } else { None }),
@@ -367,9 +367,9 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
                         state.last_at = Some(last.at.clone());
                         state.last_ts = Some(last.ts);
                         state.changes += changes.len() as u64;
-                        crate::run::metrics::applied(changes.len() as u64);
+                        crate::metrics::applied(changes.len() as u64);
                         state.offset = (first + changes.len()) as u64;
-                        state.updated_at = crate::manifest::now_rfc3339();
+                        state.updated_at = crate::clock::now_rfc3339();
                         state.store(&run)?;
                         if let Some((p, bar)) = &progress {
                             p.advance(*bar, changes.len() as u64, 0);
@@ -378,7 +378,7 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
                     }
                     Slice::Ddl { index, change } => {
                         state.offset = index as u64;
-                        state.updated_at = crate::manifest::now_rfc3339();
+                        state.updated_at = crate::clock::now_rfc3339();
                         state.store(&run)?;
                         return Ok(Some(change));
                     }
@@ -395,11 +395,11 @@ pub fn run(s: &ApplySettings) -> Result<ApplyState, CdcError> {
         }
         state.segments += 1;
         state.offset = 0;
-        state.updated_at = crate::manifest::now_rfc3339();
+        state.updated_at = crate::clock::now_rfc3339();
         state.store(&run)?;
         if s.follow && last_log.elapsed() > LOG_EVERY && !s.quiet {
             let behind = capture.changes.saturating_sub(state.changes);
-            let lag = state.last_ts.map(|t| crate::cdc::now_unix().saturating_sub(t as u64)).unwrap_or(0);
+            let lag = state.last_ts.map(|t| crate::clock::now_unix().saturating_sub(t as u64)).unwrap_or(0);
             let secs = last_log.elapsed().as_secs_f64().max(0.001);
             let wcu = stats.wcu_milli.load(Ordering::Relaxed);
             tracing::info!(

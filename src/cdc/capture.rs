@@ -40,6 +40,9 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct CaptureSettings {
+    /// The run as given (a folder, or s3://… fetched into `run` when capture starts).
+    pub from: crate::sync::RunSource,
+    /// Its local folder, where capture stages.
     pub run: PathBuf,
     /// The server to read the binlog from (None with `binlog_files`).
     pub source: Option<SourceConfig>,
@@ -118,13 +121,13 @@ impl Stager<'_> {
             };
             self.state.record(self.run, info)?;
             self.state.changes += self.ready_changes;
-            crate::run::metrics::captured(self.ready_changes);
+            crate::metrics::captured(self.ready_changes);
         }
         self.state.next = pos;
         if let Some(s) = &self.server {
             self.state.server = Some(s.clone());
         }
-        self.state.updated_at = crate::manifest::now_rfc3339();
+        self.state.updated_at = crate::clock::now_rfc3339();
         self.state.store(self.run)?;
         // Recorded: the spilled transactions are in the segment now.
         for tx in self.ready.drain(..) {
@@ -143,7 +146,8 @@ impl Stager<'_> {
 /// GTID on another server), for `reconnect_for` without the source before it gives up.
 pub fn run(s: &CaptureSettings) -> Result<CaptureState, CdcError> {
     // Held across reconnects: a supervisor's second capture must not slip in while this one waits.
-    let _lock = crate::run_folder::lock::acquire(&s.run, "cdc capture")?;
+    // An s3:// run is fetched here, under the lock, not while the flags were resolved.
+    let (_, _lock) = s.from.local_locked("cdc capture")?;
     if !s.follow {
         return run_once(s, &|| {});
     }
@@ -225,7 +229,7 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
             CaptureState { began_at: began_at.clone(), next: began_at, server, ..Default::default() }
         }
     };
-    let segments = cdc_dir(&s.run).join("segments");
+    let segments = crate::run::paths::segments_dir(&s.run);
     std::fs::create_dir_all(&segments).map_err(|e| CdcError::io(&segments, e))?;
     remove_leftovers(&s.run)?;
     // Segments written after the last counted one were never acknowledged: drop them and

@@ -40,7 +40,7 @@ pub enum CdcError {
     #[error(transparent)]
     Transform(#[from] crate::transform::TransformError),
     #[error(transparent)]
-    Lock(#[from] crate::run_folder::lock::LockError),
+    Lock(#[from] crate::run::lock::LockError),
     #[error("{run}: no manifest.json (is this a run folder written by export?)")]
     NoManifest { run: PathBuf },
     #[error("the export recorded no binlog position (binlog off, or --consistency none); capture needs one: enable the binlog and export again")]
@@ -69,7 +69,7 @@ pub enum CdcError {
     SourceLost { at: String, reason: String },
     #[error("the source was lost ({reason}) and did not come back within {seconds} s of reconnecting (--reconnect-for). Capture stands at its last staged position: rerun `mysql2ddb cdc capture --follow` once the source answers (after a failover, point --source at the new server: capture resumes there by GTID)")]
     SourceGone { reason: String, seconds: u64 },
-    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
+    #[error("{path}: {source}{}", crate::run::disk_full_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}")]
     Damaged { path: PathBuf, reason: String },
@@ -99,10 +99,6 @@ impl CdcError {
     fn source(what: impl Into<String>, source: mysql::Error) -> CdcError {
         CdcError::Source { what: what.into(), source }
     }
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Where capture and apply stand.
@@ -150,7 +146,7 @@ pub fn status(run: &Path, source: Option<&SourceConfig>) -> Result<Status, CdcEr
     let lag = match (behind, newest, ap.last_ts) {
         (0, _, _) => 0,
         (_, Some(n), Some(a)) => n.saturating_sub(a as u64),
-        (_, Some(n), None) => now_unix().saturating_sub(n).max(1),
+        (_, Some(n), None) => crate::clock::now_unix().saturating_sub(n).max(1),
         _ => 0,
     };
     Ok(Status {

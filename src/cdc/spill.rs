@@ -18,7 +18,7 @@ use crate::value::Cell;
 const UNSET_AT: &[u8] = b"{\"at\":\"\",";
 
 pub fn spill_dir(run: &Path) -> PathBuf {
-    super::state::cdc_dir(run).join("spill")
+    crate::run::paths::cdc_spill_dir(run)
 }
 
 /// Removes the spill files a killed capture left.

@@ -16,13 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::CdcError;
 use crate::source::snapshot::BinlogPosition;
 
-pub fn cdc_dir(run: &Path) -> PathBuf {
-    run.join("cdc")
-}
-
-pub fn segment_path(run: &Path, index: u64) -> PathBuf {
-    cdc_dir(run).join("segments").join(format!("{index:08}.jsonl"))
-}
+pub use crate::run::paths::{cdc_dir, segment_path};
 
 /// Segments whose records share a file.
 pub const RECORDS_PER_FILE: u64 = 10_000;
@@ -30,7 +24,7 @@ pub const RECORDS_PER_FILE: u64 = 10_000;
 /// The file segment `index`'s record is a line of.
 pub fn records_path(run: &Path, index: u64) -> PathBuf {
     let first = (index.max(1) - 1) / RECORDS_PER_FILE * RECORDS_PER_FILE + 1;
-    cdc_dir(run).join("records").join(format!("{first:08}.jsonl"))
+    crate::run::paths::records_dir(run).join(format!("{first:08}.jsonl"))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,16 +99,16 @@ fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, CdcError
 
 fn store<T: Serialize>(path: &Path, v: &T) -> Result<(), CdcError> {
     let bytes = serde_json::to_vec_pretty(v).expect("state serializes");
-    crate::run_folder::write_atomically(path, &bytes).map_err(|e| CdcError::io(path, e))
+    crate::run::write_atomically(path, &bytes).map_err(|e| CdcError::io(path, e))
 }
 
 impl CaptureState {
     pub fn load(run: &Path) -> Result<Option<CaptureState>, CdcError> {
-        load(&cdc_dir(run).join("capture.json"))
+        load(&crate::run::paths::capture_state(run))
     }
 
     pub fn store(&self, run: &Path) -> Result<(), CdcError> {
-        store(&cdc_dir(run).join("capture.json"), self)
+        store(&crate::run::paths::capture_state(run), self)
     }
 
     /// How many segments are staged.
@@ -155,7 +149,7 @@ impl CaptureState {
     /// capture.json): the segments they name are written again.
     pub fn drop_uncounted_records(&self, run: &Path) -> Result<(), CdcError> {
         let count = self.staged();
-        let dir = cdc_dir(run).join("records");
+        let dir = crate::run::paths::records_dir(run);
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
         for e in entries.flatten() {
             let path = e.path();
@@ -233,11 +227,11 @@ impl Records {
 
 impl ApplyState {
     pub fn load(run: &Path) -> Result<Option<ApplyState>, CdcError> {
-        load(&cdc_dir(run).join("apply.json"))
+        load(&crate::run::paths::apply_state(run))
     }
 
     pub fn store(&self, run: &Path) -> Result<(), CdcError> {
-        store(&cdc_dir(run).join("apply.json"), self)
+        store(&crate::run::paths::apply_state(run), self)
     }
 }
 
@@ -259,7 +253,7 @@ mod tests {
             st.record(run.path(), info(i)).unwrap();
         }
         st.store(run.path()).unwrap();
-        let small = std::fs::metadata(cdc_dir(run.path()).join("capture.json")).unwrap().len();
+        let small = std::fs::metadata(crate::run::paths::capture_state(run.path())).unwrap().len();
         // Far on (the records before left out), across the line between two records files.
         let run = tempfile::tempdir().unwrap();
         st.segment_count = RECORDS_PER_FILE - 2;
@@ -267,7 +261,7 @@ mod tests {
             st.record(run.path(), info(i)).unwrap();
         }
         st.store(run.path()).unwrap();
-        let later = std::fs::metadata(cdc_dir(run.path()).join("capture.json")).unwrap().len();
+        let later = std::fs::metadata(crate::run::paths::capture_state(run.path())).unwrap().len();
         assert!(later <= small + 64, "{small} bytes, then {later} (only numbers grew)");
         let st = CaptureState::load(run.path()).unwrap().unwrap();
         assert_eq!((st.staged(), st.newest().map(|s| s.index)), (RECORDS_PER_FILE + 3, Some(RECORDS_PER_FILE + 3)));

@@ -63,7 +63,7 @@ where
 {
     let mut backoff = Backoff::new(retry::ITEMS);
     let on_failure = |f: Failure| {
-        crate::run::metrics::retried("apply", f.throttle());
+        crate::metrics::retried("apply", f.throttle());
         stats.retries.fetch_add(1, Ordering::Relaxed);
         if f.throttle() {
             stats.throttles.fetch_add(1, Ordering::Relaxed);
@@ -83,7 +83,7 @@ where
     pacer.accepted(used);
     stats.writes.fetch_add(1, Ordering::Relaxed);
     stats.wcu_milli.fetch_add((used * 1000.0).round() as u64, Ordering::Relaxed);
-    crate::run::metrics::wcu_consumed("apply", used);
+    crate::metrics::wcu_consumed("apply", used);
     Ok(out)
 }
 
@@ -343,7 +343,7 @@ impl<'e> crate::aws::batch_write::Hooks<BatchEntry<'e>> for ApplyHooks<'_> {
     }
 
     fn failed(&self, f: Failure, _entries: &[BatchEntry<'e>], _cost: f64) {
-        crate::run::metrics::retried("apply", f.throttle());
+        crate::metrics::retried("apply", f.throttle());
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
         if f.throttle() {
             self.stats.throttles.fetch_add(1, Ordering::Relaxed);
@@ -358,11 +358,11 @@ impl<'e> crate::aws::batch_write::Hooks<BatchEntry<'e>> for ApplyHooks<'_> {
         self.pacer.accepted(used);
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.wcu_milli.fetch_add((used * 1000.0).round() as u64, Ordering::Relaxed);
-        crate::run::metrics::wcu_consumed("apply", used);
+        crate::metrics::wcu_consumed("apply", used);
     }
 
     fn handed_back(&self, _left: &[BatchEntry<'e>], _sent_keys: usize) -> bool {
-        crate::run::metrics::retried("apply", true);
+        crate::metrics::retried("apply", true);
         self.stats.throttles.fetch_add(1, Ordering::Relaxed);
         self.pacer.throttled();
         true

@@ -12,7 +12,7 @@ use mysql::Conn;
 use serde_json::json;
 
 use super::chunkfile::RejectsFile;
-use crate::run_folder::PendingFile;
+use crate::run::PendingFile;
 use super::csv_sink::CsvSink;
 use crate::value::row::{decode, DecodeError, Datum};
 use super::parquet_sink::{arrow_schema, ParquetSink};
@@ -153,9 +153,9 @@ pub fn export_chunk(
     let committed = pending.commit(out).map_err(|e| io_err(&final_path, e))?;
     let rejected = rejects.commit().map_err(|e| io_err(&opts.run.join(&job.rejects), e))?;
     progress.advance(job.table, since_update, committed.bytes);
-    crate::run::metrics::exported(&name, rows - rejected);
+    crate::metrics::exported(&name, rows - rejected);
     if rejected > 0 {
-        crate::run::metrics::rejected("export", rejected);
+        crate::metrics::rejected("export", rejected);
     }
     Ok(ChunkOutcome {
         rows: rows - rejected,

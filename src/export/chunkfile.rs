@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::run_folder::{ChunkWriter, PendingFile};
+use crate::run::{ChunkWriter, PendingFile};
 
 /// Rejected rows of one chunk, opened on the first reject.
 pub struct RejectsFile {

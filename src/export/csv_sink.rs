@@ -7,7 +7,7 @@ use std::io::Write;
 
 use base64::Engine;
 
-use crate::run_folder::ChunkWriter;
+use crate::run::ChunkWriter;
 use crate::value::row::Datum;
 use crate::value::temporal::{format_datetime, format_time};
 use super::SinkError;

@@ -10,6 +10,9 @@ pub mod csv_sink;
 pub mod parquet_sink;
 mod queue;
 pub mod report;
+pub mod settings;
+
+pub use settings::ExportSettings;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,13 +28,12 @@ use crate::manifest::{
     SourceInfo, TableEntry, ToolInfo, FORMAT_VERSION,
 };
 use crate::progress::Progress;
-use crate::settings::ExportSettings;
 use crate::source::plan::{plan_table, ChunkRange, Strategy};
 use crate::source::schema::{discover, TableSchema};
 use crate::source::types::ZeroDatePolicy;
 use crate::source::{connect, snapshot, SourceError};
 use chunk::{export_chunk, ChunkJob, ChunkOutcome};
-use crate::run_folder::{chunk_path, hash_file, is_disk_full, rejects_path};
+use crate::run::{chunk_path, hash_file, is_disk_full, rejects_path};
 use queue::{Task, WorkQueue};
 use report::ExportReport;
 
@@ -66,7 +68,7 @@ pub enum ExportError {
     #[error("output folder {path}: {source}")]
     OutDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
-    Lock(#[from] crate::run_folder::lock::LockError),
+    Lock(#[from] crate::run::lock::LockError),
     #[error("stopped because another worker failed")]
     Cancelled,
     #[error(transparent)]
@@ -149,14 +151,14 @@ fn warn_on_short_retention(control: &mut mysql::Conn) {
 /// Runs (or resumes) an export; returns the report, also written to the run folder.
 pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
     let started = Instant::now();
-    let started_at = crate::manifest::now_rfc3339();
+    let started_at = crate::clock::now_rfc3339();
     let run = settings.out.clone();
     let out_err = |source| ExportError::OutDir { path: run.clone(), source };
     std::fs::create_dir_all(&run).map_err(out_err)?;
-    let _lock = crate::run_folder::lock::acquire(&run, "export")?;
+    let _lock = crate::run::lock::acquire(&run, "export")?;
     if settings.restart {
         // Starting over deletes the chunks a running import or capture reads.
-        crate::run_folder::lock::check_free(&run, &["import", "cdc capture", "cdc apply"])?;
+        crate::run::lock::check_free(&run, &["import", "cdc capture", "cdc apply"])?;
         for sub in ["data", "rejects"] {
             match std::fs::remove_dir_all(run.join(sub)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(out_err(e)),
@@ -205,7 +207,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
         None => Manifest {
             format_version: FORMAT_VERSION,
             tool: ToolInfo { name: "mysql2ddb".into(), version: env!("CARGO_PKG_VERSION").into() },
-            created_at: crate::manifest::now_rfc3339(),
+            created_at: crate::clock::now_rfc3339(),
             updated_at: String::new(),
             source: SourceInfo {
                 host: settings.source.host.clone(),

@@ -21,7 +21,7 @@ use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
-use crate::run_folder::ChunkWriter;
+use crate::run::ChunkWriter;
 use crate::value::row::Datum;
 use super::SinkError;
 use crate::manifest::Compression;
@@ -384,7 +384,7 @@ mod tests {
     use parquet::basic::Encoding;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
-    use crate::run_folder::PendingFile;
+    use crate::run::PendingFile;
 
     /// Writes `rows` rows of (unique text, text in runs of 100, unique int, nullable int, three
     /// values in no order) and returns the encodings of each column's first chunk and the file.

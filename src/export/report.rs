@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::manifest::{ChunkState, Manifest};
-use crate::settings::ExportSettings;
+use super::ExportSettings;
 use crate::source::snapshot::BinlogPosition;
 
-pub const REPORT_FILE: &str = "export-report.json";
+pub use crate::run::paths::EXPORT_REPORT as REPORT_FILE;
 
 #[derive(Debug, Serialize)]
 pub struct ExportReport {
@@ -84,7 +84,7 @@ impl ExportReport {
             source: s.source.to_string(),
             out: s.out.display().to_string(),
             started_at: started_at.to_string(),
-            finished_at: crate::manifest::now_rfc3339(),
+            finished_at: crate::clock::now_rfc3339(),
             duration_seconds: took.as_secs_f64(),
             complete: m.complete,
             rows: tables.iter().map(|t| t.rows).sum(),
@@ -102,6 +102,6 @@ impl ExportReport {
 
     pub fn write(&self, run: &Path) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(self).expect("report serializes");
-        crate::run_folder::write_atomically(&run.join(REPORT_FILE), &text)
+        crate::run::write_atomically(&run.join(REPORT_FILE), &text)
     }
 }

@@ -43,7 +43,7 @@ pub const ON_DEMAND_DEFAULT_WCU: f64 = 4000.0;
 pub enum ImportError {
     #[error(transparent)]
     Mapping(#[from] crate::mapping::dms::MappingError),
-    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
+    #[error("{path}: {source}{}", crate::run::disk_full_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -56,7 +56,7 @@ pub enum ImportError {
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
     #[error(transparent)]
-    Lock(#[from] crate::run_folder::lock::LockError),
+    Lock(#[from] crate::run::lock::LockError),
 }
 
 fn io(path: &Path, source: std::io::Error) -> ImportError {
@@ -114,7 +114,7 @@ async fn check_targets(client: &aws_sdk_dynamodb::Client, endpoint: Option<&str>
 /// Runs the import; returns the report (also written to import-report.json).
 pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
-    let started_at = crate::manifest::now_rfc3339();
+    let started_at = crate::clock::now_rfc3339();
     let (run, _lock) = s.run.local_locked("import")?;
     let work = work_dir(&run);
     let Transformed { manifest, plan, mut state } = crate::transform::transform(&run, &work, &s.transform)?;
@@ -148,7 +148,7 @@ pub fn run(s: &ImportSettings) -> Result<ImportReport, ImportError> {
         // apply will replay every staged change from the snapshot position (it is idempotent).
         state.generation += 1;
         state.store(&work).map_err(|e| io(&work, e))?;
-        if run.join("cdc").join("apply.json").exists() {
+        if crate::run::paths::apply_state(&run).exists() {
             tracing::warn!("this import writes snapshot rows over what `cdc apply` applied: the next `cdc apply` replays every staged change from the snapshot position");
         }
     }

@@ -12,7 +12,7 @@ use crate::transform::state::{ImportState, TargetState};
 use super::writer::Writer;
 use crate::mapping::compile::{SkippedTable, TableName};
 
-pub const REPORT_FILE: &str = "import-report.json";
+pub use crate::run::paths::IMPORT_REPORT as REPORT_FILE;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportReport {
@@ -143,7 +143,7 @@ impl ImportReport {
         ImportReport {
             from: from.to_string(),
             started_at: started_at.to_string(),
-            finished_at: crate::manifest::now_rfc3339(),
+            finished_at: crate::clock::now_rfc3339(),
             duration_seconds: took.as_secs_f64(),
             items: tables.iter().map(|t| t.items_written).sum(),
             wcu_consumed: tables.iter().map(|t| t.wcu_consumed).sum(),
@@ -158,6 +158,6 @@ impl ImportReport {
 
     pub fn write(&self, run: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("report serializes");
-        crate::run_folder::write_atomically(&run.join(REPORT_FILE), &bytes)
+        crate::run::write_atomically(&run.join(REPORT_FILE), &bytes)
     }
 }

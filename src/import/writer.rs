@@ -28,7 +28,7 @@ use crate::aws::wire;
 use crate::transform::group::read_items;
 use crate::aws::pacing::{KeyLanes, Pacer};
 use crate::aws::retry::{self, Failure};
-use crate::run::metrics;
+use crate::metrics;
 use crate::value::attr::{item_size, size_wcu, Item};
 use crate::progress::Progress;
 

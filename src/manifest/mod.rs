@@ -17,7 +17,7 @@ use crate::source::position::ServerPosition;
 use crate::source::snapshot::{BinlogPosition, Consistency, Snapshot};
 use crate::source::types::ZeroDatePolicy;
 
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub use crate::run::paths::MANIFEST as MANIFEST_FILE;
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Error)]
@@ -26,7 +26,7 @@ pub enum ManifestError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a mysql2ddb manifest: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
-    #[error("writing {path}: {source}{}", crate::run_folder::disk_full_hint(source))]
+    #[error("writing {path}: {source}{}", crate::run::disk_full_hint(source))]
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} has manifest format {found}; this mysql2ddb reads format {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },
@@ -245,7 +245,7 @@ impl Manifest {
 
     /// Writes the manifest atomically: a reader sees the old one or the new one, never a mix.
     pub fn store(&mut self, run: &Path) -> Result<(), ManifestError> {
-        self.updated_at = now_rfc3339();
+        self.updated_at = crate::clock::now_rfc3339();
         self.complete = !self.tables.is_empty()
             && self.tables.iter().all(|t| t.strategy.is_some() && t.chunks.iter().all(|c| c.state == ChunkState::Complete));
         self.replay_from = self.earliest_position()?;
@@ -254,7 +254,7 @@ impl Manifest {
         }
         let path = Self::path(run);
         let text = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        crate::run_folder::write_atomically(&path, &text).map_err(|source| ManifestError::Write { path, source })
+        crate::run::write_atomically(&path, &text).map_err(|source| ManifestError::Write { path, source })
     }
 
     /// The weakest guarantee of the snapshots the table's chunks were read in; `point-in-time`
@@ -293,12 +293,6 @@ impl Manifest {
     pub fn table_mut(&mut self, database: &str, table: &str) -> Option<&mut TableEntry> {
         self.tables.iter_mut().find(|t| t.schema.database == database && t.schema.table == table)
     }
-}
-
-/// The current UTC time as RFC 3339, seconds precision.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]

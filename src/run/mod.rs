@@ -1,31 +1,24 @@
-//! The run folder as one thing: where each of its files is and how each is read, for a view of
-//! the whole run (`status`). The stages still build some of their own paths; the readers here
-//! are the stages' own (`Manifest::load`, `ImportState::load`, `CaptureState::load`, …), so this
-//! module adds no second reading of any file.
+//! The run folder's one owner: where every file of a run is (`paths`), how a file is written
+//! whole or not at all (`files`), names as safe path components (`names`), one writer per
+//! stage (`lock`), and `RunFolder`, a run folder as one value with a method for each of its
+//! files. Stages ask here for every path; this module depends on no stage, so every stage can
+//! (the stages' own state types read and write through these paths; `status` reads them all).
 
-pub mod metrics;
-pub mod migrate;
-pub mod preflight;
-pub mod status;
+pub mod files;
+pub mod lock;
+pub mod names;
+pub mod paths;
+
+pub use files::{disk_full_hint, hash_file, is_disk_full, write_atomically, ChunkWriter, Committed, HashingWriter, PendingFile};
+pub use names::{chunk_path, encode_component, rejects_path};
 
 use std::path::{Path, PathBuf};
 
-use crate::cdc::state::{ApplyState, CaptureState};
-use crate::manifest::Manifest;
-use crate::transform::state::ImportState;
-
+/// A file of the run that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error(transparent)]
-    Manifest(#[from] crate::manifest::ManifestError),
-    #[error(transparent)]
-    Cdc(#[from] crate::cdc::CdcError),
-    #[error(transparent)]
-    Preflight(#[from] preflight::PreflightError),
-    #[error(transparent)]
-    Metrics(#[from] metrics::MetricsError),
     #[error("{path}: {reason}")]
-    Report { path: PathBuf, reason: String },
+    File { path: PathBuf, reason: String },
 }
 
 /// A local run folder (an s3:// run's spool is one too).
@@ -34,12 +27,7 @@ pub struct RunFolder {
     root: PathBuf,
 }
 
-/// The reports each stage leaves in the run folder.
-pub const EXPORT_REPORT: &str = crate::export::report::REPORT_FILE;
-pub const SYNC_REPORT: &str = crate::sync::local::SYNC_REPORT;
-pub const IMPORT_REPORT: &str = crate::import::report::REPORT_FILE;
-pub const VERIFY_REPORT: &str = "verify-report.json";
-/// The stages that hold a lock while they write (`run_folder::lock`).
+/// The stages that hold a lock while they write (`lock`).
 pub const STAGES: [&str; 8] = ["export", "import", "cdc capture", "cdc apply", "verify", "estimate", "bench", "sync"];
 
 impl RunFolder {
@@ -55,11 +43,47 @@ impl RunFolder {
         self.root.join(name)
     }
 
-    pub fn manifest(&self) -> Result<Option<Manifest>, RunError> {
-        Ok(Manifest::load(&self.root)?)
+    pub fn manifest(&self) -> PathBuf {
+        self.path(paths::MANIFEST)
     }
 
-    /// A stage's JSON report, when it wrote one.
+    pub fn import_dir(&self) -> PathBuf {
+        paths::import_dir(&self.root)
+    }
+
+    pub fn dry_run_dir(&self, command: &str) -> PathBuf {
+        paths::dry_run_dir(&self.root, command)
+    }
+
+    pub fn cdc_dir(&self) -> PathBuf {
+        paths::cdc_dir(&self.root)
+    }
+
+    pub fn capture_state(&self) -> PathBuf {
+        paths::capture_state(&self.root)
+    }
+
+    pub fn apply_state(&self) -> PathBuf {
+        paths::apply_state(&self.root)
+    }
+
+    pub fn segment(&self, index: u64) -> PathBuf {
+        paths::segment_path(&self.root, index)
+    }
+
+    pub fn cdc_rejects(&self) -> PathBuf {
+        paths::cdc_rejects(&self.root)
+    }
+
+    pub fn verify_source(&self) -> PathBuf {
+        paths::verify_source(&self.root)
+    }
+
+    pub fn lock(&self, stage: &str) -> PathBuf {
+        paths::lock_path(&self.root, stage)
+    }
+
+    /// A stage's JSON report (`paths::EXPORT_REPORT`, …), when it wrote one.
     pub fn report(&self, name: &str) -> Result<Option<serde_json::Value>, RunError> {
         match std::fs::read(self.path(name)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| self.err(name, e)),
@@ -68,24 +92,12 @@ impl RunFolder {
         }
     }
 
-    pub fn import_state(&self) -> Option<ImportState> {
-        ImportState::load(&crate::transform::state::work_dir(&self.root))
-    }
-
-    pub fn capture_state(&self) -> Result<Option<CaptureState>, RunError> {
-        Ok(CaptureState::load(&self.root)?)
-    }
-
-    pub fn apply_state(&self) -> Result<Option<ApplyState>, RunError> {
-        Ok(ApplyState::load(&self.root)?)
-    }
-
     /// The stages writing the folder now, with who holds each.
     pub fn running(&self) -> Vec<(String, String)> {
-        STAGES.iter().filter_map(|s| crate::run_folder::lock::holder(&self.root, s).map(|h| (s.to_string(), h))).collect()
+        STAGES.iter().filter_map(|s| lock::holder(&self.root, s).map(|h| (s.to_string(), h))).collect()
     }
 
     fn err(&self, name: &str, e: impl std::fmt::Display) -> RunError {
-        RunError::Report { path: self.path(name), reason: e.to_string() }
+        RunError::File { path: self.path(name), reason: e.to_string() }
     }
 }

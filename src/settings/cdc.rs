@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::defaults as d;
+use crate::defaults as d;
 use super::import::{dynamo_options, run_source, transform_settings};
 use super::{in_range, wcu_rate, JobFile, SettingsError, MAX_CONCURRENCY};
 use crate::cdc::apply::ApplySettings;
@@ -32,9 +32,10 @@ fn job(r: &RunArgs) -> Result<JobFile, SettingsError> {
     JobFile::load_or_default(r.job.as_deref())
 }
 
-/// The run folder a cdc command works in (an s3:// run is downloaded and verified first).
+/// The local folder a cdc command works in; for an s3:// run its spool, fetched by the command
+/// that needs the run's files (capture), never here.
 fn local_run(r: &RunArgs, job: &JobFile) -> Result<PathBuf, SettingsError> {
-    Ok(run_source(r, &job.import, None, true)?.local()?)
+    Ok(run_source(r, &job.import, None, true)?.local_dir())
 }
 
 /// `--source`, else the job file's [source] url.
@@ -50,8 +51,10 @@ pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsErro
     if !files.is_empty() && a.follow {
         return Err(SettingsError::Missing("--binlog-file reads files to their end: --follow is for a server".into()));
     }
+    let from = run_source(&a.run, &job.import, None, true)?;
     Ok(CaptureSettings {
-        run: local_run(&a.run, &job)?,
+        run: from.local_dir(),
+        from,
         source: if files.is_empty() {
             let timeout = in_range("--source-timeout", a.source_timeout.or(job.source.timeout).unwrap_or(d::CAPTURE_TIMEOUT_SECONDS), 1, 31_536_000)?;
             Some(source(a.source.as_deref(), &job)?.with_timeout(Some(std::time::Duration::from_secs(timeout))))

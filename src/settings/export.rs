@@ -3,39 +3,12 @@
 
 use std::path::PathBuf;
 
-use super::defaults as d;
+use crate::defaults as d;
 use super::{in_range, split_list, JobFile, SettingsError, MAX_CONCURRENCY, MAX_THREADS};
 use crate::cli::{ExportArgs, SyncArgs};
-use crate::manifest::{ChunkFormat, Compression};
-use crate::source::plan::KeyBounds;
+use crate::export::ExportSettings;
 use crate::source::schema::TableFilter;
-use crate::source::snapshot::Consistency;
-use crate::source::types::ZeroDatePolicy;
 use crate::source::SourceConfig;
-
-#[derive(Debug, Clone)]
-pub struct ExportSettings {
-    pub source: SourceConfig,
-    pub out: PathBuf,
-    pub format: ChunkFormat,
-    pub compression: Compression,
-    pub threads: usize,
-    pub chunk_rows: u64,
-    pub key_bounds: KeyBounds,
-    pub filter: TableFilter,
-    pub consistency: Consistency,
-    /// The schema stall-free mode writes its watermark row in.
-    pub watermark_schema: Option<String>,
-    /// Seconds a lock mode waits for its lock (`lock_wait_timeout`) before it gives up; `auto`
-    /// then goes on to a mode that locks nothing.
-    pub lock_wait_seconds: u32,
-    pub zero_date: ZeroDatePolicy,
-    pub row_group_bytes: usize,
-    pub restart: bool,
-    pub quiet: bool,
-    /// With `--out s3://…`: where the spooled run folder goes, and how.
-    pub upload: Option<(crate::sync::S3Location, crate::sync::SyncOptions)>,
-}
 
 impl ExportSettings {
     /// Flags win over the job file, which wins over defaults.

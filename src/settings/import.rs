@@ -3,7 +3,7 @@
 //! location, the mapping and the conversions — from flags, then the job file's [import]
 //! section, then `defaults` — so every one of them builds the items the import builds.
 
-use super::defaults as d;
+use crate::defaults as d;
 use super::job::{AgainstSource, ImportSection};
 use super::{in_range, wcu_rate, JobFile, SettingsError, MAX_CONCURRENCY};
 use crate::aws::dynamo::DynamoOptions;

@@ -5,12 +5,11 @@
 //! run (import, estimate, verify, bench), `cdc` the cdc subcommands.
 
 pub mod cdc;
-pub mod defaults;
 pub mod export;
 pub mod import;
 pub mod job;
 
-pub use export::{sync_options, ExportSettings};
+pub use export::sync_options;
 pub use import::{bench_settings, estimate_settings, import_settings, verify_settings};
 pub use job::JobFile;
 

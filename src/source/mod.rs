@@ -43,6 +43,9 @@ pub enum SourceError {
     Unsupported(String),
     #[error("{0}: rerun when it has ended, raise --lock-wait-seconds, or use --consistency stall-free --watermark-schema NAME, which locks nothing")]
     LockWait(String),
+    /// The binlog would be purged before capture reads it (`retention::check`'s message).
+    #[error("{0}")]
+    RetentionTooShort(String),
 }
 
 impl SourceError {

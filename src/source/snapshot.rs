@@ -93,7 +93,7 @@ type Opened = (Vec<Conn>, Option<BinlogPosition>, String);
 
 /// Opens `threads` sessions that read under one snapshot and returns them with the snapshot.
 pub fn open(req: &SnapshotRequest) -> Result<(Vec<Conn>, Snapshot), SourceError> {
-    let taken_at = crate::manifest::now_rfc3339();
+    let taken_at = crate::clock::now_rfc3339();
     let server = {
         let mut c = req.source.connect()?;
         server_identity(&mut c, req.flavor).ok()

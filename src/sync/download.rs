@@ -132,13 +132,13 @@ pub async fn download(
     .try_collect::<Vec<()>>()
     .await?;
 
-    crate::run_folder::write_atomically(&run.join(MANIFEST_FILE), &manifest_bytes)
+    crate::run::write_atomically(&run.join(MANIFEST_FILE), &manifest_bytes)
         .map_err(|e| SyncError::local(&run.join(MANIFEST_FILE), e))?;
     Ok(())
 }
 
 /// Files of a run folder besides the manifest's chunks and rejects.
-const RUN_FILES: [&str; 2] = [MANIFEST_FILE, crate::export::report::REPORT_FILE];
+const RUN_FILES: [&str; 2] = [MANIFEST_FILE, crate::run::paths::EXPORT_REPORT];
 
 /// Whether `rel` stays inside the folder it is joined to: relative, `/`-separated, no empty,
 /// `.` or `..` component, no backslash or NUL.

@@ -10,21 +10,9 @@ use std::time::UNIX_EPOCH;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::run_folder::hash_file;
+use crate::run::hash_file;
 
-pub const STATE_DIR: &str = ".sync";
-const HASH_CACHE: &str = "local-hashes.json";
-/// Reports a sync writes into the run folder; never uploaded as data.
-pub const SYNC_REPORT: &str = "sync-report.json";
-/// Working folders of the later stages (checkpoints of import, staged changes of cdc, the
-/// re-export of verify --against-source): they belong where those stages run and are neither
-/// uploaded nor overwritten by a download.
-pub const LOCAL_ONLY: [&str; 4] = ["import", "cdc", "verify-source", crate::run_folder::lock::LOCK_DIR];
-
-/// Whether a relative path lies in one of the `LOCAL_ONLY` folders.
-pub fn local_only(rel: &str) -> bool {
-    LOCAL_ONLY.iter().any(|d| rel == *d || rel.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
-}
+pub use crate::run::paths::{local_only, SYNC_DIR as STATE_DIR, SYNC_HASHES as HASH_CACHE, SYNC_REPORT};
 
 #[derive(Debug, Clone)]
 pub struct LocalFile {
@@ -88,7 +76,7 @@ pub fn scan(root: &Path) -> std::io::Result<Vec<LocalFile>> {
     let new_cache: BTreeMap<String, CachedHash> = hashed.iter().map(|(f, c)| (f.rel.clone(), c.clone())).collect();
     if new_cache != cache {
         std::fs::create_dir_all(root.join(STATE_DIR))?;
-        crate::run_folder::write_atomically(&cache_path, &serde_json::to_vec(&new_cache).expect("serializes"))?;
+        crate::run::write_atomically(&cache_path, &serde_json::to_vec(&new_cache).expect("serializes"))?;
     }
     Ok(hashed.into_iter().map(|(f, _)| f).collect())
 }
@@ -107,7 +95,7 @@ pub fn remember(root: &Path, known: &[(String, u64, String)]) -> std::io::Result
         }
     }
     std::fs::create_dir_all(root.join(STATE_DIR))?;
-    crate::run_folder::write_atomically(&cache_path, &serde_json::to_vec(&cache).expect("serializes"))
+    crate::run::write_atomically(&cache_path, &serde_json::to_vec(&cache).expect("serializes"))
 }
 
 #[cfg(test)]

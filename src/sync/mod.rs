@@ -25,14 +25,14 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 pub enum SyncError {
     #[error("{0}")]
     S3(String),
-    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
+    #[error("{path}: {source}{}", crate::run::disk_full_hint(source))]
     Local { path: PathBuf, source: std::io::Error },
     #[error("{object} does not match the manifest: SHA-256 {got}, expected {expected}")]
     Mismatch { object: String, expected: String, got: String },
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Lock(#[from] crate::run_folder::lock::LockError),
+    Lock(#[from] crate::run::lock::LockError),
 }
 
 impl SyncError {
@@ -53,8 +53,8 @@ impl S3Location {
     /// Encoding keeps prefixes apart that replacing `/` would merge (`a/b` and `a_b`).
     pub fn default_spool(&self) -> std::path::PathBuf {
         let prefix = self.prefix.trim_end_matches('/');
-        let name = if prefix.is_empty() { "_".to_string() } else { crate::run_folder::encode_component(prefix) };
-        std::path::PathBuf::from(".mysql2ddb-spool").join(crate::run_folder::encode_component(&self.bucket)).join(name)
+        let name = if prefix.is_empty() { "_".to_string() } else { crate::run::encode_component(prefix) };
+        std::path::PathBuf::from(".mysql2ddb-spool").join(crate::run::encode_component(&self.bucket)).join(name)
     }
 
     pub fn parse(s: &str) -> Option<S3Location> {
@@ -117,8 +117,8 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            concurrency: crate::settings::defaults::SYNC_CONCURRENCY,
-            part_size: crate::settings::defaults::PART_SIZE_MB << 20,
+            concurrency: crate::defaults::SYNC_CONCURRENCY,
+            part_size: crate::defaults::PART_SIZE_MB << 20,
             sse: None,
             verify_remote: false,
             stale_after: None,
@@ -142,7 +142,7 @@ impl RunSource {
     /// The local run folder with `stage`'s lock taken before anything in it is written (an
     /// s3:// run is downloaded under the lock, so a second process cannot overwrite the chunks
     /// a first one reads).
-    pub fn local_locked(&self, stage: &str) -> Result<(PathBuf, crate::run_folder::lock::StageLock), SyncError> {
+    pub fn local_locked(&self, stage: &str) -> Result<(PathBuf, crate::run::lock::StageLock), SyncError> {
         let dir = match S3Location::parse(&self.from) {
             Some(loc) => {
                 let dir = self.spool.clone().unwrap_or_else(|| loc.default_spool());
@@ -153,7 +153,7 @@ impl RunSource {
             None if !std::path::Path::new(&self.from).is_dir() => return Err(SyncError::Usage(format!("{}: no such run folder", self.from))),
             None => PathBuf::from(&self.from),
         };
-        let lock = crate::run_folder::lock::acquire(&dir, stage)?;
+        let lock = crate::run::lock::acquire(&dir, stage)?;
         Ok((self.local()?, lock))
     }
 
@@ -228,12 +228,12 @@ fn runtime() -> tokio::runtime::Runtime {
 pub fn run(from: &str, to: &str, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
     match (S3Location::parse(from), S3Location::parse(to)) {
         (None, Some(dest)) => {
-            let _lock = Path::new(from).is_dir().then(|| crate::run_folder::lock::acquire(Path::new(from), "sync")).transpose()?;
+            let _lock = Path::new(from).is_dir().then(|| crate::run::lock::acquire(Path::new(from), "sync")).transpose()?;
             upload_dir(Path::new(from), &dest, opts)
         }
         (Some(src), None) => {
             std::fs::create_dir_all(to).map_err(|e| SyncError::local(Path::new(to), e))?;
-            let _lock = crate::run_folder::lock::acquire(Path::new(to), "sync")?;
+            let _lock = crate::run::lock::acquire(Path::new(to), "sync")?;
             download_dir(&src, Path::new(to), opts)
         }
         _ => Err(SyncError::Usage("one side of sync must be a local folder and the other s3://bucket/prefix".into())),
@@ -316,7 +316,7 @@ impl ChunkUploader {
                     let (size, sha256) = match known {
                         Some(k) => k,
                         None => {
-                            let h = crate::run_folder::hash_file(&path).map_err(|e| SyncError::local(&path, e))?;
+                            let h = crate::run::hash_file(&path).map_err(|e| SyncError::local(&path, e))?;
                             (h.bytes, h.sha256)
                         }
                     };
@@ -366,7 +366,7 @@ fn report(direction: &'static str, from: String, to: String, files: usize, c: &C
 
 fn write_report(run: &Path, report: &SyncReport) -> Result<(), SyncError> {
     let path = run.join(local::SYNC_REPORT);
-    crate::run_folder::write_atomically(&path, &serde_json::to_vec_pretty(report).expect("serializes"))
+    crate::run::write_atomically(&path, &serde_json::to_vec_pretty(report).expect("serializes"))
         .map_err(|e| SyncError::local(&path, e))
 }
 

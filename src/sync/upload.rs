@@ -16,7 +16,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
@@ -33,7 +33,7 @@ use super::{Counters, S3Location, Sse, SyncError, SyncOptions};
 use crate::manifest::MANIFEST_FILE;
 use crate::progress::Progress;
 
-const UPLOADS_FILE: &str = "uploads.json";
+use crate::run::paths::SYNC_UPLOADS as UPLOADS_FILE;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -43,9 +43,7 @@ fn b64_to_hex(s: &str) -> Option<String> {
     base64::engine::general_purpose::STANDARD.decode(s).ok().map(hex::encode)
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+use crate::clock::now_unix;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PartRecord {
@@ -84,7 +82,7 @@ impl UploadBook {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| SyncError::local(&self.path, e))?;
         }
-        crate::run_folder::write_atomically(&self.path, &text).map_err(|e| SyncError::local(&self.path, e))
+        crate::run::write_atomically(&self.path, &text).map_err(|e| SyncError::local(&self.path, e))
     }
 
     fn get(&self, key: &str) -> Option<MultipartRecord> {

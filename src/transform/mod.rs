@@ -51,7 +51,7 @@ pub enum TransformError {
     Mapping(#[from] crate::mapping::dms::MappingError),
     #[error(transparent)]
     Read(#[from] reader::ReadError),
-    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
+    #[error("{path}: {source}{}", crate::run::disk_full_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("table {table}, bucket {bucket}: {reason}")]
     Group { table: String, bucket: u32, reason: String },
@@ -169,7 +169,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         .targets
         .iter()
         .map(|t| {
-            let p = work.join("rejects").join(format!("{}.jsonl", crate::run_folder::encode_component(&t.name)));
+            let p = work.join("rejects").join(format!("{}.jsonl", crate::run::encode_component(&t.name)));
             std::fs::File::create(&p).map(|f| Mutex::new(std::io::BufWriter::new(f))).map_err(|e| io(&p, e))
         })
         .collect::<Result<_, _>>()?;
@@ -204,7 +204,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
                 Ok(fragment) => {
                     buf.push(&Record { seq, fragment }).map_err(|e| reader::ReadError {
                         file: target_dir(work, &target.name, "spill").display().to_string(),
-                        reason: format!("spilling the rows of table {} for target {}: {e}{}", entry.schema.display_name(), target.name, crate::run_folder::disk_full_hint(&e)),
+                        reason: format!("spilling the rows of table {} for target {}: {e}{}", entry.schema.display_name(), target.name, crate::run::disk_full_hint(&e)),
                     })
                 }
                 Err(reason) => {
@@ -219,7 +219,7 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         buf.flush().map_err(|e| io(work, e))?;
         if !local_rejects.is_empty() {
             rejected[src.mapper.target].fetch_add(local_rejects.len() as u64, Ordering::Relaxed);
-            crate::run::metrics::rejected("import", local_rejects.len() as u64);
+            crate::metrics::rejected("import", local_rejects.len() as u64);
             let mut w = rejects[src.mapper.target].lock().unwrap_or_else(|e| e.into_inner());
             for r in &local_rejects {
                 writeln!(w, "{r}").map_err(|e| io(work, e))?;

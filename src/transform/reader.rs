@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::export::csv_sink::unescape_field;
-use crate::run_folder::hash_file;
+use crate::run::hash_file;
 use crate::manifest::{ChunkEntry, TableEntry};
 use crate::source::types::ColumnKind;
 use crate::value::chunk::{csv_cell, parquet_cell_into};

@@ -4,18 +4,17 @@
 //! atomically after every change, so a rerun after kill -9 skips finished buckets and rewrites
 //! only the unfinished ones (writes are idempotent puts of whole items).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::group::BucketStats;
 use crate::manifest::Manifest;
-use crate::run_folder::write_atomically;
+use crate::run::write_atomically;
 use crate::mapping::compile::TargetTable;
 
-pub const WORK_DIR: &str = "import";
-const STATE_FILE: &str = "state.json";
+use crate::run::paths::IMPORT_STATE as STATE_FILE;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ImportState {
@@ -40,7 +39,7 @@ pub struct TargetState {
     pub buckets: Vec<BucketStats>,
     /// `import --via s3-import`: the table's ImportTable request, kept so a rerun follows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3_import: Option<crate::import::s3_import::ImportRecord>,
+    pub s3_import: Option<ImportRecord>,
     /// The DynamoDB table this checkpoint's writes went to: a rerun against another one (another
     /// endpoint, account or region, or the table dropped and created again) imports afresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,20 +98,25 @@ impl TargetState {
     }
 }
 
-/// The import's own work folder (its checkpoint, spill, item and rejects files).
-pub fn work_dir(run: &Path) -> PathBuf {
-    run.join(WORK_DIR)
-}
+pub use crate::run::paths::{dry_run_dir, import_dir as work_dir, target_dir};
 
-/// The work folder of another command's dry run (`verify`, `estimate`, `bench`): its own, so it
-/// never touches the import's checkpoint, whatever options it maps with.
-pub fn dry_run_dir(run: &Path, command: &str) -> PathBuf {
-    work_dir(run).join("dry-runs").join(command)
-}
-
-/// Folder of a target's spill or item files in work folder `work`.
-pub fn target_dir(work: &Path, target: &str, what: &str) -> PathBuf {
-    work.join(what).join(crate::run_folder::encode_component(target))
+/// What the checkpoint keeps of a table's Import from S3 (`import::s3_import` makes it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    pub client_token: String,
+    /// None: the attempt is kept, its ImportTable not answered yet (or the answer was lost).
+    pub import_arn: Option<String>,
+    /// s3://bucket/prefix/table/ the files went to.
+    pub source: String,
+    pub objects: u64,
+    pub items: u64,
+    /// Item text before compression (what the service prices by).
+    pub bytes: u64,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Which attempt of this import (1, 2, …): each has a ClientToken of its own.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 impl ImportState {

@@ -33,7 +33,7 @@ pub enum VerifyError {
     AgainstSource(Box<crate::export::ExportError>),
     #[error("table {table}: {reason}")]
     Table { table: String, reason: String },
-    #[error("{path}: {source}{}", crate::run_folder::disk_full_hint(source))]
+    #[error("{path}: {source}{}", crate::run::disk_full_hint(source))]
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -319,23 +319,23 @@ fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySet
     let mut tables: Vec<usize> = plan.sources.iter().map(|src| src.table).collect();
     tables.sort_unstable();
     tables.dedup();
-    let out = run.join("verify-source");
+    let out = crate::run::paths::verify_source(run);
     // Table names quoted with backticks, so a dotted or wildcard-looking name selects itself.
     let quote = |n: &str| format!("`{}`", n.replace('`', "``"));
-    let settings = crate::settings::ExportSettings {
+    let settings = crate::export::ExportSettings {
         source: source.clone(),
         out: out.clone(),
         format: manifest.options.format,
         compression: manifest.options.compression,
-        threads: crate::settings::defaults::THREADS,
-        chunk_rows: crate::settings::defaults::CHUNK_ROWS,
-        key_bounds: crate::settings::defaults::KEY_BOUNDS,
+        threads: crate::defaults::THREADS,
+        chunk_rows: crate::defaults::CHUNK_ROWS,
+        key_bounds: crate::defaults::KEY_BOUNDS,
         filter: TableFilter { databases: vec![], tables: tables.iter().map(|&i| format!("{}.{}", quote(&manifest.tables[i].schema.database), quote(&manifest.tables[i].schema.table))).collect() },
         consistency: crate::source::snapshot::Consistency::None,
         watermark_schema: None,
-        lock_wait_seconds: crate::settings::defaults::LOCK_WAIT_SECONDS,
+        lock_wait_seconds: crate::defaults::LOCK_WAIT_SECONDS,
         zero_date: manifest.options.zero_date,
-        row_group_bytes: crate::settings::defaults::ROW_GROUP_MB << 20,
+        row_group_bytes: crate::defaults::ROW_GROUP_MB << 20,
         restart: true,
         quiet: s.quiet,
         upload: None,
@@ -401,8 +401,8 @@ pub fn run(s: &VerifySettings) -> Result<VerifyReport, VerifyError> {
     let rejected_changes = crate::cdc::state::ApplyState::load(&report_dir).ok().flatten().map(|a| a.rejected).unwrap_or(0);
     let report = VerifyReport { from: s.run.from.clone(), sample: s.sample, differences, tables, rejected_rows, rejected_changes };
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-    let path = report_dir.join("verify-report.json");
-    crate::run_folder::write_atomically(&path, &json).map_err(|source| VerifyError::Io { path, source })?;
+    let path = report_dir.join(crate::run::paths::VERIFY_REPORT);
+    crate::run::write_atomically(&path, &json).map_err(|source| VerifyError::Io { path, source })?;
     Ok(report)
 }
 

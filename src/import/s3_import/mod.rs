@@ -41,24 +41,7 @@ pub struct S3ImportOptions {
     pub poll: Duration,
 }
 
-/// What the checkpoint keeps of a table's import.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ImportRecord {
-    pub client_token: String,
-    /// None: the attempt is kept, its ImportTable not answered yet (or the answer was lost).
-    pub import_arn: Option<String>,
-    /// s3://bucket/prefix/table/ the files went to.
-    pub source: String,
-    pub objects: u64,
-    pub items: u64,
-    /// Item text before compression (what the service prices by).
-    pub bytes: u64,
-    #[serde(default)]
-    pub status: Option<String>,
-    /// Which attempt of this import (1, 2, …): each has a ClientToken of its own.
-    #[serde(default)]
-    pub attempt: u32,
-}
+pub use crate::transform::state::ImportRecord;
 
 /// How an import ended that a rerun does not follow again but replaces by a new attempt.
 const ENDED_BADLY: &[&str] = &["FAILED", "CANCELLED", "INCOMPLETE"];
@@ -80,7 +63,7 @@ pub fn client_token(fingerprint: &str, table: &str, source: &str, attempt: u32, 
 
 /// Where a table's files go: `<prefix>/<table, percent-encoded>/`.
 pub fn table_location(prefix: &S3Location, table: &str) -> S3Location {
-    S3Location { bucket: prefix.bucket.clone(), prefix: prefix.key(&crate::run_folder::encode_component(table)) }
+    S3Location { bucket: prefix.bucket.clone(), prefix: prefix.key(&crate::run::encode_component(table)) }
 }
 
 fn table_err(table: &str, reason: impl Into<String>) -> ImportError {
@@ -247,7 +230,7 @@ async fn find(client: &Client, table: &str, r: &ImportRecord) -> Result<Option<S
 /// Writes a target's import files into `<work>/s3-import/<table>/`; returns them and the folder.
 pub fn prepare_files(work: &Path, target: &crate::transform::state::TargetState, c: ImportCompression) -> Result<(files::Written, std::path::PathBuf), ImportError> {
     let name = &target.table.name;
-    let dir = work.join("s3-import").join(crate::run_folder::encode_component(name));
+    let dir = work.join("s3-import").join(crate::run::encode_component(name));
     let ids: Vec<u32> = target.buckets.iter().map(|b| b.id).collect();
     // Item text runs about twice the item size (type wrappers, quotes) for text-heavy items, but
     // four to five times for numeric ones: the cut is a first guess, and files that came out
@@ -272,7 +255,7 @@ struct FilesRecord {
 }
 
 fn files_record_key(prefix: &S3Location, table: &str) -> String {
-    prefix.key(&format!("{}.mysql2ddb-files.json", crate::run_folder::encode_component(table)))
+    prefix.key(&format!("{}.mysql2ddb-files.json", crate::run::encode_component(table)))
 }
 
 /// Uploads the files, then removes what an earlier attempt of this run's import left under the

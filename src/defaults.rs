@@ -1,5 +1,6 @@
 //! Every default a setting takes when neither a flag nor the job file gives it, in one place.
-//! `settings` applies them while resolving; `--help` and the README name them from here.
+//! `settings` applies them while resolving; `--help` and the docs name them from here. Stages
+//! that build settings of their own (verify's export of the source) take them from here too.
 
 use std::time::Duration;
 

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+pub mod preflight;
+
 use crate::cli::{Cli, Command};
 use crate::cli::cdc::CdcCommand;
 use crate::error::Error;
@@ -62,15 +64,15 @@ fn say(s: &MigrateSettings, what: impl std::fmt::Display) {
 pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     let from = s.run.as_str();
     let Command::Export(export_args) = command(s, &["export"])? else { unreachable!("parsed as export") };
-    let export = crate::settings::ExportSettings::resolve(&export_args)?;
+    let export = crate::export::ExportSettings::resolve(&export_args)?;
     let local = export.out.clone();
     let run = crate::run::RunFolder::new(&local);
     let manifest = crate::manifest::Manifest::load(&local).ok().flatten();
 
     // Pre-flight: capture's needs of the source and its binlog retention, before an export
     // capture could not follow.
-    let captured = run.capture_state().ok().flatten().is_some();
-    for line in super::preflight::source(&export.source, manifest.as_ref(), captured)? {
+    let captured = crate::cdc::state::CaptureState::load(run.root()).ok().flatten().is_some();
+    for line in preflight::source(&export.source, manifest.as_ref(), captured)? {
         say(s, line);
     }
 
@@ -117,7 +119,7 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
             break;
         }
     }
-    let st = crate::run::status::status(&run)?;
+    let st = crate::status::status(&run)?;
     let lag = st.apply.as_ref().map(|a| a.lag_seconds).unwrap_or(0);
     if differences > 0 {
         say(s, format!("not ready for cutover: a {} sample against the source still finds {differences} differences after {VERIFY_ATTEMPTS} looks (verify-report.json names them)", s.verify_sample));
@@ -158,11 +160,11 @@ fn choose_via(s: &MigrateSettings, from: &str) -> Result<Option<&'static str>, E
             say(s, format!("estimate: {}: {} items, {} WCU, {:.0} s of paced writes at {} WCU/s", t.table, t.items, t.wcu, load.seconds, load.wcu_per_second));
         }
     }
-    if let Some(warning) = report.binlog_retention.as_ref().and_then(super::preflight::retention_during_import) {
+    if let Some(warning) = report.binlog_retention.as_ref().and_then(preflight::retention_during_import) {
         tracing::warn!("{warning}");
         say(s, warning);
     }
-    let (via, why) = super::preflight::advice(&report);
+    let (via, why) = preflight::advice(&report);
     say(s, format!("import: {why}"));
     Ok((via == crate::import::Via::S3Import).then_some("s3-import"))
 }
@@ -222,8 +224,8 @@ fn wait_caught_up(run: &crate::run::RunFolder, since: std::time::SystemTime, lim
         if let Some(why) = failing.0.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Err(crate::cdc::CdcError::Unsupported(format!("not ready for cutover: {why}")).into());
         }
-        let fresh = std::fs::metadata(run.path("cdc/capture.json")).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
-        let st = crate::run::status::status(run)?;
+        let fresh = std::fs::metadata(crate::run::paths::capture_state(run.root())).and_then(|m| m.modified()).is_ok_and(|t| t >= since);
+        let st = crate::status::status(run)?;
         if target.is_none() && fresh {
             target = st.capture.as_ref().map(|c| c.changes);
         }

@@ -9,12 +9,6 @@ use crate::manifest::Manifest;
 use crate::source::retention::{self, RetentionCheck};
 use crate::source::SourceConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PreflightError {
-    #[error("pre-flight: {0}")]
-    Retention(String),
-}
-
 /// Capture's needs of the source, then its retention against the time since the run's
 /// snapshot (a run being continued) plus `retention::MARGIN_SECONDS`. A run whose capture has
 /// staged already is past the snapshot: capture's own resume check guards it. Returns what to
@@ -37,7 +31,7 @@ pub fn source(source: &SourceConfig, manifest: Option<&Manifest>, captured: bool
     let elapsed = manifest.and_then(since_snapshot).unwrap_or(0.0);
     let check = retention::check(kept, flavor, elapsed, 0.0);
     if !check.enough {
-        return Err(super::RunError::from(PreflightError::Retention(check.message)).into());
+        return Err(crate::cdc::CdcError::from(crate::source::SourceError::RetentionTooShort(format!("pre-flight: {}", check.message))).into());
     }
     said.push(format!("pre-flight: {}", check.message));
     Ok(said)

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// The folder of the lock files inside a run folder (never synced).
-pub const LOCK_DIR: &str = ".locks";
+pub use super::paths::LOCK_DIR;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -43,7 +43,7 @@ pub fn acquire(run: &Path, stage: &str) -> Result<StageLock, LockError> {
         return Err(LockError::Held { stage: stage.to_string(), holder });
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "this host".into());
-    let line = format!("pid {} on {host}, since {}", std::process::id(), crate::manifest::now_rfc3339());
+    let line = format!("pid {} on {host}, since {}", std::process::id(), crate::clock::now_rfc3339());
     file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(line.as_bytes())).and_then(|_| file.sync_all()).map_err(io(&path))?;
     Ok(StageLock { _file: file })
 }
@@ -52,7 +52,7 @@ pub fn acquire(run: &Path, stage: &str) -> Result<StageLock, LockError> {
 /// kernel's table of `flock`s (/proc/locks) names the file's inode while a process holds it.
 pub fn holder(run: &Path, stage: &str) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let path = run.join(LOCK_DIR).join(stage.replace(' ', "-"));
+    let path = super::paths::lock_path(run, stage);
     let inode = std::fs::metadata(&path).ok()?.ino();
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     let held = locks.lines().any(|l| {
@@ -66,7 +66,7 @@ pub fn holder(run: &Path, stage: &str) -> Option<String> {
 /// pull the folder from under them, such as `export --restart`).
 pub fn check_free(run: &Path, stages: &[&str]) -> Result<(), LockError> {
     for stage in stages {
-        if run.join(LOCK_DIR).join(stage.replace(' ', "-")).exists() {
+        if super::paths::lock_path(run, stage).exists() {
             drop(acquire(run, stage)?);
         }
     }

@@ -1,18 +1,16 @@
 //! `--metrics-addr HOST:PORT`: Prometheus text at `http://HOST:PORT/metrics`, served by
 //! `metrics-exporter-prometheus` (the `metrics` facade's exporter). Two kinds of figures:
 //! counters the stages bump as they work in this process (rows exported, items and WCU
-//! written, throttles, retries, rejects, changes captured and applied), and gauges read every
-//! `POLL` from the run folder's own files, the same reading as `status` (stage running or done,
-//! import items per table, capture and apply positions, changes behind, lag in seconds, the
-//! last verify's differences). Without `--metrics-addr` no recorder is installed and the
-//! counters cost a relaxed load each.
+//! written, throttles, retries, rejects, changes captured and applied), and the run's gauges
+//! (stage running or done, import items per table, capture and apply positions, changes behind,
+//! lag in seconds, the last verify's differences), which the caller's poll sets every `POLL`
+//! through `publish` (`status::publish` reads them from the run folder as `status` does).
+//! Without `--metrics-addr` no recorder is installed and the counters cost a relaxed load each.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
-
-use super::RunFolder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -25,9 +23,9 @@ pub enum MetricsError {
 /// How often the run folder's gauges are read again.
 pub const POLL: Duration = Duration::from_secs(2);
 
-/// Serves the metrics at `addr` for the life of the process; with a run folder, its gauges are
-/// kept current by a thread of their own.
-pub fn serve(addr: &str, run: Option<RunFolder>) -> Result<SocketAddr, MetricsError> {
+/// Serves the metrics at `addr` for the life of the process; `poll`, when given, is called
+/// every `POLL` in a thread of its own to set the run's gauges.
+pub fn serve(addr: &str, poll: Option<Box<dyn FnMut() + Send>>) -> Result<SocketAddr, MetricsError> {
     let bad = |reason: String| MetricsError::Address { addr: addr.to_string(), reason };
     let socket = addr.to_socket_addrs().map_err(|e| bad(e.to_string()))?.next().ok_or_else(|| bad("it resolves to no address".into()))?;
     // Bound here first so a port in use is an error now, not a log line from the exporter's
@@ -38,11 +36,11 @@ pub fn serve(addr: &str, run: Option<RunFolder>) -> Result<SocketAddr, MetricsEr
         .install()
         .map_err(|e| MetricsError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
     describe();
-    if let Some(run) = run {
+    if let Some(mut poll) = poll {
         std::thread::Builder::new()
             .name("metrics".into())
             .spawn(move || loop {
-                poll(&run);
+                poll();
                 std::thread::sleep(POLL);
             })
             .map_err(|e| MetricsError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
@@ -113,35 +111,46 @@ pub fn applied(n: u64) {
     counter!("m2d_changes_applied_total").increment(n);
 }
 
-/// The gauges from the run folder's files; a file being rewritten is read next time.
-fn poll(run: &RunFolder) {
-    let running = run.running();
-    for stage in super::STAGES {
-        gauge!("m2d_stage_running", "stage" => stage).set(running.iter().any(|(s, _)| s == stage) as u8 as f64);
+/// The run's gauges, as one reading of its files found them (None: that stage has not begun).
+#[derive(Debug, Default)]
+pub struct RunGauges<'a> {
+    pub running: Vec<(&'a str, bool)>,
+    pub export: Option<(bool, u64)>,
+    pub import: Option<(bool, Vec<(&'a str, u64)>)>,
+    /// Changes staged, and the binlog file and offset capture reads next.
+    pub capture: Option<(u64, &'a str, u64)>,
+    /// Changes applied, changes behind, lag in seconds.
+    pub apply: Option<(u64, u64, u64)>,
+    pub verify_differences: Option<u64>,
+}
+
+/// Sets the run's gauges.
+pub fn publish(g: &RunGauges) {
+    for (stage, running) in &g.running {
+        gauge!("m2d_stage_running", "stage" => stage.to_string()).set(*running as u8 as f64);
     }
-    let Ok(st) = super::status::status(run) else { return };
-    if let Some(e) = &st.export {
-        gauge!("m2d_stage_done", "stage" => "export").set(e.complete as u8 as f64);
-        gauge!("m2d_export_rows").set(e.rows as f64);
+    if let Some((complete, rows)) = g.export {
+        gauge!("m2d_stage_done", "stage" => "export").set(complete as u8 as f64);
+        gauge!("m2d_export_rows").set(rows as f64);
     }
-    if let Some(i) = &st.import {
-        gauge!("m2d_stage_done", "stage" => "import").set(i.done as u8 as f64);
-        for t in &i.tables {
-            gauge!("m2d_import_items", "table" => t.table.clone()).set(t.items as f64);
+    if let Some((done, tables)) = &g.import {
+        gauge!("m2d_stage_done", "stage" => "import").set(*done as u8 as f64);
+        for (table, items) in tables {
+            gauge!("m2d_import_items", "table" => table.to_string()).set(*items as f64);
         }
     }
-    if let Ok(Some(c)) = run.capture_state() {
-        gauge!("m2d_capture_changes").set(c.changes as f64);
-        gauge!("m2d_capture_binlog_file").set(file_number(&c.next.file) as f64);
-        gauge!("m2d_capture_binlog_offset").set(c.next.position as f64);
+    if let Some((changes, file, offset)) = g.capture {
+        gauge!("m2d_capture_changes").set(changes as f64);
+        gauge!("m2d_capture_binlog_file").set(file_number(file) as f64);
+        gauge!("m2d_capture_binlog_offset").set(offset as f64);
     }
-    if let Some(a) = &st.apply {
-        gauge!("m2d_apply_changes").set(a.changes as f64);
-        gauge!("m2d_apply_behind_changes").set(a.behind_changes as f64);
-        gauge!("m2d_apply_lag_seconds").set(a.lag_seconds as f64);
+    if let Some((changes, behind, lag)) = g.apply {
+        gauge!("m2d_apply_changes").set(changes as f64);
+        gauge!("m2d_apply_behind_changes").set(behind as f64);
+        gauge!("m2d_apply_lag_seconds").set(lag as f64);
     }
-    if let Some(v) = &st.verify {
-        gauge!("m2d_verify_differences").set(v.differences as f64);
+    if let Some(d) = g.verify_differences {
+        gauge!("m2d_verify_differences").set(d as f64);
     }
 }
 

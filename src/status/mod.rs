@@ -6,7 +6,22 @@
 
 use serde::Serialize;
 
-use super::{RunError, RunFolder, EXPORT_REPORT, IMPORT_REPORT, SYNC_REPORT, VERIFY_REPORT};
+use crate::cdc::state::{ApplyState, CaptureState};
+use crate::manifest::Manifest;
+use crate::run::paths::{EXPORT_REPORT, IMPORT_REPORT, SYNC_REPORT, VERIFY_REPORT};
+use crate::run::{RunError, RunFolder};
+use crate::transform::state::ImportState;
+
+/// A state file of the run that could not be read, by the stage that writes it.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error(transparent)]
+    Cdc(#[from] crate::cdc::CdcError),
+}
 
 #[derive(Debug, Serialize)]
 pub struct RunStatus {
@@ -88,8 +103,8 @@ pub struct VerifyStatus {
 }
 
 /// Reads every stage's files of `run`.
-pub fn status(run: &RunFolder) -> Result<RunStatus, RunError> {
-    let export = run.manifest()?.map(|m| {
+pub fn status(run: &RunFolder) -> Result<RunStatus, StatusError> {
+    let export = Manifest::load(run.root())?.map(|m| {
         let chunks = m.tables.iter().flat_map(|t| &t.chunks);
         let done: Vec<_> = chunks.clone().filter(|c| c.state == crate::manifest::ChunkState::Complete).collect();
         ExportStatus {
@@ -111,7 +126,7 @@ pub fn status(run: &RunFolder) -> Result<RunStatus, RunError> {
         (e, _) => e,
     };
     let import_report = run.report(IMPORT_REPORT)?;
-    let import = run.import_state().filter(|st| st.grouped || !st.targets.is_empty()).map(|st| {
+    let import = ImportState::load(&run.import_dir()).filter(|st| st.grouped || !st.targets.is_empty()).map(|st| {
         let tables: Vec<ImportTable> = st
             .targets
             .iter()
@@ -132,8 +147,8 @@ pub fn status(run: &RunFolder) -> Result<RunStatus, RunError> {
             .collect();
         ImportStatus { done: !tables.is_empty() && tables.iter().all(|t| t.done), tables }
     });
-    let capture_state = run.capture_state()?;
-    let apply_state = run.apply_state()?;
+    let capture_state = CaptureState::load(run.root())?;
+    let apply_state = ApplyState::load(run.root())?;
     let capture = capture_state.as_ref().map(|c| CaptureStatus { at: c.next.display(), gtid: c.next.gtid.clone(), server: c.server.clone(), changes: c.changes, segments: c.staged() });
     let apply = match (&capture_state, &apply_state) {
         (Some(cap), Some(ap)) => {
@@ -142,7 +157,7 @@ pub fn status(run: &RunFolder) -> Result<RunStatus, RunError> {
             let lag = match (behind, newest, ap.last_ts) {
                 (0, _, _) => 0,
                 (_, Some(n), Some(a)) => n.saturating_sub(a as u64),
-                (_, Some(n), None) => crate::cdc::now_unix().saturating_sub(n).max(1),
+                (_, Some(n), None) => crate::clock::now_unix().saturating_sub(n).max(1),
                 _ => 0,
             };
             Some(ApplyStatus { at: ap.last_at.clone(), changes: ap.changes, behind_changes: behind, lag_seconds: lag, rejected: ap.rejected })
@@ -166,6 +181,22 @@ pub fn status(run: &RunFolder) -> Result<RunStatus, RunError> {
         apply,
         verify,
     })
+}
+
+/// Sets the metrics' run gauges from one reading of the run folder (`metrics::serve`'s poll); a
+/// file being rewritten is read next time.
+pub fn publish(run: &RunFolder) {
+    let running = run.running();
+    let Ok(st) = status(run) else { return };
+    let capture = CaptureState::load(run.root()).ok().flatten();
+    crate::metrics::publish(&crate::metrics::RunGauges {
+        running: crate::run::STAGES.iter().map(|s| (*s, running.iter().any(|(r, _)| r == s))).collect(),
+        export: st.export.as_ref().map(|e| (e.complete, e.rows)),
+        import: st.import.as_ref().map(|i| (i.done, i.tables.iter().map(|t| (t.table.as_str(), t.items)).collect())),
+        capture: capture.as_ref().map(|c| (c.changes, c.next.file.as_str(), c.next.position)),
+        apply: st.apply.as_ref().map(|a| (a.changes, a.behind_changes, a.lag_seconds)),
+        verify_differences: st.verify.as_ref().map(|v| v.differences),
+    });
 }
 
 /// The status as the lines `mysql2ddb status` prints.
