@@ -3,7 +3,7 @@ JOB ?= job.toml
 CARGO ?= cargo
 RELEASE_BIN := target/release/mysql2ddb
 
-.PHONY: all build build-dev build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture bench-managed bench-summary services services-down toolchain clean
+.PHONY: all build build-dev build-bench test demo export import bench bench-export bench-sync bench-import bench-cdc bench-capture bench-managed bench-migrate bench-summary services services-down toolchain clean
 
 all: build
 
@@ -16,7 +16,7 @@ build: toolchain
 ## The build `make demo` and `make test` share: the test profile and features, so the second
 ## command compiles only the tests (the release build is for benchmarks and `make export/import`).
 build-dev: toolchain
-	$(CARGO) build --features bench-tools
+	$(CARGO) test --no-run --features bench-tools
 
 ## The benchmark tools (capacity proxy, load and change generators) are built for benchmarks only.
 build-bench: toolchain
@@ -48,7 +48,7 @@ import: build
 
 ## make bench: every benchmark, then one summary table of every ratio; results printed and
 ## written under bench-out/ (summary.md holds the table).
-bench: bench-export bench-sync bench-import bench-cdc bench-capture bench-managed
+bench: bench-export bench-sync bench-import bench-cdc bench-capture bench-managed bench-migrate
 	scripts/bench-summary.sh
 
 ## make bench-summary: the summary table of what the benchmarks recorded last.
@@ -69,6 +69,10 @@ bench-cdc: build-bench services
 
 bench-capture: build-bench services
 	scripts/bench-capture.sh
+
+## make bench-migrate: `migrate` against the separate commands on the same run.
+bench-migrate: build-bench services
+	scripts/bench-migrate.sh
 
 ## make bench-managed: write stalls at the export's start and InnoDB purge during it, per consistency mode.
 bench-managed: build-bench services

@@ -113,7 +113,7 @@ fn migrate_runs_the_whole_plan_under_writes_and_is_ready_for_cutover() {
 }
 
 #[test]
-fn migrate_killed_during_export_and_during_import_continues_where_each_stage_stands() {
+fn migrate_killed_during_export_import_and_apply_continues_where_each_stage_stands() {
     let mut conn = connect();
     let db = fresh_db(&mut conn, "migrate_kills");
     seed_tables(&mut conn);
@@ -124,7 +124,8 @@ fn migrate_killed_during_export_and_during_import_continues_where_each_stage_sta
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let job = job(dir.path(), &db);
-    // Kill points: once the export has written chunks, and once the import has begun writing.
+    // Kill points: once the export has written chunks, once the import has begun writing, and
+    // once apply follows; the source changes after each.
     let kill_when = |what: &str, ready: &dyn Fn() -> bool| {
         let mut child = migrate(&job, &[]).stderr(Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -140,6 +141,8 @@ fn migrate_killed_during_export_and_during_import_continues_where_each_stage_sta
     conn.query_drop("UPDATE big SET v = 'after-first-kill' WHERE id % 7 = 0").unwrap();
     kill_when("import writes", &|| run.join("import/state.json").exists() && std::fs::read_to_string(run.join("import/state.json")).is_ok_and(|s| s.contains("\"prepared\": true")));
     conn.query_drop("DELETE FROM purchase WHERE quantity % 5 = 0").unwrap();
+    kill_when("apply following", &|| run.join("cdc/apply.json").exists());
+    conn.query_drop("UPDATE purchase SET quantity = quantity + 100 WHERE quantity % 7 = 0").unwrap();
     let out = until_ready(&job);
     assert!(out.status.success(), "migrate after two kills: {}", stderr(&out));
     assert!(stderr(&out).contains("ready for cutover: 0 differences"), "{}", stderr(&out));
