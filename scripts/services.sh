@@ -143,7 +143,11 @@ start_dynalite() {
     if alive "$pid"; then return 0; fi
     mkdir -p "$dir"
     log "starting dynalite on 127.0.0.1:$DDB_PORT"
+    # Tables become ACTIVE (or go) at once: dynalite's default half second per CreateTable and
+    # DeleteTable was minutes of waiting over the tests, and the waiting code is exercised on
+    # DynamoDB Local and the capacity proxy anyway.
     node "$STATE/npm/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$DDB_PORT" \
+        --createTableMs 0 --deleteTableMs 0 --updateTableMs 0 \
         >"$dir/dynalite.log" 2>&1 9>&- &
     echo $! >"$pid"
     wait_port "$DDB_PORT" "$pid" dynalite

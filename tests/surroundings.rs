@@ -222,11 +222,20 @@ fn a_killed_paced_import_resumes_inside_its_bucket() {
     drop_table(&dynalite(), &table);
     let state = run.path().join("import/state.json");
     let batches = || json(&state)["targets"][0]["buckets"].as_array().map(|b| b.iter().map(|b| b["batches_written"].as_u64().unwrap_or(0)).sum::<u64>()).unwrap_or(0);
-    // One bucket of 3,000 items at 100 WCU/s: 30 s, killed every 7 s.
+    // One bucket of 3,000 items at 100 WCU/s: 30 s, killed each time 6 s after it wrote its
+    // first items (a checkpoint is kept every 5 s), however long it took to start.
     let mut last = 0;
     for kill_no in 1..=3 {
+        // The number of items, 0 while the table is not there yet.
+        let count = || common::ddb::runtime().block_on(async { common::ddb::client(&dynalite()).scan().table_name(&table).select(aws_sdk_dynamodb::types::Select::Count).send().await.map(|p| p.count() as usize).unwrap_or(0) });
+        let before = count();
         let mut child = import_cmd(run.path(), &dynalite(), &["--create-tables", "--wcu", "100", "--bucket-rows", "1000000"]).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_secs(7));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while count() <= before {
+            assert!(std::time::Instant::now() < deadline, "kill {kill_no}: the import never wrote");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(6));
         kill(&mut child);
         let now = batches();
         assert!(now > last, "kill {kill_no}: no progress kept within the bucket ({last} → {now} batches)");

@@ -90,16 +90,11 @@ pub struct ApplyState {
 }
 
 fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, CdcError> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| CdcError::Damaged { path: path.to_path_buf(), reason: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CdcError::io(path, e)),
-    }
+    crate::run::json::read(path).map_err(|crate::run::RunError::File { path, reason }| CdcError::Damaged { path, reason })
 }
 
 fn store<T: Serialize>(path: &Path, v: &T) -> Result<(), CdcError> {
-    let bytes = serde_json::to_vec_pretty(v).expect("state serializes");
-    crate::run::write_atomically(path, &bytes).map_err(|e| CdcError::io(path, e))
+    crate::run::json::write(path, v).map_err(|e| CdcError::io(path, e))
 }
 
 impl CaptureState {

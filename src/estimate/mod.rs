@@ -286,9 +286,8 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
     let load_seconds: f64 = tables.iter().map(|t| t.wcu as f64 / slowest).sum();
     let binlog_retention = s.source.as_ref().map(|src| retention_check(&run, src, load_seconds)).transpose()?;
     let report = EstimateReport { region: region.to_string(), prices_as_of: price.map(|_| file.as_of.clone()), currency: file.currency.clone(), tables, binlog_retention };
-    let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     let path = run.join(crate::run::paths::ESTIMATE_REPORT);
-    crate::run::write_atomically(&path, &json).map_err(|source| EstimateError::Io { path, source })?;
+    crate::run::json::write(&path, &report).map_err(|source| EstimateError::Io { path, source })?;
     Ok(report)
 }
 

@@ -101,7 +101,6 @@ impl ExportReport {
     }
 
     pub fn write(&self, run: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_vec_pretty(self).expect("report serializes");
-        crate::run::write_atomically(&run.join(REPORT_FILE), &text)
+        crate::run::json::write(&run.join(REPORT_FILE), self)
     }
 }

@@ -157,7 +157,6 @@ impl ImportReport {
     }
 
     pub fn write(&self, run: &Path) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).expect("report serializes");
-        crate::run::write_atomically(&run.join(REPORT_FILE), &bytes)
+        crate::run::json::write(&run.join(REPORT_FILE), self)
     }
 }

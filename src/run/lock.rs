@@ -48,6 +48,27 @@ pub fn acquire(run: &Path, stage: &str) -> Result<StageLock, LockError> {
     Ok(StageLock { _file: file })
 }
 
+/// Waits for, then takes, the lock of a step two stages may both run on one folder, one after
+/// the other: the download of an s3:// run into a spool (apply and verify both fetch it when
+/// `migrate` runs them side by side; the second finds it up to date).
+pub fn wait(run: &Path, step: &str) -> Result<StageLock, LockError> {
+    use std::os::fd::AsRawFd;
+    let path = super::paths::lock_path(run, step);
+    let io = |source| LockError::Io { path: path.clone(), source };
+    std::fs::create_dir_all(path.parent().expect("a lock file has a folder")).map_err(io)?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    loop {
+        // SAFETY: flock on a descriptor this File owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(StageLock { _file: file });
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(io(err));
+        }
+    }
+}
+
 /// Who holds `stage`'s lock on `run` now (its file's text), without touching the lock: the
 /// kernel's table of `flock`s (/proc/locks) names the file's inode while a process holds it.
 pub fn holder(run: &Path, stage: &str) -> Option<String> {

@@ -5,6 +5,7 @@
 //! (the stages' own state types read and write through these paths; `status` reads them all).
 
 pub mod files;
+pub mod json;
 pub mod lock;
 pub mod names;
 pub mod paths;
@@ -85,19 +86,11 @@ impl RunFolder {
 
     /// A stage's JSON report (`paths::EXPORT_REPORT`, …), when it wrote one.
     pub fn report(&self, name: &str) -> Result<Option<serde_json::Value>, RunError> {
-        match std::fs::read(self.path(name)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| self.err(name, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(name, e)),
-        }
+        json::read(&self.path(name))
     }
 
     /// The stages writing the folder now, with who holds each.
     pub fn running(&self) -> Vec<(String, String)> {
         STAGES.iter().filter_map(|s| lock::holder(&self.root, s).map(|h| (s.to_string(), h))).collect()
-    }
-
-    fn err(&self, name: &str, e: impl std::fmt::Display) -> RunError {
-        RunError::File { path: self.path(name), reason: e.to_string() }
     }
 }

@@ -171,6 +171,8 @@ impl RunSource {
         match S3Location::parse(&self.from) {
             Some(loc) => {
                 let dir = self.spool.clone().unwrap_or_else(|| loc.default_spool());
+                std::fs::create_dir_all(&dir).map_err(|e| SyncError::local(&dir, e))?;
+                let _one_at_a_time = crate::run::lock::wait(&dir, "download")?;
                 download_dir(&loc, &dir, &self.sync)?;
                 Ok(dir)
             }
@@ -366,8 +368,7 @@ fn report(direction: &'static str, from: String, to: String, files: usize, c: &C
 
 fn write_report(run: &Path, report: &SyncReport) -> Result<(), SyncError> {
     let path = run.join(local::SYNC_REPORT);
-    crate::run::write_atomically(&path, &serde_json::to_vec_pretty(report).expect("serializes"))
-        .map_err(|e| SyncError::local(&path, e))
+    crate::run::json::write(&path, report).map_err(|e| SyncError::local(&path, e))
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 
 use super::group::BucketStats;
 use crate::manifest::Manifest;
-use crate::run::write_atomically;
 use crate::mapping::compile::TargetTable;
 
 use crate::run::paths::IMPORT_STATE as STATE_FILE;
@@ -121,15 +120,14 @@ pub struct ImportRecord {
 
 impl ImportState {
     /// The checkpoint in work folder `work`.
+    /// (One this version cannot read is taken as none: its fingerprint could not be checked,
+    /// so the import starts over.)
     pub fn load(work: &Path) -> Option<ImportState> {
-        let text = std::fs::read(work.join(STATE_FILE)).ok()?;
-        serde_json::from_slice(&text).ok()
+        crate::run::json::read(&work.join(STATE_FILE)).ok().flatten()
     }
 
     pub fn store(&self, work: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(work)?;
-        let bytes = serde_json::to_vec_pretty(self).expect("state serializes");
-        write_atomically(&work.join(STATE_FILE), &bytes)
+        crate::run::json::write(&work.join(STATE_FILE), self)
     }
 }
 

@@ -400,9 +400,8 @@ pub fn run(s: &VerifySettings) -> Result<VerifyReport, VerifyError> {
     let rejected_rows = tables.iter().map(|t| t.rejected_rows).sum();
     let rejected_changes = crate::cdc::state::ApplyState::load(&report_dir).ok().flatten().map(|a| a.rejected).unwrap_or(0);
     let report = VerifyReport { from: s.run.from.clone(), sample: s.sample, differences, tables, rejected_rows, rejected_changes };
-    let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     let path = report_dir.join(crate::run::paths::VERIFY_REPORT);
-    crate::run::write_atomically(&path, &json).map_err(|source| VerifyError::Io { path, source })?;
+    crate::run::json::write(&path, &report).map_err(|source| VerifyError::Io { path, source })?;
     Ok(report)
 }
 
