@@ -77,6 +77,8 @@ pub fn ok(o: &Output, what: &str) {
     assert!(o.status.success(), "{what} failed ({:?}): {}{}", o.status.code(), String::from_utf8_lossy(&o.stdout), stderr(o));
 }
 
+static NEXT_ROW: AtomicU64 = AtomicU64::new(100_001);
+
 /// Random inserts, updates (quantity, value, and primary keys) and deletes, some in
 /// multi-statement transactions, until `stop`.
 /// (On the server at `url`.)
@@ -84,9 +86,10 @@ pub fn workload(url: String, db: String, stop: Arc<AtomicBool>, done: Arc<Atomic
     std::thread::spawn(move || {
         let mut conn = super::connect_to(&url);
         conn.query_drop(format!("USE `{db}`")).unwrap();
-        let mut next = 100_000u64;
         while !stop.load(Ordering::Relaxed) {
-            next += 1;
+            // One sequence for every workload of the process: a second workload on a replica
+            // that holds the first one's rows never inserts a key it already has.
+            let next = NEXT_ROW.fetch_add(1, Ordering::Relaxed);
             let c = fastrand::u32(0..20);
             let o = fastrand::u32(0..30);
             let p = fastrand::u32(0..8);
