@@ -35,11 +35,16 @@ JOB
 JOB=$OUT/migrate-job.toml
 
 separate() {
-    local peak=0 secs=0 t
-    for cmd in "export --job $JOB --quiet" "import --job $JOB --from $RUN --quiet" "cdc capture --job $JOB --from $RUN --quiet" \
-        "cdc apply --job $JOB --from $RUN --quiet" "verify --job $JOB --from $RUN --sample 1% --against-source $M2D_MYSQL_URL --quiet"; do
-        # shellcheck disable=SC2086
-        read -r t rss < <(measure "$BIN" $cmd)
+    local peak=0 secs=0 t rss i
+    local -a steps=(
+        "export" "import" "cdc capture" "cdc apply" "verify --sample 1% --against-source $M2D_MYSQL_URL"
+    )
+    for i in "${!steps[@]}"; do
+        local -a cmd
+        read -r -a cmd <<<"${steps[$i]}"
+        cmd+=(--job "$JOB" --quiet)
+        [ "$i" -gt 0 ] && cmd+=(--from "$RUN")
+        read -r t rss < <(measure "$BIN" "${cmd[@]}")
         secs=$(awk -v a="$secs" -v b="$t" 'BEGIN {print a + b}'); [ "$rss" -gt "$peak" ] && peak=$rss
     done
     echo "$secs $peak"

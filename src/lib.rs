@@ -45,7 +45,7 @@ pub mod sync;
 pub mod value;
 pub mod verify;
 
-/// Process exit codes, documented in the README.
+/// Process exit codes, documented in docs/export.md ("Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     Success = 0,

@@ -3,7 +3,7 @@
 //! transactions opened, is decoded twice: by mysql2ddb's row image decoder (what capture uses)
 //! and by mysql_common's own row parser, an independent implementation. They must agree value by
 //! value, or mysql2ddb must refuse the event with a message; never a silent difference. The
-//! summary it prints is the table in the README.
+//! summary it prints is the table in docs/cdc.md ("Binlog files and MySQL's formats").
 
 use std::collections::BTreeMap;
 use std::io::BufReader;

@@ -60,8 +60,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Job file (TOML): [source] url, [export] out (a local run folder), [import] mapping and
-    /// the settings of every stage.
+    /// Job file (TOML): [source] url, [export] out (a folder or s3://bucket/prefix), [import]
+    /// mapping and the settings of every stage.
     #[arg(long)]
     pub job: PathBuf,
     /// End once ready for cutover instead of following until stopped.

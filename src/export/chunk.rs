@@ -153,8 +153,8 @@ pub fn export_chunk(
     let committed = pending.commit(out).map_err(|e| io_err(&final_path, e))?;
     let rejected = rejects.commit().map_err(|e| io_err(&opts.run.join(&job.rejects), e))?;
     progress.advance(job.table, since_update, committed.bytes);
-    crate::metrics::exported(&name, rows - rejected);
-    if rejected > 0 {
+    if opts.metrics {
+        crate::metrics::exported(&name, rows - rejected);
         crate::metrics::rejected("export", rejected);
     }
     Ok(ChunkOutcome {

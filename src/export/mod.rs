@@ -107,6 +107,8 @@ pub struct ExportOptionsRef {
     pub row_group_bytes: usize,
     /// The source's read bound, named when a chunk's read times out.
     pub source_timeout: Option<std::time::Duration>,
+    /// Count rows and rejects in the process's metrics.
+    pub metrics: bool,
 }
 
 enum Event {
@@ -351,6 +353,7 @@ fn execute(
         zero_date: settings.zero_date,
         row_group_bytes: settings.row_group_bytes,
         source_timeout: settings.source.timeout,
+        metrics: settings.metrics,
     });
     let mut outstanding = tasks.len();
     for t in tasks {

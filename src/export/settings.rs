@@ -31,4 +31,6 @@ pub struct ExportSettings {
     pub quiet: bool,
     /// With `--out s3://…`: where the spooled run folder goes, and how.
     pub upload: Option<(crate::sync::S3Location, crate::sync::SyncOptions)>,
+    /// Count the rows in the process's metrics (not for verify's export of the source).
+    pub metrics: bool,
 }

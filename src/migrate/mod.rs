@@ -76,23 +76,35 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
         say(s, line);
     }
 
-    // Export, or continue it.
-    let done = manifest.as_ref().is_some_and(|m| m.complete);
-    if done {
-        say(s, "export: complete already");
-    } else {
-        let report = crate::export::run(&export)?;
-        say(s, format!("export: {} rows in {} tables", report.rows, report.tables.len()));
-    }
-
-    // Capture follows from the export's position while the import runs.
-    let capture_line = ["cdc", "capture", "--follow", "--from", from];
+    // Capture follows from the export's position as soon as the manifest records it, while the
+    // export still writes chunks: the binlog then has to last only from the snapshot until
+    // capture's first read. It works in the local folder (an s3:// run's spool), where the
+    // export writes, not in a download of the run.
+    let local_from = local.display().to_string();
+    let capture_line = ["cdc", "capture", "--follow", "--from", local_from.as_str()];
     let failing = Failing::default();
     let capture_started = std::time::SystemTime::now();
-    let capture_thread = follow(s, "cdc capture", &capture_line, &failing)?;
+    let has_position = {
+        let local = local.clone();
+        move || crate::manifest::Manifest::load(&local).ok().flatten().is_some_and(|m| m.replay_from.is_some())
+    };
+    let capture_thread = follow(s, "cdc capture", &capture_line, &failing, has_position)?;
+
+    // Export, or continue it. An s3:// run complete here may not have finished its upload (the
+    // manifest goes last): sync it, which sends only what is missing.
+    let done = manifest.as_ref().is_some_and(|m| m.complete);
+    if !done {
+        let report = crate::export::run(&export)?;
+        say(s, format!("export: {} rows in {} tables", report.rows, report.tables.len()));
+    } else if let Some((dest, opts)) = &export.upload {
+        let r = crate::sync::upload_dir(&local, dest, opts)?;
+        say(s, format!("export: complete already; {} files sent to {from} that were missing", r.transferred + r.replaced));
+    } else {
+        say(s, "export: complete already");
+    }
 
     let mut import_line = vec!["import", "--from", from];
-    if let Some(via) = choose_via(s, from)? {
+    if let Some(via) = choose_via(s, from, &run)? {
         import_line.extend(["--via", via]);
     }
     let Command::Import(import_args) = command(s, &import_line)? else { unreachable!("parsed as import") };
@@ -100,7 +112,7 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     say(s, format!("import: {} tables, {} rejected rows", report.tables.len(), report.rejected_rows));
 
     let apply_line = ["cdc", "apply", "--follow", "--from", from];
-    let apply_thread = follow(s, "cdc apply", &apply_line, &failing)?;
+    let apply_thread = follow(s, "cdc apply", &apply_line, &failing, || true)?;
 
     // Ready once apply has caught up with what capture staged, and a sample verifies. Rows
     // written between apply's catch-up and verify's read differ for a moment: a difference is
@@ -143,10 +155,16 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
 /// With `[migrate] allow_s3_import` and no `[import] via`: `estimate` at the job's import rate
 /// decides between paced writes and Import from S3 (its load time and the retention during the
 /// import are said). None: the job's own `[import] via` (or paced writes).
-fn choose_via(s: &MigrateSettings, from: &str) -> Result<Option<&'static str>, Error> {
+fn choose_via(s: &MigrateSettings, from: &str, run: &crate::run::RunFolder) -> Result<Option<&'static str>, Error> {
     let job = crate::settings::JobFile::load_or_default(Some(&s.job))?;
     if !job.migrate.allow_s3_import.unwrap_or(false) || job.import.via.is_some() {
         return Ok(None);
+    }
+    // An import begun already goes on the way it began (no second estimate).
+    if let Some(st) = crate::transform::state::ImportState::load(&run.import_dir()).filter(|st| st.targets.iter().any(|t| t.started())) {
+        let s3 = st.targets.iter().any(|t| t.s3_import.is_some());
+        say(s, format!("import: continuing {}", if s3 { "through Import from S3" } else { "with paced writes" }));
+        return Ok(s3.then_some("s3-import"));
     }
     let rate = job.import.wcu.filter(|&w| w > 0.0).map(|w| w.to_string());
     let mut line = vec!["estimate", "--from", from];
@@ -180,12 +198,15 @@ struct Failing(std::sync::Arc<std::sync::Mutex<Option<String>>>);
 
 /// Starts a following stage in a thread of its own; when it fails it is started again after
 /// `restart_after` (its own retries handle what they can; this is the supervisor's).
-fn follow(s: &MigrateSettings, name: &'static str, line: &[&str], failing: &Failing) -> Result<std::thread::JoinHandle<()>, Error> {
+fn follow(s: &MigrateSettings, name: &'static str, line: &[&str], failing: &Failing, ready: impl Fn() -> bool + Send + 'static) -> Result<std::thread::JoinHandle<()>, Error> {
     let cmd = command(s, line)?;
     let s = s.clone();
     let failing = failing.clone();
     let mut in_a_row = 0u32;
     Ok(std::thread::spawn(move || loop {
+        while !ready() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let outcome: Result<(), Error> = match &cmd {
             Command::Cdc(c) => match &c.command {
                 CdcCommand::Capture(a) => crate::settings::cdc::capture_settings(a).map_err(Error::from).and_then(|st| crate::cdc::capture::run(&st).map(|_| ()).map_err(Error::from)),

@@ -87,13 +87,13 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<ApplySettings, SettingsError> {
     })
 }
 
-/// What `cdc status` reads: the run folder, and the source when given.
 /// `mysql2ddb status`: the run's local folder (an s3:// run's spool, nothing downloaded).
 pub fn run_status_folder(a: &crate::cli::RunStatusArgs) -> Result<PathBuf, SettingsError> {
     let job = job(&a.run)?;
     Ok(run_source(&a.run, &job.import, None, true)?.local_dir())
 }
 
+/// What `cdc status` reads: the run folder, and the source when given.
 pub fn status_settings(a: &StatusArgs) -> Result<(PathBuf, Option<SourceConfig>), SettingsError> {
     let job = job(&a.run)?;
     let src = match &a.source {

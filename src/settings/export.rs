@@ -60,6 +60,7 @@ impl ExportSettings {
             restart: args.restart,
             quiet: args.quiet,
             upload,
+            metrics: true,
         })
     }
 }

@@ -13,11 +13,16 @@ use crate::sync::{RunSource, S3Options, SyncOptions};
 use crate::transform::TransformSettings;
 use crate::value::dynamo::ConvertOptions;
 
-/// Where the run is: `--from`, else [import] from.
+/// Where the run is: `--from`, else [import] from, else the run [export] writes; the run
+/// [export] writes keeps its [export] spool and path style unless others are given.
 pub fn run_source(r: &RunArgs, im: &ImportSection, region: Option<String>, quiet: bool) -> Result<RunSource, SettingsError> {
-    let from = r.from.clone().or_else(|| im.from.clone()).ok_or_else(|| SettingsError::Missing("give --from <run folder or s3://bucket/prefix> (or [import] from in the job file)".into()))?;
-    let path_style = r.path_style || im.path_style.unwrap_or(false);
-    Ok(RunSource { from, spool: r.spool.clone().or_else(|| im.spool.clone()), sync: SyncOptions { s3: S3Options { path_style, region }, quiet, ..Default::default() } })
+    let exported = im.exported.as_ref();
+    let from = r.from.clone().or_else(|| im.from.clone()).or_else(|| exported.map(|e| e.out.clone()));
+    let from = from.ok_or_else(|| SettingsError::Missing("give --from <run folder or s3://bucket/prefix> (or [import] from or [export] out in the job file)".into()))?;
+    let same = exported.filter(|e| e.out == from);
+    let path_style = r.path_style || im.path_style.unwrap_or(false) || same.is_some_and(|e| e.path_style);
+    let spool = r.spool.clone().or_else(|| im.spool.clone()).or_else(|| same.and_then(|e| e.spool.clone()));
+    Ok(RunSource { from, spool, sync: SyncOptions { s3: S3Options { path_style, region }, quiet, ..Default::default() } })
 }
 
 /// How rows become items: flags, then [import], then defaults.

@@ -46,7 +46,9 @@ impl JobFile {
     pub fn load(path: &Path) -> Result<JobFile, SettingsError> {
         let err = |reason: String| SettingsError::Job { path: path.display().to_string(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        toml::from_str(&text).map_err(|e| err(e.to_string()))
+        let mut job: JobFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        job.import.exported = job.export.out.clone().map(|out| ExportedRun { out, spool: job.export.spool.clone(), path_style: job.export.path_style.unwrap_or(false) });
+        Ok(job)
     }
 
     /// The job file at `path`, or an empty one.
@@ -128,6 +130,17 @@ pub struct ImportSection {
     pub import_compression: Option<crate::import::s3_import::ImportCompression>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
+    /// The run `[export]` writes: the run every later command reads when neither `--from` nor
+    /// `[import] from` names one, with its spool and addressing when it is that run.
+    #[serde(skip)]
+    pub exported: Option<ExportedRun>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportedRun {
+    pub out: String,
+    pub spool: Option<PathBuf>,
+    pub path_style: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -187,14 +187,26 @@ pub fn status(run: &RunFolder) -> Result<RunStatus, StatusError> {
 /// file being rewritten is read next time.
 pub fn publish(run: &RunFolder) {
     let running = run.running();
-    let Ok(st) = status(run) else { return };
+    let running: Vec<(&str, bool)> = crate::run::STAGES.iter().map(|s| (*s, running.iter().any(|(r, _)| r == s))).collect();
+    let Ok(st) = status(run) else {
+        // A file being rewritten: which stages run is still known; the rest is read next time.
+        crate::metrics::publish(&crate::metrics::RunGauges { running, ..Default::default() });
+        return;
+    };
     let capture = CaptureState::load(run.root()).ok().flatten();
+    // Before apply's first change (the whole import long), everything staged is behind.
+    let apply = st.apply.as_ref().map(|a| (a.changes, a.behind_changes, a.lag_seconds)).or_else(|| {
+        capture.as_ref().map(|c| {
+            let lag = if c.changes == 0 { 0 } else { c.newest().map(|n| crate::clock::now_unix().saturating_sub(n.last_ts as u64).max(1)).unwrap_or(0) };
+            (0, c.changes, lag)
+        })
+    });
     crate::metrics::publish(&crate::metrics::RunGauges {
-        running: crate::run::STAGES.iter().map(|s| (*s, running.iter().any(|(r, _)| r == s))).collect(),
+        running,
         export: st.export.as_ref().map(|e| (e.complete, e.rows)),
         import: st.import.as_ref().map(|i| (i.done, i.tables.iter().map(|t| (t.table.as_str(), t.items)).collect())),
         capture: capture.as_ref().map(|c| (c.changes, c.next.file.as_str(), c.next.position)),
-        apply: st.apply.as_ref().map(|a| (a.changes, a.behind_changes, a.lag_seconds)),
+        apply,
         verify_differences: st.verify.as_ref().map(|v| v.differences),
     });
 }

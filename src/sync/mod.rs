@@ -236,6 +236,7 @@ pub fn run(from: &str, to: &str, opts: &SyncOptions) -> Result<SyncReport, SyncE
         (Some(src), None) => {
             std::fs::create_dir_all(to).map_err(|e| SyncError::local(Path::new(to), e))?;
             let _lock = crate::run::lock::acquire(Path::new(to), "sync")?;
+            let _one_at_a_time = crate::run::lock::wait(Path::new(to), "download")?;
             download_dir(&src, Path::new(to), opts)
         }
         _ => Err(SyncError::Usage("one side of sync must be a local folder and the other s3://bucket/prefix".into())),

@@ -153,6 +153,8 @@ fn bucket_budget(memory_mb: u64) -> u64 {
 
 /// Reads every chunk, maps its rows and spills them; then groups every bucket into items.
 fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingPlan, s: &TransformSettings, state: &mut ImportState) -> Result<(), TransformError> {
+    // Rejects count in the metrics for the import, not for a dry run (estimate, verify, bench).
+    let counted = work == crate::run::paths::import_dir(run);
     for what in ["spill", "items", "rejects"] {
         let _ = std::fs::remove_dir_all(work.join(what));
     }
@@ -219,7 +221,9 @@ fn spill_and_group(run: &Path, work: &Path, manifest: &Manifest, plan: &MappingP
         buf.flush().map_err(|e| io(work, e))?;
         if !local_rejects.is_empty() {
             rejected[src.mapper.target].fetch_add(local_rejects.len() as u64, Ordering::Relaxed);
-            crate::metrics::rejected("import", local_rejects.len() as u64);
+            if counted {
+                crate::metrics::rejected("import", local_rejects.len() as u64);
+            }
             let mut w = rejects[src.mapper.target].lock().unwrap_or_else(|e| e.into_inner());
             for r in &local_rejects {
                 writeln!(w, "{r}").map_err(|e| io(work, e))?;

@@ -339,6 +339,7 @@ fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySet
         restart: true,
         quiet: s.quiet,
         upload: None,
+        metrics: false,
     };
     crate::export::run(&settings).map_err(|e| VerifyError::AgainstSource(Box::new(e)))?;
     Ok(out)
