@@ -222,23 +222,22 @@ fn a_killed_paced_import_resumes_inside_its_bucket() {
     drop_table(&dynalite(), &table);
     let state = run.path().join("import/state.json");
     let batches = || json(&state)["targets"][0]["buckets"].as_array().map(|b| b.iter().map(|b| b["batches_written"].as_u64().unwrap_or(0)).sum::<u64>()).unwrap_or(0);
-    // One bucket of 3,000 items at 100 WCU/s: 30 s, killed each time 6 s after it wrote its
-    // first items (a checkpoint is kept every 5 s), however long it took to start.
+    // One bucket of 3,000 items at 100 WCU/s: 30 s. Each run is killed as soon as it has kept a
+    // checkpoint past the last one (one is kept every 5 s), however slowly it started, and what
+    // it kept must outlive the kill with the bucket still unfinished.
+    let written = || json(&state)["targets"][0]["buckets"].as_array().is_some_and(|b| b.iter().all(|b| b["written"] == true));
     let mut last = 0;
     for kill_no in 1..=3 {
-        // The number of items, 0 while the table is not there yet.
-        let count = || common::ddb::runtime().block_on(async { common::ddb::client(&dynalite()).scan().table_name(&table).select(aws_sdk_dynamodb::types::Select::Count).send().await.map(|p| p.count() as usize).unwrap_or(0) });
-        let before = count();
         let mut child = import_cmd(run.path(), &dynalite(), &["--create-tables", "--wcu", "100", "--bucket-rows", "1000000"]).stderr(Stdio::null()).spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while count() <= before {
-            assert!(std::time::Instant::now() < deadline, "kill {kill_no}: the import never wrote");
-            std::thread::sleep(Duration::from_millis(100));
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while batches() <= last {
+            assert!(child.try_wait().unwrap().is_none(), "kill {kill_no}: the import ended before it kept a checkpoint");
+            assert!(std::time::Instant::now() < deadline, "kill {kill_no}: no checkpoint within the bucket in 90 s");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_secs(6));
         kill(&mut child);
         let now = batches();
-        assert!(now > last, "kill {kill_no}: no progress kept within the bucket ({last} → {now} batches)");
+        assert!(now > last && !written(), "kill {kill_no}: the progress kept within the bucket ({last} → {now} batches) outlives the kill");
         last = now;
     }
     assert_ok(&import(run.path(), &dynalite(), &["--create-tables", "--wcu", "100", "--bucket-rows", "1000000"]));
