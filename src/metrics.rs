@@ -23,6 +23,15 @@ pub enum MetricsError {
 /// How often the run folder's gauges are read again.
 pub const POLL: Duration = Duration::from_secs(2);
 
+/// Whether `serve` installed the exporter in this process.
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether metrics are served: a caller that can set the run's gauges at once when a stage
+/// ends (`migrate`) does so only then.
+pub fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Serves the metrics at `addr` for the life of the process; `poll`, when given, is called
 /// every `POLL` in a thread of its own to set the run's gauges.
 pub fn serve(addr: &str, poll: Option<Box<dyn FnMut() + Send>>) -> Result<SocketAddr, MetricsError> {
@@ -36,6 +45,7 @@ pub fn serve(addr: &str, poll: Option<Box<dyn FnMut() + Send>>) -> Result<Socket
         .install()
         .map_err(|e| MetricsError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
     describe();
+    ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(mut poll) = poll {
         std::thread::Builder::new()
             .name("metrics".into())

@@ -12,7 +12,7 @@ use common::ddb::{drop_table, dynalite, import, import_cmd};
 use common::{assert_ok, connect, export, free_port, fresh_db, scrape, stderr};
 use mysql::prelude::Queryable;
 
-type Samples = std::collections::BTreeMap<String, f64>;
+use common::Samples;
 
 /// Scrapes `addr` until `wanted` holds (or `child` ends, or a minute passes); the last scrape.
 fn scrape_until(addr: &str, child: &mut Child, wanted: impl Fn(&Samples) -> bool) -> Samples {

@@ -90,16 +90,16 @@ fn migrate_runs_the_whole_plan_under_writes_and_is_ready_for_cutover() {
     let mut seen = None;
     while !run.join("import-report.json").exists() {
         assert!(Instant::now() < deadline, "the import never finished");
-        if let Some(m) = scrape(&addr).filter(|m| m.get(r#"m2d_stage_running{stage="cdc capture"}"#) == Some(&1.0)) {
+        let following = |m: &common::Samples| m.get(r#"m2d_stage_running{stage="cdc capture"}"#) == Some(&1.0) && m.get(r#"m2d_stage_done{stage="export"}"#) == Some(&1.0);
+        if let Some(m) = scrape(&addr).filter(following) {
             seen = Some(m);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let m = seen.expect("migrate's metrics show capture following while the import runs");
+    let m = seen.expect("migrate's metrics show the export done and capture following while the import runs");
     let exported: f64 = m.iter().filter(|(k, _)| k.starts_with("m2d_rows_exported_total{")).map(|(_, v)| v).sum();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("export-report.json")).unwrap()).unwrap();
     assert_eq!(exported, report["rows"].as_f64().unwrap(), "rows exported, as the export's report counts them");
-    assert_eq!(m.get(r#"m2d_stage_done{stage="export"}"#), Some(&1.0));
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let out = child.wait_with_output().unwrap();

@@ -102,6 +102,7 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     } else {
         say(s, "export: complete already");
     }
+    published(&run);
 
     let mut import_line = vec!["import", "--from", from];
     if let Some(via) = choose_via(s, from, &run)? {
@@ -110,6 +111,7 @@ pub fn run(s: &MigrateSettings) -> Result<bool, Error> {
     let Command::Import(import_args) = command(s, &import_line)? else { unreachable!("parsed as import") };
     let report = crate::import::run(&crate::settings::import_settings(&import_args)?)?;
     say(s, format!("import: {} tables, {} rejected rows", report.tables.len(), report.rejected_rows));
+    published(&run);
 
     let apply_line = ["cdc", "apply", "--follow", "--from", from];
     let apply_thread = follow(s, "cdc apply", &apply_line, &failing, || true)?;
@@ -185,6 +187,13 @@ fn choose_via(s: &MigrateSettings, from: &str, run: &crate::run::RunFolder) -> R
     let (via, why) = preflight::advice(&report);
     say(s, format!("import: {why}"));
     Ok((via == crate::import::Via::S3Import).then_some("s3-import"))
+}
+
+/// The metrics' run gauges set now that a stage ended, not at the next poll.
+fn published(run: &crate::run::RunFolder) {
+    if crate::metrics::enabled() {
+        crate::status::publish(run);
+    }
 }
 
 /// Sampled verifies before a difference is taken as real.

@@ -374,7 +374,9 @@ pub fn free_port() -> u16 {
 /// Parses what `http://ADDR/metrics` serves with Python's `prometheus_client` (an independent
 /// parser): each sample as `name{label="v",…}` (labels sorted) to its value; None while
 /// nothing answers there.
-pub fn scrape(addr: &str) -> Option<std::collections::BTreeMap<String, f64>> {
+pub type Samples = std::collections::BTreeMap<String, f64>;
+
+pub fn scrape(addr: &str) -> Option<Samples> {
     const PARSE: &str = r#"
 import sys, json, urllib.request
 from prometheus_client.parser import text_string_to_metric_families
