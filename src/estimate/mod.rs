@@ -295,12 +295,7 @@ pub fn run(s: &EstimateSettings) -> Result<EstimateReport, EstimateError> {
 /// of import (every table, one after another, at the slowest rate considered).
 fn retention_check(run: &std::path::Path, source: &crate::source::SourceConfig, load: f64) -> Result<crate::source::retention::RetentionCheck, EstimateError> {
     use crate::source::retention;
-    let manifest = crate::manifest::Manifest::load(run)?;
-    let taken = manifest
-        .as_ref()
-        .and_then(|m| m.snapshots.iter().filter(|s| s.binlog.is_some()).map(|s| s.taken_at.clone()).min())
-        .and_then(|t| time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok());
-    let elapsed = taken.map(|t| (time::OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0)).unwrap_or(0.0);
+    let elapsed = crate::manifest::Manifest::load(run)?.and_then(|m| m.seconds_since_first_position()).unwrap_or(0.0);
     let mut conn = source.connect()?;
     let (_, flavor) = crate::source::connect::server_version(&mut conn)?;
     let kept = retention::read(&mut conn).map_err(EstimateError::Retention)?;

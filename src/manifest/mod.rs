@@ -219,6 +219,14 @@ pub struct ChunkEntry {
 }
 
 impl Manifest {
+    /// Seconds since the first snapshot that recorded a binlog position was taken: how long
+    /// the source's binlog has had to last so far.
+    pub fn seconds_since_first_position(&self) -> Option<f64> {
+        let taken = self.snapshots.iter().filter(|s| s.binlog.is_some()).map(|s| s.taken_at.clone()).min()?;
+        let t = time::OffsetDateTime::parse(&taken, &time::format_description::well_known::Rfc3339).ok()?;
+        Some((time::OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0))
+    }
+
     pub fn path(run: &Path) -> PathBuf {
         run.join(MANIFEST_FILE)
     }

@@ -28,20 +28,13 @@ pub fn source(source: &SourceConfig, manifest: Option<&Manifest>, captured: bool
             return Ok(said);
         }
     };
-    let elapsed = manifest.and_then(since_snapshot).unwrap_or(0.0);
+    let elapsed = manifest.and_then(Manifest::seconds_since_first_position).unwrap_or(0.0);
     let check = retention::check(kept, flavor, elapsed, 0.0);
     if !check.enough {
         return Err(crate::cdc::CdcError::from(crate::source::SourceError::RetentionTooShort(format!("pre-flight: {}", check.message))).into());
     }
     said.push(format!("pre-flight: {}", check.message));
     Ok(said)
-}
-
-/// Seconds since the manifest's first snapshot with a binlog position.
-fn since_snapshot(m: &Manifest) -> Option<f64> {
-    let taken = m.snapshots.iter().filter(|s| s.binlog.is_some()).map(|s| s.taken_at.clone()).min()?;
-    let t = time::OffsetDateTime::parse(&taken, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((time::OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0))
 }
 
 /// What `estimate` advised for the whole import: Import from S3 only when it advises it for

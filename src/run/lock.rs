@@ -27,13 +27,13 @@ pub struct StageLock {
 
 /// Takes the lock of `stage` (`export`, `import`, `cdc capture`, …) in run folder `run`.
 pub fn acquire(run: &Path, stage: &str) -> Result<StageLock, LockError> {
-    let dir = run.join(LOCK_DIR);
+    let path = super::paths::lock_path(run, stage);
+    let dir = path.parent().expect("a lock file has a folder");
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| LockError::Io { path, source }
     };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let path = dir.join(stage.replace(' ', "-"));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io(&path))?;
     if !try_lock(&file).map_err(io(&path))? {
         let mut holder = String::new();
