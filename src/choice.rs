@@ -58,6 +58,7 @@ mod tests {
         same_as_serde::<crate::sync::SseMode>();
         same_as_serde::<crate::bench::ProxyMode>();
         same_as_serde::<crate::import::Via>();
+        same_as_serde::<crate::source::session::RowReader>();
         same_as_serde::<crate::import::s3_import::ImportCompression>();
     }
 }

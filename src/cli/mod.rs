@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::choice::Choice;
 use crate::manifest::{ChunkFormat, Compression};
 use crate::source::plan::KeyBounds;
+use crate::source::session::RowReader;
 use crate::source::snapshot::Consistency;
 use crate::source::types::ZeroDatePolicy;
 
@@ -431,6 +432,10 @@ pub struct ExportArgs {
     /// Bound of an in-progress Parquet row group per worker, in MB.
     #[arg(long)]
     pub row_group_mb: Option<usize>,
+    /// fast (default): rows parsed where they arrive, by this tool's own client (falls back to
+    /// the driver, saying so, where it cannot connect); driver: the mysql crate, a value per cell.
+    #[arg(long, value_parser = choice::<RowReader>())]
+    pub row_reader: Option<RowReader>,
     /// Discard the earlier run in --out and start over.
     #[arg(long)]
     pub restart: bool,

@@ -7,14 +7,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mysql::prelude::Queryable;
-use mysql::Conn;
 use serde_json::json;
 
 use super::chunkfile::RejectsFile;
 use crate::run::PendingFile;
 use super::csv_sink::CsvSink;
-use crate::value::row::{decode, DecodeError, Datum};
+use crate::value::row::{decode, Cell, DecodeError, Datum};
 use super::parquet_sink::{arrow_schema, ParquetSink};
 use super::{ExportError, ExportOptionsRef, SinkError};
 use crate::manifest::ChunkFormat;
@@ -22,6 +20,7 @@ use crate::progress::Progress;
 use crate::source::plan::{chunk_query, ChunkRange, KeyValue};
 use crate::source::schema::TableSchema;
 use crate::source::types::ZeroDatePolicy;
+use crate::source::session::Session;
 use crate::source::SourceError;
 
 /// Rows between progress updates and cancellation checks.
@@ -58,7 +57,7 @@ fn recycle<'b>(mut v: Vec<Datum<'_>>) -> Vec<Datum<'b>> {
 }
 
 pub fn export_chunk(
-    conn: &mut Conn,
+    conn: &mut Session,
     table: &TableSchema,
     job: &ChunkJob,
     opts: &ExportOptionsRef,
@@ -90,15 +89,13 @@ pub fn export_chunk(
         Some(reason) => ExportError::SourceLost { table: name.clone(), chunk: job.id, reason },
         None => SourceError::query(&name, e).into(),
     };
-    let result = conn.exec_iter(sql, params).map_err(read_err)?;
-    // One row's values, its allocation kept from row to row.
+    // One row's values, their allocation kept from row to row.
     let mut spare: Vec<Datum<'static>> = Vec::with_capacity(kinds.len());
-    for row in result {
-        let row = row.map_err(read_err)?;
-        let mut datums: Vec<Datum> = recycle(spare);
+    let mut each = |row: &[Cell]| -> Result<(), ExportError> {
+        let mut datums: Vec<Datum> = recycle(std::mem::take(&mut spare));
         let mut rejected: Option<(usize, DecodeError)> = None;
         for (i, kind) in kinds.iter().enumerate() {
-            match decode(kind, &row[i], opts.zero_date) {
+            match decode(kind, row[i], opts.zero_date) {
                 Ok(d) => datums.push(d),
                 Err(DecodeError::ZeroDate(_)) if opts.zero_date == ZeroDatePolicy::Null => {
                     *policy_counts.entry(table.columns[i].name.clone()).or_default() += 1;
@@ -119,7 +116,7 @@ pub fn export_chunk(
                 let key: serde_json::Map<String, serde_json::Value> = key_positions
                     .iter()
                     .map(|&k| {
-                        let v = serde_json::to_value(KeyValue::from_value(&row[k])).unwrap_or_default();
+                        let v = serde_json::to_value(KeyValue::from_value(&row[k].to_value())).unwrap_or_default();
                         (table.columns[k].name.clone(), v)
                     })
                     .collect();
@@ -145,7 +142,13 @@ pub fn export_chunk(
                 return Err(ExportError::Cancelled);
             }
         }
+        Ok(())
+    };
+    match conn.exec_each(&sql, params, &mut each) {
+        Err(ExportError::Read(e)) => return Err(read_err(e)),
+        other => other?,
     }
+    drop(each);
     let out = match sink {
         Sink::Parquet(s) => s.finish().map_err(sink_err)?,
         Sink::Csv(s) => s.finish().map_err(sink_err)?,

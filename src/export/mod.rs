@@ -75,6 +75,9 @@ pub enum ExportError {
     Sync(#[from] crate::sync::SyncError),
     #[error("a worker thread panicked: {0}")]
     WorkerPanic(String),
+    /// A read of a chunk's rows failed; `export_chunk` turns it into `SourceLost` or `Source`.
+    #[error("reading rows: {0}")]
+    Read(#[from] mysql::Error),
 }
 
 impl ExportError {
@@ -279,6 +282,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
             tables: &names,
             watermark: settings.watermark_schema.as_deref(),
             lock_wait_seconds: settings.lock_wait_seconds,
+            reader: settings.row_reader,
         };
         let (conns, snap) = snapshot::open(&request)?;
         info!(consistency = crate::choice::Choice::name(snap.consistency), reason = snap.reason.as_deref().unwrap_or("asked for"), "snapshot mode");
@@ -336,7 +340,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
 fn execute(
     manifest: &mut Manifest,
     tasks: Vec<Task>,
-    conns: Vec<mysql::Conn>,
+    conns: Vec<crate::source::session::Session>,
     snapshot_id: u32,
     settings: &ExportSettings,
     progress: &Progress,

@@ -27,6 +27,8 @@ pub struct ExportSettings {
     pub lock_wait_seconds: u32,
     pub zero_date: ZeroDatePolicy,
     pub row_group_bytes: usize,
+    /// Which client reads the rows.
+    pub row_reader: crate::source::session::RowReader,
     pub restart: bool,
     pub quiet: bool,
     /// With `--out s3://…`: where the spooled run folder goes, and how.

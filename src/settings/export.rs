@@ -57,6 +57,7 @@ impl ExportSettings {
             lock_wait_seconds: in_range("--lock-wait-seconds", args.lock_wait_seconds.or(ex.lock_wait_seconds).unwrap_or(d::LOCK_WAIT_SECONDS), 1, 31_536_000)?,
             zero_date: args.zero_date.or(ex.zero_date).unwrap_or(d::ZERO_DATE),
             row_group_bytes: row_group_mb << 20,
+            row_reader: args.row_reader.or(ex.row_reader).unwrap_or_default(),
             restart: args.restart,
             quiet: args.quiet,
             upload,

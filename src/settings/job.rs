@@ -84,6 +84,7 @@ pub struct ExportSection {
     pub lock_wait_seconds: Option<u32>,
     pub zero_date: Option<ZeroDatePolicy>,
     pub row_group_mb: Option<usize>,
+    pub row_reader: Option<crate::source::session::RowReader>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -156,14 +156,7 @@ impl SourceConfig {
             }
             other => other,
         };
-        let mut conn = opened.map_err(|e| {
-            let reason = connect_reason(&e, self);
-            match lost_connection(&e, self.timeout) {
-                Some(lost) if lost.contains("did not answer") => SourceError::Unreachable { target: self.to_string(), reason: lost },
-                Some(_) => SourceError::Unreachable { target: self.to_string(), reason },
-                None => SourceError::Connect { target: self.to_string(), reason },
-            }
-        })?;
+        let mut conn = opened.map_err(|e| self.connect_error(e))?;
         conn.query_drop(
             "SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600",
         )
@@ -221,6 +214,21 @@ pub fn lost_connection(e: &mysql::Error, timeout: Option<Duration>) -> Option<St
 
 impl SourceConfig {
     /// The same source with another bound on one wait.
+    /// A failure to connect in words: unreachable (it may come back) or refused.
+    pub fn connect_error(&self, e: mysql::Error) -> SourceError {
+        let reason = connect_reason(&e, self);
+        match lost_connection(&e, self.timeout) {
+            Some(lost) if lost.contains("did not answer") => SourceError::Unreachable { target: self.to_string(), reason: lost },
+            Some(_) => SourceError::Unreachable { target: self.to_string(), reason },
+            None => SourceError::Connect { target: self.to_string(), reason },
+        }
+    }
+
+    /// The password, for the row reader's handshake (never formatted).
+    pub(in crate::source) fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> SourceConfig {
         self.timeout = timeout;
         self

@@ -22,9 +22,9 @@
 //! ASCII when its MIN and MAX are, any code point otherwise). Anything else, a first column with
 //! one value, or a lopsided result returns `None`, and the caller walks the key.
 
-use mysql::prelude::Queryable;
-use mysql::{Conn, Value};
+use mysql::Value;
 
+use super::session::Session;
 use super::plan::KeyValue;
 use super::schema::{ColumnSchema, TableSchema};
 use super::types::ColumnKind;
@@ -147,7 +147,7 @@ struct Piece {
 }
 
 struct Estimator<'a> {
-    conn: &'a mut Conn,
+    conn: &'a mut Session,
     table: &'a TableSchema,
     space: Space,
     column: String,
@@ -178,19 +178,15 @@ impl Estimator<'_> {
         let (range, params) = self.range(lo, hi);
         let sql = format!("EXPLAIN SELECT 1 {range}");
         let ctx = || format!("estimating key ranges of {}", self.table.display_name());
-        let mut result = self.conn.exec_iter(sql, params).map_err(|e| SourceError::query(ctx(), e))?;
+        let result = self.conn.exec(&sql, params).map_err(|e| SourceError::query(ctx(), e))?;
         let mut rows = 0.0;
-        if let Some(set) = result.iter() {
-            for row in set {
-                let row = row.map_err(|e| SourceError::query(ctx(), e))?;
-                let n: Option<Value> = row.get("rows");
-                rows += match n {
-                    Some(Value::Int(i)) => i as f64,
-                    Some(Value::UInt(u)) => u as f64,
-                    Some(Value::Bytes(b)) => std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0),
-                    _ => 0.0,
-                };
-            }
+        for i in 0..result.rows.len() {
+            rows += match result.get(i, "rows") {
+                Some(Value::Int(i)) => *i as f64,
+                Some(Value::UInt(u)) => *u as f64,
+                Some(Value::Bytes(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+                _ => 0.0,
+            };
         }
         Ok(Some(rows))
     }
@@ -201,7 +197,8 @@ impl Estimator<'_> {
         let (range, params) = self.range(&p.lo, p.hi.as_ref());
         let sql = format!("SELECT COUNT(*) {range}");
         let ctx = || format!("counting a key range of {}", self.table.display_name());
-        let n: Option<u64> = self.conn.exec_first(sql, params).map_err(|e| SourceError::query(ctx(), e))?;
+        let row = self.conn.exec_first(&sql, params).map_err(|e| SourceError::query(ctx(), e))?;
+        let n = row.and_then(|r| r.into_iter().next()).and_then(|v| mysql::from_value_opt::<u64>(v).ok());
         Ok(n.filter(|&n| n > 0).map(|n| n as f64 / p.rows))
     }
 
@@ -227,7 +224,7 @@ impl Estimator<'_> {
 }
 
 /// The space a first column is bisected in, or None for kinds without one.
-fn space_of(conn: &mut Conn, column: &ColumnSchema) -> Result<Option<Space>, mysql::Error> {
+fn space_of(conn: &mut Session, column: &ColumnSchema) -> Result<Option<Space>, mysql::Error> {
     Ok(match column.kind {
         k if k.is_integer() => Some(Space::Int),
         ColumnKind::Binary => Some(Space::Bytes),
@@ -238,7 +235,7 @@ fn space_of(conn: &mut Conn, column: &ColumnSchema) -> Result<Option<Space>, mys
 
 /// Printable ASCII sorted by the server under the column's collation, keeping one character per
 /// weight (`a` and `A` are one digit under a case-insensitive collation).
-fn alphabet(conn: &mut Conn, column: &ColumnSchema) -> Result<Option<Vec<char>>, mysql::Error> {
+fn alphabet(conn: &mut Session, column: &ColumnSchema) -> Result<Option<Vec<char>>, mysql::Error> {
     let name_ok = |n: &Option<String>| n.as_deref().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     if !name_ok(&column.charset) || !name_ok(&column.collation) {
         return Ok(None);
@@ -246,7 +243,15 @@ fn alphabet(conn: &mut Conn, column: &ColumnSchema) -> Result<Option<Vec<char>>,
     let (cs, coll) = (column.charset.as_deref().unwrap_or_default(), column.collation.as_deref().unwrap_or_default());
     let chars: Vec<String> = (0x20u8..0x7f).map(|b| format!("SELECT CONVERT(X'{b:02X}' USING {cs}) COLLATE {coll} AS c")).collect();
     let sql = format!("SELECT c, WEIGHT_STRING(c) FROM ({}) t ORDER BY c, WEIGHT_STRING(c)", chars.join(" UNION ALL "));
-    let rows: Vec<(String, Vec<u8>)> = conn.query(sql)?;
+    let rows: Vec<(String, Vec<u8>)> = conn
+        .query(&sql)?
+        .rows
+        .into_iter()
+        .filter_map(|r| match <[Value; 2]>::try_from(r) {
+            Ok([c, w]) => Some((mysql::from_value_opt::<String>(c).ok()?, mysql::from_value_opt::<Vec<u8>>(w).ok()?)),
+            Err(_) => None,
+        })
+        .collect();
     let mut out: Vec<char> = Vec::new();
     let mut last: Option<Vec<u8>> = None;
     for (c, weight) in rows {
@@ -260,7 +265,7 @@ fn alphabet(conn: &mut Conn, column: &ColumnSchema) -> Result<Option<Vec<char>>,
 
 /// Boundaries for about `estimated_rows / chunk_rows` chunks, or None when the estimates cannot
 /// place them (the caller then walks the key).
-pub fn estimated_bounds(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -> Result<Option<Vec<Vec<KeyValue>>>, SourceError> {
+pub fn estimated_bounds(conn: &mut Session, table: &TableSchema, chunk_rows: u64) -> Result<Option<Vec<Vec<KeyValue>>>, SourceError> {
     let chunks = table.estimated_rows.div_ceil(chunk_rows.max(1));
     let Some(first) = table.key.columns.first() else { return Ok(None) };
     let Some(column_schema) = table.columns.iter().find(|c| &c.name == first) else { return Ok(None) };
@@ -270,10 +275,10 @@ pub fn estimated_bounds(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -
     let name = qualified(&table.database, &table.table);
     let column = quote_ident(first);
     let ctx = |what: &str| format!("{what} of {}", table.display_name());
-    let ends: Option<(Value, Value)> = conn
-        .exec_first(format!("SELECT MIN({column}), MAX({column}) FROM {name}"), ())
+    let ends = conn
+        .exec_first(&format!("SELECT MIN({column}), MAX({column}) FROM {name}"), Vec::new())
         .map_err(|e| SourceError::query(ctx("reading the key range"), e))?;
-    let Some((min, max)) = ends else { return Ok(None) };
+    let Some([min, max]) = ends.and_then(|r| <[Value; 2]>::try_from(r).ok()) else { return Ok(None) };
     let Some(space) = space_of(conn, column_schema).map_err(|e| SourceError::query(ctx("ordering the key's characters"), e))? else {
         return Ok(None);
     };
@@ -335,10 +340,9 @@ pub fn estimated_bounds(conn: &mut Conn, table: &TableSchema, chunk_rows: u64) -
             params.push(prev[0].to_value());
         }
         sql.push_str(&format!(" ORDER BY {cols} LIMIT 1"));
-        let row: Option<mysql::Row> =
-            est.conn.exec_first(sql, params).map_err(|e| SourceError::query(ctx("placing a chunk boundary"), e))?;
+        let row = est.conn.exec_first(&sql, params).map_err(|e| SourceError::query(ctx("placing a chunk boundary"), e))?;
         let Some(row) = row else { break };
-        bounds.push((0..row.len()).map(|k| KeyValue::from_value(&row[k])).collect());
+        bounds.push(row.iter().map(KeyValue::from_value).collect());
     }
     Ok((!bounds.is_empty()).then_some(bounds))
 }

@@ -10,8 +10,10 @@ pub mod plan;
 pub mod position;
 pub mod retention;
 pub mod schema;
+pub mod session;
 pub mod snapshot;
 pub mod types;
+pub mod wire;
 
 pub use connect::SourceConfig;
 

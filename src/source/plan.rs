@@ -19,8 +19,9 @@
 //! The first chunk has no lower bound and the last no upper bound, so a reused plan (resume)
 //! still covers rows inserted since it was made.
 
-use mysql::prelude::Queryable;
-use mysql::{Conn, Value};
+use mysql::Value;
+
+use super::session::Session;
 use serde::{Deserialize, Serialize};
 
 use super::estimate_split::estimated_bounds;
@@ -110,7 +111,7 @@ const SPARSE_FACTOR: i128 = 20;
 /// Each range is handed to `emit` as soon as it is known (a keyset walk over a big table takes
 /// a while; its first chunks can be exported meanwhile). Returns the strategy once all are out.
 pub fn plan_table(
-    conn: &mut Conn,
+    conn: &mut Session,
     table: &TableSchema,
     chunk_rows: u64,
     bounds: KeyBounds,
@@ -123,7 +124,7 @@ pub fn plan_table(
 
 /// Returns the strategy and the ranges not yet emitted.
 fn plan_ranges(
-    conn: &mut Conn,
+    conn: &mut Session,
     table: &TableSchema,
     chunk_rows: u64,
     bounds: KeyBounds,
@@ -139,11 +140,11 @@ fn plan_ranges(
     let single_int = table.key.columns.len() == 1 && table.columns[table.key_positions()[0]].kind.is_integer();
     if single_int {
         let k = &key_cols[0];
-        let row: Option<(Value, Value)> = conn
-            .exec_first(format!("SELECT MIN({k}), MAX({k}) FROM {name}"), ())
+        let row = conn
+            .exec_first(&format!("SELECT MIN({k}), MAX({k}) FROM {name}"), Vec::new())
             .map_err(|e| SourceError::query(ctx("reading the key range"), e))?;
-        let (min, max) = match row {
-            Some((min, max)) if min != Value::NULL => (as_i128(&min), as_i128(&max)),
+        let (min, max) = match row.as_deref() {
+            Some([min, max]) if *min != Value::NULL => (as_i128(min), as_i128(max)),
             _ => return Ok((Strategy::IntRange, whole)),
         };
         let rows = table.estimated_rows.max(1) as i128;
@@ -183,10 +184,9 @@ fn plan_ranges(
             }
         };
         let sql = format!("SELECT {cols} FROM {name} {filter} ORDER BY {cols} LIMIT 1 OFFSET {chunk_rows}");
-        let row: Option<mysql::Row> =
-            conn.exec_first(sql, params).map_err(|e| SourceError::query(ctx("walking the key"), e))?;
+        let row = conn.exec_first(&sql, params).map_err(|e| SourceError::query(ctx("walking the key"), e))?;
         match row {
-            Some(row) => bounds.push((0..row.len()).map(|i| KeyValue::from_value(&row[i])).collect()),
+            Some(row) => bounds.push(row.iter().map(KeyValue::from_value).collect()),
             None => break,
         }
     }

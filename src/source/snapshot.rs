@@ -20,7 +20,8 @@
 //!   say which was chosen and why the others were not.
 
 use mysql::prelude::Queryable;
-use mysql::Conn;
+
+use super::session::{RowReader, Session};
 use serde::{Deserialize, Serialize};
 
 use super::connect::{Flavor, SourceConfig};
@@ -87,12 +88,14 @@ pub struct SnapshotRequest<'a> {
     pub watermark: Option<&'a str>,
     /// `lock_wait_timeout` of the lock modes.
     pub lock_wait_seconds: u32,
+    /// Which client reads the workers' rows.
+    pub reader: RowReader,
 }
 
-type Opened = (Vec<Conn>, Option<BinlogPosition>, String);
+type Opened = (Vec<Session>, Option<BinlogPosition>, String);
 
 /// Opens `threads` sessions that read under one snapshot and returns them with the snapshot.
-pub fn open(req: &SnapshotRequest) -> Result<(Vec<Conn>, Snapshot), SourceError> {
+pub fn open(req: &SnapshotRequest) -> Result<(Vec<Session>, Snapshot), SourceError> {
     let taken_at = crate::clock::now_rfc3339();
     let server = {
         let mut c = req.source.connect()?;
@@ -169,7 +172,7 @@ fn open_mode(req: &SnapshotRequest, mode: Consistency) -> Result<Opened, SourceE
         Consistency::None => {
             let mut control = req.source.connect()?;
             let binlog = binlog_position(&mut control, req.flavor, req.source).unwrap_or(None);
-            Ok((sessions(req.source, req.threads, false)?, binlog, "replay-from".into()))
+            Ok((sessions(req, false)?, binlog, "replay-from".into()))
         }
     }
 }
@@ -194,7 +197,7 @@ fn lock(req: &SnapshotRequest, lock_sql: String, what: &str, privilege: &str, hi
             return Err(privilege_error(e, what, privilege, req.source, hint));
         }
     }
-    let opened = sessions(req.source, req.threads, true);
+    let opened = sessions(req, true);
     let position = opened.as_ref().ok().map(|_| binlog_position(&mut control, req.flavor, req.source));
     // Unlock before reporting any error so a failed run never leaves writes blocked.
     control.query_drop("UNLOCK TABLES").map_err(|e| SourceError::query("UNLOCK TABLES", e))?;
@@ -273,7 +276,7 @@ fn stall_free(req: &SnapshotRequest) -> Result<Opened, SourceError> {
         let hint = format!("grant INSERT, UPDATE ON {}.* to the user", quote_ident(schema));
         return Err(privilege_error(e, &format!("committing the watermark row in {table}"), "INSERT and UPDATE", req.source, &hint));
     }
-    Ok((sessions(req.source, req.threads, false)?, position, "replay-from".into()))
+    Ok((sessions(req, false)?, position, "replay-from".into()))
 }
 
 /// MariaDB tells each snapshot's exact binlog position; the earliest is recorded.
@@ -281,7 +284,7 @@ fn no_lock(req: &SnapshotRequest) -> Result<Opened, SourceError> {
     no_lock_position_is_safe(req.flavor)?;
     let mut control = req.source.connect()?;
     let before = binlog_position(&mut control, req.flavor, req.source)?;
-    let mut conns = sessions(req.source, req.threads, true)?;
+    let mut conns = sessions(req, true)?;
     let mut exact = Vec::new();
     for conn in conns.iter_mut() {
         exact.push(mariadb_snapshot_position(conn)?);
@@ -309,24 +312,35 @@ pub fn no_lock_position_is_safe(flavor: Flavor) -> Result<(), SourceError> {
 }
 
 /// `threads` sessions, each in its own consistent snapshot, or plain autocommit ones.
-fn sessions(source: &SourceConfig, threads: usize, snapshot: bool) -> Result<Vec<Conn>, SourceError> {
-    (0..threads)
+fn sessions(req: &SnapshotRequest, snapshot: bool) -> Result<Vec<Session>, SourceError> {
+    let sessions: Vec<Session> = (0..req.threads)
         .map(|_| {
-            let mut conn = source.connect()?;
+            let mut conn = Session::connect(req.source, req.reader)?;
             if snapshot {
                 conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                     .map_err(|e| SourceError::query("START TRANSACTION WITH CONSISTENT SNAPSHOT", e))?;
             }
             Ok(conn)
         })
-        .collect()
+        .collect::<Result<_, SourceError>>()?;
+    if let Some(first) = sessions.first() {
+        tracing::debug!(reader = %first.describe(), "worker sessions open");
+    }
+    Ok(sessions)
 }
 
 /// MariaDB: the binlog position matching this session's consistent snapshot.
-fn mariadb_snapshot_position(conn: &mut Conn) -> Result<Option<BinlogPosition>, SourceError> {
+fn mariadb_snapshot_position(conn: &mut Session) -> Result<Option<BinlogPosition>, SourceError> {
     let rows: Vec<(String, String)> = conn
         .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .map_err(|e| SourceError::query("SHOW STATUS LIKE 'binlog_snapshot_%'", e))?;
+        .map_err(|e| SourceError::query("SHOW STATUS LIKE 'binlog_snapshot_%'", e))?
+        .rows
+        .into_iter()
+        .filter_map(|r| match &r[..] {
+            [k, v] => Some((mysql::from_value_opt::<String>(k.clone()).ok()?, mysql::from_value_opt::<String>(v.clone()).ok()?)),
+            _ => None,
+        })
+        .collect();
     let get = |name: &str| rows.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     match (get("Binlog_snapshot_file"), get("Binlog_snapshot_position")) {
         (Some(file), Some(pos)) if !file.is_empty() => Ok(Some(BinlogPosition { file, position: pos.parse().unwrap_or(0), gtid: None })),

@@ -3,6 +3,10 @@
 //! f64), temporals as calendar parts (zero dates and dates the calendar lacks are reported, not
 //! moved), TIME as a signed duration, BIT from big-endian bytes, spatial values as WKB. Both
 //! chunk writers consume `Datum`s, so Parquet and CSV can never disagree on a value.
+//!
+//! Decoding starts from a `Cell`, a borrowed view of one value as the protocol carries it. The
+//! `mysql` crate's `Value` and the export's own row reader (`source::wire`) both give `Cell`s,
+//! so the two read paths share every rule below and cannot write different files.
 
 use arrow_buffer::i256;
 use mysql::Value;
@@ -48,38 +52,85 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-fn invalid(kind: &ColumnKind, v: &Value) -> DecodeError {
+/// One value as the protocol carries it, borrowing its bytes: the binary protocol's typed
+/// forms, or bytes (strings, decimals, and every value of the text protocol).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// year, month, day, hour, minute, second, microsecond.
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    /// negative, days, hours, minutes, seconds, microseconds.
+    Time(bool, u32, u8, u8, u8, u32),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> From<&'a Value> for Cell<'a> {
+    fn from(v: &'a Value) -> Cell<'a> {
+        match v {
+            Value::NULL => Cell::Null,
+            Value::Int(i) => Cell::Int(*i),
+            Value::UInt(u) => Cell::UInt(*u),
+            Value::Float(f) => Cell::Float(*f),
+            Value::Double(d) => Cell::Double(*d),
+            Value::Date(y, mo, d, h, mi, s, us) => Cell::Date(*y, *mo, *d, *h, *mi, *s, *us),
+            Value::Time(neg, days, h, m, s, us) => Cell::Time(*neg, *days, *h, *m, *s, *us),
+            Value::Bytes(b) => Cell::Bytes(b),
+        }
+    }
+}
+
+impl Cell<'_> {
+    /// The owned `Value` the `mysql` crate would have made of this cell.
+    pub fn to_value(self) -> Value {
+        match self {
+            Cell::Null => Value::NULL,
+            Cell::Int(i) => Value::Int(i),
+            Cell::UInt(u) => Value::UInt(u),
+            Cell::Float(f) => Value::Float(f),
+            Cell::Double(d) => Value::Double(d),
+            Cell::Date(y, mo, d, h, mi, s, us) => Value::Date(y, mo, d, h, mi, s, us),
+            Cell::Time(neg, days, h, m, s, us) => Value::Time(neg, days, h, m, s, us),
+            Cell::Bytes(b) => Value::Bytes(b.to_vec()),
+        }
+    }
+}
+
+fn invalid(kind: &ColumnKind, v: Cell) -> DecodeError {
     let shown = match v {
-        Value::Bytes(b) => format!("{:?}", String::from_utf8_lossy(&b[..b.len().min(64)])),
-        other => format!("{other:?}"),
+        Cell::Bytes(b) => format!("{:?}", String::from_utf8_lossy(&b[..b.len().min(64)])),
+        other => format!("{:?}", other.to_value()),
     };
     DecodeError::Invalid(format!("value {shown} does not fit {kind:?}"))
 }
 
-fn text<'a>(kind: &ColumnKind, v: &'a Value) -> Result<&'a str, DecodeError> {
+fn text<'a>(kind: &ColumnKind, v: Cell<'a>) -> Result<&'a str, DecodeError> {
     match v {
-        Value::Bytes(b) => std::str::from_utf8(b).map_err(|_| DecodeError::Invalid("text is not valid UTF-8".into())),
+        Cell::Bytes(b) => std::str::from_utf8(b).map_err(|_| DecodeError::Invalid("text is not valid UTF-8".into())),
         other => Err(invalid(kind, other)),
     }
 }
 
 /// Decodes `v` of a column of `kind` (binary or text protocol values both accepted).
-pub fn decode<'a>(kind: &ColumnKind, v: &'a Value, zero_date: ZeroDatePolicy) -> Result<Datum<'a>, DecodeError> {
-    if let Value::NULL = v {
+pub fn decode<'a>(kind: &ColumnKind, v: Cell<'a>, zero_date: ZeroDatePolicy) -> Result<Datum<'a>, DecodeError> {
+    if let Cell::Null = v {
         return Ok(Datum::Null);
     }
     let bad = || invalid(kind, v);
     Ok(match kind {
         ColumnKind::Int { unsigned: true, .. } | ColumnKind::Year => match v {
-            Value::UInt(u) => Datum::U64(*u),
-            Value::Int(i) if *i >= 0 => Datum::U64(*i as u64),
-            Value::Bytes(_) => Datum::U64(text(kind, v)?.parse().map_err(|_| bad())?),
+            Cell::UInt(u) => Datum::U64(u),
+            Cell::Int(i) if i >= 0 => Datum::U64(i as u64),
+            Cell::Bytes(_) => Datum::U64(text(kind, v)?.parse().map_err(|_| bad())?),
             _ => return Err(bad()),
         },
         ColumnKind::Int { unsigned: false, .. } => match v {
-            Value::Int(i) => Datum::I64(*i),
-            Value::UInt(u) if *u <= i64::MAX as u64 => Datum::I64(*u as i64),
-            Value::Bytes(_) => Datum::I64(text(kind, v)?.parse().map_err(|_| bad())?),
+            Cell::Int(i) => Datum::I64(i),
+            Cell::UInt(u) if u <= i64::MAX as u64 => Datum::I64(u as i64),
+            Cell::Bytes(_) => Datum::I64(text(kind, v)?.parse().map_err(|_| bad())?),
             _ => return Err(bad()),
         },
         ColumnKind::Decimal { scale, .. } => {
@@ -88,26 +139,20 @@ pub fn decode<'a>(kind: &ColumnKind, v: &'a Value, zero_date: ZeroDatePolicy) ->
             Datum::Decimal { text: t, unscaled }
         }
         ColumnKind::Float => match v {
-            Value::Float(f) => Datum::F32(*f),
-            Value::Double(d) => Datum::F32(*d as f32),
+            Cell::Float(f) => Datum::F32(f),
+            Cell::Double(d) => Datum::F32(d as f32),
             _ => Datum::F32(text(kind, v)?.parse().map_err(|_| bad())?),
         },
         ColumnKind::Double => match v {
-            Value::Double(d) => Datum::F64(*d),
-            Value::Float(f) => Datum::F64(*f as f64),
+            Cell::Double(d) => Datum::F64(d),
+            Cell::Float(f) => Datum::F64(f as f64),
             _ => Datum::F64(text(kind, v)?.parse().map_err(|_| bad())?),
         },
         ColumnKind::Date | ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. } => {
             let parts = match v {
-                Value::Date(year, month, day, hour, minute, second, micro) => DateTimeParts {
-                    year: *year,
-                    month: *month,
-                    day: *day,
-                    hour: *hour,
-                    minute: *minute,
-                    second: *second,
-                    micro: *micro,
-                },
+                Cell::Date(year, month, day, hour, minute, second, micro) => {
+                    DateTimeParts { year, month, day, hour, minute, second, micro }
+                }
                 _ => parse_datetime(text(kind, v)?).ok_or_else(bad)?,
             };
             let zero = !parts.is_calendar_date();
@@ -118,28 +163,28 @@ pub fn decode<'a>(kind: &ColumnKind, v: &'a Value, zero_date: ZeroDatePolicy) ->
             }
         }
         ColumnKind::Time { .. } => match v {
-            Value::Time(neg, days, h, m, s, us) => {
-                let secs = ((*days as i64 * 24 + *h as i64) * 60 + *m as i64) * 60 + *s as i64;
-                let micros = secs * 1_000_000 + *us as i64;
-                Datum::Time(if *neg { -micros } else { micros })
+            Cell::Time(neg, days, h, m, s, us) => {
+                let secs = ((days as i64 * 24 + h as i64) * 60 + m as i64) * 60 + s as i64;
+                let micros = secs * 1_000_000 + us as i64;
+                Datum::Time(if neg { -micros } else { micros })
             }
             _ => Datum::Time(parse_time(text(kind, v)?).ok_or_else(bad)?),
         },
         ColumnKind::Text | ColumnKind::Enum | ColumnKind::Json => Datum::Text(text(kind, v)?),
         ColumnKind::Set => Datum::Set(text(kind, v)?),
         ColumnKind::Binary => match v {
-            Value::Bytes(b) => Datum::Bytes(b),
+            Cell::Bytes(b) => Datum::Bytes(b),
             _ => return Err(bad()),
         },
         ColumnKind::Spatial => match v {
             // The server's internal form is a 4-byte little-endian SRID followed by WKB.
-            Value::Bytes(b) if b.len() >= 5 => Datum::Bytes(&b[4..]),
+            Cell::Bytes(b) if b.len() >= 5 => Datum::Bytes(&b[4..]),
             _ => return Err(bad()),
         },
         ColumnKind::Bit { .. } => match v {
-            Value::Bytes(b) if b.len() <= 8 => Datum::U64(b.iter().fold(0u64, |acc, x| (acc << 8) | *x as u64)),
-            Value::UInt(u) => Datum::U64(*u),
-            Value::Int(i) => Datum::U64(*i as u64),
+            Cell::Bytes(b) if b.len() <= 8 => Datum::U64(b.iter().fold(0u64, |acc, x| (acc << 8) | *x as u64)),
+            Cell::UInt(u) => Datum::U64(u),
+            Cell::Int(i) => Datum::U64(i as u64),
             _ => return Err(bad()),
         },
     })
@@ -203,18 +248,18 @@ mod tests {
     fn zero_dates_follow_the_policy() {
         let v = Value::Date(0, 0, 0, 0, 0, 0, 0);
         let k = ColumnKind::Date;
-        assert_eq!(decode(&k, &v, ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("0000-00-00".into())));
-        assert_eq!(decode(&k, &v, ZeroDatePolicy::String), Ok(Datum::OwnedText("0000-00-00".into())));
+        assert_eq!(decode(&k, (&v).into(), ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("0000-00-00".into())));
+        assert_eq!(decode(&k, (&v).into(), ZeroDatePolicy::String), Ok(Datum::OwnedText("0000-00-00".into())));
         // Stored under ALLOW_INVALID_DATES: kept as text or reported, never moved to March 3rd.
         let invalid = Value::Date(2023, 2, 31, 0, 0, 0, 0);
-        assert_eq!(decode(&k, &invalid, ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("2023-02-31".into())));
-        assert_eq!(decode(&k, &invalid, ZeroDatePolicy::String), Ok(Datum::OwnedText("2023-02-31".into())));
+        assert_eq!(decode(&k, (&invalid).into(), ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("2023-02-31".into())));
+        assert_eq!(decode(&k, (&invalid).into(), ZeroDatePolicy::String), Ok(Datum::OwnedText("2023-02-31".into())));
     }
 
     #[test]
     fn time_is_signed_and_may_exceed_a_day() {
         let v = Value::Time(true, 34, 22, 59, 59, 500000);
-        let Ok(Datum::Time(us)) = decode(&ColumnKind::Time { fsp: 1 }, &v, ZeroDatePolicy::Null) else { panic!() };
+        let Ok(Datum::Time(us)) = decode(&ColumnKind::Time { fsp: 1 }, (&v).into(), ZeroDatePolicy::Null) else { panic!() };
         assert_eq!(format_time(us, 1), "-838:59:59.5");
         assert_eq!(parse_time("-838:59:59.5"), Some(us));
     }
@@ -223,8 +268,8 @@ mod tests {
     fn bit_bytes_are_big_endian_and_spatial_drops_the_srid() {
         let k = ColumnKind::Bit { width: 64 };
         let v = Value::Bytes(vec![0x80, 0, 0, 0, 0, 0, 0, 1]);
-        assert_eq!(decode(&k, &v, ZeroDatePolicy::Null), Ok(Datum::U64(0x8000_0000_0000_0001)));
+        assert_eq!(decode(&k, (&v).into(), ZeroDatePolicy::Null), Ok(Datum::U64(0x8000_0000_0000_0001)));
         let p = Value::Bytes(vec![0, 0, 0, 0, 1, 1, 0, 0, 0]);
-        assert_eq!(decode(&ColumnKind::Spatial, &p, ZeroDatePolicy::Null), Ok(Datum::Bytes(&[1, 1, 0, 0, 0][..])));
+        assert_eq!(decode(&ColumnKind::Spatial, (&p).into(), ZeroDatePolicy::Null), Ok(Datum::Bytes(&[1, 1, 0, 0, 0][..])));
     }
 }

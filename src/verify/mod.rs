@@ -336,6 +336,7 @@ fn export_source(run: &Path, source: &crate::source::SourceConfig, s: &VerifySet
         lock_wait_seconds: crate::defaults::LOCK_WAIT_SECONDS,
         zero_date: manifest.options.zero_date,
         row_group_bytes: crate::defaults::ROW_GROUP_MB << 20,
+        row_reader: Default::default(),
         restart: true,
         quiet: s.quiet,
         upload: None,
