@@ -31,6 +31,7 @@ mod metrics;
 mod migrate;
 mod nothing_silent;
 mod parquet_readers;
+mod row_reader;
 mod same_answer;
 mod sync_s3;
 mod source_retention;

@@ -38,6 +38,8 @@ fn export_and_capture_verify_the_servers_certificate_and_name_a_wrong_ca() {
     assert!(out.status.success(), "export over verified TLS: {}", stderr(&out));
     let m = common::manifest(&dir.path().join("run"));
     assert_eq!(m.tables[0].chunks.iter().map(|c| c.rows).sum::<u64>(), 300);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("run/export-report.json")).unwrap()).unwrap();
+    assert_eq!(report["row_readers"], serde_json::json!(["fast row reader (mysql_native_password, TLS)"]), "the fast reader verified the certificate itself");
 
     server.root(&["-e", "USE shop; INSERT INTO t SELECT seq, 'new' FROM seq_301_to_320"]).unwrap();
     let out = run(&["cdc", "capture"], &good, &dir.path().join("run"));

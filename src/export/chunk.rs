@@ -148,7 +148,6 @@ pub fn export_chunk(
         Err(ExportError::Read(e)) => return Err(read_err(e)),
         other => other?,
     }
-    drop(each);
     let out = match sink {
         Sink::Parquet(s) => s.finish().map_err(sink_err)?,
         Sink::Csv(s) => s.finish().map_err(sink_err)?,

@@ -265,6 +265,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
         progress.add_table(entry.schema.display_name(), entry.schema.estimated_rows.max(done), done);
     }
 
+    let mut readers: Vec<String> = Vec::new();
     if !tasks.is_empty() {
         let threads = settings.threads.clamp(1, 256);
         // Snapshots of killed runs that completed no chunk say nothing any chunk needs: keeping
@@ -285,6 +286,8 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
             reader: settings.row_reader,
         };
         let (conns, snap) = snapshot::open(&request)?;
+        readers = conns.iter().map(|c| c.describe()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        info!(reader = %readers.join(", "), "worker sessions");
         info!(consistency = crate::choice::Choice::name(snap.consistency), reason = snap.reason.as_deref().unwrap_or("asked for"), "snapshot mode");
         match &snap.binlog {
             Some(p) => info!(file = %p.file, position = p.position, gtid = ?p.gtid, guarantee = %snap.guarantee, "snapshot"),
@@ -327,6 +330,7 @@ pub fn run(settings: &ExportSettings) -> Result<ExportReport, ExportError> {
 
     let mut report = ExportReport::build(&manifest, &skipped, settings, &started_at, started.elapsed());
     report.skipped_objects = skipped_objects;
+    report.row_readers = readers;
     report.write(&run).map_err(out_err)?;
     if let Some((dest, opts)) = &settings.upload {
         // Everything not yet sent (and a check of what was), then the manifest, last.

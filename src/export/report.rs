@@ -34,6 +34,9 @@ pub struct ExportReport {
     pub tables: Vec<TableReport>,
     /// Selected objects that are not exported (views, sequences) and why.
     pub skipped_objects: Vec<crate::source::schema::SkippedObject>,
+    /// Which client read the rows of this run's worker sessions: `fast row reader (PLUGIN[, TLS])`
+    /// or `mysql driver` (asked for, or the fast reader could not serve the connection).
+    pub row_readers: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,6 +100,7 @@ impl ExportReport {
             consistency_reason: m.snapshots.last().and_then(|s| s.reason.clone()),
             tables,
             skipped_objects: Vec::new(),
+            row_readers: Vec::new(),
         }
     }
 

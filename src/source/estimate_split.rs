@@ -34,6 +34,8 @@ use super::{qualified, quote_ident, SourceError};
 const PIECES_PER_CHUNK: f64 = 4.0;
 /// Gives up (and walks the key) past this many EXPLAINs.
 const MAX_ESTIMATES: usize = 200_000;
+/// The smallest estimate worth splitting: engines answer 1 for a range they find (next to) empty.
+const MIN_ESTIMATE: f64 = 1.0;
 /// Longest bisection point, in characters or bytes.
 const MAX_DIGITS: usize = 32;
 /// A chunk estimated above this many times its share makes the result lopsided.
@@ -208,7 +210,10 @@ impl Estimator<'_> {
         let mut stack = vec![piece];
         while let Some(p) = stack.pop() {
             let upper = p.hi.clone().unwrap_or_else(|| self.max.clone());
-            let mid = if p.rows > limit { self.space.mid(&p.lo, &upper) } else { None };
+            // The engine estimates a range it finds next to nothing in as one row: splitting such a
+            // piece tells nothing more (a tiny --chunk-rows over a sparse 64-bit key split every
+            // piece down to single keys, 200,000 estimates and minutes of planning).
+            let mid = if p.rows > limit.max(MIN_ESTIMATE) { self.space.mid(&p.lo, &upper) } else { None };
             let Some(mid) = mid else {
                 out.push(p);
                 continue;

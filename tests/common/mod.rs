@@ -23,6 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 pub mod cdc;
 pub mod corpus;
 pub mod ddb;
+pub mod fake_mysql;
 pub mod servers;
 
 pub fn root() -> PathBuf {

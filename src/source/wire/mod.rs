@@ -27,6 +27,7 @@ use self::rows::{lenenc, Wire};
 use super::connect::SourceConfig;
 use crate::value::row::Cell;
 
+const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;
 const COM_STMT_PREPARE: u8 = 0x16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -76,6 +77,16 @@ pub struct WireConn {
     cells: Vec<Cell<'static>>,
     /// The column names of the last statement executed.
     names: Vec<String>,
+    /// A result was left unread (its reader stopped early): nothing more can be sent.
+    broken: bool,
+}
+
+impl Drop for WireConn {
+    fn drop(&mut self) {
+        if !self.broken {
+            let _ = self.packets.command(&[COM_QUIT]);
+        }
+    }
 }
 
 impl std::fmt::Debug for WireConn {
@@ -118,7 +129,7 @@ impl WireConn {
         stream.set_read_timeout(cfg.timeout).map_err(WireError::Io)?;
         stream.set_write_timeout(cfg.timeout).map_err(WireError::Io)?;
         let (packets, greeting) = auth::handshake(stream, cfg, cfg.password())?;
-        let mut conn = WireConn { packets, plugin: greeting.plugin, tls: greeting.tls, cells: Vec::new(), names: Vec::new() };
+        let mut conn = WireConn { packets, plugin: greeting.plugin, tls: greeting.tls, cells: Vec::new(), names: Vec::new(), broken: false };
         conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600")?;
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
         Ok(conn)
@@ -126,6 +137,14 @@ impl WireConn {
 
     fn io<T>(r: std::io::Result<T>) -> Result<T, WireError> {
         r.map_err(WireError::Io)
+    }
+
+    /// Sends a command, unless an unfinished read left the session unusable.
+    fn command(&mut self, payload: &[u8]) -> Result<(), WireError> {
+        if self.broken {
+            return Err(WireError::Protocol("the session stopped in the middle of a result and cannot be used again".into()));
+        }
+        Self::io(self.packets.command(payload))
     }
 
     fn read(&mut self) -> Result<Vec<u8>, WireError> {
@@ -161,7 +180,7 @@ impl WireConn {
         let mut cmd = Vec::with_capacity(sql.len() + 1);
         cmd.push(COM_QUERY);
         cmd.extend_from_slice(sql.as_bytes());
-        Self::io(self.packets.command(&cmd))?;
+        self.command(&cmd)?;
         let (mut names, mut rows) = (Vec::new(), Vec::new());
         loop {
             let head = self.read()?;
@@ -194,7 +213,7 @@ impl WireConn {
         let mut cmd = Vec::with_capacity(sql.len() + 1);
         cmd.push(COM_STMT_PREPARE);
         cmd.extend_from_slice(sql.as_bytes());
-        Self::io(self.packets.command(&cmd))?;
+        self.command(&cmd)?;
         let ok = self.read()?;
         let stmt: StmtPacket = ParseBuf(&ok).parse(()).map_err(|e| WireError::Protocol(format!("prepare: {e}")))?;
         if stmt.num_params() > 0 {
@@ -206,7 +225,7 @@ impl WireConn {
         let result = self.execute(stmt.statement_id(), params, &mut each);
         let mut close = Vec::new();
         ComStmtClose::new(stmt.statement_id()).serialize(&mut close);
-        let closed = Self::io(self.packets.command(&close));
+        let closed = if self.broken { Ok(()) } else { self.command(&close) };
         result?;
         Ok(closed?)
     }
@@ -218,7 +237,7 @@ impl WireConn {
         }
         let mut cmd = Vec::new();
         request.serialize(&mut cmd);
-        Self::io(self.packets.command(&cmd))?;
+        self.command(&cmd)?;
         let head = self.read()?;
         if head[0] == 0x00 {
             return Ok(());
@@ -236,27 +255,30 @@ impl WireConn {
                     Some(0xff) => return Err(server_error(p)),
                     _ => return Err(WireError::Protocol("a result row without its header".into())),
                 }
-                // After an error of `each`, the rest is read and dropped so the session stays usable.
-                if failed.is_none() {
-                    let mut row = recycle(std::mem::take(&mut cells));
-                    rows::parse(p, &columns, &mut row)?;
-                    if let Err(e) = each(&row) {
-                        failed = Some(e);
-                    }
-                    cells = recycle(row);
+                let mut row = recycle(std::mem::take(&mut cells));
+                rows::parse(p, &columns, &mut row)?;
+                if let Err(e) = each(&row) {
+                    failed = Some(e);
                 }
+                cells = recycle(row);
                 Ok(Next::Row)
-            }))?;
-            match next? {
-                Next::Row => {}
-                Next::End => break,
+            }));
+            match next {
+                Ok(Ok(Next::Row)) if failed.is_none() => {}
+                Ok(Ok(Next::End)) => break,
+                // The rest of the result is not read: the session cannot be used again.
+                other => {
+                    self.broken = true;
+                    return Err(match (failed, other) {
+                        (Some(e), _) => e,
+                        (None, Err(e) | Ok(Err(e))) => e.into(),
+                        (None, Ok(Ok(_))) => unreachable!("a row without an error continues"),
+                    });
+                }
             }
         }
         self.cells = recycle(cells);
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Prepares and executes `sql`, returning its column names and rows as the `mysql`
