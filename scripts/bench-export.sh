@@ -57,23 +57,33 @@ if [ "$have" != "$ROWS" ]; then
 fi
 
 # --- runs -----------------------------------------------------------------------------------------
-# time_it NAME CMD…: runs CMD under GNU time; prints "seconds peak_kb".
+# The server's CPU seconds so far (user + system, from /proc), to charge each run its share.
+SERVER_PID=$(cat "$STATE/mariadb/mariadbd.pid" 2>/dev/null || pgrep -o -x mariadbd)
+TICKS=$(getconf CLK_TCK)
+server_cpu() { awk -v hz="$TICKS" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$SERVER_PID/stat"; }
+
+# time_it NAME CMD…: runs CMD under GNU time; prints "seconds peak_kb client_cpu_s server_cpu_s".
 time_it() {
     local name=$1; shift
     sync
-    /usr/bin/time -f "%e %M" -o "$OUT/$name.time" "$@" >"$OUT/$name.log" 2>&1 || {
+    local before; before=$(server_cpu)
+    /usr/bin/time -f "%e %M %U %S" -o "$OUT/$name.time" "$@" >"$OUT/$name.log" 2>&1 || {
         echo "$name failed:"; tail -n 20 "$OUT/$name.log"; exit 1; }
-    cat "$OUT/$name.time" | tail -n 1
+    local after; after=$(server_cpu)
+    tail -n 1 "$OUT/$name.time" | awk -v b="$before" -v a="$after" '{printf "%s %s %.2f %.2f\n", $1, $2, $3 + $4, a - b}'
 }
 
 results=()
 for table in purchase orders; do
-    rm -rf "$OUT/m2d-$table" "$OUT/mydumper-$table" "$OUT/cx-$table.parquet"
+    rm -rf "$OUT/m2d-$table" "$OUT/m2d-driver-$table" "$OUT/mydumper-$table" "$OUT/cx-$table.parquet"
     # Read the table once first: after other benchmarks its pages may have left the buffer pool,
     # and whichever tool went first would read them from disk for the others.
     $SQL -N -e "SELECT COUNT(*) FROM bench.$table FORCE INDEX (PRIMARY)" >/dev/null
     m2d=$(time_it "m2d-$table" "$BIN" export --quiet --source "$M2D_MYSQL_URL" --out "$OUT/m2d-$table" \
         --tables "bench.$table" --threads "$THREADS" --restart)
+    grep -q '"fast row reader' "$OUT/m2d-$table/export-report.json" || { echo "the fast row reader did not serve the export"; exit 1; }
+    drv=$(time_it "m2d-driver-$table" "$BIN" export --quiet --source "$M2D_MYSQL_URL" --out "$OUT/m2d-driver-$table" \
+        --tables "bench.$table" --threads "$THREADS" --restart --row-reader driver)
     mkdir -p "$OUT/mydumper-$table"
     myd=$(time_it "mydumper-$table" mydumper -h 127.0.0.1 -P "$PORT" -u "$DB_USER" -p "$DB_PASS" \
         -t "$THREADS" -r 500000 -B bench -T "$table" -o "$OUT/mydumper-$table")
@@ -86,30 +96,36 @@ t = cx.read_sql('mysql://$DB_USER:$DB_PASS@127.0.0.1:$PORT/bench', 'SELECT * FRO
 pq.write_table(t, '$OUT/cx-$table.parquet', compression='zstd')
 assert t.num_rows == $ROWS, t.num_rows
 ")
-    results+=("$table $m2d $myd $cx")
+    results+=("$table $m2d $drv $myd $cx")
 done
 
 # --- table ----------------------------------------------------------------------------------------
 {
     echo "Export of $ROWS rows per table, $THREADS threads each, MariaDB $($SQL -N -e 'SELECT VERSION()') on loopback, $(nproc) cores."
     echo "Command: \`BENCH_ROWS=$ROWS make bench-export\` ($(date -u +%Y-%m-%d)). Each table is read once before the tools run, so none starts on a cold buffer pool."
+    echo "CPU per row: the tool's user + system time (GNU time) and the server's (mariadbd in /proc) during that run, in µs."
     echo
-    echo "| table | tool | seconds | rows/s | peak RSS MB | mysql2ddb speed ÷ peer |"
-    echo "|---|---|---:|---:|---:|---:|"
+    echo "| table | tool | seconds | rows/s | peak RSS MB | client CPU µs/row | server CPU µs/row | mysql2ddb speed ÷ peer |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
     for r in "${results[@]}"; do
-        read -r table ms mk ys yk cs ck <<<"$r"
-        awk -v t="$table" -v n="$ROWS" -v ms="$ms" -v mk="$mk" -v ys="$ys" -v yk="$yk" -v cs="$cs" -v ck="$ck" 'BEGIN {
-            printf "| %s | mysql2ddb (Parquet, zstd) | %.2f | %.0f | %.0f | 1.00 |\n", t, ms, n/ms, mk/1024;
-            printf "| %s | mydumper 0.10 (SQL files) | %.2f | %.0f | %.0f | %.2f |\n", t, ys, n/ys, yk/1024, ys/ms;
-            printf "| %s | ConnectorX 0.4.6 + pyarrow (Parquet, zstd) | %.2f | %.0f | %.0f | %.2f |\n", t, cs, n/cs, ck/1024, cs/ms;
+        read -r table ms mk mc msv ds dk dc dsv ys yk yc ysv cs ck cc csv <<<"$r"
+        awk -v t="$table" -v n="$ROWS" -v ms="$ms" -v mk="$mk" -v mc="$mc" -v msv="$msv" -v ds="$ds" -v dk="$dk" -v dc="$dc" -v dsv="$dsv" \
+            -v ys="$ys" -v yk="$yk" -v yc="$yc" -v ysv="$ysv" -v cs="$cs" -v ck="$ck" -v cc="$cc" -v csv="$csv" 'BEGIN {
+            u = 1e6 / n;
+            printf "| %s | mysql2ddb (Parquet, zstd; fast row reader) | %.2f | %.0f | %.0f | %.2f | %.2f | 1.00 |\n", t, ms, n/ms, mk/1024, mc*u, msv*u;
+            printf "| %s | mysql2ddb --row-reader driver (before) | %.2f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", t, ds, n/ds, dk/1024, dc*u, dsv*u, ds/ms;
+            printf "| %s | mydumper 0.10 (SQL files, -r 500000) | %.2f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", t, ys, n/ys, yk/1024, yc*u, ysv*u, ys/ms;
+            printf "| %s | ConnectorX 0.4.6 + pyarrow (Parquet, zstd) | %.2f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", t, cs, n/cs, ck/1024, cc*u, csv*u, cs/ms;
         }'
     done
 } | tee "$OUT/export.md"
 for r in "${results[@]}"; do
-    read -r table ms mk ys yk cs ck <<<"$r"
+    read -r table ms mk mc msv ds dk dc dsv ys yk yc ysv cs ck cc csv <<<"$r"
     f() { python3 -c "print($1)"; }
     summary "export $table ($ROWS rows, $THREADS threads): rows/s vs mydumper (SQL text)" \
         "$(f "f'{$ROWS/$ms:,.0f}'")" "$(f "f'{$ROWS/$ys:,.0f}'")" "$(f "f'{$ys/$ms:.2f}'")" "$((mk / 1024)) MB" "$((yk / 1024)) MB" "≥ 1.0×; ours ≤ 300 MB"
     summary "export $table ($ROWS rows, $THREADS threads): rows/s vs ConnectorX + pyarrow" \
-        "$(f "f'{$ROWS/$ms:,.0f}'")" "$(f "f'{$ROWS/$cs:,.0f}'")" "$(f "f'{$cs/$ms:.2f}'")" "$((mk / 1024)) MB" "$((ck / 1024)) MB" "≥ 0.8×"
+        "$(f "f'{$ROWS/$ms:,.0f}'")" "$(f "f'{$ROWS/$cs:,.0f}'")" "$(f "f'{$cs/$ms:.2f}'")" "$((mk / 1024)) MB" "$((ck / 1024)) MB" "≥ 1.2×"
+    summary "export $table ($ROWS rows, $THREADS threads): client CPU µs/row vs the server's" \
+        "$(f "f'{$mc*1e6/$ROWS:.2f}'")" "$(f "f'{$msv*1e6/$ROWS:.2f}'")" "$(f "f'{$msv/max($mc,0.01):.2f}'")" "" "" "client ≤ server"
 done

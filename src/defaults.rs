@@ -78,7 +78,7 @@ pub const BENCH_CONCURRENCY: usize = 64;
 // cdc
 pub const APPLY_CONCURRENCY: usize = 32;
 /// An open transaction's changes held in memory by capture; past it they spill to disk.
-pub const TX_MEMORY_MB: u64 = 256;
+pub const TX_MEMORY_MB: u64 = 64;
 pub const MAX_LAG: Duration = Duration::from_secs(1);
 pub const QUIET_PERIOD: Duration = Duration::from_secs(5);
 pub const CUTOVER_TIMEOUT_SECONDS: u64 = 600;

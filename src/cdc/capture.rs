@@ -255,7 +255,7 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
         Some(g) => GtidSet::parse(g).map_err(|e| CdcError::Settings(vec![e]))?,
         None => GtidSet::default(),
     };
-    let mut classifier = Classifier { manifest: &manifest, tables, candidates: Vec::new(), seen_format: false };
+    let mut classifier = Classifier::new(&manifest, tables);
     // The first capture reads the export's file from its start: the GTID set recorded with the
     // position may lack transactions just before it (MySQL prints it before the offset), and the
     // file's PREVIOUS_GTIDS and GTID events before the position give it exactly.

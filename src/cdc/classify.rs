@@ -12,8 +12,8 @@ use super::txn::{control, xa_one_phase, xa_prepare_xid, Step};
 use super::CdcError;
 use crate::manifest::Manifest;
 use crate::source::gtid::Gtid;
-use crate::value::binlog::{old_temporal_with_fraction, row_of};
-use crate::value::row_image::{self, column_types, Raw};
+use crate::value::binlog::{old_temporal_with_fraction, row_of, table_plan, ColumnPlan};
+use crate::value::row_image::{self, column_types, ColumnType, Raw};
 
 /// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
 /// mysql crate does not decode); and the heartbeat, which is not in the binlog at all.
@@ -75,6 +75,17 @@ pub struct Classifier<'m> {
     /// The files the first (artificial) ROTATE can name.
     pub candidates: Vec<String>,
     pub seen_format: bool,
+    /// Each captured table's column plans, made on its first change.
+    plans: HashMap<usize, Vec<ColumnPlan<'m>>>,
+    /// What a table map says, worked out on the first rows event after it: the captured table
+    /// (None: not captured) and the row image's column types. A new table map replaces it.
+    maps: HashMap<u64, Option<(usize, Vec<ColumnType>)>>,
+}
+
+impl<'m> Classifier<'m> {
+    pub fn new(manifest: &'m Manifest, tables: HashMap<(String, String), usize>) -> Classifier<'m> {
+        Classifier { manifest, tables, candidates: Vec::new(), seen_format: false, plans: HashMap::new(), maps: HashMap::new() }
+    }
 }
 
 impl Classifier<'_> {
@@ -126,7 +137,10 @@ impl Classifier<'_> {
                         None => Step::Statement(ddl_target(&query, ansi, &q.schema(), &self.tables).map(|i| Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) })),
                     }
                 }
-                Some(EventData::TableMapEvent(_)) => Step::Rows(Vec::new()),
+                Some(EventData::TableMapEvent(map)) => {
+                    self.maps.remove(&map.table_id());
+                    Step::Rows(Vec::new())
+                }
                 Some(EventData::RowsEvent(rows)) => {
                     let tme = tme(rows.table_id()).ok_or_else(|| CdcError::Binlog { at: at(), reason: "a rows event has no table map".into() })?;
                     Step::Rows(self.changes(&rows, tme, ts, &at())?)
@@ -136,26 +150,45 @@ impl Classifier<'_> {
         })
     }
 
-    /// The changes of a rows event on a captured table (none for other tables).
-    fn changes(&self, rows: &RowsEventData<'_>, tme: &TableMapEvent<'_>, ts: u32, at: &str) -> Result<Vec<Change>, CdcError> {
+    /// The captured table a table map names and its row image's column types (None: a table
+    /// not captured), from the cache the map's own event cleared.
+    fn mapped(&mut self, tme: &TableMapEvent<'_>, at: &str) -> Result<Option<(usize, Vec<ColumnType>)>, CdcError> {
+        if let Some(known) = self.maps.get(&tme.table_id()) {
+            return Ok(known.clone());
+        }
         let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
-        let Some(&ti) = self.tables.get(&key) else { return Ok(Vec::new()) };
-        let schema = &self.manifest.tables[ti].schema;
+        let found = match self.tables.get(&key) {
+            None => None,
+            Some(&ti) => {
+                let schema = &self.manifest.tables[ti].schema;
+                let codes: Vec<u8> = (0..tme.columns_count() as usize).map(|i| tme.get_raw_column_type(i).ok().flatten().map(|t| t as u8).unwrap_or(0)).collect();
+                if let Some(why) = old_temporal_with_fraction(schema, &codes) {
+                    return Err(CdcError::Binlog { at: at.to_string(), reason: why });
+                }
+                let name = schema.display_name();
+                let types = column_types(tme).map_err(|e| CdcError::Binlog { at: at.to_string(), reason: format!("table {name}: a row: {e}") })?;
+                Some((ti, types))
+            }
+        };
+        self.maps.insert(tme.table_id(), found.clone());
+        Ok(found)
+    }
+
+    /// The changes of a rows event on a captured table (none for other tables).
+    fn changes(&mut self, rows: &RowsEventData<'_>, tme: &TableMapEvent<'_>, ts: u32, at: &str) -> Result<Vec<Change>, CdcError> {
+        let Some((ti, types)) = self.mapped(tme, at)? else { return Ok(Vec::new()) };
+        let manifest = self.manifest;
+        let schema = &manifest.tables[ti].schema;
         let op = match rows {
             RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
             RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
             _ => Op::Update,
         };
-        let name = schema.display_name();
-        let at_row = |e: String| CdcError::Binlog { at: at.to_string(), reason: format!("table {name}: a row: {e}") };
-        let codes: Vec<u8> = (0..tme.columns_count() as usize).map(|i| tme.get_raw_column_type(i).ok().flatten().map(|t| t as u8).unwrap_or(0)).collect();
-        if let Some(why) = old_temporal_with_fraction(schema, &codes) {
-            return Err(CdcError::Binlog { at: at.to_string(), reason: why });
-        }
-        let types = column_types(tme).map_err(at_row)?;
+        let at_row = |e: String| CdcError::Binlog { at: at.to_string(), reason: format!("table {}: a row: {e}", schema.display_name()) };
+        let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
         let mut changes = Vec::new();
         for (before, after) in row_image::rows(rows, &types).map_err(at_row)? {
-            let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, values)).transpose().map_err(at_row);
+            let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, plan, values)).transpose().map_err(at_row);
             changes.push(Change { at: String::new(), ts, table: ti, op, before: typed(before)?, after: typed(after)?, query: None });
         }
         Ok(changes)

@@ -45,7 +45,7 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub follow: bool,
     /// MiB of an open transaction's changes held in memory; a larger transaction spills to
-    /// cdc/spill/ until it commits (default 256).
+    /// cdc/spill/ until it commits (default 64).
     #[arg(long)]
     pub tx_memory_mb: Option<u64>,
     /// Changes per segment file: a segment is closed past this many (whole transactions only;

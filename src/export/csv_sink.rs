@@ -9,7 +9,7 @@ use base64::Engine;
 
 use crate::run::ChunkWriter;
 use crate::value::row::Datum;
-use crate::value::temporal::{format_datetime, format_time};
+use crate::value::temporal::{write_datetime, write_time};
 use super::SinkError;
 use crate::source::schema::TableSchema;
 use crate::source::types::ColumnKind;
@@ -52,22 +52,22 @@ impl CsvSink {
             let f = &mut self.field;
             match d {
                 Datum::Null => f.extend_from_slice(CSV_NULL.as_bytes()),
-                Datum::I64(v) => write!(f, "{v}")?,
-                Datum::U64(v) => write!(f, "{v}")?,
+                Datum::I64(v) => f.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
+                Datum::U64(v) => f.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
                 Datum::F32(v) => write!(f, "{v}")?,
                 Datum::F64(v) => write!(f, "{v}")?,
                 Datum::Decimal { text, .. } => f.extend_from_slice(text.as_bytes()),
-                Datum::DateTime(p) => f.extend_from_slice(format_datetime(p, kind).as_bytes()),
+                Datum::DateTime(p) => write_datetime(f, p, kind),
                 Datum::Time(us) => {
                     let fsp = if let ColumnKind::Time { fsp } = kind { *fsp } else { 6 };
-                    f.extend_from_slice(format_time(*us, fsp).as_bytes())
+                    write_time(f, *us, fsp)
                 }
                 Datum::Text(s) | Datum::Set(s) => push_text(f, s),
                 Datum::OwnedText(s) => push_text(f, s),
                 Datum::Bytes(b) => {
-                    let mut s = String::new();
-                    base64::engine::general_purpose::STANDARD.encode_string(b, &mut s);
-                    f.extend_from_slice(s.as_bytes());
+                    let engine = &base64::engine::general_purpose::STANDARD;
+                    f.resize(base64::encoded_len(b.len(), true).expect("a chunk value fits in memory"), 0);
+                    engine.encode_slice(b, f).expect("sized for the encoding");
                 }
             }
             self.writer.write_field(&self.field)?;

@@ -110,22 +110,6 @@ pub fn undecodable_charset(t: &TableSchema) -> Option<String> {
     })
 }
 
-/// Bytes of a text column in its charset, as UTF-8.
-fn decode_text(c: &ColumnSchema, b: &[u8]) -> Result<String, String> {
-    let cs = c.charset.as_deref().unwrap_or("utf8mb4");
-    let bad = || format!("column {}: the binlog's bytes are not valid {cs}", c.name);
-    match decoder(cs).ok_or_else(|| format!("column {}: charset {cs} is not decoded from the binlog", c.name))? {
-        TextDecoder::Utf8 => String::from_utf8(b.to_vec()).map_err(|_| bad()),
-        TextDecoder::Utf32 => {
-            if !b.len().is_multiple_of(4) {
-                return Err(bad());
-            }
-            b.chunks(4).map(|w| char::from_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]])).ok_or_else(bad)).collect()
-        }
-        TextDecoder::Encoding(e) => e.decode_without_bom_handling_and_without_replacement(b).map(|s| s.into_owned()).ok_or_else(bad),
-    }
-}
-
 /// MariaDB's UUID as its text. The binlog holds the 16 bytes in their natural order (MariaDB
 /// 10.10 and later), with trailing 0x00 bytes stripped like any fixed-length binary string.
 fn uuid_text(b: &[u8]) -> Option<String> {
@@ -187,54 +171,124 @@ fn inet6_text(b: &[u8]) -> Option<String> {
     Some(out)
 }
 
+/// What typing a column's binlog values needs from its schema, worked out once per table
+/// (parsing `enum('a','b')`, matching the type name and finding the charset's decoder per value
+/// was a fifth of capture's time).
+pub struct ColumnPlan<'s> {
+    c: &'s ColumnSchema,
+    special: Special,
+    /// ENUM and SET members, quotes undone.
+    members: Vec<String>,
+    /// The text columns' decoder (None: a charset capture refuses up front).
+    text: Option<TextDecoder>,
+}
+
+/// Text and binary types with their own form in the binlog.
+#[derive(Clone, Copy, PartialEq)]
+enum Special {
+    None,
+    Uuid,
+    Inet6,
+    Inet4,
+    Char,
+    /// BINARY(n): padded back to n.
+    Binary(usize),
+}
+
+impl<'s> ColumnPlan<'s> {
+    pub fn new(c: &'s ColumnSchema) -> ColumnPlan<'s> {
+        let special = match c.kind {
+            ColumnKind::Text if is_type(c, "uuid") => Special::Uuid,
+            ColumnKind::Text if is_type(c, "inet6") => Special::Inet6,
+            ColumnKind::Text if is_type(c, "inet4") => Special::Inet4,
+            ColumnKind::Text if is_type(c, "char") => Special::Char,
+            ColumnKind::Binary if is_type(c, "binary") => declared_length(c).map_or(Special::None, Special::Binary),
+            _ => Special::None,
+        };
+        let members = if matches!(c.kind, ColumnKind::Enum | ColumnKind::Set) { members(&c.mysql_type) } else { Vec::new() };
+        ColumnPlan { c, special, members, text: decoder(c.charset.as_deref().unwrap_or("utf8mb4")) }
+    }
+
+    fn decode_text(&self, b: &[u8]) -> Result<String, String> {
+        let c = self.c;
+        let cs = c.charset.as_deref().unwrap_or("utf8mb4");
+        let bad = || format!("column {}: the binlog's bytes are not valid {cs}", c.name);
+        match self.text.as_ref().ok_or_else(|| format!("column {}: charset {cs} is not decoded from the binlog", c.name))? {
+            TextDecoder::Utf8 => String::from_utf8(b.to_vec()).map_err(|_| bad()),
+            TextDecoder::Utf32 => {
+                if !b.len().is_multiple_of(4) {
+                    return Err(bad());
+                }
+                b.chunks(4).map(|w| char::from_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]])).ok_or_else(bad)).collect()
+            }
+            TextDecoder::Encoding(e) => e.decode_without_bom_handling_and_without_replacement(b).map(|s| s.into_owned()).ok_or_else(bad),
+        }
+    }
+
+    /// One binlog value of the column as the cell a chunk file would have given.
+    pub fn cell(&self, v: Raw<'_>) -> Result<Cell, String> {
+        let c = self.c;
+        let bad = |v: &Raw| format!("column {}: unexpected binlog value {v:?} for {}", c.name, c.mysql_type);
+        Ok(match (&c.kind, v) {
+            (_, Raw::Null) => Cell::Null,
+            (ColumnKind::Int { unsigned: false, .. }, Raw::Int { bits, bytes }) => Cell::Num(itoa::Buffer::new().format(signed(bits, bytes as usize)).to_string()),
+            (ColumnKind::Int { unsigned: true, .. }, Raw::Int { bits, .. }) => Cell::Num(itoa::Buffer::new().format(bits).to_string()),
+            (ColumnKind::Year, Raw::Year(y)) => Cell::Num(y.to_string()),
+            (ColumnKind::Decimal { scale, .. }, Raw::Decimal(text)) => {
+                // MySQL's own spelling: `0.50`, never `.50` or `-0.00`.
+                let unscaled = parse_decimal(text.trim(), *scale).ok_or_else(|| bad(&Raw::Decimal(text.clone())))?;
+                Cell::Num(scaled(unscaled.to_string(), *scale as i8))
+            }
+            (ColumnKind::Float, Raw::Float(f)) => Cell::Num(f.to_string()),
+            (ColumnKind::Double, Raw::Double(f)) => Cell::Num(f.to_string()),
+            (k @ (ColumnKind::Date | ColumnKind::DateTime { .. }), Raw::DateTime(p)) => Cell::Text(format_datetime(&p, k)),
+            // 0 is the zero timestamp (1970-01-01 00:00:00 UTC itself cannot be stored).
+            (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(0)) => Cell::Text(format_datetime(&DateTimeParts { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micro: 0 }, k)),
+            (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(micros)) => Cell::Text(format_datetime(&DateTimeParts::from_epoch_micros(micros), k)),
+            (ColumnKind::Time { fsp }, Raw::Time(micros)) => Cell::Text(format_time(micros, *fsp)),
+            (ColumnKind::Text, Raw::Bytes(b)) => match self.special {
+                Special::Uuid => Cell::Text(uuid_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
+                Special::Inet6 => Cell::Text(inet6_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
+                Special::Inet4 => match padded(b, 4) {
+                    Some(p) => Cell::Text(Ipv4Addr::new(p[0], p[1], p[2], p[3]).to_string()),
+                    None => return Err(bad(&Raw::Bytes(b))),
+                },
+                // SELECT returns CHAR(n) without its padding.
+                Special::Char => {
+                    let mut text = self.decode_text(b)?;
+                    text.truncate(text.trim_end_matches(' ').len());
+                    Cell::Text(text)
+                }
+                _ => Cell::Text(self.decode_text(b)?),
+            },
+            (ColumnKind::Json, Raw::Bytes(b)) => Cell::Text(self.decode_text(b)?),
+            (ColumnKind::Json, Raw::Json(text)) => Cell::Text(text),
+            (ColumnKind::Enum, Raw::Enum(0)) => Cell::Text(String::new()),
+            (ColumnKind::Enum, Raw::Enum(i)) => {
+                Cell::Text(self.members.get(i as usize - 1).cloned().ok_or_else(|| format!("column {}: ENUM index {i} outside {}", c.name, c.mysql_type))?)
+            }
+            (ColumnKind::Set, Raw::Set(mask)) => Cell::Set(self.members.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, m)| m.clone()).collect()),
+            (ColumnKind::Binary, Raw::Bytes(b)) => match self.special {
+                // SELECT returns BINARY(n) padded to n with 0x00; the binlog strips the padding.
+                Special::Binary(n) => Cell::Bytes(padded(b, n).ok_or_else(|| bad(&Raw::Bytes(b)))?),
+                _ => Cell::Bytes(b.to_vec()),
+            },
+            (ColumnKind::Bit { .. }, Raw::Bytes(b)) if b.len() <= 8 => Cell::Num(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64).to_string()),
+            // The server's internal form is a 4-byte SRID followed by WKB, as SELECT returns it.
+            (ColumnKind::Spatial, Raw::Bytes(b)) if b.len() > 4 => Cell::Bytes(b[4..].to_vec()),
+            (_, v) => return Err(bad(&v)),
+        })
+    }
+}
+
 /// One binlog value of column `c` as the cell a chunk file would have given.
 pub fn cell_of(c: &ColumnSchema, v: Raw<'_>) -> Result<Cell, String> {
-    let bad = |v: &Raw| format!("column {}: unexpected binlog value {v:?} for {}", c.name, c.mysql_type);
-    Ok(match (&c.kind, v) {
-        (_, Raw::Null) => Cell::Null,
-        (ColumnKind::Int { unsigned: false, .. }, Raw::Int { bits, bytes }) => Cell::Num(signed(bits, bytes as usize).to_string()),
-        (ColumnKind::Int { unsigned: true, .. }, Raw::Int { bits, .. }) => Cell::Num(bits.to_string()),
-        (ColumnKind::Year, Raw::Year(y)) => Cell::Num(y.to_string()),
-        (ColumnKind::Decimal { scale, .. }, Raw::Decimal(text)) => {
-            // MySQL's own spelling: `0.50`, never `.50` or `-0.00`.
-            let unscaled = parse_decimal(text.trim(), *scale).ok_or_else(|| bad(&Raw::Decimal(text.clone())))?;
-            Cell::Num(scaled(unscaled.to_string(), *scale as i8))
-        }
-        (ColumnKind::Float, Raw::Float(f)) => Cell::Num(f.to_string()),
-        (ColumnKind::Double, Raw::Double(f)) => Cell::Num(f.to_string()),
-        (k @ (ColumnKind::Date | ColumnKind::DateTime { .. }), Raw::DateTime(p)) => Cell::Text(format_datetime(&p, k)),
-        // 0 is the zero timestamp (1970-01-01 00:00:00 UTC itself cannot be stored).
-        (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(0)) => Cell::Text(format_datetime(&DateTimeParts { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micro: 0 }, k)),
-        (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(micros)) => Cell::Text(format_datetime(&DateTimeParts::from_epoch_micros(micros), k)),
-        (ColumnKind::Time { fsp }, Raw::Time(micros)) => Cell::Text(format_time(micros, *fsp)),
-        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "uuid") => Cell::Text(uuid_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "inet6") => Cell::Text(inet6_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "inet4") => match padded(b, 4) {
-            Some(p) => Cell::Text(Ipv4Addr::new(p[0], p[1], p[2], p[3]).to_string()),
-            None => return Err(bad(&Raw::Bytes(b))),
-        },
-        // SELECT returns CHAR(n) without its padding.
-        (ColumnKind::Text, Raw::Bytes(b)) if is_type(c, "char") => Cell::Text(decode_text(c, b)?.trim_end_matches(' ').to_string()),
-        (ColumnKind::Text, Raw::Bytes(b)) => Cell::Text(decode_text(c, b)?),
-        (ColumnKind::Json, Raw::Bytes(b)) => Cell::Text(decode_text(c, b)?),
-        (ColumnKind::Json, Raw::Json(text)) => Cell::Text(text),
-        (ColumnKind::Enum, Raw::Enum(0)) => Cell::Text(String::new()),
-        (ColumnKind::Enum, Raw::Enum(i)) => {
-            Cell::Text(members(&c.mysql_type).get(i as usize - 1).cloned().ok_or_else(|| format!("column {}: ENUM index {i} outside {}", c.name, c.mysql_type))?)
-        }
-        (ColumnKind::Set, Raw::Set(mask)) => Cell::Set(members(&c.mysql_type).into_iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, m)| m).collect()),
-        (ColumnKind::Binary, Raw::Bytes(b)) => {
-            // SELECT returns BINARY(n) padded to n with 0x00; the binlog strips the padding.
-            match declared_length(c).filter(|_| is_type(c, "binary")) {
-                Some(n) => Cell::Bytes(padded(b, n).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-                None => Cell::Bytes(b.to_vec()),
-            }
-        }
-        (ColumnKind::Bit { .. }, Raw::Bytes(b)) if b.len() <= 8 => Cell::Num(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64).to_string()),
-        // The server's internal form is a 4-byte SRID followed by WKB, as SELECT returns it.
-        (ColumnKind::Spatial, Raw::Bytes(b)) if b.len() > 4 => Cell::Bytes(b[4..].to_vec()),
-        (_, v) => return Err(bad(&v)),
-    })
+    ColumnPlan::new(c).cell(v)
+}
+
+/// The plans of every column of `t`, in order.
+pub fn table_plan(t: &TableSchema) -> Vec<ColumnPlan<'_>> {
+    t.columns.iter().map(ColumnPlan::new).collect()
 }
 
 /// A column the table map gives an old temporal type code (TIMESTAMP 7, TIME 11, DATETIME 12)
@@ -259,8 +313,8 @@ pub fn old_temporal_with_fraction(t: &TableSchema, codes: &[u8]) -> Option<Strin
     })
 }
 
-/// A whole row image (raw values by ordinal) as cells.
-pub fn row_of(t: &TableSchema, values: Vec<Raw<'_>>) -> Result<Vec<Cell>, String> {
+/// A whole row image (raw values by ordinal) as cells, by the table's column plans.
+pub fn row_of(t: &TableSchema, plan: &[ColumnPlan], values: Vec<Raw<'_>>) -> Result<Vec<Cell>, String> {
     if values.len() != t.columns.len() {
         return Err(format!(
             "table {}: the binlog row has {} columns, the export's schema {} (was the table altered? rerun the export)",
@@ -269,7 +323,7 @@ pub fn row_of(t: &TableSchema, values: Vec<Raw<'_>>) -> Result<Vec<Cell>, String
             t.columns.len()
         ));
     }
-    t.columns.iter().zip(values).map(|(c, v)| cell_of(c, v)).collect()
+    plan.iter().zip(values).map(|(p, v)| p.cell(v)).collect()
 }
 
 #[cfg(test)]

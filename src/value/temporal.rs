@@ -88,32 +88,81 @@ pub fn parse_time(s: &str) -> Option<i64> {
 
 /// MySQL's own text form of a temporal value at the column's fractional precision.
 pub fn format_datetime(p: &DateTimeParts, kind: &ColumnKind) -> String {
-    let date = format!("{:04}-{:02}-{:02}", p.year, p.month, p.day);
+    let mut out = Vec::with_capacity(26);
+    write_datetime(&mut out, p, kind);
+    String::from_utf8(out).expect("digits and separators")
+}
+
+/// `format_datetime` appended to `out`, nothing allocated.
+pub fn write_datetime(out: &mut Vec<u8>, p: &DateTimeParts, kind: &ColumnKind) {
+    push_padded(out, p.year as u64, 4);
+    out.push(b'-');
+    push_padded(out, p.month as u64, 2);
+    out.push(b'-');
+    push_padded(out, p.day as u64, 2);
     let fsp = match kind {
-        ColumnKind::Date => return date,
+        ColumnKind::Date => return,
         ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } => *fsp,
         _ => 6,
     };
-    let mut s = format!("{date} {:02}:{:02}:{:02}", p.hour, p.minute, p.second);
-    push_fraction(&mut s, p.micro, fsp);
-    s
+    out.push(b' ');
+    push_clock(out, p.hour as u64, p.minute as u64, p.second as u64);
+    push_fraction(out, p.micro, fsp);
 }
 
 /// `[-]HH:MM:SS[.f]` at `fsp` digits, hours unbounded (TIME spans ±838 hours).
 pub fn format_time(micros: i64, fsp: u8) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let m = micros.unsigned_abs();
-    let secs = m / 1_000_000;
-    let mut s = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    push_fraction(&mut s, (m % 1_000_000) as u32, fsp);
-    s
+    let mut out = Vec::with_capacity(18);
+    write_time(&mut out, micros, fsp);
+    String::from_utf8(out).expect("digits and separators")
 }
 
-fn push_fraction(s: &mut String, micro: u32, fsp: u8) {
+/// `format_time` appended to `out`, nothing allocated.
+pub fn write_time(out: &mut Vec<u8>, micros: i64, fsp: u8) {
+    if micros < 0 {
+        out.push(b'-');
+    }
+    let m = micros.unsigned_abs();
+    let secs = m / 1_000_000;
+    push_clock(out, secs / 3600, secs / 60 % 60, secs % 60);
+    push_fraction(out, (m % 1_000_000) as u32, fsp);
+}
+
+/// `v` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut rest = v;
+    loop {
+        digits[n] = b'0' + (rest % 10) as u8;
+        n += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(n)));
+    out.extend(digits[..n].iter().rev());
+}
+
+fn push_clock(out: &mut Vec<u8>, h: u64, m: u64, s: u64) {
+    push_padded(out, h, 2);
+    out.push(b':');
+    push_padded(out, m, 2);
+    out.push(b':');
+    push_padded(out, s, 2);
+}
+
+fn push_fraction(out: &mut Vec<u8>, micro: u32, fsp: u8) {
     if fsp > 0 {
-        let digits = format!("{micro:06}");
-        s.push('.');
-        s.push_str(&digits[..fsp as usize]);
+        let mut digits = [b'0'; 6];
+        let mut rest = micro;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        out.push(b'.');
+        out.extend_from_slice(&digits[..fsp as usize]);
     }
 }
 
