@@ -63,7 +63,7 @@ impl CsvSink {
                     write_time(f, *us, fsp)
                 }
                 Datum::Text(s) | Datum::Set(s) => push_text(f, s),
-                Datum::OwnedText(s) => push_text(f, s),
+                Datum::DateText(p, kind) => write_datetime(f, p, kind),
                 Datum::Bytes(b) => {
                     let engine = &base64::engine::general_purpose::STANDARD;
                     f.resize(base64::encoded_len(b.len(), true).expect("a chunk value fits in memory"), 0);

@@ -22,6 +22,7 @@ use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
 use crate::run::ChunkWriter;
+use crate::value::temporal::TextBuf;
 use crate::value::row::Datum;
 use super::SinkError;
 use crate::manifest::Compression;
@@ -175,7 +176,7 @@ impl Column {
                     b.append_value(s);
                     return s.len();
                 }
-                Datum::OwnedText(s) => b.append_value(s),
+                Datum::DateText(p, kind) => b.append_value(TextBuf::datetime(p, kind).as_str()),
                 _ => b.append_null(),
             },
             Bin(b) => match d {

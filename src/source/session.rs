@@ -52,19 +52,15 @@ pub enum Session {
 impl Session {
     /// Opens a worker session read by `reader`, falling back to the driver as the module says.
     pub fn connect(cfg: &SourceConfig, reader: RowReader) -> Result<Session, SourceError> {
-        if reader == RowReader::Driver {
-            return Ok(Session::Driver(cfg.connect()?));
+        let opened = open(reader, || WireConn::connect(cfg), || cfg.connect(), |e| cfg.connect_error(e.into()))?;
+        if let Opened::FellBack(why, _) = &opened {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| tracing::warn!("{cfg}: the fast row reader cannot serve this connection ({why}); the export reads through the mysql driver instead, at about half the speed"));
         }
-        match WireConn::connect(cfg) {
-            Ok(conn) => Ok(Session::Wire(conn)),
-            Err(e @ (WireError::Unsupported(_) | WireError::Protocol(_) | WireError::Tls(_))) => {
-                let conn = cfg.connect()?;
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| tracing::warn!("{cfg}: the fast row reader cannot serve this connection ({e}); the export reads through the mysql driver instead, at about half the speed"));
-                Ok(Session::Driver(conn))
-            }
-            Err(e) => Err(cfg.connect_error(e.into())),
-        }
+        Ok(match opened {
+            Opened::Wire(c) => Session::Wire(c),
+            Opened::Driver(c) | Opened::FellBack(_, c) => Session::Driver(c),
+        })
     }
 
     pub fn query_drop(&mut self, sql: &str) -> Result<(), mysql::Error> {
@@ -135,6 +131,33 @@ impl Session {
     }
 }
 
+/// How a worker session was opened.
+enum Opened<W, D> {
+    Wire(W),
+    Driver(D),
+    /// The fast reader could not serve the connection (why), the driver did.
+    FellBack(String, D),
+}
+
+/// The fast reader first when asked for; when it cannot serve the connection (a plugin, a TLS
+/// setup or a protocol it lacks) the driver, and any other failure (refused, access denied) is
+/// the answer without a second attempt.
+fn open<W, D>(
+    reader: RowReader,
+    wire: impl FnOnce() -> Result<W, WireError>,
+    driver: impl FnOnce() -> Result<D, SourceError>,
+    failed: impl FnOnce(WireError) -> SourceError,
+) -> Result<Opened<W, D>, SourceError> {
+    if reader == RowReader::Driver {
+        return driver().map(Opened::Driver);
+    }
+    match wire() {
+        Ok(w) => Ok(Opened::Wire(w)),
+        Err(e @ (WireError::Unsupported(_) | WireError::Protocol(_) | WireError::Tls(_))) => driver().map(|d| Opened::FellBack(e.to_string(), d)),
+        Err(e) => Err(failed(e)),
+    }
+}
+
 /// A caller's error or the reader's, as the caller's error type.
 struct Lift<E>(E);
 
@@ -155,4 +178,30 @@ fn collect<P: mysql::prelude::Protocol>(result: &mut mysql::QueryResult<'_, '_, 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unused<T>() -> T {
+        panic!("not to be called")
+    }
+
+    #[test]
+    fn the_driver_serves_what_the_fast_reader_cannot_and_nothing_else() {
+        let failed = |e: WireError| SourceError::Connect { target: "t".into(), reason: e.to_string() };
+        let fell = open(RowReader::Fast, || Err::<(), _>(WireError::Unsupported("plugin dialog".into())), || Ok(7), failed).unwrap();
+        assert!(matches!(fell, Opened::FellBack(ref why, 7) if why.contains("dialog")));
+        let tls = open(RowReader::Fast, || Err::<(), _>(WireError::Tls("no".into())), || Ok(7), failed).unwrap();
+        assert!(matches!(tls, Opened::FellBack(_, 7)));
+        // Access denied is the answer: a second login attempt would only count against the user.
+        let denied = WireError::Server { code: 1045, state: "28000".into(), message: "denied".into() };
+        let e = open(RowReader::Fast, || Err::<(), _>(denied), unused::<Result<i32, SourceError>>, failed).err().unwrap();
+        assert!(e.to_string().contains("1045"), "{e}");
+        let refused = WireError::Io(std::io::ErrorKind::ConnectionRefused.into());
+        assert!(open(RowReader::Fast, || Err::<(), _>(refused), unused::<Result<i32, SourceError>>, failed).is_err());
+        assert!(matches!(open(RowReader::Fast, || Ok(1), unused::<Result<i32, SourceError>>, failed).unwrap(), Opened::Wire(1)));
+        assert!(matches!(open(RowReader::Driver, unused::<Result<i32, WireError>>, || Ok(2), failed).unwrap(), Opened::Driver(2)));
+    }
 }

@@ -30,8 +30,9 @@ pub enum Datum<'a> {
     /// A SET's members, comma-separated; "" is the empty set.
     Set(&'a str),
     Bytes(&'a [u8]),
-    /// A temporal value rendered as text (the `string` zero-date policy).
-    OwnedText(String),
+    /// A temporal value to be written as MySQL's text of a column of that kind (the `string`
+    /// zero-date policy); the writers render it without allocating.
+    DateText(DateTimeParts, ColumnKind),
 }
 
 /// Why a value could not be decoded.
@@ -157,7 +158,7 @@ pub fn decode<'a>(kind: &ColumnKind, v: Cell<'a>, zero_date: ZeroDatePolicy) -> 
             };
             let zero = !parts.is_calendar_date();
             match zero_date {
-                ZeroDatePolicy::String => Datum::OwnedText(format_datetime(&parts, kind)),
+                ZeroDatePolicy::String => Datum::DateText(parts, *kind),
                 _ if zero => return Err(DecodeError::ZeroDate(format_datetime(&parts, kind))),
                 _ => Datum::DateTime(parts),
             }
@@ -249,11 +250,11 @@ mod tests {
         let v = Value::Date(0, 0, 0, 0, 0, 0, 0);
         let k = ColumnKind::Date;
         assert_eq!(decode(&k, (&v).into(), ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("0000-00-00".into())));
-        assert_eq!(decode(&k, (&v).into(), ZeroDatePolicy::String), Ok(Datum::OwnedText("0000-00-00".into())));
+        assert_eq!(decode(&k, (&v).into(), ZeroDatePolicy::String), Ok(Datum::DateText(DateTimeParts { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micro: 0 }, k)));
         // Stored under ALLOW_INVALID_DATES: kept as text or reported, never moved to March 3rd.
         let invalid = Value::Date(2023, 2, 31, 0, 0, 0, 0);
         assert_eq!(decode(&k, (&invalid).into(), ZeroDatePolicy::Null), Err(DecodeError::ZeroDate("2023-02-31".into())));
-        assert_eq!(decode(&k, (&invalid).into(), ZeroDatePolicy::String), Ok(Datum::OwnedText("2023-02-31".into())));
+        assert_eq!(decode(&k, (&invalid).into(), ZeroDatePolicy::String), Ok(Datum::DateText(DateTimeParts { year: 2023, month: 2, day: 31, hour: 0, minute: 0, second: 0, micro: 0 }, k)));
     }
 
     #[test]

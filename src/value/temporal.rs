@@ -93,19 +93,56 @@ pub fn format_datetime(p: &DateTimeParts, kind: &ColumnKind) -> String {
     String::from_utf8(out).expect("digits and separators")
 }
 
+/// Where the text writers below put their bytes: a vector, or a buffer on the stack.
+pub trait Put {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Put for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A temporal value's text, rendered on the stack (at most `-838:59:59.000000` or
+/// `9999-12-31 23:59:59.999999`): for a writer that takes `&str`, nothing allocated.
+pub struct TextBuf {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Put for TextBuf {
+    fn put(&mut self, b: &[u8]) {
+        self.bytes[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+}
+
+impl TextBuf {
+    pub fn datetime(p: &DateTimeParts, kind: &ColumnKind) -> TextBuf {
+        let mut t = TextBuf { bytes: [0; 32], len: 0 };
+        write_datetime(&mut t, p, kind);
+        t
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("digits and separators")
+    }
+}
+
 /// `format_datetime` appended to `out`, nothing allocated.
-pub fn write_datetime(out: &mut Vec<u8>, p: &DateTimeParts, kind: &ColumnKind) {
+pub fn write_datetime(out: &mut impl Put, p: &DateTimeParts, kind: &ColumnKind) {
     push_padded(out, p.year as u64, 4);
-    out.push(b'-');
+    out.put(&[b'-']);
     push_padded(out, p.month as u64, 2);
-    out.push(b'-');
+    out.put(&[b'-']);
     push_padded(out, p.day as u64, 2);
     let fsp = match kind {
         ColumnKind::Date => return,
         ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } => *fsp,
         _ => 6,
     };
-    out.push(b' ');
+    out.put(&[b' ']);
     push_clock(out, p.hour as u64, p.minute as u64, p.second as u64);
     push_fraction(out, p.micro, fsp);
 }
@@ -118,9 +155,9 @@ pub fn format_time(micros: i64, fsp: u8) -> String {
 }
 
 /// `format_time` appended to `out`, nothing allocated.
-pub fn write_time(out: &mut Vec<u8>, micros: i64, fsp: u8) {
+pub fn write_time(out: &mut impl Put, micros: i64, fsp: u8) {
     if micros < 0 {
-        out.push(b'-');
+        out.put(&[b'-']);
     }
     let m = micros.unsigned_abs();
     let secs = m / 1_000_000;
@@ -129,7 +166,7 @@ pub fn write_time(out: &mut Vec<u8>, micros: i64, fsp: u8) {
 }
 
 /// `v` in decimal, zero-padded to at least `width` digits.
-fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {
+fn push_padded(out: &mut impl Put, v: u64, width: usize) {
     let mut digits = [0u8; 20];
     let mut n = 0;
     let mut rest = v;
@@ -141,19 +178,20 @@ fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {
             break;
         }
     }
-    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(n)));
-    out.extend(digits[..n].iter().rev());
+    digits[..n].reverse();
+    out.put(&b"00000000000000000000"[..width.saturating_sub(n).min(20)]);
+    out.put(&digits[..n]);
 }
 
-fn push_clock(out: &mut Vec<u8>, h: u64, m: u64, s: u64) {
+fn push_clock(out: &mut impl Put, h: u64, m: u64, s: u64) {
     push_padded(out, h, 2);
-    out.push(b':');
+    out.put(&[b':']);
     push_padded(out, m, 2);
-    out.push(b':');
+    out.put(&[b':']);
     push_padded(out, s, 2);
 }
 
-fn push_fraction(out: &mut Vec<u8>, micro: u32, fsp: u8) {
+fn push_fraction(out: &mut impl Put, micro: u32, fsp: u8) {
     if fsp > 0 {
         let mut digits = [b'0'; 6];
         let mut rest = micro;
@@ -161,8 +199,8 @@ fn push_fraction(out: &mut Vec<u8>, micro: u32, fsp: u8) {
             *d = b'0' + (rest % 10) as u8;
             rest /= 10;
         }
-        out.push(b'.');
-        out.extend_from_slice(&digits[..fsp as usize]);
+        out.put(&[b'.']);
+        out.put(&digits[..fsp as usize]);
     }
 }
 
