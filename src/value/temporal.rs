@@ -133,16 +133,16 @@ impl TextBuf {
 /// `format_datetime` appended to `out`, nothing allocated.
 pub fn write_datetime(out: &mut impl Put, p: &DateTimeParts, kind: &ColumnKind) {
     push_padded(out, p.year as u64, 4);
-    out.put(&[b'-']);
+    out.put(b"-");
     push_padded(out, p.month as u64, 2);
-    out.put(&[b'-']);
+    out.put(b"-");
     push_padded(out, p.day as u64, 2);
     let fsp = match kind {
         ColumnKind::Date => return,
         ColumnKind::DateTime { fsp } | ColumnKind::Timestamp { fsp } => *fsp,
         _ => 6,
     };
-    out.put(&[b' ']);
+    out.put(b" ");
     push_clock(out, p.hour as u64, p.minute as u64, p.second as u64);
     push_fraction(out, p.micro, fsp);
 }
@@ -157,7 +157,7 @@ pub fn format_time(micros: i64, fsp: u8) -> String {
 /// `format_time` appended to `out`, nothing allocated.
 pub fn write_time(out: &mut impl Put, micros: i64, fsp: u8) {
     if micros < 0 {
-        out.put(&[b'-']);
+        out.put(b"-");
     }
     let m = micros.unsigned_abs();
     let secs = m / 1_000_000;
@@ -185,9 +185,9 @@ fn push_padded(out: &mut impl Put, v: u64, width: usize) {
 
 fn push_clock(out: &mut impl Put, h: u64, m: u64, s: u64) {
     push_padded(out, h, 2);
-    out.put(&[b':']);
+    out.put(b":");
     push_padded(out, m, 2);
-    out.put(&[b':']);
+    out.put(b":");
     push_padded(out, s, 2);
 }
 
@@ -199,7 +199,7 @@ fn push_fraction(out: &mut impl Put, micro: u32, fsp: u8) {
             *d = b'0' + (rest % 10) as u8;
             rest /= 10;
         }
-        out.put(&[b'.']);
+        out.put(b".");
         out.put(&digits[..fsp as usize]);
     }
 }
