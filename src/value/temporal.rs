@@ -167,6 +167,11 @@ pub fn write_time(out: &mut impl Put, micros: i64, fsp: u8) {
 
 /// `v` in decimal, zero-padded to at least `width` digits.
 fn push_padded(out: &mut impl Put, v: u64, width: usize) {
+    // The common case (months, days, clock fields): two digits at once.
+    if width == 2 && v < 100 {
+        out.put(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut n = 0;
     let mut rest = v;
