@@ -68,6 +68,11 @@ pub fn arrow_schema(table: &TableSchema, zero_date: ZeroDatePolicy) -> SchemaRef
     Arc::new(Schema::new(fields).with_metadata(meta))
 }
 
+/// A decimal's unscaled integer; `decode` checked that the text reads.
+fn unscaled(text: &str, scale: u8) -> arrow_buffer::i256 {
+    crate::value::row::parse_decimal(text, scale).expect("decode checks every decimal it gives")
+}
+
 enum Column {
     I8(Int8Builder),
     I16(Int16Builder),
@@ -148,11 +153,11 @@ impl Column {
                 _ => b.append_null(),
             },
             Dec128(b) => match d {
-                Datum::Decimal { unscaled, .. } => b.append_value(unscaled.as_i128()),
+                Datum::Decimal { text, scale } => b.append_value(unscaled(text, *scale).as_i128()),
                 _ => b.append_null(),
             },
             Dec256(b) => match d {
-                Datum::Decimal { unscaled, .. } => b.append_value(*unscaled),
+                Datum::Decimal { text, scale } => b.append_value(unscaled(text, *scale)),
                 _ => b.append_null(),
             },
             Date(b) => match d {
