@@ -5,6 +5,7 @@
 #
 #   BENCH_ROWS   rows per table (default 5000000)
 #   BENCH_THREADS threads / partitions for every tool (default 4)
+#   BENCH_ROUNDS  rounds of every tool; medians are reported (default 3)
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 ROWS=${BENCH_ROWS:-5000000}
@@ -73,7 +74,12 @@ time_it() {
     tail -n 1 "$OUT/$name.time" | awk -v b="$before" -v a="$after" '{printf "%s %s %.2f %.2f\n", $1, $2, $3 + $4, a - b}'
 }
 
+# Each round runs every tool once per table, the tools one after another; the figures are the
+# medians over the rounds (this machine's times vary by up to 50 % between runs) and the
+# highest peak RSS.
+ROUNDS=${BENCH_ROUNDS:-3}
 results=()
+for round in $(seq 1 "$ROUNDS"); do
 for table in purchase orders; do
     rm -rf "$OUT/m2d-$table" "$OUT/m2d-driver-$table" "$OUT/mydumper-$table" "$OUT/cx-$table.parquet"
     # Read the table once first: after other benchmarks its pages may have left the buffer pool,
@@ -98,12 +104,30 @@ assert t.num_rows == $ROWS, t.num_rows
 ")
     results+=("$table $m2d $drv $myd $cx")
 done
+done
+# One line per table: for each tool, the median seconds, the highest peak KB, the median client
+# and server CPU seconds.
+mapfile -t results < <(printf '%s\n' "${results[@]}" | python3 -c '
+import sys, statistics
+rows = {}
+for line in sys.stdin:
+    f = line.split()
+    rows.setdefault(f[0], []).append([float(x) for x in f[1:]])
+for table in ("purchase", "orders"):
+    runs = rows[table]
+    out = [table]
+    for tool in range(4):
+        cols = [r[tool * 4:tool * 4 + 4] for r in runs]
+        med = lambda i: statistics.median(c[i] for c in cols)
+        out += [f"{med(0):.2f}", f"{max(c[1] for c in cols):.0f}", f"{med(2):.2f}", f"{med(3):.2f}"]
+    print(" ".join(out))
+')
 
 # --- table ----------------------------------------------------------------------------------------
 {
     echo "Export of $ROWS rows per table, $THREADS threads each, MariaDB $($SQL -N -e 'SELECT VERSION()') on loopback, $(nproc) cores."
     echo "Command: \`BENCH_ROWS=$ROWS make bench-export\` ($(date -u +%Y-%m-%d)). Each table is read once before the tools run, so none starts on a cold buffer pool."
-    echo "CPU per row: the tool's user + system time (GNU time) and the server's (mariadbd in /proc) during that run, in µs."
+    echo "CPU per row: the tool's user + system time (GNU time) and the server's (mariadbd in /proc) during that run, in µs. Medians of $ROUNDS rounds (peak RSS: the highest)."
     echo
     echo "| table | tool | seconds | rows/s | peak RSS MB | client CPU µs/row | server CPU µs/row | mysql2ddb speed ÷ peer |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|"

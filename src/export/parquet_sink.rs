@@ -194,9 +194,16 @@ impl Column {
             List(b) => match d {
                 Datum::Set(s) => {
                     if !s.is_empty() {
-                        for member in s.split(',') {
-                            b.values().append_value(member);
+                        // Split at the commas byte by byte (a `split(',')` per value showed in
+                        // the profile); a comma never falls inside a UTF-8 sequence.
+                        let mut start = 0;
+                        for (i, &c) in s.as_bytes().iter().enumerate() {
+                            if c == b',' {
+                                b.values().append_value(&s[start..i]);
+                                start = i + 1;
+                            }
                         }
+                        b.values().append_value(&s[start..]);
                     }
                     b.append(true);
                     return s.len();

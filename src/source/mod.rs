@@ -2,6 +2,7 @@
 //! schema discovery, the consistent snapshot, and chunk planning. Hands `TableSchema`s,
 //! a `Snapshot` and `ChunkRange`s to the export stage.
 
+pub mod cell;
 pub mod connect;
 pub mod estimate_split;
 pub mod gtid;

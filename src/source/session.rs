@@ -10,7 +10,7 @@ use mysql::{Conn, Value};
 use super::connect::SourceConfig;
 use super::wire::{WireConn, WireError};
 use super::SourceError;
-use crate::value::row::Cell;
+use super::cell::Cell;
 
 /// Which client reads the export's rows (`--row-reader`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

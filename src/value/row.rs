@@ -5,13 +5,14 @@
 //! chunk writers consume `Datum`s, so Parquet and CSV can never disagree on a value.
 //!
 //! Decoding starts from a `Cell`, a borrowed view of one value as the protocol carries it. The
-//! `mysql` crate's `Value` and the export's own row reader (`source::wire`) both give `Cell`s,
+//! `mysql` crate's `Value` and the export's own row reader (`source::wire`) both give `Cell`s
+//! (`source::cell`),
 //! so the two read paths share every rule below and cannot write different files.
 
 use arrow_buffer::i256;
-use mysql::Value;
 
 use super::temporal::{format_datetime, parse_datetime, parse_time, DateTimeParts};
+pub use crate::source::cell::Cell;
 use crate::source::types::{ColumnKind, ZeroDatePolicy};
 
 /// A decoded value, borrowing text and bytes from the row.
@@ -51,53 +52,6 @@ impl std::fmt::Display for DecodeError {
         match self {
             DecodeError::ZeroDate(text) => write!(f, "date {text:?} is not in the calendar (a zero or invalid date) and has no lossless typed form"),
             DecodeError::Invalid(why) => f.write_str(why),
-        }
-    }
-}
-
-/// One value as the protocol carries it, borrowing its bytes: the binary protocol's typed
-/// forms, or bytes (strings, decimals, and every value of the text protocol).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell<'a> {
-    Null,
-    Int(i64),
-    UInt(u64),
-    Float(f32),
-    Double(f64),
-    /// year, month, day, hour, minute, second, microsecond.
-    Date(u16, u8, u8, u8, u8, u8, u32),
-    /// negative, days, hours, minutes, seconds, microseconds.
-    Time(bool, u32, u8, u8, u8, u32),
-    Bytes(&'a [u8]),
-}
-
-impl<'a> From<&'a Value> for Cell<'a> {
-    fn from(v: &'a Value) -> Cell<'a> {
-        match v {
-            Value::NULL => Cell::Null,
-            Value::Int(i) => Cell::Int(*i),
-            Value::UInt(u) => Cell::UInt(*u),
-            Value::Float(f) => Cell::Float(*f),
-            Value::Double(d) => Cell::Double(*d),
-            Value::Date(y, mo, d, h, mi, s, us) => Cell::Date(*y, *mo, *d, *h, *mi, *s, *us),
-            Value::Time(neg, days, h, m, s, us) => Cell::Time(*neg, *days, *h, *m, *s, *us),
-            Value::Bytes(b) => Cell::Bytes(b),
-        }
-    }
-}
-
-impl Cell<'_> {
-    /// The owned `Value` the `mysql` crate would have made of this cell.
-    pub fn to_value(self) -> Value {
-        match self {
-            Cell::Null => Value::NULL,
-            Cell::Int(i) => Value::Int(i),
-            Cell::UInt(u) => Value::UInt(u),
-            Cell::Float(f) => Value::Float(f),
-            Cell::Double(d) => Value::Double(d),
-            Cell::Date(y, mo, d, h, mi, s, us) => Value::Date(y, mo, d, h, mi, s, us),
-            Cell::Time(neg, days, h, m, s, us) => Value::Time(neg, days, h, m, s, us),
-            Cell::Bytes(b) => Value::Bytes(b.to_vec()),
         }
     }
 }
@@ -258,6 +212,7 @@ pub fn parse_decimal(text: &str, scale: u8) -> Option<i256> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mysql::Value;
     use crate::value::temporal::format_time;
 
     #[test]

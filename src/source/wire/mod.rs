@@ -25,7 +25,7 @@ use mysql_common::proto::MySerialize;
 use self::packet::Packets;
 use self::rows::{lenenc, Wire};
 use super::connect::SourceConfig;
-use crate::value::row::Cell;
+use crate::source::cell::Cell;
 
 const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;

@@ -6,7 +6,7 @@
 use mysql_common::constants::{ColumnFlags, ColumnType};
 
 use super::WireError;
-use crate::value::row::Cell;
+use crate::source::cell::Cell;
 
 /// How one column's values travel in a binary row.
 #[derive(Debug, Clone, Copy, PartialEq)]
