@@ -31,7 +31,6 @@ fn client_flags() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_TRANSACTIONS
         | CapabilityFlags::CLIENT_PLUGIN_AUTH
         | CapabilityFlags::CLIENT_MULTI_RESULTS
-        | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
 }
 
 fn serialize(s: &impl MySerialize) -> Vec<u8> {
@@ -162,8 +161,7 @@ impl Auth<'_> {
                 return Err(WireError::Unsupported(format!("authentication plugin {} is not served by the row reader", String::from_utf8_lossy(other.as_bytes()))))
             }
         }
-        let data = request.plugin_data();
-        self.nonce = data.strip_suffix(&[0]).unwrap_or(data).to_vec();
+        self.nonce = switch_nonce(p, &plugin);
         self.plugin = plugin;
         let reply = self.plugin.gen_data(self.password, &self.nonce).map(|d| serialize(&d.into_owned())).unwrap_or_default();
         self.write(&reply)
@@ -182,11 +180,54 @@ impl Auth<'_> {
         let pem = key.get(1..).filter(|k| k.starts_with(b"-----BEGIN")).ok_or_else(|| {
             WireError::Protocol("caching_sha2_password: the server sent no RSA public key".into())
         })?;
+        // RSA-OAEP (SHA-1) seals at most the key's size less 42 bytes; a longer password would
+        // make the encryption panic. 2048-bit keys (MySQL's default) allow 213 bytes.
+        let key_bytes = std::panic::catch_unwind(|| mysql_common::crypto::rsa::PublicKey::from_pem(pem).num_octets())
+            .map_err(|_| WireError::Protocol("caching_sha2_password: the server's RSA key could not be read".into()))?;
+        if pass.len() + 42 > key_bytes {
+            return Err(WireError::Unsupported(format!(
+                "caching_sha2_password: a password of {} bytes is too long to send encrypted with the server's {}-bit RSA key; connect with ssl-mode=required or stronger",
+                pass.len() - 1,
+                key_bytes * 8
+            )));
+        }
         for (i, c) in pass.iter_mut().enumerate() {
             *c ^= self.nonce[i % self.nonce.len()];
         }
         let sealed = std::panic::catch_unwind(|| mysql_common::crypto::encrypt(&pass, pem))
             .map_err(|_| WireError::Protocol("caching_sha2_password: the server's RSA key could not be read".into()))?;
         self.write(&sealed)
+    }
+}
+
+/// The nonce of an auth switch request (0xfe, the plugin's name, NUL, its data). Taken from the
+/// packet whole: `AuthSwitchRequest::plugin_data()` drops a trailing 0x00, which ends the
+/// scramble of native and caching_sha2 but can be the last random byte of ed25519's 32-byte
+/// nonce (then 1 connection in 256 failed).
+fn switch_nonce(p: &[u8], plugin: &AuthPlugin) -> Vec<u8> {
+    let name_end = p[1..].iter().position(|&b| b == 0).map_or(p.len(), |i| i + 2);
+    let data = p.get(name_end..).unwrap_or_default();
+    match plugin {
+        AuthPlugin::Ed25519 => data.to_vec(),
+        _ => data[..data.len().min(20)].to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ed25519_nonce_keeps_a_last_zero_byte_and_a_scramble_loses_its_terminator() {
+        let mut ed = vec![0xfe];
+        ed.extend_from_slice(b"client_ed25519\0");
+        let nonce: Vec<u8> = (1..=31).chain([0]).collect();
+        ed.extend_from_slice(&nonce);
+        assert_eq!(switch_nonce(&ed, &AuthPlugin::Ed25519), nonce);
+        let mut native = vec![0xfe];
+        native.extend_from_slice(b"mysql_native_password\0");
+        native.extend_from_slice(&[7u8; 20]);
+        native.push(0);
+        assert_eq!(switch_nonce(&native, &AuthPlugin::MysqlNativePassword), vec![7u8; 20]);
     }
 }

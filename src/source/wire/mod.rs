@@ -147,13 +147,19 @@ impl WireConn {
         Self::io(self.packets.command(payload))
     }
 
+    /// The next packet; an ERR packet as `Server`, an empty one as `Protocol`. After an I/O
+    /// error the stream's place is lost, and the session is not used again.
     fn read(&mut self) -> Result<Vec<u8>, WireError> {
         let mut p = Vec::new();
-        Self::io(self.packets.read_into(&mut p))?;
-        if p.first() == Some(&0xff) {
-            return Err(server_error(&p));
+        if let Err(e) = self.packets.read_into(&mut p) {
+            self.broken = true;
+            return Err(WireError::Io(e));
         }
-        Ok(p)
+        match p.first() {
+            Some(0xff) => Err(server_error(&p)),
+            None => Err(WireError::Protocol("an empty packet where a response was expected".into())),
+            _ => Ok(p),
+        }
     }
 
     /// Column definitions up to their EOF: wire forms and names.
@@ -225,9 +231,14 @@ impl WireConn {
         let result = self.execute(stmt.statement_id(), params, &mut each);
         let mut close = Vec::new();
         ComStmtClose::new(stmt.statement_id()).serialize(&mut close);
-        let closed = if self.broken { Ok(()) } else { self.command(&close) };
-        result?;
-        Ok(closed?)
+        // The rows are all read: a failure to close the statement (the server gone just now)
+        // shows on the next command, and must not throw away a complete result.
+        if !self.broken {
+            if let Err(e) = self.command(&close) {
+                tracing::debug!(error = %e, "closing a prepared statement");
+            }
+        }
+        result
     }
 
     fn execute<E: From<WireError>>(&mut self, id: u32, params: &[Value], each: &mut impl FnMut(&[Cell]) -> Result<(), E>) -> Result<(), E> {
