@@ -150,21 +150,33 @@ impl SourceConfig {
         }
         let opened = match Conn::new(opts) {
             Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if self.tls == TlsMode::Preferred => {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| tracing::warn!("{self}: the server offers no TLS; ssl-mode=preferred goes on unencrypted (ssl-mode=required refuses that)"));
+                self.warn_unencrypted();
                 Conn::new(plain)
             }
             other => other,
         };
         let mut conn = opened.map_err(|e| self.connect_error(e))?;
-        conn.query_drop(
-            "SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600",
-        )
-        .and_then(|_| conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        .map_err(|e| SourceError::query("setting up the session", e))?;
+        SESSION_SETUP
+            .iter()
+            .try_for_each(|sql| conn.query_drop(sql))
+            .map_err(|e| SourceError::query("setting up the session", e))?;
         Ok(conn)
     }
+
+    /// `ssl-mode=preferred` met a server without TLS: said once per process, whichever reader
+    /// connected.
+    pub fn warn_unencrypted(&self) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| tracing::warn!("{self}: the server offers no TLS; ssl-mode=preferred goes on unencrypted (ssl-mode=required refuses that)"));
+    }
 }
+
+/// What every source session runs first, whichever reader opened it (the two readers must read
+/// rows in the same character set and time zone to write the same files).
+pub const SESSION_SETUP: [&str; 2] = [
+    "SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600",
+    "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+];
 
 /// Default bound of one wait for the source (`--source-timeout`; the export's lock wait adds to
 /// it on the session that waits for the lock).

@@ -57,8 +57,7 @@ pub fn handshake(plain: std::net::TcpStream, cfg: &SourceConfig, password: Optio
         TlsMode::Disabled => false,
         TlsMode::Preferred => {
             if !offers_tls {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| tracing::warn!("{cfg}: the server offers no TLS; ssl-mode=preferred goes on unencrypted (ssl-mode=required refuses that)"));
+                cfg.warn_unencrypted();
             }
             offers_tls
         }

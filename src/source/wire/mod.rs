@@ -130,8 +130,9 @@ impl WireConn {
         stream.set_write_timeout(cfg.timeout).map_err(WireError::Io)?;
         let (packets, greeting) = auth::handshake(stream, cfg, cfg.password())?;
         let mut conn = WireConn { packets, plugin: greeting.plugin, tls: greeting.tls, cells: Vec::new(), names: Vec::new(), broken: false };
-        conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00', net_read_timeout = 3600, net_write_timeout = 3600")?;
-        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+        for sql in super::connect::SESSION_SETUP {
+            conn.query_drop(sql)?;
+        }
         Ok(conn)
     }
 
