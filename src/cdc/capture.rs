@@ -95,16 +95,21 @@ impl Stager<'_> {
             let mut hasher = Sha256::new();
             {
                 let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
-                let mut line = Vec::new();
                 for tx in &self.ready {
                     if let Some(s) = &tx.spilled {
                         s.copy_to(&tx.at, &mut f, |l| hasher.update(l))?;
                     }
+                    let at = serde_json::to_vec(&tx.at).expect("a string serializes");
+                    let mut written = Ok(());
                     for c in &tx.changes {
-                        c.to_line(&mut line);
-                        hasher.update(&line);
-                        f.write_all(&line).map_err(io)?;
+                        c.write_line(&at, |b| {
+                            hasher.update(b);
+                            if written.is_ok() {
+                                written = f.write_all(b);
+                            }
+                        });
                     }
+                    written.map_err(io)?;
                 }
                 let f = f.into_inner().map_err(|e| io(e.into_error()))?;
                 f.sync_all().map_err(io)?;

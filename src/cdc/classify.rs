@@ -4,16 +4,17 @@
 //! stream, binlog files, or a compressed transaction's payload) gives the table maps.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use mysql::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 
-use super::event::{Change, Op};
+use super::event::{Change, Op, Staged};
 use super::txn::{control, xa_one_phase, xa_prepare_xid, Step};
 use super::CdcError;
 use crate::manifest::Manifest;
 use crate::source::gtid::Gtid;
-use crate::value::binlog::{old_temporal_with_fraction, row_of, table_plan, ColumnPlan};
-use crate::value::row_image::{self, column_types, ColumnType, Raw};
+use crate::value::binlog::{old_temporal_with_fraction, table_plan, ColumnPlan};
+use crate::value::row_image::{self, column_types, ColumnType};
 
 /// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
 /// mysql crate does not decode); and the heartbeat, which is not in the binlog at all.
@@ -68,6 +69,9 @@ fn statement_dml(query: &str, ansi: bool, default_db: &str, tables: &HashMap<(St
     tables.iter().find(|((db, table), _)| targets.iter().any(|t| super::ddl::names(t, default_db, db, table))).map(|(_, &i)| (verb, i))
 }
 
+/// A table map's captured table and its row image's column types (None: not captured).
+type Mapped = Option<(usize, Rc<[ColumnType]>)>;
+
 /// What capture knows to turn events into steps.
 pub struct Classifier<'m> {
     pub manifest: &'m Manifest,
@@ -79,12 +83,15 @@ pub struct Classifier<'m> {
     plans: HashMap<usize, Vec<ColumnPlan<'m>>>,
     /// What a table map says, worked out on the first rows event after it: the captured table
     /// (None: not captured) and the row image's column types. A new table map replaces it.
-    maps: HashMap<u64, Option<(usize, Vec<ColumnType>)>>,
+    maps: HashMap<u64, Mapped>,
+    /// Scratch for the values `ColumnPlan::view` renders (numbers, temporals, decoded text).
+    text: String,
+    bytes: Vec<u8>,
 }
 
 impl<'m> Classifier<'m> {
     pub fn new(manifest: &'m Manifest, tables: HashMap<(String, String), usize>) -> Classifier<'m> {
-        Classifier { manifest, tables, candidates: Vec::new(), seen_format: false, plans: HashMap::new(), maps: HashMap::new() }
+        Classifier { manifest, tables, candidates: Vec::new(), seen_format: false, plans: HashMap::new(), maps: HashMap::new(), text: String::new(), bytes: Vec::new() }
     }
 }
 
@@ -134,7 +141,7 @@ impl Classifier<'_> {
                             None => Step::Other,
                         },
                         // A statement of its own (DDL): apply stops at it if it redefines a captured table.
-                        None => Step::Statement(ddl_target(&query, ansi, &q.schema(), &self.tables).map(|i| Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) })),
+                        None => Step::Statement(ddl_target(&query, ansi, &q.schema(), &self.tables).map(|i| Staged::from_change(&Change { at: String::new(), ts, table: i, op: Op::Ddl, before: None, after: None, query: Some(query.into_owned()) }))),
                     }
                 }
                 Some(EventData::TableMapEvent(map)) => {
@@ -152,7 +159,7 @@ impl Classifier<'_> {
 
     /// The captured table a table map names and its row image's column types (None: a table
     /// not captured), from the cache the map's own event cleared.
-    fn mapped(&mut self, tme: &TableMapEvent<'_>, at: &str) -> Result<Option<(usize, Vec<ColumnType>)>, CdcError> {
+    fn mapped(&mut self, tme: &TableMapEvent<'_>, at: &str) -> Result<Mapped, CdcError> {
         if let Some(known) = self.maps.get(&tme.table_id()) {
             return Ok(known.clone());
         }
@@ -167,15 +174,16 @@ impl Classifier<'_> {
                 }
                 let name = schema.display_name();
                 let types = column_types(tme).map_err(|e| CdcError::Binlog { at: at.to_string(), reason: format!("table {name}: a row: {e}") })?;
-                Some((ti, types))
+                Some((ti, types.into()))
             }
         };
         self.maps.insert(tme.table_id(), found.clone());
         Ok(found)
     }
 
-    /// The changes of a rows event on a captured table (none for other tables).
-    fn changes(&mut self, rows: &RowsEventData<'_>, tme: &TableMapEvent<'_>, ts: u32, at: &str) -> Result<Vec<Change>, CdcError> {
+    /// The changes of a rows event on a captured table (none for other tables), each rendered
+    /// straight from the row image into its staged line.
+    fn changes(&mut self, rows: &RowsEventData<'_>, tme: &TableMapEvent<'_>, ts: u32, at: &str) -> Result<Vec<Staged>, CdcError> {
         let Some((ti, types)) = self.mapped(tme, at)? else { return Ok(Vec::new()) };
         let manifest = self.manifest;
         let schema = &manifest.tables[ti].schema;
@@ -185,12 +193,32 @@ impl Classifier<'_> {
             _ => Op::Update,
         };
         let at_row = |e: String| CdcError::Binlog { at: at.to_string(), reason: format!("table {}: a row: {e}", schema.display_name()) };
-        let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
-        let mut changes = Vec::new();
-        for (before, after) in row_image::rows(rows, &types).map_err(at_row)? {
-            let typed = |img: Option<Vec<Raw>>| img.map(|values| row_of(schema, plan, values)).transpose().map_err(at_row);
-            changes.push(Change { at: String::new(), ts, table: ti, op, before: typed(before)?, after: typed(after)?, query: None });
+        if types.len() != schema.columns.len() {
+            return Err(at_row(format!(
+                "table {}: the binlog row has {} columns, the export's schema {} (was the table altered? rerun the export)",
+                schema.display_name(),
+                types.len(),
+                schema.columns.len()
+            )));
         }
+        let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
+        let (text, bytes) = (&mut self.text, &mut self.bytes);
+        let mut changes = Vec::new();
+        row_image::for_each_row(rows, &types, |before, after| {
+            let staged = Staged::row(ts, ti, op, |w| {
+                for (name, image) in [("before", before), ("after", after)] {
+                    let Some(values) = image else { continue };
+                    w.image(name);
+                    for (p, v) in plan.iter().zip(values) {
+                        w.value(p.view(v, text, bytes)?);
+                    }
+                }
+                Ok(())
+            })?;
+            changes.push(staged);
+            Ok(())
+        })
+        .map_err(at_row)?;
         Ok(changes)
     }
 }

@@ -1,10 +1,13 @@
 //! A captured change as it is staged: the binlog coordinate after its transaction, the commit
 //! time, the table, and the row images as `Cell`s (typed by `value::binlog` from the manifest's
 //! schema), the same values the import reads from chunk files, so apply maps them with the
-//! import's code.
+//! import's code. Apply reads a `Change`; capture holds a `Staged`, the same line already
+//! rendered but for the position, which only the commit gives, so a row's values are never
+//! owned one by one on their way from the row image to the segment.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::value::binlog::CellView;
 use crate::value::Cell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,5 +47,170 @@ impl Change {
         line.clear();
         serde_json::to_writer(&mut *line, self).expect("changes serialize");
         line.push(b'\n');
+    }
+}
+
+/// How a line starts before its `at`.
+const AT: &[u8] = b"{\"at\":";
+
+/// A change as capture holds it until its transaction commits: the line it stages, rendered
+/// but for its `at`. `Change::to_line` and `Staged::write_line` give the same bytes for the
+/// same change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Staged {
+    pub ts: u32,
+    pub table: usize,
+    pub op: Op,
+    /// The statement of a `Ddl` change, where capture looks for it.
+    pub query: Option<String>,
+    /// The line after `{"at":"…",` up to its closing brace, without the newline.
+    body: Vec<u8>,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+            Op::Ddl => "ddl",
+        }
+    }
+}
+
+impl Staged {
+    /// A change rendered by serde (statements, and what capture.json kept).
+    pub fn from_change(c: &Change) -> Staged {
+        let mut line = Vec::new();
+        Change { at: String::new(), ..c.clone() }.to_line(&mut line);
+        let body = line[AT.len() + 3..line.len() - 1].to_vec();
+        Staged { ts: c.ts, table: c.table, op: c.op, query: c.query.clone(), body }
+    }
+
+    /// A row change, its images written by `images`, which is handed a `RowWriter`.
+    pub fn row(ts: u32, table: usize, op: Op, images: impl FnOnce(&mut RowWriter) -> Result<(), String>) -> Result<Staged, String> {
+        let mut body = Vec::with_capacity(256);
+        body.extend_from_slice(b"\"ts\":");
+        body.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+        body.extend_from_slice(b",\"table\":");
+        body.extend_from_slice(itoa::Buffer::new().format(table).as_bytes());
+        body.extend_from_slice(b",\"op\":\"");
+        body.extend_from_slice(op.name().as_bytes());
+        body.push(b'"');
+        let mut w = RowWriter { body, in_image: false, first: true };
+        images(&mut w)?;
+        w.close();
+        let mut body = w.body;
+        body.push(b'}');
+        Ok(Staged { ts, table, op, query: None, body })
+    }
+
+    /// Writes the line with `at` (already a JSON string) and its newline, in pieces.
+    pub fn write_line(&self, at_json: &[u8], mut put: impl FnMut(&[u8])) {
+        put(AT);
+        put(at_json);
+        put(b",");
+        put(&self.body);
+        put(b"\n");
+    }
+
+    /// About the memory the change holds.
+    pub fn bytes(&self) -> usize {
+        96 + self.body.capacity() + self.query.as_ref().map_or(0, String::len)
+    }
+
+    /// The change this line stands for, read back as apply reads it.
+    pub fn change(&self) -> Change {
+        let mut line = Vec::new();
+        self.write_line(b"\"\"", |b| line.extend_from_slice(b));
+        serde_json::from_slice(&line).expect("a staged line reads back")
+    }
+}
+
+/// Writes a row change's images into its line: `before`, then `after`, each a value at a time.
+pub struct RowWriter {
+    body: Vec<u8>,
+    in_image: bool,
+    first: bool,
+}
+
+impl RowWriter {
+    /// Starts the `before` or `after` image (closing the one before).
+    pub fn image(&mut self, name: &str) {
+        self.close();
+        self.body.extend_from_slice(b",\"");
+        self.body.extend_from_slice(name.as_bytes());
+        self.body.extend_from_slice(b"\":[");
+        (self.in_image, self.first) = (true, true);
+    }
+
+    pub fn value(&mut self, v: CellView<'_>) {
+        if !self.first {
+            self.body.push(b',');
+        }
+        self.first = false;
+        v.write_json(&mut self.body);
+    }
+
+    fn close(&mut self) {
+        if self.in_image {
+            self.body.push(b']');
+            self.in_image = false;
+        }
+    }
+}
+
+/// In capture.json (prepared XA transactions) a staged change is kept as the change it stands
+/// for, so older state files read the same.
+impl Serialize for Staged {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.change().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Staged {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Staged, D::Error> {
+        Change::deserialize(d).map(|c| Staged::from_change(&c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::binlog::ColumnPlan;
+    use crate::value::row_image::Raw;
+
+    #[test]
+    fn a_row_rendered_from_its_image_is_the_line_serde_writes_for_its_change() {
+        let cols: Vec<crate::source::schema::ColumnSchema> = [("id", "int(11)", crate::source::types::ColumnKind::Int { bits: 32, unsigned: false }), ("name", "varchar(9)", crate::source::types::ColumnKind::Text)]
+            .iter()
+            .map(|(name, ty, kind)| crate::source::schema::ColumnSchema { name: name.to_string(), ordinal: 1, mysql_type: ty.to_string(), nullable: true, charset: Some("utf8mb4".into()), collation: None, kind: *kind })
+            .collect();
+        let plans: Vec<ColumnPlan> = cols.iter().map(ColumnPlan::new).collect();
+        let before = [Raw::Int { bits: 7, bytes: 4 }, Raw::Bytes(b"a\tb")];
+        let after = [Raw::Int { bits: 7, bytes: 4 }, Raw::Null];
+        for (op, images) in [(Op::Insert, [None, Some(&after)]), (Op::Update, [Some(&before), Some(&after)]), (Op::Delete, [Some(&before), None])] {
+            let (mut text, mut bytes) = (String::new(), Vec::new());
+            let staged = Staged::row(1_700_000_000, 3, op, |w| {
+                for (name, image) in ["before", "after"].into_iter().zip(images) {
+                    let Some(values) = image else { continue };
+                    w.image(name);
+                    for (p, v) in plans.iter().zip(values.iter()) {
+                        w.value(p.view(v, &mut text, &mut bytes)?);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+            let typed = |image: Option<&[Raw; 2]>| image.map(|values| plans.iter().zip(values.iter()).map(|(p, v)| p.cell(v.clone()).unwrap()).collect());
+            let change = Change { at: "bin.000002:77".into(), ts: 1_700_000_000, table: 3, op, before: typed(images[0]), after: typed(images[1]), query: None };
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            staged.write_line(br#""bin.000002:77""#, |b| ours.extend_from_slice(b));
+            change.to_line(&mut theirs);
+            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+            // capture.json keeps it as the change, and reads it back the same.
+            let kept: Staged = serde_json::from_str(&serde_json::to_string(&staged).unwrap()).unwrap();
+            assert_eq!(kept, staged);
+        }
     }
 }

@@ -10,9 +10,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::event::Change;
+use super::event::{Change, Staged};
 use super::CdcError;
-use crate::value::Cell;
 
 /// How a spilled change's line starts: its `at` (the commit's position) is not known yet.
 const UNSET_AT: &[u8] = b"{\"at\":\"\",";
@@ -29,21 +28,6 @@ pub fn remove_leftovers(run: &Path) -> Result<(), CdcError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(CdcError::io(&dir, e)),
     }
-}
-
-/// About the memory a change holds (its cells' text and the structures around them).
-fn approx_bytes(c: &Change) -> usize {
-    let cells = |img: &Option<Vec<Cell>>| {
-        // The cell, and its text's allocation (which rounds up) where it has one.
-        let text = |n: usize| if n > 0 { n + 16 } else { 0 };
-        img.iter().flatten().map(|cell| 32 + match cell {
-            Cell::Null => 0,
-            Cell::Num(s) | Cell::Text(s) => text(s.len()),
-            Cell::Bytes(b) => text(b.len()),
-            Cell::Set(m) => m.iter().map(|s| 24 + text(s.len())).sum(),
-        }).sum::<usize>()
-    };
-    160 + c.at.len() + cells(&c.before) + cells(&c.after) + c.query.as_ref().map_or(0, String::len)
 }
 
 /// The spilled part of a transaction.
@@ -81,14 +65,15 @@ impl Spilled {
         Ok(())
     }
 
-    fn read_all(&self) -> Result<Vec<Change>, CdcError> {
+    fn read_all(&self) -> Result<Vec<Staged>, CdcError> {
         let io = |e: std::io::Error| CdcError::io(&self.path, e);
         let reader = BufReader::new(File::open(&self.path).map_err(io)?);
         reader
             .lines()
             .map(|l| {
                 let l = l.map_err(io)?;
-                serde_json::from_str(&l).map_err(|e| CdcError::Damaged { path: self.path.clone(), reason: e.to_string() })
+                let c: Change = serde_json::from_str(&l).map_err(|e| CdcError::Damaged { path: self.path.clone(), reason: e.to_string() })?;
+                Ok(Staged::from_change(&c))
             })
             .collect()
     }
@@ -101,10 +86,10 @@ impl Spilled {
 /// A committed transaction: the spilled changes first, then `changes`, all at `at`.
 #[derive(Debug, Default)]
 pub struct Committed {
-    /// The commit's position (set on `changes` too; spilled lines get it as they are copied).
+    /// The commit's position (the lines get it as they are written).
     pub at: String,
     pub spilled: Option<Spilled>,
-    pub changes: Vec<Change>,
+    pub changes: Vec<Staged>,
 }
 
 impl Committed {
@@ -134,7 +119,7 @@ pub struct OpenTx {
     dir: PathBuf,
     /// Bytes of changes held in memory before they go to the spill file (0: never spill).
     limit: usize,
-    mem: Vec<Change>,
+    mem: Vec<Staged>,
     mem_bytes: usize,
     file: Option<SpillFile>,
     /// Names the next spill file.
@@ -162,8 +147,8 @@ impl OpenTx {
     }
 
     /// Adds changes; past the bound, the ones in memory go to the spill file.
-    pub fn extend(&mut self, changes: Vec<Change>) -> Result<(), CdcError> {
-        self.mem_bytes += changes.iter().map(approx_bytes).sum::<usize>();
+    pub fn extend(&mut self, changes: Vec<Staged>) -> Result<(), CdcError> {
+        self.mem_bytes += changes.iter().map(Staged::bytes).sum::<usize>();
         self.mem.extend(changes);
         if self.limit > 0 && self.mem_bytes > self.limit {
             self.spill()?;
@@ -181,14 +166,16 @@ impl OpenTx {
             self.file = Some(SpillFile { path, out: BufWriter::with_capacity(1 << 20, f), changes: 0, last_ts: 0 });
         }
         let s = self.file.as_mut().expect("just made");
-        let mut line = Vec::new();
         for c in self.mem.drain(..) {
-            let ts = c.ts;
-            Change { at: String::new(), ..c }.to_line(&mut line);
-            debug_assert!(line.starts_with(UNSET_AT));
-            s.out.write_all(&line).map_err(|e| CdcError::io(&s.path, e))?;
+            let mut written = Ok(());
+            c.write_line(b"\"\"", |b| {
+                if written.is_ok() {
+                    written = s.out.write_all(b);
+                }
+            });
+            written.map_err(|e| CdcError::io(&s.path, e))?;
             s.changes += 1;
-            s.last_ts = ts;
+            s.last_ts = c.ts;
         }
         self.mem_bytes = 0;
         Ok(())
@@ -199,7 +186,7 @@ impl OpenTx {
         let spilled = self.file.as_ref().map_or(0, |s| s.changes as usize);
         if len >= spilled {
             self.mem.truncate(len - spilled);
-            self.mem_bytes = self.mem.iter().map(approx_bytes).sum();
+            self.mem_bytes = self.mem.iter().map(Staged::bytes).sum();
             return Ok(());
         }
         self.mem.clear();
@@ -252,7 +239,7 @@ impl OpenTx {
     }
 
     /// The whole transaction in memory (an XA PREPARE keeps it in capture.json).
-    pub fn take_in_memory(&mut self) -> Result<Vec<Change>, CdcError> {
+    pub fn take_in_memory(&mut self) -> Result<Vec<Staged>, CdcError> {
         let Committed { spilled, changes, .. } = self.take()?;
         let mut all = match &spilled {
             Some(s) => {
@@ -271,9 +258,14 @@ impl OpenTx {
 mod tests {
     use super::*;
     use crate::cdc::event::Op;
+    use crate::value::Cell;
 
-    fn change(id: u32) -> Change {
+    fn typed(id: u32) -> Change {
         Change { at: String::new(), ts: id, table: 0, op: Op::Update, before: Some(vec![Cell::Num(id.to_string())]), after: Some(vec![Cell::Text("x\ny".repeat(20))]), query: None }
+    }
+
+    fn change(id: u32) -> Staged {
+        Staged::from_change(&typed(id))
     }
 
     /// The staged lines of a committed transaction, as the stager writes them.
@@ -289,7 +281,7 @@ mod tests {
             assert_eq!(lines, s.changes);
         }
         let mut all: Vec<Change> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
-        all.extend(tx.changes.iter().cloned().map(|c| Change { at: tx.at.clone(), ..c }));
+        all.extend(tx.changes.iter().map(|c| Change { at: tx.at.clone(), ..c.change() }));
         all
     }
 
@@ -306,7 +298,7 @@ mod tests {
         assert!(spilled.changes > 50 && spilled.changes < 100, "the last changes stay in memory: {} spilled", spilled.changes);
         done.at = "bin.000001:42".into();
         let all = staged(&done);
-        assert_eq!(all, (0..100).map(|id| Change { at: "bin.000001:42".into(), ..change(id) }).collect::<Vec<_>>());
+        assert_eq!(all, (0..100).map(|id| Change { at: "bin.000001:42".into(), ..typed(id) }).collect::<Vec<_>>());
         assert_eq!(done.last_ts(), Some(99));
         assert_eq!(done.len(), 100);
     }

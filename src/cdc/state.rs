@@ -65,7 +65,7 @@ pub struct CaptureState {
     /// Changes of XA transactions prepared (before `next`) but not yet committed, by xid: staged
     /// when their XA COMMIT is read.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub prepared_xa: std::collections::BTreeMap<String, Vec<super::event::Change>>,
+    pub prepared_xa: std::collections::BTreeMap<String, Vec<super::event::Staged>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

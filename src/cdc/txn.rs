@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::event::Change;
+use super::event::Staged;
 use super::spill::{Committed, OpenTx};
 use super::CdcError;
 use crate::source::gtid::{Gtid, GtidSet};
@@ -36,9 +36,9 @@ pub enum Step {
     Xa,
     Rotate { file: String, position: u64 },
     /// Row changes of captured tables (possibly none: a table map, or another table's rows).
-    Rows(Vec<Change>),
+    Rows(Vec<Staged>),
     /// A statement that is its own transaction (DDL), and its change if it redefines a captured table.
-    Statement(Option<Change>),
+    Statement(Option<Staged>),
     /// Anything else (format description, checkpoints, heartbeats).
     Other,
 }
@@ -102,7 +102,7 @@ pub struct Tracker {
     /// Every transaction up to the last one closed: what a position after it carries.
     gtids: GtidSet,
     /// Prepared XA transactions not yet committed or rolled back, by xid.
-    pub prepared: BTreeMap<String, Vec<Change>>,
+    pub prepared: BTreeMap<String, Vec<Staged>>,
 }
 
 /// What one step did.
@@ -115,7 +115,7 @@ pub struct Outcome {
 }
 
 impl Tracker {
-    pub fn new(file: String, gtids: GtidSet, prepared: BTreeMap<String, Vec<Change>>) -> Tracker {
+    pub fn new(file: String, gtids: GtidSet, prepared: BTreeMap<String, Vec<Staged>>) -> Tracker {
         Tracker { file, gtids, prepared, ..Tracker::default() }
     }
 
@@ -144,9 +144,6 @@ impl Tracker {
 
     fn stage(&self, mut tx: Committed, log_pos: u64) -> Committed {
         tx.at = format!("{}:{log_pos}", self.file);
-        for c in &mut tx.changes {
-            c.at.clone_from(&tx.at);
-        }
         tx
     }
 
@@ -226,12 +223,12 @@ mod tests {
     use super::*;
     use crate::cdc::event::Op;
 
-    fn row(id: i64) -> Change {
-        Change { at: String::new(), ts: 0, table: 0, op: Op::Insert, before: None, after: Some(vec![crate::value::Cell::Num(id.to_string())]), query: None }
+    fn row(id: i64) -> Staged {
+        Staged::from_change(&crate::cdc::event::Change { at: String::new(), ts: 0, table: 0, op: Op::Insert, before: None, after: Some(vec![crate::value::Cell::Num(id.to_string())]), query: None })
     }
 
-    fn ids(cs: &[Change]) -> Vec<String> {
-        cs.iter().map(|c| c.after.as_ref().unwrap()[0].text().unwrap().into_owned()).collect()
+    fn ids(cs: &[Staged]) -> Vec<String> {
+        cs.iter().map(|c| c.change().after.unwrap()[0].text().unwrap().into_owned()).collect()
     }
 
     #[test]
@@ -270,7 +267,7 @@ mod tests {
         let mut t = Tracker::new("bin.000001".into(), GtidSet::default(), Default::default());
         t.step(Step::Gtid(None), 100).unwrap();
         t.step(Step::Rows(vec![row(1)]), 200).unwrap();
-        assert_eq!(t.step(Step::Commit, 300).unwrap().committed.changes[0].at, "bin.000001:300");
+        assert_eq!(t.step(Step::Commit, 300).unwrap().committed.at, "bin.000001:300");
         // The real ROTATE at the end of file 1 (its own position is 900 there).
         let out = t.step(Step::Rotate { file: "bin.000002".into(), position: 4 }, 900).unwrap();
         assert_eq!(out.position.map(|p| (p.file, p.position)), Some(("bin.000002".into(), 4)));
@@ -321,7 +318,7 @@ mod tests {
         t.step(Step::Gtid(None), 8).unwrap();
         let out = t.step(Step::XaCommit("a".into()), 9).unwrap();
         assert_eq!(ids(&out.committed.changes), vec!["10"]);
-        assert_eq!(out.committed.changes[0].at, "f:9");
+        assert_eq!(out.committed.at, "f:9");
         t.step(Step::Gtid(None), 10).unwrap();
         assert!(t.step(Step::XaRollback("b".into()), 11).unwrap().committed.is_empty());
         assert!(t.prepared.is_empty());

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use super::chunk::scaled;
 use super::row::parse_decimal;
 use super::row_image::{signed, Raw};
-use super::temporal::{format_datetime, format_time, DateTimeParts};
+use super::temporal::{DateTimeParts, TextBuf};
 use super::Cell;
 use crate::source::schema::{ColumnSchema, TableSchema};
 use crate::source::types::ColumnKind;
@@ -209,76 +209,175 @@ impl<'s> ColumnPlan<'s> {
         ColumnPlan { c, special, members, text: decoder(c.charset.as_deref().unwrap_or("utf8mb4")) }
     }
 
-    fn decode_text(&self, b: &[u8]) -> Result<String, String> {
+    /// The column's text from the binlog's bytes: borrowed where they are UTF-8 already, else
+    /// decoded into `scratch`.
+    fn decode_text<'x>(&self, b: &'x [u8], scratch: &'x mut String) -> Result<&'x str, String> {
         let c = self.c;
         let cs = c.charset.as_deref().unwrap_or("utf8mb4");
         let bad = || format!("column {}: the binlog's bytes are not valid {cs}", c.name);
         match self.text.as_ref().ok_or_else(|| format!("column {}: charset {cs} is not decoded from the binlog", c.name))? {
-            TextDecoder::Utf8 => String::from_utf8(b.to_vec()).map_err(|_| bad()),
+            TextDecoder::Utf8 => simdutf8::basic::from_utf8(b).map_err(|_| bad()),
             TextDecoder::Utf32 => {
                 if !b.len().is_multiple_of(4) {
                     return Err(bad());
                 }
-                b.chunks(4).map(|w| char::from_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]])).ok_or_else(bad)).collect()
+                for w in b.chunks(4) {
+                    scratch.push(char::from_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]])).ok_or_else(bad)?);
+                }
+                Ok(scratch.as_str())
             }
-            TextDecoder::Encoding(e) => e.decode_without_bom_handling_and_without_replacement(b).map(|s| s.into_owned()).ok_or_else(bad),
+            TextDecoder::Encoding(e) => {
+                scratch.push_str(&e.decode_without_bom_handling_and_without_replacement(b).ok_or_else(bad)?);
+                Ok(scratch.as_str())
+            }
         }
     }
 
     /// One binlog value of the column as the cell a chunk file would have given.
     pub fn cell(&self, v: Raw<'_>) -> Result<Cell, String> {
+        let (mut text, mut bytes) = (String::new(), Vec::new());
+        Ok(self.view(&v, &mut text, &mut bytes)?.to_cell())
+    }
+
+    /// `cell` without owning it: the value borrows from the row image, the plan (ENUM and SET
+    /// members) or the scratch buffers (numbers, temporals, decoded charsets, padded binary),
+    /// which the caller clears and reuses from value to value.
+    pub fn view<'x>(&'x self, v: &'x Raw<'x>, text: &'x mut String, bytes: &'x mut Vec<u8>) -> Result<CellView<'x>, String> {
         let c = self.c;
         let bad = |v: &Raw| format!("column {}: unexpected binlog value {v:?} for {}", c.name, c.mysql_type);
+        text.clear();
+        bytes.clear();
+        let num = |text: &'x mut String, s: &str| -> CellView<'x> {
+            text.push_str(s);
+            CellView::Num(text.as_str())
+        };
+        let temporal = |text: &'x mut String, t: TextBuf| -> CellView<'x> {
+            text.push_str(t.as_str());
+            CellView::Text(text.as_str())
+        };
         Ok(match (&c.kind, v) {
-            (_, Raw::Null) => Cell::Null,
-            (ColumnKind::Int { unsigned: false, .. }, Raw::Int { bits, bytes }) => Cell::Num(itoa::Buffer::new().format(signed(bits, bytes as usize)).to_string()),
-            (ColumnKind::Int { unsigned: true, .. }, Raw::Int { bits, .. }) => Cell::Num(itoa::Buffer::new().format(bits).to_string()),
-            (ColumnKind::Year, Raw::Year(y)) => Cell::Num(y.to_string()),
-            (ColumnKind::Decimal { scale, .. }, Raw::Decimal(text)) => {
+            (_, Raw::Null) => CellView::Null,
+            (ColumnKind::Int { unsigned: false, .. }, Raw::Int { bits, bytes: width }) => num(text, itoa::Buffer::new().format(signed(*bits, *width as usize))),
+            (ColumnKind::Int { unsigned: true, .. }, Raw::Int { bits, .. }) => num(text, itoa::Buffer::new().format(*bits)),
+            (ColumnKind::Year, Raw::Year(y)) => num(text, itoa::Buffer::new().format(*y)),
+            (ColumnKind::Decimal { scale, .. }, Raw::Decimal(d)) => {
                 // MySQL's own spelling: `0.50`, never `.50` or `-0.00`.
-                let unscaled = parse_decimal(text.trim(), *scale).ok_or_else(|| bad(&Raw::Decimal(text.clone())))?;
-                Cell::Num(scaled(unscaled.to_string(), *scale as i8))
+                let unscaled = parse_decimal(d.trim(), *scale).ok_or_else(|| bad(v))?;
+                num(text, &scaled(unscaled.to_string(), *scale as i8))
             }
-            (ColumnKind::Float, Raw::Float(f)) => Cell::Num(f.to_string()),
-            (ColumnKind::Double, Raw::Double(f)) => Cell::Num(f.to_string()),
-            (k @ (ColumnKind::Date | ColumnKind::DateTime { .. }), Raw::DateTime(p)) => Cell::Text(format_datetime(&p, k)),
+            (ColumnKind::Float, Raw::Float(f)) => num(text, &f.to_string()),
+            (ColumnKind::Double, Raw::Double(f)) => num(text, &f.to_string()),
+            (k @ (ColumnKind::Date | ColumnKind::DateTime { .. }), Raw::DateTime(p)) => temporal(text, TextBuf::datetime(p, k)),
             // 0 is the zero timestamp (1970-01-01 00:00:00 UTC itself cannot be stored).
-            (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(0)) => Cell::Text(format_datetime(&DateTimeParts { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micro: 0 }, k)),
-            (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(micros)) => Cell::Text(format_datetime(&DateTimeParts::from_epoch_micros(micros), k)),
-            (ColumnKind::Time { fsp }, Raw::Time(micros)) => Cell::Text(format_time(micros, *fsp)),
+            (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(0)) => temporal(text, TextBuf::datetime(&DateTimeParts { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micro: 0 }, k)),
+            (k @ ColumnKind::Timestamp { .. }, Raw::Timestamp(micros)) => temporal(text, TextBuf::datetime(&DateTimeParts::from_epoch_micros(*micros), k)),
+            (ColumnKind::Time { fsp }, Raw::Time(micros)) => temporal(text, TextBuf::time(*micros, *fsp)),
             (ColumnKind::Text, Raw::Bytes(b)) => match self.special {
-                Special::Uuid => Cell::Text(uuid_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-                Special::Inet6 => Cell::Text(inet6_text(b).ok_or_else(|| bad(&Raw::Bytes(b)))?),
+                Special::Uuid => {
+                    text.push_str(&uuid_text(b).ok_or_else(|| bad(v))?);
+                    CellView::Text(text.as_str())
+                }
+                Special::Inet6 => {
+                    text.push_str(&inet6_text(b).ok_or_else(|| bad(v))?);
+                    CellView::Text(text.as_str())
+                }
                 Special::Inet4 => match padded(b, 4) {
-                    Some(p) => Cell::Text(Ipv4Addr::new(p[0], p[1], p[2], p[3]).to_string()),
-                    None => return Err(bad(&Raw::Bytes(b))),
+                    Some(p) => {
+                        text.push_str(&Ipv4Addr::new(p[0], p[1], p[2], p[3]).to_string());
+                        CellView::Text(text.as_str())
+                    }
+                    None => return Err(bad(v)),
                 },
                 // SELECT returns CHAR(n) without its padding.
-                Special::Char => {
-                    let mut text = self.decode_text(b)?;
-                    text.truncate(text.trim_end_matches(' ').len());
-                    Cell::Text(text)
-                }
-                _ => Cell::Text(self.decode_text(b)?),
+                Special::Char => CellView::Text(self.decode_text(b, text)?.trim_end_matches(' ')),
+                _ => CellView::Text(self.decode_text(b, text)?),
             },
-            (ColumnKind::Json, Raw::Bytes(b)) => Cell::Text(self.decode_text(b)?),
-            (ColumnKind::Json, Raw::Json(text)) => Cell::Text(text),
-            (ColumnKind::Enum, Raw::Enum(0)) => Cell::Text(String::new()),
+            (ColumnKind::Json, Raw::Bytes(b)) => CellView::Text(self.decode_text(b, text)?),
+            (ColumnKind::Json, Raw::Json(json)) => CellView::Text(json),
+            (ColumnKind::Enum, Raw::Enum(0)) => CellView::Text(""),
             (ColumnKind::Enum, Raw::Enum(i)) => {
-                Cell::Text(self.members.get(i as usize - 1).cloned().ok_or_else(|| format!("column {}: ENUM index {i} outside {}", c.name, c.mysql_type))?)
+                CellView::Text(self.members.get(*i as usize - 1).ok_or_else(|| format!("column {}: ENUM index {i} outside {}", c.name, c.mysql_type))?)
             }
-            (ColumnKind::Set, Raw::Set(mask)) => Cell::Set(self.members.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, m)| m.clone()).collect()),
+            (ColumnKind::Set, Raw::Set(mask)) => CellView::Set(*mask, &self.members),
             (ColumnKind::Binary, Raw::Bytes(b)) => match self.special {
                 // SELECT returns BINARY(n) padded to n with 0x00; the binlog strips the padding.
-                Special::Binary(n) => Cell::Bytes(padded(b, n).ok_or_else(|| bad(&Raw::Bytes(b)))?),
-                _ => Cell::Bytes(b.to_vec()),
+                Special::Binary(n) if b.len() <= n => {
+                    bytes.extend_from_slice(b);
+                    bytes.resize(n, 0);
+                    CellView::Bytes(bytes.as_slice())
+                }
+                Special::Binary(_) => return Err(bad(v)),
+                _ => CellView::Bytes(b),
             },
-            (ColumnKind::Bit { .. }, Raw::Bytes(b)) if b.len() <= 8 => Cell::Num(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64).to_string()),
+            (ColumnKind::Bit { .. }, Raw::Bytes(b)) if b.len() <= 8 => num(text, itoa::Buffer::new().format(b.iter().fold(0u64, |acc, &x| acc << 8 | x as u64))),
             // The server's internal form is a 4-byte SRID followed by WKB, as SELECT returns it.
-            (ColumnKind::Spatial, Raw::Bytes(b)) if b.len() > 4 => Cell::Bytes(b[4..].to_vec()),
-            (_, v) => return Err(bad(&v)),
+            (ColumnKind::Spatial, Raw::Bytes(b)) if b.len() > 4 => CellView::Bytes(&b[4..]),
+            (_, v) => return Err(bad(v)),
         })
     }
+}
+
+/// A captured value as `ColumnPlan::view` gives it: a `Cell` that borrows its text and bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CellView<'x> {
+    Null,
+    Num(&'x str),
+    Text(&'x str),
+    Bytes(&'x [u8]),
+    /// The bitmask and the column's members.
+    Set(u64, &'x [String]),
+}
+
+impl CellView<'_> {
+    pub fn to_cell(self) -> Cell {
+        match self {
+            CellView::Null => Cell::Null,
+            CellView::Num(s) => Cell::Num(s.to_string()),
+            CellView::Text(s) => Cell::Text(s.to_string()),
+            CellView::Bytes(b) => Cell::Bytes(b.to_vec()),
+            CellView::Set(mask, members) => Cell::Set(set_members(mask, members).map(String::from).collect()),
+        }
+    }
+
+    /// The value as a staged line holds it: exactly what serde_json writes for the cell it
+    /// stands for (`"z"`, `{"n":"1"}`, `{"t":"x"}`, `{"b":"<base64>"}`, `{"s":["a"]}`).
+    pub fn write_json(self, out: &mut Vec<u8>) {
+        match self {
+            CellView::Null => out.extend_from_slice(b"\"z\""),
+            CellView::Num(s) => tagged(out, b"{\"n\":", s),
+            CellView::Text(s) => tagged(out, b"{\"t\":", s),
+            CellView::Bytes(b) => {
+                use base64::Engine;
+                out.extend_from_slice(b"{\"b\":\"");
+                let at = out.len();
+                out.resize(at + b.len().div_ceil(3) * 4, 0);
+                let n = base64::engine::general_purpose::STANDARD.encode_slice(b, &mut out[at..]).expect("sized for the encoding");
+                out.truncate(at + n);
+                out.extend_from_slice(b"\"}");
+            }
+            CellView::Set(mask, members) => {
+                out.extend_from_slice(b"{\"s\":[");
+                for (i, m) in set_members(mask, members).enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    super::json::write_str(out, m);
+                }
+                out.extend_from_slice(b"]}");
+            }
+        }
+    }
+}
+
+fn tagged(out: &mut Vec<u8>, tag: &[u8], s: &str) {
+    out.extend_from_slice(tag);
+    super::json::write_str(out, s);
+    out.push(b'}');
+}
+
+/// The members a SET bitmask selects, in the column's order.
+fn set_members(mask: u64, members: &[String]) -> impl Iterator<Item = &str> {
+    members.iter().enumerate().filter(move |(i, _)| mask >> i & 1 == 1).map(|(_, m)| m.as_str())
 }
 
 /// One binlog value of column `c` as the cell a chunk file would have given.
@@ -332,6 +431,40 @@ mod tests {
 
     fn col(kind: ColumnKind, ty: &str, charset: Option<&str>) -> ColumnSchema {
         ColumnSchema { name: "c".into(), ordinal: 1, mysql_type: ty.into(), nullable: true, charset: charset.map(String::from), collation: None, kind }
+    }
+
+    #[test]
+    fn a_view_writes_the_json_serde_writes_for_its_cell() {
+        let cases: Vec<(ColumnSchema, Raw)> = vec![
+            (col(ColumnKind::Int { bits: 64, unsigned: false }, "bigint(20)", None), Raw::Int { bits: u64::MAX, bytes: 8 }),
+            (col(ColumnKind::Int { bits: 64, unsigned: true }, "bigint(20) unsigned", None), Raw::Int { bits: u64::MAX, bytes: 8 }),
+            (col(ColumnKind::Decimal { precision: 65, scale: 30 }, "decimal(65,30)", None), Raw::Decimal("-12345678901234567890123456789012345.123456789012345678901234567890".into())),
+            (col(ColumnKind::Double, "double", None), Raw::Double(-1.5e300)),
+            (col(ColumnKind::Float, "float", None), Raw::Float(0.1)),
+            (col(ColumnKind::Text, "varchar(20)", Some("utf8mb4")), Raw::Bytes("a\"b\\c\n\u{1}\u{7f}é🎉".as_bytes())),
+            (col(ColumnKind::Text, "char(8)", Some("utf8mb4")), Raw::Bytes(b"pad  ")),
+            (col(ColumnKind::Text, "varchar(20)", Some("latin1")), Raw::Bytes(&[0x63, 0x61, 0x66, 0xe9, 0x22, 0x80])),
+            (col(ColumnKind::Text, "uuid", None), Raw::Bytes(&[0x12, 0x34])),
+            (col(ColumnKind::Text, "inet6", None), Raw::Bytes(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1])),
+            (col(ColumnKind::Json, "json", Some("utf8mb4")), Raw::Json("{\"k\": \"v\\n\"}".into())),
+            (col(ColumnKind::Enum, "enum('a','it''s')", Some("utf8mb4")), Raw::Enum(2)),
+            (col(ColumnKind::Set, "set('a','b\"','c')", Some("utf8mb4")), Raw::Set(0b111)),
+            (col(ColumnKind::Set, "set('a','b')", Some("utf8mb4")), Raw::Set(0)),
+            (col(ColumnKind::Binary, "binary(4)", None), Raw::Bytes(&[0xff])),
+            (col(ColumnKind::Binary, "varbinary(4)", None), Raw::Bytes(&[])),
+            (col(ColumnKind::Bit { width: 64 }, "bit(64)", None), Raw::Bytes(&[0xff; 8])),
+            (col(ColumnKind::Time { fsp: 6 }, "time(6)", None), Raw::Time(-3_020_399_000_001)),
+            (col(ColumnKind::Timestamp { fsp: 0 }, "timestamp", None), Raw::Timestamp(0)),
+            (col(ColumnKind::Year, "year(4)", None), Raw::Year(2155)),
+            (col(ColumnKind::Text, "varchar(20)", Some("utf8mb4")), Raw::Null),
+        ];
+        for (c, raw) in cases {
+            let plan = ColumnPlan::new(&c);
+            let cell = plan.cell(raw.clone()).unwrap();
+            let (mut text, mut bytes, mut ours) = (String::new(), Vec::new(), Vec::new());
+            plan.view(&raw, &mut text, &mut bytes).unwrap().write_json(&mut ours);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&cell).unwrap(), "{} {raw:?}", c.mysql_type);
+        }
     }
 
     #[test]

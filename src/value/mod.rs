@@ -5,7 +5,8 @@
 //! ```text
 //! export:  result-set value ──row::decode──▶ Datum ──(export's sinks)──▶ Parquet / CSV chunk
 //! import:  chunk column/field ──chunk::parquet_cell / chunk::csv_cell──▶ Cell
-//! cdc:     binlog rows event ──row_image::rows──▶ Raw ──binlog::cell_of (charset, padding, fsp, members)──▶ Cell
+//! cdc:     binlog rows event ──row_image::for_each_row──▶ Raw ──binlog::ColumnPlan::view (charset, padding, fsp, members)──▶ CellView
+//!          CellView ──write_json (`json`: serde_json's bytes)──▶ staged line ──(apply reads it)──▶ Cell
 //!          Cell ──zero_date (the export's --zero-date policy)──▶ Cell
 //! all:     Cell ──dynamo::convert (ConvertOptions)──▶ Attr ──(mapping)──▶ DynamoDB item
 //! ```
@@ -21,6 +22,7 @@ pub mod attr;
 pub mod binlog;
 pub mod chunk;
 pub mod dynamo;
+pub mod json;
 pub mod jsonb;
 pub mod reference;
 pub mod row;

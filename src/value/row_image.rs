@@ -90,6 +90,17 @@ pub type RowImages<'a> = (Option<Vec<Raw<'a>>>, Option<Vec<Raw<'a>>>);
 
 /// Every row of a rows event.
 pub fn rows<'a>(ev: &'a RowsEventData<'a>, types: &[ColumnType]) -> Result<Vec<RowImages<'a>>, String> {
+    let mut out = Vec::new();
+    for_each_row(ev, types, |b, a| {
+        out.push((b.map(<[Raw]>::to_vec), a.map(<[Raw]>::to_vec)));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Each row of a rows event, its before and after images handed to `f` in two vectors kept
+/// from row to row (nothing allocated per row but what a DECIMAL or JSON value needs).
+pub fn for_each_row<'a>(ev: &'a RowsEventData<'a>, types: &[ColumnType], mut f: impl FnMut(Option<&[Raw<'a>]>, Option<&[Raw<'a>]>) -> Result<(), String>) -> Result<(), String> {
     if let RowsEventData::PartialUpdateRowsEvent(_) = ev {
         return Err("a partial JSON update (binlog_row_value_options = PARTIAL_JSON): set binlog_row_value_options = '' so rows are logged whole".into());
     }
@@ -97,16 +108,27 @@ pub fn rows<'a>(ev: &'a RowsEventData<'a>, types: &[ColumnType]) -> Result<Vec<R
     if n != types.len() {
         return Err(format!("the rows event has {n} columns, its table map {}", types.len()));
     }
-    let before: Option<Vec<bool>> = ev.columns_before_image().map(|b| (0..n).map(|i| b[i]).collect());
-    let after: Option<Vec<bool>> = ev.columns_after_image().map(|b| (0..n).map(|i| b[i]).collect());
+    // Every column in each image the event has (binlog_row_image = FULL).
+    let full = |all: Option<bool>| -> Result<bool, String> {
+        match all {
+            None => Ok(false),
+            Some(true) => Ok(true),
+            Some(false) => Err("the row image lacks columns: set binlog_row_image = FULL".into()),
+        }
+    };
+    let (has_before, has_after) = (full(ev.columns_before_image().map(|b| (0..n).all(|i| b[i])))?, full(ev.columns_after_image().map(|b| (0..n).all(|i| b[i])))?);
     let mut buf = ev.rows_data();
-    let mut out = Vec::new();
+    let (mut before, mut after) = (Vec::with_capacity(n), Vec::with_capacity(n));
     while !buf.is_empty() {
-        let b = before.as_ref().map(|p| image(&mut buf, types, p)).transpose()?;
-        let a = after.as_ref().map(|p| image(&mut buf, types, p)).transpose()?;
-        out.push((b, a));
+        if has_before {
+            image(&mut buf, types, &mut before)?;
+        }
+        if has_after {
+            image(&mut buf, types, &mut after)?;
+        }
+        f(has_before.then_some(before.as_slice()), has_after.then_some(after.as_slice()))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
@@ -132,17 +154,13 @@ pub fn signed(v: u64, bytes: usize) -> i64 {
     ((v << shift) as i64) >> shift
 }
 
-fn image<'a>(buf: &mut &'a [u8], types: &[ColumnType], present: &[bool]) -> Result<Vec<Raw<'a>>, String> {
-    let count = present.iter().filter(|p| **p).count();
-    if count != types.len() {
-        return Err("the row image lacks columns: set binlog_row_image = FULL".into());
+fn image<'a>(buf: &mut &'a [u8], types: &[ColumnType], out: &mut Vec<Raw<'a>>) -> Result<(), String> {
+    out.clear();
+    let nulls = take(buf, types.len().div_ceil(8))?;
+    for (i, t) in types.iter().enumerate() {
+        out.push(if nulls[i / 8] >> (i % 8) & 1 == 1 { Raw::Null } else { value(buf, t).map_err(|e| format!("column {}: {e}", i + 1))? });
     }
-    let nulls = take(buf, count.div_ceil(8))?;
-    types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| if nulls[i / 8] >> (i % 8) & 1 == 1 { Ok(Raw::Null) } else { value(buf, t).map_err(|e| format!("column {}: {e}", i + 1)) })
-        .collect()
+    Ok(())
 }
 
 /// Fraction digits' bytes for a temporal type's `fsp`.

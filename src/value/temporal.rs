@@ -125,6 +125,12 @@ impl TextBuf {
         t
     }
 
+    pub fn time(micros: i64, fsp: u8) -> TextBuf {
+        let mut t = TextBuf { bytes: [0; 32], len: 0 };
+        write_time(&mut t, micros, fsp);
+        t
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len]).expect("digits and separators")
     }
