@@ -8,7 +8,9 @@
 #     of 1,000 rows.
 #  3. `cdc capture` (to the binlog's end) and mariadb-binlog over the same files are timed, with
 #     peak RSS, three times each (medians); then capture again with `--tx-memory-mb 1024`, so the
-#     UPDATE's transaction is held in memory. Writes bench-out/capture.md (paste it into docs/benchmarks.md).
+#     UPDATE's transaction is held in memory.
+#  4. One row with a BENCH_CAPTURE_BLOB_MB (default 64) MB BLOB is captured alone, with its peak
+#     RSS (what one large row costs). Writes bench-out/capture.md (paste it into docs/benchmarks.md).
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 need_gnu_time
@@ -61,9 +63,19 @@ PEER_S=$(printf '%s\n' "${peer_s[@]}" | median); PEER_KB=$(printf '%s\n' "${peer
 rm -rf "$RUN/cdc"
 read -r SPILL_S SPILL_KB < <(measure env M2D_SOURCE="$M2D_MYSQL_URL" "$BIN" cdc capture --quiet --tx-memory-mb 1024 --from "$RUN")
 [ "$(cat "$RUN"/cdc/segments/*.jsonl | sha256sum | cut -d' ' -f1)" = "$SEGMENTS_SHA" ] || { echo "the in-memory capture staged other lines"; exit 1; }
-python3 - "$OUT/capture.md" "$ROWS" "$STAGED" "$CHANGES" "$OURS_S" "$OURS_KB" "$PEER_S" "$PEER_KB" "$SPILL_S" "$SPILL_KB" <<'PY'
+# One row of BENCH_CAPTURE_BLOB_MB (default 64) MB captured alone: what a single large row costs.
+BLOB_MB=${BENCH_CAPTURE_BLOB_MB:-64}
+BIG=$OUT/capture-big-run
+rm -rf "$BIG"
+$SQL -e "DROP DATABASE IF EXISTS bench_capture_big; CREATE DATABASE bench_capture_big;
+  CREATE TABLE bench_capture_big.t (id INT PRIMARY KEY, b LONGBLOB);"
+"$BIN" export --quiet --source "$M2D_MYSQL_URL" --databases bench_capture_big --out "$BIG" >/dev/null
+$SQL bench_capture_big -e "INSERT INTO t VALUES (1, REPEAT(UNHEX(MD5(1)), $BLOB_MB * 1024 * 1024 / 16));"
+read -r BIG_S BIG_KB < <(measure env M2D_SOURCE="$M2D_MYSQL_URL" "$BIN" cdc capture --quiet --from "$BIG")
+[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['changes'])" "$BIG/cdc/capture.json")" = 1 ] || { echo "the large row was not staged"; exit 1; }
+python3 - "$OUT/capture.md" "$ROWS" "$STAGED" "$CHANGES" "$OURS_S" "$OURS_KB" "$PEER_S" "$PEER_KB" "$SPILL_S" "$SPILL_KB" "$BLOB_MB" "$BIG_S" "$BIG_KB" <<'PY'
 import sys
-out, rows, staged, changes, ours_s, ours_kb, peer_s, peer_kb, spill_s, spill_kb = sys.argv[1:]
+out, rows, staged, changes, ours_s, ours_kb, peer_s, peer_kb, spill_s, spill_kb, blob_mb, big_s, big_kb = sys.argv[1:]
 staged, changes = int(staged), int(changes)
 ours, peer = changes / max(float(ours_s), 1e-3), changes / max(float(peer_s), 1e-3)
 text = f"""| reader | row changes | seconds | changes/s | ratio | peak RSS |
@@ -71,6 +83,7 @@ text = f"""| reader | row changes | seconds | changes/s | ratio | peak RSS |
 | `cdc capture` (typed, staged, fsynced; default --tx-memory-mb 64, so the {rows}-row UPDATE spills; median of 3) | {staged} | {float(ours_s):.2f} | {ours:,.0f} | {ours / peer:.2f}x | {int(ours_kb) / 1024:.0f} MB |
 | `cdc capture --tx-memory-mb 1024` (the UPDATE held in memory; the same lines staged) | {staged} | {float(spill_s):.2f} | {changes / max(float(spill_s), 1e-3):,.0f} | {changes / max(float(spill_s), 1e-3) / peer:.2f}x | {int(spill_kb) / 1024:.0f} MB |
 | `mariadb-binlog -vv --base64-output=decode-rows` (to /dev/null; median of 3) | {changes} | {float(peer_s):.2f} | {peer:,.0f} | 1.00x | {int(peer_kb) / 1024:.0f} MB |
+| `cdc capture` of one row with a {blob_mb} MB BLOB, alone | 1 | {float(big_s):.2f} | | | {int(big_kb) / 1024:.0f} MB |
 """
 open(out, "w").write(text)
 print(text)
