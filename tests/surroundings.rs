@@ -272,11 +272,25 @@ fn sync_aborts_every_multipart_upload_it_abandons() {
         c.args(["sync", "--quiet", "--part-size-mb", "5", "--concurrency", "1"]).arg(run.path()).arg(format!("s3://{bucket}/run"));
         c
     };
-    for wait_ms in [700, 1200, 1700] {
+    // Each run is killed as soon as it has recorded one more part, so it dies in the middle of
+    // the upload however fast the machine (kills at fixed times missed it: a fast machine had
+    // finished the whole sync, stale upload aborted, before the first one).
+    let book = run.path().join(".sync/uploads.json");
+    let parts = || -> usize {
+        json(&book).as_object().map_or(0, |uploads| uploads.values().map(|u| u["parts"].as_object().map_or(0, |p| p.len())).sum())
+    };
+    for _ in 0..3 {
+        let before = parts();
         let mut child = sync().stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(wait_ms));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while parts() <= before && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let finished = child.try_wait().unwrap().is_some();
         kill(&mut child);
+        assert!(!finished, "the sync ended before it recorded a part: the test could not kill it mid-upload");
     }
+    assert!(parts() < 8, "the killed runs did not finish the upload between them ({} of 8 parts)", parts());
     let out = sync().output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let left = py(&format!("print(len(s3.list_multipart_uploads(Bucket='{bucket}', Prefix='run/').get('Uploads', [])))"));

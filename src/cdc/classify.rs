@@ -193,18 +193,18 @@ impl Classifier<'_> {
             _ => Op::Update,
         };
         let at_row = |e: String| CdcError::Binlog { at: at.to_string(), reason: format!("table {}: a row: {e}", schema.display_name()) };
-        if types.len() != schema.columns.len() {
-            return Err(at_row(format!(
-                "table {}: the binlog row has {} columns, the export's schema {} (was the table altered? rerun the export)",
-                schema.display_name(),
-                types.len(),
-                schema.columns.len()
-            )));
-        }
         let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
         let (text, bytes) = (&mut self.text, &mut self.bytes);
         let mut changes = Vec::new();
         row_image::for_each_row(rows, &types, |before, after| {
+            if types.len() != schema.columns.len() {
+                return Err(format!(
+                    "table {}: the binlog row has {} columns, the export's schema {} (was the table altered? rerun the export)",
+                    schema.display_name(),
+                    types.len(),
+                    schema.columns.len()
+                ));
+            }
             let staged = Staged::row(ts, ti, op, |w| {
                 for (name, image) in [("before", before), ("after", after)] {
                     let Some(values) = image else { continue };
@@ -219,6 +219,13 @@ impl Classifier<'_> {
             Ok(())
         })
         .map_err(at_row)?;
+        // The scratch keeps its size from value to value, but not a huge one's for the whole run.
+        if self.text.capacity() > 1 << 20 {
+            self.text = String::new();
+        }
+        if self.bytes.capacity() > 1 << 20 {
+            self.bytes = Vec::new();
+        }
         Ok(changes)
     }
 }

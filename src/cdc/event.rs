@@ -53,6 +53,9 @@ impl Change {
 /// How a line starts before its `at`.
 const AT: &[u8] = b"{\"at\":";
 
+/// Unused bytes a rendered line may keep in its buffer (small rows keep their first 256).
+const SLACK: usize = 4096;
+
 /// A change as capture holds it until its transaction commits: the line it stages, rendered
 /// but for its `at`. `Change::to_line` and `Staged::write_line` give the same bytes for the
 /// same change.
@@ -102,6 +105,10 @@ impl Staged {
         w.close();
         let mut body = w.body;
         body.push(b'}');
+        // A large value's last push can double the buffer: give back what the line does not use.
+        if body.capacity() - body.len() > SLACK {
+            body.shrink_to_fit();
+        }
         Ok(Staged { ts, table, op, query: None, body })
     }
 
@@ -114,7 +121,7 @@ impl Staged {
         put(b"\n");
     }
 
-    /// About the memory the change holds.
+    /// About the memory the change holds: its line's buffer and the structure around it.
     pub fn bytes(&self) -> usize {
         96 + self.body.capacity() + self.query.as_ref().map_or(0, String::len)
     }
@@ -212,5 +219,22 @@ mod tests {
             let kept: Staged = serde_json::from_str(&serde_json::to_string(&staged).unwrap()).unwrap();
             assert_eq!(kept, staged);
         }
+    }
+
+    #[test]
+    fn a_large_value_is_counted_at_about_its_line_not_at_a_doubled_buffer() {
+        let col = crate::source::schema::ColumnSchema { name: "t".into(), ordinal: 1, mysql_type: "longtext".into(), nullable: true, charset: Some("utf8mb4".into()), collation: None, kind: crate::source::types::ColumnKind::Text };
+        let plan = ColumnPlan::new(&col);
+        let big = vec![b'x'; 3 << 20];
+        let (mut text, mut bytes) = (String::new(), Vec::new());
+        let staged = Staged::row(0, 0, Op::Insert, |w| {
+            w.image("after");
+            w.value(plan.view(&Raw::Bytes(&big), &mut text, &mut bytes)?);
+            Ok(())
+        })
+        .unwrap();
+        let mut line = Vec::new();
+        staged.write_line(b"\"\"", |b| line.extend_from_slice(b));
+        assert!(staged.bytes() <= line.len() + SLACK + 96, "{} bytes counted for a line of {}", staged.bytes(), line.len());
     }
 }
