@@ -111,6 +111,7 @@ fn binlog_files_are_captured_as_the_server_streams_them() {
     let state = |r: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(r.join("cdc/capture.json")).unwrap()).unwrap() };
     assert_eq!(state(&copy)["next"]["file"], state(&run)["next"]["file"]);
     assert_eq!(state(&copy)["changes"], 32);
+    assert_eq!(common::cdc::assert_staged_lines_as_serde_writes_them(&copy, "captured from binlog files"), 32);
 
     // A run whose position is in none of the files is refused, naming them.
     let out = from_files(&run, &files[..1]);
@@ -173,6 +174,7 @@ fn a_compressed_transaction_in_a_mysql_binlog_file_is_captured() {
     let lines: Vec<serde_json::Value> = segments(&run).iter().flat_map(|(_, b)| String::from_utf8_lossy(b).lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!((lines[0]["op"].as_str(), lines[0]["at"].as_str(), lines[0]["after"][0]["n"].as_str()), (Some("insert"), Some("transaction_compression.000001:431"), Some("1")));
+    assert_eq!(common::cdc::assert_staged_lines_as_serde_writes_them(&run, "a MySQL 8 compressed transaction"), 1);
 }
 
 /// CRC-32 (IEEE), as binlog checksums are.

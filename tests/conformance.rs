@@ -156,21 +156,7 @@ fn conformance(v: Variant) {
         assert_eq!(got, expected.as_ref(), "{}: row {id} updated to the values of row {next_id}", v.name);
     }
 
-    // Capture renders each staged line straight from the row image; serde_json, reading each
-    // line back as a change and writing it again, must give the very same bytes (its escapes,
-    // base64, number and member spellings), so apply reads exactly what was staged.
-    let segments = run.join("cdc/segments");
-    let mut lines = 0;
-    for entry in std::fs::read_dir(&segments).unwrap().flatten() {
-        let text = std::fs::read(entry.path()).unwrap();
-        for line in text.split_inclusive(|&b| b == b'\n') {
-            let change: mysql2ddb::cdc::event::Change = serde_json::from_slice(line).unwrap();
-            let mut again = Vec::new();
-            change.to_line(&mut again);
-            assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(line), "{}: a staged line serde_json writes otherwise", v.name);
-            lines += 1;
-        }
-    }
+    let lines = common::cdc::assert_staged_lines_as_serde_writes_them(&run, v.name);
     assert!(lines > 30, "{}: {lines} staged lines checked", v.name);
 
     let out = verify_against_source_with(&run, &dynalite(), v.convert);

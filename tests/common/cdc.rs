@@ -28,6 +28,24 @@ pub fn capture(run: &Path) -> Output {
     cdc_cmd(&["capture", "--quiet"], run).output().unwrap()
 }
 
+/// Capture renders each staged line itself, from the row image: every line of `run`'s segments,
+/// read back with serde_json as apply reads it and written again by serde_json, must be the same
+/// bytes (its escapes, base64, numbers and members). Returns how many lines were checked.
+pub fn assert_staged_lines_as_serde_writes_them(run: &Path, what: &str) -> usize {
+    let mut lines = 0;
+    for entry in std::fs::read_dir(run.join("cdc/segments")).unwrap().flatten() {
+        let text = std::fs::read(entry.path()).unwrap();
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            let change: mysql2ddb::cdc::event::Change = serde_json::from_slice(line).unwrap_or_else(|e| panic!("{what}: a staged line does not read: {e}"));
+            let mut again = Vec::new();
+            change.to_line(&mut again);
+            assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(line), "{what}: a staged line serde_json writes otherwise");
+            lines += 1;
+        }
+    }
+    lines
+}
+
 pub fn apply(run: &Path, mapping: &Path) -> Output {
     apply_to(run, mapping, &dynalite())
 }
