@@ -7,7 +7,6 @@
 //! or from binlog files (`--binlog-file`), through one classifier (`classify`).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -100,16 +99,9 @@ impl Stager<'_> {
                         s.copy_to(&tx.at, &mut f, |l| hasher.update(l))?;
                     }
                     let at = serde_json::to_vec(&tx.at).expect("a string serializes");
-                    let mut written = Ok(());
                     for c in &tx.changes {
-                        c.write_line(&at, |b| {
-                            hasher.update(b);
-                            if written.is_ok() {
-                                written = f.write_all(b);
-                            }
-                        });
+                        c.write_to(&at, &mut f, |b| hasher.update(b)).map_err(io)?;
                     }
-                    written.map_err(io)?;
                 }
                 let f = f.into_inner().map_err(|e| io(e.into_error()))?;
                 f.sync_all().map_err(io)?;

@@ -114,11 +114,18 @@ impl Staged {
 
     /// Writes the line with `at` (already a JSON string) and its newline, in pieces.
     pub fn write_line(&self, at_json: &[u8], mut put: impl FnMut(&[u8])) {
-        put(AT);
-        put(at_json);
-        put(b",");
-        put(&self.body);
-        put(b"\n");
+        for piece in [AT, at_json, b",", &self.body, b"\n"] {
+            put(piece);
+        }
+    }
+
+    /// Writes the line to `out`, each piece also shown to `seen` (a segment's hash).
+    pub fn write_to(&self, at_json: &[u8], out: &mut impl std::io::Write, mut seen: impl FnMut(&[u8])) -> std::io::Result<()> {
+        for piece in [AT, at_json, b",", &self.body, b"\n"] {
+            seen(piece);
+            out.write_all(piece)?;
+        }
+        Ok(())
     }
 
     /// About the memory the change holds: its line's buffer and the structure around it.

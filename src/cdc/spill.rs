@@ -167,13 +167,7 @@ impl OpenTx {
         }
         let s = self.file.as_mut().expect("just made");
         for c in self.mem.drain(..) {
-            let mut written = Ok(());
-            c.write_line(b"\"\"", |b| {
-                if written.is_ok() {
-                    written = s.out.write_all(b);
-                }
-            });
-            written.map_err(|e| CdcError::io(&s.path, e))?;
+            c.write_to(b"\"\"", &mut s.out, |_| {}).map_err(|e| CdcError::io(&s.path, e))?;
             s.changes += 1;
             s.last_ts = c.ts;
         }
