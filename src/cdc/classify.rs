@@ -84,14 +84,14 @@ pub struct Classifier<'m> {
     /// What a table map says, worked out on the first rows event after it: the captured table
     /// (None: not captured) and the row image's column types. A new table map replaces it.
     maps: HashMap<u64, Mapped>,
-    /// Scratch for the values `ColumnPlan::view` renders (numbers, temporals, decoded text).
-    text: String,
-    bytes: Vec<u8>,
+    /// Scratch for the values `ColumnPlan::view` renders (numbers, temporals, decoded text,
+    /// padded binary).
+    scratch: (String, Vec<u8>),
 }
 
 impl<'m> Classifier<'m> {
     pub fn new(manifest: &'m Manifest, tables: HashMap<(String, String), usize>) -> Classifier<'m> {
-        Classifier { manifest, tables, candidates: Vec::new(), seen_format: false, plans: HashMap::new(), maps: HashMap::new(), text: String::new(), bytes: Vec::new() }
+        Classifier { manifest, tables, candidates: Vec::new(), seen_format: false, plans: HashMap::new(), maps: HashMap::new(), scratch: Default::default() }
     }
 }
 
@@ -194,7 +194,7 @@ impl Classifier<'_> {
         };
         let at_row = |e: String| CdcError::Binlog { at: at.to_string(), reason: format!("table {}: a row: {e}", schema.display_name()) };
         let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
-        let (text, bytes) = (&mut self.text, &mut self.bytes);
+        let scratch = &mut self.scratch;
         let mut changes = Vec::new();
         row_image::for_each_row(rows, &types, |before, after| {
             if types.len() != schema.columns.len() {
@@ -205,26 +205,13 @@ impl Classifier<'_> {
                     schema.columns.len()
                 ));
             }
-            let staged = Staged::row(ts, ti, op, |w| {
-                for (name, image) in [("before", before), ("after", after)] {
-                    let Some(values) = image else { continue };
-                    w.image(name);
-                    for (p, v) in plan.iter().zip(values) {
-                        w.value(p.view(v, text, bytes)?);
-                    }
-                }
-                Ok(())
-            })?;
-            changes.push(staged);
+            changes.push(Staged::row(ts, ti, op, plan, [before, after], scratch)?);
             Ok(())
         })
         .map_err(at_row)?;
         // The scratch keeps its size from value to value, but not a huge one's for the whole run.
-        if self.text.capacity() > 1 << 20 {
-            self.text = String::new();
-        }
-        if self.bytes.capacity() > 1 << 20 {
-            self.bytes = Vec::new();
+        if self.scratch.0.capacity() > 1 << 20 || self.scratch.1.capacity() > 1 << 20 {
+            self.scratch = Default::default();
         }
         Ok(changes)
     }

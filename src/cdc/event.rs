@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::value::binlog::CellView;
+use crate::value::binlog::ColumnPlan;
+use crate::value::row_image::Raw;
 use crate::value::Cell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,8 +91,9 @@ impl Staged {
         Staged { ts: c.ts, table: c.table, op: c.op, query: c.query.clone(), body }
     }
 
-    /// A row change, its images written by `images`, which is handed a `RowWriter`.
-    pub fn row(ts: u32, table: usize, op: Op, images: impl FnOnce(&mut RowWriter) -> Result<(), String>) -> Result<Staged, String> {
+    /// A row change rendered from its `before` and `after` images (None where the event has
+    /// none), each value typed by its column's plan into `scratch` and written in place.
+    pub fn row(ts: u32, table: usize, op: Op, plan: &[ColumnPlan], images: [Option<&[Raw]>; 2], scratch: &mut (String, Vec<u8>)) -> Result<Staged, String> {
         let mut body = Vec::with_capacity(256);
         body.extend_from_slice(b"\"ts\":");
         body.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
@@ -100,10 +102,19 @@ impl Staged {
         body.extend_from_slice(b",\"op\":\"");
         body.extend_from_slice(op.name().as_bytes());
         body.push(b'"');
-        let mut w = RowWriter { body, in_image: false, first: true };
-        images(&mut w)?;
-        w.close();
-        let mut body = w.body;
+        for (name, image) in [&b"before"[..], b"after"].into_iter().zip(images) {
+            let Some(values) = image else { continue };
+            body.extend_from_slice(b",\"");
+            body.extend_from_slice(name);
+            body.extend_from_slice(b"\":[");
+            for (i, (p, v)) in plan.iter().zip(values).enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                p.view(v, &mut scratch.0, &mut scratch.1)?.write_json(&mut body);
+            }
+            body.push(b']');
+        }
         body.push(b'}');
         // A large value's last push can double the buffer: give back what the line does not use.
         if body.capacity() - body.len() > SLACK {
@@ -112,20 +123,22 @@ impl Staged {
         Ok(Staged { ts, table, op, query: None, body })
     }
 
+    /// The line's pieces, `at` (already a JSON string) in its place, newline last.
+    fn pieces<'a>(&'a self, at_json: &'a [u8]) -> [&'a [u8]; 5] {
+        [AT, at_json, b",", &self.body, b"\n"]
+    }
+
     /// Writes the line with `at` (already a JSON string) and its newline, in pieces.
-    pub fn write_line(&self, at_json: &[u8], mut put: impl FnMut(&[u8])) {
-        for piece in [AT, at_json, b",", &self.body, b"\n"] {
-            put(piece);
-        }
+    pub fn write_line(&self, at_json: &[u8], put: impl FnMut(&[u8])) {
+        self.pieces(at_json).into_iter().for_each(put);
     }
 
     /// Writes the line to `out`, each piece also shown to `seen` (a segment's hash).
     pub fn write_to(&self, at_json: &[u8], out: &mut impl std::io::Write, mut seen: impl FnMut(&[u8])) -> std::io::Result<()> {
-        for piece in [AT, at_json, b",", &self.body, b"\n"] {
+        self.pieces(at_json).into_iter().try_for_each(|piece| {
             seen(piece);
-            out.write_all(piece)?;
-        }
-        Ok(())
+            out.write_all(piece)
+        })
     }
 
     /// About the memory the change holds: its line's buffer and the structure around it.
@@ -138,39 +151,6 @@ impl Staged {
         let mut line = Vec::new();
         self.write_line(b"\"\"", |b| line.extend_from_slice(b));
         serde_json::from_slice(&line).expect("a staged line reads back")
-    }
-}
-
-/// Writes a row change's images into its line: `before`, then `after`, each a value at a time.
-pub struct RowWriter {
-    body: Vec<u8>,
-    in_image: bool,
-    first: bool,
-}
-
-impl RowWriter {
-    /// Starts the `before` or `after` image (closing the one before).
-    pub fn image(&mut self, name: &str) {
-        self.close();
-        self.body.extend_from_slice(b",\"");
-        self.body.extend_from_slice(name.as_bytes());
-        self.body.extend_from_slice(b"\":[");
-        (self.in_image, self.first) = (true, true);
-    }
-
-    pub fn value(&mut self, v: CellView<'_>) {
-        if !self.first {
-            self.body.push(b',');
-        }
-        self.first = false;
-        v.write_json(&mut self.body);
-    }
-
-    fn close(&mut self) {
-        if self.in_image {
-            self.body.push(b']');
-            self.in_image = false;
-        }
     }
 }
 
@@ -191,8 +171,6 @@ impl<'de> Deserialize<'de> for Staged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::binlog::ColumnPlan;
-    use crate::value::row_image::Raw;
 
     #[test]
     fn a_row_rendered_from_its_image_is_the_line_serde_writes_for_its_change() {
@@ -204,18 +182,7 @@ mod tests {
         let before = [Raw::Int { bits: 7, bytes: 4 }, Raw::Bytes(b"a\tb")];
         let after = [Raw::Int { bits: 7, bytes: 4 }, Raw::Null];
         for (op, images) in [(Op::Insert, [None, Some(&after)]), (Op::Update, [Some(&before), Some(&after)]), (Op::Delete, [Some(&before), None])] {
-            let (mut text, mut bytes) = (String::new(), Vec::new());
-            let staged = Staged::row(1_700_000_000, 3, op, |w| {
-                for (name, image) in ["before", "after"].into_iter().zip(images) {
-                    let Some(values) = image else { continue };
-                    w.image(name);
-                    for (p, v) in plans.iter().zip(values.iter()) {
-                        w.value(p.view(v, &mut text, &mut bytes)?);
-                    }
-                }
-                Ok(())
-            })
-            .unwrap();
+            let staged = Staged::row(1_700_000_000, 3, op, &plans, images.map(|i| i.map(|v| &v[..])), &mut Default::default()).unwrap();
             let typed = |image: Option<&[Raw; 2]>| image.map(|values| plans.iter().zip(values.iter()).map(|(p, v)| p.cell(v.clone()).unwrap()).collect());
             let change = Change { at: "bin.000002:77".into(), ts: 1_700_000_000, table: 3, op, before: typed(images[0]), after: typed(images[1]), query: None };
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -233,13 +200,7 @@ mod tests {
         let col = crate::source::schema::ColumnSchema { name: "t".into(), ordinal: 1, mysql_type: "longtext".into(), nullable: true, charset: Some("utf8mb4".into()), collation: None, kind: crate::source::types::ColumnKind::Text };
         let plan = ColumnPlan::new(&col);
         let big = vec![b'x'; 3 << 20];
-        let (mut text, mut bytes) = (String::new(), Vec::new());
-        let staged = Staged::row(0, 0, Op::Insert, |w| {
-            w.image("after");
-            w.value(plan.view(&Raw::Bytes(&big), &mut text, &mut bytes)?);
-            Ok(())
-        })
-        .unwrap();
+        let staged = Staged::row(0, 0, Op::Insert, &[plan], [None, Some(&[Raw::Bytes(&big)])], &mut Default::default()).unwrap();
         let mut line = Vec::new();
         staged.write_line(b"\"\"", |b| line.extend_from_slice(b));
         assert!(staged.bytes() <= line.len() + SLACK + 96, "{} bytes counted for a line of {}", staged.bytes(), line.len());

@@ -412,19 +412,6 @@ pub fn old_temporal_with_fraction(t: &TableSchema, codes: &[u8]) -> Option<Strin
     })
 }
 
-/// A whole row image (raw values by ordinal) as cells, by the table's column plans.
-pub fn row_of(t: &TableSchema, plan: &[ColumnPlan], values: Vec<Raw<'_>>) -> Result<Vec<Cell>, String> {
-    if values.len() != t.columns.len() {
-        return Err(format!(
-            "table {}: the binlog row has {} columns, the export's schema {} (was the table altered? rerun the export)",
-            t.display_name(),
-            values.len(),
-            t.columns.len()
-        ));
-    }
-    plan.iter().zip(values).map(|(p, v)| p.cell(v)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
