@@ -10,7 +10,7 @@
 #     peak RSS, three times each (medians); then capture again with `--tx-memory-mb 1024`, so the
 #     UPDATE's transaction is held in memory.
 #  4. One row with a BENCH_CAPTURE_BLOB_MB (default 64) MB BLOB is captured alone, with its peak
-#     RSS (what one large row costs). Writes bench-out/capture.md (paste it into docs/benchmarks.md).
+#     RSS (what one large row costs), by capture's own binlog reader and by the mysql crate's. Writes bench-out/capture.md (paste it into docs/benchmarks.md).
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 need_gnu_time
@@ -73,9 +73,14 @@ $SQL -e "DROP DATABASE IF EXISTS bench_capture_big; CREATE DATABASE bench_captur
 $SQL bench_capture_big -e "INSERT INTO t VALUES (1, REPEAT(UNHEX(MD5(1)), $BLOB_MB * 1024 * 1024 / 16));"
 read -r BIG_S BIG_KB < <(measure env M2D_SOURCE="$M2D_MYSQL_URL" "$BIN" cdc capture --quiet --from "$BIG")
 [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['changes'])" "$BIG/cdc/capture.json")" = 1 ] || { echo "the large row was not staged"; exit 1; }
-python3 - "$OUT/capture.md" "$ROWS" "$STAGED" "$CHANGES" "$OURS_S" "$OURS_KB" "$PEER_S" "$PEER_KB" "$SPILL_S" "$SPILL_KB" "$BLOB_MB" "$BIG_S" "$BIG_KB" <<'PY'
+BIG_SHA=$(cat "$BIG"/cdc/segments/*.jsonl | sha256sum)
+# The same row through the mysql crate's stream (--binlog-reader driver), for comparison.
+rm -rf "$BIG/cdc"
+read -r DRV_S DRV_KB < <(measure env M2D_SOURCE="$M2D_MYSQL_URL" "$BIN" cdc capture --quiet --binlog-reader driver --from "$BIG")
+[ "$(cat "$BIG"/cdc/segments/*.jsonl | sha256sum)" = "$BIG_SHA" ] || { echo "the two binlog readers staged other lines"; exit 1; }
+python3 - "$OUT/capture.md" "$ROWS" "$STAGED" "$CHANGES" "$OURS_S" "$OURS_KB" "$PEER_S" "$PEER_KB" "$SPILL_S" "$SPILL_KB" "$BLOB_MB" "$BIG_S" "$BIG_KB" "$DRV_S" "$DRV_KB" <<'PY'
 import sys
-out, rows, staged, changes, ours_s, ours_kb, peer_s, peer_kb, spill_s, spill_kb, blob_mb, big_s, big_kb = sys.argv[1:]
+out, rows, staged, changes, ours_s, ours_kb, peer_s, peer_kb, spill_s, spill_kb, blob_mb, big_s, big_kb, drv_s, drv_kb = sys.argv[1:]
 staged, changes = int(staged), int(changes)
 ours, peer = changes / max(float(ours_s), 1e-3), changes / max(float(peer_s), 1e-3)
 text = f"""| reader | row changes | seconds | changes/s | ratio | peak RSS |
@@ -84,6 +89,7 @@ text = f"""| reader | row changes | seconds | changes/s | ratio | peak RSS |
 | `cdc capture --tx-memory-mb 1024` (the UPDATE held in memory; the same lines staged) | {staged} | {float(spill_s):.2f} | {changes / max(float(spill_s), 1e-3):,.0f} | {changes / max(float(spill_s), 1e-3) / peer:.2f}x | {int(spill_kb) / 1024:.0f} MB |
 | `mariadb-binlog -vv --base64-output=decode-rows` (to /dev/null; median of 3) | {changes} | {float(peer_s):.2f} | {peer:,.0f} | 1.00x | {int(peer_kb) / 1024:.0f} MB |
 | `cdc capture` of one row with a {blob_mb} MB BLOB, alone | 1 | {float(big_s):.2f} | | | {int(big_kb) / 1024:.0f} MB |
+| the same row, `--binlog-reader driver` (the mysql crate's stream; the same line staged) | 1 | {float(drv_s):.2f} | | | {int(drv_kb) / 1024:.0f} MB |
 """
 open(out, "w").write(text)
 print(text)

@@ -118,6 +118,48 @@ fn binlog_files_are_captured_as_the_server_streams_them() {
     assert!(!out.status.success() && stderr(&out).contains("give the files from"), "{}", stderr(&out));
 }
 
+/// Capture reads a server's binlog with this tool's own reader, each event from the socket into
+/// its place; `--binlog-reader driver` reads it through the mysql crate. Both must stage the same
+/// bytes: values of every family, and rows whose events span several 16 MB packets (an insert of
+/// a 20 MB BLOB with a LONGTEXT over 16 MB, its update with two images, its delete).
+#[test]
+fn both_binlog_readers_stage_the_same_lines_events_over_16_mb_included() {
+    let server = PrivateServer::start(47, &["--max-allowed-packet=256M".to_string()]);
+    server
+        .root(&["-e", "CREATE DATABASE shop; USE shop; CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB, txt LONGTEXT CHARACTER SET utf8mb4, l VARCHAR(20) CHARACTER SET latin1, d DECIMAL(65,30), at DATETIME(6), bits BIT(64), j JSON, s SET('a','b'), e ENUM('x','y'))"])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (fast, driver) = (dir.path().join("fast"), dir.path().join("driver"));
+    let out = Command::new(bin()).args(["export", "--quiet", "--databases", "shop", "--source", &server.url(), "--out"]).arg(&fast).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    copy_dir(&fast, &driver);
+    let changes = r#"USE shop;
+        INSERT INTO t VALUES
+          (1, UNHEX('00FF10'), 'café "q" \\ \t', 'café', -12345678901234567890.123456789012345678901234567890,
+           '2024-02-29 23:59:59.999999', b'1111111111111111111111111111111111111111111111111111111111111111',
+           '{"k": [1, 2.5, null]}', 'a,b', 'y'),
+          (2, '', '', '', 0, '1000-01-01', 0, 'null', '', NULL),
+          (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+        INSERT INTO t (id, b, txt) VALUES (4, REPEAT(UNHEX('00FF7F80'), 5 * 1024 * 1024), REPEAT('é"\n', 6 * 1024 * 1024));
+        UPDATE t SET b = CONCAT(b, 'x'), d = 1 WHERE id = 4;
+        DELETE FROM t WHERE id IN (3, 4)"#;
+    server.root(&["-e", changes]).unwrap();
+    let out = cdc_cmd(&["capture", "--source", &server.url()], &fast).output().unwrap();
+    assert!(out.status.success(), "capture with this tool's reader: {}", stderr(&out));
+    assert!(!stderr(&out).contains("reads through the mysql driver instead"), "the tool's own reader served the dump: {}", stderr(&out));
+    let out = cdc_cmd(&["capture", "--quiet", "--binlog-reader", "driver", "--source", &server.url()], &driver).output().unwrap();
+    assert!(out.status.success(), "capture through the driver: {}", stderr(&out));
+
+    let (by_fast, by_driver) = (segments(&fast), segments(&driver));
+    let lines: usize = by_fast.iter().map(|(_, b)| b.iter().filter(|&&c| c == b'\n').count()).sum();
+    assert_eq!(lines, 7, "3 + 1 inserts, 1 update, 2 deletes");
+    assert!(by_fast.iter().map(|(_, b)| b.len()).sum::<usize>() > 3 * (16 << 20), "the large rows were staged whole");
+    assert!(by_fast == by_driver, "both readers staged the same segment files, byte for byte");
+    let state = |r: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(r.join("cdc/capture.json")).unwrap()).unwrap() };
+    assert_eq!(state(&fast)["next"], state(&driver)["next"], "and stand at the same position");
+    assert_eq!(common::cdc::assert_staged_lines_as_serde_writes_them(&fast, "captured by this tool's reader"), 7);
+}
+
 /// Regression: with the second of four binlog files absent from the folder given, capture
 /// succeeded and the changes in the missing file were gone. It now stops, naming the file.
 #[test]

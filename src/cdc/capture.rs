@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use mysql::binlog::events::TransactionPayloadEvent;
 use mysql::prelude::Queryable;
+use mysql::BinlogRequest;
 use sha2::{Digest, Sha256};
 
 use super::classify::{Classifier, GTID_MYSQL, GTID_TAGGED_MYSQL, HEARTBEAT, PREVIOUS_GTIDS_MYSQL, TRANSACTION_PAYLOAD};
@@ -26,6 +27,8 @@ use crate::manifest::Manifest;
 use crate::source::connect::{server_version, SourceConfig};
 use crate::source::gtid::{Gtid, GtidSet};
 use crate::source::position::server_identity;
+use crate::source::session::RowReader;
+use crate::source::wire::{WireConn, WireError};
 use crate::source::snapshot::BinlogPosition;
 use crate::value::binlog::undecodable_charset;
 
@@ -51,6 +54,8 @@ pub struct CaptureSettings {
     pub server_id: u32,
     /// Keep following the binlog (else stop at its current end).
     pub follow: bool,
+    /// Which client reads a server's binlog dump.
+    pub binlog_reader: crate::source::session::RowReader,
     /// Bytes of an open transaction's changes held in memory; past them it spills to disk.
     pub tx_memory: usize,
     /// A segment is closed once it holds this many changes (whole transactions: it may hold more).
@@ -439,16 +444,42 @@ fn open_server(s: &CaptureSettings, start: &CaptureState, classifier: &mut Class
     let fold = first && how == Resume::Position && flavor == crate::source::connect::Flavor::Mysql && start.next.position > 4;
     let dump_from = if fold { BinlogPosition { position: 4, ..start.next.clone() } } else { start.next.clone() };
     drop(conn);
-    let mut dump = source.connect()?;
-    for q in ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"] {
-        dump.query_drop(q).map_err(|e| CdcError::source(q, e))?;
-    }
-    let req = resume::request(&mut dump, flavor, &how, &dump_from, s.server_id, s.follow)?;
-    let stream = dump.get_binlog_stream(req).map_err(|e| CdcError::source(format!("binlog dump from {from}"), e))?;
+    let mut setup: Vec<String> = DUMP_SESSION.iter().map(|q| q.to_string()).collect();
+    let (more, req) = resume::request(flavor, &how, &dump_from, s.server_id, s.follow)?;
+    setup.extend(more);
+    let events = binlog_dump(source, s.binlog_reader, &setup, req, &from)?;
     // On a GTID start, positions count only from the first transaction read here: the events
     // before it (rotate, format description) carry this server's offsets of a file's start.
     let skip_to = fold.then(|| (start.next.file.clone(), start.next.position));
-    Ok(Opened { events: Events::Server(Box::new(stream), source.timeout), here: Some(here), anchored: how == Resume::Position, skip_to })
+    Ok(Opened { events, here: Some(here), anchored: how == Resume::Position, skip_to })
+}
+
+/// The dump's session: a replica that reads MariaDB's GTID events and checksums, with a
+/// heartbeat every half second when the binlog is idle.
+const DUMP_SESSION: [&str; 3] = ["SET @mariadb_slave_capability = 4", "SET @master_binlog_checksum = @@global.binlog_checksum", "SET @master_heartbeat_period = 500000000"];
+
+/// The dump on this tool's own reader (`source::wire::binlog`), or on the mysql crate's stream
+/// where that reader cannot serve the connection (said once) or `--binlog-reader driver` asks.
+fn binlog_dump(source: &SourceConfig, reader: RowReader, setup: &[String], req: BinlogRequest<'static>, from: &str) -> Result<Events, CdcError> {
+    let what = format!("binlog dump from {from}");
+    if reader == RowReader::Fast {
+        let dump = WireConn::connect(source).map_err(|e| (e, true)).and_then(|c| c.binlog_dump(setup, &req).map_err(|e| (e, false)));
+        match dump {
+            Ok(d) => return Ok(Events::Wire(Box::new(d), source.timeout)),
+            Err((e @ (WireError::Unsupported(_) | WireError::Protocol(_) | WireError::Tls(_)), _)) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| tracing::warn!("{source}: this tool's binlog reader cannot serve this connection ({e}); capture reads through the mysql driver instead, which holds a large event about three times over"));
+            }
+            Err((e, true)) => return Err(source.connect_error(e.into()).into()),
+            Err((e, false)) => return Err(CdcError::source(what, e.into())),
+        }
+    }
+    let mut dump = source.connect()?;
+    for q in setup {
+        dump.query_drop(q).map_err(|e| CdcError::source(q.clone(), e))?;
+    }
+    let stream = dump.get_binlog_stream(req).map_err(|e| CdcError::source(what, e))?;
+    Ok(Events::Server(Box::new(stream), source.timeout))
 }
 
 /// Binlog files from where capture stands: they must hold its file (by name, as the server

@@ -57,6 +57,19 @@ const AT: &[u8] = b"{\"at\":";
 /// Unused bytes a rendered line may keep in its buffer (small rows keep their first 256).
 const SLACK: usize = 4096;
 
+/// A row whose line should take more than this many bytes has its buffer sized up front.
+const SIZED_ABOVE: usize = 64 << 10;
+
+/// About the bytes `v` takes in a line: base64 for bytes (text takes less, unless more than a
+/// third of it needs escapes), a bound for the rest; the line's own frame is not counted.
+fn json_len_hint(v: &Raw) -> usize {
+    match v {
+        Raw::Bytes(b) => b.len().div_ceil(3) * 4 + 16,
+        Raw::Json(s) | Raw::Decimal(s) => s.len() + s.len() / 4 + 16,
+        _ => 48,
+    }
+}
+
 /// A change as capture holds it until its transaction commits: the line it stages, rendered
 /// but for its `at`. `Change::to_line` and `Staged::write_line` give the same bytes for the
 /// same change.
@@ -94,7 +107,10 @@ impl Staged {
     /// A row change rendered from its `before` and `after` images (None where the event has
     /// none), each value typed by its column's plan into `scratch` and written in place.
     pub fn row(ts: u32, table: usize, op: Op, plan: &[ColumnPlan], images: [Option<&[Raw]>; 2], scratch: &mut (String, Vec<u8>)) -> Result<Staged, String> {
-        let mut body = Vec::with_capacity(256);
+        // A line with a large value is sized before it is written: grown by doubling, its buffer
+        // would hold the value twice over while it moved.
+        let hint: usize = images.iter().flatten().flat_map(|v| v.iter()).map(json_len_hint).sum();
+        let mut body = Vec::with_capacity(if hint > SIZED_ABOVE { hint + 256 } else { 256 });
         body.extend_from_slice(b"\"ts\":");
         body.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
         body.extend_from_slice(b",\"table\":");

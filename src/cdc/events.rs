@@ -1,5 +1,6 @@
-//! Where capture's binlog events come from: a server's binlog dump (the mysql crate's stream) or
-//! binlog files on disk (`cdc capture --binlog-file`, what `mysqlbinlog --read-from-remote-server
+//! Where capture's binlog events come from: a server's binlog dump (this tool's own reader,
+//! `source::wire::binlog`, which reads each event from the socket into its place; or the mysql
+//! crate's stream where that reader cannot serve the connection) or binlog files on disk (`cdc capture --binlog-file`, what `mysqlbinlog --read-from-remote-server
 //! --raw` archives), read by mysql_common's event reader. Both hand capture the same events with
 //! the table maps seen so far. A MySQL 8 compressed transaction (TRANSACTION_PAYLOAD_EVENT, zstd)
 //! is opened here into the events it holds (`payload`), each read with the payload's own table
@@ -12,6 +13,8 @@ use mysql::binlog::events::{Event, TableMapEvent, TransactionPayloadEvent};
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::EventStreamReader;
 
+use crate::source::wire::binlog::BinlogDump;
+
 /// One item of the stream.
 pub enum Item {
     Event(Event),
@@ -22,6 +25,7 @@ pub enum Item {
 /// A server's stream (with its read bound) or a list of files.
 pub enum Events {
     Server(Box<mysql::BinlogStream>, Option<std::time::Duration>),
+    Wire(Box<BinlogDump>, Option<std::time::Duration>),
     Files(FileEvents),
 }
 
@@ -34,13 +38,13 @@ pub enum StreamError {
 
 impl Events {
     pub fn next_item(&mut self) -> Option<Result<Item, StreamError>> {
+        let lost_or_bad = |e: mysql::Error, timeout| match crate::source::connect::lost_connection(&e, timeout) {
+            Some(why) => StreamError::Lost(why),
+            None => StreamError::Bad(e.to_string()),
+        };
         match self {
-            Events::Server(s, timeout) => s.next().map(|r| {
-                r.map(Item::Event).map_err(|e| match crate::source::connect::lost_connection(&e, *timeout) {
-                    Some(why) => StreamError::Lost(why),
-                    None => StreamError::Bad(e.to_string()),
-                })
-            }),
+            Events::Server(s, timeout) => s.next().map(|r| r.map(Item::Event).map_err(|e| lost_or_bad(e, *timeout))),
+            Events::Wire(s, timeout) => s.next_event().map(|r| r.map(Item::Event).map_err(|e| lost_or_bad(e.into(), *timeout))),
             Events::Files(f) => f.next_item().map(|r| r.map_err(StreamError::Bad)),
         }
     }
@@ -48,6 +52,7 @@ impl Events {
     pub fn tme(&self, table_id: u64) -> Option<&TableMapEvent<'static>> {
         match self {
             Events::Server(s, _) => s.get_tme(table_id),
+            Events::Wire(s, _) => s.tme(table_id),
             Events::Files(f) => f.reader.get_tme(table_id),
         }
     }

@@ -115,16 +115,16 @@ fn same_flavor(flavor: Flavor, set: &GtidSet) -> Result<(), CdcError> {
     }
 }
 
-/// The dump request for `resume`; on MariaDB a GTID start is set on the session first.
-pub fn request(conn: &mut Conn, flavor: Flavor, resume: &Resume, next: &BinlogPosition, server_id: u32, follow: bool) -> Result<BinlogRequest<'static>, CdcError> {
+/// The dump request for `resume`, and the session variables to set before it (on MariaDB a
+/// GTID start is set on the session).
+pub fn request(flavor: Flavor, resume: &Resume, next: &BinlogPosition, server_id: u32, follow: bool) -> Result<(Vec<String>, BinlogRequest<'static>), CdcError> {
     let mut req = BinlogRequest::new(server_id);
+    let mut setup = Vec::new();
     match resume {
         Resume::Position => req = req.with_filename(next.file.as_bytes().to_vec()).with_pos(next.position),
         Resume::Gtid(set) if flavor == Flavor::Mariadb => {
             same_flavor(flavor, set)?;
-            for q in [format!("SET @slave_connect_state = '{set}'"), "SET @slave_gtid_strict_mode = 0".into(), "SET @slave_gtid_ignore_duplicates = 0".into()] {
-                conn.query_drop(&q).map_err(|e| CdcError::Source { what: q.clone(), source: e })?;
-            }
+            setup = vec![format!("SET @slave_connect_state = '{set}'"), "SET @slave_gtid_strict_mode = 0".into(), "SET @slave_gtid_ignore_duplicates = 0".into()];
             req = req.with_filename(Vec::new()).with_pos(4u64);
         }
         Resume::Gtid(set) => {
@@ -138,7 +138,7 @@ pub fn request(conn: &mut Conn, flavor: Flavor, resume: &Resume, next: &BinlogPo
     if !follow {
         req = req.with_flags(BinlogDumpFlags::BINLOG_DUMP_NON_BLOCK);
     }
-    Ok(req)
+    Ok((setup, req))
 }
 
 #[cfg(test)]

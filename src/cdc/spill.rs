@@ -7,7 +7,7 @@
 //! starts removes any left by one that was killed (it resumes before their transactions).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::event::{Change, Staged};
@@ -40,27 +40,43 @@ pub struct Spilled {
 }
 
 impl Spilled {
-    /// Copies the spilled changes to `out` a line at a time with `at` set, calling `line` with
-    /// each line written (for the segment's hash).
-    pub fn copy_to(&self, at: &str, out: &mut impl Write, mut line: impl FnMut(&[u8])) -> Result<(), CdcError> {
+    /// Copies the spilled changes to `out` with `at` set, calling `wrote` with each piece
+    /// written (for the segment's hash). A line is streamed through the read buffer, never held
+    /// whole: one line can be a large row's, and holding it would cost its size again. A line's
+    /// last piece ends with its newline, and no other piece holds one.
+    pub fn copy_to(&self, at: &str, out: &mut impl Write, mut wrote: impl FnMut(&[u8])) -> Result<(), CdcError> {
         let io = |e: std::io::Error| CdcError::io(&self.path, e);
+        let damaged = |reason: String| CdcError::Damaged { path: self.path.clone(), reason };
         let mut reader = BufReader::with_capacity(1 << 20, File::open(&self.path).map_err(io)?);
         let head = [b"{\"at\":", serde_json::to_string(at).expect("a string serializes").as_bytes(), b","].concat();
-        let (mut buf, mut full, mut n) = (Vec::new(), Vec::new(), 0u64);
-        while reader.read_until(b'\n', &mut buf).map_err(io)? > 0 {
-            let Some(rest) = buf.strip_prefix(UNSET_AT) else {
-                return Err(CdcError::Damaged { path: self.path.clone(), reason: format!("line {} does not start as a spilled change", n + 1) });
-            };
-            full.clear();
-            full.extend_from_slice(&head);
-            full.extend_from_slice(rest);
-            out.write_all(&full).map_err(io)?;
-            line(&full);
-            buf.clear();
+        let mut n = 0u64;
+        while !reader.fill_buf().map_err(io)?.is_empty() {
+            let mut start = [0u8; UNSET_AT.len()];
+            if reader.read_exact(&mut start).is_err() || start != UNSET_AT {
+                return Err(damaged(format!("line {} does not start as a spilled change", n + 1)));
+            }
+            out.write_all(&head).map_err(io)?;
+            wrote(&head);
+            loop {
+                let buf = reader.fill_buf().map_err(io)?;
+                if buf.is_empty() {
+                    return Err(damaged(format!("line {} ends before its newline", n + 1)));
+                }
+                let (len, end) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (buf.len(), false),
+                };
+                out.write_all(&buf[..len]).map_err(io)?;
+                wrote(&buf[..len]);
+                reader.consume(len);
+                if end {
+                    break;
+                }
+            }
             n += 1;
         }
         if n != self.changes {
-            return Err(CdcError::Damaged { path: self.path.clone(), reason: format!("{n} changes where {} were spilled", self.changes) });
+            return Err(damaged(format!("{n} changes where {} were spilled", self.changes)));
         }
         Ok(())
     }
@@ -267,9 +283,10 @@ mod tests {
         let mut out = Vec::new();
         if let Some(s) = &tx.spilled {
             let mut lines = 0;
-            s.copy_to(&tx.at, &mut out, |l| {
-                assert!(l.ends_with(b"\n"));
-                lines += 1;
+            s.copy_to(&tx.at, &mut out, |piece| {
+                let newlines = piece.iter().filter(|&&b| b == b'\n').count();
+                assert!(newlines == 0 || newlines == 1 && piece.ends_with(b"\n"), "a newline only at a piece's end");
+                lines += newlines as u64;
             })
             .unwrap();
             assert_eq!(lines, s.changes);
@@ -341,6 +358,37 @@ mod tests {
         let all = tx.take_in_memory().unwrap();
         assert_eq!(all.iter().map(|c| c.ts).collect::<Vec<_>>(), (0..61).collect::<Vec<_>>());
         assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_spilled_line_larger_than_the_read_buffer_is_copied_in_pieces_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tx = OpenTx::new(dir.path().join("spill"), 1);
+        let big = Change { after: Some(vec![Cell::Text("é\"\\".repeat(1 << 20))]), ..typed(2) };
+        tx.extend(vec![change(1), Staged::from_change(&big), change(3)]).unwrap();
+        let mut done = tx.take().unwrap();
+        done.at = "mysql-bin.000001:99".into();
+        let s = done.spilled.as_ref().unwrap();
+        let (mut out, mut pieces, mut hashed) = (Vec::new(), 0, Vec::new());
+        s.copy_to(&done.at, &mut out, |p| {
+            pieces += 1;
+            hashed.extend_from_slice(p);
+        })
+        .unwrap();
+        let mut want = Vec::new();
+        for c in [typed(1), big, typed(3)] {
+            let mut line = Vec::new();
+            Change { at: done.at.clone(), ..c }.to_line(&mut line);
+            want.extend(line);
+        }
+        assert!(out == want, "the lines serde_json writes for the changes with their position");
+        assert!(hashed == want, "every byte written was handed to the hash, once, in order");
+        assert!(pieces > 3 * 2 + 2, "the large line went through in pieces ({pieces})");
+        // A last line cut before its newline is damage, not a change.
+        let text = std::fs::read(&s.path).unwrap();
+        std::fs::write(&s.path, &text[..text.len() - 1]).unwrap();
+        let err = s.copy_to(&done.at, &mut Vec::new(), |_| {}).unwrap_err().to_string();
+        assert!(err.contains("line 3 ends before its newline"), "{err}");
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn capture_settings(a: &CaptureArgs) -> Result<CaptureSettings, SettingsErro
         binlog_files: files,
         server_id: a.server_id.or(job.cdc.server_id).unwrap_or_else(|| 100_000 + fastrand::u32(0..1_000_000_000)),
         follow: a.follow,
+        binlog_reader: a.binlog_reader.or(job.cdc.binlog_reader).unwrap_or_default(),
         tx_memory: in_range("--tx-memory-mb", a.tx_memory_mb.or(job.cdc.tx_memory_mb).unwrap_or(d::TX_MEMORY_MB), 1, 1 << 20)? as usize * (1 << 20),
         segment_changes: in_range("--segment-changes", a.segment_changes.unwrap_or(crate::cdc::capture::SEGMENT_CHANGES as u64), 1, 10_000_000)? as usize,
         allow_fk_cascades: a.allow_fk_cascades || job.cdc.allow_fk_cascades.unwrap_or(false),

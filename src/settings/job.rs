@@ -164,6 +164,7 @@ pub enum AgainstSource {
 #[serde(deny_unknown_fields)]
 pub struct CdcSection {
     pub server_id: Option<u32>,
+    pub binlog_reader: Option<crate::source::session::RowReader>,
     pub tx_memory_mb: Option<u64>,
     pub concurrency: Option<usize>,
     pub wcu: Option<f64>,

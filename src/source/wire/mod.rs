@@ -10,6 +10,7 @@
 //! dropped table reads the same whichever path met it.
 
 mod auth;
+pub mod binlog;
 mod packet;
 pub mod rows;
 mod tls;

@@ -2,7 +2,9 @@
 //! of 16 MB − 1 or more continued in the next packet. Reads go through one large buffer, and a
 //! packet that lies whole in it is handed out in place, so a result row is parsed where it
 //! arrived; only a packet split across refills (or over 16 MB) is copied, into one buffer kept
-//! for the connection's life.
+//! for the connection's life. A payload can also be read as a stream (`Payload`), across its
+//! continuation packets, so a binlog event of any size goes from the socket into its one
+//! destination without being reassembled first.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
@@ -81,6 +83,11 @@ impl Packets {
         }
     }
 
+    /// The next payload as a stream, read as it arrives, continuation packets included.
+    pub fn payload(&mut self) -> Payload<'_> {
+        Payload { packets: self, left: 0, more: true, first: None }
+    }
+
     /// Writes one payload as one or more packets, continuing the sequence.
     pub fn write(&mut self, payload: &[u8]) -> io::Result<()> {
         let mut out = Vec::with_capacity(payload.len() + 8);
@@ -105,6 +112,90 @@ impl Packets {
     pub fn command(&mut self, payload: &[u8]) -> io::Result<()> {
         self.seq = 0;
         self.write(payload)
+    }
+}
+
+/// One payload read as a stream (`Packets::payload`): packet headers are read as the bytes
+/// run out, and the stream ends where the payload does. Drop it only at the payload's end
+/// (`finish`), or the next read starts inside this payload.
+pub struct Payload<'a> {
+    packets: &'a mut Packets,
+    /// Bytes of the current packet not yet handed out.
+    left: usize,
+    /// Another packet follows the current one (or none was read yet).
+    more: bool,
+    /// The first packet's length.
+    first: Option<usize>,
+}
+
+impl Payload<'_> {
+    /// Reads packet headers until bytes are at hand or the payload ends.
+    fn next_packet(&mut self) -> io::Result<()> {
+        while self.left == 0 && self.more {
+            let mut header = [0u8; 4];
+            self.packets.reader.read_exact(&mut header)?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+            self.packets.seq = header[3].wrapping_add(1);
+            self.first.get_or_insert(len);
+            self.left = len;
+            self.more = len == MAX_PAYLOAD;
+        }
+        Ok(())
+    }
+
+    /// The first packet's length (reads its header if need be).
+    pub fn first_len(&mut self) -> io::Result<usize> {
+        self.next_packet()?;
+        Ok(self.first.unwrap_or(0))
+    }
+
+    /// Reads what is left of the payload, and returns how many bytes that was.
+    pub fn finish(mut self) -> io::Result<u64> {
+        let mut n = 0;
+        loop {
+            let got = self.fill_buf()?.len();
+            if got == 0 {
+                return Ok(n);
+            }
+            self.consume(got);
+            n += got as u64;
+        }
+    }
+}
+
+/// `Read` for a reader whose `BufRead` side is the one that knows its bounds.
+pub fn read_buffered(r: &mut impl BufRead, out: &mut [u8]) -> io::Result<usize> {
+    let avail = r.fill_buf()?;
+    let n = avail.len().min(out.len());
+    out[..n].copy_from_slice(&avail[..n]);
+    r.consume(n);
+    Ok(n)
+}
+
+impl Read for Payload<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        read_buffered(self, out)
+    }
+}
+
+impl BufRead for Payload<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.next_packet()?;
+        if self.left == 0 {
+            return Ok(&[]);
+        }
+        let left = self.left;
+        let buf = self.packets.reader.fill_buf()?;
+        if buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the connection ended inside a packet"));
+        }
+        Ok(&buf[..buf.len().min(left)])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.left);
+        self.left -= n;
+        self.packets.reader.consume(n);
     }
 }
 
@@ -148,6 +239,37 @@ mod tests {
         let n = r.with_next(|p| p.len()).unwrap();
         assert_eq!(n, MAX_PAYLOAD);
         assert_eq!(r.seq(), 4, "a full packet is followed by an empty one");
+    }
+
+    #[test]
+    fn a_payload_streams_across_its_continuation_packets() {
+        // MAX_PAYLOAD + 10 bytes (two packets), then exactly MAX_PAYLOAD (a full packet and an
+        // empty one), then a small one: each read as a stream, in odd-sized pieces.
+        let big: Vec<u8> = (0..MAX_PAYLOAD + 10).map(|i| (i % 251) as u8).collect();
+        let full = vec![3u8; MAX_PAYLOAD];
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mut w = Packets::new(Box::new(Pipe(Cursor::new(Vec::new()), sent.clone())));
+        w.command(&big).unwrap();
+        w.write(&full).unwrap();
+        w.write(b"tail").unwrap();
+        let written = sent.lock().unwrap().clone();
+        let mut r = Packets::new(Box::new(Pipe(Cursor::new(written), Arc::default())));
+        for want in [&big[..], &full[..]] {
+            let mut p = r.payload();
+            assert_eq!(p.first_len().unwrap(), MAX_PAYLOAD);
+            let mut got = vec![0u8; 12_345];
+            p.read_exact(&mut got).unwrap();
+            let mut rest = Vec::new();
+            p.read_to_end(&mut rest).unwrap();
+            got.extend(rest);
+            assert!(got == want, "the payload read back is the one written");
+        }
+        let mut p = r.payload();
+        assert_eq!(p.first_len().unwrap(), 4);
+        p.consume(1);
+        assert_eq!(p.finish().unwrap(), 3, "finish reads what is left of the payload");
+        let mut end = r.payload();
+        assert!(end.fill_buf().is_err(), "no payload past the last one");
     }
 
     #[test]
