@@ -463,15 +463,21 @@ const DUMP_SESSION: [&str; 3] = ["SET @mariadb_slave_capability = 4", "SET @mast
 fn binlog_dump(source: &SourceConfig, reader: RowReader, setup: &[String], req: BinlogRequest<'static>, from: &str) -> Result<Events, CdcError> {
     let what = format!("binlog dump from {from}");
     if reader == RowReader::Fast {
-        let dump = WireConn::connect(source).map_err(|e| (e, true)).and_then(|c| c.binlog_dump(setup, &req).map_err(|e| (e, false)));
+        // Which step failed: None for the connection, else the statement or the dump.
+        let dump = WireConn::connect(source).map_err(|e| (None, e)).and_then(|mut conn| {
+            for q in setup {
+                conn.query_drop(q).map_err(|e| (Some(q.clone()), e))?;
+            }
+            conn.binlog_dump(&req).map_err(|e| (Some(what.clone()), e))
+        });
         match dump {
             Ok(d) => return Ok(Events::Wire(Box::new(d), source.timeout)),
-            Err((e @ (WireError::Unsupported(_) | WireError::Protocol(_) | WireError::Tls(_)), _)) => {
+            Err((_, e @ (WireError::Unsupported(_) | WireError::Protocol(_) | WireError::Tls(_)))) => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| tracing::warn!("{source}: this tool's binlog reader cannot serve this connection ({e}); capture reads through the mysql driver instead, which holds a large event about three times over"));
             }
-            Err((e, true)) => return Err(source.connect_error(e.into()).into()),
-            Err((e, false)) => return Err(CdcError::source(what, e.into())),
+            Err((None, e)) => return Err(source.connect_error(e.into()).into()),
+            Err((Some(step), e)) => return Err(CdcError::source(step, e.into())),
         }
     }
     let mut dump = source.connect()?;

@@ -60,12 +60,14 @@ const SLACK: usize = 4096;
 /// A row whose line should take more than this many bytes has its buffer sized up front.
 const SIZED_ABOVE: usize = 64 << 10;
 
-/// About the bytes `v` takes in a line: base64 for bytes (text takes less, unless more than a
-/// third of it needs escapes), a bound for the rest; the line's own frame is not counted.
+/// About the bytes `v` takes in a line, its frame not counted: a large byte string is counted
+/// both as base64 and as escaped UTF-8 text (the column decides which it is), so only text in
+/// another charset, which grows when it is decoded, can outgrow it.
 fn json_len_hint(v: &Raw) -> usize {
     match v {
+        Raw::Bytes(b) if b.len() > 4096 => (b.len().div_ceil(3) * 4).max(crate::value::json::escaped_len(b)) + 16,
         Raw::Bytes(b) => b.len().div_ceil(3) * 4 + 16,
-        Raw::Json(s) | Raw::Decimal(s) => s.len() + s.len() / 4 + 16,
+        Raw::Json(s) | Raw::Decimal(s) => crate::value::json::escaped_len(s.as_bytes()) + 16,
         _ => 48,
     }
 }
@@ -220,5 +222,20 @@ mod tests {
         let mut line = Vec::new();
         staged.write_line(b"\"\"", |b| line.extend_from_slice(b));
         assert!(staged.bytes() <= line.len() + SLACK + 96, "{} bytes counted for a line of {}", staged.bytes(), line.len());
+    }
+
+    #[test]
+    fn a_large_row_s_line_is_sized_before_it_is_written() {
+        // Grown by doubling, a buffer is shrunk to the line at the end (capacity = length); one
+        // sized ahead keeps the few bytes its estimate had to spare. Binary and escape-heavy text.
+        let col = |name: &str, ty: &str, kind| crate::source::schema::ColumnSchema { name: name.into(), ordinal: 1, mysql_type: ty.into(), nullable: true, charset: Some("utf8mb4".into()), collation: None, kind };
+        let cols = [col("b", "longblob", crate::source::types::ColumnKind::Binary), col("t", "longtext", crate::source::types::ColumnKind::Text)];
+        let plans: Vec<ColumnPlan> = cols.iter().map(ColumnPlan::new).collect();
+        let (blob, text) = (vec![0xffu8; 1 << 20], "é\"\n\\".repeat(1 << 18));
+        for values in [[Raw::Bytes(&blob), Raw::Null], [Raw::Null, Raw::Bytes(text.as_bytes())], [Raw::Bytes(&blob), Raw::Bytes(text.as_bytes())]] {
+            let staged = Staged::row(0, 0, Op::Update, &plans, [Some(&values), Some(&values)], &mut Default::default()).unwrap();
+            let spare = staged.body.capacity() - staged.body.len();
+            assert!(spare > 0 && spare <= 1024, "{spare} bytes to spare on a line of {}", staged.body.len());
+        }
     }
 }

@@ -52,8 +52,10 @@ impl Spilled {
         let mut n = 0u64;
         while !reader.fill_buf().map_err(io)?.is_empty() {
             let mut start = [0u8; UNSET_AT.len()];
-            if reader.read_exact(&mut start).is_err() || start != UNSET_AT {
-                return Err(damaged(format!("line {} does not start as a spilled change", n + 1)));
+            match reader.read_exact(&mut start) {
+                Ok(()) if start == UNSET_AT => {}
+                Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => return Err(io(e)),
+                _ => return Err(damaged(format!("line {} does not start as a spilled change", n + 1))),
             }
             out.write_all(&head).map_err(io)?;
             wrote(&head);

@@ -45,8 +45,9 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub follow: bool,
     /// fast (default): the binlog read by this tool's own client, each event from the socket
-    /// into its place (falls back to the driver, saying so, where it cannot connect); driver:
-    /// the mysql crate's stream, which holds a large event about three times over.
+    /// into its place (falls back to the driver, saying so, where it lacks the authentication
+    /// plugin, TLS setup or protocol the connection needs); driver: the mysql crate's stream,
+    /// which holds a large event about three times over.
     #[arg(long, value_parser = crate::cli::choice::<crate::source::session::RowReader>())]
     pub binlog_reader: Option<crate::source::session::RowReader>,
     /// MiB of an open transaction's changes held in memory; a larger transaction spills to

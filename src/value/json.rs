@@ -22,6 +22,19 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
+/// The bytes `write_str` writes for `bytes` (as text), quotes excluded.
+pub fn escaped_len(bytes: &[u8]) -> usize {
+    bytes.len()
+        + bytes
+            .iter()
+            .map(|&b| match ESCAPE[b as usize] {
+                0 => 0,
+                b'u' => 5,
+                _ => 1,
+            })
+            .sum::<usize>()
+}
+
 /// `s` as a JSON string, quotes included, appended to `out`.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
@@ -54,6 +67,13 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, s);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escaped_len_is_what_write_str_writes() {
+        for s in ["", "plain", "quote \" and \\ back", "\u{1}\n\t\u{1f}\u{7f} é 𝄞", &"\"\n\u{2}".repeat(100)] {
+            assert_eq!(escaped_len(s.as_bytes()) + 2, ours(s).len(), "{s:?}");
+        }
     }
 
     #[test]

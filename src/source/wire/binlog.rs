@@ -8,7 +8,7 @@
 use std::io::{self, BufRead, Read};
 
 use mysql::binlog::events::{Event, TableMapEvent};
-use mysql_common::binlog::consts::BinlogVersion;
+use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
 use mysql_common::binlog::EventStreamReader;
 use mysql::BinlogRequest;
 use mysql_common::misc::raw::Either;
@@ -26,12 +26,9 @@ pub struct BinlogDump {
 }
 
 impl WireConn {
-    /// Turns this connection into a binlog dump: runs `setup` (the dump's session variables),
-    /// registers as replica `request.server_id()` and sends the request.
-    pub fn binlog_dump(mut self, setup: &[String], request: &BinlogRequest<'_>) -> Result<BinlogDump, WireError> {
-        for sql in setup {
-            self.query_drop(sql)?;
-        }
+    /// Turns this connection into a binlog dump: registers as replica `request.server_id()`
+    /// and sends the request (the caller sets the dump's session variables first).
+    pub fn binlog_dump(mut self, request: &BinlogRequest<'_>) -> Result<BinlogDump, WireError> {
         // As the `mysql` crate does before every dump: a replica that reads checksums.
         self.query_drop("SET @master_binlog_checksum='ALL'")?;
         let mut cmd = Vec::new();
@@ -48,12 +45,26 @@ impl WireConn {
     }
 }
 
-/// A payload that never runs short: past an I/O error it reads as zeros and keeps the error, so
-/// mysql_common's event reader (which panics on a short event body) always returns, and the
-/// error is what the caller sees.
+/// An event's common header, read and checked before mysql_common's reader sees the event.
+const HEADER: usize = 19;
+const FORMAT_DESCRIPTION_EVENT: u8 = 15;
+
+/// The event as mysql_common's reader reads it: its header (already read here), then the rest
+/// of the payload. It never runs short: past the payload's end or an I/O error it reads as
+/// zeros and keeps what went wrong, because that reader panics on a short event body; the
+/// caller reports it instead of the event.
 struct Guarded<'a> {
+    head: [u8; HEADER],
+    at: usize,
     payload: Payload<'a>,
-    failed: Option<io::Error>,
+    failed: Option<Failed>,
+}
+
+enum Failed {
+    /// The connection failed (or timed out) inside the event.
+    Io(io::Error),
+    /// The payload ended before the size its header gives.
+    Short,
 }
 
 impl Read for Guarded<'_> {
@@ -65,19 +76,24 @@ impl Read for Guarded<'_> {
 impl BufRead for Guarded<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         const ZEROS: [u8; 4096] = [0; 4096];
+        if self.at < HEADER {
+            return Ok(&self.head[self.at..]);
+        }
         if self.failed.is_none() {
             match self.payload.fill_buf() {
                 // Borrow again: the first borrow's lifetime would cover the error arm too.
                 Ok(b) if !b.is_empty() => return self.payload.fill_buf(),
-                Ok(_) => self.failed = Some(io::Error::new(io::ErrorKind::UnexpectedEof, "a binlog event ends before its header says")),
-                Err(e) => self.failed = Some(e),
+                Ok(_) => self.failed = Some(Failed::Short),
+                Err(e) => self.failed = Some(Failed::Io(e)),
             }
         }
         Ok(&ZEROS)
     }
 
     fn consume(&mut self, n: usize) {
-        if self.failed.is_none() {
+        if self.at < HEADER {
+            self.at = (self.at + n).min(HEADER);
+        } else if self.failed.is_none() {
             self.payload.consume(n);
         }
     }
@@ -98,41 +114,65 @@ impl BinlogDump {
     }
 
     fn read_event(&mut self) -> Result<Option<Event>, WireError> {
-        let conn = &mut self.conn;
-        let mut payload = conn.packets.payload();
-        let first_len = payload.first_len();
-        let first = first_len.and_then(|len| payload.fill_buf().map(|b| (len, b.first().copied())));
+        let mut payload = self.conn.packets.payload();
+        let first = payload.first_len().and_then(|len| payload.fill_buf().map(|b| (len, b.first().copied())));
+        let lost = |conn: &mut WireConn, e: io::Error| {
+            conn.broken = true;
+            WireError::Io(e)
+        };
         let (len, first) = match first {
             Ok(x) => x,
-            Err(e) => {
-                conn.broken = true;
-                return Err(WireError::Io(e));
-            }
+            Err(e) => return Err(lost(&mut self.conn, e)),
         };
         match first {
             Some(0x00) => {}
             Some(0xfe) if len < 8 => {
-                payload.finish().map_err(WireError::Io)?;
-                return Ok(None);
+                return match payload.finish() {
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(lost(&mut self.conn, e)),
+                };
             }
             Some(0xff) => {
                 let mut p = Vec::new();
-                payload.read_to_end(&mut p).map_err(WireError::Io)?;
-                return Err(server_error(&p));
+                return match payload.read_to_end(&mut p) {
+                    Ok(_) => Err(server_error(&p)),
+                    Err(e) => Err(lost(&mut self.conn, e)),
+                };
             }
             other => return Err(WireError::Protocol(format!("a binlog dump sent a packet starting {other:?} where an event was expected"))),
         }
         payload.consume(1);
-        let mut guarded = Guarded { payload, failed: None };
-        let event = self.reader.read(&mut guarded);
-        if let Some(e) = guarded.failed {
-            self.conn.broken = true;
-            return Err(WireError::Io(e));
+        let mut head = [0u8; HEADER];
+        if let Err(e) = payload.read_exact(&mut head) {
+            return Err(match payload.ended() {
+                true => WireError::Protocol(format!("a binlog event's packet of {len} bytes is shorter than an event header")),
+                false => lost(&mut self.conn, e),
+            });
         }
-        let event = event.map_err(|e| WireError::Protocol(format!("binlog event: {e}")))?;
+        let (kind, size, log_pos) = (head[4], u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize, u32::from_le_bytes([head[13], head[14], head[15], head[16]]));
+        // mysql_common's reader cuts a checksum (and a format description's algorithm byte)
+        // off the event's body, and panics if the body is shorter.
+        let footer = self.reader.get_fde().footer();
+        let checksummed = footer.get_checksum_enabled() && !matches!(footer.get_checksum_alg(), Ok(None | Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF)));
+        let least = HEADER + if kind == FORMAT_DESCRIPTION_EVENT { 5 } else if checksummed { 4 } else { 0 };
+        if size < least {
+            return Err(WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}) says it is {size} bytes, fewer than its header and checksum")));
+        }
+        let mut guarded = Guarded { head, at: 0, payload, failed: None };
+        let event = self.reader.read(&mut guarded);
+        match guarded.failed.take() {
+            Some(Failed::Io(e)) => return Err(lost(&mut self.conn, e)),
+            Some(Failed::Short) => {
+                return Err(WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}) ends before the {size} bytes its header gives")))
+            }
+            None => {}
+        }
+        let event = event.map_err(|e| WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}): {e}")))?;
         // An event shorter than its packet: the rest is not this event's (the `mysql` crate
         // ignores it too).
-        guarded.payload.finish().map_err(WireError::Io)?;
+        if let Err(e) = guarded.payload.finish() {
+            return Err(lost(&mut self.conn, e));
+        }
         Ok(event)
     }
 
@@ -165,7 +205,9 @@ mod tests {
     }
 
     fn dump(input: Vec<u8>) -> BinlogDump {
-        let conn = WireConn { packets: Packets::new(Box::new(Input(Cursor::new(input)))), plugin: String::new(), tls: false, cells: Vec::new(), names: Vec::new(), broken: false };
+        let mut packets = Packets::new(Box::new(Input(Cursor::new(input))));
+        packets.set_seq(1); // the dump request was packet 0
+        let conn = WireConn { packets, plugin: String::new(), tls: false, cells: Vec::new(), names: Vec::new(), broken: false };
         BinlogDump { conn, reader: EventStreamReader::new(BinlogVersion::Version4), ended: false }
     }
 
@@ -178,12 +220,9 @@ mod tests {
 
     #[test]
     fn a_connection_lost_inside_an_event_is_an_io_error_not_a_panic() {
-        // An OK byte, then a ROTATE event's header saying 1000 bytes, and the stream ends after
-        // 40 of them (mysql_common's reader unwraps a short read of the event body).
-        let mut event = vec![0u8];
-        event.extend_from_slice(&[0, 0, 0, 0, 4, 1, 0, 0, 0]);
-        event.extend_from_slice(&1000u32.to_le_bytes());
-        event.extend_from_slice(&[0; 6]);
+        // A ROTATE event's header saying 1000 bytes, and the stream ends after 40 of them
+        // (mysql_common's reader unwraps a short read of the event body).
+        let mut event = event_head(1000);
         event.extend_from_slice(&[7; 40]);
         let mut input = (1001u32).to_le_bytes()[..3].to_vec();
         input.push(1);
@@ -194,6 +233,52 @@ mod tests {
             other => panic!("expected a lost connection, got {:?}", other.map(|r| r.map(|e| e.header().event_type_raw()))),
         }
         assert!(d.next_event().is_none(), "the dump ends there");
+    }
+
+    /// An OK byte and a ROTATE event's header saying `size` bytes.
+    fn event_head(size: u32) -> Vec<u8> {
+        let mut event = vec![0u8];
+        event.extend_from_slice(&[0, 0, 0, 0, 4, 1, 0, 0, 0]);
+        event.extend_from_slice(&size.to_le_bytes());
+        event.extend_from_slice(&[0; 6]);
+        event
+    }
+
+    fn protocol_error(mut d: BinlogDump) -> String {
+        match d.next_event() {
+            Some(Err(WireError::Protocol(why))) => why,
+            other => panic!("expected a protocol error, got {:?}", other.map(|r| r.map(|e| e.header().event_type_raw()))),
+        }
+    }
+
+    #[test]
+    fn a_connection_lost_inside_the_header_is_an_io_error() {
+        let mut input = (100u32).to_le_bytes()[..3].to_vec();
+        input.push(1);
+        input.extend_from_slice(&event_head(100)[..9]);
+        match dump(input).next_event() {
+            Some(Err(WireError::Io(e))) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}"),
+            other => panic!("expected a lost connection, got {:?}", other.map(|r| r.is_ok())),
+        }
+    }
+
+    #[test]
+    fn an_event_its_packet_cuts_short_is_a_protocol_error_not_a_lost_connection() {
+        // Whole packets, whose events say more than they hold: reconnecting would read the same.
+        let mut short_body = event_head(1000);
+        short_body.extend_from_slice(&[7; 40]);
+        let why = protocol_error(dump(packet(1, &short_body)));
+        assert!(why.contains("type 4") && why.contains("before the 1000 bytes"), "{why}");
+        let why = protocol_error(dump(packet(1, &event_head(1000)[..12])));
+        assert!(why.contains("shorter than an event header"), "{why}");
+        let why = protocol_error(dump(packet(1, &event_head(12))));
+        assert!(why.contains("says it is 12 bytes"), "{why}");
+        let mut input = packet(2, &short_body);
+        input[3] = 9;
+        match dump(input).next_event() {
+            Some(Err(WireError::Io(e))) => assert!(e.kind() == io::ErrorKind::InvalidData && e.to_string().contains("out of sequence"), "{e}"),
+            other => panic!("expected an out-of-sequence error, got {:?}", other.map(|r| r.is_ok())),
+        }
     }
 
     #[test]

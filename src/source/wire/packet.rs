@@ -135,12 +135,20 @@ impl Payload<'_> {
             let mut header = [0u8; 4];
             self.packets.reader.read_exact(&mut header)?;
             let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+            if header[3] != self.packets.seq {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("packet {} arrived where packet {} was due: the stream is out of sequence", header[3], self.packets.seq)));
+            }
             self.packets.seq = header[3].wrapping_add(1);
             self.first.get_or_insert(len);
             self.left = len;
             self.more = len == MAX_PAYLOAD;
         }
         Ok(())
+    }
+
+    /// Whether the payload was read to its end.
+    pub fn ended(&self) -> bool {
+        self.left == 0 && !self.more
     }
 
     /// The first packet's length (reads its header if need be).
