@@ -55,7 +55,7 @@ pub struct CaptureSettings {
     /// Keep following the binlog (else stop at its current end).
     pub follow: bool,
     /// Which client reads a server's binlog dump.
-    pub binlog_reader: crate::source::session::RowReader,
+    pub binlog_reader: RowReader,
     /// Bytes of an open transaction's changes held in memory; past them it spills to disk.
     pub tx_memory: usize,
     /// A segment is closed once it holds this many changes (whole transactions: it may hold more).

@@ -1,10 +1,10 @@
 //! Where capture's binlog events come from: a server's binlog dump (this tool's own reader,
 //! `source::wire::binlog`, which reads each event from the socket into its place; or the mysql
-//! crate's stream where that reader cannot serve the connection) or binlog files on disk (`cdc capture --binlog-file`, what `mysqlbinlog --read-from-remote-server
-//! --raw` archives), read by mysql_common's event reader. Both hand capture the same events with
-//! the table maps seen so far. A MySQL 8 compressed transaction (TRANSACTION_PAYLOAD_EVENT, zstd)
-//! is opened here into the events it holds (`payload`), each read with the payload's own table
-//! maps.
+//! crate's stream where that reader cannot serve the connection) or binlog files on disk
+//! (`cdc capture --binlog-file`, what `mysqlbinlog --read-from-remote-server --raw` archives),
+//! read by mysql_common's event reader. All hand capture the same events with the table maps
+//! seen so far. A MySQL 8 compressed transaction (TRANSACTION_PAYLOAD_EVENT, zstd) is opened
+//! here into the events it holds (`payload`), each read with the payload's own table maps.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};

@@ -158,6 +158,10 @@ impl BinlogDump {
         if size < least {
             return Err(WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}) says it is {size} bytes, fewer than its header and checksum")));
         }
+        // Nor is a size past what a whole packet holds read (it would be allocated first).
+        if len < super::packet::MAX_PAYLOAD && size > len - 1 {
+            return Err(WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}) says it is {size} bytes, but its packet holds {}", len - 1)));
+        }
         let mut guarded = Guarded { head, at: 0, payload, failed: None };
         let event = self.reader.read(&mut guarded);
         match guarded.failed.take() {
@@ -268,7 +272,14 @@ mod tests {
         let mut short_body = event_head(1000);
         short_body.extend_from_slice(&[7; 40]);
         let why = protocol_error(dump(packet(1, &short_body)));
-        assert!(why.contains("type 4") && why.contains("before the 1000 bytes"), "{why}");
+        assert!(why.contains("type 4") && why.contains("says it is 1000 bytes, but its packet holds 59"), "{why}");
+        // Across continuation packets the size is only found short at the payload's end.
+        let mut long = event_head(super::super::packet::MAX_PAYLOAD as u32 + 100);
+        long.resize(super::super::packet::MAX_PAYLOAD + 50, 7);
+        let mut input = packet(1, &long[..super::super::packet::MAX_PAYLOAD]);
+        input.extend(packet(2, &long[super::super::packet::MAX_PAYLOAD..]));
+        let why = protocol_error(dump(input));
+        assert!(why.contains("ends before the 16777315 bytes its header gives"), "{why}");
         let why = protocol_error(dump(packet(1, &event_head(1000)[..12])));
         assert!(why.contains("shorter than an event header"), "{why}");
         let why = protocol_error(dump(packet(1, &event_head(12))));
