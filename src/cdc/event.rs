@@ -57,18 +57,16 @@ const AT: &[u8] = b"{\"at\":";
 /// Unused bytes a rendered line may keep in its buffer (small rows keep their first 256).
 const SLACK: usize = 4096;
 
-/// A row whose line should take more than this many bytes has its buffer sized up front.
-const SIZED_ABOVE: usize = 64 << 10;
+/// A row whose values' bytes pass this has its line's buffer sized up front, by its column
+/// plans' bounds (`ColumnPlan::json_len_bound`).
+const SIZED_ABOVE: usize = 16 << 10;
 
-/// About the bytes `v` takes in a line, its frame not counted: a large byte string is counted
-/// both as base64 and as escaped UTF-8 text (the column decides which it is), so only text in
-/// another charset, which grows when it is decoded, can outgrow it.
-fn json_len_hint(v: &Raw) -> usize {
+/// The bytes a value carries in the row image, where it can be large.
+fn raw_len(v: &Raw) -> usize {
     match v {
-        Raw::Bytes(b) if b.len() > 4096 => (b.len().div_ceil(3) * 4).max(crate::value::json::escaped_len(b)) + 16,
-        Raw::Bytes(b) => b.len().div_ceil(3) * 4 + 16,
-        Raw::Json(s) | Raw::Decimal(s) => crate::value::json::escaped_len(s.as_bytes()) + 16,
-        _ => 48,
+        Raw::Bytes(b) => b.len(),
+        Raw::Json(s) | Raw::Decimal(s) => s.len(),
+        _ => 0,
     }
 }
 
@@ -110,9 +108,13 @@ impl Staged {
     /// none), each value typed by its column's plan into `scratch` and written in place.
     pub fn row(ts: u32, table: usize, op: Op, plan: &[ColumnPlan], images: [Option<&[Raw]>; 2], scratch: &mut (String, Vec<u8>)) -> Result<Staged, String> {
         // A line with a large value is sized before it is written: grown by doubling, its buffer
-        // would hold the value twice over while it moved.
-        let hint: usize = images.iter().flatten().flat_map(|v| v.iter()).map(json_len_hint).sum();
-        let mut body = Vec::with_capacity(if hint > SIZED_ABOVE { hint + 256 } else { 256 });
+        // would hold the value twice over while it moved. A small row's values are not looked at.
+        let raw: usize = images.iter().flatten().flat_map(|v| v.iter()).map(raw_len).sum();
+        let capacity = match raw > SIZED_ABOVE {
+            true => 256 + images.iter().flatten().flat_map(|v| plan.iter().zip(v.iter())).map(|(p, v)| p.json_len_bound(v)).sum::<usize>(),
+            false => 256,
+        };
+        let mut body = Vec::with_capacity(capacity);
         body.extend_from_slice(b"\"ts\":");
         body.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
         body.extend_from_slice(b",\"table\":");

@@ -13,7 +13,7 @@ use mysql::binlog::events::{Event, TableMapEvent, TransactionPayloadEvent};
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::EventStreamReader;
 
-use crate::source::wire::binlog::BinlogDump;
+use crate::source::wire::binlog::{read_checked, BinlogDump, Unread, MAX_EVENT};
 
 /// One item of the stream.
 pub enum Item {
@@ -236,7 +236,12 @@ impl<'a> Payload<'a> {
 
     /// The next event; None at the payload's end.
     pub fn next_event(&mut self) -> Result<Option<Event>, String> {
-        self.reader.read_decompressed(&mut self.input).map_err(|e| format!("reading a transaction payload: {e}"))
+        // Checked first, as the binlog dump's events are: mysql_common's reader panics on an
+        // event its input cuts short.
+        read_checked(&mut self.reader, &mut self.input, true, MAX_EVENT).map_err(|e| match e {
+            Unread::Io(e) => format!("reading a transaction payload: {e}"),
+            Unread::Malformed(why) => format!("reading a transaction payload: {why}"),
+        })
     }
 }
 

@@ -211,6 +211,35 @@ impl<'s> ColumnPlan<'s> {
 
     /// The column's text from the binlog's bytes: borrowed where they are UTF-8 already, else
     /// decoded into `scratch`.
+    /// At least the bytes `v`'s JSON takes in a staged line (`view` then `write_json`), without
+    /// typing it: sizes a large row's line before it is written.
+    pub fn json_len_bound(&self, v: &Raw) -> usize {
+        use super::json::escaped_len;
+        let member = |i: usize| self.members.get(i).map_or(0, |m| escaped_len(m.as_bytes()) + 3);
+        // `{"t":` and `}` around every value but NULL.
+        8 + match v {
+            Raw::Null => 0,
+            Raw::Int { .. } | Raw::Year(_) | Raw::DateTime(_) | Raw::Timestamp(_) | Raw::Time(_) => 40,
+            // f64's text has every digit: 1e300 takes 301.
+            Raw::Float(_) | Raw::Double(_) => 340,
+            Raw::Decimal(t) => t.len() + 2,
+            Raw::Json(t) => escaped_len(t.as_bytes()) + 2,
+            Raw::Enum(i) => member((*i as usize).saturating_sub(1)),
+            Raw::Set(mask) => 2 + (0..64).filter(|i| mask >> i & 1 == 1).map(|i| member(i as usize)).sum::<usize>(),
+            Raw::Bytes(b) => match (self.c.kind, self.special, &self.text) {
+                (ColumnKind::Bit { .. }, ..) => 40,
+                (ColumnKind::Binary | ColumnKind::Spatial, Special::Binary(n), _) => b.len().max(n).div_ceil(3) * 4 + 2,
+                (ColumnKind::Binary | ColumnKind::Spatial, ..) => b.len().div_ceil(3) * 4 + 2,
+                (_, Special::Uuid | Special::Inet4 | Special::Inet6, _) => 48,
+                (_, _, Some(TextDecoder::Utf8)) => escaped_len(b) + 2,
+                // Decoded to UTF-8, a byte takes at most 3; escapes counted on the raw bytes
+                // (the ASCII ones are the same bytes in every charset decoded here but UTF-32,
+                // which `3 ×` covers, or they count more than there are).
+                _ => 3 * b.len() + escaped_len(b) - b.len() + 2,
+            },
+        }
+    }
+
     fn decode_text<'x>(&self, b: &'x [u8], scratch: &'x mut String) -> Result<&'x str, String> {
         let c = self.c;
         let cs = c.charset.as_deref().unwrap_or("utf8mb4");
@@ -444,12 +473,17 @@ mod tests {
             (col(ColumnKind::Timestamp { fsp: 0 }, "timestamp", None), Raw::Timestamp(0)),
             (col(ColumnKind::Year, "year(4)", None), Raw::Year(2155)),
             (col(ColumnKind::Text, "varchar(20)", Some("utf8mb4")), Raw::Null),
+            (col(ColumnKind::Text, "varchar(20)", Some("utf8mb4")), Raw::Bytes(&[1, 2, 3, 0x1f, b'"', b'\\'])),
+            (col(ColumnKind::Text, "varchar(20)", Some("latin1")), Raw::Bytes(&[1, 0x80, 0x80, 0x1f, b'"', 0xff])),
+            (col(ColumnKind::Text, "varchar(20)", Some("cp1251")), Raw::Bytes(&[0xc0, 0xff, 0x88, 0x01])),
+            (col(ColumnKind::Text, "varchar(20)", Some("utf32")), Raw::Bytes(&[0, 0, 0, 1, 0, 1, 0xf3, 0x09])),
         ];
         for (c, raw) in cases {
             let plan = ColumnPlan::new(&c);
             let cell = plan.cell(raw.clone()).unwrap();
             let (mut text, mut bytes, mut ours) = (String::new(), Vec::new(), Vec::new());
             plan.view(&raw, &mut text, &mut bytes).unwrap().write_json(&mut ours);
+            assert!(plan.json_len_bound(&raw) >= ours.len(), "{} {raw:?}: a bound of {} for {} bytes", c.mysql_type, plan.json_len_bound(&raw), ours.len());
             assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&cell).unwrap(), "{} {raw:?}", c.mysql_type);
         }
     }

@@ -15,7 +15,7 @@ use mysql_common::misc::raw::Either;
 use mysql_common::packets::ComRegisterSlave;
 use mysql_common::proto::MySerialize;
 
-use super::packet::{read_buffered, Payload};
+use super::packet::read_buffered;
 use super::{server_error, WireConn, WireError};
 
 /// A running dump: events in order, with the table maps seen so far.
@@ -48,43 +48,47 @@ impl WireConn {
 /// An event's common header, read and checked before mysql_common's reader sees the event.
 const HEADER: usize = 19;
 const FORMAT_DESCRIPTION_EVENT: u8 = 15;
+/// The largest event read: MySQL's and MariaDB's largest `max_allowed_packet` (an event is
+/// allocated whole before it is read, so a size past it is refused, not trusted).
+pub const MAX_EVENT: usize = 1 << 30;
+
+/// Why an event could not be read: its input failed (a lost connection; in a compressed
+/// transaction, a decompression error), or what arrived is not an event.
+#[derive(Debug)]
+pub enum Unread {
+    Io(io::Error),
+    Malformed(String),
+}
 
 /// The event as mysql_common's reader reads it: its header (already read here), then the rest
-/// of the payload. It never runs short: past the payload's end or an I/O error it reads as
-/// zeros and keeps what went wrong, because that reader panics on a short event body; the
-/// caller reports it instead of the event.
-struct Guarded<'a> {
+/// of the input. It never runs short: past the input's end or an I/O error it reads as zeros
+/// and keeps what went wrong, because that reader panics on a short event body; the caller
+/// reports it instead of the event.
+struct Guarded<R> {
     head: [u8; HEADER],
     at: usize,
-    payload: Payload<'a>,
-    failed: Option<Failed>,
+    input: R,
+    failed: Option<Unread>,
 }
 
-enum Failed {
-    /// The connection failed (or timed out) inside the event.
-    Io(io::Error),
-    /// The payload ended before the size its header gives.
-    Short,
-}
-
-impl Read for Guarded<'_> {
+impl<R: BufRead> Read for Guarded<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         read_buffered(self, out)
     }
 }
 
-impl BufRead for Guarded<'_> {
+impl<R: BufRead> BufRead for Guarded<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         const ZEROS: [u8; 4096] = [0; 4096];
         if self.at < HEADER {
             return Ok(&self.head[self.at..]);
         }
         if self.failed.is_none() {
-            match self.payload.fill_buf() {
+            match self.input.fill_buf() {
                 // Borrow again: the first borrow's lifetime would cover the error arm too.
-                Ok(b) if !b.is_empty() => return self.payload.fill_buf(),
-                Ok(_) => self.failed = Some(Failed::Short),
-                Err(e) => self.failed = Some(Failed::Io(e)),
+                Ok(b) if !b.is_empty() => return self.input.fill_buf(),
+                Ok(_) => self.failed = Some(Unread::Malformed(String::new())),
+                Err(e) => self.failed = Some(Unread::Io(e)),
             }
         }
         Ok(&ZEROS)
@@ -94,8 +98,52 @@ impl BufRead for Guarded<'_> {
         if self.at < HEADER {
             self.at = (self.at + n).min(HEADER);
         } else if self.failed.is_none() {
-            self.payload.consume(n);
+            self.input.consume(n);
         }
+    }
+}
+
+/// The next event of `input` (None if it holds no more) through mysql_common's `reader`, its
+/// header read and checked first: a size below the header (and the checksum the reader cuts
+/// off, or a format description's algorithm byte) or above `max` is refused, and an input that
+/// fails or ends inside the event is reported, where that reader would panic. `decompressed`:
+/// an event inside a compressed transaction (no checksum; `read_decompressed`).
+pub fn read_checked<R: BufRead>(reader: &mut EventStreamReader, mut input: R, decompressed: bool, max: usize) -> Result<Option<Event>, Unread> {
+    let mut head = [0u8; HEADER];
+    let mut got = 0;
+    while got < HEADER {
+        let buf = input.fill_buf().map_err(Unread::Io)?;
+        if buf.is_empty() {
+            return match got {
+                0 => Ok(None),
+                _ => Err(Unread::Malformed(format!("a binlog event ends after {got} bytes, inside its header"))),
+            };
+        }
+        let n = buf.len().min(HEADER - got);
+        head[got..got + n].copy_from_slice(&buf[..n]);
+        input.consume(n);
+        got += n;
+    }
+    let (kind, size, log_pos) = (head[4], u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize, u32::from_le_bytes([head[13], head[14], head[15], head[16]]));
+    let what = format!("a binlog event of type {kind} (ending at {log_pos})");
+    let footer = reader.get_fde().footer();
+    let checksummed = !decompressed && footer.get_checksum_enabled() && !matches!(footer.get_checksum_alg(), Ok(None | Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF)));
+    let least = HEADER + if kind == FORMAT_DESCRIPTION_EVENT { 5 } else if checksummed { 4 } else { 0 };
+    if size < least {
+        return Err(Unread::Malformed(format!("{what} says it is {size} bytes, fewer than its header and checksum")));
+    }
+    if size > max {
+        return Err(Unread::Malformed(format!("{what} says it is {size} bytes, more than {max} (what its packet holds, or the largest event a server sends)")));
+    }
+    let mut guarded = Guarded { head, at: 0, input, failed: None };
+    let event = match decompressed {
+        true => reader.read_decompressed(&mut guarded),
+        false => reader.read(&mut guarded),
+    };
+    match guarded.failed {
+        Some(Unread::Io(e)) => Err(Unread::Io(e)),
+        Some(Unread::Malformed(_)) => Err(Unread::Malformed(format!("{what} ends before the {size} bytes its header gives"))),
+        None => event.map_err(|e| Unread::Malformed(format!("{what}: {e}"))),
     }
 }
 
@@ -134,7 +182,7 @@ impl BinlogDump {
             }
             Some(0xff) => {
                 let mut p = Vec::new();
-                return match payload.read_to_end(&mut p) {
+                return match payload.take(1 << 16).read_to_end(&mut p) {
                     Ok(_) => Err(server_error(&p)),
                     Err(e) => Err(lost(&mut self.conn, e)),
                 };
@@ -142,42 +190,19 @@ impl BinlogDump {
             other => return Err(WireError::Protocol(format!("a binlog dump sent a packet starting {other:?} where an event was expected"))),
         }
         payload.consume(1);
-        let mut head = [0u8; HEADER];
-        if let Err(e) = payload.read_exact(&mut head) {
-            return Err(match payload.ended() {
-                true => WireError::Protocol(format!("a binlog event's packet of {len} bytes is shorter than an event header")),
-                false => lost(&mut self.conn, e),
-            });
-        }
-        let (kind, size, log_pos) = (head[4], u32::from_le_bytes([head[9], head[10], head[11], head[12]]) as usize, u32::from_le_bytes([head[13], head[14], head[15], head[16]]));
-        // mysql_common's reader cuts a checksum (and a format description's algorithm byte)
-        // off the event's body, and panics if the body is shorter.
-        let footer = self.reader.get_fde().footer();
-        let checksummed = footer.get_checksum_enabled() && !matches!(footer.get_checksum_alg(), Ok(None | Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF)));
-        let least = HEADER + if kind == FORMAT_DESCRIPTION_EVENT { 5 } else if checksummed { 4 } else { 0 };
-        if size < least {
-            return Err(WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}) says it is {size} bytes, fewer than its header and checksum")));
-        }
-        // Nor is a size past what a whole packet holds read (it would be allocated first).
-        if len < super::packet::MAX_PAYLOAD && size > len - 1 {
-            return Err(WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}) says it is {size} bytes, but its packet holds {}", len - 1)));
-        }
-        let mut guarded = Guarded { head, at: 0, payload, failed: None };
-        let event = self.reader.read(&mut guarded);
-        match guarded.failed.take() {
-            Some(Failed::Io(e)) => return Err(lost(&mut self.conn, e)),
-            Some(Failed::Short) => {
-                return Err(WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}) ends before the {size} bytes its header gives")))
-            }
-            None => {}
-        }
-        let event = event.map_err(|e| WireError::Protocol(format!("a binlog event of type {kind} (ending at {log_pos}): {e}")))?;
+        let max = if len < super::packet::MAX_PAYLOAD { len - 1 } else { MAX_EVENT };
+        let event = match read_checked(&mut self.reader, &mut payload, false, max) {
+            Ok(Some(event)) => event,
+            Ok(None) => return Err(WireError::Protocol("a binlog dump sent an empty event".into())),
+            Err(Unread::Io(e)) => return Err(lost(&mut self.conn, e)),
+            Err(Unread::Malformed(why)) => return Err(WireError::Protocol(why)),
+        };
         // An event shorter than its packet: the rest is not this event's (the `mysql` crate
         // ignores it too).
-        if let Err(e) = guarded.payload.finish() {
+        if let Err(e) = payload.finish() {
             return Err(lost(&mut self.conn, e));
         }
-        Ok(event)
+        Ok(Some(event))
     }
 
     /// The table map of `table_id`, as the last one seen gave it.
@@ -272,7 +297,7 @@ mod tests {
         let mut short_body = event_head(1000);
         short_body.extend_from_slice(&[7; 40]);
         let why = protocol_error(dump(packet(1, &short_body)));
-        assert!(why.contains("type 4") && why.contains("says it is 1000 bytes, but its packet holds 59"), "{why}");
+        assert!(why.contains("type 4") && why.contains("says it is 1000 bytes, more than 59"), "{why}");
         // Across continuation packets the size is only found short at the payload's end.
         let mut long = event_head(super::super::packet::MAX_PAYLOAD as u32 + 100);
         long.resize(super::super::packet::MAX_PAYLOAD + 50, 7);
@@ -281,7 +306,7 @@ mod tests {
         let why = protocol_error(dump(input));
         assert!(why.contains("ends before the 16777315 bytes its header gives"), "{why}");
         let why = protocol_error(dump(packet(1, &event_head(1000)[..12])));
-        assert!(why.contains("shorter than an event header"), "{why}");
+        assert!(why.contains("ends after 11 bytes, inside its header"), "{why}");
         let why = protocol_error(dump(packet(1, &event_head(12))));
         assert!(why.contains("says it is 12 bytes"), "{why}");
         let mut input = packet(2, &short_body);
@@ -290,6 +315,32 @@ mod tests {
             Some(Err(WireError::Io(e))) => assert!(e.kind() == io::ErrorKind::InvalidData && e.to_string().contains("out of sequence"), "{e}"),
             other => panic!("expected an out-of-sequence error, got {:?}", other.map(|r| r.is_ok())),
         }
+    }
+
+    /// A ROTATE event to `name` (the reader's first format description has no checksum).
+    fn rotate(name: &str) -> Vec<u8> {
+        let mut e = event_head((HEADER + 8 + name.len()) as u32);
+        e[1..5].copy_from_slice(&7u32.to_le_bytes());
+        e.extend_from_slice(&4u64.to_le_bytes());
+        e.extend_from_slice(name.as_bytes());
+        e
+    }
+
+    #[test]
+    fn an_event_shorter_than_its_packet_leaves_the_next_one_whole() {
+        let mut first = rotate("mysql-bin.000007");
+        first.extend_from_slice(b"xyz");
+        let mut input = packet(1, &first);
+        input.extend(packet(2, &rotate("mysql-bin.000008")));
+        let mut d = dump(input);
+        for want in ["mysql-bin.000007", "mysql-bin.000008"] {
+            let event = d.next_event().expect("an event").expect("read whole");
+            match event.read_data().unwrap() {
+                Some(mysql::binlog::events::EventData::RotateEvent(r)) => assert_eq!(r.name(), want),
+                _ => panic!("expected a rotate event"),
+            }
+        }
+        assert!(matches!(d.next_event(), Some(Err(WireError::Io(_)))), "then the connection ends");
     }
 
     #[test]

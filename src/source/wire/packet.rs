@@ -146,11 +146,6 @@ impl Payload<'_> {
         Ok(())
     }
 
-    /// Whether the payload was read to its end.
-    pub fn ended(&self) -> bool {
-        self.left == 0 && !self.more
-    }
-
     /// The first packet's length (reads its header if need be).
     pub fn first_len(&mut self) -> io::Result<usize> {
         self.next_packet()?;
@@ -193,6 +188,12 @@ impl BufRead for Payload<'_> {
             return Ok(&[]);
         }
         let left = self.left;
+        // A signal's interruption is not an error of the stream (read_exact retries it too).
+        while let Err(e) = self.packets.reader.fill_buf() {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
         let buf = self.packets.reader.fill_buf()?;
         if buf.is_empty() {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the connection ended inside a packet"));
