@@ -209,13 +209,11 @@ impl<'s> ColumnPlan<'s> {
         ColumnPlan { c, special, members, text: decoder(c.charset.as_deref().unwrap_or("utf8mb4")) }
     }
 
-    /// The column's text from the binlog's bytes: borrowed where they are UTF-8 already, else
-    /// decoded into `scratch`.
     /// At least the bytes `v`'s JSON takes in a staged line (`view` then `write_json`), without
     /// typing it: sizes a large row's line before it is written.
     pub fn json_len_bound(&self, v: &Raw) -> usize {
         use super::json::escaped_len;
-        let member = |i: usize| self.members.get(i).map_or(0, |m| escaped_len(m.as_bytes()) + 3);
+        let member = |m: &str| escaped_len(m.as_bytes()) + 3;
         // `{"t":` and `}` around every value but NULL.
         8 + match v {
             Raw::Null => 0,
@@ -224,8 +222,8 @@ impl<'s> ColumnPlan<'s> {
             Raw::Float(_) | Raw::Double(_) => 340,
             Raw::Decimal(t) => t.len() + 2,
             Raw::Json(t) => escaped_len(t.as_bytes()) + 2,
-            Raw::Enum(i) => member((*i as usize).saturating_sub(1)),
-            Raw::Set(mask) => 2 + (0..64).filter(|i| mask >> i & 1 == 1).map(|i| member(i as usize)).sum::<usize>(),
+            Raw::Enum(i) => self.members.get((*i as usize).wrapping_sub(1)).map_or(0, |m| member(m)),
+            Raw::Set(mask) => 2 + set_members(*mask, &self.members).map(member).sum::<usize>(),
             Raw::Bytes(b) => match (self.c.kind, self.special, &self.text) {
                 (ColumnKind::Bit { .. }, ..) => 40,
                 (ColumnKind::Binary | ColumnKind::Spatial, Special::Binary(n), _) => b.len().max(n).div_ceil(3) * 4 + 2,
@@ -240,6 +238,8 @@ impl<'s> ColumnPlan<'s> {
         }
     }
 
+    /// The column's text from the binlog's bytes: borrowed where they are UTF-8 already, else
+    /// decoded into `scratch`.
     fn decode_text<'x>(&self, b: &'x [u8], scratch: &'x mut String) -> Result<&'x str, String> {
         let c = self.c;
         let cs = c.charset.as_deref().unwrap_or("utf8mb4");
