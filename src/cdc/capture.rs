@@ -257,7 +257,7 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
         Some(g) => GtidSet::parse(g).map_err(|e| CdcError::Settings(vec![e]))?,
         None => GtidSet::default(),
     };
-    let mut classifier = Classifier::new(&manifest, tables);
+    let mut classifier = Classifier::new(&manifest, tables, Some(super::spill::spill_dir(&s.run)));
     // The first capture reads the export's file from its start: the GTID set recorded with the
     // position may lack transactions just before it (MySQL prints it before the offset), and the
     // file's PREVIOUS_GTIDS and GTID events before the position give it exactly.

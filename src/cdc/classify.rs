@@ -87,11 +87,13 @@ pub struct Classifier<'m> {
     /// Scratch for the values `ColumnPlan::view` renders (numbers, temporals, decoded text,
     /// padded binary).
     scratch: (String, Vec<u8>),
+    /// Where a large row's line is written (`cdc::large_line`); None keeps every line in memory.
+    spool: Option<std::path::PathBuf>,
 }
 
 impl<'m> Classifier<'m> {
-    pub fn new(manifest: &'m Manifest, tables: HashMap<(String, String), usize>) -> Classifier<'m> {
-        Classifier { manifest, tables, candidates: Vec::new(), seen_format: false, plans: HashMap::new(), maps: HashMap::new(), scratch: Default::default() }
+    pub fn new(manifest: &'m Manifest, tables: HashMap<(String, String), usize>, spool: Option<std::path::PathBuf>) -> Classifier<'m> {
+        Classifier { manifest, tables, candidates: Vec::new(), seen_format: false, plans: HashMap::new(), maps: HashMap::new(), scratch: Default::default(), spool }
     }
 }
 
@@ -194,7 +196,7 @@ impl Classifier<'_> {
         };
         let at_row = |e: String| CdcError::Binlog { at: at.to_string(), reason: format!("table {}: a row: {e}", schema.display_name()) };
         let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
-        let scratch = &mut self.scratch;
+        let (scratch, spool) = (&mut self.scratch, self.spool.as_deref());
         let mut changes = Vec::new();
         row_image::for_each_row(rows, &types, |before, after| {
             if types.len() != schema.columns.len() {
@@ -205,7 +207,7 @@ impl Classifier<'_> {
                     schema.columns.len()
                 ));
             }
-            changes.push(Staged::row(ts, ti, op, plan, [before, after], scratch)?);
+            changes.push(Staged::row(ts, ti, op, plan, [before, after], scratch, spool)?);
             Ok(())
         })
         .map_err(at_row)?;

@@ -5,9 +5,14 @@
 //! rendered but for the position, which only the commit gives, so a row's values are never
 //! owned one by one on their way from the row image to the segment.
 
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::value::binlog::ColumnPlan;
+use super::large_line::{LineFile, LineWriter};
+use crate::value::binlog::{CellView, ColumnPlan};
 use crate::value::row_image::Raw;
 use crate::value::Cell;
 
@@ -61,6 +66,10 @@ const SLACK: usize = 4096;
 /// plans' bounds (`ColumnPlan::json_len_bound`).
 const SIZED_ABOVE: usize = 16 << 10;
 
+/// A row whose values' bytes pass this has its line written to a file (`large_line`), given a
+/// folder for it: the line of a 1 MiB BLOB is 1.4 MB, of a 1 GiB one 1.4 GB.
+const LINE_FILE_ABOVE: usize = 1 << 20;
+
 /// The bytes a value carries in the row image, where it can be large.
 fn raw_len(v: &Raw) -> usize {
     match v {
@@ -81,7 +90,15 @@ pub struct Staged {
     /// The statement of a `Ddl` change, where capture looks for it.
     pub query: Option<String>,
     /// The line after `{"at":"…",` up to its closing brace, without the newline.
-    body: Vec<u8>,
+    body: Body,
+}
+
+/// Where a staged line's body is: in memory, or a large row's in its file (shared by clones,
+/// removed with the last).
+#[derive(Debug, Clone, PartialEq)]
+enum Body {
+    Line(Vec<u8>),
+    File(Arc<LineFile>),
 }
 
 impl Op {
@@ -100,85 +117,138 @@ impl Staged {
     pub fn from_change(c: &Change) -> Staged {
         let mut line = Vec::new();
         Change { at: String::new(), ..c.clone() }.to_line(&mut line);
-        let body = line[AT.len() + 3..line.len() - 1].to_vec();
+        let body = Body::Line(line[AT.len() + 3..line.len() - 1].to_vec());
         Staged { ts: c.ts, table: c.table, op: c.op, query: c.query.clone(), body }
     }
 
     /// A row change rendered from its `before` and `after` images (None where the event has
-    /// none), each value typed by its column's plan into `scratch` and written in place.
-    pub fn row(ts: u32, table: usize, op: Op, plan: &[ColumnPlan], images: [Option<&[Raw]>; 2], scratch: &mut (String, Vec<u8>)) -> Result<Staged, String> {
+    /// none), each value typed by its column's plan into `scratch` and written in place. A
+    /// large row's line goes to a file in `spool` where one is given.
+    pub fn row(ts: u32, table: usize, op: Op, plan: &[ColumnPlan], images: [Option<&[Raw]>; 2], scratch: &mut (String, Vec<u8>), spool: Option<&Path>) -> Result<Staged, String> {
         // A line with a large value is sized before it is written: grown by doubling, its buffer
         // would hold the value twice over while it moved. A small row's values are not looked at.
         let raw: usize = images.iter().flatten().flat_map(|v| v.iter()).map(raw_len).sum();
+        if let Some(dir) = spool.filter(|_| raw > LINE_FILE_ABOVE) {
+            let mut w = LineWriter::create(dir).map_err(|e| format!("a large row's line, creating a file in {}: {e}", dir.display()))?;
+            match render(w.out(), ts, table, op, plan, images, scratch, |out, v| v.write_json_to(out)) {
+                Ok(()) => {}
+                Err(Failed::Value(e)) => return Err(e),
+                Err(Failed::Io(e)) => return Err(format!("a large row's line, writing {}: {e}", w.path().display())),
+            }
+            let path = w.path().to_path_buf();
+            let file = w.finish().map_err(|e| format!("a large row's line, writing {}: {e}", path.display()))?;
+            return Ok(Staged { ts, table, op, query: None, body: Body::File(Arc::new(file)) });
+        }
         let capacity = match raw > SIZED_ABOVE {
             true => 256 + images.iter().flatten().flat_map(|v| plan.iter().zip(v.iter())).map(|(p, v)| p.json_len_bound(v)).sum::<usize>(),
             false => 256,
         };
         let mut body = Vec::with_capacity(capacity);
-        body.extend_from_slice(b"\"ts\":");
-        body.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
-        body.extend_from_slice(b",\"table\":");
-        body.extend_from_slice(itoa::Buffer::new().format(table).as_bytes());
-        body.extend_from_slice(b",\"op\":\"");
-        body.extend_from_slice(op.name().as_bytes());
-        body.push(b'"');
-        for (name, image) in [&b"before"[..], b"after"].into_iter().zip(images) {
-            let Some(values) = image else { continue };
-            body.extend_from_slice(b",\"");
-            body.extend_from_slice(name);
-            body.extend_from_slice(b"\":[");
-            for (i, (p, v)) in plan.iter().zip(values).enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                p.view(v, &mut scratch.0, &mut scratch.1)?.write_json(&mut body);
-            }
-            body.push(b']');
+        let written = render(&mut body, ts, table, op, plan, images, scratch, |out, v| {
+            v.write_json(out);
+            Ok(())
+        });
+        match written {
+            Ok(()) => {}
+            Err(Failed::Value(e)) => return Err(e),
+            Err(Failed::Io(e)) => unreachable!("writing to memory does not fail: {e}"),
         }
-        body.push(b'}');
         // A large value's last push can double the buffer: give back what the line does not use.
         if body.capacity() - body.len() > SLACK {
             body.shrink_to_fit();
         }
-        Ok(Staged { ts, table, op, query: None, body })
+        Ok(Staged { ts, table, op, query: None, body: Body::Line(body) })
     }
 
-    /// The line's pieces, `at` (already a JSON string) in its place, newline last.
-    fn pieces<'a>(&'a self, at_json: &'a [u8]) -> [&'a [u8]; 5] {
-        [AT, at_json, b",", &self.body, b"\n"]
-    }
-
-    /// Writes the line with `at` (already a JSON string) and its newline, in pieces.
-    pub fn write_line(&self, at_json: &[u8], put: impl FnMut(&[u8])) {
-        self.pieces(at_json).into_iter().for_each(put);
-    }
-
-    /// Writes the line to `out`, each piece also shown to `seen` (a segment's hash).
-    pub fn write_to(&self, at_json: &[u8], out: &mut impl std::io::Write, mut seen: impl FnMut(&[u8])) -> std::io::Result<()> {
-        self.pieces(at_json).into_iter().try_for_each(|piece| {
+    /// Writes the line with `at` (already a JSON string) and its newline to `out`, each piece
+    /// also shown to `seen` (a segment's hash). A line in a file is copied in pieces.
+    pub fn write_to(&self, at_json: &[u8], out: &mut impl Write, mut seen: impl FnMut(&[u8])) -> std::io::Result<()> {
+        let mut put = |piece: &[u8]| {
             seen(piece);
             out.write_all(piece)
-        })
+        };
+        put(AT)?;
+        put(at_json)?;
+        put(b",")?;
+        match &self.body {
+            Body::Line(body) => put(body)?,
+            Body::File(file) => file.copy(&mut put)?,
+        }
+        put(b"\n")
     }
 
     /// About the memory the change holds: its line's buffer and the structure around it.
     pub fn bytes(&self) -> usize {
-        96 + self.body.capacity() + self.query.as_ref().map_or(0, String::len)
+        let body = match &self.body {
+            Body::Line(b) => b.capacity(),
+            Body::File(f) => f.path.as_os_str().len(),
+        };
+        96 + body + self.query.as_ref().map_or(0, String::len)
     }
 
-    /// The change this line stands for, read back as apply reads it.
-    pub fn change(&self) -> Change {
+    /// The change this line stands for, read back as apply reads it (a line in a file is read
+    /// whole).
+    pub fn change(&self) -> std::io::Result<Change> {
         let mut line = Vec::new();
-        self.write_line(b"\"\"", |b| line.extend_from_slice(b));
-        serde_json::from_slice(&line).expect("a staged line reads back")
+        self.write_to(b"\"\"", &mut line, |_| {})?;
+        serde_json::from_slice(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
+}
+
+/// Why a row's body could not be written: a value its plan refused, or the writer failed.
+enum Failed {
+    Value(String),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Failed {
+    fn from(e: std::io::Error) -> Failed {
+        Failed::Io(e)
+    }
+}
+
+/// Writes a row's body (`"ts":…,"table":…,"op":…,"before":[…],"after":[…]}`) to `out`, each
+/// value by `value`.
+#[allow(clippy::too_many_arguments)]
+fn render<W: Write>(
+    out: &mut W,
+    ts: u32,
+    table: usize,
+    op: Op,
+    plan: &[ColumnPlan],
+    images: [Option<&[Raw]>; 2],
+    scratch: &mut (String, Vec<u8>),
+    mut value: impl FnMut(&mut W, CellView) -> std::io::Result<()>,
+) -> Result<(), Failed> {
+    out.write_all(b"\"ts\":")?;
+    out.write_all(itoa::Buffer::new().format(ts).as_bytes())?;
+    out.write_all(b",\"table\":")?;
+    out.write_all(itoa::Buffer::new().format(table).as_bytes())?;
+    out.write_all(b",\"op\":\"")?;
+    out.write_all(op.name().as_bytes())?;
+    out.write_all(b"\"")?;
+    for (name, image) in [&b"before"[..], b"after"].into_iter().zip(images) {
+        let Some(values) = image else { continue };
+        out.write_all(b",\"")?;
+        out.write_all(name)?;
+        out.write_all(b"\":[")?;
+        for (i, (p, v)) in plan.iter().zip(values).enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            value(out, p.view(v, &mut scratch.0, &mut scratch.1).map_err(Failed::Value)?)?;
+        }
+        out.write_all(b"]")?;
+    }
+    out.write_all(b"}")?;
+    Ok(())
 }
 
 /// In capture.json (prepared XA transactions) a staged change is kept as the change it stands
 /// for, so older state files read the same.
 impl Serialize for Staged {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.change().serialize(s)
+        self.change().map_err(serde::ser::Error::custom)?.serialize(s)
     }
 }
 
@@ -202,11 +272,11 @@ mod tests {
         let before = [Raw::Int { bits: 7, bytes: 4 }, Raw::Bytes(b"a\tb")];
         let after = [Raw::Int { bits: 7, bytes: 4 }, Raw::Null];
         for (op, images) in [(Op::Insert, [None, Some(&after)]), (Op::Update, [Some(&before), Some(&after)]), (Op::Delete, [Some(&before), None])] {
-            let staged = Staged::row(1_700_000_000, 3, op, &plans, images.map(|i| i.map(|v| &v[..])), &mut Default::default()).unwrap();
+            let staged = Staged::row(1_700_000_000, 3, op, &plans, images.map(|i| i.map(|v| &v[..])), &mut Default::default(), None).unwrap();
             let typed = |image: Option<&[Raw; 2]>| image.map(|values| plans.iter().zip(values.iter()).map(|(p, v)| p.cell(v.clone()).unwrap()).collect());
             let change = Change { at: "bin.000002:77".into(), ts: 1_700_000_000, table: 3, op, before: typed(images[0]), after: typed(images[1]), query: None };
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            staged.write_line(br#""bin.000002:77""#, |b| ours.extend_from_slice(b));
+            staged.write_to(br#""bin.000002:77""#, &mut ours, |_| {}).unwrap();
             change.to_line(&mut theirs);
             assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
             // capture.json keeps it as the change, and reads it back the same.
@@ -220,9 +290,9 @@ mod tests {
         let col = crate::source::schema::ColumnSchema { name: "t".into(), ordinal: 1, mysql_type: "longtext".into(), nullable: true, charset: Some("utf8mb4".into()), collation: None, kind: crate::source::types::ColumnKind::Text };
         let plan = ColumnPlan::new(&col);
         let big = vec![b'x'; 3 << 20];
-        let staged = Staged::row(0, 0, Op::Insert, &[plan], [None, Some(&[Raw::Bytes(&big)])], &mut Default::default()).unwrap();
+        let staged = Staged::row(0, 0, Op::Insert, &[plan], [None, Some(&[Raw::Bytes(&big)])], &mut Default::default(), None).unwrap();
         let mut line = Vec::new();
-        staged.write_line(b"\"\"", |b| line.extend_from_slice(b));
+        staged.write_to(b"\"\"", &mut line, |_| {}).unwrap();
         assert!(staged.bytes() <= line.len() + SLACK + 96, "{} bytes counted for a line of {}", staged.bytes(), line.len());
     }
 
@@ -235,9 +305,43 @@ mod tests {
         let plans: Vec<ColumnPlan> = cols.iter().map(ColumnPlan::new).collect();
         let (blob, text) = (vec![0xffu8; 1 << 20], "é\"\n\\".repeat(1 << 18));
         for values in [[Raw::Bytes(&blob), Raw::Null], [Raw::Null, Raw::Bytes(text.as_bytes())], [Raw::Bytes(&blob), Raw::Bytes(text.as_bytes())]] {
-            let staged = Staged::row(0, 0, Op::Update, &plans, [Some(&values), Some(&values)], &mut Default::default()).unwrap();
-            let spare = staged.body.capacity() - staged.body.len();
-            assert!(spare > 0 && spare <= 1024, "{spare} bytes to spare on a line of {}", staged.body.len());
+            let staged = Staged::row(0, 0, Op::Update, &plans, [Some(&values), Some(&values)], &mut Default::default(), None).unwrap();
+            let Body::Line(body) = &staged.body else { panic!("no folder for large lines was given") };
+            let spare = body.capacity() - body.len();
+            assert!(spare > 0 && spare <= 1024, "{spare} bytes to spare on a line of {}", body.len());
         }
+    }
+
+    #[test]
+    fn a_large_row_s_line_goes_to_a_file_with_the_bytes_it_would_have_in_memory() {
+        let col = |name: &str, ty: &str, kind| crate::source::schema::ColumnSchema { name: name.into(), ordinal: 1, mysql_type: ty.into(), nullable: true, charset: Some("utf8mb4".into()), collation: None, kind };
+        use crate::source::types::ColumnKind;
+        let cols = [col("id", "int(11)", ColumnKind::Int { bits: 32, unsigned: false }), col("b", "longblob", ColumnKind::Binary), col("t", "longtext", ColumnKind::Text)];
+        let plans: Vec<ColumnPlan> = cols.iter().map(ColumnPlan::new).collect();
+        let blob: Vec<u8> = (0..(LINE_FILE_ABOVE + 7)).map(|i| (i * 31 % 256) as u8).collect();
+        let text = "é\"\n\\😀 ok".repeat(50_000);
+        let before = [Raw::Int { bits: 1, bytes: 4 }, Raw::Null, Raw::Bytes(b"small")];
+        let after = [Raw::Int { bits: 1, bytes: 4 }, Raw::Bytes(&blob), Raw::Bytes(text.as_bytes())];
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spill");
+        let images = [Some(&before[..]), Some(&after[..])];
+        let in_memory = Staged::row(9, 2, Op::Update, &plans, images, &mut Default::default(), None).unwrap();
+        let in_file = Staged::row(9, 2, Op::Update, &plans, images, &mut Default::default(), Some(&spool)).unwrap();
+        let Body::File(file) = &in_file.body else { panic!("a row of {} bytes stayed in memory", blob.len() + text.len()) };
+        let path = file.path.clone();
+        assert!(in_file.bytes() < 1024, "a line in a file counts {} bytes of memory", in_file.bytes());
+        let (mut a, mut b, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+        in_memory.write_to(b"\"f:1\"", &mut a, |_| {}).unwrap();
+        in_file.write_to(b"\"f:1\"", &mut b, |p| seen.extend_from_slice(p)).unwrap();
+        assert!(a == b && b == seen, "the line from the file differs from the line in memory");
+        assert_eq!(in_file.change().unwrap(), in_memory.change().unwrap());
+        // Small rows stay in memory with a folder given.
+        let small = Staged::row(9, 2, Op::Insert, &plans, [None, Some(&before[..])], &mut Default::default(), Some(&spool)).unwrap();
+        assert!(matches!(small.body, Body::Line(_)));
+        let copy = in_file.clone();
+        drop(in_file);
+        assert!(path.exists(), "a clone still holds the line");
+        drop(copy);
+        assert!(!path.exists(), "the line's file goes with its last handle");
     }
 }

@@ -13,6 +13,7 @@ pub mod classify;
 pub mod ddl;
 pub mod event;
 pub mod events;
+pub mod large_line;
 pub mod resume;
 pub mod segment;
 pub mod spill;

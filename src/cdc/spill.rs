@@ -294,7 +294,7 @@ mod tests {
             assert_eq!(lines, s.changes);
         }
         let mut all: Vec<Change> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
-        all.extend(tx.changes.iter().map(|c| Change { at: tx.at.clone(), ..c.change() }));
+        all.extend(tx.changes.iter().map(|c| Change { at: tx.at.clone(), ..c.change().unwrap() }));
         all
     }
 
@@ -360,6 +360,33 @@ mod tests {
         let all = tx.take_in_memory().unwrap();
         assert_eq!(all.iter().map(|c| c.ts).collect::<Vec<_>>(), (0..61).collect::<Vec<_>>());
         assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_large_row_s_line_in_its_own_file_is_spilled_and_staged_as_the_same_bytes() {
+        use crate::source::types::ColumnKind;
+        let col = crate::source::schema::ColumnSchema { name: "b".into(), ordinal: 1, mysql_type: "longblob".into(), nullable: true, charset: None, collation: None, kind: ColumnKind::Binary };
+        let plan = [crate::value::binlog::ColumnPlan::new(&col)];
+        let blob: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        let image = [crate::value::row_image::Raw::Bytes(&blob)];
+        let row = |spool: Option<&Path>| Staged::row(5, 0, Op::Insert, &plan, [None, Some(&image[..])], &mut Default::default(), spool).unwrap();
+        let want = Change { at: "f:9".into(), ..row(None).change().unwrap() };
+        // Spilled past a bound of one byte, then staged from the spill file.
+        let mut tx = OpenTx::new(spill.clone(), 1);
+        tx.extend(vec![change(1), row(Some(&spill)), change(3)]).unwrap();
+        let mut done = tx.take().unwrap();
+        done.at = "f:9".into();
+        assert_eq!(staged(&done), vec![Change { at: "f:9".into(), ..typed(1) }, want.clone(), Change { at: "f:9".into(), ..typed(3) }]);
+        let left: Vec<_> = std::fs::read_dir(&spill).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "only the spill file is left, the line's own file went once copied: {left:?}");
+        // Held in memory (no bound), it is staged the same.
+        let mut tx = OpenTx::new(spill.clone(), 0);
+        tx.extend(vec![row(Some(&spill))]).unwrap();
+        let mut done = tx.take().unwrap();
+        done.at = "f:9".into();
+        assert_eq!(staged(&done), vec![want]);
     }
 
     #[test]

@@ -228,7 +228,7 @@ mod tests {
     }
 
     fn ids(cs: &[Staged]) -> Vec<String> {
-        cs.iter().map(|c| c.change().after.unwrap()[0].text().unwrap().into_owned()).collect()
+        cs.iter().map(|c| c.change().unwrap().after.unwrap()[0].text().unwrap().into_owned()).collect()
     }
 
     #[test]

@@ -398,6 +398,43 @@ impl CellView<'_> {
     }
 }
 
+/// Input bytes of a large value rendered at a time (a multiple of 3, so base64 pieces join).
+const PIECE: usize = 48 << 10;
+
+impl CellView<'_> {
+    /// The value as `write_json` writes it, to `out`; text and bytes over `PIECE` are rendered
+    /// a piece at a time, so a large value's rendering is never held whole.
+    pub fn write_json_to(self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        use base64::Engine;
+        match self {
+            CellView::Bytes(b) if b.len() > PIECE => {
+                out.write_all(b"{\"b\":\"")?;
+                let mut piece = vec![0u8; PIECE / 3 * 4];
+                for c in b.chunks(PIECE) {
+                    let n = base64::engine::general_purpose::STANDARD.encode_slice(c, &mut piece).expect("sized for the encoding");
+                    out.write_all(&piece[..n])?;
+                }
+                out.write_all(b"\"}")
+            }
+            CellView::Text(s) if s.len() > PIECE => {
+                out.write_all(b"{\"t\":\"")?;
+                let mut piece = Vec::with_capacity(PIECE * 6);
+                for c in s.as_bytes().chunks(PIECE) {
+                    piece.clear();
+                    super::json::write_escaped(&mut piece, c);
+                    out.write_all(&piece)?;
+                }
+                out.write_all(b"\"}")
+            }
+            small => {
+                let mut line = Vec::new();
+                small.write_json(&mut line);
+                out.write_all(&line)
+            }
+        }
+    }
+}
+
 fn tagged(out: &mut Vec<u8>, tag: &[u8], s: &str) {
     out.extend_from_slice(tag);
     super::json::write_str(out, s);
@@ -484,7 +521,26 @@ mod tests {
             let (mut text, mut bytes, mut ours) = (String::new(), Vec::new(), Vec::new());
             plan.view(&raw, &mut text, &mut bytes).unwrap().write_json(&mut ours);
             assert!(plan.json_len_bound(&raw) >= ours.len(), "{} {raw:?}: a bound of {} for {} bytes", c.mysql_type, plan.json_len_bound(&raw), ours.len());
+            let mut written = Vec::new();
+            plan.view(&raw, &mut text, &mut bytes).unwrap().write_json_to(&mut written).unwrap();
+            assert_eq!(written, ours, "{} {raw:?}: written to a writer", c.mysql_type);
             assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&cell).unwrap(), "{} {raw:?}", c.mysql_type);
+        }
+    }
+
+    #[test]
+    fn a_large_value_written_in_pieces_is_the_value_written_whole() {
+        // Lengths around the piece, with escapes and multi-byte characters across its edges.
+        let text = "é\"\n😀ab\\\u{1}".repeat(PIECE / 4);
+        let bytes: Vec<u8> = (0..PIECE * 2 + 1).map(|i| (i * 7 % 256) as u8).collect();
+        for len in [PIECE + 1, PIECE + 2, 2 * PIECE, 2 * PIECE + 1] {
+            let cut = (0..=len).rev().find(|&i| text.is_char_boundary(i)).unwrap();
+            for view in [CellView::Text(&text[..cut]), CellView::Bytes(&bytes[..len])] {
+                let (mut whole, mut pieces) = (Vec::new(), Vec::new());
+                view.write_json(&mut whole);
+                view.write_json_to(&mut pieces).unwrap();
+                assert!(pieces == whole, "{len} bytes: the pieces differ from the whole");
+            }
         }
     }
 

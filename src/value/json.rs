@@ -37,9 +37,16 @@ pub fn escaped_len(bytes: &[u8]) -> usize {
 
 /// `s` as a JSON string, quotes included, appended to `out`.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_escaped(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// The inside of a JSON string for the text `bytes`, quotes excluded. Only ASCII bytes are
+/// escaped and no byte of a multi-byte UTF-8 sequence is ASCII, so a text can be written in
+/// pieces cut anywhere, and the pieces give the bytes the whole would.
+pub fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc = ESCAPE[b as usize];
@@ -56,7 +63,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -73,6 +79,18 @@ mod tests {
     fn escaped_len_is_what_write_str_writes() {
         for s in ["", "plain", "quote \" and \\ back", "\u{1}\n\t\u{1f}\u{7f} é 𝄞", &"\"\n\u{2}".repeat(100)] {
             assert_eq!(escaped_len(s.as_bytes()) + 2, ours(s).len(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_text_escaped_in_pieces_cut_anywhere_is_the_text_escaped_whole() {
+        let s = "a\"b\\c\n é€😀\u{1}\u{7f}z".repeat(7);
+        let whole = ours(&s);
+        for piece in 1..=9 {
+            let mut out = vec![b'"'];
+            s.as_bytes().chunks(piece).for_each(|c| write_escaped(&mut out, c));
+            out.push(b'"');
+            assert_eq!(String::from_utf8(out).unwrap(), whole, "pieces of {piece} bytes");
         }
     }
 
