@@ -278,7 +278,17 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
     let mut skipping = skip_to;
     let mut skipped = 0u64;
     let mut reading = false;
-    while let Some(item) = events.next_item() {
+    loop {
+        // A rows event too large to hold is classified as it arrives, its changes going to the
+        // open transaction one by one (unless it was read before).
+        let next = events.next_item(&mut |large| {
+            if skipping.as_ref().is_some_and(|(_, upto)| large.log_pos as u64 <= *upto) {
+                return Ok(Step::Other);
+            }
+            let file = run.tracker.file().to_string();
+            classifier.large_rows(large, &file, &mut |change| run.tracker.rows(vec![change]))
+        });
+        let Some(item) = next else { break };
         let item = item.map_err(|e| match e {
             StreamError::Lost(reason) => CdcError::SourceLost { at: run.st.state.next.display(), reason },
             StreamError::Bad(reason) => CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason },
@@ -297,6 +307,20 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
                 continue;
             }
             Item::Event(ev) => ev,
+            Item::Large { log_pos, step } => {
+                // Read before (a rows event carries no GTID to fold): its lines are dropped.
+                if skipping.as_ref().is_some_and(|(_, upto)| log_pos <= *upto) {
+                    skipped += 1;
+                    continue;
+                }
+                skipping = None;
+                if let Some(set) = folding.take() {
+                    run.tracker.know(&set);
+                }
+                let step = run.classified(step)?;
+                run.take(step, log_pos, &manifest)?;
+                continue;
+            }
         };
         let log_pos = ev.header().log_pos() as u64;
         if let Some((_, upto)) = &skipping {

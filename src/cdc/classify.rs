@@ -8,13 +8,16 @@ use std::rc::Rc;
 
 use mysql::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 
-use super::event::{Change, Op, Staged};
+use super::event::{Change, Op, Staged, LINE_FILE_ABOVE};
+use super::large_rows::{Emit, Lines, INLINE};
 use super::txn::{control, xa_one_phase, xa_prepare_xid, Step};
 use super::CdcError;
 use crate::manifest::Manifest;
 use crate::source::gtid::Gtid;
 use crate::value::binlog::{old_temporal_with_fraction, table_plan, ColumnPlan};
+use crate::source::wire::binlog::LargeRows;
 use crate::value::row_image::{self, column_types, ColumnType};
+use crate::value::row_stream::{RowsEvent, StreamError};
 
 /// Event types that open a transaction: MySQL's GTID and anonymous GTID, MariaDB's GTID (which the
 /// mysql crate does not decode); and the heartbeat, which is not in the binlog at all.
@@ -33,6 +36,11 @@ pub const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 
 /// TRANSACTION_PAYLOAD_EVENT (MySQL 8.0.20+, binlog_transaction_compression=ON).
 pub const TRANSACTION_PAYLOAD: u8 = 40;
+/// Rows events, v1 (MariaDB) and v2 (MySQL).
+const WRITE_ROWS_V1: u8 = 23;
+const DELETE_ROWS_V1: u8 = 25;
+const WRITE_ROWS_V2: u8 = 30;
+const DELETE_ROWS_V2: u8 = 32;
 
 /// The file a ROTATE event names. The server's first event is an artificial ROTATE to the file
 /// capture starts in; it comes before the format description that tells the reader about
@@ -181,6 +189,47 @@ impl Classifier<'_> {
         };
         self.maps.insert(tme.table_id(), found.clone());
         Ok(found)
+    }
+
+    /// The changes of a rows event too large to hold, read and rendered as it arrives
+    /// (`large_rows`) and handed to `emit` one by one: the same lines `changes` gives for the
+    /// whole event.
+    pub fn large_rows(&mut self, ev: LargeRows<'_>, file: &str, emit: &mut Emit<'_>) -> Result<Step, CdcError> {
+        let at = format!("{file}:{}", ev.log_pos);
+        let bad = |reason: String| CdcError::Binlog { at: at.clone(), reason };
+        let stream_err = |e: StreamError| match e {
+            StreamError::Bad(why) => bad(why),
+            StreamError::Io(e) => bad(format!("reading the event: {e}")),
+        };
+        let rows = RowsEvent::open(ev.kind, ev.post_header, ev.v2_post_header, ev.body).map_err(stream_err)?;
+        let tme = ev.tables.get_tme(rows.table_id).ok_or_else(|| bad("a rows event has no table map".into()))?;
+        let Some((ti, types)) = self.mapped(tme, &at)? else { return Ok(Step::Rows(Vec::new())) };
+        let schema = &self.manifest.tables[ti].schema;
+        if types.len() != schema.columns.len() {
+            return Err(bad(format!(
+                "table {}: the binlog row has {} columns, the export's schema {} (was the table altered? rerun the export)",
+                schema.display_name(),
+                types.len(),
+                schema.columns.len()
+            )));
+        }
+        let op = match ev.kind {
+            WRITE_ROWS_V1 | WRITE_ROWS_V2 => Op::Insert,
+            DELETE_ROWS_V1 | DELETE_ROWS_V2 => Op::Delete,
+            _ => Op::Update,
+        };
+        let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
+        let mut lines = Lines::new(plan, &mut self.scratch, self.spool.as_deref(), LINE_FILE_ABOVE, (ev.timestamp, ti, op)).emitting(emit);
+        let read = rows.rows(&types, INLINE, &mut lines);
+        if let Some(e) = lines.failed.take() {
+            return Err(e);
+        }
+        read.map_err(|e| match e {
+            StreamError::Bad(why) => bad(format!("table {}: a row: {why}", schema.display_name())),
+            io => stream_err(io),
+        })?;
+        // Each change went to the open transaction as it was read.
+        Ok(Step::Rows(Vec::new()))
     }
 
     /// The changes of a rows event on a captured table (none for other tables), each rendered

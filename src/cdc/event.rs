@@ -68,7 +68,7 @@ const SIZED_ABOVE: usize = 16 << 10;
 
 /// A row whose values' bytes pass this has its line written to a file (`large_line`), given a
 /// folder for it: the line of a 1 MiB BLOB is 1.4 MB, of a 1 GiB one 1.4 GB.
-const LINE_FILE_ABOVE: usize = 1 << 20;
+pub const LINE_FILE_ABOVE: usize = 1 << 20;
 
 /// The bytes a value carries in the row image, where it can be large.
 fn raw_len(v: &Raw) -> usize {
@@ -220,18 +220,10 @@ fn render<W: Write>(
     scratch: &mut (String, Vec<u8>),
     mut value: impl FnMut(&mut W, CellView) -> std::io::Result<()>,
 ) -> Result<(), Failed> {
-    out.write_all(b"\"ts\":")?;
-    out.write_all(itoa::Buffer::new().format(ts).as_bytes())?;
-    out.write_all(b",\"table\":")?;
-    out.write_all(itoa::Buffer::new().format(table).as_bytes())?;
-    out.write_all(b",\"op\":\"")?;
-    out.write_all(op.name().as_bytes())?;
-    out.write_all(b"\"")?;
-    for (name, image) in [&b"before"[..], b"after"].into_iter().zip(images) {
+    write_head(out, ts, table, op)?;
+    for (after, image) in [false, true].into_iter().zip(images) {
         let Some(values) = image else { continue };
-        out.write_all(b",\"")?;
-        out.write_all(name)?;
-        out.write_all(b"\":[")?;
+        open_image(out, after)?;
         for (i, (p, v)) in plan.iter().zip(values).enumerate() {
             if i > 0 {
                 out.write_all(b",")?;
@@ -242,6 +234,67 @@ fn render<W: Write>(
     }
     out.write_all(b"}")?;
     Ok(())
+}
+
+/// A row's line up to its images: `"ts":…,"table":…,"op":"…"`. Its images follow, each
+/// opened by `open_image` and closed by `]`, then the line's `}`.
+pub fn write_head(out: &mut impl Write, ts: u32, table: usize, op: Op) -> std::io::Result<()> {
+    out.write_all(b"\"ts\":")?;
+    out.write_all(itoa::Buffer::new().format(ts).as_bytes())?;
+    out.write_all(b",\"table\":")?;
+    out.write_all(itoa::Buffer::new().format(table).as_bytes())?;
+    out.write_all(b",\"op\":\"")?;
+    out.write_all(op.name().as_bytes())?;
+    out.write_all(b"\"")
+}
+
+/// `,"before":[` or `,"after":[`.
+pub fn open_image(out: &mut impl Write, after: bool) -> std::io::Result<()> {
+    out.write_all(if after { b",\"after\":[" } else { b",\"before\":[" })
+}
+
+/// A line being rendered by parts (`write_head`, …): in memory until it passes `file_above`
+/// bytes, then in a file of its own in `spool`, where one is given.
+pub struct LineOut<'a> {
+    mem: Vec<u8>,
+    file: Option<LineWriter>,
+    spool: Option<&'a Path>,
+    file_above: usize,
+}
+
+impl<'a> LineOut<'a> {
+    pub fn new(spool: Option<&'a Path>, file_above: usize) -> LineOut<'a> {
+        LineOut { mem: Vec::with_capacity(256), file: None, spool, file_above }
+    }
+
+    /// The rendered line as a staged change.
+    pub fn staged(self, ts: u32, table: usize, op: Op) -> std::io::Result<Staged> {
+        let body = match self.file {
+            Some(w) => Body::File(Arc::new(w.finish()?)),
+            None => Body::Line(self.mem),
+        };
+        Ok(Staged { ts, table, op, query: None, body })
+    }
+}
+
+impl Write for LineOut<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Some(w) = &mut self.file {
+            return w.out().write(b);
+        }
+        self.mem.extend_from_slice(b);
+        if let Some(dir) = self.spool.filter(|_| self.mem.len() > self.file_above) {
+            let mut w = LineWriter::create(dir)?;
+            w.out().write_all(&self.mem)?;
+            self.mem = Vec::new();
+            self.file = Some(w);
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// In capture.json (prepared XA transactions) a staged change is kept as the change it stands

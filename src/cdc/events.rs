@@ -13,14 +13,22 @@ use mysql::binlog::events::{Event, TableMapEvent, TransactionPayloadEvent};
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::EventStreamReader;
 
-use crate::source::wire::binlog::{read_checked, BinlogDump, Unread, MAX_EVENT};
+use super::txn::Step;
+use super::CdcError;
+use crate::source::wire::binlog::{read_checked, BinlogDump, LargeRows, Next, Unread, MAX_EVENT};
 
 /// One item of the stream.
 pub enum Item {
     Event(Event),
     /// A binlog file begins (file mode): capture moves to it, at offset 4.
     File(String),
+    /// A rows event too large to hold, classified as it arrived (capture's own reader), and
+    /// its end position.
+    Large { log_pos: u64, step: Result<Step, CdcError> },
 }
+
+/// What classifies a rows event too large to hold, as it arrives.
+pub type LargeRowsFn<'c> = dyn FnMut(LargeRows<'_>) -> Result<Step, CdcError> + 'c;
 
 /// A server's stream (with its read bound) or a list of files.
 pub enum Events {
@@ -37,14 +45,22 @@ pub enum StreamError {
 }
 
 impl Events {
-    pub fn next_item(&mut self) -> Option<Result<Item, StreamError>> {
+    /// The next item; a rows event too large to hold goes to `large` as it arrives (capture's
+    /// own reader only: the others read every event whole).
+    pub fn next_item(&mut self, large: &mut LargeRowsFn<'_>) -> Option<Result<Item, StreamError>> {
         let lost_or_bad = |e: mysql::Error, timeout| match crate::source::connect::lost_connection(&e, timeout) {
             Some(why) => StreamError::Lost(why),
             None => StreamError::Bad(e.to_string()),
         };
         match self {
             Events::Server(s, timeout) => s.next().map(|r| r.map(Item::Event).map_err(|e| lost_or_bad(e, *timeout))),
-            Events::Wire(s, timeout) => s.next_event().map(|r| r.map(Item::Event).map_err(|e| lost_or_bad(e.into(), *timeout))),
+            Events::Wire(s, timeout) => s.next_event(large).map(|r| {
+                r.map(|next| match next {
+                    Next::Event(ev) => Item::Event(ev),
+                    Next::Large { log_pos, made } => Item::Large { log_pos: log_pos as u64, step: made },
+                })
+                .map_err(|e| lost_or_bad(e.into(), *timeout))
+            }),
             Events::Files(f) => f.next_item().map(|r| r.map_err(StreamError::Bad)),
         }
     }

@@ -14,6 +14,7 @@ pub mod ddl;
 pub mod event;
 pub mod events;
 pub mod large_line;
+pub mod large_rows;
 pub mod resume;
 pub mod segment;
 pub mod spill;

@@ -128,6 +128,12 @@ impl Tracker {
         &self.file
     }
 
+    /// Adds a rows event's changes to the open transaction (a large event's as they are read).
+    pub fn rows(&mut self, changes: Vec<Staged>) -> Result<(), CdcError> {
+        self.in_tx = true;
+        self.tx.extend(changes)
+    }
+
     /// Adds transactions known to be before the position it stands at (the set folded from the
     /// start of its file).
     pub fn know(&mut self, before: &GtidSet) {
@@ -158,10 +164,7 @@ impl Tracker {
                 self.tx_gtid = id;
             }
             Step::Begin | Step::Xa => self.in_tx = true,
-            Step::Rows(changes) => {
-                self.in_tx = true;
-                self.tx.extend(changes)?;
-            }
+            Step::Rows(changes) => self.rows(changes)?,
             Step::Commit => {
                 let tx = self.tx.take()?;
                 committed = self.stage(tx, log_pos);

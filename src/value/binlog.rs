@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 
 use super::chunk::scaled;
 use super::row::parse_decimal;
+use super::row_stream::StreamError;
 use super::row_image::{signed, Raw};
 use super::temporal::{DateTimeParts, TextBuf};
 use super::Cell;
@@ -262,6 +263,78 @@ impl<'s> ColumnPlan<'s> {
         }
     }
 
+    /// Whether a large value of this column can be rendered while it is read
+    /// (`stream_json`): bytes as base64, UTF-8 text escaped. Others are typed whole.
+    pub fn streams(&self) -> bool {
+        self.streamed().is_some()
+    }
+
+    /// Bytes to skip before the value (a GEOMETRY's SRID), or None for text.
+    fn streamed(&self) -> Option<Option<usize>> {
+        match (self.c.kind, self.special, &self.text) {
+            (ColumnKind::Binary, Special::None, _) => Some(Some(0)),
+            (ColumnKind::Spatial, ..) => Some(Some(4)),
+            (ColumnKind::Text, Special::None, Some(TextDecoder::Utf8)) | (ColumnKind::Json, _, Some(TextDecoder::Utf8)) => Some(None),
+            _ => None,
+        }
+    }
+
+    /// A value of `len` bytes read from `input` and written to `out` as `view` then
+    /// `write_json` would, a piece at a time (only for a column that `streams`).
+    pub fn stream_json(&self, len: u64, input: &mut dyn std::io::Read, out: &mut dyn std::io::Write) -> Result<(), StreamError> {
+        let c = self.c;
+        match self.streamed() {
+            Some(Some(skip)) => {
+                if len <= skip as u64 {
+                    return Err(StreamError::Bad(format!("column {}: unexpected binlog value of {len} bytes for {}", c.name, c.mysql_type)));
+                }
+                let mut srid = [0u8; 4];
+                if read_full(input, &mut srid[..skip])? < skip {
+                    return Err(StreamError::Bad(format!("column {}: a value ends inside its first {skip} bytes", c.name)));
+                }
+                out.write_all(b"{\"b\":\"")?;
+                let mut piece = vec![0u8; PIECE];
+                let mut encoded = vec![0u8; PIECE / 3 * 4];
+                loop {
+                    let n = read_full(input, &mut piece)?;
+                    if n == 0 {
+                        break;
+                    }
+                    use base64::Engine;
+                    let k = base64::engine::general_purpose::STANDARD.encode_slice(&piece[..n], &mut encoded).expect("sized for the encoding");
+                    out.write_all(&encoded[..k])?;
+                }
+                out.write_all(b"\"}")?;
+            }
+            Some(None) => {
+                let bad = || StreamError::Bad(format!("column {}: the binlog's bytes are not valid {}", c.name, c.charset.as_deref().unwrap_or("utf8mb4")));
+                out.write_all(b"{\"t\":\"")?;
+                // A character cut by a piece's end is carried into the next piece.
+                let (mut piece, mut escaped, mut carry) = (vec![0u8; PIECE + 4], Vec::with_capacity(PIECE * 6), 0);
+                loop {
+                    let n = read_full(input, &mut piece[carry..PIECE + carry])?;
+                    let total = carry + n;
+                    let valid = match simdutf8::compat::from_utf8(&piece[..total]) {
+                        Ok(_) => total,
+                        Err(e) if e.error_len().is_none() && n > 0 => e.valid_up_to(),
+                        Err(_) => return Err(bad()),
+                    };
+                    escaped.clear();
+                    super::json::write_escaped(&mut escaped, &piece[..valid]);
+                    out.write_all(&escaped)?;
+                    piece.copy_within(valid..total, 0);
+                    carry = total - valid;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                out.write_all(b"\"}")?;
+            }
+            None => return Err(StreamError::Bad(format!("column {}: {} values are not rendered as they are read", c.name, c.mysql_type))),
+        }
+        Ok(())
+    }
+
     /// One binlog value of the column as the cell a chunk file would have given.
     pub fn cell(&self, v: Raw<'_>) -> Result<Cell, String> {
         let (mut text, mut bytes) = (String::new(), Vec::new());
@@ -400,6 +473,20 @@ impl CellView<'_> {
 
 /// Input bytes of a large value rendered at a time (a multiple of 3, so base64 pieces join).
 const PIECE: usize = 48 << 10;
+
+/// Reads until `buf` is full or `input` ends; the bytes read.
+fn read_full(input: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
 
 impl CellView<'_> {
     /// The value as `write_json` writes it, to `out`; text and bytes over `PIECE` are rendered

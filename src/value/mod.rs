@@ -27,6 +27,7 @@ pub mod jsonb;
 pub mod reference;
 pub mod row;
 pub mod row_image;
+pub mod row_stream;
 pub mod temporal;
 
 use std::borrow::Cow;

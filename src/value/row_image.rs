@@ -183,7 +183,7 @@ fn length_prefixed<'a>(buf: &mut &'a [u8], prefix: usize) -> Result<&'a [u8], St
     take(buf, len)
 }
 
-fn value<'a>(buf: &mut &'a [u8], t: &ColumnType) -> Result<Raw<'a>, String> {
+pub(crate) fn value<'a>(buf: &mut &'a [u8], t: &ColumnType) -> Result<Raw<'a>, String> {
     let meta = |i: usize| t.meta.get(i).copied().unwrap_or(0);
     Ok(match t.code {
         TINY | SHORT | INT24 | LONG | LONGLONG => {
