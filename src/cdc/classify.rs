@@ -15,7 +15,7 @@ use super::CdcError;
 use crate::manifest::Manifest;
 use crate::source::gtid::Gtid;
 use crate::value::binlog::{old_temporal_with_fraction, table_plan, ColumnPlan};
-use crate::source::wire::binlog::LargeRows;
+use crate::source::wire::binlog::{LargeRows, DELETE_V1, DELETE_V2, WRITE_V1, WRITE_V2};
 use crate::value::row_image::{self, column_types, ColumnType};
 use crate::value::row_stream::{RowsEvent, StreamError};
 
@@ -36,11 +36,7 @@ pub const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 
 /// TRANSACTION_PAYLOAD_EVENT (MySQL 8.0.20+, binlog_transaction_compression=ON).
 pub const TRANSACTION_PAYLOAD: u8 = 40;
-/// Rows events, v1 (MariaDB) and v2 (MySQL).
-const WRITE_ROWS_V1: u8 = 23;
-const DELETE_ROWS_V1: u8 = 25;
-const WRITE_ROWS_V2: u8 = 30;
-const DELETE_ROWS_V2: u8 = 32;
+
 
 /// The file a ROTATE event names. The server's first event is an artificial ROTATE to the file
 /// capture starts in; it comes before the format description that tells the reader about
@@ -214,8 +210,8 @@ impl Classifier<'_> {
             )));
         }
         let op = match ev.kind {
-            WRITE_ROWS_V1 | WRITE_ROWS_V2 => Op::Insert,
-            DELETE_ROWS_V1 | DELETE_ROWS_V2 => Op::Delete,
+            WRITE_V1 | WRITE_V2 => Op::Insert,
+            DELETE_V1 | DELETE_V2 => Op::Delete,
             _ => Op::Update,
         };
         let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));

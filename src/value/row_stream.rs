@@ -9,13 +9,7 @@ use std::io::{self, BufRead, Read};
 
 use super::row_image::{self, ColumnType, Raw};
 
-/// Rows event types: v1 (MariaDB; MySQL before 5.6) and v2 (MySQL 5.6+).
-const WRITE_V1: u8 = 23;
-const UPDATE_V1: u8 = 24;
-const DELETE_V1: u8 = 25;
-const WRITE_V2: u8 = 30;
-const UPDATE_V2: u8 = 31;
-const DELETE_V2: u8 = 32;
+use crate::source::wire::binlog::{DELETE_V1, DELETE_V2, UPDATE_V1, UPDATE_V2, WRITE_V1, WRITE_V2};
 
 /// Binlog type codes whose values are length-prefixed by their metadata and can be large.
 const TINY_BLOB: u8 = 249;
@@ -26,11 +20,6 @@ const GEOMETRY: u8 = 255;
 const SMALL_VALUE: usize = 65_537;
 /// Bytes read ahead at a time.
 const WINDOW: usize = 256 << 10;
-
-/// Whether `kind` is a rows event this reader reads.
-pub fn is_rows_event(kind: u8) -> bool {
-    matches!(kind, WRITE_V1 | UPDATE_V1 | DELETE_V1 | WRITE_V2 | UPDATE_V2 | DELETE_V2)
-}
 
 /// Why the event could not be read: its input failed, or its bytes are wrong.
 #[derive(Debug)]

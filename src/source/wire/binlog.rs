@@ -19,7 +19,6 @@ use mysql_common::packets::ComRegisterSlave;
 use mysql_common::proto::MySerialize;
 
 use super::packet::read_buffered;
-use crate::value::row_stream;
 use super::{server_error, WireConn, WireError};
 
 /// A running dump: events in order, with the table maps seen so far.
@@ -33,6 +32,19 @@ pub struct BinlogDump {
 
 /// Rows events larger than this are read from the connection by the caller, never held whole.
 pub const STREAM_ABOVE: usize = 4 << 20;
+
+/// Rows event types: v1 (MariaDB; MySQL before 5.6) and v2 (MySQL 5.6+).
+pub const WRITE_V1: u8 = 23;
+pub const UPDATE_V1: u8 = 24;
+pub const DELETE_V1: u8 = 25;
+pub const WRITE_V2: u8 = 30;
+pub const UPDATE_V2: u8 = 31;
+pub const DELETE_V2: u8 = 32;
+
+/// Whether `kind` is a rows event the caller can read as it arrives (`value::row_stream`).
+pub fn is_rows_event(kind: u8) -> bool {
+    matches!(kind, WRITE_V1 | UPDATE_V1 | DELETE_V1 | WRITE_V2 | UPDATE_V2 | DELETE_V2)
+}
 
 /// A rows event too large to hold, as it arrives: its header's fields, the post-header
 /// lengths `value::row_stream` reads it with, and its body (the post-header and rows, its
@@ -333,7 +345,7 @@ impl BinlogDump {
         let checked = read_head(&mut payload).and_then(|head| head.map(|head| check_head(&self.reader, head, false, max)).transpose());
         let read = match checked {
             Ok(None) => return Err(WireError::Protocol("a binlog dump sent an empty event".into())),
-            Ok(Some(h)) if row_stream::is_rows_event(h.kind) && h.size > self.stream_above => {
+            Ok(Some(h)) if is_rows_event(h.kind) && h.size > self.stream_above => {
                 large_rows(&self.reader, h, &mut payload, large).map(|(log_pos, made)| Some(Next::Large { log_pos, made }))
             }
             Ok(Some(h)) => read_rest(&mut self.reader, h, &mut payload, false).map(|e| e.map(Next::Event)),
@@ -604,7 +616,7 @@ mod tests {
                 Next::Large { made, .. } => out.extend(made.unwrap_or_else(|why| vec![format!("refused: {why}")])),
                 Next::Event(ev) => {
                     let Ok(Some(mysql::binlog::events::EventData::RowsEvent(rows))) = ev.read_data() else { continue };
-                    if !crate::value::row_stream::is_rows_event(ev.header().event_type_raw()) {
+                    if !is_rows_event(ev.header().event_type_raw()) {
                         continue;
                     }
                     let tme = d.reader.get_tme(rows.table_id()).ok_or("no table map")?;
