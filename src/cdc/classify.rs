@@ -217,7 +217,9 @@ impl Classifier<'_> {
         let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
         let mut lines = Lines::new(plan, &mut self.scratch, self.spool.as_deref(), LINE_FILE_ABOVE, (ev.timestamp, ti, op)).emitting(emit);
         let read = rows.rows(&types, INLINE, &mut lines);
-        if let Some(e) = lines.failed.take() {
+        let failed = lines.failed.take();
+        self.shrink_scratch();
+        if let Some(e) = failed {
             return Err(e);
         }
         read.map_err(|e| match e {
@@ -256,11 +258,15 @@ impl Classifier<'_> {
             Ok(())
         })
         .map_err(at_row)?;
-        // The scratch keeps its size from value to value, but not a huge one's for the whole run.
+        self.shrink_scratch();
+        Ok(changes)
+    }
+
+    /// The scratch keeps its size from value to value, but not a huge one's for the whole run.
+    fn shrink_scratch(&mut self) {
         if self.scratch.0.capacity() > 1 << 20 || self.scratch.1.capacity() > 1 << 20 {
             self.scratch = Default::default();
         }
-        Ok(changes)
     }
 }
 

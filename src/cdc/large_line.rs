@@ -30,10 +30,19 @@ impl Drop for LineFile {
     }
 }
 
-/// A line being written: `finish` gives its file.
+/// A line being written: `finish` gives its file; dropped unfinished (a value refused, a
+/// write failed), it removes the file.
 pub struct LineWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl LineWriter {
@@ -42,7 +51,7 @@ impl LineWriter {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("line-{}-{}.json", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
         let out = BufWriter::with_capacity(PIECE, File::create(&path)?);
-        Ok(LineWriter { path, out })
+        Ok(LineWriter { path, out: Some(out) })
     }
 
     pub fn path(&self) -> &Path {
@@ -50,15 +59,18 @@ impl LineWriter {
     }
 
     pub fn out(&mut self) -> &mut BufWriter<File> {
-        &mut self.out
+        self.out.as_mut().expect("a line's writer until it is finished")
     }
 
     /// Flushes the line (not synced: a line lives until its segment is recorded, and a
     /// capture killed before then reads its transaction again).
-    pub fn finish(self) -> std::io::Result<LineFile> {
-        let f = self.out.into_inner().map_err(|e| e.into_error())?;
-        let len = f.metadata()?.len();
-        Ok(LineFile { path: self.path, len })
+    pub fn finish(mut self) -> std::io::Result<LineFile> {
+        // Once taken, the file is the `LineFile`'s to remove (or, on an error here, this one's).
+        let out = self.out.take().expect("finished once");
+        let mut line = LineFile { path: self.path.clone(), len: 0 };
+        let f = out.into_inner().map_err(|e| e.into_error())?;
+        line.len = f.metadata()?.len();
+        Ok(line)
     }
 }
 
@@ -109,6 +121,17 @@ mod tests {
         assert!(path.exists(), "a clone still holds the line");
         drop(other);
         assert!(!path.exists(), "the last handle removes the file");
+    }
+
+    #[test]
+    fn a_line_dropped_before_it_is_finished_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LineWriter::create(dir.path()).unwrap();
+        w.out().write_all(b"half a line").unwrap();
+        let path = w.path().to_path_buf();
+        assert!(path.exists());
+        drop(w);
+        assert!(!path.exists());
     }
 
     #[test]

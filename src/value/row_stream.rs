@@ -11,10 +11,14 @@ use super::row_image::{self, ColumnType, Raw};
 
 use crate::source::wire::binlog::{DELETE_V1, DELETE_V2, UPDATE_V1, UPDATE_V2, WRITE_V1, WRITE_V2};
 
-/// Binlog type codes whose values are length-prefixed by their metadata and can be large.
+/// Binlog type codes whose values are length-prefixed by their metadata and can be large:
+/// the BLOB family and GEOMETRY (their bytes are the value, so they can be streamed), and
+/// MySQL's binary JSON and VECTOR (read whole: JSON is decoded as a whole).
 const TINY_BLOB: u8 = 249;
 const BLOB: u8 = 252;
 const GEOMETRY: u8 = 255;
+const JSON: u8 = 245;
+const VECTOR: u8 = 242;
 
 /// The most bytes a value that is not a BLOB takes (a VARCHAR of 65,535 and its length).
 const SMALL_VALUE: usize = 65_537;
@@ -65,6 +69,9 @@ pub struct RowsEvent<'r> {
     pub table_id: u64,
     pub columns: usize,
     pub images: Vec<Image>,
+    /// Whether each image has every column (binlog_row_image = FULL); `rows` refuses one that
+    /// lacks some, after the caller has seen whether the table is one it reads at all.
+    full: bool,
     input: Window<'r>,
 }
 
@@ -88,19 +95,21 @@ impl<'r> RowsEvent<'r> {
             UPDATE_V1 | UPDATE_V2 => vec![Image::Before, Image::After],
             other => return Err(StreamError::Bad(format!("event type {other} is not a rows event"))),
         };
-        // Every column in each image (binlog_row_image = FULL), as `row_image` requires.
+        let mut full = true;
         for _ in &images {
             let bits = w.take(columns.div_ceil(8))?;
-            if (0..columns).any(|i| bits[i / 8] >> (i % 8) & 1 == 0) {
-                return Err(StreamError::Bad("the row image lacks columns: set binlog_row_image = FULL".into()));
-            }
+            full &= (0..columns).all(|i| bits[i / 8] >> (i % 8) & 1 == 1);
         }
-        Ok(RowsEvent { table_id, columns, images, input: w })
+        Ok(RowsEvent { table_id, columns, images, full, input: w })
     }
 
     /// Reads every row, typing each value by `types`; a BLOB-family value over `inline` bytes
     /// that `visit` streams is handed over as its bytes.
     pub fn rows(mut self, types: &[ColumnType], inline: usize, visit: &mut dyn Visit) -> Result<(), StreamError> {
+        // Every column in each image (binlog_row_image = FULL), as `row_image` requires.
+        if !self.full {
+            return Err(StreamError::Bad("the row image lacks columns: set binlog_row_image = FULL".into()));
+        }
         if types.len() != self.columns {
             return Err(StreamError::Bad(format!("the rows event has {} columns, its table map {}", self.columns, types.len())));
         }
@@ -115,10 +124,11 @@ impl<'r> RowsEvent<'r> {
                         visit.value(i, Raw::Null)?;
                         continue;
                     }
-                    if matches!(t.code, TINY_BLOB..=BLOB | GEOMETRY) {
+                    let streamable = matches!(t.code, TINY_BLOB..=BLOB | GEOMETRY);
+                    if streamable || matches!(t.code, JSON | VECTOR) {
                         let prefix = t.meta.first().copied().unwrap_or(0).clamp(1, 4) as usize;
                         let len = le(w.peek(prefix)?);
-                        if len as usize > inline && visit.streams(i) {
+                        if streamable && len as usize > inline && visit.streams(i) {
                             w.take(prefix)?;
                             let mut value = w.value_reader(len);
                             visit.stream(i, len, &mut value)?;
@@ -249,4 +259,107 @@ impl Read for ValueReader<'_, '_> {
 
 fn le(b: &[u8]) -> u64 {
     b.iter().rev().fold(0u64, |acc, &x| acc << 8 | x as u64)
+}
+
+/// A visitor that writes down what it is given, a line each: the image, `column: value` (a
+/// streamed value read whole, as the bytes it stands for), `end` after each row.
+#[cfg(test)]
+pub(crate) struct Collect(pub Vec<String>);
+
+#[cfg(test)]
+impl Visit for Collect {
+    fn image(&mut self, image: Image) -> Result<(), StreamError> {
+        self.0.push(format!("{image:?}"));
+        Ok(())
+    }
+    fn value(&mut self, column: usize, v: Raw<'_>) -> Result<(), StreamError> {
+        self.0.push(format!("{column}: {v:?}"));
+        Ok(())
+    }
+    fn streams(&self, _: usize) -> bool {
+        true
+    }
+    fn stream(&mut self, column: usize, len: u64, input: &mut dyn Read) -> Result<(), StreamError> {
+        let mut b = Vec::new();
+        input.read_to_end(&mut b)?;
+        assert_eq!(b.len() as u64, len, "a streamed value is its length");
+        self.0.push(format!("{column}: {:?}", Raw::Bytes(&b)));
+        Ok(())
+    }
+    fn row_end(&mut self) -> Result<(), StreamError> {
+        self.0.push("end".into());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slice handed out at most `piece` bytes at a time.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.fill_buf()?.len().min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.consume(n);
+            Ok(n)
+        }
+    }
+    impl BufRead for Trickle<'_> {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            Ok(&self.0[..self.0.len().min(self.1)])
+        }
+        fn consume(&mut self, n: usize) {
+            self.0 = &self.0[n..];
+        }
+    }
+
+    #[test]
+    fn a_mysql_json_value_past_the_small_values_bound_is_read_whole_at_every_size() {
+        // A WRITE_ROWS v1 event of (INT, JSON, LONGBLOB): a JSON string of 100,000 characters
+        // (binary JSON: type 0x0c, its length in 7-bit groups, the bytes), then a BLOB.
+        let text = "é\"x".repeat(25_000);
+        let mut jsonb = vec![0x0c];
+        let mut n = text.len();
+        while n >= 0x80 {
+            jsonb.push((n & 0x7f) as u8 | 0x80);
+            n >>= 7;
+        }
+        jsonb.push(n as u8);
+        jsonb.extend_from_slice(text.as_bytes());
+        let blob = vec![7u8; 300_000];
+        let mut row = vec![0u8, 9, 0, 0, 0];
+        row.extend((jsonb.len() as u32).to_le_bytes());
+        row.extend(&jsonb);
+        row.extend((blob.len() as u32).to_le_bytes());
+        row.extend(&blob);
+        let types = [ColumnType { code: 3, meta: vec![] }, ColumnType { code: JSON, meta: vec![4] }, ColumnType { code: BLOB, meta: vec![4] }];
+        let mut whole = &row[1..];
+        let mut want = vec!["After".to_string()];
+        want.extend(types.iter().enumerate().map(|(i, t)| format!("{i}: {:?}", row_image::value(&mut whole, t).unwrap())));
+        want.push("end".into());
+        assert!(want[2].contains("Json") && want[2].len() > 100_000, "{}", &want[2][..40]);
+        let mut body = vec![1, 0, 0, 0, 0, 0, 0, 0, 3, 0b111];
+        body.extend(&row);
+        for (piece, inline) in [(1, 0), (5, 1000), (1 << 20, usize::MAX), (70_000, 0)] {
+            let mut input = Trickle(&body, piece);
+            let mut got = Collect(Vec::new());
+            RowsEvent::open(WRITE_V1, 8, 10, &mut input).unwrap().rows(&types, inline, &mut got).unwrap();
+            assert!(got.0 == want, "{piece}-byte reads, values inline up to {inline}");
+        }
+    }
+
+    #[test]
+    fn an_image_that_lacks_columns_is_refused_only_when_its_rows_are_read() {
+        // An UPDATE whose before image has one column of two (binlog_row_image = MINIMAL).
+        let body = [1, 0, 0, 0, 0, 0, 0, 0, 2, 0b01, 0b11, 0, 1, 0, 0, 0];
+        let types = [ColumnType { code: 3, meta: vec![] }, ColumnType { code: 3, meta: vec![] }];
+        let mut input = Trickle(&body, 4);
+        let event = RowsEvent::open(UPDATE_V1, 8, 10, &mut input).expect("a table not read is skipped, whatever its images");
+        match event.rows(&types, 0, &mut Collect(Vec::new())) {
+            Err(StreamError::Bad(why)) => assert!(why.contains("set binlog_row_image = FULL"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }

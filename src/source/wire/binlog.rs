@@ -570,33 +570,8 @@ mod tests {
     /// Every rows event's rows (or why they were refused), one line a value, as the dump reads
     /// them: whole, or with every rows event over `stream_above` read as it arrives.
     fn rows_read(input: Vec<u8>, piece: usize, stream_above: usize, inline: usize) -> Result<Vec<String>, String> {
-        use crate::value::row_image::{self, column_types, Raw};
-        use crate::value::row_stream::{Image, RowsEvent, StreamError, Visit};
-        struct Collect(Vec<String>);
-        impl Visit for Collect {
-            fn image(&mut self, image: Image) -> Result<(), StreamError> {
-                self.0.push(format!("{image:?}"));
-                Ok(())
-            }
-            fn value(&mut self, column: usize, v: Raw<'_>) -> Result<(), StreamError> {
-                self.0.push(format!("{column}: {v:?}"));
-                Ok(())
-            }
-            fn streams(&self, _: usize) -> bool {
-                true
-            }
-            fn stream(&mut self, column: usize, len: u64, input: &mut dyn Read) -> Result<(), StreamError> {
-                let mut b = Vec::new();
-                input.read_to_end(&mut b)?;
-                assert_eq!(b.len() as u64, len);
-                self.0.push(format!("{column}: {:?}", Raw::Bytes(&b)));
-                Ok(())
-            }
-            fn row_end(&mut self) -> Result<(), StreamError> {
-                self.0.push("end".into());
-                Ok(())
-            }
-        }
+        use crate::value::row_image::{self, column_types};
+        use crate::value::row_stream::{Collect, Image, RowsEvent, StreamError};
         let mut d = dump_from(Box::new(Trickle(Cursor::new(input), piece)), stream_above);
         let mut out = Vec::new();
         let mut large = |ev: LargeRows<'_>| -> Result<Vec<String>, String> {
