@@ -278,6 +278,8 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
     let mut skipping = skip_to;
     let mut skipped = 0u64;
     let mut reading = false;
+    // The end of the last event read, to say where a bad one comes after.
+    let mut read_to = run.st.state.next.position;
     loop {
         // A rows event too large to hold is classified as it arrives, its changes going to the
         // open transaction one by one (unless it was read before).
@@ -291,7 +293,7 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
         let Some(item) = next else { break };
         let item = item.map_err(|e| match e {
             StreamError::Lost(reason) => CdcError::SourceLost { at: run.st.state.next.display(), reason },
-            StreamError::Bad(reason) => CdcError::Binlog { at: format!("after {}", run.tracker.file()), reason },
+            StreamError::Bad(reason) => CdcError::Binlog { at: format!("{}, after offset {read_to}", run.tracker.file()), reason },
         })?;
         if !reading {
             reading = true;
@@ -299,6 +301,7 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
         }
         let ev = match item {
             Item::File(name) => {
+                read_to = 4;
                 // File mode: the start file is where capture stands already; the others begin at 4.
                 if skipping.as_ref().is_none_or(|(f, _)| *f != name) {
                     skipping = None;
@@ -308,6 +311,7 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
             }
             Item::Event(ev) => ev,
             Item::Large { log_pos, step } => {
+                read_to = log_pos;
                 // Read before (a rows event carries no GTID to fold): its lines are dropped.
                 if skipping.as_ref().is_some_and(|(_, upto)| log_pos <= *upto) {
                     skipped += 1;
@@ -323,6 +327,9 @@ fn run_once(s: &CaptureSettings, on_reading: &dyn Fn()) -> Result<CaptureState, 
             }
         };
         let log_pos = ev.header().log_pos() as u64;
+        if log_pos > 0 {
+            read_to = log_pos;
+        }
         if let Some((_, upto)) = &skipping {
             // A ROTATE after the stream's first event moves to another file (the server's own,
             // with offset 0, when the start file ended without one): skipping is over there.

@@ -217,7 +217,7 @@ impl Classifier<'_> {
         let plan = self.plans.entry(ti).or_insert_with(|| table_plan(schema));
         let mut lines = Lines::new(plan, &mut self.scratch, self.spool.as_deref(), LINE_FILE_ABOVE, (ev.timestamp, ti, op)).emitting(emit);
         let read = rows.rows(&types, INLINE, &mut lines);
-        let failed = lines.failed.take();
+        let failed = lines.failure();
         self.shrink_scratch();
         if let Some(e) = failed {
             return Err(e);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::large_line::{LineFile, LineWriter};
+use super::CdcError;
 use crate::value::binlog::{CellView, ColumnPlan};
 use crate::value::row_image::Raw;
 use crate::value::Cell;
@@ -129,14 +130,15 @@ impl Staged {
         // would hold the value twice over while it moved. A small row's values are not looked at.
         let raw: usize = images.iter().flatten().flat_map(|v| v.iter()).map(raw_len).sum();
         if let Some(dir) = spool.filter(|_| raw > LINE_FILE_ABOVE) {
-            let mut w = LineWriter::create(dir).map_err(|e| format!("a large row's line, creating a file in {}: {e}", dir.display()))?;
+            let hint = crate::run::disk_full_hint;
+            let mut w = LineWriter::create(dir).map_err(|e| format!("a large row's line, creating a file in {}: {e}{}", dir.display(), hint(&e)))?;
             match render(w.out(), ts, table, op, plan, images, scratch, |out, v| v.write_json_to(out)) {
                 Ok(()) => {}
                 Err(Failed::Value(e)) => return Err(e),
-                Err(Failed::Io(e)) => return Err(format!("a large row's line, writing {}: {e}", w.path().display())),
+                Err(Failed::Io(e)) => return Err(format!("a large row's line, writing {}: {e}{}", w.path().display(), hint(&e))),
             }
             let path = w.path().to_path_buf();
-            let file = w.finish().map_err(|e| format!("a large row's line, writing {}: {e}", path.display()))?;
+            let file = w.finish().map_err(|e| format!("a large row's line, writing {}: {e}{}", path.display(), hint(&e)))?;
             return Ok(Staged { ts, table, op, query: None, body: Body::File(Arc::new(file)) });
         }
         let capacity = match raw > SIZED_ABOVE {
@@ -260,25 +262,33 @@ pub struct LineOut<'a> {
     file: Option<LineWriter>,
     spool: Option<&'a Path>,
     file_above: usize,
+    /// The first write that failed, and where (a full disk is the disk's, not the source's).
+    failed: Option<(std::path::PathBuf, std::io::Error)>,
 }
 
 impl<'a> LineOut<'a> {
     pub fn new(spool: Option<&'a Path>, file_above: usize) -> LineOut<'a> {
-        LineOut { mem: Vec::with_capacity(256), file: None, spool, file_above }
+        LineOut { mem: Vec::with_capacity(256), file: None, spool, file_above, failed: None }
     }
 
     /// The rendered line as a staged change.
-    pub fn staged(self, ts: u32, table: usize, op: Op) -> std::io::Result<Staged> {
+    pub fn staged(self, ts: u32, table: usize, op: Op) -> Result<Staged, CdcError> {
         let body = match self.file {
-            Some(w) => Body::File(Arc::new(w.finish()?)),
+            Some(w) => {
+                let path = w.path().to_path_buf();
+                Body::File(Arc::new(w.finish().map_err(|e| CdcError::io(&path, e))?))
+            }
             None => Body::Line(self.mem),
         };
         Ok(Staged { ts, table, op, query: None, body })
     }
-}
 
-impl Write for LineOut<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+    /// The first write that failed: the file (or the folder it was to be made in) and why.
+    pub fn failure(&mut self) -> Option<CdcError> {
+        self.failed.take().map(|(path, e)| CdcError::io(&path, e))
+    }
+
+    fn write_line(&mut self, b: &[u8]) -> std::io::Result<usize> {
         if let Some(w) = &mut self.file {
             return w.out().write(b);
         }
@@ -290,6 +300,22 @@ impl Write for LineOut<'_> {
             self.file = Some(w);
         }
         Ok(b.len())
+    }
+}
+
+impl Write for LineOut<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let written = self.write_line(b);
+        if let (Err(e), None) = (&written, &self.failed) {
+            let path = match &self.file {
+                Some(w) => w.path().to_path_buf(),
+                None => self.spool.map(Path::to_path_buf).unwrap_or_default(),
+            };
+            // Kept as the system gave it, so a full disk is still told as one.
+            let kept = e.raw_os_error().map_or_else(|| std::io::Error::new(e.kind(), e.to_string()), std::io::Error::from_raw_os_error);
+            self.failed = Some((path, kept));
+        }
+        written
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -396,5 +422,20 @@ mod tests {
         assert!(path.exists(), "a clone still holds the line");
         drop(copy);
         assert!(!path.exists(), "the line's file goes with its last handle");
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_written_says_where() {
+        // Its folder would be inside a file: making the line's file fails at the bound.
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-folder");
+        std::fs::write(&blocker, b"").unwrap();
+        let spool = blocker.join("spill");
+        let mut line = LineOut::new(Some(&spool), 100);
+        write_head(&mut line, 1, 2, Op::Insert).unwrap();
+        assert!(line.write_all(&[b'x'; 200]).is_err());
+        let err = line.failure().expect("the failure is kept").to_string();
+        assert!(err.starts_with(&spool.display().to_string()), "{err}");
+        assert!(line.failure().is_none(), "taken once");
     }
 }

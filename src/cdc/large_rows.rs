@@ -64,6 +64,12 @@ impl<'c> Lines<'c> {
         Ok(line)
     }
 
+    /// What stopped the rows, where it was not the event: a write of a line that failed (a full
+    /// disk), or the open transaction refusing a change.
+    pub fn failure(&mut self) -> Option<CdcError> {
+        self.failed.take().or_else(|| self.line.as_mut().and_then(LineOut::failure))
+    }
+
     fn plan(&self, column: usize) -> Result<&'c ColumnPlan<'c>, StreamError> {
         self.plan.get(column).ok_or_else(|| StreamError::Bad(format!("column {} is past the table's {}", column + 1, self.plan.len())))
     }
@@ -113,7 +119,13 @@ impl Visit for Lines<'_> {
         let mut line = self.line.take().ok_or_else(|| StreamError::Bad("a row without an image".into()))?;
         line.write_all(b"]}")?;
         self.in_image = false;
-        let staged = line.staged(self.ts, self.table, self.op)?;
+        let staged = match line.staged(self.ts, self.table, self.op) {
+            Ok(s) => s,
+            Err(e) => {
+                self.failed = Some(e);
+                return Err(StreamError::Bad("a large row's line could not be written".into()));
+            }
+        };
         match self.emit.as_mut() {
             None => self.staged.push(staged),
             Some(emit) => {
