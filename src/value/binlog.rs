@@ -246,7 +246,7 @@ impl<'s> ColumnPlan<'s> {
         let cs = c.charset.as_deref().unwrap_or("utf8mb4");
         let bad = || format!("column {}: the binlog's bytes are not valid {cs}", c.name);
         match self.text.as_ref().ok_or_else(|| format!("column {}: charset {cs} is not decoded from the binlog", c.name))? {
-            TextDecoder::Utf8 => simdutf8::basic::from_utf8(b).map_err(|_| bad()),
+            TextDecoder::Utf8 => super::row::utf8(b).ok_or_else(bad),
             TextDecoder::Utf32 => {
                 if !b.len().is_multiple_of(4) {
                     return Err(bad());
