@@ -68,7 +68,9 @@ fn import_capture_and_apply_serve_metrics_an_independent_parser_reads() {
 
     // Capture and apply following, each with its own address; 55 row changes on the source.
     let (cap_addr, app_addr) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let mut capture = cdc_cmd(&["capture", "--follow", "--quiet", "--metrics-addr", &cap_addr], &run).stderr(Stdio::null()).spawn().unwrap();
+    // Capture's messages go to a file, to be shown if it stops.
+    let cap_log = run.with_extension("capture.log");
+    let mut capture = cdc_cmd(&["capture", "--follow", "--quiet", "--metrics-addr", &cap_addr], &run).stderr(std::fs::File::create(&cap_log).unwrap()).spawn().unwrap();
     let mut apply = cdc_cmd(&["apply", "--follow", "--quiet", "--endpoint", &dynalite(), "--metrics-addr", &app_addr], &run).stderr(Stdio::null()).spawn().unwrap();
     scrape_until(&cap_addr, &mut capture, |m| m.contains_key(r#"m2d_stage_running{stage="cdc capture"}"#));
     conn.query_drop(format!("INSERT INTO `{db}`.t SELECT seq, 'new' FROM `{db}`.seq_2001_to_2040")).unwrap();
@@ -76,7 +78,8 @@ fn import_capture_and_apply_serve_metrics_an_independent_parser_reads() {
     conn.query_drop(format!("DELETE FROM `{db}`.t WHERE id BETWEEN 11 AND 15")).unwrap();
     let changes = 40.0 + 10.0 + 5.0;
     let cap = scrape_until(&cap_addr, &mut capture, |m| m.get("m2d_changes_captured_total") == Some(&changes));
-    assert_eq!(get(&cap, r#"m2d_stage_running{stage="cdc capture"}"#), 1.0);
+    let said = || std::fs::read_to_string(&cap_log).unwrap_or_default();
+    assert_eq!(get(&cap, r#"m2d_stage_running{stage="cdc capture"}"#), 1.0, "capture still runs; it said: {}", said());
     let file: String = conn.query_first::<mysql::Row, _>("SHOW MASTER STATUS").unwrap().unwrap().get(0).unwrap();
     let number: f64 = file.rsplit('.').next().unwrap().parse().unwrap();
     // The gauges are read from the run folder now and then: a read taken before capture staged

@@ -37,7 +37,6 @@ pub const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 /// TRANSACTION_PAYLOAD_EVENT (MySQL 8.0.20+, binlog_transaction_compression=ON).
 pub const TRANSACTION_PAYLOAD: u8 = 40;
 
-
 /// The file a ROTATE event names. The server's first event is an artificial ROTATE to the file
 /// capture starts in; it comes before the format description that tells the reader about
 /// checksums, so its name can carry the event's 4 CRC32 bytes (any bytes, digits and dots too).

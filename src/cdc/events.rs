@@ -78,8 +78,8 @@ pub enum StreamError {
 
 impl Events {
     /// The next item; a rows event too large to hold goes to `large` as it arrives (capture's
-    /// own reader only: the others read every event whole).
-    /// Every whole event's checksum is checked here, whichever reader read it.
+    /// own reader only: the others read every event whole). Every whole event's checksum is
+    /// checked here, whichever reader read it.
     pub fn next_item(&mut self, large: &mut LargeRowsFn<'_>) -> Option<Result<Item, StreamError>> {
         let item = self.read_item(large)?;
         Some(item.and_then(|item| match &item {
