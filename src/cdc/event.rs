@@ -130,16 +130,17 @@ impl Staged {
         // would hold the value twice over while it moved. A small row's values are not looked at.
         let raw: usize = images.iter().flatten().flat_map(|v| v.iter()).map(raw_len).sum();
         if let Some(dir) = spool.filter(|_| raw > LINE_FILE_ABOVE) {
-            let hint = crate::run::disk_full_hint;
-            let mut w = LineWriter::create(dir).map_err(|e| format!("a large row's line, creating a file in {}: {e}{}", dir.display(), hint(&e)))?;
-            match render(w.out(), ts, table, op, plan, images, scratch, |out, v| v.write_json_to(out)) {
-                Ok(()) => {}
-                Err(Failed::Value(e)) => return Err(e),
-                Err(Failed::Io(e)) => return Err(format!("a large row's line, writing {}: {e}{}", w.path().display(), hint(&e))),
+            // Into its file from the first byte.
+            let mut line = LineOut::new(Some(dir), 0);
+            let written = render(&mut line, ts, table, op, plan, images, scratch, |out, v| v.write_json_to(out));
+            if let Some(e) = line.failure() {
+                return Err(format!("a large row's line: {e}"));
             }
-            let path = w.path().to_path_buf();
-            let file = w.finish().map_err(|e| format!("a large row's line, writing {}: {e}{}", path.display(), hint(&e)))?;
-            return Ok(Staged { ts, table, op, query: None, body: Body::File(Arc::new(file)) });
+            match written {
+                Err(Failed::Value(e)) => return Err(e),
+                Err(Failed::Io(e)) => return Err(format!("a large row's line: {e}")),
+                Ok(()) => return line.staged(ts, table, op).map_err(|e| format!("a large row's line: {e}")),
+            }
         }
         let capacity = match raw > SIZED_ABOVE {
             true => 256 + images.iter().flatten().flat_map(|v| plan.iter().zip(v.iter())).map(|(p, v)| p.json_len_bound(v)).sum::<usize>(),

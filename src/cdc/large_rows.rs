@@ -21,23 +21,23 @@ pub const INLINE: usize = 256 << 10;
 
 /// Renders rows into staged lines as a rows event is read.
 pub struct Lines<'c> {
-    pub plan: &'c [ColumnPlan<'c>],
-    pub scratch: &'c mut (String, Vec<u8>),
-    pub spool: Option<&'c Path>,
+    plan: &'c [ColumnPlan<'c>],
+    scratch: &'c mut (String, Vec<u8>),
+    spool: Option<&'c Path>,
     /// A line past this many bytes goes to its file.
-    pub file_above: usize,
-    pub ts: u32,
-    pub table: usize,
-    pub op: Op,
-    /// The row being rendered, and whether an image and a value of it were begun.
+    file_above: usize,
+    ts: u32,
+    table: usize,
+    op: Op,
+    /// The row being rendered (begun at its first image, so an image is open while it is
+    /// there), and how many values its open image has.
     line: Option<LineOut<'c>>,
-    in_image: bool,
     values: usize,
     /// Each row's change as it is rendered; without it they gather in `staged`.
     emit: Option<&'c mut Emit<'c>>,
     pub staged: Vec<Staged>,
     /// What `emit` failed with.
-    pub failed: Option<CdcError>,
+    failed: Option<CdcError>,
 }
 
 /// What takes a large event's changes one by one (the open transaction).
@@ -45,7 +45,7 @@ pub type Emit<'c> = dyn FnMut(Staged) -> Result<(), CdcError> + 'c;
 
 impl<'c> Lines<'c> {
     pub fn new(plan: &'c [ColumnPlan<'c>], scratch: &'c mut (String, Vec<u8>), spool: Option<&'c Path>, file_above: usize, (ts, table, op): (u32, usize, Op)) -> Lines<'c> {
-        Lines { plan, scratch, spool, file_above, ts, table, op, line: None, in_image: false, values: 0, emit: None, staged: Vec::new(), failed: None }
+        Lines { plan, scratch, spool, file_above, ts, table, op, line: None, values: 0, emit: None, staged: Vec::new(), failed: None }
     }
 
     /// Hands each row's change to `emit` as soon as it is rendered, so an event of many rows
@@ -78,18 +78,20 @@ impl<'c> Lines<'c> {
 impl Visit for Lines<'_> {
     fn image(&mut self, image: Image) -> Result<(), StreamError> {
         use std::io::Write;
-        let (spool, file_above, ts, table, op) = (self.spool, self.file_above, self.ts, self.table, self.op);
-        if self.line.is_none() {
-            let mut line = LineOut::new(spool, file_above);
-            write_head(&mut line, ts, table, op)?;
-            self.line = Some(line);
-        }
-        let line = self.line.as_mut().expect("just made");
-        if self.in_image {
-            line.write_all(b"]")?;
-        }
+        let line = match &mut self.line {
+            // The row's before image is open: close it.
+            Some(line) => {
+                line.write_all(b"]")?;
+                line
+            }
+            None => {
+                let mut line = LineOut::new(self.spool, self.file_above);
+                write_head(&mut line, self.ts, self.table, self.op)?;
+                self.line.insert(line)
+            }
+        };
         open_image(line, image == Image::After)?;
-        (self.in_image, self.values) = (true, 0);
+        self.values = 0;
         Ok(())
     }
 
@@ -118,7 +120,6 @@ impl Visit for Lines<'_> {
         use std::io::Write;
         let mut line = self.line.take().ok_or_else(|| StreamError::Bad("a row without an image".into()))?;
         line.write_all(b"]}")?;
-        self.in_image = false;
         let staged = match line.staged(self.ts, self.table, self.op) {
             Ok(s) => s,
             Err(e) => {
@@ -145,27 +146,7 @@ mod tests {
     use crate::source::schema::ColumnSchema;
     use crate::source::types::ColumnKind;
     use crate::value::row_image::ColumnType;
-    use crate::value::row_stream::RowsEvent;
-    use std::io::BufRead;
-
-    /// A slice handed out at most `piece` bytes at a time.
-    struct Trickle<'a>(&'a [u8], usize);
-    impl std::io::Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.fill_buf()?.len().min(out.len());
-            out[..n].copy_from_slice(&self.0[..n]);
-            self.consume(n);
-            Ok(n)
-        }
-    }
-    impl BufRead for Trickle<'_> {
-        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-            Ok(&self.0[..self.0.len().min(self.1)])
-        }
-        fn consume(&mut self, n: usize) {
-            self.0 = &self.0[n..];
-        }
-    }
+    use crate::value::row_stream::{RowsEvent, Trickle};
 
     fn col(name: &str, ty: &str, charset: Option<&str>, kind: ColumnKind) -> ColumnSchema {
         ColumnSchema { name: name.into(), ordinal: 1, mysql_type: ty.into(), nullable: true, charset: charset.map(String::from), collation: None, kind }

@@ -261,6 +261,30 @@ fn le(b: &[u8]) -> u64 {
     b.iter().rev().fold(0u64, |acc, &x| acc << 8 | x as u64)
 }
 
+/// A slice handed out at most `piece` bytes at a time (a socket giving little at once).
+#[cfg(test)]
+pub(crate) struct Trickle<'a>(pub &'a [u8], pub usize);
+
+#[cfg(test)]
+impl Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.fill_buf()?.len().min(out.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+impl BufRead for Trickle<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(&self.0[..self.0.len().min(self.1)])
+    }
+    fn consume(&mut self, n: usize) {
+        self.0 = &self.0[n..];
+    }
+}
+
 /// A visitor that writes down what it is given, a line each: the image, `column: value` (a
 /// streamed value read whole, as the bytes it stands for), `end` after each row.
 #[cfg(test)]
@@ -295,25 +319,6 @@ impl Visit for Collect {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A slice handed out at most `piece` bytes at a time.
-    struct Trickle<'a>(&'a [u8], usize);
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            let n = self.fill_buf()?.len().min(out.len());
-            out[..n].copy_from_slice(&self.0[..n]);
-            self.consume(n);
-            Ok(n)
-        }
-    }
-    impl BufRead for Trickle<'_> {
-        fn fill_buf(&mut self) -> io::Result<&[u8]> {
-            Ok(&self.0[..self.0.len().min(self.1)])
-        }
-        fn consume(&mut self, n: usize) {
-            self.0 = &self.0[n..];
-        }
-    }
 
     #[test]
     fn a_mysql_json_value_past_the_small_values_bound_is_read_whole_at_every_size() {
